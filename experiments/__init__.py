@@ -1,0 +1,1 @@
+"""Loopwise experiments package."""

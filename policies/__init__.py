@@ -1,0 +1,1 @@
+"""Loopwise policies package."""

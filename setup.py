@@ -1,0 +1,49 @@
+"""Loopwise: an online learning engine for recommender feedback loops."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="loopwise",
+    version="0.1.0",
+    description="Online learning engine for recommender feedback loops: live profiles, "
+    "contextual bandits, simulation and policy comparison.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["engine*", "policies*", "simulators*", "experiments*"]),
+    package_data={"experiments": ["configs/*.yaml"]},
+    install_requires=[
+        "numpy>=1.24",
+        # CPU users: install with `-c constraints.txt` (torch==2.13.0, CPU build).
+        # GPU users may bring any newer CUDA build.
+        "torch>=2.1",
+        "river>=0.21",
+        "gymnasium>=1.0",
+        "pyarrow>=14",
+        "matplotlib>=3.7",
+        "pydantic>=2.5",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "ray": ["ray[default]>=2.9"],
+        "vw": ["vowpalwabbit>=9.9"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.27", "httpx>=0.27"],
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "ruff>=0.5",
+            "ray[default]>=2.9",
+            "vowpalwabbit>=9.9",
+            "fastapi>=0.110",
+            "uvicorn>=0.27",
+            "httpx>=0.27",
+            "schemathesis>=3.30",
+        ],
+    },
+    entry_points={"console_scripts": ["loopwise=engine.cli:main"]},
+)
