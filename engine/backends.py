@@ -1,0 +1,60 @@
+"""Shard backends: where the shards live. The engine talks to every backend the same way.
+
+Each method takes work for many shards and makes at most one call per shard, so the Ray
+backend (:mod:`engine.ray_backend`) can send one batch per actor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from engine.events import Event, EventTypes
+from engine.profile import ProfileConfig
+from engine.shard import Candidate, ProfileShard
+
+
+class InlineBackend:
+    """All shards as plain objects in this process.
+
+    Examples
+    --------
+    >>> b = InlineBackend(2, ProfileConfig(), EventTypes(), seed=0)
+    >>> b.n_shards, b.n_profiles()
+    (2, 0)
+    """
+
+    def __init__(self, n_shards: int, profile_config: ProfileConfig, event_types: EventTypes,
+                 seed: int = 0):
+        self.n_shards = n_shards
+        self.shards = [ProfileShard(i, profile_config, event_types, seed) for i in range(n_shards)]
+
+    def apply(self, batches: dict[int, tuple[list[Event], list[int]]]) -> int:
+        return sum(self.shards[s].apply(evs, seqs) for s, (evs, seqs) in batches.items())
+
+    def features(self, requests: dict[int, list[tuple[str, Sequence[Candidate]]]], now: float
+                 ) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+        return {s: self.shards[s].features(reqs, now) for s, reqs in requests.items()}
+
+    def profile_json(self, shard: int, user_id: str, now: float | None) -> dict | None:
+        return self.shards[shard].profile_json(user_id, now)
+
+    def forget(self, shard: int, user_id: str) -> bool:
+        return self.shards[shard].forget(user_id)
+
+    def snapshot(self, shard: int) -> tuple[int, bytes]:
+        s = self.shards[shard]
+        return s.last_seq, s.snapshot()
+
+    def restore(self, shard: int, blob: bytes) -> None:
+        self.shards[shard].restore(blob)
+
+    def last_seq(self, shard: int) -> int:
+        return self.shards[shard].last_seq
+
+    def n_profiles(self) -> int:
+        return sum(len(s) for s in self.shards)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,523 @@
+"""The Engine: the embedded decision service (events in, rankings out, rewards learned)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.backends import InlineBackend
+from engine.decisions import Decision, Joiner, Pending, RewardResult
+from engine.errors import UnknownDecisionError, ValidationError
+from engine.events import EventTypes, validate_event, validate_events
+from engine.featurizer import Featurizer
+from engine.learner import Learner
+from engine.profile import ProfileConfig
+from engine.router import Router, stable_hash
+from engine.store import Store
+
+
+@dataclass
+class IngestResult:
+    """How many events one :meth:`Engine.ingest` call stored, and how many it ignored as
+    duplicates of an ``event_id`` already in the log."""
+
+    accepted: int
+    duplicates: int
+
+
+class Engine:
+    """Live user profiles, decisions by a contextual-bandit policy, and learning from rewards.
+
+    Parameters
+    ----------
+    data_dir
+        Directory of the durable store (SQLite). ``None``: a temporary directory removed by
+        :meth:`close` (nothing survives; for tests and simulations).
+    policy
+        Policy name for :func:`policies.make` (e.g. ``"lints"``) or a policy object.
+    policy_params
+        Keyword arguments for the named policy.
+    variants
+        For online A/B tests: ``{name: {"policy": ..., "params": {...}, "weight": w}}``. Users
+        are assigned to variants stickily by a salted hash of their id. Default: one variant
+        ``"default"`` running ``policy``.
+    salt
+        Salt of the variant assignment hash (change it to re-randomize an experiment).
+    shards
+        Number of profile shards.
+    backend
+        ``"inline"`` (shards in this process) or ``"ray"`` (one actor per shard).
+    item_features, context_features, max_candidates
+        The featurizer's shape: length of each candidate's ``features``, names of numeric
+        context features, and the most candidates a request may carry.
+    profile
+        A :class:`~engine.profile.ProfileConfig` or a dict of its fields.
+    event_types
+        Extra event types with their interest weights, e.g. ``{"share": 1.5}``.
+    wait_window
+        Seconds (engine clock) a decision waits for its reward before ``default_reward`` is
+        learned in its place.
+    default_reward
+        Reward learned when none arrives in time.
+    learn_batch
+        Joined records per policy update.
+    snapshot_every
+        Events between automatic profile snapshots.
+    seed
+        Seed of the engine's sampling generator (and of the models it builds).
+    clock
+        Callable returning the current time in seconds; default wall clock. Experiments pass
+        the simulator's clock so that windows and decay are deterministic.
+
+    Examples
+    --------
+    >>> eng = Engine(policy="lints", item_features=2, seed=0, clock=lambda: 100.0)
+    >>> eng.ingest([{"user_id": "u1", "type": "click", "ts": 90.0, "item_id": "a",
+    ...              "topics": ["jazz"]}])
+    IngestResult(accepted=1, duplicates=0)
+    >>> d = eng.rank("u1", [{"id": "a", "topics": ["jazz"], "features": [1.0, 0.0]},
+    ...                     {"id": "b", "topics": ["rock"], "features": [0.0, 1.0]}])
+    >>> d.chosen in ("a", "b"), round(sum(d.probabilities), 6)
+    (True, 1.0)
+    >>> eng.reward(d.decision_id, 1.0).status
+    'joined'
+    >>> eng.reward(d.decision_id, 1.0).status
+    'duplicate'
+    >>> eng.profile("u1")["engagement"]["events"]
+    2
+    >>> eng.close()
+    """
+
+    def __init__(self, data_dir: str | None = None, *, policy: object = "lints",
+                 policy_params: Mapping | None = None, variants: Mapping | None = None,
+                 salt: str = "loopwise", shards: int = 1, backend: str = "inline",
+                 ray_address: str | None = None, item_features: int = 0,
+                 context_features: Sequence[str] = (), max_candidates: int = 1000,
+                 profile: ProfileConfig | Mapping | None = None,
+                 event_types: Mapping[str, float] | None = None, wait_window: float = 3600.0,
+                 default_reward: float = 0.0, learn_batch: int = 1,
+                 snapshot_every: int = 100_000, seed: int = 0,
+                 clock: Callable[[], float] | None = None, synchronous: str = "NORMAL"):
+        _check_number("wait_window", wait_window, low=0.0)
+        _check_number("default_reward", default_reward)
+        _check_int("learn_batch", learn_batch, 1)
+        _check_int("snapshot_every", snapshot_every, 1)
+        _check_int("seed", seed, 0)
+        if backend not in ("inline", "ray"):
+            raise ValidationError("backend", "must be 'inline' or 'ray'", backend)
+        if isinstance(profile, Mapping):
+            profile = ProfileConfig(**profile)
+        self.profile_config = profile or ProfileConfig()
+        self.event_types = EventTypes(custom=dict(event_types or {}))
+        self.featurizer = Featurizer(item_features, context_features, max_candidates)
+        self.router = Router(shards)
+        self.wait_window = float(wait_window)
+        self.default_reward = float(default_reward)
+        self.snapshot_every = snapshot_every
+        self.seed = seed
+        self.salt = salt
+        self.clock = clock or time.time
+        self._rng = np.random.default_rng(seed)
+
+        self._tmpdir = None
+        if data_dir is None:
+            self._tmpdir = data_dir = tempfile.mkdtemp(prefix="loopwise-")
+        self.data_dir = str(data_dir)
+        self.store = Store(data_dir, synchronous=synchronous)
+
+        specs = self._variant_specs(policy, policy_params, variants)
+        self.store.check_meta({
+            "shards": shards,
+            "n_features": self.featurizer.n_features,
+            "feature_names": self.featurizer.feature_names,
+            "variants": {k: {"policy": v["name"], "params": v["params"]} for k, v in specs.items()},
+        })
+        self._weights = {k: v["weight"] for k, v in specs.items()}
+        self.learners: dict[str, Learner] = {}
+        for name, spec in specs.items():
+            saved = self.store.load_policy(name)
+            pol = Learner.load_policy(saved[2]) if saved else spec["policy"]
+            learner = Learner(pol, learn_batch)
+            learner.learned_seq = saved[0] if saved else 0
+            self.learners[name] = learner
+        self._variant_names = list(specs)
+        self._cum_weights = np.cumsum([self._weights[k] for k in self._variant_names])
+        self._cum_weights /= self._cum_weights[-1]
+        self._ab = {name: [0, 0.0, 0.0] for name in specs}  # n, sum, sum of squares
+
+        if backend == "inline":
+            self.backend = InlineBackend(shards, self.profile_config, self.event_types, seed)
+        else:
+            from engine.ray_backend import RayBackend
+            self.backend = RayBackend(shards, self.profile_config, self.event_types, seed,
+                                      address=ray_address)
+        self.joiner = Joiner()
+        self._since_snapshot = 0
+        self._recover()
+
+    # ---- construction helpers ----------------------------------------------------------
+    def _variant_specs(self, policy, policy_params, variants) -> dict[str, dict]:
+        from policies import make
+
+        d = self.featurizer.n_features
+        if variants is None:
+            variants = {"default": {"policy": policy, "params": dict(policy_params or {}),
+                                    "weight": 1.0}}
+        elif policy_params is not None:
+            raise ValidationError("policy_params", "give each variant's params in variants instead")
+        if not isinstance(variants, Mapping) or not variants:
+            raise ValidationError("variants", "must be a non-empty mapping of name to spec", variants)
+        out = {}
+        for i, (name, spec) in enumerate(variants.items()):
+            where = f"variants.{name}"
+            if not isinstance(name, str) or not name:
+                raise ValidationError("variants", "names must be non-empty strings", name)
+            if not isinstance(spec, Mapping):
+                raise ValidationError(where, "must be a mapping with 'policy'", spec)
+            extra = set(spec) - {"policy", "params", "weight"}
+            if extra:
+                raise ValidationError(f"{where}.{sorted(extra)[0]}",
+                                      "unknown key; allowed: policy, params, weight")
+            weight = spec.get("weight", 1.0)
+            _check_number(f"{where}.weight", weight, low=0.0, strict=True)
+            pol = spec.get("policy", "lints")
+            params = dict(spec.get("params") or {})
+            if isinstance(pol, str):
+                try:
+                    obj = make(pol, n_features=d, seed=self.seed + 7919 * i, **params)
+                except (TypeError, ValueError) as err:
+                    raise ValidationError(f"{where}.policy", str(err), pol) from None
+                name_ = pol
+            else:
+                if getattr(pol, "n_features", d) != d:
+                    raise ValidationError(f"{where}.policy",
+                                          f"has n_features={pol.n_features} but the featurizer "
+                                          f"makes {d}", pol)
+                obj, name_ = pol, type(pol).__name__
+            out[name] = {"policy": obj, "name": name_, "params": params, "weight": float(weight)}
+        return out
+
+    def _recover(self) -> None:
+        """Restore shards from snapshots, replay the log tail, reload pending decisions and
+        re-learn rewards that came after the last saved policy."""
+        for shard in range(self.router.n_shards):
+            snap = self.store.load_snapshot(shard)
+            if snap is not None:
+                self.backend.restore(shard, snap[1])
+            after = self.backend.last_seq(shard)
+            for events, seqs in self.store.iter_events(shard, after):
+                self.backend.apply({shard: (events, seqs)})
+        for did, uid, deadline, chosen, variant, phi, d, meta in self.store.pending_decisions():
+            phi = np.frombuffer(phi, dtype=np.float32).reshape(-1, d)[chosen].astype(float)
+            item = json.loads(meta)
+            self.joiner.add(Pending(did, uid, deadline, variant, phi, item["p"], item["id"],
+                                    tuple(item["topics"]), tuple(item["tags"])))
+        for name, learner in self.learners.items():
+            rows = self.store.learnable_rewards(name, learner.learned_seq)
+            for seq, value, chosen, phi, d, probs in rows:
+                x = np.frombuffer(phi, dtype=np.float32).reshape(-1, d)[chosen].astype(float)
+                p = float(np.frombuffer(probs, dtype=np.float64)[chosen])
+                learner.add(x, value, p, seq)
+            learner.flush()
+        rng_state = self.store.get_meta("rng_state")
+        if rng_state is not None:
+            self._rng.bit_generator.state = json.loads(rng_state)
+
+    # ---- events ----------------------------------------------------------------------
+    def ingest(self, events: Sequence[Mapping]) -> IngestResult:
+        """Validate, log durably, then apply events to profiles. All-or-nothing: if any event
+        is invalid, nothing is stored. Events repeating a stored ``event_id`` are ignored."""
+        evs = validate_events(events, self.event_types)
+        self._expire(self.clock())
+        return self._ingest_validated(evs)
+
+    def _ingest_validated(self, evs) -> IngestResult:
+        if not evs:
+            return IngestResult(0, 0)
+        shard_of = self.router.shard_of
+        shards = [shard_of(e.user_id) for e in evs]
+        seqs = self.store.append_events(evs, shards)
+        batches: dict[int, tuple[list, list]] = {}
+        accepted = 0
+        for e, s, seq in zip(evs, shards, seqs, strict=True):
+            if seq is None:
+                continue
+            accepted += 1
+            b = batches.get(s)
+            if b is None:
+                b = batches[s] = ([], [])
+            b[0].append(e)
+            b[1].append(seq)
+        self.backend.apply(batches)
+        self._since_snapshot += accepted
+        if self._since_snapshot >= self.snapshot_every:
+            self.snapshot()
+        return IngestResult(accepted, len(evs) - accepted)
+
+    # ---- decisions -------------------------------------------------------------------
+    def variant_of(self, user_id: str) -> str:
+        """The variant a user is assigned to (sticky: a salted hash of the id)."""
+        if len(self._variant_names) == 1:
+            return self._variant_names[0]
+        u = stable_hash(user_id, self.salt) / 2.0**64
+        return self._variant_names[int(np.searchsorted(self._cum_weights, u, side="right"))]
+
+    def rank(self, user_id: str, candidates: Sequence, context: Mapping | None = None, *,
+             slate_size: int = 1, decision_id: str | None = None) -> Decision:
+        """Rank ``candidates`` for ``user_id``; the first ``slate_size`` are sampled by the
+        policy and their propensities logged. Report the outcome with :meth:`reward`."""
+        return self.rank_batch([{"user_id": user_id, "candidates": candidates, "context": context,
+                                 "decision_id": decision_id}], slate_size=slate_size)[0]
+
+    def rank_batch(self, requests: Sequence[Mapping], *, slate_size: int = 1) -> list[Decision]:
+        """Rank many requests at once: one feature call per shard and one policy call per
+        variant. Each request: ``{"user_id", "candidates", "context"?, "decision_id"?}``."""
+        _check_int("slate_size", slate_size, 1)
+        if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Sequence) \
+                or not requests:
+            raise ValidationError("requests", "must be a non-empty list of rank requests", requests)
+        now = float(self.clock())
+        self._expire(now)
+        parsed = [self._parse_request(r, f"requests[{i}]", slate_size)
+                  for i, r in enumerate(requests)]
+        groups: dict[int, list[int]] = {}
+        for i, p in enumerate(parsed):
+            groups.setdefault(self.router.shard_of(p[0]), []).append(i)
+        feats = self.backend.features(
+            {s: [(parsed[i][0], parsed[i][1]) for i in idx] for s, idx in groups.items()}, now)
+        users, inters = [None] * len(parsed), [None] * len(parsed)
+        for s, idx in groups.items():
+            for i, (u, inter) in zip(idx, feats[s], strict=True):
+                users[i], inters[i] = u, inter
+        phi, mask = self.featurizer.build(users, inters, [p[2] for p in parsed],
+                                          [p[3] for p in parsed])
+        variants = [self.variant_of(p[0]) for p in parsed]
+        probs = np.zeros(mask.shape)
+        versions = {}
+        for name in set(variants):
+            idx = [i for i, v in enumerate(variants) if v == name]
+            learner = self.learners[name]
+            probs[idx] = learner.policy.act(phi[idx], mask[idx])
+            versions[name] = learner.version
+        slots, slot_p = self._sample(probs, mask, slate_size)
+
+        decisions, rows = [], []
+        deadline = now + self.wait_window
+        for i, (uid, cands, _, _, ctx_raw, did) in enumerate(parsed):
+            k = len(cands)
+            p_row = probs[i, :k]
+            order = list(slots[i])
+            chosen_set = set(order)
+            order += [j for j in np.argsort(-p_row, kind="stable") if j not in chosen_set]
+            ids = [c.item_id for c in cands]
+            did = did or uuid.uuid4().hex
+            c0 = int(slots[i, 0])
+            chosen = cands[c0]
+            prop = float(slot_p[i, 0])
+            dec = Decision(did, uid, [ids[j] for j in order], p_row.tolist(), ids, ids[c0], prop,
+                           slot_p[i].tolist(), variants[i], versions[variants[i]], now)
+            decisions.append(dec)
+            topics = [t[6:] for t in chosen.topic_keys]
+            tags = [t[4:] for t in chosen.tag_keys]
+            meta = json.dumps({"id": ids[c0], "p": prop, "topics": topics, "tags": tags})
+            rows.append((did, uid, now, deadline, variants[i], self._policy_name(variants[i]),
+                         dec.policy_version, json.dumps(ids), p_row.tobytes(), c0,
+                         json.dumps(dec.ranking), slot_p[i].tobytes(),
+                         phi[i, :k].astype(np.float32).tobytes(), phi.shape[2],
+                         None if ctx_raw is None else json.dumps(ctx_raw), meta))
+        self.store.insert_decisions(rows)
+        for i, dec in enumerate(decisions):
+            chosen = parsed[i][1][int(slots[i, 0])]
+            self.joiner.add(Pending(dec.decision_id, dec.user_id, deadline, dec.variant,
+                                    phi[i, int(slots[i, 0])].copy(), dec.propensity, dec.chosen,
+                                    tuple(t[6:] for t in chosen.topic_keys),
+                                    tuple(t[4:] for t in chosen.tag_keys)))
+        return decisions
+
+    def _policy_name(self, variant: str) -> str:
+        return type(self.learners[variant].policy).__name__
+
+    def _parse_request(self, req: object, where: str, slate_size: int):
+        if not isinstance(req, Mapping):
+            raise ValidationError(where, "must be a mapping with user_id and candidates", req)
+        extra = req.keys() - {"user_id", "candidates", "context", "decision_id"}
+        if extra:
+            raise ValidationError(f"{where}.{sorted(extra)[0]}",
+                                  "unknown field; allowed: user_id, candidates, context, decision_id")
+        uid = req.get("user_id")
+        if not isinstance(uid, str) or not uid or len(uid) > 256:
+            raise ValidationError(f"{where}.user_id", "must be a non-empty string of at most 256 "
+                                  "characters", uid)
+        cands, items = self.featurizer.prepare_candidates(req.get("candidates"), f"{where}.candidates")
+        if slate_size > len(cands):
+            raise ValidationError("slate_size", f"must be at most the number of candidates "
+                                  f"({len(cands)}) in {where}", slate_size)
+        ctx_raw = req.get("context")
+        ctx = self.featurizer.context_vector(ctx_raw, f"{where}.context")
+        did = req.get("decision_id")
+        if did is not None:
+            if not isinstance(did, str) or not did or len(did) > 256:
+                raise ValidationError(f"{where}.decision_id", "must be a non-empty string of at "
+                                      "most 256 characters", did)
+            if did in self.joiner._pending or self.store.decision(did) is not None:
+                raise ValidationError(f"{where}.decision_id", "is already in use", did)
+        return uid, cands, items, ctx, ctx_raw, did
+
+    def _sample(self, probs: np.ndarray, mask: np.ndarray, slate_size: int):
+        """Sample slots with the engine's generator; return (slots (B, L), propensities (B, L))."""
+        if slate_size == 1:
+            cum = np.cumsum(probs, axis=1)
+            u = self._rng.random(len(probs)) * cum[:, -1]
+            chosen = (cum <= u[:, None]).sum(axis=1)
+            # never pick a masked or zero-probability candidate, even at float edges
+            bad = ~mask[np.arange(len(probs)), chosen] | (probs[np.arange(len(probs)), chosen] <= 0)
+            if bad.any():
+                chosen[bad] = probs[bad].argmax(axis=1)
+            p = probs[np.arange(len(probs)), chosen]
+            return chosen[:, None], p[:, None]
+        from policies import sample_slate
+
+        return sample_slate(probs, slate_size, self._rng)
+
+    # ---- rewards ---------------------------------------------------------------------
+    def reward(self, decision_id: str, value: float) -> RewardResult:
+        """Report the reward of a decision. Within its wait window it is learned once;
+        repeats are ignored (``"duplicate"``); after the window it is recorded as ``"late"``."""
+        if not isinstance(decision_id, str) or not decision_id:
+            raise ValidationError("decision_id", "must be a non-empty string", decision_id)
+        _check_number("value", value)
+        value = float(value)
+        now = float(self.clock())
+        self._expire(now)
+        pending = self.joiner.pop(decision_id)
+        if pending is not None:
+            with self.store.transaction():
+                seq = self.store.record_rewards(
+                    [(decision_id, pending.user_id, value, now, "joined")],
+                    [(decision_id, value, "joined")])[0]
+                self._reward_event(pending.user_id, decision_id, pending.item_id, pending.topics,
+                                   pending.tags, value, now)
+            self.learners[pending.variant].add(pending.phi, value, pending.propensity, seq)
+            self._count(pending.variant, value)
+            return RewardResult(decision_id, "joined", value, True)
+        row = self.store.decision(decision_id)
+        if row is None:
+            raise UnknownDecisionError(f"decision_id: no decision {decision_id!r} was issued by "
+                                       "this engine (or its user was forgotten)")
+        status = "duplicate" if row["status"] in ("joined", "late") else "late"
+        if status == "late" and self.store.has_late_reward(decision_id):
+            status = "duplicate"
+        with self.store.transaction():
+            self.store.record_rewards([(decision_id, row["user_id"], value, now, status)], [])
+            if status == "late":
+                item = json.loads(row["chosen_meta"])
+                self._reward_event(row["user_id"], decision_id, item["id"], item["topics"],
+                                   item["tags"], value, now)
+        return RewardResult(decision_id, status, value, False)
+
+    def _reward_event(self, user_id, decision_id, item_id, topics, tags, value, now) -> None:
+        ev = validate_event({"user_id": user_id, "type": "reward", "ts": now, "item_id": item_id,
+                             "value": value, "topics": list(topics), "tags": list(tags),
+                             "event_id": f"reward:{decision_id}"}, self.event_types)
+        self._ingest_validated([ev])
+
+    def _expire(self, now: float) -> None:
+        expired = self.joiner.expire(now)
+        if not expired:
+            return
+        rows = [(p.decision_id, p.user_id, self.default_reward, now, "default") for p in expired]
+        settle = [(p.decision_id, self.default_reward, "default") for p in expired]
+        seqs = self.store.record_rewards(rows, settle)
+        for p, seq in zip(expired, seqs, strict=True):
+            self.learners[p.variant].add(p.phi, self.default_reward, p.propensity, seq)
+            self._count(p.variant, self.default_reward)
+
+    def _count(self, variant: str, value: float) -> None:
+        acc = self._ab[variant]
+        acc[0] += 1
+        acc[1] += value
+        acc[2] += value * value
+
+    # ---- profiles --------------------------------------------------------------------
+    def profile(self, user_id: str, now: float | None = None) -> dict | None:
+        """The user's profile as JSON-ready dict (``None`` for an unknown user)."""
+        if not isinstance(user_id, str) or not user_id:
+            raise ValidationError("user_id", "must be a non-empty string", user_id)
+        return self.backend.profile_json(self.router.shard_of(user_id), user_id, now)
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Erase the user: profile, latent factors, logged events, decisions and rewards.
+        The shard is re-snapshotted and the WAL truncated, so no file keeps the user's data."""
+        if not isinstance(user_id, str) or not user_id:
+            raise ValidationError("user_id", "must be a non-empty string", user_id)
+        shard = self.router.shard_of(user_id)
+        had = self.backend.forget(shard, user_id)
+        self.joiner.drop_user(user_id)
+        counts = self.store.forget(user_id)
+        self._snapshot_shard(shard)
+        self.store.scrub()
+        return {"profile": int(had), **counts}
+
+    # ---- durability ------------------------------------------------------------------
+    def snapshot(self) -> None:
+        """Save every shard's profiles and every policy (recovery replays only what follows)."""
+        for shard in range(self.router.n_shards):
+            self._snapshot_shard(shard)
+        for name, learner in self.learners.items():
+            learner.flush()
+            self.store.save_policy(name, learner.learned_seq, learner.version, learner.state())
+        self.store.set_meta("rng_state", json.dumps(self._rng.bit_generator.state))
+        self._since_snapshot = 0
+
+    def _snapshot_shard(self, shard: int) -> None:
+        seq, blob = self.backend.snapshot(shard)
+        self.store.save_snapshot(shard, seq, blob)
+
+    def close(self) -> None:
+        """Flush learners, snapshot, and release the data directory."""
+        if self.store.db is None:
+            return
+        self.snapshot()
+        self.backend.close()
+        self.store.close()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- reports ---------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counters for monitoring: profiles, events, pending joins, policy versions."""
+        return {
+            "profiles": self.backend.n_profiles(),
+            "events": self.store.count_events(),
+            "pending_decisions": len(self.joiner),
+            "policy_versions": {k: v.version for k, v in self.learners.items()},
+            "rewards": {k: v[0] for k, v in self._ab.items()},
+        }
+
+
+def _check_number(name: str, value: object, low: float | None = None, strict: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError(name, "must be a finite number", value)
+    if low is not None and (value < low or (strict and value <= low)):
+        raise ValidationError(name, f"must be {'>' if strict else '>='} {low}", value)
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValidationError(name, f"must be an integer >= {low}", value)
+
+

@@ -1,0 +1,48 @@
+"""Exceptions raised by the engine. Messages say what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class LoopwiseError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ValidationError(LoopwiseError, ValueError):
+    """Bad input: names the field, the constraint and the value received.
+
+    Examples
+    --------
+    >>> err = ValidationError("events[3].ts", "must be a finite number", "abc")
+    >>> str(err)
+    "events[3].ts: must be a finite number (got 'abc')"
+    >>> err.field
+    'events[3].ts'
+    """
+
+    _MISSING = object()
+
+    def __init__(self, field: str, reason: str, value: object = _MISSING):
+        self.field = field
+        self.reason = reason
+        self.value = value
+        got = "" if value is ValidationError._MISSING else f" (got {_short(value)})"
+        super().__init__(f"{field}: {reason}{got}")
+
+    def __reduce__(self):  # keep pickling (Ray) working with the custom __init__
+        return (type(self), (self.field, self.reason, self.value))
+
+
+class UnknownDecisionError(LoopwiseError, KeyError):
+    """A reward named a decision id that this engine never issued (or that was forgotten)."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the plain message
+        return str(self.args[0]) if self.args else "unknown decision"
+
+
+class StoreError(LoopwiseError):
+    """The data directory cannot be used as asked (e.g. opened with a different shard count)."""
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

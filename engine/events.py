@@ -1,0 +1,274 @@
+"""Behaviour events: the schema, the per-type weights and validation.
+
+An event is what a user did at a point in *event time* (``ts``, seconds). Events feed
+profiles; the write-ahead log stores them; replaying them rebuilds profiles exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from engine.errors import ValidationError
+
+#: Built-in event types and their interest weights (view < click < purchase; dislike < 0).
+#: ``rate`` is scaled by its value (see :meth:`EventTypes.weight`); ``reward`` is the
+#: value a decision's reward reported, so a rewarded recommendation counts like a click.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "view": 0.2,
+    "click": 1.0,
+    "purchase": 3.0,
+    "rate": 1.0,
+    "search": 0.5,
+    "dislike": -2.0,
+    "reward": 1.0,
+}
+
+#: Implicit-feedback targets for the latent-factor model (``None``: the type does not train it).
+DEFAULT_IMPLICIT: dict[str, float | None] = {
+    "view": 0.0,
+    "click": 1.0,
+    "purchase": 1.0,
+    "rate": None,  # derived from the rating, see EventTypes.implicit_target
+    "search": None,
+    "dislike": 0.0,
+    "reward": None,  # derived from the reward value
+}
+
+MAX_ID_LENGTH = 256
+MAX_TEXT_LENGTH = 10_000
+MAX_LIST_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class EventTypes:
+    """Event types known to the engine, with their interest weights.
+
+    Parameters
+    ----------
+    custom
+        Extra event types mapped to their interest weight, e.g. ``{"share": 1.5}``.
+    rating_scale
+        ``(low, high)`` of ``rate`` events; a rating's weight is its position on that scale
+        mapped to [-1, 1], times the ``rate`` weight.
+
+    Examples
+    --------
+    >>> types = EventTypes(custom={"share": 1.5})
+    >>> types.weight("click", None), types.weight("share", None)
+    (1.0, 1.5)
+    >>> types.weight("rate", 5.0), types.weight("rate", 1.0)
+    (1.0, -1.0)
+    """
+
+    custom: Mapping[str, float] = field(default_factory=dict)
+    rating_scale: tuple[float, float] = (1.0, 5.0)
+
+    def __post_init__(self) -> None:
+        for name, weight in self.custom.items():
+            if not isinstance(name, str) or not name:
+                raise ValidationError("event_types", "custom type names must be non-empty strings", name)
+            if name in DEFAULT_WEIGHTS:
+                raise ValidationError(f"event_types[{name!r}]", "is a built-in type and cannot be redefined")
+            if not _is_number(weight):
+                raise ValidationError(f"event_types[{name!r}]", "weight must be a finite number", weight)
+        low, high = self.rating_scale
+        if not (_is_number(low) and _is_number(high) and low < high):
+            raise ValidationError("rating_scale", "must be (low, high) with low < high", self.rating_scale)
+        object.__setattr__(self, "_weights", {**DEFAULT_WEIGHTS, **dict(self.custom)})
+
+    def known(self, type_: str) -> bool:
+        return type_ in self._weights  # type: ignore[attr-defined]
+
+    def weight(self, type_: str, value: float | None) -> float:
+        """Interest weight of one event of this type (and value, for ratings and rewards)."""
+        base = self._weights[type_]  # type: ignore[attr-defined]
+        if type_ == "rate":
+            low, high = self.rating_scale
+            return base * (2.0 * (value - low) / (high - low) - 1.0)
+        if type_ == "reward":
+            return base * value
+        return base
+
+    def implicit_target(self, type_: str, value: float | None) -> float | None:
+        """Target in [0, 1] for the latent-factor model, or ``None`` when this event does not train it."""
+        if type_ == "rate":
+            low, high = self.rating_scale
+            return min(1.0, max(0.0, (value - low) / (high - low)))
+        if type_ == "reward":
+            return min(1.0, max(0.0, value))
+        if type_ in DEFAULT_IMPLICIT:
+            return DEFAULT_IMPLICIT[type_]
+        return 1.0 if self._weights[type_] > 0 else 0.0  # type: ignore[attr-defined]
+
+
+class Event:
+    """One validated behaviour event. Build it with :func:`validate_event`.
+
+    Examples
+    --------
+    >>> e = validate_event({"user_id": "u1", "type": "click", "ts": 10.0, "item_id": "i9",
+    ...                     "topics": ["jazz"]})
+    >>> e.user_id, e.type, e.ts, e.item_id, e.topics
+    ('u1', 'click', 10.0, 'i9', ('jazz',))
+    >>> e.to_dict()["topics"]
+    ['jazz']
+    """
+
+    __slots__ = ("user_id", "type", "ts", "item_id", "value", "topics", "tags", "text",
+                 "attributes", "event_id")
+
+    def __init__(self, user_id: str, type: str, ts: float, item_id: str | None = None,
+                 value: float | None = None, topics: tuple[str, ...] = (),
+                 tags: tuple[str, ...] = (), text: str | None = None,
+                 attributes: dict | None = None, event_id: str | None = None):
+        self.user_id = user_id
+        self.type = type
+        self.ts = ts
+        self.item_id = item_id
+        self.value = value
+        self.topics = topics
+        self.tags = tags
+        self.text = text
+        self.attributes = attributes
+        self.event_id = event_id
+
+    def to_dict(self) -> dict:
+        """The event as a plain JSON-ready dict (empty optional fields left out)."""
+        out: dict = {"user_id": self.user_id, "type": self.type, "ts": self.ts}
+        for name in ("item_id", "value", "text", "event_id"):
+            v = getattr(self, name)
+            if v is not None:
+                out[name] = v
+        if self.topics:
+            out["topics"] = list(self.topics)
+        if self.tags:
+            out["tags"] = list(self.tags)
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Event) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Event({self.to_dict()!r})"
+
+    def __reduce__(self):
+        return (Event, tuple(getattr(self, s) for s in Event.__slots__))
+
+
+_FIELDS = frozenset(Event.__slots__)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_id(value: object, where: str, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise ValidationError(where, "is required")
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValidationError(where, "must be a non-empty string", value)
+    if len(value) > MAX_ID_LENGTH:
+        raise ValidationError(where, f"must be at most {MAX_ID_LENGTH} characters", value)
+    return value
+
+
+def _check_strings(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValidationError(where, "must be a list of strings", value)
+    if len(value) > MAX_LIST_LENGTH:
+        raise ValidationError(where, f"must hold at most {MAX_LIST_LENGTH} entries", len(value))
+    for i, v in enumerate(value):
+        if not isinstance(v, str) or not v:
+            raise ValidationError(f"{where}[{i}]", "must be a non-empty string", v)
+    return tuple(value)
+
+
+def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
+                   where: str = "event") -> Event:
+    """Check one event and return it as an :class:`Event`.
+
+    Raises :class:`~engine.errors.ValidationError` naming the field (prefixed by ``where``).
+
+    Examples
+    --------
+    >>> validate_event({"user_id": "u1", "type": "teleport", "ts": 1.0})
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'view'] or declare it in event_types (got 'teleport')
+    """
+    types = types or _DEFAULT_TYPES
+    if isinstance(raw, Event):
+        raw = raw.to_dict()
+    if not isinstance(raw, Mapping):
+        raise ValidationError(where, "must be a mapping of field names to values", raw)
+    unknown = raw.keys() - _FIELDS
+    if unknown:
+        raise ValidationError(f"{where}.{sorted(unknown)[0]}",
+                              f"unknown field; allowed fields are {sorted(_FIELDS)}")
+    user_id = _check_id(raw.get("user_id"), f"{where}.user_id", required=True)
+    type_ = raw.get("type")
+    if not isinstance(type_, str) or not types.known(type_):
+        known = sorted(types._weights)  # type: ignore[attr-defined]
+        raise ValidationError(f"{where}.type",
+                              f"unknown event type; use one of {known} or declare it in event_types",
+                              type_)
+    ts = raw.get("ts")
+    if not _is_number(ts) or ts < 0:
+        raise ValidationError(f"{where}.ts", "must be a finite number of seconds >= 0", ts)
+    item_id = _check_id(raw.get("item_id"), f"{where}.item_id", required=False)
+    value = raw.get("value")
+    if value is not None:
+        if not _is_number(value):
+            raise ValidationError(f"{where}.value", "must be a finite number", value)
+        value = float(value)
+    if type_ in ("rate", "reward") and value is None:
+        raise ValidationError(f"{where}.value", f"is required for '{type_}' events")
+    if type_ == "rate":
+        low, high = types.rating_scale
+        if not low <= value <= high:
+            raise ValidationError(f"{where}.value", f"rating must lie in [{low}, {high}]", value)
+    text = raw.get("text")
+    if text is not None:
+        if not isinstance(text, str):
+            raise ValidationError(f"{where}.text", "must be a string", text)
+        if len(text) > MAX_TEXT_LENGTH:
+            raise ValidationError(f"{where}.text", f"must be at most {MAX_TEXT_LENGTH} characters",
+                                  len(text))
+    if type_ == "search" and not text:
+        raise ValidationError(f"{where}.text", "is required for 'search' events")
+    attributes = raw.get("attributes")
+    if attributes is not None:
+        if not isinstance(attributes, Mapping):
+            raise ValidationError(f"{where}.attributes", "must be a mapping", attributes)
+        for k, v in attributes.items():
+            if not isinstance(k, str) or not k:
+                raise ValidationError(f"{where}.attributes", "keys must be non-empty strings", k)
+            if not (isinstance(v, (str, bool)) or _is_number(v)):
+                raise ValidationError(f"{where}.attributes.{k}",
+                                      "must be a string, a boolean or a finite number", v)
+        attributes = dict(attributes)
+    return Event(
+        user_id, type_, float(ts), item_id, value,
+        _check_strings(raw.get("topics"), f"{where}.topics"),
+        _check_strings(raw.get("tags"), f"{where}.tags"),
+        text, attributes or None,
+        _check_id(raw.get("event_id"), f"{where}.event_id", required=False),
+    )
+
+
+def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = None) -> list[Event]:
+    """Validate a batch; the first bad event raises, naming its index (``events[i].field``)."""
+    if isinstance(raws, (str, bytes, Mapping)):
+        raise ValidationError("events", "must be a list of events", raws)
+    return [validate_event(r, types, f"events[{i}]") for i, r in enumerate(raws)]
+
+
+_DEFAULT_TYPES = EventTypes()

@@ -1,0 +1,185 @@
+"""Featurizer: profile x candidate items x request context -> action-dependent features.
+
+The layout of one candidate's row in ``phi`` (see :attr:`Featurizer.feature_names`)::
+
+    [bias | user x item interactions | user features | item features
+          | item features x context | topic affinity x context]
+
+Interactions come from the user's shard (topic/tag/keyword affinity, latent-factor score,
+topic exposure); item features come with each candidate; context comes with the request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from engine.errors import ValidationError
+from engine.events import MAX_ID_LENGTH
+from engine.shard import INTERACTION_FEATURES, USER_FEATURES, Candidate
+
+
+class Featurizer:
+    """Builds ``phi`` (B, K, D) and ``mask`` (B, K) for a batch of rank requests.
+
+    Parameters
+    ----------
+    item_features
+        Length of each candidate's numeric ``features`` list (0: none).
+    context_features
+        Names of the numeric context features a request may carry (missing ones are 0).
+    max_candidates
+        Largest number of candidates one request may rank.
+
+    Examples
+    --------
+    >>> f = Featurizer(item_features=2, context_features=("mobile",))
+    >>> f.n_features
+    15
+    >>> cands, items = f.prepare_candidates([{"id": "a", "features": [1.0, 0.5]}, "b"])
+    >>> items.tolist()
+    [[1.0, 0.5], [0.0, 0.0]]
+    >>> f.context_vector({"mobile": 1}).tolist()
+    [1.0]
+    """
+
+    def __init__(self, item_features: int = 0, context_features: Sequence[str] = (),
+                 max_candidates: int = 1000):
+        if isinstance(item_features, bool) or not isinstance(item_features, int) or item_features < 0:
+            raise ValidationError("item_features", "must be an integer >= 0", item_features)
+        if isinstance(context_features, str) or not all(
+                isinstance(c, str) and c for c in context_features):
+            raise ValidationError("context_features", "must be a list of non-empty names",
+                                  context_features)
+        if len(set(context_features)) != len(context_features):
+            raise ValidationError("context_features", "names must be unique", context_features)
+        if isinstance(max_candidates, bool) or not isinstance(max_candidates, int) or max_candidates < 1:
+            raise ValidationError("max_candidates", "must be an integer >= 1", max_candidates)
+        self.item_features = item_features
+        self.context_features = tuple(context_features)
+        self.max_candidates = max_candidates
+        self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
+
+    @property
+    def feature_names(self) -> list[str]:
+        items = [f"item_{j}" for j in range(self.item_features)]
+        return (["bias", *INTERACTION_FEATURES, *(f"user_{u}" for u in USER_FEATURES), *items,
+                 *(f"{i}*{c}" for i in items for c in self.context_features),
+                 *(f"topic_affinity*{c}" for c in self.context_features)])
+
+    @property
+    def n_features(self) -> int:
+        d_i, d_c = self.item_features, len(self.context_features)
+        return 1 + len(INTERACTION_FEATURES) + len(USER_FEATURES) + d_i + d_i * d_c + d_c
+
+    # ---- request parsing -------------------------------------------------------------
+    def prepare_candidates(self, candidates: object, where: str = "candidates"
+                           ) -> tuple[list[Candidate], np.ndarray]:
+        """Validate a request's candidates; return shard-side views and item features (K, d_i)."""
+        if isinstance(candidates, (str, bytes, Mapping)) or not isinstance(candidates, Sequence):
+            raise ValidationError(where, "must be a list of candidates (ids or objects)", candidates)
+        if not candidates:
+            raise ValidationError(where, "must hold at least one candidate", candidates)
+        if len(candidates) > self.max_candidates:
+            raise ValidationError(where, f"must hold at most {self.max_candidates} candidates",
+                                  len(candidates))
+        d_i = self.item_features
+        items = np.zeros((len(candidates), d_i))
+        out: list[Candidate] = []
+        seen: set[str] = set()
+        for k, cand in enumerate(candidates):
+            if isinstance(cand, str):
+                item_id, topics, tags, feats = cand, (), (), None
+            elif isinstance(cand, Mapping):
+                extra = cand.keys() - {"id", "topics", "tags", "features"}
+                if extra:
+                    raise ValidationError(f"{where}[{k}].{sorted(extra)[0]}",
+                                          "unknown field; allowed: id, topics, tags, features")
+                item_id = cand.get("id")
+                topics = _strings(cand.get("topics"), f"{where}[{k}].topics")
+                tags = _strings(cand.get("tags"), f"{where}[{k}].tags")
+                feats = cand.get("features")
+            else:
+                raise ValidationError(f"{where}[{k}]", "must be an item id or an object with 'id'",
+                                      cand)
+            if not isinstance(item_id, str) or not item_id or len(item_id) > MAX_ID_LENGTH:
+                raise ValidationError(f"{where}[{k}].id",
+                                      f"must be a non-empty string of at most {MAX_ID_LENGTH} characters",
+                                      item_id)
+            if item_id in seen:
+                raise ValidationError(f"{where}[{k}].id", "duplicate candidate id", item_id)
+            seen.add(item_id)
+            if feats is not None:
+                if isinstance(feats, (str, bytes)) or not isinstance(feats, (Sequence, np.ndarray)) \
+                        or len(feats) != d_i:
+                    raise ValidationError(f"{where}[{k}].features",
+                                          f"must be a list of {d_i} numbers", feats)
+                try:
+                    row = np.asarray(feats, dtype=float)
+                except (TypeError, ValueError):
+                    raise ValidationError(f"{where}[{k}].features", "must hold numbers only",
+                                          feats) from None
+                if not np.isfinite(row).all():
+                    raise ValidationError(f"{where}[{k}].features", "must be finite", feats)
+                items[k] = row
+            out.append(Candidate(item_id, topics, tags))
+        return out, items
+
+    def context_vector(self, context: object, where: str = "context") -> np.ndarray:
+        vec = np.zeros(len(self.context_features))
+        if context is None:
+            return vec
+        if not isinstance(context, Mapping):
+            raise ValidationError(where, "must be a mapping of feature names to numbers", context)
+        for name, value in context.items():
+            idx = self._ctx_index.get(name)
+            if idx is None:
+                raise ValidationError(f"{where}.{name}",
+                                      f"unknown context feature; declared: {list(self.context_features)}")
+            if isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValidationError(f"{where}.{name}", "must be a finite number", value)
+            vec[idx] = value
+        return vec
+
+    # ---- assembly --------------------------------------------------------------------
+    def build(self, users: Sequence[np.ndarray], interactions: Sequence[np.ndarray],
+              items: Sequence[np.ndarray], contexts: Sequence[np.ndarray]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Stack B requests into ``phi`` (B, K_max, D) float64 and ``mask`` (B, K_max) bool."""
+        b = len(users)
+        k_max = max(len(x) for x in interactions)
+        d_i, d_c = self.item_features, len(self.context_features)
+        n_i, n_u = len(INTERACTION_FEATURES), len(USER_FEATURES)
+        phi = np.zeros((b, k_max, self.n_features))
+        mask = np.zeros((b, k_max), dtype=bool)
+        for r in range(b):
+            inter, item, ctx = interactions[r], items[r], contexts[r]
+            k = len(inter)
+            mask[r, :k] = True
+            row = phi[r, :k]
+            row[:, 0] = 1.0
+            row[:, 1:1 + n_i] = inter
+            row[:, 1 + n_i:1 + n_i + n_u] = users[r]
+            col = 1 + n_i + n_u
+            row[:, col:col + d_i] = item
+            col += d_i
+            if d_c:
+                row[:, col:col + d_i * d_c] = (item[:, :, None] * ctx[None, None, :]).reshape(k, -1)
+                col += d_i * d_c
+                row[:, col:col + d_c] = inter[:, :1] * ctx[None, :]
+        return phi, mask
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValidationError(where, "must be a list of strings", value)
+    for i, v in enumerate(value):
+        if not isinstance(v, str) or not v:
+            raise ValidationError(f"{where}[{i}]", "must be a non-empty string", v)
+    return tuple(value)

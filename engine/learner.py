@@ -1,0 +1,72 @@
+"""Learner: turns joined rewards into policy updates and new policy versions."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+
+
+class Learner:
+    """Buffers joined records for one variant's policy and updates it in mini-batches.
+
+    Parameters
+    ----------
+    policy
+        A :class:`policies.Policy` (anything with ``update(phi, rewards, propensities)``
+        and ``version``).
+    batch_size
+        Records per update; 1 learns from every reward at once.
+
+    Examples
+    --------
+    >>> from policies import make
+    >>> learner = Learner(make("uniform", n_features=3, seed=0), batch_size=2)
+    >>> learner.add(np.ones(3), 1.0, 0.5, reward_seq=1)
+    >>> learner.version, learner.pending
+    (0, 1)
+    >>> learner.add(np.ones(3), 0.0, 0.5, reward_seq=2)
+    >>> learner.version, learner.learned_seq
+    (1, 2)
+    """
+
+    def __init__(self, policy, batch_size: int = 1):
+        self.policy = policy
+        self.batch_size = batch_size
+        self.learned_seq = 0
+        self._phi: list[np.ndarray] = []
+        self._rewards: list[float] = []
+        self._props: list[float] = []
+        self._seqs: list[int] = []
+
+    @property
+    def version(self) -> int:
+        return self.policy.version
+
+    @property
+    def pending(self) -> int:
+        return len(self._rewards)
+
+    def add(self, phi: np.ndarray, reward: float, propensity: float, reward_seq: int) -> None:
+        self._phi.append(phi)
+        self._rewards.append(reward)
+        self._props.append(propensity)
+        self._seqs.append(reward_seq)
+        if len(self._rewards) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rewards:
+            return
+        self.policy.update(np.stack(self._phi), np.asarray(self._rewards, dtype=float),
+                           np.asarray(self._props, dtype=float))
+        self.learned_seq = max(self.learned_seq, max(self._seqs))
+        self._phi, self._rewards, self._props, self._seqs = [], [], [], []
+
+    def state(self) -> bytes:
+        """The policy as of the last flushed record (call :meth:`flush` first to include all)."""
+        return pickle.dumps(self.policy, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def load_policy(blob: bytes):
+        return pickle.loads(blob)

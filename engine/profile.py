@@ -1,0 +1,265 @@
+"""A user's living profile: decayed interests, engagement, drift-aware forgetting, keywords.
+
+Decay runs on *event time*: an interest holds ``sum_i w_i * 2 ** (-(T - t_i) / half_life)``
+over the events that touched it, evaluated at query time ``T``. The sum does not depend on
+the order events arrive in, so replays are exact. While a drift window is open (the user's
+change detector fired), time counts ``fast_factor`` times faster, so old interests fade
+quickly and the profile follows a sudden shift.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from river import drift, stats
+
+from engine.errors import ValidationError
+
+LN2 = math.log(2.0)
+MAX_KEYWORDS = 32
+MAX_INTERESTS = 64
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How profiles learn from events.
+
+    Parameters
+    ----------
+    half_life
+        Seconds of event time after which an interest has half its weight.
+    drift_fast_factor
+        While a detected change is recent, interests decay this many times faster.
+    drift_period
+        Seconds of event time the faster forgetting lasts after the detector fires.
+    drift_threshold
+        Page-Hinkley threshold on the user's surprise stream (lower fires sooner).
+    drift_min_events
+        Events a user needs before the detector may fire.
+    engagement_alpha
+        Weight of the newest observation in the recency-weighted engagement rate.
+    n_factors
+        Size of the latent factors learned online from implicit feedback.
+    exposure_half_life
+        Half-life of topic exposure (views), which measures fatigue.
+
+    Examples
+    --------
+    >>> ProfileConfig(half_life=3600.0).half_life
+    3600.0
+    >>> ProfileConfig(half_life=0)
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationError: profile.half_life: must be a finite number > 0 (got 0)
+    """
+
+    half_life: float = 7 * 24 * 3600.0
+    drift_fast_factor: float = 8.0
+    drift_period: float = 24 * 3600.0
+    drift_threshold: float = 3.0
+    drift_min_events: int = 10
+    engagement_alpha: float = 0.05
+    n_factors: int = 8
+    exposure_half_life: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("half_life", "drift_period", "drift_threshold", "exposure_half_life"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValidationError(f"profile.{name}", "must be a finite number > 0", v)
+        if not isinstance(self.drift_fast_factor, (int, float)) or not self.drift_fast_factor >= 1:
+            raise ValidationError("profile.drift_fast_factor", "must be a number >= 1",
+                                  self.drift_fast_factor)
+        if not 0 < self.engagement_alpha <= 1:
+            raise ValidationError("profile.engagement_alpha", "must lie in (0, 1]", self.engagement_alpha)
+        for name in ("drift_min_events", "n_factors"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValidationError(f"profile.{name}", "must be an integer >= 1", v)
+
+
+class Profile:
+    """One user's profile. Shards own profiles; use :meth:`engine.Engine.profile` to read one.
+
+    Examples
+    --------
+    >>> cfg = ProfileConfig(half_life=100.0)
+    >>> p = Profile("u1", cfg)
+    >>> p.add_interest("topic:jazz", 1.0, ts=0.0)
+    >>> round(p.interest("topic:jazz", now=100.0), 6)   # one half-life later
+    0.5
+    """
+
+    __slots__ = ("user_id", "attributes", "interests", "exposure", "keywords", "n_events",
+                 "type_counts", "first_ts", "last_ts", "engagement", "detector", "fast_windows",
+                 "n_drifts", "mass", "_cfg")
+
+    def __init__(self, user_id: str, config: ProfileConfig):
+        self.user_id = user_id
+        self._cfg = config
+        self.attributes: dict = {}
+        self.interests: dict[str, list[float]] = {}  # key -> [value at ref_ts, ref_ts]
+        self.exposure: dict[str, list[float]] = {}
+        self.keywords: dict[str, list[float]] = {}
+        self.n_events = 0
+        self.type_counts: dict[str, int] = {}
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.engagement = stats.EWMean(fading_factor=config.engagement_alpha)
+        self.detector = drift.PageHinkley(min_instances=config.drift_min_events, delta=0.05,
+                                          threshold=config.drift_threshold, mode="up")
+        self.fast_windows: list[list[float]] = []  # [start, end] of faster forgetting
+        self.n_drifts = 0
+        self.mass: dict[str, list[float]] = {}  # decayed total of positive interest weight
+
+    # ---- decay -----------------------------------------------------------------------
+    def _exponent(self, t0: float, t1: float, half_life: float) -> float:
+        """Half-lives elapsed between t0 <= t1, counting drift windows faster."""
+        span = t1 - t0
+        if not self.fast_windows:
+            return span / half_life
+        extra = 0.0
+        for start, end in self.fast_windows:
+            overlap = min(end, t1) - max(start, t0)
+            if overlap > 0:
+                extra += overlap
+        return (span + extra * (self._cfg.drift_fast_factor - 1.0)) / half_life
+
+    def _add(self, table: dict, key: str, weight: float, ts: float, half_life: float) -> None:
+        entry = table.get(key)
+        if entry is None:
+            table[key] = [weight, ts]
+        elif ts >= entry[1]:
+            entry[0] = entry[0] * 2.0 ** -self._exponent(entry[1], ts, half_life) + weight
+            entry[1] = ts
+        else:  # an older event arriving late: decay its weight to the reference time
+            entry[0] += weight * 2.0 ** -self._exponent(ts, entry[1], half_life)
+
+    def _value(self, table: dict, key: str, now: float, half_life: float) -> float:
+        entry = table.get(key)
+        if entry is None:
+            return 0.0
+        if now <= entry[1]:
+            return entry[0]
+        return entry[0] * 2.0 ** -self._exponent(entry[1], now, half_life)
+
+    def add_interest(self, key: str, weight: float, ts: float) -> None:
+        self._add(self.interests, key, weight, ts, self._cfg.half_life)
+
+    def interest(self, key: str, now: float) -> float:
+        """Decayed affinity for ``key`` (``"topic:<name>"`` or ``"tag:<name>"``) at time ``now``."""
+        return self._value(self.interests, key, now, self._cfg.half_life)
+
+    def keyword(self, word: str, now: float) -> float:
+        return self._value(self.keywords, word, now, self._cfg.half_life)
+
+    def exposure_to(self, key: str, now: float) -> float:
+        return self._value(self.exposure, key, now, self._cfg.exposure_half_life)
+
+    # ---- updates ---------------------------------------------------------------------
+    def observe(self, type_: str, ts: float, weight: float, keys: list[str], engaged: float,
+                attributes: dict | None, words: dict[str, int] | None) -> None:
+        """Apply one event (already validated and weighted by the shard)."""
+        self.n_events += 1
+        self.type_counts[type_] = self.type_counts.get(type_, 0) + 1
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        if attributes:
+            self.attributes.update(attributes)
+        if keys:
+            self._track_drift(keys, ts)
+            share = weight / len(keys)
+            if weight > 0:
+                self._add(self.mass, "all", weight, ts, self._cfg.half_life)
+            for key in keys:
+                self._add(self.interests, key, share, ts, self._cfg.half_life)
+                if type_ == "view":
+                    self._add(self.exposure, key, 1.0, ts, self._cfg.exposure_half_life)
+            if len(self.interests) > MAX_INTERESTS:
+                _prune(self, self.interests, ts, MAX_INTERESTS)
+        if words:
+            total = sum(words.values())
+            for word, count in words.items():
+                self._add(self.keywords, word, weight * count / total, ts, self._cfg.half_life)
+            if len(self.keywords) > MAX_KEYWORDS:
+                _prune(self, self.keywords, ts, MAX_KEYWORDS)
+        if engaged >= 0.0:
+            self.engagement.update(engaged)
+
+    def _track_drift(self, keys: list[str], ts: float) -> None:
+        """Feed the change detector with how surprising this event is under the profile."""
+        total = self._value(self.mass, "all", ts, self._cfg.half_life)
+        if total <= 0.0:
+            return
+        # Surprise: the share of the user's recent positive interest mass NOT on these keys.
+        hit = sum(max(0.0, self.interest(k, ts)) for k in keys)
+        surprise = 1.0 - min(1.0, hit / total)
+        self.detector.update(surprise)
+        if self.detector.drift_detected:
+            self.n_drifts += 1
+            end = ts + self._cfg.drift_period
+            if self.fast_windows and self.fast_windows[-1][1] >= ts:
+                self.fast_windows[-1][1] = end
+            else:
+                self.fast_windows.append([ts, end])
+                del self.fast_windows[:-4]
+
+    # ---- views -----------------------------------------------------------------------
+    def drift_active(self, now: float) -> bool:
+        return bool(self.fast_windows) and self.fast_windows[-1][0] <= now < self.fast_windows[-1][1]
+
+    def to_json(self, now: float | None = None, latent: list[float] | None = None) -> dict:
+        """A JSON-ready view of the profile, interests evaluated at ``now`` (default: last event)."""
+        now = self.last_ts if now is None else now
+        now = 0.0 if now is None else now
+        hl = self._cfg.half_life
+        out = {
+            "user_id": self.user_id,
+            "attributes": dict(self.attributes),
+            "interests": _ranked({k: self._value(self.interests, k, now, hl) for k in self.interests}),
+            "keywords": _ranked({k: self._value(self.keywords, k, now, hl) for k in self.keywords}),
+            "exposure": _ranked({k: self._value(self.exposure, k, now, self._cfg.exposure_half_life)
+                                 for k in self.exposure}),
+            "engagement": {
+                "rate": self.engagement.get(),
+                "events": self.n_events,
+                "by_type": dict(self.type_counts),
+                "first_ts": self.first_ts,
+                "last_ts": self.last_ts,
+                "recency_s": None if self.last_ts is None else max(0.0, now - self.last_ts),
+                "events_per_day": self.events_per_day(),
+            },
+            "drift": {"detections": self.n_drifts, "active": self.drift_active(now),
+                      "windows": [list(w) for w in self.fast_windows]},
+            "evaluated_at": now,
+        }
+        if latent is not None:
+            out["latent_factors"] = latent
+        return out
+
+    def events_per_day(self) -> float:
+        if self.first_ts is None or self.n_events < 2:
+            return 0.0
+        return self.n_events / max(1.0, (self.last_ts - self.first_ts) / 86400.0)
+
+    def __getstate__(self):
+        return {s: getattr(self, s) for s in Profile.__slots__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def _ranked(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in sorted(values.items(), key=lambda kv: -abs(kv[1]))}
+
+
+def _prune(profile: Profile, table: dict, now: float, keep: int) -> None:
+    """Drop the weakest entries so a profile's size stays bounded."""
+    hl = profile._cfg.half_life
+    ranked = sorted(table, key=lambda k: abs(profile._value(table, k, now, hl)), reverse=True)
+    for key in ranked[keep:]:
+        del table[key]

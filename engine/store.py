@@ -1,0 +1,300 @@
+"""Durable store: one SQLite database under the data directory.
+
+Tables: ``events`` (the write-ahead log, one row per accepted event, numbered by ``seq``),
+``snapshots`` (one pickled :class:`~engine.shard.ProfileShard` per shard with the last
+``seq`` it holds), ``decisions``, ``rewards`` (every reward report with its join status),
+``policy`` (the learner's state with the last reward it learned) and ``meta``.
+
+WAL mode with ``synchronous=NORMAL``: a committed transaction survives the process being
+killed (not a power cut; set ``synchronous="FULL"`` for that). ``secure_delete`` is on so
+that :meth:`Store.forget` leaves no bytes of a forgotten user behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from engine.errors import StoreError
+from engine.events import Event
+
+SCHEMA_VERSION = 1
+DB_NAME = "loopwise.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT, user_id TEXT NOT NULL,
+    shard INTEGER NOT NULL, type TEXT NOT NULL, ts REAL NOT NULL, item_id TEXT, value REAL,
+    extra TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id) WHERE event_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS snapshots (
+    shard INTEGER PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, ts REAL NOT NULL, deadline REAL NOT NULL,
+    variant TEXT NOT NULL, policy TEXT NOT NULL, policy_version INTEGER NOT NULL,
+    candidate_ids TEXT NOT NULL, probabilities BLOB NOT NULL, chosen INTEGER NOT NULL,
+    ranking TEXT NOT NULL, slot_probabilities BLOB, phi BLOB NOT NULL, n_features INTEGER NOT NULL,
+    context TEXT, chosen_meta TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', reward REAL);
+CREATE INDEX IF NOT EXISTS decisions_pending ON decisions(deadline) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS rewards (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, decision_id TEXT NOT NULL, user_id TEXT NOT NULL,
+    value REAL NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rewards_decision ON rewards(decision_id);
+CREATE TABLE IF NOT EXISTS policy (
+    variant TEXT PRIMARY KEY, reward_seq INTEGER NOT NULL, version INTEGER NOT NULL,
+    blob BLOB NOT NULL);
+"""
+
+
+class Store:
+    """The engine's durable state in ``<data_dir>/loopwise.sqlite``.
+
+    One engine process owns a data directory at a time (an exclusive lock file enforces it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from engine.events import validate_events
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     store = Store(d)
+    ...     evs = validate_events([{"user_id": "u1", "type": "view", "ts": 1.0, "event_id": "e1"}])
+    ...     first = store.append_events(evs, [0])
+    ...     again = store.append_events(evs, [0])      # same event id: not stored twice
+    ...     n = store.count_events()
+    ...     store.close()
+    >>> first, again, n
+    ([1], [None], 1)
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, synchronous: str = "NORMAL"):
+        if synchronous not in ("NORMAL", "FULL"):
+            raise StoreError(f"synchronous: must be 'NORMAL' or 'FULL' (got {synchronous!r})")
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.data_dir / "LOCK", "w")  # noqa: SIM115 - held for the store's life
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise StoreError(f"data directory {str(self.data_dir)!r} is in use by another engine; "
+                             "close it first (one engine process per data directory)") from None
+        self.path = self.data_dir / DB_NAME
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute("PRAGMA secure_delete=ON")
+        self.db.executescript(_SCHEMA)
+        self._next_seq = self._scalar(
+            "SELECT COALESCE(MAX(seq), 0) FROM (SELECT seq FROM sqlite_sequence WHERE name='events' "
+            "UNION ALL SELECT MAX(seq) FROM events)") + 1
+
+    def _scalar(self, sql: str, args: Sequence = ()) -> object:
+        row = self.db.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    # ---- meta ------------------------------------------------------------------------
+    def check_meta(self, expected: dict[str, object]) -> None:
+        """Record settings a data directory depends on; refuse to reopen it with others."""
+        rows = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        expected = {"schema_version": SCHEMA_VERSION, **expected}
+        with self.transaction():
+            for key, value in expected.items():
+                encoded = json.dumps(value)
+                if key in rows and rows[key] != encoded:
+                    raise StoreError(f"{key}: the data directory was created with {rows[key]}, "
+                                     f"not {encoded}; open it with the same setting or use a new "
+                                     "data directory")
+                if key not in rows:
+                    self.db.execute("INSERT INTO meta VALUES (?, ?)", (key, encoded))
+
+    def get_meta(self, key: str) -> str | None:
+        return self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ---- transactions ----------------------------------------------------------------
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # ---- events ----------------------------------------------------------------------
+    def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
+        """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
+        ids = [e.event_id for e in events if e.event_id is not None]
+        known: set[str] = set()
+        if ids:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                known.update(r[0] for r in self.db.execute(
+                    f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk))
+        seqs: list[int | None] = []
+        rows = []
+        seq = self._next_seq
+        for event, shard in zip(events, shards, strict=True):
+            eid = event.event_id
+            if eid is not None:
+                if eid in known:
+                    seqs.append(None)
+                    continue
+                known.add(eid)
+            extra = None
+            if event.topics or event.tags or event.text or event.attributes:
+                extra = json.dumps([event.topics, event.tags, event.text, event.attributes],
+                                   separators=(",", ":"))
+            rows.append((seq, eid, event.user_id, shard, event.type, event.ts, event.item_id,
+                         event.value, extra))
+            seqs.append(seq)
+            seq += 1
+        if rows:
+            with self.transaction():
+                self.db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            self._next_seq = seq
+        return seqs
+
+    def iter_events(self, shard: int, after_seq: int, batch: int = 5000
+                    ) -> Iterator[tuple[list[Event], list[int]]]:
+        """Events of ``shard`` with ``seq > after_seq`` in log order, in batches."""
+        cursor = self.db.execute(
+            "SELECT seq, event_id, user_id, type, ts, item_id, value, extra FROM events "
+            "WHERE seq > ? AND shard = ? ORDER BY seq", (after_seq, shard))
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            events, seqs = [], []
+            for seq, eid, uid, type_, ts, item, value, extra in rows:
+                topics, tags, text, attrs = json.loads(extra) if extra else ((), (), None, None)
+                events.append(Event(uid, type_, ts, item, value, tuple(topics), tuple(tags), text,
+                                    attrs, eid))
+                seqs.append(seq)
+            yield events, seqs
+
+    def count_events(self, user_id: str | None = None) -> int:
+        if user_id is None:
+            return int(self._scalar("SELECT COUNT(*) FROM events"))
+        return int(self._scalar("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)))
+
+    # ---- snapshots -------------------------------------------------------------------
+    def save_snapshot(self, shard: int, seq: int, blob: bytes) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (shard, seq, blob))
+
+    def load_snapshot(self, shard: int) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?", (shard,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    # ---- decisions and rewards -------------------------------------------------------
+    def insert_decisions(self, rows: Sequence[tuple]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO decisions (decision_id, user_id, ts, deadline, variant, policy, "
+                "policy_version, candidate_ids, probabilities, chosen, ranking, slot_probabilities, "
+                "phi, n_features, context, chosen_meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def decision(self, decision_id: str) -> sqlite3.Row | None:
+        cur = self.db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([c[0] for c in cur.description], row, strict=True))
+
+    def record_rewards(self, rows: Sequence[tuple[str, str, float, float, str]],
+                       settle: Sequence[tuple[str, float | None, str]]) -> list[int]:
+        """Append reward rows (decision_id, user_id, value, ts, status) and settle decisions
+        (decision_id, reward, new status) in one transaction; return the reward rows' seqs."""
+        seqs = []
+        with self.transaction():
+            for row in rows:
+                cur = self.db.execute(
+                    "INSERT INTO rewards (decision_id, user_id, value, ts, status) VALUES (?,?,?,?,?)",
+                    row)
+                seqs.append(cur.lastrowid)
+            if settle:
+                self.db.executemany(
+                    "UPDATE decisions SET reward = ?, status = ? WHERE decision_id = ?",
+                    [(reward, status, did) for did, reward, status in settle])
+        return seqs
+
+    def pending_decisions(self) -> list[tuple]:
+        """(decision_id, user_id, deadline, chosen, variant, phi, n_features, chosen_meta) of
+        decisions still awaiting a reward."""
+        return self.db.execute(
+            "SELECT decision_id, user_id, deadline, chosen, variant, phi, n_features, chosen_meta "
+            "FROM decisions WHERE status = 'pending' ORDER BY deadline").fetchall()
+
+    def has_late_reward(self, decision_id: str) -> bool:
+        return self._scalar("SELECT 1 FROM rewards WHERE decision_id = ? AND status = 'late'",
+                            (decision_id,)) is not None
+
+    def learnable_rewards(self, variant: str, after_seq: int) -> list[tuple]:
+        """(seq, value, chosen, phi, n_features, probabilities) of the variant's learned rewards
+        after ``after_seq``, joined to their decisions (to re-learn after a crash)."""
+        return self.db.execute(
+            "SELECT r.seq, r.value, d.chosen, d.phi, d.n_features, d.probabilities "
+            "FROM rewards r JOIN decisions d USING (decision_id) "
+            "WHERE r.seq > ? AND d.variant = ? AND r.status IN ('joined', 'default') ORDER BY r.seq",
+            (after_seq, variant)).fetchall()
+
+    # ---- policy ----------------------------------------------------------------------
+    def save_policy(self, variant: str, reward_seq: int, version: int, blob: bytes) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO policy VALUES (?, ?, ?, ?)",
+                            (variant, reward_seq, version, blob))
+
+    def load_policy(self, variant: str) -> tuple[int, int, bytes] | None:
+        return self.db.execute("SELECT reward_seq, version, blob FROM policy WHERE variant = ?",
+                               (variant,)).fetchone()
+
+    # ---- privacy ---------------------------------------------------------------------
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Delete the user's events, decisions and rewards, and scrub freed pages and the WAL."""
+        with self.transaction():
+            counts = {
+                "events": self.db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount,
+                "decisions": self.db.execute("DELETE FROM decisions WHERE user_id = ?",
+                                             (user_id,)).rowcount,
+                "rewards": self.db.execute("DELETE FROM rewards WHERE user_id = ?",
+                                           (user_id,)).rowcount,
+            }
+        return counts
+
+    def scrub(self) -> None:
+        """Checkpoint and truncate the WAL, so deleted rows survive in no file."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.close()
+            self.db = None
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._owner = True
+        else:
+            self._owner = False
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self._owner:
+            return False
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+        return False

@@ -1,0 +1,126 @@
+"""Engine speed on this machine: ingest, one-at-a-time rank+reward, rank_batch, profile size.
+
+Run: ``python -m experiments.benchmarks.bench_engine [--events 200000]``. Prints figures;
+asserts nothing (speed is measured here, not in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import statistics
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+from engine import Engine
+
+
+def make_events(n: int, n_users: int, n_items: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    users = rng.integers(n_users, size=n)
+    items = rng.integers(n_items, size=n)
+    kinds = rng.choice(["view", "view", "view", "click", "purchase"], size=n)
+    return [{"user_id": f"u{users[i]}", "type": str(kinds[i]), "ts": float(i),
+             "item_id": f"i{items[i]}", "topics": [f"t{items[i] % 20}"], "event_id": f"e{i}"}
+            for i in range(n)]
+
+
+def candidates(rng, k: int, d: int) -> list[dict]:
+    ids = rng.choice(5000, size=k, replace=False)
+    return [{"id": f"i{j}", "topics": [f"t{j % 20}"], "features": rng.random(d).round(3).tolist()}
+            for j in ids]
+
+
+def bench_ingest(n_events: int, batch: int) -> float:
+    events = make_events(n_events, n_users=max(1000, n_events // 50), n_items=5000)
+    with tempfile.TemporaryDirectory() as d:
+        eng = Engine(d, policy="uniform", snapshot_every=10**9)
+        start = time.perf_counter()
+        for i in range(0, n_events, batch):
+            eng.ingest(events[i:i + batch])
+        elapsed = time.perf_counter() - start
+        eng.close()
+    return n_events / elapsed
+
+
+def bench_rank_reward(n: int, k: int, d: int, policy: str) -> tuple[float, list[float]]:
+    rng = np.random.default_rng(1)
+    pool = [candidates(rng, k, d) for _ in range(50)]
+    clock = [0.0]
+    with tempfile.TemporaryDirectory() as data:
+        eng = Engine(data, policy=policy, item_features=d, clock=lambda: clock[0])
+        eng.ingest(make_events(20_000, 2000, 5000))
+        lat = []
+        start = time.perf_counter()
+        for i in range(n):
+            t0 = time.perf_counter()
+            dec = eng.rank(f"u{i % 2000}", pool[i % 50])
+            eng.reward(dec.decision_id, float(rng.random() < 0.1))
+            lat.append(time.perf_counter() - t0)
+            clock[0] += 1.0
+        rate = n / (time.perf_counter() - start)
+        eng.close()
+    return rate, lat
+
+
+def bench_rank_batch(n_batches: int, b: int, k: int, d: int, policy: str) -> float:
+    rng = np.random.default_rng(2)
+    pool = [candidates(rng, k, d) for _ in range(50)]
+    with tempfile.TemporaryDirectory() as data:
+        eng = Engine(data, policy=policy, item_features=d, clock=lambda: 0.0)
+        eng.ingest(make_events(20_000, 2000, 5000))
+        reqs = [[{"user_id": f"u{(j * b + i) % 2000}", "candidates": pool[i % 50]}
+                 for i in range(b)] for j in range(n_batches)]
+        start = time.perf_counter()
+        for r in reqs:
+            eng.rank_batch(r)
+        rate = n_batches * b / (time.perf_counter() - start)
+        eng.close()
+    return rate
+
+
+def bytes_per_profile(n_users: int, events_per_user: int) -> tuple[float, float]:
+    events = make_events(n_users * events_per_user, n_users, 5000, seed=3)
+    eng = Engine(None, policy="uniform", snapshot_every=10**9)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(0, len(events), 1000):
+        eng.ingest(events[i:i + 1000])
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    shard = eng.backend.shards[0]
+    mem = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    snap = len(pickle.dumps(shard._profiles)) + sum(
+        v.nbytes + 100 for v in shard._mf.u_latents.values())
+    eng.close()
+    return mem / n_users, snap / n_users
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--decisions", type=int, default=5_000)
+    ap.add_argument("--policy", default="lints")
+    args = ap.parse_args()
+
+    rate = bench_ingest(args.events, 1000)
+    print(f"ingest (batches of 1,000, SQLite WAL + River models): {rate:,.0f} events/s "
+          "(target >= 30,000)")
+    for policy in ("uniform", args.policy):
+        rate, lat = bench_rank_reward(args.decisions, 20, 8, policy)
+        q = statistics.quantiles(lat, n=100)
+        print(f"rank+reward one at a time, K=20, {policy}: {rate:,.0f}/s "
+              f"(p50 {q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms; target >= 3,000/s)")
+    for policy in ("uniform", args.policy):
+        rate = bench_rank_batch(40, 256, 20, 8, policy)
+        print(f"rank_batch B=256, K=20, {policy}: {rate:,.0f} decisions/s")
+    mem, snap = bytes_per_profile(5000, 40)
+    print(f"bytes per profile (40 events each): {mem:,.0f} in memory (tracemalloc, incl. "
+          f"latent model), {snap:,.0f} pickled (target <= 4,096)")
+
+
+if __name__ == "__main__":
+    main()

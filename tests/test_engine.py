@@ -1,0 +1,240 @@
+"""The closed loop in one process: rank, reward join, replay, forget, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import Engine, UnknownDecisionError, ValidationError
+from engine.errors import StoreError
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def cands(n=5, d=2):
+    return [{"id": f"i{k}", "topics": [f"t{k % 3}"], "features": [float(k % 2), 1.0][:d]}
+            for k in range(n)]
+
+
+def stream(n_users=20, n_events=400, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_events):
+        u = int(rng.integers(n_users))
+        t = ["view", "click", "purchase", "search", "dislike"][int(rng.integers(5))]
+        e = {"user_id": f"u{u}", "type": t, "ts": float(i), "item_id": f"i{int(rng.integers(30))}",
+             "topics": [f"t{int(rng.integers(6))}"], "event_id": f"e{i}"}
+        if t == "search":
+            e["text"] = f"jazz vinyl {u}"
+        out.append(e)
+    return out
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def eng(tmp_path, clock):
+    e = Engine(tmp_path / "data", policy="lints", item_features=2, wait_window=60.0,
+               clock=clock, seed=3)
+    yield e
+    e.close()
+
+
+def test_rank_records_honest_decisions(eng):
+    d = eng.rank("u1", cands())
+    assert d.chosen in d.candidate_ids and d.ranking[0] == d.chosen
+    assert sorted(d.ranking) == sorted(d.candidate_ids)
+    assert sum(d.probabilities) == pytest.approx(1.0)
+    assert d.propensity == pytest.approx(d.probabilities[d.candidate_ids.index(d.chosen)])
+    assert 0 < d.propensity < 1  # Thompson sampling over 5 fresh arms is not deterministic
+    row = eng.store.decision(d.decision_id)
+    assert row["status"] == "pending" and row["variant"] == "default"
+    assert np.frombuffer(row["probabilities"]).tolist() == d.probabilities
+
+
+def test_reward_join_statuses(eng, clock):
+    d1 = eng.rank("u1", cands())
+    d2 = eng.rank("u1", cands())
+    assert eng.reward(d1.decision_id, 1.0).status == "joined"
+    assert eng.reward(d1.decision_id, 1.0).status == "duplicate"
+    version = eng.learners["default"].version
+    clock.t += 61.0  # d2's window closes: the default reward is learned
+    eng.rank("u2", cands())
+    assert eng.store.decision(d2.decision_id)["status"] == "default"
+    assert eng.learners["default"].version == version + 1
+    late = eng.reward(d2.decision_id, 1.0)
+    assert (late.status, late.learned) == ("late", False)
+    assert eng.reward(d2.decision_id, 1.0).status == "duplicate"
+    assert eng.learners["default"].version == version + 1  # late rewards are not learned
+    with pytest.raises(UnknownDecisionError, match="no decision 'nope'"):
+        eng.reward("nope", 1.0)
+    statuses = [r[0] for r in eng.store.db.execute("SELECT status FROM rewards ORDER BY seq")]
+    assert statuses == ["joined", "duplicate", "default", "late", "duplicate"]
+
+
+def test_rewards_update_the_profile(eng):
+    d = eng.rank("u9", [{"id": "x", "topics": ["jazz"]}, {"id": "y", "topics": ["jazz"]}])
+    eng.reward(d.decision_id, 1.0)
+    p = eng.profile("u9")
+    assert p["interests"]["topic:jazz"] == pytest.approx(1.0)
+    assert p["engagement"]["by_type"] == {"reward": 1}
+
+
+def test_learning_closes_the_loop(tmp_path):
+    """On a planted preference the learner's probabilities move to the better item."""
+    clock = Clock()
+    with Engine(None, policy="lints", item_features=2, seed=0, clock=clock) as eng:
+        items = [{"id": "good", "features": [1.0, 0.0]}, {"id": "bad", "features": [0.0, 1.0]}]
+        first = eng.rank("u", items).probabilities[0]
+        for i in range(300):
+            d = eng.rank(f"u{i % 7}", items)
+            eng.reward(d.decision_id, 1.0 if d.chosen == "good" else 0.0)
+            clock.t += 1
+        last = eng.rank("u", items).probabilities[0]
+    assert first < 0.8 and last > 0.95
+
+
+def test_bad_requests_name_the_field_and_change_nothing(eng):
+    eng.ingest(stream(n_events=50))
+    before = (eng.store.count_events(), eng.profile("u1"))
+    bad_batches = [
+        ([{"user_id": "u1", "type": "view", "ts": 1.0}, {"user_id": "u1", "type": "zz", "ts": 1.0}],
+         r"events\[1\]\.type"),
+        ([{"user_id": "", "type": "view", "ts": 1.0}], r"events\[0\]\.user_id"),
+    ]
+    for batch, field in bad_batches:
+        with pytest.raises(ValidationError, match=field):
+            eng.ingest(batch)
+    for args, field in [
+        (("", cands()), r"requests\[0\]\.user_id"),
+        (("u1", []), r"requests\[0\]\.candidates"),
+        (("u1", [{"id": "a"}, {"id": "a"}]), r"requests\[0\]\.candidates\[1\]\.id"),
+        (("u1", [{"id": "a", "features": [1.0]}]), r"requests\[0\]\.candidates\[0\]\.features"),
+        (("u1", [{"id": "a", "features": [1.0, float("inf")]}]), r"candidates\[0\]\.features"),
+        (("u1", cands(), {"hour": 3}), r"requests\[0\]\.context\.hour"),
+    ]:
+        with pytest.raises(ValidationError, match=field):
+            eng.rank(*args)
+    with pytest.raises(ValidationError, match="slate_size"):
+        eng.rank("u1", cands(3), slate_size=4)
+    with pytest.raises(ValidationError, match="^value"):
+        eng.reward("whatever", float("nan"))
+    with pytest.raises(ValidationError, match="^decision_id"):
+        eng.reward(None, 1.0)
+    assert (eng.store.count_events(), eng.profile("u1")) == before
+    assert eng.store.db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
+
+
+def test_duplicate_event_ids_are_not_counted_twice(eng):
+    evs = stream(n_events=100)
+    assert eng.ingest(evs).accepted == 100
+    again = eng.ingest(evs[50:] + [{**evs[0], "event_id": "new"}])
+    assert (again.accepted, again.duplicates) == (1, 50)
+    assert eng.store.count_events() == 101
+
+
+def test_replay_from_snapshot_rebuilds_identical_profiles(tmp_path, clock):
+    evs = stream(n_users=30, n_events=600)
+    kw = dict(policy="uniform", item_features=2, clock=clock, seed=1)
+    ref = Engine(tmp_path / "ref", **kw)
+    ref.ingest(evs)
+    expected = {f"u{u}": ref.profile(f"u{u}", now=700.0) for u in range(30)}
+    ref.close()
+
+    eng = Engine(tmp_path / "d", **kw)
+    eng.ingest(evs[:250])
+    eng.snapshot()
+    eng.ingest(evs[250:])
+    # simulate a crash: drop the engine without close(), so only snapshot + log remain
+    eng.store.db.close()
+    eng.store._lock.close()
+    reopened = Engine(tmp_path / "d", **kw)
+    assert reopened.backend.shards[0].last_seq == 600
+    got = {f"u{u}": reopened.profile(f"u{u}", now=700.0) for u in range(30)}
+    reopened.close()
+    assert got == expected
+
+
+def test_reopen_continues_policy_and_pending_joins(tmp_path, clock):
+    kw = dict(policy="lints", item_features=2, clock=clock, seed=2, wait_window=100.0)
+    eng = Engine(tmp_path / "d", **kw)
+    for _ in range(20):
+        d = eng.rank("u1", cands())
+        eng.reward(d.decision_id, float(d.chosen == "i1"))
+    pending = eng.rank("u1", cands())
+    version = eng.learners["default"].version
+    eng.close()
+    eng = Engine(tmp_path / "d", **kw)
+    assert eng.learners["default"].version == version
+    assert len(eng.joiner) == 1
+    assert eng.reward(pending.decision_id, 1.0).status == "joined"
+    eng.close()
+
+
+def test_forget_leaves_nothing_in_the_data_directory(tmp_path, clock):
+    data = tmp_path / "d"
+    secret = "user-7f3a9c-secret"
+    eng = Engine(data, policy="lints", item_features=2, clock=clock, seed=0)
+    evs = stream(n_events=200)
+    evs += [{"user_id": secret, "type": "search", "ts": 5.0 + i, "text": "private words",
+             "event_id": f"{secret}-e{i}"} for i in range(30)]
+    eng.ingest(evs)
+    eng.snapshot()
+    for _ in range(5):
+        d = eng.rank(secret, cands())
+        eng.reward(d.decision_id, 1.0)
+    eng.rank(secret, cands())  # one still pending
+    eng.snapshot()
+    counts = eng.forget(secret)
+    assert counts == {"profile": 1, "events": 35, "decisions": 6, "rewards": 5}
+    assert eng.profile(secret) is None
+    eng.rank("u1", cands())  # the engine keeps working
+    eng.close()
+    for path in data.rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            assert secret.encode() not in blob, path
+            assert b"private words" not in blob, path
+    eng = Engine(data, policy="lints", item_features=2, clock=clock, seed=0)
+    assert eng.profile(secret) is None and eng.profile("u1") is not None
+    eng.close()
+
+
+def test_data_directory_settings_are_checked(tmp_path, clock):
+    Engine(tmp_path / "d", policy="uniform", item_features=2, clock=clock).close()
+    with pytest.raises(StoreError, match="shards"):
+        Engine(tmp_path / "d", policy="uniform", item_features=2, shards=2, clock=clock)
+    eng = Engine(tmp_path / "d", policy="uniform", item_features=2, clock=clock)
+    with pytest.raises(StoreError, match="in use"):
+        Engine(tmp_path / "d", policy="uniform", item_features=2, clock=clock)
+    eng.close()
+
+
+def test_rank_batch_matches_shards_and_slates(tmp_path, clock):
+    with Engine(None, policy="lints", item_features=2, shards=3, clock=clock, seed=4) as eng:
+        eng.ingest(stream(n_events=200))
+        reqs = [{"user_id": f"u{i}", "candidates": cands(4 + i % 3)} for i in range(12)]
+        ds = eng.rank_batch(reqs, slate_size=3)
+        for req, d in zip(reqs, ds, strict=True):
+            assert d.user_id == req["user_id"] and len(d.ranking) == len(req["candidates"])
+            assert len(set(d.ranking[:3])) == 3 and len(d.slot_propensities) == 3
+            assert all(0 < p <= 1 for p in d.slot_propensities)
+
+
+def test_constructor_validation(tmp_path):
+    for kwargs, field in [
+        ({"shards": 0}, "shards"), ({"wait_window": -1}, "wait_window"),
+        ({"backend": "spark"}, "backend"), ({"policy": "nonsense"}, "variants.default.policy"),
+        ({"profile": {"half_life": -3}}, "profile.half_life"), ({"learn_batch": 0}, "learn_batch"),
+    ]:
+        with pytest.raises(ValidationError, match=f"^{field}"):
+            Engine(tmp_path / "x", **kwargs)
