@@ -47,8 +47,9 @@ class InlineBackend:
         s = self.shards[shard]
         return s.last_seq, s.snapshot()
 
-    def restore(self, shard: int, blob: bytes) -> None:
-        self.shards[shard].restore(blob)
+    def restore(self, shard: int, blob: bytes | None) -> None:
+        if blob is not None:
+            self.shards[shard].restore(blob)
 
     def last_seq(self, shard: int) -> int:
         return self.shards[shard].last_seq

@@ -159,6 +159,7 @@ class Engine:
             from engine.ray_backend import RayBackend
             self.backend = RayBackend(shards, self.profile_config, self.event_types, seed,
                                       address=ray_address)
+            self.backend.recovery = self._shard_recovery
         self.joiner = Joiner()
         self._since_snapshot = 0
         self._recover()
@@ -209,11 +210,9 @@ class Engine:
         """Restore shards from snapshots, replay the log tail, reload pending decisions and
         re-learn rewards that came after the last saved policy."""
         for shard in range(self.router.n_shards):
-            snap = self.store.load_snapshot(shard)
-            if snap is not None:
-                self.backend.restore(shard, snap[1])
-            after = self.backend.last_seq(shard)
-            for events, seqs in self.store.iter_events(shard, after):
+            blob, tail = self._shard_recovery(shard)
+            self.backend.restore(shard, blob)
+            for events, seqs in tail:
                 self.backend.apply({shard: (events, seqs)})
         for did, uid, deadline, chosen, variant, phi, d, meta in self.store.pending_decisions():
             phi = np.frombuffer(phi, dtype=np.float32).reshape(-1, d)[chosen].astype(float)
@@ -230,6 +229,12 @@ class Engine:
         rng_state = self.store.get_meta("rng_state")
         if rng_state is not None:
             self._rng.bit_generator.state = json.loads(rng_state)
+
+    def _shard_recovery(self, shard: int):
+        """A shard's latest snapshot (or None) and the log events after it, in batches."""
+        snap = self.store.load_snapshot(shard)
+        after = 0 if snap is None else snap[0]
+        return (None if snap is None else snap[1]), self.store.iter_events(shard, after)
 
     # ---- events ----------------------------------------------------------------------
     def ingest(self, events: Sequence[Mapping]) -> IngestResult:
