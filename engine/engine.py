@@ -55,6 +55,8 @@ class Engine:
         Number of profile shards.
     backend
         ``"inline"`` (shards in this process) or ``"ray"`` (one actor per shard).
+    ray_address
+        With ``backend="ray"``: address of an existing Ray cluster (default: local Ray).
     item_features, context_features, max_candidates
         The featurizer's shape: length of each candidate's ``features``, names of numeric
         context features, and the most candidates a request may carry.
@@ -76,6 +78,15 @@ class Engine:
     clock
         Callable returning the current time in seconds; default wall clock. Experiments pass
         the simulator's clock so that windows and decay are deterministic.
+    synchronous
+        SQLite durability: ``"NORMAL"`` survives a killed process, ``"FULL"`` a power cut.
+    learner
+        Where policies train: ``"local"`` (this process), ``"ray"`` (a learner actor per
+        variant), ``"auto"`` (the actor with the Ray backend).
+    learner_gpus
+        GPUs each learner actor reserves.
+    async_learning
+        Keep deciding with the current policy version while the actor trains the next.
 
     Examples
     --------
@@ -105,7 +116,8 @@ class Engine:
                  event_types: Mapping[str, float] | None = None, wait_window: float = 3600.0,
                  default_reward: float = 0.0, learn_batch: int = 1,
                  snapshot_every: int = 100_000, seed: int = 0,
-                 clock: Callable[[], float] | None = None, synchronous: str = "NORMAL"):
+                 clock: Callable[[], float] | None = None, synchronous: str = "NORMAL",
+                 learner: str = "auto", learner_gpus: float = 0.0, async_learning: bool = False):
         _check_number("wait_window", wait_window, low=0.0)
         _check_number("default_reward", default_reward)
         _check_int("learn_batch", learn_batch, 1)
@@ -113,6 +125,9 @@ class Engine:
         _check_int("seed", seed, 0)
         if backend not in ("inline", "ray"):
             raise ValidationError("backend", "must be 'inline' or 'ray'", backend)
+        if learner not in ("auto", "local", "ray"):
+            raise ValidationError("learner", "must be 'auto', 'local' or 'ray'", learner)
+        _check_number("learner_gpus", learner_gpus, low=0.0)
         if isinstance(profile, Mapping):
             profile = ProfileConfig(**profile)
         self.profile_config = profile or ProfileConfig()
@@ -140,19 +155,6 @@ class Engine:
             "feature_names": self.featurizer.feature_names,
             "variants": {k: {"policy": v["name"], "params": v["params"]} for k, v in specs.items()},
         })
-        self._weights = {k: v["weight"] for k, v in specs.items()}
-        self.learners: dict[str, Learner] = {}
-        for name, spec in specs.items():
-            saved = self.store.load_policy(name)
-            pol = Learner.load_policy(saved[2]) if saved else spec["policy"]
-            learner = Learner(pol, learn_batch)
-            learner.learned_seq = saved[0] if saved else 0
-            self.learners[name] = learner
-        self._variant_names = list(specs)
-        self._cum_weights = np.cumsum([self._weights[k] for k in self._variant_names])
-        self._cum_weights /= self._cum_weights[-1]
-        self._ab = {name: [0, 0.0, 0.0] for name in specs}  # n, sum, sum of squares
-
         if backend == "inline":
             self.backend = InlineBackend(shards, self.profile_config, self.event_types, seed)
         else:
@@ -160,6 +162,26 @@ class Engine:
             self.backend = RayBackend(shards, self.profile_config, self.event_types, seed,
                                       address=ray_address)
             self.backend.recovery = self._shard_recovery
+        self._weights = {k: v["weight"] for k, v in specs.items()}
+        if learner == "auto":
+            learner = "ray" if backend == "ray" else "local"
+        self.learners: dict[str, Learner] = {}
+        for name, spec in specs.items():
+            saved = self.store.load_policy(name)
+            pol = Learner.load_policy(saved[2]) if saved else spec["policy"]
+            if learner == "ray":
+                from engine.ray_learner import RayLearner
+                lrn = RayLearner(pol, learn_batch, num_gpus=learner_gpus,
+                                 asynchronous=async_learning)
+            else:
+                lrn = Learner(pol, learn_batch)
+            lrn.learned_seq = saved[0] if saved else 0
+            self.learners[name] = lrn
+        self._variant_names = list(specs)
+        self._cum_weights = np.cumsum([self._weights[k] for k in self._variant_names])
+        self._cum_weights /= self._cum_weights[-1]
+        self._ab = {name: [0, 0.0, 0.0] for name in specs}  # n, sum, sum of squares
+
         self.joiner = Joiner()
         self._since_snapshot = 0
         self._recover()
@@ -491,6 +513,9 @@ class Engine:
         if self.store.db is None:
             return
         self.snapshot()
+        for lrn in self.learners.values():
+            if hasattr(lrn, "close"):
+                lrn.close()
         self.backend.close()
         self.store.close()
         if self._tmpdir is not None:
