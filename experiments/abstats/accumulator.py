@@ -1,0 +1,154 @@
+"""Mergeable per-variant accumulator of an outcome's count, mean and variance."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._checks import check_real, fail
+
+__all__ = ["VariantStats"]
+
+
+class VariantStats:
+    """Running count, mean and variance of one variant's outcomes (Welford / Chan et al.).
+
+    Batches are folded in with the parallel update of Chan, Golub and LeVeque, so
+    ``a.merge(b)`` gives the same state (to rounding) as one pass over both data sets. The
+    state is three numbers, so it crosses a Ray boundary cheaply (the object pickles) and
+    survives a restart through :meth:`to_dict` / :meth:`from_dict`.
+
+    Attributes
+    ----------
+    n : int
+        Number of outcomes seen.
+    mean : float
+        Their mean (``nan`` while ``n == 0``).
+    var : float
+        Their sample variance with ``ddof=1`` (``nan`` while ``n < 2``).
+
+    Examples
+    --------
+    >>> a = VariantStats().update([1.0, 0.0, 1.0])
+    >>> b = VariantStats().update([0.0, 1.0])
+    >>> merged = VariantStats().merge(a).merge(b)
+    >>> merged.n, merged.mean, round(merged.var, 6)
+    (5, 0.6, 0.3)
+    >>> VariantStats.from_dict(merged.to_dict()) == merged
+    True
+    """
+
+    __slots__ = ("_n", "_mean", "_m2")
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._mean = 0.0
+        self._m2 = 0.0
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    @property
+    def mean(self) -> float:
+        return self._mean if self._n > 0 else math.nan
+
+    @property
+    def var(self) -> float:
+        return self._m2 / (self._n - 1) if self._n > 1 else math.nan
+
+    def _combine(self, n: int, mean: float, m2: float) -> None:
+        if n == 0:
+            return
+        total = self._n + n
+        delta = mean - self._mean
+        self._mean += delta * n / total
+        self._m2 += m2 + delta * delta * self._n * n / total
+        self._n = total
+
+    def update(self, values: float | Iterable[float] | np.ndarray) -> VariantStats:
+        """Fold in one outcome or a batch of outcomes; returns ``self``.
+
+        Parameters
+        ----------
+        values : float or array_like of float
+            Finite outcomes (rewards, conversions as 0/1, revenue ...).
+
+        Raises
+        ------
+        TypeError
+            If ``values`` is not numeric.
+        ValueError
+            If any value is nan or infinite, or ``values`` is not one-dimensional.
+        """
+        if isinstance(values, (bool, np.bool_)):
+            fail("values", "must be numeric, not a bool", values, TypeError)
+        try:
+            arr = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            fail("values", "must be a number or a sequence of numbers", values, TypeError)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1:
+            fail("values", "must be a scalar or one-dimensional", f"shape {arr.shape}")
+        if arr.size == 0:
+            return self
+        if not np.all(np.isfinite(arr)):
+            fail("values", "must all be finite", values)
+        mean = float(arr.mean())
+        m2 = float(np.sum((arr - mean) ** 2))
+        self._combine(int(arr.size), mean, m2)
+        return self
+
+    def merge(self, other: VariantStats) -> VariantStats:
+        """Fold another accumulator's state into this one; returns ``self``."""
+        if not isinstance(other, VariantStats):
+            fail("other", "must be a VariantStats", other, TypeError)
+        self._combine(other._n, other._mean, other._m2)
+        return self
+
+    def copy(self) -> VariantStats:
+        """An independent copy."""
+        return VariantStats.from_dict(self.to_dict())
+
+    def to_dict(self) -> dict[str, float | int]:
+        """JSON-ready state: ``{"n": ..., "mean": ..., "m2": ...}``."""
+        return {"n": self._n, "mean": self._mean, "m2": self._m2}
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> VariantStats:
+        """Rebuild an accumulator from :meth:`to_dict` output, checking every field."""
+        if not isinstance(state, Mapping):
+            fail("state", "must be a mapping with keys n, mean, m2", state, TypeError)
+        missing = {"n", "mean", "m2"} - set(state)
+        if missing:
+            fail("state", f"is missing keys {sorted(missing)}", state)
+        n = state["n"]
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            fail("state['n']", "must be an integer >= 0", n)
+        mean = check_real("state['mean']", state["mean"])
+        m2 = check_real("state['m2']", state["m2"])
+        if not (math.isfinite(mean) and math.isfinite(m2)) or m2 < 0.0:
+            fail("state", "mean must be finite and m2 finite and >= 0", state)
+        out = cls()
+        out._n, out._mean, out._m2 = int(n), mean, m2
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VariantStats):
+            return NotImplemented
+        return (self._n, self._mean, self._m2) == (other._n, other._mean, other._m2)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __getstate__(self) -> dict[str, float | int]:
+        return self.to_dict()
+
+    def __setstate__(self, state: dict[str, float | int]) -> None:
+        self._n, self._mean, self._m2 = int(state["n"]), state["mean"], state["m2"]
+
+    def __repr__(self) -> str:
+        return f"VariantStats(n={self._n}, mean={self.mean:.6g}, var={self.var:.6g})"

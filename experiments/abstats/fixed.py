@@ -1,0 +1,168 @@
+"""Fixed-horizon statistics: mean CI, Welch's t-test, difference and relative-lift CIs.
+
+All functions take summary statistics (mean, sample variance with ``ddof=1``, count) as
+scalars or numpy arrays and broadcast, so the same code serves one report and a simulation
+of 10^5 peeks. They are valid when the sample size is fixed in advance and the data are
+looked at once; under repeated peeking use :mod:`experiments.abstats.sequential`.
+
+Undefined results (fewer than two observations in an arm, a zero control mean for the lift)
+come back as ``nan``; :func:`experiments.abstats.report.ab_report` turns them into ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import check_probability
+from .distributions import norm_ppf, t_ppf, t_two_sided_p
+
+__all__ = ["WelchResult", "lift_ci", "mean_ci", "welch_test"]
+
+
+def _arrays(*values):
+    return np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values))
+
+
+def _out(x: np.ndarray):
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def mean_ci(mean, var, n, alpha: float = 0.05):
+    """Two-sided ``1 - alpha`` Student-t confidence interval of a mean.
+
+    :math:`\\bar x \\pm t_{1-\\alpha/2,\\, n-1} \\sqrt{s^2 / n}`.
+
+    Returns
+    -------
+    (lower, upper)
+        Floats for scalar input, arrays otherwise; ``nan`` where ``n < 2``.
+
+    Examples
+    --------
+    >>> lo, hi = mean_ci(10.0, 4.0, 16)  # t_{0.975, 15} = 2.131450
+    >>> round(lo, 5), round(hi, 5)
+    (8.93428, 11.06572)
+    """
+    alpha = check_probability("alpha", alpha)
+    mean, var, n = _arrays(mean, var, n)
+    ok = n >= 2
+    df = np.where(ok, n - 1.0, 1.0)
+    half = t_ppf(np.full(df.shape, 1.0 - alpha / 2.0), df) * np.sqrt(var / np.where(ok, n, 1.0))
+    half = np.where(ok, half, np.nan)
+    return _out(mean - half), _out(mean + half)
+
+
+@dataclass(frozen=True)
+class WelchResult:
+    """Welch's unequal-variance t-test of ``mean_t - mean_c``.
+
+    Attributes
+    ----------
+    diff : float or ndarray
+        ``mean_t - mean_c``.
+    se : float or ndarray
+        :math:`\\sqrt{s_t^2/n_t + s_c^2/n_c}`.
+    t : float or ndarray
+        ``diff / se``.
+    df : float or ndarray
+        Welch-Satterthwaite degrees of freedom.
+    p_value : float or ndarray
+        Two-sided p-value.
+    ci : tuple
+        ``(lower, upper)`` two-sided ``1 - alpha`` interval of ``diff``.
+    """
+
+    diff: float | np.ndarray
+    se: float | np.ndarray
+    t: float | np.ndarray
+    df: float | np.ndarray
+    p_value: float | np.ndarray
+    ci: tuple
+
+
+def welch_test(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05) -> WelchResult:
+    """Welch's t-test and confidence interval for the difference of two means.
+
+    .. math::
+
+        t = \\frac{\\bar x_t - \\bar x_c}{\\sqrt{s_t^2/n_t + s_c^2/n_c}}, \\qquad
+        \\nu = \\frac{(s_t^2/n_t + s_c^2/n_c)^2}
+                    {\\frac{(s_t^2/n_t)^2}{n_t - 1} + \\frac{(s_c^2/n_c)^2}{n_c - 1}}
+
+    When both sample variances are zero the test degenerates: ``p = 1`` if the means are
+    equal, else 0, with ``nu = n_t + n_c - 2``. Arms with fewer than two observations give
+    ``nan`` everywhere.
+
+    Examples
+    --------
+    >>> a = np.array([19.8, 20.4, 19.6, 17.8, 18.5, 18.9, 18.3, 18.9, 19.5, 22.0])
+    >>> b = np.array([28.2, 26.6, 20.1, 23.3, 25.2, 22.1, 17.7, 27.6, 20.6, 13.7])
+    >>> r = welch_test(b.mean(), b.var(ddof=1), 10, a.mean(), a.var(ddof=1), 10)
+    >>> round(r.t, 4), round(r.df, 3), round(r.p_value, 5)  # scipy.stats.ttest_ind agrees
+    (2.074, 10.209, 0.06428)
+    """
+    alpha = check_probability("alpha", alpha)
+    mean_t, var_t, n_t, mean_c, var_c, n_c = _arrays(mean_t, var_t, n_t, mean_c, var_c, n_c)
+    ok = (n_t >= 2) & (n_c >= 2)
+    nt, nc = np.where(ok, n_t, 2.0), np.where(ok, n_c, 2.0)
+    vt, vc = var_t / nt, var_c / nc
+    v = vt + vc
+    diff = mean_t - mean_c
+    se = np.sqrt(v)
+    degenerate = v <= 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(
+            degenerate, nt + nc - 2.0, v * v / (vt * vt / (nt - 1.0) + vc * vc / (nc - 1.0))
+        )
+        t = np.where(degenerate, np.where(diff == 0.0, 0.0, np.sign(diff) * np.inf), diff / se)
+    p = np.where(degenerate, np.where(diff == 0.0, 1.0, 0.0), t_two_sided_p(t, df))
+    half = t_ppf(np.full(df.shape, 1.0 - alpha / 2.0), df) * se
+    nan = np.nan
+    return WelchResult(
+        diff=_out(np.where(ok, diff, nan)),
+        se=_out(np.where(ok, se, nan)),
+        t=_out(np.where(ok, t, nan)),
+        df=_out(np.where(ok, df, nan)),
+        p_value=_out(np.where(ok, p, nan)),
+        ci=(_out(np.where(ok, diff - half, nan)), _out(np.where(ok, diff + half, nan))),
+    )
+
+
+def lift_ci(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05):
+    """Relative lift ``mean_t / mean_c - 1`` with a delta-method normal CI.
+
+    .. math::
+
+        \\widehat{\\mathrm{Var}}(\\hat L) \\approx \\frac{s_t^2 / n_t}{\\bar x_c^2}
+            + \\frac{\\bar x_t^2\\, s_c^2 / n_c}{\\bar x_c^4}
+
+    (the two arms are independent). The interval is :math:`\\hat L \\pm z_{1-\\alpha/2}
+    \\sqrt{\\widehat{\\mathrm{Var}}}`; it is ``nan`` when ``mean_c == 0`` or an arm has fewer
+    than two observations.
+
+    Returns
+    -------
+    (lift, lower, upper)
+
+    Examples
+    --------
+    >>> lift, lo, hi = lift_ci(0.12, 0.12 * 0.88, 10_000, 0.10, 0.09, 10_000)
+    >>> round(lift, 3), round(lo, 4), round(hi, 4)
+    (0.2, 0.1049, 0.2951)
+    """
+    alpha = check_probability("alpha", alpha)
+    mean_t, var_t, n_t, mean_c, var_c, n_c = _arrays(mean_t, var_t, n_t, mean_c, var_c, n_c)
+    ok = (n_t >= 2) & (n_c >= 2) & (mean_c != 0.0)
+    mc = np.where(ok, mean_c, 1.0)
+    nt, nc = np.where(ok, n_t, 2.0), np.where(ok, n_c, 2.0)
+    lift = mean_t / mc - 1.0
+    var = (var_t / nt) / mc**2 + mean_t**2 * (var_c / nc) / mc**4
+    half = norm_ppf(1.0 - alpha / 2.0) * np.sqrt(var)
+    nan = np.nan
+    return (
+        _out(np.where(ok, lift, nan)),
+        _out(np.where(ok, lift - half, nan)),
+        _out(np.where(ok, lift + half, nan)),
+    )

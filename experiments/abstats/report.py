@@ -1,0 +1,298 @@
+"""The A/B report: per-variant summaries, treatment-vs-control tests, SRM, as plain JSON."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ._checks import check_name, check_probability, fail
+from .accumulator import VariantStats
+from .assignment import validate_weights
+from .fixed import lift_ci, mean_ci, welch_test
+from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, msprt
+from .srm import DEFAULT_SRM_THRESHOLD, srm_check
+
+__all__ = ["ab_report", "format_report"]
+
+
+def _num(x: float) -> float | None:
+    """JSON-safe float: nan and +-inf become None."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _interval(lo: float, hi: float) -> list[float | None]:
+    return [_num(lo), _num(hi)]
+
+
+def _check_stats(stats: object, weights: Mapping[str, float]) -> dict[str, VariantStats]:
+    if not isinstance(stats, Mapping):
+        fail("stats", "must be a mapping of variant name to VariantStats", stats, TypeError)
+    if len(stats) == 0:
+        fail("stats", "must hold at least one variant", stats)
+    for key, value in stats.items():
+        check_name("stats key", key)
+        if key not in weights:
+            fail("stats", f"names variant {key!r} that is not in weights {sorted(weights)}", key)
+        if not isinstance(value, VariantStats):
+            fail(f"stats[{key!r}]", "must be a VariantStats", value, TypeError)
+    # A configured variant that has seen no traffic yet is an empty accumulator.
+    return {key: stats.get(key, VariantStats()) for key in weights}
+
+
+def _previous_sequential(previous: object, control: str, alpha: float) -> dict[str, Any]:
+    if previous is None:
+        return {}
+    if not isinstance(previous, Mapping) or "comparisons" not in previous:
+        fail("previous", "must be a report returned by ab_report, or None", previous, TypeError)
+    if previous.get("control") != control or previous.get("alpha") != alpha:
+        fail(
+            "previous",
+            f"must come from a report with the same control ({control!r}) and alpha ({alpha})",
+            {"control": previous.get("control"), "alpha": previous.get("alpha")},
+        )
+    return {t: c["sequential"] for t, c in previous["comparisons"].items()}
+
+
+def ab_report(
+    stats: Mapping[str, VariantStats],
+    weights: Mapping[str, float],
+    control: str,
+    alpha: float = 0.05,
+    *,
+    previous: Mapping[str, Any] | None = None,
+    counts: Mapping[str, int] | None = None,
+    tau: float | None = None,
+    target_n: float = DEFAULT_TARGET_N,
+    min_n: int = DEFAULT_MIN_N,
+    srm_threshold: float = DEFAULT_SRM_THRESHOLD,
+) -> dict[str, Any]:
+    """Compare every treatment with the control; return a JSON-serializable report.
+
+    For each variant: ``n``, ``mean``, ``var``, its ``1 - alpha`` Student-t ``ci`` and its
+    configured (normalized) ``weight``. For each treatment, against the control:
+
+    - ``diff`` (treatment mean minus control mean) with Welch's ``diff_ci``;
+    - ``lift`` (relative, ``mean_t / mean_c - 1``) with a delta-method ``lift_ci``;
+    - ``welch``: ``t``, ``df`` and two-sided ``p_value`` (valid for one look at a sample size
+      fixed in advance);
+    - ``sequential``: the mixture-SPRT always-valid ``p_value`` and ``confidence_sequence``
+      for the difference (valid however often the report is looked at), see
+      :mod:`experiments.abstats.sequential`;
+    - ``decision``: ``"significant"`` when the sequential p-value is at most ``alpha``, else
+      ``"not significant"``. It uses the sequential test because a live report is peeked at;
+      ``fixed_horizon_significant`` gives Welch's verdict for a pre-planned single look.
+
+    and ``srm``, the sample-ratio-mismatch check (:func:`experiments.abstats.srm.srm_check`).
+    ``warnings`` lists anything that makes the numbers untrustworthy. Undefined numbers
+    (too few observations, infinite bounds) are ``None``. Each treatment is tested at level
+    ``alpha`` on its own; with several treatments, divide ``alpha`` by their number
+    (Bonferroni) to bound the family-wise error.
+
+    Parameters
+    ----------
+    stats : mapping of str to VariantStats
+        Outcome accumulators per variant; variants missing here count as empty.
+    weights : mapping of str to float
+        The configured traffic split (variant -> relative weight).
+    control : str
+        The variant every other one is compared with.
+    alpha : float
+        Level of all tests and intervals.
+    previous : dict, optional
+        The last report of this experiment (same control and alpha). When given, the
+        sequential p-value is the running minimum and the confidence sequence the running
+        intersection, so conclusions never flip back as data arrive.
+    counts : mapping of str to int, optional
+        Units randomized per variant (e.g. users) for the SRM check; by default the
+        accumulators' ``n``. Give unit counts when outcomes are per decision and
+        assignment is per user.
+    tau, target_n, min_n
+        Tuning of the sequential test (:func:`experiments.abstats.sequential.msprt`).
+    srm_threshold : float
+        Flag a sample-ratio mismatch when its p-value is below this.
+
+    Examples
+    --------
+    >>> import json
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> stats = {
+    ...     "control": VariantStats().update(rng.binomial(1, 0.10, 20_000)),
+    ...     "treatment": VariantStats().update(rng.binomial(1, 0.12, 20_000)),
+    ... }
+    >>> report = ab_report(stats, {"control": 1, "treatment": 1}, control="control")
+    >>> cmp = report["comparisons"]["treatment"]
+    >>> cmp["decision"], cmp["lift_ci"][0] <= 0.2 <= cmp["lift_ci"][1]
+    ('significant', True)
+    >>> report["srm"]["mismatch"]
+    False
+    >>> _ = json.dumps(report, allow_nan=False)
+    """
+    alpha = check_probability("alpha", alpha)
+    share = validate_weights(weights, "weights")
+    check_name("control", control)
+    if control not in share:
+        fail("control", f"must be one of the variants {sorted(share)}", control)
+    accs = _check_stats(stats, share)
+    prev = _previous_sequential(previous, control, alpha)
+
+    variants: dict[str, dict[str, Any]] = {}
+    for key, acc in accs.items():
+        lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
+        variants[key] = {
+            "n": acc.n,
+            "mean": _num(acc.mean),
+            "var": _num(acc.var),
+            "ci": _interval(lo, hi),
+            "weight": share[key],
+        }
+
+    warnings: list[str] = []
+    c = accs[control]
+    comparisons: dict[str, dict[str, Any]] = {}
+    for key, t in accs.items():
+        if key == control:
+            continue
+        args = (t.mean, t.var, t.n, c.mean, c.var, c.n)
+        if t.n >= 2 and c.n >= 2:
+            welch = welch_test(*args, alpha=alpha)
+            lift, lift_lo, lift_hi = lift_ci(*args, alpha=alpha)
+            seq = msprt(*args, alpha, tau=tau, target_n=target_n, min_n=min_n)
+            w_diff, w_lo, w_hi = welch.diff, welch.ci[0], welch.ci[1]
+            w_t, w_df, w_p = welch.t, welch.df, welch.p_value
+            s_p, s_lo, s_hi, s_tau2 = seq.p_value, seq.ci[0], seq.ci[1], seq.tau2
+        else:
+            nan = math.nan
+            w_diff = w_lo = w_hi = w_t = w_df = w_p = lift = lift_lo = lift_hi = s_tau2 = nan
+            s_p, s_lo, s_hi = 1.0, -math.inf, math.inf
+        before = prev.get(key)
+        if before is not None:
+            s_p = min(s_p, before["p_value"])
+            b_lo, b_hi = before["confidence_sequence"]
+            new_lo = s_lo if b_lo is None else max(s_lo, b_lo)
+            new_hi = s_hi if b_hi is None else min(s_hi, b_hi)
+            if new_lo > new_hi:
+                warnings.append(
+                    f"{key}: the running confidence sequence became empty; the sequential "
+                    "test's assumptions (stable means, i.i.d. outcomes) look violated, "
+                    "showing this look's interval"
+                )
+            else:
+                s_lo, s_hi = new_lo, new_hi
+        comparisons[key] = {
+            "diff": _num(w_diff),
+            "diff_ci": _interval(w_lo, w_hi),
+            "lift": _num(lift),
+            "lift_ci": _interval(lift_lo, lift_hi),
+            "welch": {"t": _num(w_t), "df": _num(w_df), "p_value": _num(w_p)},
+            "sequential": {
+                "p_value": float(s_p),
+                "confidence_sequence": _interval(s_lo, s_hi),
+                "tau2": _num(s_tau2),
+                "target_n": None if tau is not None else float(target_n),
+                "min_n": int(min_n),
+            },
+            "decision": "significant" if s_p <= alpha else "not significant",
+            "fixed_horizon_significant": bool(math.isfinite(w_p) and w_p < alpha),
+        }
+        if t.n < min_n or c.n < min_n:
+            warnings.append(
+                f"{key}: fewer than min_n={min_n} observations in an arm; "
+                "the sequential test has not started"
+            )
+
+    srm_counts = {key: acc.n for key, acc in accs.items()} if counts is None else counts
+    srm = srm_check(srm_counts, share, srm_threshold)
+    if srm["mismatch"]:
+        warnings.append(
+            f"sample ratio mismatch (p={srm['p_value']:.3g} < {srm_threshold}): traffic did not "
+            "split as configured; do not trust the comparisons until the cause is found"
+        )
+    return {
+        "control": control,
+        "alpha": alpha,
+        "variants": variants,
+        "comparisons": comparisons,
+        "srm": srm,
+        "warnings": warnings,
+    }
+
+
+def _f(x: float | None, spec: str = ".4g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _ci(pair: list[float | None], spec: str = ".4g") -> str:
+    return f"[{_f(pair[0], spec)}, {_f(pair[1], spec)}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
+    out = [line, "-" * len(line)]
+    out += [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return out
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """Render an :func:`ab_report` result as text tables for a terminal.
+
+    Examples
+    --------
+    >>> stats = {"a": VariantStats().update([0.0, 1.0] * 200),
+    ...          "b": VariantStats().update([0.0, 1.0, 1.0] * 140)}
+    >>> text = format_report(ab_report(stats, {"a": 1, "b": 1}, control="a"))
+    >>> print(text.splitlines()[0])
+    A/B report: control 'a', alpha 0.05
+    >>> "significant" in text
+    True
+    """
+    if not isinstance(report, Mapping) or not {"variants", "comparisons", "srm"} <= set(report):
+        fail("report", "must be a dict returned by ab_report", report, TypeError)
+    level = f"{100 * (1 - report['alpha']):g}%"
+    lines = [f"A/B report: control {report['control']!r}, alpha {report['alpha']:g}", ""]
+    rows = [
+        [name, f"{v['weight']:.3f}", str(v["n"]), _f(v["mean"]), _ci(v["ci"])]
+        for name, v in report["variants"].items()
+    ]
+    lines += _table(["variant", "weight", "n", "mean", f"{level} CI"], rows)
+    if report["comparisons"]:
+        lines.append("")
+        rows = [
+            [
+                name,
+                _f(c["diff"], "+.4g"),
+                _ci(c["diff_ci"]),
+                _f(c["lift"], "+.2%"),
+                _ci(c["lift_ci"], ".2%"),
+                _f(c["welch"]["p_value"], ".3g"),
+                _f(c["sequential"]["p_value"], ".3g"),
+                _ci(c["sequential"]["confidence_sequence"]),
+                c["decision"],
+            ]
+            for name, c in report["comparisons"].items()
+        ]
+        header = [
+            "treatment",
+            "diff",
+            "diff CI",
+            "lift",
+            "lift CI",
+            "Welch p",
+            "seq p",
+            "conf. sequence",
+            "decision",
+        ]
+        lines += _table(header, rows)
+    srm = report["srm"]
+    lines += [
+        "",
+        f"SRM: chi2={srm['statistic']:.3g}, df={srm['df']}, p={srm['p_value']:.3g} -> "
+        + ("MISMATCH" if srm["mismatch"] else "ok"),
+    ]
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Sample-ratio mismatch (SRM) check: are assignment counts consistent with the split?"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._checks import check_probability, fail
+from .assignment import validate_weights
+from .distributions import chi2_sf
+
+__all__ = ["DEFAULT_SRM_THRESHOLD", "srm_check"]
+
+DEFAULT_SRM_THRESHOLD = 0.001
+"""p-value below which a mismatch is flagged (the usual, deliberately strict, choice)."""
+
+
+def srm_check(
+    counts: Mapping[str, int],
+    weights: Mapping[str, float],
+    threshold: float = DEFAULT_SRM_THRESHOLD,
+) -> dict[str, object]:
+    """Chi-square goodness-of-fit test of observed assignment counts against the split.
+
+    .. math::
+
+        X^2 = \\sum_v \\frac{(O_v - E_v)^2}{E_v}, \\qquad E_v = w_v \\sum_u O_u,
+
+    with ``len(weights) - 1`` degrees of freedom. A small p-value means the traffic did not
+    split as configured (a bug in assignment, logging or filtering), which invalidates the
+    comparison whatever the other tests say.
+
+    Parameters
+    ----------
+    counts : mapping of str to int
+        Observed units per variant; must name exactly the variants in ``weights``.
+    weights : mapping of str to float
+        Configured relative traffic weights (normalized here).
+    threshold : float
+        Flag a mismatch when ``p_value < threshold``.
+
+    Returns
+    -------
+    dict
+        ``statistic``, ``df``, ``p_value``, ``threshold``, ``mismatch`` (bool),
+        ``observed`` and ``expected`` (per variant). With no observations the p-value is 1.
+
+    Examples
+    --------
+    >>> r = srm_check({"a": 5000, "b": 5200}, {"a": 1, "b": 1})
+    >>> round(r["statistic"], 4), round(r["p_value"], 5), r["mismatch"]
+    (3.9216, 0.04767, False)
+    """
+    share = validate_weights(weights, "weights")
+    threshold = check_probability("threshold", threshold)
+    if not isinstance(counts, Mapping):
+        fail("counts", "must be a mapping of variant name to count", counts, TypeError)
+    if set(counts) != set(share):
+        fail("counts", f"must name exactly the variants {sorted(share)}", sorted(counts))
+    observed: dict[str, int] = {}
+    for key in share:
+        value = counts[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            fail(f"counts[{key!r}]", "must be an integer >= 0", value)
+        observed[key] = int(value)
+    total = sum(observed.values())
+    expected = {key: w * total for key, w in share.items()}
+    df = len(share) - 1
+    if total == 0 or df == 0:
+        statistic, p_value = 0.0, 1.0
+    else:
+        statistic = math.fsum((observed[k] - expected[k]) ** 2 / expected[k] for k in share)
+        p_value = chi2_sf(statistic, df)
+    return {
+        "statistic": statistic,
+        "df": df,
+        "p_value": p_value,
+        "threshold": threshold,
+        "mismatch": bool(p_value < threshold),
+        "observed": observed,
+        "expected": expected,
+    }
