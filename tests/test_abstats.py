@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,7 +199,7 @@ def test_assignment_is_identical_in_another_process():
         text=True,
         check=True,
         env={"PYTHONHASHSEED": "12345", "PATH": ""},
-        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+        cwd=str(Path(__file__).resolve().parents[1]),
     ).stdout.strip()
     here = ",".join(assign_variant(f"u{i}", {"a": 1, "b": 2, "c": 1}, "s") for i in range(200))
     assert out == here
