@@ -180,7 +180,7 @@ class Engine:
         self._variant_names = list(specs)
         self._cum_weights = np.cumsum([self._weights[k] for k in self._variant_names])
         self._cum_weights /= self._cum_weights[-1]
-        self._ab = {name: [0, 0.0, 0.0] for name in specs}  # n, sum, sum of squares
+        self._last_report: dict | None = None
 
         self.joiner = Joiner()
         self._since_snapshot = 0
@@ -433,7 +433,6 @@ class Engine:
                 self._reward_event(pending.user_id, decision_id, pending.item_id, pending.topics,
                                    pending.tags, value, now)
             self.learners[pending.variant].add(pending.phi, value, pending.propensity, seq)
-            self._count(pending.variant, value)
             return RewardResult(decision_id, "joined", value, True)
         row = self.store.decision(decision_id)
         if row is None:
@@ -465,13 +464,6 @@ class Engine:
         seqs = self.store.record_rewards(rows, settle)
         for p, seq in zip(expired, seqs, strict=True):
             self.learners[p.variant].add(p.phi, self.default_reward, p.propensity, seq)
-            self._count(p.variant, self.default_reward)
-
-    def _count(self, variant: str, value: float) -> None:
-        acc = self._ab[variant]
-        acc[0] += 1
-        acc[1] += value
-        acc[2] += value * value
 
     # ---- profiles --------------------------------------------------------------------
     def profile(self, user_id: str, now: float | None = None) -> dict | None:
@@ -535,8 +527,39 @@ class Engine:
             "events": self.store.count_events(),
             "pending_decisions": len(self.joiner),
             "policy_versions": {k: v.version for k, v in self.learners.items()},
-            "rewards": {k: v[0] for k, v in self._ab.items()},
         }
+
+    def ab_report(self, control: str | None = None, alpha: float = 0.05) -> dict:
+        """Compare the variants' rewards (learned rewards: joined or default).
+
+        Per variant: n, mean and CI; per treatment against ``control`` (default: the first
+        variant): difference and lift with CIs, Welch's test, an always-valid mixture-SPRT
+        p-value and confidence sequence, and a sample-ratio-mismatch check on users assigned.
+        The statistics come from :mod:`experiments.abstats`; the counts from the store, so
+        the report survives restarts.
+        """
+        from experiments.abstats import VariantStats, ab_report
+
+        control = control or self._variant_names[0]
+        if control not in self._weights:
+            raise ValidationError("control", f"must be one of {self._variant_names}", control)
+        stats = {name: VariantStats() for name in self._variant_names}
+        for variant, n, mean, sumsq in self.store.db.execute(
+                "SELECT d.variant, COUNT(*), AVG(r.value), SUM(r.value * r.value) FROM rewards r "
+                "JOIN decisions d USING (decision_id) WHERE r.status IN ('joined', 'default') "
+                "GROUP BY d.variant"):
+            if variant in stats:
+                m2 = max(0.0, sumsq - n * mean * mean)
+                stats[variant] = VariantStats.from_dict({"n": n, "mean": mean, "m2": m2})
+        users = dict(self.store.db.execute(
+            "SELECT variant, COUNT(DISTINCT user_id) FROM decisions GROUP BY variant").fetchall())
+        counts = {name: int(users.get(name, 0)) for name in self._variant_names}
+        previous = self._last_report
+        if previous is not None and (previous.get("control"), previous.get("alpha")) != (control, alpha):
+            previous = None
+        report = ab_report(stats, self._weights, control, alpha, previous=previous, counts=counts)
+        self._last_report = report
+        return report
 
 
 def _check_number(name: str, value: object, low: float | None = None, strict: bool = False) -> None:

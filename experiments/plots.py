@@ -1,0 +1,66 @@
+"""PNG plots of simulation results (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from experiments.metrics import rolling_mean
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def reward_over_time(rewards: Mapping[str, np.ndarray], shift: int | None, path: str | Path,
+                     window: int, title: str = "Reward over time") -> Path:
+    """Trailing-mean reward per policy (mean over seeds), with the shift marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for name, r in rewards.items():
+        series = rolling_mean(np.atleast_2d(r).mean(axis=0), window)
+        ax.plot(np.arange(1, len(series) + 1), series, label=name, linewidth=1.4)
+    if shift is not None:
+        ax.axvline(shift, color="black", linestyle="--", linewidth=1.0, label=f"shift (step {shift})")
+    ax.set_xlabel("step (decisions)")
+    ax.set_ylabel(f"reward, trailing mean over {window} steps")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def cumulative_regret(regrets: Mapping[str, np.ndarray], shift: int | None, path: str | Path,
+                      title: str = "Cumulative regret") -> Path:
+    """Cumulative regret per policy (mean over seeds, band = min..max over seeds)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for name, g in regrets.items():
+        cum = np.cumsum(np.atleast_2d(g), axis=1)
+        x = np.arange(1, cum.shape[1] + 1)
+        line, = ax.plot(x, cum.mean(axis=0), label=name, linewidth=1.4)
+        if cum.shape[0] > 1:
+            ax.fill_between(x, cum.min(axis=0), cum.max(axis=0), color=line.get_color(), alpha=0.15)
+    if shift is not None:
+        ax.axvline(shift, color="black", linestyle="--", linewidth=1.0, label=f"shift (step {shift})")
+    ax.set_xlabel("step (decisions)")
+    ax.set_ylabel("cumulative regret (expected reward lost)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
