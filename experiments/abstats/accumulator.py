@@ -86,6 +86,12 @@ class VariantStats:
         """
         if isinstance(values, (bool, np.bool_)):
             fail("values", "must be numeric, not a bool", values, TypeError)
+        if type(values) is float or type(values) is int:  # fast path for one outcome
+            x = float(values)
+            if not math.isfinite(x):
+                fail("values", "must all be finite", values)
+            self._combine(1, x, 0.0)
+            return self
         try:
             arr = np.asarray(values, dtype=float)
         except (TypeError, ValueError):
