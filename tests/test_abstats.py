@@ -475,6 +475,11 @@ BAD_CALLS = [
         r"variants\['a'\]: must be a finite number > 0 \(got 0\)",
     ),
     (lambda: VariantStats().update([1.0, math.nan]), ValueError, r"values: must all be finite"),
+    (
+        lambda: VariantStats().update(math.inf),
+        ValueError,
+        r"values: must all be finite \(got inf\)",
+    ),
     (lambda: VariantStats().update("abc"), TypeError, r"values: must be a number or a sequence"),
     (lambda: VariantStats().update(True), TypeError, r"values: must be numeric, not a bool"),
     (
