@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from engine.events import EventTypes, validate_event, validate_events
 from engine.featurizer import Featurizer
 from engine.learner import Learner
 from engine.profile import ProfileConfig
-from engine.router import Router, stable_hash
+from engine.router import Router
 from engine.store import Store
 
 
@@ -291,11 +292,17 @@ class Engine:
 
     # ---- decisions -------------------------------------------------------------------
     def variant_of(self, user_id: str) -> str:
-        """The variant a user is assigned to (sticky: a salted hash of the id)."""
+        """The variant a user is assigned to: sticky, by a salted hash of the id.
+
+        The hash is the one of :func:`experiments.abstats.assign_variant` (53 bits of
+        blake2b over salt, a separator and the id), so offline tools assign users alike.
+        """
         if len(self._variant_names) == 1:
             return self._variant_names[0]
-        u = stable_hash(user_id, self.salt) / 2.0**64
-        return self._variant_names[int(np.searchsorted(self._cum_weights, u, side="right"))]
+        digest = blake2b(self.salt.encode() + b"\x1f" + user_id.encode(), digest_size=8).digest()
+        u = (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
+        idx = int(np.searchsorted(self._cum_weights, u, side="right"))
+        return self._variant_names[min(idx, len(self._variant_names) - 1)]
 
     def rank(self, user_id: str, candidates: Sequence, context: Mapping | None = None, *,
              slate_size: int = 1, decision_id: str | None = None) -> Decision:
@@ -544,13 +551,14 @@ class Engine:
         if control not in self._weights:
             raise ValidationError("control", f"must be one of {self._variant_names}", control)
         stats = {name: VariantStats() for name in self._variant_names}
-        for variant, n, mean, sumsq in self.store.db.execute(
-                "SELECT d.variant, COUNT(*), AVG(r.value), SUM(r.value * r.value) FROM rewards r "
-                "JOIN decisions d USING (decision_id) WHERE r.status IN ('joined', 'default') "
-                "GROUP BY d.variant"):
+        for variant, n, mean, m2 in self.store.db.execute(
+                "WITH x AS (SELECT d.variant AS variant, r.value AS value FROM rewards r "
+                "JOIN decisions d USING (decision_id) WHERE r.status IN ('joined', 'default')), "
+                "m AS (SELECT variant, AVG(value) AS mean FROM x GROUP BY variant) "
+                "SELECT x.variant, COUNT(*), m.mean, SUM((x.value - m.mean) * (x.value - m.mean)) "
+                "FROM x JOIN m USING (variant) GROUP BY x.variant"):
             if variant in stats:
-                m2 = max(0.0, sumsq - n * mean * mean)
-                stats[variant] = VariantStats.from_dict({"n": n, "mean": mean, "m2": m2})
+                stats[variant] = VariantStats.from_dict({"n": n, "mean": mean, "m2": max(0.0, m2)})
         users = dict(self.store.db.execute(
             "SELECT variant, COUNT(DISTINCT user_id) FROM decisions GROUP BY variant").fetchall())
         counts = {name: int(users.get(name, 0)) for name in self._variant_names}
