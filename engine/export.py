@@ -88,7 +88,7 @@ def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> s
     probs = d["probabilities"]
     phi = d["phi"]
     names = names if len(names) == phi.shape[1] else [f"x{j}" for j in range(phi.shape[1])]
-    multi = [{"id": ids[k], "f": {n: float(v) for n, v in zip(names, phi[k], strict=True) if v != 0}}
+    multi = [{"_id": ids[k], "f": {n: float(v) for n, v in zip(names, phi[k], strict=True) if v != 0}}
              for k in range(len(ids))]
     chosen = int(d["chosen"])
     reward = 0.0 if d["reward"] is None else float(d["reward"])
