@@ -1,1 +1,74 @@
-"""Loopwise policies package."""
+"""Loopwise policies: contextual bandits over action-dependent features.
+
+Every policy follows one contract (:class:`policies.base.Policy`): ``act(phi, mask)`` with
+``phi`` of shape (B, K, D) returns probabilities (B, K); ``update(phi, rewards,
+propensities)`` learns from the chosen candidates. Build one by name:
+
+>>> import numpy as np
+>>> from policies import make
+>>> p = make("lints", n_features=3, seed=0)
+>>> p.act(np.zeros((2, 4, 3))).shape
+(2, 4)
+>>> sorted(available())[:4]
+['egreedy', 'lints', 'linucb', 'neural_ts']
+"""
+
+from __future__ import annotations
+
+from policies.base import Policy
+from policies.egreedy import EpsilonGreedy
+from policies.lints import LinTS
+from policies.linucb import LinUCB
+from policies.slate import sample_slate
+from policies.squarecb import SquareCB
+from policies.uniform import Uniform
+
+_REGISTRY: dict[str, type[Policy]] = {
+    "uniform": Uniform,
+    "egreedy": EpsilonGreedy,
+    "linucb": LinUCB,
+    "lints": LinTS,
+    "squarecb": SquareCB,
+}
+
+
+def available() -> list[str]:
+    """Names :func:`make` accepts (``vw:<exploration>`` needs ``loopwise[vw]``)."""
+    from policies.vw import EXPLORATIONS
+
+    return [*_REGISTRY, "neural_ts", *(f"vw:{e}" for e in EXPLORATIONS)]
+
+
+def make(name: str, n_features: int, seed: int | None = 0, **params) -> Policy:
+    """Build a policy by name with parameters (as read from a config).
+
+    Examples
+    --------
+    >>> make("squarecb", n_features=4, gamma_scale=5.0)
+    SquareCB(n_features=4, seed=0, l2=1.0, discount=1.0, gamma_scale=5.0, gamma_exponent=0.5)
+    >>> make("lints", n_features=4, temperature=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: policy 'lints': unknown parameter 'temperature'; allowed: ['discount', 'epsilon', 'l2', 'n_draws', 'v']
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"policy: must be a name such as 'lints' (got {name!r})")
+    if name == "neural_ts":
+        from policies.neural import NeuralTS as cls
+    elif name.startswith("vw:"):
+        from policies.vw import VWPolicy as cls
+
+        params = {**params, "exploration": name[3:]}
+    elif name in _REGISTRY:
+        cls = _REGISTRY[name]
+    else:
+        raise ValueError(f"policy: unknown policy {name!r}; choose from {available()}")
+    allowed = set(cls._params) - {"n_features", "seed"}
+    for key in params:
+        if key not in allowed:
+            raise ValueError(f"policy {name!r}: unknown parameter {key!r}; allowed: {sorted(allowed)}")
+    return cls(n_features=n_features, seed=seed, **params)
+
+
+__all__ = ["EpsilonGreedy", "LinTS", "LinUCB", "Policy", "SquareCB", "Uniform", "available",
+           "make", "sample_slate"]

@@ -1,0 +1,34 @@
+"""Epsilon-greedy over an online ridge model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from policies.base import check_param, greedy, mix_uniform
+from policies.linear import LinearPolicy
+
+
+class EpsilonGreedy(LinearPolicy):
+    """Greedy on the ridge prediction with probability ``1 - epsilon``, uniform otherwise.
+
+    Probabilities are exact: ``(1 - epsilon) * 1[best] + epsilon / K``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = EpsilonGreedy(n_features=1, epsilon=0.1)
+    >>> _ = p.update(np.array([[1.0]]), np.array([1.0]), np.array([0.5]))
+    >>> p.act(np.array([[[1.0], [0.0]]])).round(3).tolist()
+    [[0.95, 0.05]]
+    """
+
+    _params = (*LinearPolicy._params, "epsilon")
+
+    def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
+                 discount: float = 1.0, epsilon: float = 0.05):
+        super().__init__(n_features, seed, l2, discount)
+        check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
+        self.epsilon = epsilon
+
+    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return mix_uniform(greedy(phi @ self._theta, mask), mask, self.epsilon)

@@ -1,0 +1,52 @@
+"""SquareCB: inverse-gap weighting over an online regression oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from policies.base import check_param
+from policies.linear import LinearPolicy
+
+
+class SquareCB(LinearPolicy):
+    """Inverse-gap weighting (Foster and Rakhlin, 2020) over online ridge regression.
+
+    With predictions ``y_a`` and the best ``y*``, every other candidate gets
+    ``p_a = 1 / (K + gamma * (y* - y_a))`` and the best gets the rest. ``gamma`` grows as
+    ``gamma_scale * t ** gamma_exponent`` with the number of updates t (VW's schedule).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = SquareCB(n_features=1, gamma_scale=10.0)
+    >>> p.act(np.array([[[1.0], [2.0]]])).tolist()   # untrained: no gap, uniform
+    [[0.5, 0.5]]
+    """
+
+    _params = (*LinearPolicy._params, "gamma_scale", "gamma_exponent")
+    _state = (*LinearPolicy._state, "_t")
+
+    def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
+                 discount: float = 1.0, gamma_scale: float = 10.0, gamma_exponent: float = 0.5):
+        super().__init__(n_features, seed, l2, discount)
+        check_param("gamma_scale", gamma_scale, low=0.0, low_open=True)
+        check_param("gamma_exponent", gamma_exponent, low=0.0)
+        self.gamma_scale = gamma_scale
+        self.gamma_exponent = gamma_exponent
+        self._t = 0
+
+    def _update(self, phi, rewards, propensities) -> None:
+        super()._update(phi, rewards, propensities)
+        self._t += len(rewards)
+
+    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        gamma = self.gamma_scale * max(1, self._t) ** self.gamma_exponent
+        y = np.where(mask, phi @ self._theta, -np.inf)
+        best = y.argmax(axis=1)
+        k = mask.sum(axis=1, keepdims=True)
+        gap = y[np.arange(len(y)), best][:, None] - y
+        probs = np.where(mask, 1.0 / (k + gamma * np.where(mask, gap, 0.0)), 0.0)
+        rows = np.arange(len(y))
+        probs[rows, best] = 0.0
+        probs[rows, best] = 1.0 - probs.sum(axis=1)
+        return probs

@@ -1,0 +1,25 @@
+"""Uniform random: the baseline every learner must beat, and a safe logging policy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from policies.base import Policy
+
+
+class Uniform(Policy):
+    """Chooses uniformly among the valid candidates and learns nothing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = Uniform(n_features=2)
+    >>> p.act(np.zeros((1, 4, 2)), np.array([[True, True, False, True]])).round(3).tolist()
+    [[0.333, 0.333, 0.0, 0.333]]
+    """
+
+    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return mask / mask.sum(axis=1, keepdims=True)
+
+    def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
+        pass
