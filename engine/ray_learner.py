@@ -76,7 +76,11 @@ class RayLearner:
         future, seq = self._inflight
         ready, _ = self._ray.wait([future], timeout=None if block else 0)
         if ready:
-            self.policy = pickle.loads(self._ray.get(future))
+            new = pickle.loads(self._ray.get(future))
+            # exploration draws belong to the decider: keep its generator, not the actor's copy
+            if hasattr(self.policy, "_rng"):
+                new._rng = self.policy._rng
+            self.policy = new
             self.learned_seq = max(self.learned_seq, seq)
             self._inflight = None
 

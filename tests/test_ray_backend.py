@@ -79,7 +79,8 @@ def test_ray_matches_inline_and_survives_a_killed_actor(tmp_path, local_ray):
 
 
 def test_one_remote_call_per_shard_per_batch(tmp_path, local_ray):
-    eng = make(tmp_path, "calls", "ray")
+    eng = Engine(tmp_path / "calls", policy="lints", item_features=2, shards=2, backend="ray",
+                 clock=lambda: 0.0)
     counts = {"n": 0}
     real = eng.backend._call
 
