@@ -1,0 +1,293 @@
+"""The simulator's state and dynamics in plain numpy, shared by every environment.
+
+Users have latent interest vectors (unit length, part shared with their region) that are
+never observed; items have a topic, an embedding leaning toward it, a latent quality and an
+observable clickbait score and popularity. The click probability of item i for user u is::
+
+    sigmoid(click_bias + affinity_scale * <interest_u, embedding_i>
+            + popularity_weight * popularity_i + clickbait_weight * clickbait_i
+            - fatigue_weight * exposure_u[topic_i]) * position_bias[slot]
+
+A click brings dwell (mean: the item's quality) and a purchase with probability
+``purchase_rate * quality``; the reward is ``reward_click * click + reward_dwell * dwell +
+reward_purchase * purchase``. Every array operation takes a batch of users at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulators.config import SimConfig
+
+FRESH_STEPS = 500  # items younger than this many steps count as fresh (cold start)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class SimCore:
+    """Catalog, population and their dynamics.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from simulators.config import make_config
+    >>> core = SimCore(make_config("stationary", n_users=50, n_items=100), np.random.default_rng(0))
+    >>> users = core.draw_users(3)
+    >>> cands = core.draw_candidates(3)
+    >>> core.expected_rewards(users, cands).shape
+    (3, 20)
+    """
+
+    def __init__(self, config: SimConfig, rng: np.random.Generator):
+        c = self.config = config
+        self.rng = rng
+        t = c.n_topics
+        cap = c.max_items
+        # catalog (allocated to capacity; the first n_active items exist)
+        self.topic = np.zeros(cap, dtype=np.int64)
+        self.embedding = np.zeros((cap, t))
+        self.quality = np.zeros(cap)
+        self.clickbait = np.zeros(cap)
+        self.popularity = np.zeros(cap)  # standardized log popularity (observable)
+        self.birth = np.zeros(cap, dtype=np.int64)
+        self.n_active = 0
+        self._add_items(c.n_items, initial=True)
+        # population
+        self.region = rng.integers(c.n_regions, size=c.n_users)
+        self.age_band = rng.integers(5, size=c.n_users)
+        self._region_center = rng.standard_normal((c.n_regions, t))
+        self.interest = self._draw_interests(np.arange(c.n_users))
+        self.exposure = np.zeros((c.n_users, t))
+        self.satisfaction = np.zeros(c.n_users)
+        self.position_bias = 1.0 / (1.0 + np.arange(c.slate_size))
+        self.step_count = 0
+        self.phase = 0
+        self._weights_dirty = True
+
+    # ---- construction ----------------------------------------------------------------
+    def _add_items(self, n: int, initial: bool = False) -> np.ndarray:
+        c, rng = self.config, self.rng
+        n = min(n, c.max_items - self.n_active)
+        idx = np.arange(self.n_active, self.n_active + n)
+        topics = rng.integers(c.n_topics, size=n)
+        self.topic[idx] = topics
+        onehot = np.eye(c.n_topics)[topics]
+        self.embedding[idx] = _unit(onehot + 0.35 * rng.standard_normal((n, c.n_topics)))
+        bait = rng.beta(1.0, 3.0, size=n)
+        base_q = rng.beta(4.0, 2.0, size=n)
+        self.clickbait[idx] = bait
+        self.quality[idx] = np.clip((1 - c.quality_clickbait_corr) * base_q
+                                    + c.quality_clickbait_corr * (1.0 - bait), 0.0, 1.0)
+        if initial:
+            logpop = np.log(rng.zipf(1.6, size=n).clip(max=10_000).astype(float))
+            self.popularity[idx] = np.clip((logpop - logpop.mean()) / (logpop.std() + 1e-9), -9, 9)
+        else:  # brand-new items: no history, the lowest popularity there is
+            self.popularity[idx] = self.popularity[:self.n_active].min()
+        self.birth[idx] = self.step_count if not initial else -10 * FRESH_STEPS
+        self.n_active += n
+        self._refresh_tables(idx)
+        self._weights_dirty = True
+        return idx
+
+    def _refresh_tables(self, idx: np.ndarray) -> None:
+        """Static per-item rows: observable features and the item part of the click logit."""
+        c = self.config
+        if not hasattr(self, "_feature_table"):
+            self._feature_table = np.zeros((c.max_items, c.n_topics + 3), dtype=np.float32)
+            self._base_logit = np.zeros(c.max_items)
+        table = self._feature_table
+        table[idx] = 0.0
+        table[idx, self.topic[idx]] = 1.0
+        table[idx, c.n_topics] = self.popularity[idx]
+        table[idx, c.n_topics + 1] = self.clickbait[idx]
+        self._base_logit[idx] = (c.click_bias + c.popularity_weight * self.popularity[idx]
+                                 + c.clickbait_weight * self.clickbait[idx])
+
+    def _draw_interests(self, users: np.ndarray) -> np.ndarray:
+        c = self.config
+        own = self.rng.standard_normal((len(users), c.n_topics))
+        shared = self._region_center[self.region[users]]
+        return _unit(c.region_strength * shared + (1 - c.region_strength) * own * 1.5)
+
+    # ---- sampling --------------------------------------------------------------------
+    def draw_users(self, n: int) -> np.ndarray:
+        return self.rng.integers(self.config.n_users, size=n)
+
+    def _candidate_cdf(self) -> np.ndarray:
+        if self._weights_dirty:
+            n = self.n_active
+            pop = np.exp(self.popularity[:n])
+            w = 0.7 / n + 0.3 * pop / pop.sum()
+            fresh = (self.step_count - self.birth[:n]) < FRESH_STEPS
+            w = np.where(fresh, w * 20.0, w)
+            cdf = np.cumsum(w)
+            self._cdf = cdf / cdf[-1]
+            self._weights_dirty = False
+        return self._cdf
+
+    def draw_candidates(self, n: int) -> np.ndarray:
+        """(n, K) distinct item ids per row, drawn by popularity (fresh items boosted).
+
+        Draws 2K with replacement, keeps the first copy of each item, and takes K of those at
+        random (rows with fewer than K distinct items, which are rare, are drawn again).
+        """
+        k = self.config.n_candidates
+        cdf = self._candidate_cdf()
+        out = np.empty((n, k), dtype=np.int64)
+        todo = np.arange(n)
+        while len(todo):
+            draw = np.minimum(np.searchsorted(cdf, self.rng.random((len(todo), 2 * k)),
+                                              side="right"), len(cdf) - 1)
+            draw.sort(axis=1)
+            first = np.ones(draw.shape, dtype=bool)
+            first[:, 1:] = draw[:, 1:] != draw[:, :-1]
+            keys = np.where(first, self.rng.random(draw.shape), 2.0)
+            pick = np.argpartition(keys, k - 1, axis=1)[:, :k]
+            ok = first.sum(axis=1) >= k
+            out[todo[ok]] = np.take_along_axis(draw, pick, axis=1)[ok]
+            todo = todo[~ok]
+        return out
+
+    # ---- observations and ground truth -----------------------------------------------
+    @property
+    def item_feature_dim(self) -> int:
+        return self.config.n_topics + 3
+
+    @property
+    def user_feature_dim(self) -> int:
+        return self.config.n_regions + 1
+
+    def item_features(self, items: np.ndarray) -> np.ndarray:
+        """Observable features: topic one-hot, popularity, clickbait score, freshness."""
+        out = self._feature_table[items]
+        age = np.maximum(0, self.step_count - self.birth[items])
+        out[..., -1] = np.exp(-age / FRESH_STEPS)
+        return out
+
+    def user_features(self, users: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "_user_table"):
+            c = self.config
+            table = np.zeros((c.n_users, self.user_feature_dim), dtype=np.float32)
+            table[np.arange(c.n_users), self.region] = 1.0
+            table[:, c.n_regions] = self.age_band / 4.0
+            self._user_table = table
+        return self._user_table[users]
+
+    def click_probs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """P(click) of each item in slot 0, shape items.shape ((B, K))."""
+        c = self.config
+        if len(users) == 1:
+            aff = (self.embedding[items[0]] @ self.interest[users[0]])[None, :]
+        else:
+            aff = np.einsum("bt,bkt->bk", self.interest[users], self.embedding[items])
+        logit = self._base_logit[items] + c.affinity_scale * aff
+        if c.fatigue_weight:
+            logit -= c.fatigue_weight * np.take_along_axis(self.exposure[users], self.topic[items],
+                                                           axis=1)
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    def reward_if_clicked(self, items: np.ndarray) -> np.ndarray:
+        c = self.config
+        q = self.quality[items]
+        return c.reward_click + c.reward_dwell * q + c.reward_purchase * c.purchase_rate * q
+
+    def expected_rewards(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.click_probs(users, items) * self.reward_if_clicked(items)
+
+    # ---- dynamics --------------------------------------------------------------------
+    def respond(self, users: np.ndarray, items: np.ndarray, slates: np.ndarray,
+                click_probs: np.ndarray | None = None) -> dict:
+        """Users see ``slates`` (B, L) of indices into ``items`` (B, K); sample what they do,
+        update their state, advance time. Returns per-row outcome arrays. Pass the
+        ``click_probs`` computed for these users and items at this step to save work."""
+        c, rng = self.config, self.rng
+        rows = np.arange(len(users))[:, None]
+        shown = items[rows, slates]  # (B, L) item ids
+        if click_probs is None:
+            click_probs = self.click_probs(users, items)
+        p = click_probs[rows, slates] * self.position_bias[None, :]
+        if slates.shape[1] > 1:  # a candidate repeated in a later slot is shown only once
+            srt = np.sort(slates, axis=1)
+            if (srt[:, 1:] == srt[:, :-1]).any():
+                first = np.array([[slates[b, j] not in slates[b, :j] for j in range(slates.shape[1])]
+                                  for b in range(len(slates))])
+                p = p * first
+        clicks = rng.random(p.shape) < p
+        q = self.quality[shown]
+        dwell = np.zeros(p.shape)
+        if clicks.any():
+            qc = q[clicks]
+            dwell[clicks] = rng.beta(qc * 5 + 0.05, (1 - qc) * 5 + 0.05)
+        purchases = clicks & (rng.random(p.shape) < c.purchase_rate * q)
+        rewards = (c.reward_click * clicks + c.reward_dwell * dwell
+                   + c.reward_purchase * purchases).sum(axis=1)
+        # fatigue: exposure to shown topics
+        if c.fatigue_weight:
+            self.exposure[users] *= c.fatigue_decay
+            np.add.at(self.exposure, (np.repeat(users, shown.shape[1]), self.topic[shown].ravel()), 1.0)
+        # satisfaction: quality pleases, clickbait disappoints
+        if c.satisfaction_gain or c.clickbait_cost:
+            delta = (clicks * (c.satisfaction_gain * (q - 0.5)
+                               - c.clickbait_cost * self.clickbait[shown])).sum(axis=1)
+            np.add.at(self.satisfaction, users, delta)
+        # gradual drift of the acting users
+        if c.drift_std:
+            self.interest[users] = _unit(self.interest[users]
+                                         + c.drift_std * rng.standard_normal((len(users), c.n_topics)))
+        self.advance(len(users))
+        return {"shown": shown, "clicks": clicks, "dwell": dwell, "purchases": purchases,
+                "rewards": rewards}
+
+    def advance(self, n_steps: int) -> None:
+        """Move the clock; fire the abrupt shift and item arrivals when they are due."""
+        c = self.config
+        before = self.step_count
+        self.step_count += n_steps
+        if c.shift_step is not None and before < c.shift_step <= self.step_count:
+            self.shift()
+        if c.new_item_every is not None:
+            arrivals = self.step_count // c.new_item_every - before // c.new_item_every
+            for _ in range(arrivals):
+                self._add_items(c.new_items_per_arrival)
+            if before // FRESH_STEPS != self.step_count // FRESH_STEPS:
+                self._weights_dirty = True
+
+    def shift(self) -> np.ndarray:
+        """Redraw the interests of ``shift_fraction`` of the users; return who moved."""
+        c = self.config
+        moved = self.rng.random(c.n_users) < c.shift_fraction
+        idx = np.flatnonzero(moved)
+        self._region_center = self.rng.standard_normal(self._region_center.shape)
+        self.interest[idx] = self._draw_interests(idx)
+        self.phase = 1
+        return idx
+
+    def leave_probs(self, users: np.ndarray) -> np.ndarray:
+        """Per-step probability that a user in a session leaves (session mode)."""
+        return 1.0 / (1.0 + np.exp(-(self.config.leave_bias - self.satisfaction[users])))
+
+    def events(self, users: np.ndarray, out: dict, ts: float, first_event: int) -> list[list[dict]]:
+        """The behaviour events of one step per row, in the engine's event schema."""
+        rows = []
+        n = first_event
+        for b, u in enumerate(users.tolist()):
+            evs = []
+            seen = set()
+            for j, item in enumerate(out["shown"][b].tolist()):
+                if item in seen:
+                    continue
+                seen.add(item)
+                base = {"user_id": f"u{u}", "ts": ts, "item_id": f"i{item}",
+                        "topics": [f"t{int(self.topic[item])}"]}
+                kinds = ["view"]
+                if out["clicks"][b, j]:
+                    kinds.append("click")
+                if out["purchases"][b, j]:
+                    kinds.append("purchase")
+                for kind in kinds:
+                    evs.append({**base, "type": kind, "event_id": f"sim-{n}"})
+                    n += 1
+            rows.append(evs)
+        return rows
