@@ -425,42 +425,81 @@ class Engine:
     def reward(self, decision_id: str, value: float) -> RewardResult:
         """Report the reward of a decision. Within its wait window it is learned once;
         repeats are ignored (``"duplicate"``); after the window it is recorded as ``"late"``."""
-        if not isinstance(decision_id, str) or not decision_id:
-            raise ValidationError("decision_id", "must be a non-empty string", decision_id)
-        _check_number("value", value)
-        value = float(value)
+        return self.reward_batch([(decision_id, value)])[0]
+
+    def reward_batch(self, rewards: Sequence[tuple[str, float]]) -> list[RewardResult]:
+        """Report many rewards in one transaction: ``[(decision_id, value), ...]``.
+
+        All are validated first (a bad one raises and nothing is recorded); an unknown
+        decision id raises :class:`UnknownDecisionError` before anything is recorded.
+        """
+        if isinstance(rewards, (str, bytes, Mapping)) or not isinstance(rewards, Sequence):
+            raise ValidationError("rewards", "must be a list of (decision_id, value) pairs", rewards)
+        checked = []
+        for i, pair in enumerate(rewards):
+            where = "" if len(rewards) == 1 else f"rewards[{i}]."
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValidationError(f"rewards[{i}]", "must be a (decision_id, value) pair", pair)
+            did, value = pair
+            if not isinstance(did, str) or not did:
+                raise ValidationError(f"{where}decision_id", "must be a non-empty string", did)
+            _check_number(f"{where}value", value)
+            checked.append((did, float(value)))
         now = float(self.clock())
         self._expire(now)
-        pending = self.joiner.pop(decision_id)
-        if pending is not None:
-            with self.store.transaction():
-                seq = self.store.record_rewards(
-                    [(decision_id, pending.user_id, value, now, "joined")],
-                    [(decision_id, value, "joined")])[0]
-                self._reward_event(pending.user_id, decision_id, pending.item_id, pending.topics,
-                                   pending.tags, value, now)
-            self.learners[pending.variant].add(pending.phi, value, pending.propensity, seq)
-            return RewardResult(decision_id, "joined", value, True)
-        row = self.store.decision(decision_id)
-        if row is None:
-            raise UnknownDecisionError(f"decision_id: no decision {decision_id!r} was issued by "
-                                       "this engine (or its user was forgotten)")
-        status = "duplicate" if row["status"] in ("joined", "late") else "late"
-        if status == "late" and self.store.has_late_reward(decision_id):
-            status = "duplicate"
+        results: list[RewardResult] = []
+        joined, others = [], []
+        seen: set[str] = set()
+        for did, value in checked:
+            pending = None if did in seen else self.joiner._pending.get(did)
+            if pending is not None:
+                joined.append((pending, value))
+            else:
+                row = self.store.decision(did) if did not in seen else {"status": "joined"}
+                if row is None:
+                    raise UnknownDecisionError(f"decision_id: no decision {did!r} was issued by "
+                                               "this engine (or its user was forgotten)")
+                others.append((did, value, row))
+            seen.add(did)
         with self.store.transaction():
-            self.store.record_rewards([(decision_id, row["user_id"], value, now, status)], [])
-            if status == "late":
-                item = json.loads(row["chosen_meta"])
-                self._reward_event(row["user_id"], decision_id, item["id"], item["topics"],
-                                   item["tags"], value, now)
-        return RewardResult(decision_id, status, value, False)
+            seqs = self.store.record_rewards(
+                [(p.decision_id, p.user_id, v, now, "joined") for p, v in joined],
+                [(p.decision_id, v, "joined") for p, v in joined])
+            events = [self._reward_event(p.user_id, p.decision_id, p.item_id, p.topics, p.tags,
+                                         v, now) for p, v in joined]
+            late_rows = []
+            for did, value, row in others:
+                status = "duplicate" if row["status"] in ("joined", "late") else "late"
+                if status == "late" and (self.store.has_late_reward(did)
+                                         or any(r[0] == did for r in late_rows)):
+                    status = "duplicate"
+                late_rows.append((did, row.get("user_id", ""), value, now, status))
+                if status == "late":
+                    item = json.loads(row["chosen_meta"])
+                    events.append(self._reward_event(row["user_id"], did, item["id"],
+                                                     item["topics"], item["tags"], value, now))
+            if late_rows:
+                self.store.record_rewards([r for r in late_rows if r[1]], [])
+            self._ingest_validated(events)
+        for (p, v), seq in zip(joined, seqs, strict=True):
+            self.joiner.pop(p.decision_id)
+            self.learners[p.variant].add(p.phi, v, p.propensity, seq)
+        by_id = {p.decision_id: RewardResult(p.decision_id, "joined", v, True) for p, v in joined}
+        late_iter = iter(late_rows)
+        for did, value in checked:
+            if did in by_id:
+                results.append(by_id.pop(did))
+            else:
+                r = next(late_iter)
+                results.append(RewardResult(did, r[4], value, False))
+        return results
 
-    def _reward_event(self, user_id, decision_id, item_id, topics, tags, value, now) -> None:
-        ev = validate_event({"user_id": user_id, "type": "reward", "ts": now, "item_id": item_id,
-                             "value": value, "topics": list(topics), "tags": list(tags),
-                             "event_id": f"reward:{decision_id}"}, self.event_types)
-        self._ingest_validated([ev])
+    def _reward_event(self, user_id, decision_id, item_id, topics, tags, value, now):
+        """A reward is also a behaviour event of the user (de-duplicated by its event id)."""
+        return validate_event({"user_id": user_id, "type": "reward", "ts": now,
+                               "item_id": item_id, "value": value, "topics": list(topics),
+                               "tags": list(tags), "event_id": f"reward:{decision_id}"},
+                              self.event_types)
 
     def _expire(self, now: float) -> None:
         expired = self.joiner.expire(now)

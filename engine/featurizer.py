@@ -61,6 +61,7 @@ class Featurizer:
         self.context_features = tuple(context_features)
         self.max_candidates = max_candidates
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
+        self._cand_cache: dict[tuple, Candidate] = {}
 
     @property
     def feature_names(self) -> list[str]:
@@ -89,17 +90,19 @@ class Featurizer:
         items = np.zeros((len(candidates), d_i))
         out: list[Candidate] = []
         seen: set[str] = set()
+        cache = self._cand_cache
+        feature_rows: list = []
         for k, cand in enumerate(candidates):
             if isinstance(cand, str):
                 item_id, topics, tags, feats = cand, (), (), None
             elif isinstance(cand, Mapping):
-                extra = cand.keys() - {"id", "topics", "tags", "features"}
-                if extra:
+                if len(cand) > 4 or not cand.keys() <= _CANDIDATE_KEYS:
+                    extra = cand.keys() - _CANDIDATE_KEYS
                     raise ValidationError(f"{where}[{k}].{sorted(extra)[0]}",
                                           "unknown field; allowed: id, topics, tags, features")
                 item_id = cand.get("id")
-                topics = _strings(cand.get("topics"), f"{where}[{k}].topics")
-                tags = _strings(cand.get("tags"), f"{where}[{k}].tags")
+                topics = cand.get("topics") or ()
+                tags = cand.get("tags") or ()
                 feats = cand.get("features")
             else:
                 raise ValidationError(f"{where}[{k}]", "must be an item id or an object with 'id'",
@@ -111,21 +114,53 @@ class Featurizer:
             if item_id in seen:
                 raise ValidationError(f"{where}[{k}].id", "duplicate candidate id", item_id)
             seen.add(item_id)
-            if feats is not None:
-                if isinstance(feats, (str, bytes)) or not isinstance(feats, (Sequence, np.ndarray)) \
-                        or len(feats) != d_i:
-                    raise ValidationError(f"{where}[{k}].features",
-                                          f"must be a list of {d_i} numbers", feats)
-                try:
-                    row = np.asarray(feats, dtype=float)
-                except (TypeError, ValueError):
-                    raise ValidationError(f"{where}[{k}].features", "must hold numbers only",
-                                          feats) from None
-                if not np.isfinite(row).all():
-                    raise ValidationError(f"{where}[{k}].features", "must be finite", feats)
-                items[k] = row
-            out.append(Candidate(item_id, topics, tags))
+            key = (item_id, tuple(topics) if isinstance(topics, list) else topics,
+                   tuple(tags) if isinstance(tags, list) else tags)
+            try:
+                view = cache.get(key)
+            except TypeError:  # unhashable junk: let validation name it
+                view, key = None, None
+            if view is None:
+                view = Candidate(item_id, _strings(topics, f"{where}[{k}].topics"),
+                                 _strings(tags, f"{where}[{k}].tags"))
+                if key is not None:
+                    if len(cache) > 200_000:
+                        cache.clear()
+                    cache[key] = view
+            out.append(view)
+            feature_rows.append(feats)
+        if d_i or any(f is not None for f in feature_rows):
+            items = self._item_matrix(feature_rows, where)
         return out, items
+
+    def _item_matrix(self, rows: list, where: str) -> np.ndarray:
+        """Stack candidates' features (None: zeros); one vectorized check, then a slow pass
+        only to name the culprit when something is wrong."""
+        d_i = self.item_features
+        if all(f is not None for f in rows):
+            try:
+                items = np.array(rows, dtype=float)
+            except (TypeError, ValueError):
+                items = None
+            if items is not None and items.shape == (len(rows), d_i) and np.isfinite(items).all():
+                return items
+        items = np.zeros((len(rows), d_i))
+        for k, feats in enumerate(rows):
+            if feats is None:
+                continue
+            if isinstance(feats, (str, bytes)) or not isinstance(feats, (Sequence, np.ndarray)) \
+                    or len(feats) != d_i:
+                raise ValidationError(f"{where}[{k}].features", f"must be a list of {d_i} numbers",
+                                      feats)
+            try:
+                row = np.asarray(feats, dtype=float)
+            except (TypeError, ValueError):
+                raise ValidationError(f"{where}[{k}].features", "must hold numbers only",
+                                      feats) from None
+            if row.shape != (d_i,) or not np.isfinite(row).all():
+                raise ValidationError(f"{where}[{k}].features", "must be finite numbers", feats)
+            items[k] = row
+        return items
 
     def context_vector(self, context: object, where: str = "context") -> np.ndarray:
         vec = np.zeros(len(self.context_features))
@@ -172,6 +207,9 @@ class Featurizer:
                 col += d_i * d_c
                 row[:, col:col + d_c] = inter[:, :1] * ctx[None, :]
         return phi, mask
+
+
+_CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
 
 
 def _strings(value: object, where: str) -> tuple[str, ...]:

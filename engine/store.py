@@ -209,13 +209,14 @@ class Store:
                        settle: Sequence[tuple[str, float | None, str]]) -> list[int]:
         """Append reward rows (decision_id, user_id, value, ts, status) and settle decisions
         (decision_id, reward, new status) in one transaction; return the reward rows' seqs."""
-        seqs = []
+        seqs: list[int] = []
         with self.transaction():
-            for row in rows:
-                cur = self.db.execute(
+            if rows:
+                self.db.executemany(
                     "INSERT INTO rewards (decision_id, user_id, value, ts, status) VALUES (?,?,?,?,?)",
-                    row)
-                seqs.append(cur.lastrowid)
+                    rows)
+                last = int(self._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'rewards'"))
+                seqs = list(range(last - len(rows) + 1, last + 1))
             if settle:
                 self.db.executemany(
                     "UPDATE decisions SET reward = ?, status = ? WHERE decision_id = ?",
