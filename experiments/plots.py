@@ -26,7 +26,8 @@ def reward_over_time(rewards: Mapping[str, np.ndarray], shift: int | None, path:
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for name, r in rewards.items():
         series = rolling_mean(np.atleast_2d(r).mean(axis=0), window)
-        ax.plot(np.arange(1, len(series) + 1), series, label=name, linewidth=1.4)
+        start = min(window, len(series) - 1)  # skip the warm-up of the trailing mean
+        ax.plot(np.arange(start + 1, len(series) + 1), series[start:], label=name, linewidth=1.4)
     if shift is not None:
         ax.axvline(shift, color="black", linestyle="--", linewidth=1.0, label=f"shift (step {shift})")
     ax.set_xlabel("step (decisions)")

@@ -1,0 +1,163 @@
+"""``loopwise simulate``: the engine against drifting simulated users, policy by policy.
+
+Writes ``results/<run-name>/`` with ``steps.parquet`` (every step of every run),
+``summary.parquet``, ``reward.png``, ``regret.png`` and ``report.md``, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from experiments.loop import RunResult, run_policy
+from experiments.metrics import PolicySummary, summarize
+from simulators import make_config
+
+DEFAULT_POLICIES = ("uniform", "egreedy", "linucb", "squarecb", "lints")
+
+
+@dataclass
+class SimulateConfig:
+    """What ``loopwise simulate`` runs."""
+
+    preset: str = "drifting"
+    """Simulator preset (stationary, drifting, fatigue, cold_start, long_term)."""
+    policies: tuple[str, ...] = DEFAULT_POLICIES
+    """Policies to compare (names from ``policies.available()``)."""
+    steps: int = 20_000
+    """User-steps per run (one decision each)."""
+    shift_step: int | None = None
+    """Step of the abrupt shift (default: half way, for the drifting preset)."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds; each policy runs once per seed on the same simulated users."""
+    batch_size: int = 200
+    """Users stepped (and decisions ranked) at once."""
+    n_users: int = 2000
+    """Simulated population size."""
+    out_dir: str = "results"
+    """Where run folders are written."""
+    run_name: str | None = None
+    """Folder name (default: ``simulate-<preset>-s<seeds>-<time>``)."""
+    policy_params: dict = field(default_factory=dict)
+    """Per-policy parameters, e.g. ``{"lints": {"v": 0.2}}``."""
+
+    def resolved_shift(self) -> int | None:
+        if self.shift_step is not None:
+            return self.shift_step
+        return self.steps // 2 if self.preset == "drifting" else None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SimulateConfig()
+    parser.add_argument("--preset", default=d.preset, help="simulator preset (default: drifting)")
+    parser.add_argument("--policies", default=",".join(d.policies),
+                        help="comma-separated policy names (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=d.steps, help="user-steps per run")
+    parser.add_argument("--shift-step", type=int, default=None, help="step of the abrupt shift")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--users", type=int, default=d.n_users, help="simulated users")
+    parser.add_argument("--out", default=d.out_dir, help="results folder (default: results)")
+    parser.add_argument("--name", default=None, help="run name (default: from preset and time)")
+    parser.add_argument("--params", default="{}",
+                        help='JSON per-policy parameters, e.g. \'{"lints": {"v": 0.2}}\'')
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> SimulateConfig:
+    def ints(text: str, flag: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise SystemExit(f"{flag}: must be comma-separated integers (got {text!r})") from None
+
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--params: not valid JSON ({err})") from None
+    cfg = SimulateConfig(
+        preset=args.preset, policies=tuple(p.strip() for p in args.policies.split(",") if p.strip()),
+        steps=args.steps, shift_step=args.shift_step, seeds=ints(args.seeds, "--seeds"),
+        batch_size=args.batch_size, n_users=args.users, out_dir=args.out, run_name=args.name,
+        policy_params=params)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: SimulateConfig) -> None:
+    from policies import available
+
+    if cfg.steps < cfg.batch_size:
+        raise SystemExit(f"--steps: must be at least --batch-size={cfg.batch_size} (got {cfg.steps})")
+    if not cfg.policies:
+        raise SystemExit("--policies: name at least one policy")
+    for p in cfg.policies:
+        if p not in available():
+            raise SystemExit(f"--policies: unknown policy {p!r}; choose from {available()}")
+    if not cfg.seeds:
+        raise SystemExit("--seeds: give at least one seed")
+    shift = cfg.resolved_shift()
+    if shift is not None and not 0 < shift < cfg.steps:
+        raise SystemExit(f"--shift-step: must lie in (0, {cfg.steps}) (got {shift})")
+
+
+def run(cfg: SimulateConfig, progress: bool = True) -> tuple[Path, list[PolicySummary]]:
+    """Run every policy on every seed; write the results folder; return it and the table."""
+    validate(cfg)
+    shift = cfg.resolved_shift()
+    overrides = {"n_users": cfg.n_users}
+    if shift is not None:
+        overrides["shift_step"] = shift
+    sim = make_config(cfg.preset, **overrides)
+    name = cfg.run_name or (f"simulate-{cfg.preset}-s{'_'.join(map(str, cfg.seeds))}-"
+                            f"{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(cfg.out_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
+    total = len(cfg.policies) * len(cfg.seeds) * (cfg.steps // cfg.batch_size * cfg.batch_size)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="step", desc="simulate", smoothing=0.1)
+    results: list[RunResult] = []
+    try:
+        for policy in cfg.policies:
+            for seed in cfg.seeds:
+                if bar is not None:
+                    bar.set_postfix_str(f"{policy} seed {seed}")
+                results.append(run_policy(sim, policy, cfg.policy_params.get(policy), seed=seed,
+                                          steps=cfg.steps, batch_size=cfg.batch_size,
+                                          progress=None if bar is None else bar.update))
+    finally:
+        if bar is not None:
+            bar.close()
+    window = max(cfg.batch_size, cfg.steps // 40)
+    summaries = []
+    for policy in cfg.policies:
+        runs = [r for r in results if r.policy == policy]
+        summaries.append(summarize(policy, np.stack([r.rewards for r in runs]),
+                                   np.stack([r.regrets for r in runs]),
+                                   np.stack([r.clicks for r in runs]), shift, window))
+    from experiments.report import write_report
+
+    write_report(out, cfg, sim, results, summaries, shift, window)
+    return out, summaries
+
+
+def main(args: argparse.Namespace) -> int:
+    from experiments.report import format_table
+
+    cfg = config_from_args(args)
+    out, summaries = run(cfg, progress=not args.no_progress)
+    print(format_table(summaries))
+    print(f"\nresults written to {out}/ (steps.parquet, summary.parquet, reward.png, regret.png, "
+          "report.md)")
+    return 0
+
+
+__all__ = ["SimulateConfig", "add_arguments", "asdict", "main", "run"]
