@@ -13,6 +13,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulate_main(args)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from experiments.compare import main as compare_main
+
+    return compare_main(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -33,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(sim)
     sim.set_defaults(func=_simulate)
+
+    cmp_ = sub.add_parser("compare", help="A/B comparison of policy variants in simulation")
+    from experiments.compare import add_arguments as compare_arguments
+
+    compare_arguments(cmp_)
+    cmp_.set_defaults(func=_compare)
 
     bench = sub.add_parser("bench", help="speed figures, side by side with peers")
     bench.add_argument("what", choices=["engine", "policies", "simulator", "ray"])

@@ -26,12 +26,15 @@ class RunResult:
     extra: dict = field(default_factory=dict)
 
 
-def engine_for(sim: SimConfig, policy: str, params: Mapping | None, seed: int,
+def engine_for(sim: SimConfig, policy: str | None, params: Mapping | None, seed: int,
                clock: Callable[[], float], **engine_kwargs) -> Engine:
-    """An in-memory engine whose featurizer matches the simulator's observations."""
+    """An in-memory engine whose featurizer matches the simulator's observations. With
+    ``variants`` in ``engine_kwargs`` the engine runs an online A/B test instead of ``policy``."""
     context = tuple(f"region_{r}" for r in range(sim.n_regions))
-    return Engine(None, policy=policy, policy_params=dict(params or {}),
-                  item_features=sim.n_topics + 3, context_features=context, seed=seed,
+    if engine_kwargs.get("variants") is None:
+        engine_kwargs.pop("variants", None)
+        engine_kwargs.update(policy=policy, policy_params=dict(params or {}))
+    return Engine(None, item_features=sim.n_topics + 3, context_features=context, seed=seed,
                   clock=clock, **engine_kwargs)
 
 
@@ -67,6 +70,7 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
     regrets = np.zeros_like(rewards)
     clicks = np.zeros_like(rewards)
     phases = np.zeros_like(rewards)
+    variants = np.empty(len(rewards), dtype=object)
     try:
         for t in range(n_batches):
             decisions = eng.rank_batch(to_requests(obs, context))
@@ -76,12 +80,15 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
             rewards[sl], regrets[sl] = r, info["regret"]
             clicks[sl] = info["clicked"][:, 0]
             phases[sl] = info["phase"]
+            variants[sl] = [d.variant for d in decisions]
             eng.reward_batch([(d.decision_id, float(v)) for d, v in zip(decisions, r, strict=True)])
             if feed_events:
                 eng.ingest([e for row in info["events"] for e in row])
             if progress is not None:
                 progress(batch_size)
-        extra = {"policy_version": eng.learners["default"].version, **eng.stats()}
+        extra = {"variants": variants, **eng.stats()}
+        if len(eng.learners) > 1:
+            extra["ab_report"] = eng.ab_report()
     finally:
         eng.close()
     return RunResult(policy, seed, rewards, regrets, clicks, phases, extra)

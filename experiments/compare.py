@@ -1,0 +1,227 @@
+"""``loopwise compare CONFIG.yaml``: an online A/B test of policy variants in simulation.
+
+Each seed runs one engine whose users are split stickily between the variants (the same
+mechanism as production traffic); seeds run in parallel processes. The report gives each
+variant's reward with a CI over seeds, the paired per-seed differences against the control,
+and the engine's own online A/B statistics per seed (Welch, always-valid sequential test, SRM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from experiments.metrics import mean_ci
+
+
+class SimulatorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    preset: str = "drifting"
+    n_users: int = Field(2000, ge=10)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from simulators import PRESETS
+
+        if v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; choose from {list(PRESETS)}")
+        return v
+
+
+class VariantSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy: str
+    weight: float = Field(1.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("policy")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from policies import available
+
+        if v not in available():
+            raise ValueError(f"unknown policy {v!r}; choose from {available()}")
+        return v
+
+
+class CompareConfig(BaseModel):
+    """The YAML file of ``loopwise compare`` (see ``experiments/configs/``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "compare"
+    simulator: SimulatorSpec = Field(default_factory=SimulatorSpec)
+    horizon: int = Field(10_000, ge=1)
+    batch_size: int = Field(200, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    workers: int = Field(2, ge=1, le=64)
+    control: str | None = None
+    variants: dict[str, VariantSpec] = Field(min_length=2)
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> CompareConfig:
+        if self.control is None:
+            self.control = next(iter(self.variants))
+        if self.control not in self.variants:
+            raise ValueError(f"control: {self.control!r} is not one of the variants "
+                             f"{list(self.variants)}")
+        if self.horizon < self.batch_size:
+            raise ValueError(f"horizon: must be at least batch_size={self.batch_size}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds: must be distinct")
+        from simulators import make_config
+
+        try:
+            make_config(self.simulator.preset, **self._sim_overrides())
+        except ValueError as err:
+            raise ValueError(f"simulator.settings: {err}") from None
+        return self
+
+    def _sim_overrides(self) -> dict:
+        out = {"n_users": self.simulator.n_users, **self.simulator.settings}
+        if self.simulator.preset == "drifting" and "shift_step" not in out:
+            out["shift_step"] = max(1, self.horizon // 2)
+        return out
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the key and the problem."""
+
+
+def load_config(path: str | Path) -> CompareConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a YAML mapping of settings")
+    try:
+        return CompareConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            key = ".".join(str(x) for x in e["loc"]) or "(top level)"
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {msg}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+
+
+def _run_seed(cfg_json: str, seed: int) -> dict:
+    """One seed (in a worker process): the engine with all variants against the simulator."""
+    from experiments.loop import run_policy
+    from simulators import make_config
+
+    cfg = CompareConfig.model_validate_json(cfg_json)
+    sim = make_config(cfg.simulator.preset, **cfg._sim_overrides())
+    variants = {k: {"policy": v.policy, "params": v.params, "weight": v.weight}
+                for k, v in cfg.variants.items()}
+    res = run_policy(sim, "ab", seed=seed, steps=cfg.horizon, batch_size=cfg.batch_size,
+                     variants=variants, salt=f"{cfg.name}-{seed}")
+    names = res.extra["variants"]
+    per_variant = {}
+    for v in cfg.variants:
+        sel = names == v
+        per_variant[v] = {"n": int(sel.sum()), "mean_reward": float(res.rewards[sel].mean())
+                          if sel.any() else math.nan,
+                          "mean_regret": float(res.regrets[sel].mean()) if sel.any() else math.nan}
+    return {"seed": seed, "variants": per_variant, "ab_report": res.extra["ab_report"]}
+
+
+def run_compare(cfg: CompareConfig, out_dir: str | Path = "results") -> tuple[Path, dict]:
+    cfg_json = cfg.model_dump_json()
+    if cfg.workers > 1 and len(cfg.seeds) > 1:
+        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(cfg.seeds))) as pool:
+            per_seed = list(pool.map(_run_seed, [cfg_json] * len(cfg.seeds), cfg.seeds))
+    else:
+        per_seed = [_run_seed(cfg_json, s) for s in cfg.seeds]
+    report = summarize_seeds(cfg, per_seed)
+    out = Path(out_dir) / f"compare-{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable))
+    (out / "report.md").write_text(format_compare(report) + "\n")
+    return out, report
+
+
+def summarize_seeds(cfg: CompareConfig, per_seed: list[dict]) -> dict:
+    variants = {}
+    for v in cfg.variants:
+        means = np.array([s["variants"][v]["mean_reward"] for s in per_seed])
+        m, lo, hi = mean_ci(means)
+        variants[v] = {"mean_reward": m, "ci": [lo, hi], "per_seed": means.tolist()}
+    diffs = {}
+    ctrl = np.array([s["variants"][cfg.control]["mean_reward"] for s in per_seed])
+    for v in cfg.variants:
+        if v == cfg.control:
+            continue
+        d = np.array([s["variants"][v]["mean_reward"] for s in per_seed]) - ctrl
+        m, lo, hi = mean_ci(d)
+        diffs[v] = {"mean_diff": m, "ci": [lo, hi], "per_seed": d.tolist(),
+                    "wins": int((d > 0).sum()), "seeds": len(d)}
+    online = [{"seed": s["seed"], "comparisons": {
+        t: {"lift": c["lift"], "lift_ci": c["lift_ci"], "welch_p": c["welch"]["p_value"],
+            "sequential_p": c["sequential"]["p_value"], "decision": c["decision"]}
+        for t, c in s["ab_report"]["comparisons"].items()},
+        "srm_p": s["ab_report"]["srm"]["p_value"], "srm_mismatch": s["ab_report"]["srm"]["mismatch"]}
+        for s in per_seed]
+    return {"name": cfg.name, "control": cfg.control, "config": cfg.model_dump(),
+            "variants": variants, "paired_differences": diffs, "online_ab": online}
+
+
+def _jsonable(x):
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return str(x)
+
+
+def _f(x, spec=".4f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def format_compare(report: dict) -> str:
+    lines = [f"A/B comparison '{report['name']}' (control: {report['control']})", "",
+             "variant      mean reward  95% CI over seeds", "-----------  -----------  ------------------"]
+    for v, r in report["variants"].items():
+        lines.append(f"{v:<11}  {_f(r['mean_reward']):>11}  [{_f(r['ci'][0])}, {_f(r['ci'][1])}]")
+    lines += ["", "paired difference vs control (per seed, same simulated users):"]
+    for v, d in report["paired_differences"].items():
+        lines.append(f"  {v}: {_f(d['mean_diff'], '+.4f')} [{_f(d['ci'][0], '+.4f')}, "
+                     f"{_f(d['ci'][1], '+.4f')}], better in {d['wins']}/{d['seeds']} seeds")
+    lines += ["", "online A/B inside the engine, per seed (lift, Welch p, sequential p, SRM p):"]
+    for s in report["online_ab"]:
+        for t, c in s["comparisons"].items():
+            lines.append(f"  seed {s['seed']} {t}: lift {_f(c['lift'], '+.3f')} "
+                         f"[{_f(c['lift_ci'][0], '+.3f')}, {_f(c['lift_ci'][1], '+.3f')}], "
+                         f"Welch p={_f(c['welch_p'], '.3g')}, sequential p={_f(c['sequential_p'], '.3g')}"
+                         f" -> {c['decision']}; SRM p={_f(s['srm_p'], '.3g')}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML file (see experiments/configs/)")
+    parser.add_argument("--out", default="results", help="results folder (default: results)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print(f"error: {err}")
+        return 2
+    out, report = run_compare(cfg, args.out)
+    print(format_compare(report))
+    print(f"\nreport written to {out}/report.md and report.json")
+    return 0
