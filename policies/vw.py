@@ -17,9 +17,11 @@ class VWPolicy(Policy):
 
     Each candidate becomes one action line ``|f 0:x0 1:x1 ...`` (zeros left out); VW's
     probability mass function comes back aligned to candidate order (masked candidates are
-    left out of the example). Learning sends the chosen action with label
-    ``0:cost:probability``, cost = ``-reward``. VW's default ``cb_type`` for ADF (mtr) learns
-    a regression on the chosen action only, so the other candidates add nothing to an update.
+    left out of the example). Learning labels the chosen action ``0:cost:probability`` with
+    cost = ``1 - reward`` (VW's regcb assumes costs in [0, 1]; rewards are expected in
+    [0, 1]) inside the whole candidate set it was chosen from (remembered from
+    ``act`` for the most recent 50,000 candidates, as cover, bag and regcb need every
+    action); a chosen row never seen by ``act`` is learned as a one-action example.
 
     Parameters
     ----------
@@ -55,11 +57,14 @@ class VWPolicy(Policy):
         self.epsilon = epsilon
         self.extra_args = extra_args
         self._vw = self._workspace()
+        self._recent: dict[bytes, tuple[list[str], int]] = {}
+        self._recent_max = 50_000
 
-    def _args(self) -> str:
+    def _args(self, with_seed: bool = True) -> str:
         exp = {"squarecb": "--squarecb", "epsilon": f"--epsilon {self.epsilon}",
                "cover": "--cover 4", "bag": "--bag 4", "regcb": "--regcb"}[self.exploration]
-        seed = "" if self.seed is None else f"--random_seed {self.seed}"
+        # a saved model carries its own seed; giving one again makes VW refuse to load it
+        seed = "" if self.seed is None or not with_seed else f"--random_seed {self.seed}"
         return f"--cb_explore_adf {exp} {seed} --quiet {self.extra_args}".strip()
 
     def _workspace(self, model: bytes | None = None):
@@ -71,7 +76,7 @@ class VWPolicy(Policy):
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(model)
-            return vowpalwabbit.Workspace(f"{self._args()} -i {path}")
+            return vowpalwabbit.Workspace(f"{self._args(with_seed=False)} -i {path}")
         finally:
             os.unlink(path)
 
@@ -82,15 +87,28 @@ class VWPolicy(Policy):
 
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
         probs = np.zeros(mask.shape)
+        recent = self._recent
         for b in range(len(phi)):
             idx = np.flatnonzero(mask[b])
-            pmf = self._vw.predict([self._line(phi[b, k]) for k in idx])
-            probs[b, idx] = pmf
+            lines = [self._line(phi[b, k]) for k in idx]
+            probs[b, idx] = self._vw.predict(lines)
+            for pos, k in enumerate(idx):  # remember the set, to learn on all its actions
+                recent[phi[b, k].tobytes()] = (lines, pos)
+        while len(recent) > self._recent_max:
+            recent.pop(next(iter(recent)))
         return probs
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         for x, r, p in zip(phi, rewards, propensities, strict=True):
-            self._vw.learn([self._line(x, f"0:{-r:.6g}:{p:.6g}")])
+            label = f"0:{1.0 - r:.6g}:{p:.6g}"
+            seen = self._recent.pop(x.tobytes(), None)
+            if seen is None:  # the candidate set is unknown: learn on the chosen action alone
+                self._vw.learn([self._line(x, label)])
+            else:
+                lines, pos = seen
+                lines = list(lines)
+                lines[pos] = f"{label} {lines[pos]}"
+                self._vw.learn(lines)
 
     def _model_bytes(self) -> bytes:
         fd, path = tempfile.mkstemp(suffix=".vw")
