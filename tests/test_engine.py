@@ -238,3 +238,16 @@ def test_constructor_validation(tmp_path):
     ]:
         with pytest.raises(ValidationError, match=f"^{field}"):
             Engine(tmp_path / "x", **kwargs)
+
+
+def test_reward_batch_is_atomic_and_reports_each(eng):
+    ds = [eng.rank(f"u{i}", cands()) for i in range(4)]
+    with pytest.raises(UnknownDecisionError):
+        eng.reward_batch([(ds[0].decision_id, 1.0), ("ghost", 1.0)])
+    with pytest.raises(ValidationError, match=r"^rewards\[1\]\.value"):
+        eng.reward_batch([(ds[0].decision_id, 1.0), (ds[1].decision_id, "x")])
+    assert eng.store.db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == 0
+    out = eng.reward_batch([(ds[0].decision_id, 1.0), (ds[1].decision_id, 0.0),
+                            (ds[0].decision_id, 1.0)])
+    assert [r.status for r in out] == ["joined", "joined", "duplicate"]
+    assert len(eng.joiner) == 2

@@ -1,0 +1,92 @@
+"""Smoke tests: `loopwise simulate` and `loopwise compare` end to end with tiny horizons."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from engine.cli import main
+from experiments.compare import ConfigError, load_config
+
+
+def test_simulate_end_to_end(tmp_path, capsys):
+    rc = main(["simulate", "--steps", "600", "--batch-size", "100", "--users", "200",
+               "--policies", "uniform,lints", "--out", str(tmp_path), "--name", "smoke",
+               "--no-progress"])
+    assert rc == 0
+    out = tmp_path / "smoke"
+    for name in ("steps.parquet", "summary.parquet", "reward.png", "regret.png", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    steps = pq.read_table(out / "steps.parquet").to_pydict()
+    assert len(steps["reward"]) == 1200 and set(steps["policy"]) == {"uniform", "lints"}
+    assert set(steps["phase"]) == {0, 1}  # the shift happened half way
+    summary = pq.read_table(out / "summary.parquet").to_pylist()
+    assert [s["policy"] for s in summary] == ["uniform", "lints"]
+    printed = capsys.readouterr().out
+    assert "mean reward [95% CI]" in printed and "results written to" in printed
+    assert "![reward over time](reward.png)" in (out / "report.md").read_text()
+
+
+def test_simulate_rejects_bad_flags(tmp_path):
+    with pytest.raises(SystemExit, match="unknown policy 'nope'"):
+        main(["simulate", "--policies", "nope", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--steps: must be at least"):
+        main(["simulate", "--steps", "10", "--out", str(tmp_path)])
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_compare_end_to_end(tmp_path, capsys):
+    cfg = write(tmp_path, """
+name: smoke
+simulator: {preset: drifting, n_users: 200}
+horizon: 800
+batch_size: 100
+seeds: [0, 1]
+workers: 2
+variants:
+  control: {policy: uniform}
+  lints: {policy: lints, params: {v: 0.3}}
+""")
+    assert main(["compare", str(cfg), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "paired difference vs control" in printed
+    report = json.loads(next(tmp_path.glob("compare-smoke-*/report.json")).read_text())
+    assert set(report["variants"]) == {"control", "lints"}
+    assert len(report["paired_differences"]["lints"]["per_seed"]) == 2
+    assert len(report["online_ab"]) == 2
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("variants: {a: {policy: uniform}}", "variants: List should have at least 2 items|variants"),
+    ("variants: {a: {policy: uniform}, b: {policy: thompson}}", "variants.b.policy: unknown policy"),
+    ("variants: {a: {policy: uniform}, b: {policy: uniform, weight: -1}}", "variants.b.weight"),
+    ("variants: {a: {policy: uniform}, b: {policy: uniform}}\ncontrol: c", "control: 'c' is not"),
+    ("variants: {a: {policy: uniform}, b: {policy: uniform}}\nhorizon: x", "horizon:"),
+    ("variants: {a: {policy: uniform}, b: {policy: uniform}}\nseeds: [1, 1]", "seeds: must be distinct"),
+    ("variants: {a: {policy: uniform}, b: {policy: uniform}}\ncolour: red", "colour: Extra inputs"),
+    ("variants: {a: {policy: uniform}, b: {policy: uniform}}\nsimulator: {preset: windy}",
+     "simulator.preset: unknown preset"),
+    ("variants: {a: {policy: uniform}, b: {policy: uniform}}\nsimulator: {settings: {gravity: 1}}",
+     "gravity: unknown simulator setting"),
+    ("- just a list", "must be a YAML mapping"),
+])
+def test_config_errors_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for command in ("simulate", "compare", "bench"):
+        assert command in out
