@@ -53,25 +53,22 @@ class LinTS(LinearPolicy):
         self.v = v
         self.n_draws = n_draws
         self.epsilon = epsilon
-        self._chol = None
-
-    def _after_update(self) -> None:
-        self._chol = None
 
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self._chol is None:
-            self._chol = np.linalg.cholesky(self._a_inv + 1e-12 * np.eye(self.n_features))
-        z = self._rng.standard_normal((self.n_draws, self.n_features))
-        thetas = self._theta + self.v * z @ self._chol.T  # (S, D)
-        scores = phi @ thetas.T  # (B, K, S)
-        scores[~mask] = -np.inf
-        winners = scores.argmax(axis=1)  # (B, S)
-        b, k = mask.shape
+        # The scores of the K candidates under a posterior draw are jointly Gaussian:
+        # N(phi theta, v^2 phi A^-1 phi^T). Sampling them directly costs K x K per decision
+        # instead of D x D (no Cholesky of A^-1 after every update).
+        b, k, _ = phi.shape
+        mean = phi @ self._theta  # (B, K)
+        m = phi @ self._a_inv  # (B, K, D)
+        cov = (self.v ** 2) * np.matmul(m, phi.transpose(0, 2, 1))  # (B, K, K)
+        cov += 1e-9 * np.eye(k)
+        chol = np.linalg.cholesky(cov)
+        z = self._rng.standard_normal((b, self.n_draws, k))
+        scores = mean[:, None, :] + np.matmul(z, chol.transpose(0, 2, 1))  # (B, S, K)
+        scores = np.where(mask[:, None, :], scores, -np.inf)
+        winners = scores.argmax(axis=2)  # (B, S)
         counts = np.zeros((b, k))
         np.add.at(counts, (np.repeat(np.arange(b), self.n_draws), winners.ravel()), 1.0)
         return mix_uniform(counts / self.n_draws, mask, self.epsilon)
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_chol"] = None
-        return state

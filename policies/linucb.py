@@ -35,5 +35,5 @@ class LinUCB(LinearPolicy):
         self.epsilon = epsilon
 
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        width = np.sqrt(np.maximum(np.einsum("bkd,de,bke->bk", phi, self._a_inv, phi), 0.0))
+        width = np.sqrt(np.maximum(((phi @ self._a_inv) * phi).sum(axis=2), 0.0))
         return mix_uniform(greedy(phi @ self._theta + self.alpha * width, mask), mask, self.epsilon)
