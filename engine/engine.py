@@ -267,12 +267,12 @@ class Engine:
         self._expire(self.clock())
         return self._ingest_validated(evs)
 
-    def _ingest_validated(self, evs) -> IngestResult:
+    def _ingest_validated(self, evs, unique_ids: bool = False) -> IngestResult:
         if not evs:
             return IngestResult(0, 0)
         shard_of = self.router.shard_of
         shards = [shard_of(e.user_id) for e in evs]
-        seqs = self.store.append_events(evs, shards)
+        seqs = self.store.append_events(evs, shards, unique_ids)
         batches: dict[int, tuple[list, list]] = {}
         accepted = 0
         for e, s, seq in zip(evs, shards, seqs, strict=True):
@@ -480,7 +480,8 @@ class Engine:
                                                      item["topics"], item["tags"], value, now))
             if late_rows:
                 self.store.record_rewards([r for r in late_rows if r[1]], [])
-            self._ingest_validated(events)
+            # reward events are unique by construction: one per joined or first-late reward
+            self._ingest_validated(events, unique_ids=True)
         for (p, v), seq in zip(joined, seqs, strict=True):
             self.joiner.pop(p.decision_id)
             self.learners[p.variant].add(p.phi, v, p.propensity, seq)

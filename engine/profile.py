@@ -19,6 +19,7 @@ from engine.errors import ValidationError
 LN2 = math.log(2.0)
 MAX_KEYWORDS = 32
 MAX_INTERESTS = 64
+MAX_EXPOSURE = 12
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,16 @@ class Profile:
 
     __slots__ = ("user_id", "attributes", "interests", "exposure", "keywords", "n_events",
                  "type_counts", "first_ts", "last_ts", "engagement", "detector", "fast_windows",
-                 "n_drifts", "mass", "_cfg")
+                 "n_drifts", "mass", "_anchor", "_cfg")
 
     def __init__(self, user_id: str, config: ProfileConfig):
         self.user_id = user_id
         self._cfg = config
         self.attributes: dict = {}
-        self.interests: dict[str, list[float]] = {}  # key -> [value at ref_ts, ref_ts]
-        self.exposure: dict[str, list[float]] = {}
-        self.keywords: dict[str, list[float]] = {}
+        self.interests: dict[str, float] = {}  # key -> anchored weight (see _add)
+        self.exposure: dict[str, float] = {}
+        self.keywords: dict[str, float] = {}
+        self._anchor: float | None = None
         self.n_events = 0
         self.type_counts: dict[str, int] = {}
         self.first_ts: float | None = None
@@ -111,38 +113,59 @@ class Profile:
                                           threshold=config.drift_threshold, mode="up")
         self.fast_windows: list[list[float]] = []  # [start, end] of faster forgetting
         self.n_drifts = 0
-        self.mass: dict[str, list[float]] = {}  # decayed total of positive interest weight
+        self.mass: dict[str, float] = {}  # anchored total of positive interest weight
 
     # ---- decay -----------------------------------------------------------------------
-    def _exponent(self, t0: float, t1: float, half_life: float) -> float:
-        """Half-lives elapsed between t0 <= t1, counting drift windows faster."""
-        span = t1 - t0
+    # Each table maps a key to sum_i w_i * 2 ** ((tau(t_i) - anchor) / half_life): one float
+    # per entry, whatever the order events arrive in. tau is event time with drift windows
+    # running drift_fast_factor times faster; its value at T is the stored float times
+    # 2 ** (-(tau(T) - anchor) / half_life). The anchor moves forward (rescaling every
+    # entry) before the exponents grow too large for a float.
+
+    def _warp(self, t: float) -> float:
+        """Warped time: event time with drift windows counted ``drift_fast_factor`` times."""
         if not self.fast_windows:
-            return span / half_life
+            return t
         extra = 0.0
         for start, end in self.fast_windows:
-            overlap = min(end, t1) - max(start, t0)
-            if overlap > 0:
-                extra += overlap
-        return (span + extra * (self._cfg.drift_fast_factor - 1.0)) / half_life
+            if t > start:
+                extra += min(t, end) - start
+        return t + extra * (self._cfg.drift_fast_factor - 1.0)
+
+    def _exponent(self, t0: float, t1: float, half_life: float) -> float:
+        """Half-lives elapsed between t0 and t1, counting drift windows faster."""
+        return (self._warp(t1) - self._warp(t0)) / half_life
+
+    def _scale(self, ts: float, half_life: float) -> float:
+        """Factor that stores a weight observed at ``ts`` (rebasing the anchor when due)."""
+        tau = self._warp(ts)
+        if self._anchor is None:
+            self._anchor = tau
+        elif tau - self._anchor > 500.0 * min(self._cfg.half_life, self._cfg.exposure_half_life):
+            self._rebase(tau)
+        return 2.0 ** ((tau - self._anchor) / half_life)
+
+    def _rebase(self, tau: float) -> None:
+        shift = tau - self._anchor
+        cfg = self._cfg
+        for table, hl in ((self.interests, cfg.half_life), (self.keywords, cfg.half_life),
+                          (self.mass, cfg.half_life), (self.exposure, cfg.exposure_half_life)):
+            factor = 2.0 ** (-shift / hl)
+            for key in table:
+                table[key] *= factor
+        self._anchor = tau
 
     def _add(self, table: dict, key: str, weight: float, ts: float, half_life: float) -> None:
-        entry = table.get(key)
-        if entry is None:
-            table[key] = [weight, ts]
-        elif ts >= entry[1]:
-            entry[0] = entry[0] * 2.0 ** -self._exponent(entry[1], ts, half_life) + weight
-            entry[1] = ts
-        else:  # an older event arriving late: decay its weight to the reference time
-            entry[0] += weight * 2.0 ** -self._exponent(ts, entry[1], half_life)
+        table[key] = table.get(key, 0.0) + weight * self._scale(ts, half_life)
 
     def _value(self, table: dict, key: str, now: float, half_life: float) -> float:
-        entry = table.get(key)
-        if entry is None:
+        """Value at ``now`` (never before the last event: no "un-decay" into the past)."""
+        stored = table.get(key)
+        if stored is None:
             return 0.0
-        if now <= entry[1]:
-            return entry[0]
-        return entry[0] * 2.0 ** -self._exponent(entry[1], now, half_life)
+        if self.last_ts is not None and now < self.last_ts:
+            now = self.last_ts
+        return stored * 2.0 ** (-(self._warp(now) - self._anchor) / half_life)
 
     def add_interest(self, key: str, weight: float, ts: float) -> None:
         self._add(self.interests, key, weight, ts, self._cfg.half_life)
@@ -165,29 +188,39 @@ class Profile:
         self.type_counts[type_] = self.type_counts.get(type_, 0) + 1
         if self.first_ts is None or ts < self.first_ts:
             self.first_ts = ts
-        if self.last_ts is None or ts > self.last_ts:
-            self.last_ts = ts
         if attributes:
             self.attributes.update(attributes)
+        if keys or words:
+            cfg = self._cfg
+            scale = self._scale(ts, cfg.half_life)
         if keys:
             self._track_drift(keys, ts)
-            share = weight / len(keys)
+            share = weight / len(keys) * scale
+            interests = self.interests
             if weight > 0:
-                self._add(self.mass, "all", weight, ts, self._cfg.half_life)
+                self.mass["all"] = self.mass.get("all", 0.0) + weight * scale
             for key in keys:
-                self._add(self.interests, key, share, ts, self._cfg.half_life)
-                if type_ == "view":
-                    self._add(self.exposure, key, 1.0, ts, self._cfg.exposure_half_life)
-            if len(self.interests) > MAX_INTERESTS:
-                _prune(self, self.interests, ts, MAX_INTERESTS)
+                interests[key] = interests.get(key, 0.0) + share
+            if type_ == "view":
+                expo_scale = self._scale(ts, cfg.exposure_half_life)
+                exposure = self.exposure
+                for key in keys:
+                    exposure[key] = exposure.get(key, 0.0) + expo_scale
+                if len(exposure) > MAX_EXPOSURE:
+                    _prune(self, exposure, ts, MAX_EXPOSURE)
+            if len(interests) > MAX_INTERESTS:
+                _prune(self, interests, ts, MAX_INTERESTS)
         if words:
             total = sum(words.values())
+            keywords = self.keywords
             for word, count in words.items():
-                self._add(self.keywords, word, weight * count / total, ts, self._cfg.half_life)
-            if len(self.keywords) > MAX_KEYWORDS:
-                _prune(self, self.keywords, ts, MAX_KEYWORDS)
+                keywords[word] = keywords.get(word, 0.0) + weight * count / total * scale
+            if len(keywords) > MAX_KEYWORDS:
+                _prune(self, keywords, ts, MAX_KEYWORDS)
         if engaged >= 0.0:
             self.engagement.update(engaged)
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
 
     def _track_drift(self, keys: list[str], ts: float) -> None:
         """Feed the change detector with how surprising this event is under the profile."""

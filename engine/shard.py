@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Sequence
+from sys import intern
 
 import numpy as np
 from river import feature_extraction, optim, reco
@@ -99,16 +100,18 @@ class ProfileShard:
                 profile = profiles[uid] = Profile(uid, self.profile_config)
             type_ = event.type
             value = event.value
-            keys = ["topic:" + t for t in event.topics]
+            keys = [intern("topic:" + t) for t in event.topics]
             if event.tags:
-                keys.extend("tag:" + t for t in event.tags)
+                keys.extend(intern("tag:" + t) for t in event.tags)
             if type_ == "reward":
                 engaged = min(1.0, max(0.0, value))
             elif type_ == "rate":
                 engaged = types.implicit_target(type_, value)
             else:
                 engaged = _ENGAGED.get(type_, -1.0)
-            words = self._bow.transform_one(event.text) if event.text else None
+            words = None
+            if event.text:
+                words = {intern(w): n for w, n in self._bow.transform_one(event.text).items()}
             profile.observe(type_, event.ts, types.weight(type_, value), keys, engaged,
                             event.attributes, words)
             if event.item_id is not None:
@@ -147,23 +150,39 @@ class ProfileShard:
             profile = self._profiles.get(user_id)
             if profile is not None:
                 cfg = self.profile_config
+                hl = cfg.half_life
                 user[0] = profile.engagement.get()
                 user[1] = math.log1p(profile.n_events) / 5.0
                 if profile.last_ts is not None:
-                    user[2] = 2.0 ** (-max(0.0, now - profile.last_ts) / cfg.half_life)
+                    user[2] = 2.0 ** (-max(0.0, now - profile.last_ts) / hl)
                 user[3] = float(profile.drift_active(now))
-                mass = profile._value(profile.mass, "all", now, cfg.half_life) + 1.0
-                kw_mass = 1.0 + sum(abs(profile.keyword(w, now)) for w in profile.keywords)
+                value = profile._value
+                interests, exposure, keywords = profile.interests, profile.exposure, profile.keywords
+                mass = value(profile.mass, "all", now, hl) + 1.0
+                kw_mass = 1.0 + sum(abs(value(keywords, w, now, hl)) for w in keywords)
                 latent = u_lat.get(user_id)
+                cache: dict[str, float] = {}
+                exp_hl = cfg.exposure_half_life
                 for k, cand in enumerate(candidates):
                     row = inter[k]
                     if cand.topic_keys:
-                        row[0] = sum(profile.interest(t, now) for t in cand.topic_keys) / mass
-                        row[4] = math.log1p(sum(profile.exposure_to(t, now) for t in cand.topic_keys))
+                        aff = expo = 0.0
+                        for t in cand.topic_keys:
+                            if t in interests:
+                                v = cache.get(t)
+                                if v is None:
+                                    v = cache[t] = value(interests, t, now, hl)
+                                aff += v
+                            if t in exposure:
+                                expo += value(exposure, t, now, exp_hl)
+                        row[0] = aff / mass
+                        row[4] = math.log1p(expo)
                     if cand.tag_keys:
-                        row[1] = sum(profile.interest(t, now) for t in cand.tag_keys) / mass
-                    if cand.words and profile.keywords:
-                        row[2] = sum(profile.keyword(w, now) for w in cand.words) / kw_mass
+                        row[1] = sum(value(interests, t, now, hl) for t in cand.tag_keys
+                                     if t in interests) / mass
+                    if keywords and cand.words:
+                        row[2] = sum(value(keywords, w, now, hl) for w in cand.words
+                                     if w in keywords) / kw_mass
                     if latent is not None:
                         item_vec = i_lat.get(cand.item_id)
                         if item_vec is not None:

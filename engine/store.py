@@ -89,9 +89,13 @@ class Store:
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(_SCHEMA)
-        self._next_seq = self._scalar(
-            "SELECT COALESCE(MAX(seq), 0) FROM (SELECT seq FROM sqlite_sequence WHERE name='events' "
-            "UNION ALL SELECT MAX(seq) FROM events)") + 1
+        self._next_seq = self._last_seq("events") + 1
+        self._next_reward_seq = self._last_seq("rewards") + 1
+
+    def _last_seq(self, table: str) -> int:
+        return int(self._scalar(
+            f"SELECT COALESCE(MAX(seq), 0) FROM (SELECT seq FROM sqlite_sequence WHERE name='{table}' "
+            f"UNION ALL SELECT MAX(seq) FROM {table})"))
 
     def _scalar(self, sql: str, args: Sequence = ()) -> object:
         row = self.db.execute(sql, args).fetchone()
@@ -124,9 +128,13 @@ class Store:
         return _Transaction(self.db)
 
     # ---- events ----------------------------------------------------------------------
-    def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
-        """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
-        ids = [e.event_id for e in events if e.event_id is not None]
+    def append_events(self, events: Sequence[Event], shards: Sequence[int],
+                      unique_ids: bool = False) -> list[int | None]:
+        """Write events in one transaction; return each one's ``seq`` (None: duplicate event id).
+
+        ``unique_ids``: the caller guarantees the event ids are new (the engine's own reward
+        events), so the duplicate look-up is skipped."""
+        ids = [] if unique_ids else [e.event_id for e in events if e.event_id is not None]
         known: set[str] = set()
         if ids:
             for start in range(0, len(ids), 500):
@@ -212,15 +220,17 @@ class Store:
         seqs: list[int] = []
         with self.transaction():
             if rows:
+                first = self._next_reward_seq
+                seqs = list(range(first, first + len(rows)))
                 self.db.executemany(
-                    "INSERT INTO rewards (decision_id, user_id, value, ts, status) VALUES (?,?,?,?,?)",
-                    rows)
-                last = int(self._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'rewards'"))
-                seqs = list(range(last - len(rows) + 1, last + 1))
+                    "INSERT INTO rewards (seq, decision_id, user_id, value, ts, status) "
+                    "VALUES (?,?,?,?,?,?)", [(s, *r) for s, r in zip(seqs, rows, strict=True)])
             if settle:
                 self.db.executemany(
                     "UPDATE decisions SET reward = ?, status = ? WHERE decision_id = ?",
                     [(reward, status, did) for did, reward, status in settle])
+        if rows:
+            self._next_reward_seq = seqs[-1] + 1
         return seqs
 
     def pending_decisions(self) -> list[tuple]:
