@@ -19,6 +19,28 @@ def _compare(args: argparse.Namespace) -> int:
     return compare_main(args)
 
 
+def _ope(args: argparse.Namespace) -> int:
+    from experiments.ope.run import main as ope_main
+
+    return ope_main(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.export import to_dsjson, to_parquet
+
+    if not (Path(args.log) / "loopwise.sqlite").exists():
+        print(f"error: --log: {args.log!r} is not an engine data directory", file=sys.stderr)
+        return 2
+    if args.format == "parquet":
+        n = to_parquet(args.log, args.out, include_pending=args.include_pending)
+    else:
+        n = to_dsjson(args.log, args.out)
+    print(f"{n} decisions written to {args.out} ({args.format})")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -45,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare_arguments(cmp_)
     cmp_.set_defaults(func=_compare)
+
+    ope = sub.add_parser("ope", help="off-policy evaluation of a target policy on logged data")
+    from experiments.ope.run import add_arguments as ope_arguments
+
+    ope_arguments(ope)
+    ope.set_defaults(func=_ope)
+
+    export = sub.add_parser("export", help="export the decision log to Parquet or VW DSJson")
+    export.add_argument("--log", required=True, help="engine data directory")
+    export.add_argument("--format", choices=["parquet", "dsjson"], default="parquet")
+    export.add_argument("--out", required=True, help="output file")
+    export.add_argument("--include-pending", action="store_true",
+                        help="Parquet only: also decisions still waiting for a reward")
+    export.set_defaults(func=_export)
 
     bench = sub.add_parser("bench", help="speed figures, side by side with peers")
     bench.add_argument("what", choices=["engine", "policies", "simulator", "ray"])
