@@ -7,7 +7,13 @@ was shown is exactly known. :meth:`Policy.update` learns from the chosen candida
 features (N, D), their rewards (N,) and the propensities (N,) they were chosen with.
 
 Public methods validate and then call private hooks (``_act``, ``_update``) that subclasses
-implement, as River does with ``learn_one``/``_learn_one``.
+implement, as River does with ``learn_one``/``_learn_one``. ``_act`` receives ``phi`` as
+float32 or float64 (as given; other numbers become float64) and ``_update`` float64 copies;
+hooks never modify their inputs in place.
+
+The linear policies compute with numpy rather than torch: the engine often decides one
+request at a time (B = 1, K = 20, D of a few dozen), where a torch call costs several
+microseconds of dispatch per operation and a whole numpy decision costs tens.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ import numpy as np
 
 def check_param(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, integer: bool = False) -> None:
-    """Raise ``ValueError`` naming the parameter unless ``value`` is a number in range."""
+    """Raise ``ValueError`` naming the parameter unless ``value`` is a number in range.
+
+    Examples
+    --------
+    >>> check_param("epsilon", 0.1, low=0.0, high=1.0)
+    >>> check_param("epsilon", 2.0, low=0.0, high=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: epsilon: must be <= 1.0 (got 2.0)
+    """
     ok_type = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
         kind = "an integer" if integer else "a finite number"
@@ -32,19 +47,53 @@ def check_param(name: str, value: Any, *, low: float | None = None, high: float 
         raise ValueError(f"{name}: must be <= {high} (got {value!r})")
 
 
+def as_float_array(value: Any, name: str, copy_: bool = False,
+                   keep_float32: bool = False) -> np.ndarray:
+    """``value`` as a float64 array (float32 kept if asked); ``TypeError`` naming ``name``
+    unless it holds real numbers."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: must be a numeric array (got dtype {arr.dtype})")
+    dtype = np.float32 if keep_float32 and arr.dtype == np.float32 else np.float64
+    if copy_:
+        return np.array(arr, dtype=dtype)
+    return arr.astype(dtype, copy=False)
+
+
 class Policy:
     """Base class of every Loopwise policy.
 
     Subclasses list their constructor parameters in ``_params`` (stored verbatim under the
     same names) and implement ``_act`` and ``_update``; learned state lives in attributes
-    named in ``_state`` so that :meth:`state_dict` can save it.
+    named in ``_state`` so that :meth:`state_dict` can save it. ``opt_out`` names the checks
+    of the shared contract suite a class cannot meet, with the reason.
 
     Parameters
     ----------
     n_features
         D, the number of features per candidate.
     seed
-        Seed of the policy's own generator (exploration draws).
+        Seed of the policy's own generator (exploration draws); ``None`` for fresh entropy.
+
+    Examples
+    --------
+    A policy is a pair of hooks; the public methods validate and keep the version:
+
+    >>> import numpy as np
+    >>> class First(Policy):
+    ...     def _act(self, phi, mask):
+    ...         return np.eye(phi.shape[1])[np.zeros(len(phi), dtype=int)]
+    ...     def _update(self, phi, rewards, propensities):
+    ...         pass
+    >>> p = First(n_features=2)
+    >>> p.act(np.zeros((1, 3, 2))).tolist()
+    [[1.0, 0.0, 0.0]]
+    >>> p.update(np.zeros((1, 2)), [1.0], [0.5]).version
+    1
+    >>> p.act(np.zeros((1, 3)))
+    Traceback (most recent call last):
+    ...
+    ValueError: phi: must have shape (B, K, 2) (got (1, 3))
     """
 
     _params: tuple[str, ...] = ("n_features", "seed")
@@ -56,7 +105,7 @@ class Policy:
         check_param("n_features", n_features, low=1, integer=True)
         if seed is not None:
             check_param("seed", seed, low=0, integer=True)
-        self.n_features = int(n_features)
+        self.n_features = n_features
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._version = 0
@@ -64,33 +113,81 @@ class Policy:
     # ---- public contract -------------------------------------------------------------
     @property
     def version(self) -> int:
-        """Number of :meth:`update` calls applied so far."""
+        """Number of :meth:`update` calls applied so far (calls with N = 0 apply nothing)."""
         return self._version
 
     def act(self, phi: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Probabilities (B, K) of choosing each candidate; 0 on masked ones, rows sum to 1."""
-        phi, mask = self._check_batch(phi, mask)
-        probs = self._act(phi, mask)
-        probs = np.where(mask, probs, 0.0)
+        """Probabilities of choosing each candidate.
+
+        Parameters
+        ----------
+        phi
+            (B, K, D) candidate features, float32 or float64, finite on unmasked candidates.
+        mask
+            (B, K) boolean, True where a candidate exists; every row needs one. ``None``:
+            all exist.
+
+        Returns
+        -------
+        np.ndarray
+            (B, K) float64 in [0, 1]; rows sum to 1 and masked candidates get exactly 0.
+        """
+        phi = as_float_array(phi, "phi", keep_float32=True)
+        if phi.ndim != 3 or phi.shape[2] != self.n_features:
+            raise ValueError(f"phi: must have shape (B, K, {self.n_features}) (got {phi.shape})")
+        b, k, _ = phi.shape
+        if b == 0 or k == 0:
+            raise ValueError(f"phi: needs at least one decision and one candidate (got {phi.shape})")
+        if mask is None:
+            if not np.isfinite(phi).all():
+                raise ValueError("phi: must be finite (got NaN or infinity)")
+            mask = np.ones((b, k), dtype=bool)
+            probs = self._act(phi, mask)
+            return probs / probs.sum(axis=1, keepdims=True)
+        mask = np.asarray(mask)
+        if mask.shape != (b, k):
+            raise ValueError(f"mask: must have shape ({b}, {k}) like phi's first two axes "
+                             f"(got {mask.shape})")
+        if mask.dtype != bool:
+            raise TypeError(f"mask: must be boolean (got dtype {mask.dtype})")
+        valid = mask.any(axis=1)
+        if not valid.all():
+            raise ValueError(f"mask: row {int(np.argmin(valid))} has no valid candidate")
+        finite = np.isfinite(phi).all(axis=2)
+        if not finite[mask].all():
+            raise ValueError("phi: must be finite on unmasked candidates (got NaN or infinity)")
+        if not finite.all():  # masked garbage never reaches the hooks
+            phi = np.where(finite[..., None], phi, 0.0)
+        probs = np.where(mask, self._act(phi, mask), 0.0)
         return probs / probs.sum(axis=1, keepdims=True)
 
     def update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> Policy:
-        """Learn from N chosen candidates: features (N, D), rewards (N,), propensities (N,)."""
-        phi = np.array(phi, dtype=np.float64)  # copies: never mutate the caller's arrays
+        """Learn from N chosen candidates; returns ``self``. Inputs are never modified.
+
+        Parameters
+        ----------
+        phi
+            (N, D) features of the chosen candidates.
+        rewards
+            (N,) finite rewards.
+        propensities
+            (N,) probabilities in (0, 1] with which they were chosen.
+        """
+        phi = as_float_array(phi, "phi", copy_=True)
         if phi.ndim != 2 or phi.shape[1] != self.n_features:
             raise ValueError(f"phi: must have shape (N, {self.n_features}) (got {phi.shape})")
         n = phi.shape[0]
-        rewards = np.array(rewards, dtype=np.float64).reshape(-1)
-        propensities = np.array(propensities, dtype=np.float64).reshape(-1)
+        rewards = as_float_array(rewards, "rewards", copy_=True)
+        propensities = as_float_array(propensities, "propensities", copy_=True)
         if rewards.shape != (n,):
             raise ValueError(f"rewards: must have shape ({n},) (got {rewards.shape})")
         if propensities.shape != (n,):
             raise ValueError(f"propensities: must have shape ({n},) (got {propensities.shape})")
         if not np.isfinite(phi).all():
-            raise ValueError("phi: must be finite")
+            raise ValueError("phi: must be finite (got NaN or infinity)")
         if not np.isfinite(rewards).all():
-            raise ValueError("rewards: must be finite")
-        if not ((propensities > 0) & (propensities <= 1)).all():
+            raise ValueError("rewards: must be finite (got NaN or infinity)")
+        if n and not ((propensities > 0) & (propensities <= 1)).all():
             raise ValueError(f"propensities: must lie in (0, 1] (got min {propensities.min()}, "
                              f"max {propensities.max()})")
         if n:
@@ -99,6 +196,7 @@ class Policy:
         return self
 
     def get_params(self) -> dict:
+        """Constructor arguments, verbatim."""
         return {name: getattr(self, name) for name in self._params}
 
     def clone(self) -> Policy:
@@ -116,6 +214,9 @@ class Policy:
         }
 
     def load_state_dict(self, state: dict) -> Policy:
+        """Restore what :meth:`state_dict` saved (into a policy built alike); returns ``self``."""
+        if not isinstance(state, dict) or "state" not in state:
+            raise ValueError("state: must be a dict from Policy.state_dict()")
         if state.get("class") != type(self).__name__:
             raise ValueError(f"state: saved from {state.get('class')!r}, not {type(self).__name__!r}")
         if state["params"].get("n_features") != self.n_features:
@@ -125,6 +226,7 @@ class Policy:
             setattr(self, name, copy.deepcopy(value))
         self._rng.bit_generator.state = copy.deepcopy(state["rng"])
         self._version = int(state["version"])
+        self._after_load()
         return self
 
     def __repr__(self) -> str:
@@ -138,39 +240,17 @@ class Policy:
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         raise NotImplementedError
 
-    # ---- helpers ---------------------------------------------------------------------
-    def _check_batch(self, phi, mask) -> tuple[np.ndarray, np.ndarray]:
-        phi = np.asarray(phi, dtype=np.float64)
-        if phi.ndim != 3 or phi.shape[2] != self.n_features:
-            raise ValueError(f"phi: must have shape (B, K, {self.n_features}) (got {phi.shape})")
-        b, k, _ = phi.shape
-        if b == 0 or k == 0:
-            raise ValueError(f"phi: needs at least one decision and one candidate (got {phi.shape})")
-        if mask is None:
-            mask = np.ones((b, k), dtype=bool)
-        else:
-            mask = np.asarray(mask)
-            if mask.shape != (b, k):
-                raise ValueError(f"mask: must have shape ({b}, {k}) like phi's first two axes "
-                                 f"(got {mask.shape})")
-            if mask.dtype != bool:
-                raise ValueError(f"mask: must be boolean (got dtype {mask.dtype})")
-            if not mask.any(axis=1).all():
-                raise ValueError(f"mask: row {int(np.argmin(mask.any(axis=1)))} has no valid "
-                                 "candidate")
-        if not np.isfinite(phi[mask]).all():
-            raise ValueError("phi: must be finite on unmasked candidates")
-        return phi, mask
+    def _after_load(self) -> None:
+        """Drop caches derived from the learned state (called after loading it)."""
 
 
 def mix_uniform(probs: np.ndarray, mask: np.ndarray, epsilon: float) -> np.ndarray:
     """``(1 - epsilon) * probs + epsilon * uniform over valid candidates``."""
-    uniform = mask / mask.sum(axis=1, keepdims=True)
-    return (1.0 - epsilon) * probs + epsilon * uniform
+    return (1.0 - epsilon) * probs + (epsilon / mask.sum(axis=1, keepdims=True)) * mask
 
 
 def greedy(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """One-hot (ties split evenly) of the best valid score per row."""
+    """One-hot (exact ties split evenly) of the best valid score per row."""
     s = np.where(mask, scores, -np.inf)
-    best = s >= s.max(axis=1, keepdims=True) - 1e-12
+    best = s == s.max(axis=1, keepdims=True)
     return best / best.sum(axis=1, keepdims=True)

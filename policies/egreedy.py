@@ -11,7 +11,15 @@ from policies.linear import LinearPolicy
 class EpsilonGreedy(LinearPolicy):
     """Greedy on the ridge prediction with probability ``1 - epsilon``, uniform otherwise.
 
-    Probabilities are exact: ``(1 - epsilon) * 1[best] + epsilon / K``.
+    Probabilities are exact: ``(1 - epsilon) * 1[best] + epsilon / K`` (exact ties for the
+    best split its share).
+
+    Parameters
+    ----------
+    l2, discount
+        Of the ridge model (see :class:`~policies.linear.LinearPolicy`).
+    epsilon
+        Probability of a uniform candidate.
 
     Examples
     --------

@@ -10,14 +10,28 @@ from policies.base import Policy, check_param
 class LinearPolicy(Policy):
     """A policy over an online ridge model ``r ~ phi . theta``.
 
-    The model keeps ``A = lambda I + sum gamma^(t-s) x x^T`` through its inverse, updated with
-    Sherman-Morrison for single records and the Woodbury identity for mini-batches, and
-    ``b = sum gamma^(t-s) r x``. ``discount`` (gamma) < 1 forgets old records geometrically,
-    which tracks non-stationary rewards.
+    The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``. Without
+    discounting, one record updates ``A^-1`` with Sherman-Morrison in O(D^2), and ``A^-1`` is
+    recomputed from ``A`` after a mini-batch and every ``RESYNC`` single records (so rounding
+    never accumulates). With ``discount`` (gamma) < 1 each record first forgets::
+
+        A <- gamma A + (1 - gamma) l2 I + x x^T,    b <- gamma b + r x
+
+    so old records fade geometrically while the prior ``l2 I`` stays (``A^-1`` cannot blow
+    up in directions no longer seen); that costs one D x D inverse per update call. A
+    mini-batch gives exactly what the same records one at a time give.
+
+    Parameters
+    ----------
+    l2
+        Ridge penalty (prior precision).
+    discount
+        Forgetting factor per record for non-stationary rewards (1: none).
     """
 
     _params = ("n_features", "seed", "l2", "discount")
-    _state = ("_a_inv", "_b", "_theta")
+    _state = ("_a", "_a_inv", "_b", "_theta", "_since_inverse")
+    RESYNC = 256
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
                  discount: float = 1.0):
@@ -26,33 +40,51 @@ class LinearPolicy(Policy):
         check_param("discount", discount, low=0.0, high=1.0, low_open=True)
         self.l2 = l2
         self.discount = discount
-        self._a_inv = np.eye(n_features) / l2
+        self._a = np.eye(n_features) * float(l2)
+        self._a_inv = np.eye(n_features) / float(l2)
         self._b = np.zeros(n_features)
         self._theta = np.zeros(n_features)
+        self._since_inverse = 0
+
+    @property
+    def theta(self) -> np.ndarray:
+        """The ridge estimate (D,) (a copy)."""
+        return self._theta.copy()
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
-        a_inv = self._a_inv
-        if self.discount < 1.0:
-            # forgetting: (gamma A)^-1 = A^-1 / gamma per record, b decays alike
-            g = self.discount ** len(rewards)
-            a_inv = a_inv / g
-            self._b = self._b * g
-        if len(rewards) == 1:
+        n = len(rewards)
+        gamma = self.discount
+        if gamma == 1.0 and n == 1 and self._since_inverse < self.RESYNC:
             x = phi[0]
-            ax = a_inv @ x
-            a_inv = a_inv - np.outer(ax, ax) / (1.0 + x @ ax)
-        else:  # Woodbury: (A + X^T X)^-1
-            ax = a_inv @ phi.T  # (D, N)
-            inner = np.eye(len(rewards)) + phi @ ax
-            a_inv = a_inv - ax @ np.linalg.solve(inner, ax.T)
-        self._a_inv = (a_inv + a_inv.T) / 2.0
-        self._b = self._b + phi.T @ rewards
+            ax = self._a_inv @ x
+            self._a_inv = self._a_inv - np.outer(ax / (1.0 + x @ ax), ax)
+            self._a = self._a + np.outer(x, x)
+            self._b = self._b + rewards[0] * x
+            self._since_inverse += 1
+        else:
+            if gamma < 1.0:
+                weights = gamma ** np.arange(n - 1, -1, -1, dtype=np.float64)
+                keep = gamma ** n
+                xw = phi.T * weights
+                a = keep * self._a + xw @ phi
+                a[np.diag_indices_from(a)] += (1.0 - keep) * self.l2
+                self._b = keep * self._b + xw @ rewards
+            else:
+                a = self._a + phi.T @ phi
+                self._b = self._b + phi.T @ rewards
+            self._a = (a + a.T) * 0.5
+            a_inv = np.linalg.inv(self._a)
+            self._a_inv = (a_inv + a_inv.T) * 0.5
+            self._since_inverse = 0
         self._theta = self._a_inv @ self._b
         self._after_update()
 
     def _after_update(self) -> None:
-        """Hook for subclasses that cache derived state."""
+        """Hook for subclasses that cache state derived from the model."""
+
+    def _after_load(self) -> None:
+        self._after_update()
 
     def predict(self, phi: np.ndarray) -> np.ndarray:
-        """Predicted reward of each candidate, shape phi.shape[:-1]."""
+        """Predicted reward of each candidate, shape ``phi.shape[:-1]``."""
         return np.asarray(phi, dtype=np.float64) @ self._theta

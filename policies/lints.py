@@ -6,6 +6,7 @@ import numpy as np
 
 from policies.base import check_param, mix_uniform
 from policies.linear import LinearPolicy
+from policies.thompson import cholesky_psd, win_probabilities
 
 
 class LinTS(LinearPolicy):
@@ -13,21 +14,25 @@ class LinTS(LinearPolicy):
 
     The posterior of the ridge model is ``N(theta, v^2 A^-1)``. Plain Thompson sampling shows
     the winner of one posterior draw, whose probability is unknown; here ``n_draws`` draws
-    estimate each candidate's probability of winning, a floor ``epsilon`` mixes in uniform
-    so no candidate that could win gets 0, and the caller samples from exactly those
+    estimate each candidate's probability of winning (see
+    :func:`policies.thompson.win_probabilities`), a floor ``epsilon`` mixes in uniform so no
+    candidate that could win gets 0, and the caller samples from exactly those
     probabilities. That is still Thompson sampling (sampling by probability of being best),
     with a logged propensity that is the true one.
 
     Parameters
     ----------
+    l2
+        Ridge penalty (prior precision).
+    discount
+        Forgetting factor per record for non-stationary rewards (1: none); see
+        :class:`~policies.linear.LinearPolicy`.
     v
         Posterior scale (exploration strength).
     n_draws
         Posterior draws per decision used to estimate win probabilities.
     epsilon
-        Uniform floor.
-    discount
-        Forgetting factor for non-stationary rewards (1: none).
+        Uniform floor: every valid candidate gets at least ``epsilon / K``.
 
     Examples
     --------
@@ -37,7 +42,7 @@ class LinTS(LinearPolicy):
     >>> for _ in range(50):
     ...     _ = p.update(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 0.0]), np.ones(2) / 2)
     >>> probs = p.act(x)
-    >>> bool(probs[0, 0] > 0.9), bool(probs[0, 1] > 0)
+    >>> bool(probs[0, 0] > 0.9), bool(probs[0, 1] >= 0.01 / 2)
     (True, True)
     """
 
@@ -53,22 +58,21 @@ class LinTS(LinearPolicy):
         self.v = v
         self.n_draws = n_draws
         self.epsilon = epsilon
+        self._chol = None
+
+    def _after_update(self) -> None:
+        self._chol = None
 
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        # The scores of the K candidates under a posterior draw are jointly Gaussian:
-        # N(phi theta, v^2 phi A^-1 phi^T). Sampling them directly costs K x K per decision
-        # instead of D x D (no Cholesky of A^-1 after every update).
-        b, k, _ = phi.shape
-        mean = phi @ self._theta  # (B, K)
-        m = phi @ self._a_inv  # (B, K, D)
-        cov = (self.v ** 2) * np.matmul(m, phi.transpose(0, 2, 1))  # (B, K, K)
-        cov += 1e-9 * np.eye(k)
-        chol = np.linalg.cholesky(cov)
-        z = self._rng.standard_normal((b, self.n_draws, k))
-        scores = mean[:, None, :] + np.matmul(z, chol.transpose(0, 2, 1))  # (B, S, K)
-        scores = np.where(mask[:, None, :], scores, -np.inf)
-        winners = scores.argmax(axis=2)  # (B, S)
-        counts = np.zeros((b, k))
-        np.add.at(counts, (np.repeat(np.arange(b), self.n_draws), winners.ravel()), 1.0)
-        return mix_uniform(counts / self.n_draws, mask, self.epsilon)
+        b, k, d = phi.shape
+        cov = (self.v * self.v) * self._a_inv
+        if b * k >= d and self._chol is None:  # weight-space path: factor once per version
+            self._chol = cholesky_psd(cov)
+        wins = win_probabilities(phi, mask, self._theta, cov, self._chol, self.n_draws,
+                                 self._rng)
+        return mix_uniform(wins, mask, self.epsilon)
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_chol"] = None  # a cache: rebuilt on demand
+        return state

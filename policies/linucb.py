@@ -15,6 +15,15 @@ class LinUCB(LinearPolicy):
     estimators nothing to work with, so with probability ``epsilon`` (default 0.02) a uniform
     candidate is shown instead. Reported probabilities are exactly that mixture.
 
+    Parameters
+    ----------
+    l2, discount
+        Of the ridge model (see :class:`~policies.linear.LinearPolicy`).
+    alpha
+        Width of the confidence bound (exploration strength).
+    epsilon
+        Probability of a uniform candidate instead of the best bound.
+
     Examples
     --------
     >>> import numpy as np

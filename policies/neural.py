@@ -8,26 +8,42 @@ import numpy as np
 import torch
 
 from policies.base import Policy, check_param, mix_uniform
+from policies.thompson import cholesky_psd, win_probabilities
 
 
 class NeuralTS(Policy):
-    """Neural-linear Thompson sampling (Riquelme et al., 2018), trained with torch.
+    """Neural-linear Thompson sampling (Riquelme et al., 2018): torch MLP, Bayesian head.
 
-    An MLP maps each candidate's features to a representation ``h``; a Bayesian linear
-    regression on ``h`` gives a posterior over rewards, and win probabilities are estimated
-    from ``n_draws`` posterior draws (as in :class:`~policies.lints.LinTS`). Every
-    ``train_every`` updates the MLP is retrained for ``epochs`` passes over a replay buffer in
-    mini-batches (on the GPU when torch sees one), and the linear head is refit on the new
-    representation of the buffer.
+    An MLP (two ReLU layers of width ``hidden``) maps each candidate's features to a
+    representation ``h``; a Bayesian linear regression on ``h`` gives the posterior
+    ``N(theta, v^2 A^-1)`` over rewards, and win probabilities are estimated from
+    ``n_draws`` posterior draws with a uniform floor ``epsilon``, as in
+    :class:`~policies.lints.LinTS`. Every ``train_every`` records the MLP (with a linear
+    output layer) is retrained by Adam on squared error for ``epochs`` passes over a replay
+    buffer of the latest ``buffer_size`` records, in mini-batches of ``batch_size``, on the
+    GPU when torch sees one (``device="auto"``); then the head is refit on the buffer's new
+    representation. Between retrainings each record updates the head at once.
+
+    Decisions run the MLP forward pass in numpy on a copy of the weights taken after each
+    training: one decision at a time, torch's per-call overhead (and its CPU thread pool)
+    would cost more than the whole decision.
 
     Parameters
     ----------
     hidden
         Width of the two hidden layers (and of ``h``).
-    buffer_size
-        Most recent records kept for training.
+    lr, epochs, batch_size, train_every, buffer_size
+        Training of the representation (see above).
+    l2
+        Prior precision of the linear head.
+    v
+        Posterior scale (exploration strength).
+    n_draws
+        Posterior draws per decision.
+    epsilon
+        Uniform floor: every valid candidate gets at least ``epsilon / K``.
     device
-        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        ``"auto"`` (CUDA when torch sees it), ``"cpu"`` or ``"cuda"``.
 
     Examples
     --------
@@ -43,6 +59,8 @@ class NeuralTS(Policy):
 
     _params = ("n_features", "seed", "hidden", "lr", "epochs", "batch_size", "train_every",
                "buffer_size", "l2", "v", "n_draws", "epsilon", "device")
+    # the torch modules and the optimizer travel as bytes (see state_dict)
+    _state = ("_x", "_y", "_filled", "_pos", "_since_train", "_a", "_a_inv", "_b", "_theta")
 
     def __init__(self, n_features: int, seed: int | None = 0, hidden: int = 32, lr: float = 3e-3,
                  epochs: int = 2, batch_size: int = 256, train_every: int = 256,
@@ -58,108 +76,143 @@ class NeuralTS(Policy):
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device: must be 'auto', 'cpu' or 'cuda' (got {device!r})")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: 'cuda' requested but torch sees no CUDA device "
+                             "(use 'auto' to fall back to the CPU)")
         self.hidden, self.lr, self.epochs, self.batch_size = hidden, lr, epochs, batch_size
         self.train_every, self.buffer_size, self.l2, self.v = train_every, buffer_size, l2, v
         self.n_draws, self.epsilon, self.device = n_draws, epsilon, device
-        self._torch_device = torch.device(
-            "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
-        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        self._torch_device = torch.device("cuda" if use_cuda else "cpu")
+        gen = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
         self._net = torch.nn.Sequential(
             torch.nn.Linear(n_features, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.ReLU())
-        self._out = torch.nn.Linear(hidden, 1)
+            torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+            torch.nn.Linear(hidden, 1))
         with torch.no_grad():
-            for p in (*self._net.parameters(), *self._out.parameters()):
-                p.copy_(torch.randn(p.shape, generator=gen) * (1.0 / max(1, p.shape[-1])) ** 0.5)
+            for layer in self._net[::2]:
+                bound = (1.0 / layer.in_features) ** 0.5  # torch's default init, seeded here
+                layer.weight.uniform_(-bound, bound, generator=gen)
+                layer.bias.uniform_(-bound, bound, generator=gen)
         self._net.to(self._torch_device)
-        self._out.to(self._torch_device)
-        self._opt = torch.optim.Adam([*self._net.parameters(), *self._out.parameters()], lr=lr)
-        self._x = np.zeros((0, n_features))
+        self._opt = torch.optim.Adam(self._net.parameters(), lr=lr)
+        self._x = np.zeros((0, n_features))  # replay ring buffer, grown on demand
         self._y = np.zeros(0)
+        self._filled = 0
+        self._pos = 0
         self._since_train = 0
-        self._a_inv = np.eye(hidden) / l2
+        self._a = np.eye(hidden) * float(l2)
+        self._a_inv = np.eye(hidden) / float(l2)
         self._b = np.zeros(hidden)
         self._theta = np.zeros(hidden)
-        self._chol = None
+        self._after_load()
 
     @property
     def torch_device(self) -> str:
+        """Where the representation trains (``"cuda"`` or ``"cpu"``)."""
         return str(self._torch_device)
 
-    def _features(self, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            t = torch.as_tensor(x, dtype=torch.float32, device=self._torch_device)
-            return self._net(t).double().cpu().numpy()
+    # ---- representation --------------------------------------------------------------
+    def _refresh_weights(self) -> None:
+        layers = [m for m in self._net if isinstance(m, torch.nn.Linear)][:2]
+        self._np_weights = [(m.weight.detach().cpu().numpy().T.copy(),
+                             m.bias.detach().cpu().numpy().copy()) for m in layers]
 
+    def _after_load(self) -> None:
+        self._refresh_weights()
+        self._chol = None
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """The representation ``h`` (..., hidden) of features x (..., D), float64."""
+        h = np.asarray(x, dtype=np.float32)
+        for w, bias in self._np_weights:
+            h = np.maximum(h @ w + bias, 0.0)
+        return h.astype(np.float64)
+
+    # ---- hooks -----------------------------------------------------------------------
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        b, k, d = phi.shape
-        h = self._features(phi.reshape(-1, d)).reshape(b, k, self.hidden)
-        if self._chol is None:
-            self._chol = np.linalg.cholesky(self._a_inv + 1e-12 * np.eye(self.hidden))
-        z = self._rng.standard_normal((self.n_draws, self.hidden))
-        thetas = self._theta + self.v * z @ self._chol.T
-        scores = h @ thetas.T
-        scores[~mask] = -np.inf
-        winners = scores.argmax(axis=1)
-        counts = np.zeros((b, k))
-        np.add.at(counts, (np.repeat(np.arange(b), self.n_draws), winners.ravel()), 1.0)
-        return mix_uniform(counts / self.n_draws, mask, self.epsilon)
+        b, k, _ = phi.shape
+        h = self.features(phi)
+        cov = (self.v * self.v) * self._a_inv
+        if b * k >= self.hidden and self._chol is None:
+            self._chol = cholesky_psd(cov)
+        wins = win_probabilities(h, mask, self._theta, cov, self._chol, self.n_draws, self._rng)
+        return mix_uniform(wins, mask, self.epsilon)
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
-        self._x = np.concatenate([self._x, phi])[-self.buffer_size:]
-        self._y = np.concatenate([self._y, rewards])[-self.buffer_size:]
+        self._remember(phi, rewards)
         self._since_train += len(rewards)
         if self._since_train >= self.train_every:
             self._since_train = 0
             self.train()
-        else:  # cheap Bayesian update of the head on the current representation
-            h = self._features(phi)
-            ax = self._a_inv @ h.T
-            self._a_inv = self._a_inv - ax @ np.linalg.solve(np.eye(len(h)) + h @ ax, ax.T)
-            self._b = self._b + h.T @ rewards
-            self._theta = self._a_inv @ self._b
-            self._chol = None
+            return
+        h = self.features(phi)  # Bayesian update of the head on the current representation
+        self._a = self._a + h.T @ h
+        if len(h) == 1:
+            ah = self._a_inv @ h[0]
+            self._a_inv = self._a_inv - np.outer(ah / (1.0 + h[0] @ ah), ah)
+        else:
+            self._a_inv = np.linalg.inv(self._a)
+        self._b = self._b + h.T @ rewards
+        self._theta = self._a_inv @ self._b
+        self._chol = None
+
+    def _remember(self, x: np.ndarray, y: np.ndarray) -> None:
+        n, cap = len(y), self.buffer_size
+        if n >= cap:
+            x, y, n = x[-cap:], y[-cap:], cap
+        if len(self._y) < min(cap, self._filled + n):  # grow (doubling) up to buffer_size
+            size = min(cap, max(2 * len(self._y), self._filled + n, 64))
+            self._x = np.concatenate([self._x, np.zeros((size - len(self._y), self.n_features))])
+            self._y = np.concatenate([self._y, np.zeros(size - len(self._y))])
+        idx = (self._pos + np.arange(n)) % cap
+        self._x[idx] = x
+        self._y[idx] = y
+        self._pos = (self._pos + n) % cap
+        self._filled = min(cap, self._filled + n)
 
     def train(self) -> NeuralTS:
-        """Retrain the representation on the buffer, then refit the linear head."""
-        x = torch.as_tensor(self._x, dtype=torch.float32, device=self._torch_device)
-        y = torch.as_tensor(self._y, dtype=torch.float32, device=self._torch_device)
-        gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
+        """Retrain the representation on the replay buffer, then refit the linear head."""
+        n = self._filled
+        if n == 0:
+            return self
+        dev = self._torch_device
+        x = torch.as_tensor(self._x[:n], dtype=torch.float32, device=dev)
+        y = torch.as_tensor(self._y[:n], dtype=torch.float32, device=dev)
+        gen = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
+        self._net.train()
         for _ in range(self.epochs):
-            order = torch.randperm(len(x), generator=gen).to(self._torch_device)
-            for start in range(0, len(x), self.batch_size):
+            order = torch.randperm(n, generator=gen).to(dev)
+            for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
-                pred = self._out(self._net(x[idx])).squeeze(-1)
-                loss = torch.mean((pred - y[idx]) ** 2)
-                self._opt.zero_grad()
+                loss = torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
+                self._opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self._opt.step()
-        h = self._features(self._x)
-        self._a_inv = np.linalg.inv(self.l2 * np.eye(self.hidden) + h.T @ h)
-        self._b = h.T @ self._y
+        self._refresh_weights()
+        h = self.features(self._x[:n])
+        self._a = self.l2 * np.eye(self.hidden) + h.T @ h
+        self._a_inv = np.linalg.inv(self._a)
+        self._b = h.T @ self._y[:n]
         self._theta = self._a_inv @ self._b
         self._chol = None
         return self
 
-    # torch modules and the optimizer go through state_dict / pickling as bytes
-    _state = ("_x", "_y", "_since_train", "_a_inv", "_b", "_theta")
-
+    # ---- persistence -----------------------------------------------------------------
     def state_dict(self) -> dict:
         sd = super().state_dict()
         buf = io.BytesIO()
-        torch.save({"net": self._net.state_dict(), "out": self._out.state_dict(),
-                    "opt": self._opt.state_dict()}, buf)
+        torch.save({"net": self._net.state_dict(), "opt": self._opt.state_dict()}, buf)
         sd["torch"] = buf.getvalue()
         return sd
 
     def load_state_dict(self, state: dict) -> NeuralTS:
-        super().load_state_dict(state)
+        if not isinstance(state, dict) or "torch" not in state:
+            raise ValueError("state: must be a dict from NeuralTS.state_dict()")
         blob = torch.load(io.BytesIO(state["torch"]), map_location=self._torch_device)
         self._net.load_state_dict(blob["net"])
-        self._out.load_state_dict(blob["out"])
         self._opt.load_state_dict(blob["opt"])
-        self._chol = None
-        return self
+        return super().load_state_dict(state)  # ends with _after_load: weights copied
 
     def __getstate__(self):
         return self.state_dict()

@@ -11,9 +11,18 @@ from policies.linear import LinearPolicy
 class SquareCB(LinearPolicy):
     """Inverse-gap weighting (Foster and Rakhlin, 2020) over online ridge regression.
 
-    With predictions ``y_a`` and the best ``y*``, every other candidate gets
-    ``p_a = 1 / (K + gamma * (y* - y_a))`` and the best gets the rest. ``gamma`` grows as
-    ``gamma_scale * t ** gamma_exponent`` with the number of updates t (VW's schedule).
+    With predictions ``y_a`` and the best ``y*`` among the K valid candidates, every other
+    candidate gets ``p_a = 1 / (K + gamma * (y* - y_a))`` and the best gets the rest (at
+    least ``1 / K``). ``gamma`` grows as ``gamma_scale * t ** gamma_exponent`` with the
+    number of records learned t (VW's ``--squarecb`` schedule and defaults). Every valid
+    candidate keeps a positive probability.
+
+    Parameters
+    ----------
+    l2, discount
+        Of the ridge oracle (see :class:`~policies.linear.LinearPolicy`).
+    gamma_scale, gamma_exponent
+        The learning-rate schedule of the inverse-gap weighting.
 
     Examples
     --------
@@ -21,6 +30,9 @@ class SquareCB(LinearPolicy):
     >>> p = SquareCB(n_features=1, gamma_scale=10.0)
     >>> p.act(np.array([[[1.0], [2.0]]])).tolist()   # untrained: no gap, uniform
     [[0.5, 0.5]]
+    >>> _ = p.update(np.array([[2.0]]), np.array([1.0]), np.array([0.5]))
+    >>> p.act(np.array([[[1.0], [2.0]]])).round(3).tolist()
+    [[0.167, 0.833]]
     """
 
     _params = (*LinearPolicy._params, "gamma_scale", "gamma_exponent")
@@ -41,12 +53,16 @@ class SquareCB(LinearPolicy):
 
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
         gamma = self.gamma_scale * max(1, self._t) ** self.gamma_exponent
-        y = np.where(mask, phi @ self._theta, -np.inf)
-        best = y.argmax(axis=1)
-        k = mask.sum(axis=1, keepdims=True)
-        gap = y[np.arange(len(y)), best][:, None] - y
-        probs = np.where(mask, 1.0 / (k + gamma * np.where(mask, gap, 0.0)), 0.0)
+        y = phi @ self._theta
+        if mask.all():
+            k = float(mask.shape[1])
+        else:
+            y = np.where(mask, y, -np.inf)
+            k = mask.sum(axis=1, keepdims=True)
         rows = np.arange(len(y))
+        best = y.argmax(axis=1)
+        gap = y[rows, best][:, None] - y  # +inf on masked candidates: probability 0
+        probs = 1.0 / (k + gamma * gap)
         probs[rows, best] = 0.0
         probs[rows, best] = 1.0 - probs.sum(axis=1)
         return probs
