@@ -93,7 +93,12 @@ class Featurizer:
         cache = self._cand_cache
         feature_rows: list = []
         for k, cand in enumerate(candidates):
-            if isinstance(cand, str):
+            if type(cand) is dict and cand.keys() <= _CANDIDATE_KEYS:  # the common case
+                item_id = cand.get("id")
+                topics = cand.get("topics") or ()
+                tags = cand.get("tags") or ()
+                feats = cand.get("features")
+            elif isinstance(cand, str):
                 item_id, topics, tags, feats = cand, (), (), None
             elif isinstance(cand, Mapping):
                 if len(cand) > 4 or not cand.keys() <= _CANDIDATE_KEYS:
@@ -107,15 +112,15 @@ class Featurizer:
             else:
                 raise ValidationError(f"{where}[{k}]", "must be an item id or an object with 'id'",
                                       cand)
-            if not isinstance(item_id, str) or not item_id or len(item_id) > MAX_ID_LENGTH:
+            if type(item_id) is not str or not item_id or len(item_id) > MAX_ID_LENGTH:
                 raise ValidationError(f"{where}[{k}].id",
                                       f"must be a non-empty string of at most {MAX_ID_LENGTH} characters",
                                       item_id)
             if item_id in seen:
                 raise ValidationError(f"{where}[{k}].id", "duplicate candidate id", item_id)
             seen.add(item_id)
-            key = (item_id, tuple(topics) if isinstance(topics, list) else topics,
-                   tuple(tags) if isinstance(tags, list) else tags)
+            key = (item_id, tuple(topics) if type(topics) is list else topics,
+                   tuple(tags) if type(tags) is list else tags)
             try:
                 view = cache.get(key)
             except TypeError:  # unhashable junk: let validation name it

@@ -158,6 +158,14 @@ class Profile:
     def _add(self, table: dict, key: str, weight: float, ts: float, half_life: float) -> None:
         table[key] = table.get(key, 0.0) + weight * self._scale(ts, half_life)
 
+    def decay(self, now: float, half_life: float) -> float:
+        """The factor that turns stored weights into their values at ``now``."""
+        if self._anchor is None:
+            return 0.0
+        if self.last_ts is not None and now < self.last_ts:
+            now = self.last_ts
+        return 2.0 ** (-(self._warp(now) - self._anchor) / half_life)
+
     def _value(self, table: dict, key: str, now: float, half_life: float) -> float:
         """Value at ``now`` (never before the last event: no "un-decay" into the past)."""
         stored = table.get(key)

@@ -156,37 +156,31 @@ class ProfileShard:
                 if profile.last_ts is not None:
                     user[2] = 2.0 ** (-max(0.0, now - profile.last_ts) / hl)
                 user[3] = float(profile.drift_active(now))
-                value = profile._value
                 interests, exposure, keywords = profile.interests, profile.exposure, profile.keywords
-                mass = value(profile.mass, "all", now, hl) + 1.0
-                kw_mass = 1.0 + sum(abs(value(keywords, w, now, hl)) for w in keywords)
+                decay = profile.decay(now, hl)  # one factor turns every stored weight into a value
+                mass = profile.mass.get("all", 0.0) * decay + 1.0
                 latent = u_lat.get(user_id)
-                cache: dict[str, float] = {}
-                exp_hl = cfg.exposure_half_life
+                expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
                 for k, cand in enumerate(candidates):
-                    row = inter[k]
                     if cand.topic_keys:
                         aff = expo = 0.0
                         for t in cand.topic_keys:
-                            if t in interests:
-                                v = cache.get(t)
-                                if v is None:
-                                    v = cache[t] = value(interests, t, now, hl)
-                                aff += v
-                            if t in exposure:
-                                expo += value(exposure, t, now, exp_hl)
-                        row[0] = aff / mass
-                        row[4] = math.log1p(expo)
+                            aff += interests.get(t, 0.0)
+                            expo += exposure.get(t, 0.0)
+                        inter[k, 0] = aff * decay / mass
+                        if expo:
+                            inter[k, 4] = math.log1p(expo * expo_decay)
                     if cand.tag_keys:
-                        row[1] = sum(value(interests, t, now, hl) for t in cand.tag_keys
-                                     if t in interests) / mass
+                        inter[k, 1] = sum(interests.get(t, 0.0) for t in cand.tag_keys) * decay / mass
                     if keywords and cand.words:
-                        row[2] = sum(value(keywords, w, now, hl) for w in cand.words
-                                     if w in keywords) / kw_mass
-                    if latent is not None:
-                        item_vec = i_lat.get(cand.item_id)
-                        if item_vec is not None:
-                            row[3] = float(latent @ item_vec)
+                        kw_mass = 1.0 + decay * sum(abs(v) for v in keywords.values())
+                        inter[k, 2] = sum(keywords.get(w, 0.0) for w in cand.words) * decay / kw_mass
+                if latent is not None:
+                    known = [(k, v) for k, c in enumerate(candidates)
+                             if (v := i_lat.get(c.item_id)) is not None]
+                    if known:
+                        rows = [k for k, _ in known]
+                        inter[rows, 3] = np.array([v for _, v in known]) @ latent
             out.append((user, inter))
         return out
 
