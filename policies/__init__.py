@@ -22,6 +22,7 @@ from policies.linucb import LinUCB
 from policies.slate import sample_slate
 from policies.squarecb import SquareCB
 from policies.uniform import Uniform
+from policies.vw import EXPLORATIONS
 
 _REGISTRY: dict[str, type[Policy]] = {
     "uniform": Uniform,
@@ -34,8 +35,6 @@ _REGISTRY: dict[str, type[Policy]] = {
 
 def available() -> list[str]:
     """Names :func:`make` accepts (``vw:<exploration>`` needs ``loopwise[vw]``)."""
-    from policies.vw import EXPLORATIONS
-
     return [*_REGISTRY, "neural_ts", *(f"vw:{e}" for e in EXPLORATIONS)]
 
 
@@ -55,7 +54,7 @@ def make(name: str, n_features: int, seed: int | None = 0, **params) -> Policy:
         raise ValueError(f"policy: must be a name such as 'lints' (got {name!r})")
     if name == "neural_ts":
         from policies.neural import NeuralTS as cls
-    elif name.startswith("vw:"):
+    elif name.startswith("vw:") and name[3:] in EXPLORATIONS:
         from policies.vw import VWPolicy as cls
 
         params = {**params, "exploration": name[3:]}

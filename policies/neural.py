@@ -129,6 +129,10 @@ class NeuralTS(Policy):
             h = np.maximum(h @ w + bias, 0.0)
         return h.astype(np.float64)
 
+    def predict(self, phi: np.ndarray) -> np.ndarray:
+        """Posterior mean reward of each candidate, shape ``phi.shape[:-1]``."""
+        return self.features(phi) @ self._theta
+
     # ---- hooks -----------------------------------------------------------------------
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
         b, k, _ = phi.shape

@@ -29,16 +29,25 @@ def sample_slate(probs: np.ndarray, slate_size: int, rng: np.random.Generator
     >>> sorted(slots[0].tolist()), float(p[0, 2])   # the last slot takes the one left
     ([0, 1, 2], 1.0)
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = np.asarray(probs)
+    if probs.dtype.kind not in "biuf":
+        raise TypeError(f"probs: must be a numeric array (got dtype {probs.dtype})")
+    probs = probs.astype(np.float64, copy=False)
     if probs.ndim != 2:
         raise ValueError(f"probs: must have shape (B, K) (got {probs.shape})")
+    if not (np.isfinite(probs).all() and (probs >= 0).all()):
+        raise ValueError("probs: must be finite and >= 0")
     if isinstance(slate_size, bool) or not isinstance(slate_size, (int, np.integer)) \
             or slate_size < 1:
         raise ValueError(f"slate_size: must be an integer >= 1 (got {slate_size!r})")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: must be a numpy Generator, e.g. np.random.default_rng(seed) "
+                        f"(got {type(rng).__name__})")
     nonzero = (probs > 0).sum(axis=1)
     if (nonzero < slate_size).any():
-        raise ValueError(f"slate_size: {slate_size} exceeds the candidates with non-zero "
-                         f"probability ({int(nonzero.min())}) in some row")
+        row = int(np.argmin(nonzero))
+        raise ValueError(f"slate_size: {slate_size} exceeds the {int(nonzero[row])} candidates "
+                         f"with non-zero probability in row {row}")
     b, _ = probs.shape
     remaining = probs.copy()
     slots = np.zeros((b, slate_size), dtype=np.int64)
