@@ -183,13 +183,16 @@ class Policy:
             raise ValueError(f"rewards: must have shape ({n},) (got {rewards.shape})")
         if propensities.shape != (n,):
             raise ValueError(f"propensities: must have shape ({n},) (got {propensities.shape})")
-        if not np.isfinite(phi).all():
-            raise ValueError("phi: must be finite (got NaN or infinity)")
-        if not np.isfinite(rewards).all():
-            raise ValueError("rewards: must be finite (got NaN or infinity)")
-        if n and not ((propensities > 0) & (propensities <= 1)).all():
-            raise ValueError(f"propensities: must lie in (0, 1] (got min {propensities.min()}, "
-                             f"max {propensities.max()})")
+        if n:
+            # one cheap sum says "all finite" almost always; the exact checks name the culprit
+            if not math.isfinite(float(phi.sum()) + float(rewards.sum())):
+                if not np.isfinite(phi).all():
+                    raise ValueError("phi: must be finite (got NaN or infinity)")
+                if not np.isfinite(rewards).all():
+                    raise ValueError("rewards: must be finite (got NaN or infinity)")
+            low, high = propensities.min(), propensities.max()
+            if not (low > 0 and high <= 1):  # NaN fails both
+                raise ValueError(f"propensities: must lie in (0, 1] (got min {low}, max {high})")
         if n:
             self._update(phi, rewards, propensities)
             self._version += 1
@@ -246,6 +249,8 @@ class Policy:
 
 def mix_uniform(probs: np.ndarray, mask: np.ndarray, epsilon: float) -> np.ndarray:
     """``(1 - epsilon) * probs + epsilon * uniform over valid candidates``."""
+    if mask.all():
+        return (1.0 - epsilon) * probs + epsilon / mask.shape[1]
     return (1.0 - epsilon) * probs + (epsilon / mask.sum(axis=1, keepdims=True)) * mask
 
 

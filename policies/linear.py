@@ -11,9 +11,9 @@ class LinearPolicy(Policy):
     """A policy over an online ridge model ``r ~ phi . theta``.
 
     The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``. Without
-    discounting, one record updates ``A^-1`` with Sherman-Morrison in O(D^2), and ``A^-1`` is
-    recomputed from ``A`` after a mini-batch and every ``RESYNC`` single records (so rounding
-    never accumulates). With ``discount`` (gamma) < 1 each record first forgets::
+    discounting, one record updates ``A^-1`` with Sherman-Morrison in O(D^2) (and joins a
+    list of records to add to ``A`` later), and ``A^-1`` is recomputed from ``A`` after a
+    mini-batch and every ``RESYNC`` single records, so rounding never accumulates. With ``discount`` (gamma) < 1 each record first forgets::
 
         A <- gamma A + (1 - gamma) l2 I + x x^T,    b <- gamma b + r x
 
@@ -30,7 +30,7 @@ class LinearPolicy(Policy):
     """
 
     _params = ("n_features", "seed", "l2", "discount")
-    _state = ("_a", "_a_inv", "_b", "_theta", "_since_inverse")
+    _state = ("_a", "_pending", "_a_inv", "_b", "_theta")
     RESYNC = 256
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
@@ -41,41 +41,54 @@ class LinearPolicy(Policy):
         self.l2 = l2
         self.discount = discount
         self._a = np.eye(n_features) * float(l2)
+        self._pending: list[np.ndarray] = []  # single records not yet added to _a
         self._a_inv = np.eye(n_features) / float(l2)
         self._b = np.zeros(n_features)
         self._theta = np.zeros(n_features)
-        self._since_inverse = 0
 
     @property
     def theta(self) -> np.ndarray:
         """The ridge estimate (D,) (a copy)."""
         return self._theta.copy()
 
+    def precision(self) -> np.ndarray:
+        """The precision matrix ``A`` (D, D) (a copy)."""
+        self._fold_pending()
+        return self._a.copy()
+
+    def _fold_pending(self) -> None:
+        if self._pending:
+            x = np.stack(self._pending)
+            self._a = self._a + x.T @ x
+            self._pending = []
+
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         n = len(rewards)
         gamma = self.discount
-        if gamma == 1.0 and n == 1 and self._since_inverse < self.RESYNC:
-            x = phi[0]
+        if gamma == 1.0 and n == 1 and len(self._pending) < self.RESYNC:
+            x, r = phi[0], rewards[0]
             ax = self._a_inv @ x
-            self._a_inv = self._a_inv - np.outer(ax / (1.0 + x @ ax), ax)
-            self._a = self._a + np.outer(x, x)
-            self._b = self._b + rewards[0] * x
-            self._since_inverse += 1
+            gain = ax / (1.0 + x @ ax)
+            self._a_inv -= np.outer(gain, ax)  # Sherman-Morrison
+            self._pending.append(x)
+            self._b += r * x
+            self._theta += (r - x @ self._theta) * gain  # recursive least squares: O(D)
+            self._after_update()
+            return
+        self._fold_pending()
+        if gamma < 1.0:
+            weights = gamma ** np.arange(n - 1, -1, -1, dtype=np.float64)
+            keep = gamma ** n
+            xw = phi.T * weights
+            a = keep * self._a + xw @ phi
+            a[np.diag_indices_from(a)] += (1.0 - keep) * self.l2
+            self._b = keep * self._b + xw @ rewards
         else:
-            if gamma < 1.0:
-                weights = gamma ** np.arange(n - 1, -1, -1, dtype=np.float64)
-                keep = gamma ** n
-                xw = phi.T * weights
-                a = keep * self._a + xw @ phi
-                a[np.diag_indices_from(a)] += (1.0 - keep) * self.l2
-                self._b = keep * self._b + xw @ rewards
-            else:
-                a = self._a + phi.T @ phi
-                self._b = self._b + phi.T @ rewards
-            self._a = (a + a.T) * 0.5
-            a_inv = np.linalg.inv(self._a)
-            self._a_inv = (a_inv + a_inv.T) * 0.5
-            self._since_inverse = 0
+            a = self._a + phi.T @ phi
+            self._b = self._b + phi.T @ rewards
+        self._a = (a + a.T) * 0.5
+        a_inv = np.linalg.inv(self._a)
+        self._a_inv = (a_inv + a_inv.T) * 0.5
         self._theta = self._a_inv @ self._b
         self._after_update()
 

@@ -64,7 +64,7 @@ class NeuralTS(Policy):
 
     def __init__(self, n_features: int, seed: int | None = 0, hidden: int = 32, lr: float = 3e-3,
                  epochs: int = 2, batch_size: int = 256, train_every: int = 256,
-                 buffer_size: int = 20_000, l2: float = 1.0, v: float = 0.3, n_draws: int = 128,
+                 buffer_size: int = 20_000, l2: float = 1.0, v: float = 0.3, n_draws: int = 64,
                  epsilon: float = 0.01, device: str = "auto"):
         super().__init__(n_features, seed)
         for name, value in (("hidden", hidden), ("epochs", epochs), ("batch_size", batch_size),

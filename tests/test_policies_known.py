@@ -83,7 +83,8 @@ def test_a_mini_batch_equals_the_same_records_one_at_a_time(discount):
     for i in range(50):
         one.update(x[i:i + 1], r[i:i + 1], np.ones(1))
     many.update(x[:20], r[:20], np.ones(20)).update(x[20:], r[20:], np.ones(30))
-    for name in ("_a", "_a_inv", "_b", "_theta"):
+    np.testing.assert_allclose(one.precision(), many.precision(), rtol=1e-12)
+    for name in ("_a_inv", "_b", "_theta"):
         np.testing.assert_allclose(getattr(one, name), getattr(many, name), rtol=1e-9, atol=1e-10)
 
 
@@ -93,7 +94,7 @@ def test_sherman_morrison_stays_equal_to_the_exact_inverse():
     for _ in range(700):  # crosses the periodic resync
         x = rng.normal(size=(1, D)) * 10
         p.update(x, x[:, 0], np.ones(1))
-    np.testing.assert_allclose(p._a_inv, np.linalg.inv(p._a), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(p._a_inv, np.linalg.inv(p.precision()), rtol=1e-8, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", LINEAR)

@@ -1,128 +1,261 @@
 """Policies side by side with Vowpal Wabbit on the simulator's drifting stream (K = 20).
 
-For each policy: mean reward and regret against the oracle (one decision at a time, learning
-after each), decide+learn events/s one at a time, and decisions+updates/s in batches of 256.
-VW runs ``cb_explore_adf`` through its Python bindings on the same features (text examples
-with integer feature names: the fastest path measured, see ``policies/vw.py``).
+Every policy runs in this one process on ``simulators.BatchedRecEnv`` with the ``drifting``
+preset (slow drift of user tastes plus a sudden shift halfway), same seed, same features:
 
-Run: ``python -m experiments.benchmarks.bench_policies [--steps 20000]``.
+- one at a time (B = 1): mean reward, mean regret against the oracle (the best expected
+  reward among the candidates), mean reward after the shift, and decide+learn events/s
+  (time in the policy only: act, sampling, update; not the simulator or featurization);
+- batched (B = 256): decisions+updates/s and mean reward.
+
+VW runs ``cb_explore_adf`` twice: raw, through VW's fastest Python path we found (one
+``%``-template per action line, ``Workspace.predict`` on the list of lines, then
+``Workspace.learn`` on the same lines with the label on the chosen one; the path timings are
+printed first), and through the Loopwise adapter (``vw:squarecb``), which adds validation
+and remembers candidate sets. VW has no batch call, so its batched figure loops over rows.
+Costs for VW are ``1 - reward`` (rewards lie in [0, 1]).
+
+Run: ``python -m experiments.benchmarks.bench_policies [--steps 20000 --batches 80]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import re
 import time
 
 import numpy as np
 
 from policies import make
+from policies.vw import action_template
 from simulators import BatchedRecEnv, make_config
 
-LOOPWISE = ("uniform", "egreedy", "linucb", "squarecb", "lints", "neural_ts")
-VW = (("vw:squarecb", {}), ("vw:epsilon", {"epsilon": 0.05}))
+LOOPWISE = (("uniform", {}), ("egreedy", {}), ("linucb", {}), ("squarecb", {}), ("lints", {}),
+            ("lints", {"discount": 0.999}), ("neural_ts", {}))
+D_FEATURES = 1 + 15 + 12 * 4  # constant, item features, topic x region (drifting preset)
+LINEAR = ("egreedy", "linucb", "squarecb", "lints")
+VW_RAW = (("squarecb", "--squarecb"), ("epsilon 0.05", "--epsilon 0.05"))
+VW_ADAPTER = (("vw:squarecb", {}), ("vw:epsilon", {"epsilon": 0.05}))
 
 
 def features(obs: dict) -> np.ndarray:
-    """phi (B, K, D): observable item features plus topic x user-region crosses."""
-    items = obs["item_features"].astype(np.float64)  # (B, K, T + 3)
+    """phi (B, K, D) float32: a constant, the item features, and topic x user-region crosses."""
+    items = obs["item_features"]  # (B, K, T + 3)
     n_topics = items.shape[2] - 3
-    region = obs["user_features"][:, :-1].astype(np.float64)  # (B, R)
+    region = obs["user_features"][:, :-1]  # (B, R) one-hot
     cross = items[:, :, :n_topics, None] * region[:, None, None, :]
     b, k = items.shape[:2]
-    return np.concatenate([np.ones((b, k, 1)), items, cross.reshape(b, k, -1)], axis=2)
+    return np.concatenate([np.ones((b, k, 1), np.float32), items, cross.reshape(b, k, -1)],
+                          axis=2, dtype=np.float32)
 
 
-def one_at_a_time(name: str, params: dict, steps: int, seed: int) -> dict:
-    sim = make_config("drifting", shift_step=steps // 2)
-    env = BatchedRecEnv(sim, batch_size=1)
+class LoopwiseRunner:
+    """A Loopwise policy behind the two calls the loops make."""
+
+    def __init__(self, name: str, params: dict, n_features: int, seed: int):
+        self.policy = make(name, n_features=n_features, seed=seed, **params)
+
+    def act(self, phi: np.ndarray) -> np.ndarray:
+        return self.policy.act(phi)
+
+    def learn(self, phi: np.ndarray, chosen: np.ndarray, rewards: np.ndarray,
+              probs: np.ndarray) -> None:
+        rows = np.arange(len(chosen))
+        self.policy.update(phi[rows, chosen], rewards, probs[rows, chosen])
+
+
+class VWRunner:
+    """VW ``cb_explore_adf`` driven directly through pyvw's fastest path (text lines)."""
+
+    def __init__(self, exploration_args: str, n_features: int, seed: int):
+        import vowpalwabbit
+
+        self.vw = vowpalwabbit.Workspace(
+            f"--cb_explore_adf {exploration_args} --random_seed {seed} --quiet")
+        self.template = action_template(n_features)
+        self._lines: list[list[str]] = []
+
+    def act(self, phi: np.ndarray) -> np.ndarray:
+        template, predict = self.template, self.vw.predict
+        self._lines = [[template % tuple(x) for x in rows] for rows in phi.tolist()]
+        return np.array([predict(lines) for lines in self._lines], dtype=np.float64)
+
+    def learn(self, phi: np.ndarray, chosen: np.ndarray, rewards: np.ndarray,
+              probs: np.ndarray) -> None:
+        for b, (a, r) in enumerate(zip(chosen.tolist(), rewards.tolist(), strict=True)):
+            lines = list(self._lines[b])
+            lines[a] = f"0:{1.0 - r:.6g}:{probs[b, a]:.6g} {lines[a]}"
+            self.vw.learn(lines)
+
+
+def sample(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One candidate per row from its probabilities (never a zero-probability one)."""
+    cum = probs.cumsum(axis=1)
+    chosen = (cum <= rng.random((len(probs), 1)) * cum[:, -1:]).sum(axis=1)
+    chosen = np.minimum(chosen, probs.shape[1] - 1)
+    bad = probs[np.arange(len(probs)), chosen] <= 0
+    chosen[bad] = probs[bad].argmax(axis=1)
+    return chosen
+
+
+def run_stream(make_runner, batch_size: int, n_steps: int, seed: int, shift_step: int) -> dict:
+    """Decide, step, learn for ``n_steps`` calls of B = ``batch_size`` users each."""
+    env = BatchedRecEnv(make_config("drifting", shift_step=shift_step), batch_size=batch_size)
     obs = env.reset(seed=seed)
     phi = features(obs)
-    policy = make(name, n_features=phi.shape[2], seed=seed, **params)
+    runner = make_runner(phi.shape[2])
     rng = np.random.default_rng(seed + 1)
-    rewards = np.zeros(steps)
-    regrets = np.zeros(steps)
+    rewards = np.zeros((n_steps, batch_size))
+    regrets = np.zeros((n_steps, batch_size))
     busy = 0.0
-    for t in range(steps):
-        t0 = time.perf_counter()
-        probs = policy.act(phi)[0]
-        a = min(int(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum())), len(probs) - 1)
-        busy += time.perf_counter() - t0
-        obs, r, info = env.step(np.array([a]))
-        t0 = time.perf_counter()
-        policy.update(phi[0, a][None], r, probs[a:a + 1])
-        busy += time.perf_counter() - t0
-        rewards[t], regrets[t] = r[0], info["regret"][0]
+    for t in range(n_steps):
+        start = time.perf_counter()
+        probs = runner.act(phi)
+        chosen = sample(probs, rng)
+        busy += time.perf_counter() - start
+        obs, r, info = env.step(chosen)
+        start = time.perf_counter()
+        runner.learn(phi, chosen, r, probs)
+        busy += time.perf_counter() - start
+        rewards[t], regrets[t] = r, info["regret"]
         phi = features(obs)
+    half = n_steps // 2
     return {"reward": rewards.mean(), "regret": regrets.mean(),
-            "after_shift": rewards[steps // 2:].mean(), "rate": steps / busy}
+            "after_shift": rewards[half:].mean(), "rate": n_steps * batch_size / busy}
 
 
-def batched(name: str, params: dict, n_batches: int, b: int, seed: int) -> float:
-    env = BatchedRecEnv(make_config("drifting"), batch_size=b)
-    obs = env.reset(seed=seed)
-    phis, results = [], []
-    for _ in range(n_batches):  # record the stream first: time the policy alone
-        phis.append(features(obs))
-        obs, r, info = env.step(np.zeros(b, dtype=int))
-        results.append(r)
-    policy = make(name, n_features=phis[0].shape[2], seed=seed, **params)
-    rng = np.random.default_rng(seed)
-    rows = np.arange(b)
-    start = time.perf_counter()
-    for phi, r in zip(phis, results, strict=True):
-        probs = policy.act(phi)
-        chosen = (probs.cumsum(axis=1) < rng.random((b, 1))).sum(axis=1).clip(max=probs.shape[1] - 1)
-        policy.update(phi[rows, chosen], r, probs[rows, chosen])
-    return n_batches * b / (time.perf_counter() - start)
+def vw_paths(n_features: int = 64, k: int = 20, n: int = 300) -> None:
+    """Microseconds per decision for the ways of feeding VW from Python."""
+    import vowpalwabbit
+    from vowpalwabbit import pyvw
+
+    vw = vowpalwabbit.Workspace("--cb_explore_adf --squarecb --quiet --random_seed 0")
+    x = np.random.default_rng(0).normal(size=(k, n_features)).tolist()
+    template = action_template(n_features)
+
+    def lines_template():
+        return [template % tuple(row) for row in x]
+
+    def lines_join():
+        return ["|f " + " ".join(f"{j}:{v:.6g}" for j, v in enumerate(row)) for row in x]
+
+    def parsed():
+        ex = vw.parse(lines_template())
+        vw.predict(ex)
+        vw.finish_example(ex)
+
+    def objects():
+        exs = [pyvw.Example(vw, {"f": [(str(j), v) for j, v in enumerate(row)]}) for row in x]
+        for ex in exs:
+            ex.setup_example()
+
+    paths = {"format lines (% template)": lines_template,
+             "format lines (f-string join)": lines_join,
+             "template + predict(list of lines)": lambda: vw.predict(lines_template()),
+             "template + parse + predict + finish_example": parsed,
+             "build pyvw.Example objects from dicts": objects}
+    print(f"VW Python paths, K={k}, D={n_features} (us per decision):")
+    for label, fn in paths.items():
+        fn()
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        print(f"  {label:<46}{(time.perf_counter() - start) / n * 1e6:>8.0f}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=20_000)
-    ap.add_argument("--batches", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+def limit_threads(n: int) -> str:
+    """Run numpy's OpenBLAS and torch on ``n`` threads (VW uses one); say what was set.
+
+    On a small shared machine multi-threaded BLAS calls stall behind other processes, so
+    the comparison is fairest with every library on one thread.
+    """
     import torch
 
-    rows = []
-    for name, params in [*((n, {}) for n in LOOPWISE), *VW]:
-        one = one_at_a_time(name, params, args.steps, args.seed)
-        n_b = args.batches if not name.startswith("vw") else max(4, args.batches // 10)
-        rate_b = batched(name, params, n_b, 256, args.seed)
-        rows.append((name if not params else f"{name} {params}", one, rate_b))
-    vw_loop = next(r[1]["rate"] for r in rows if r[0] == "vw:squarecb")
-    vw_reward = next(r[1]["reward"] for r in rows if r[0] == "vw:squarecb")
-    print(f"drifting stream, K=20, {args.steps:,} steps, seed {args.seed}, shift at "
-          f"{args.steps // 2:,}; torch {torch.__version__}, CUDA: {torch.cuda.is_available()}")
-    print(f"{'policy':<30}{'mean reward':>12}{'after shift':>12}{'regret':>9}"
-          f"{'1-at-a-time/s':>15}{'x VW':>7}{'batched B=256/s':>17}")
-    for name, one, rate_b in rows:
-        print(f"{name:<30}{one['reward']:>12.4f}{one['after_shift']:>12.4f}{one['regret']:>9.4f}"
-              f"{one['rate']:>15,.0f}{one['rate'] / vw_loop:>7.1f}{rate_b:>17,.0f}")
-    best = max(rows, key=lambda r: r[1]["reward"])
-    print(f"\nbest Loopwise-or-VW mean reward: {best[0]} {best[1]['reward']:.4f} "
-          f"(VW squarecb {vw_reward:.4f})")
-    if torch.cuda.is_available():
-        gpu_vs_cpu()
-    else:
-        print("no CUDA device: neural policy GPU-vs-CPU training figures not measured here")
+    torch.set_num_threads(n)
+    done = [f"torch {n}"]
+    with open("/proc/self/maps") as fh:
+        libs = sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", fh.read())))
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            if hasattr(lib, name):
+                getattr(lib, name)(n)
+                done.append(f"OpenBLAS {n}")
+                break
+    return ", ".join(done)
 
 
 def gpu_vs_cpu(n: int = 100_000, d: int = 64) -> None:
     """Training samples/s of the neural policy's representation on GPU against CPU."""
+    import torch
+
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(n, d)), rng.random(n)
     for device in ("cpu", "cuda"):
         p = make("neural_ts", n_features=d, device=device, hidden=256, batch_size=1024,
                  epochs=1, train_every=10**9, buffer_size=n)
         p.update(x, y, np.full(n, 0.5))
+        p.train()  # warm-up (CUDA context, kernels)
         start = time.perf_counter()
         p.train()
         if device == "cuda":
-            import torch
-
             torch.cuda.synchronize()
-        print(f"neural_ts training on {device}: {n / (time.perf_counter() - start):,.0f} samples/s")
+        print(f"neural_ts training (hidden 256, batch 1024) on {device}: "
+              f"{n / (time.perf_counter() - start):,.0f} samples/s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Policies side by side with VW (drifting stream).")
+    ap.add_argument("--steps", type=int, default=20_000, help="one-at-a-time decisions")
+    ap.add_argument("--batches", type=int, default=80, help="batched calls of B=256")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
+    args = ap.parse_args(argv)
+    import torch
+
+    threads = limit_threads(args.threads)
+
+    vw_paths()
+    runners = [(f"{n}" + (f" {p}" if p else ""), n,
+                lambda d, n=n, p=p: LoopwiseRunner(n, p, d, args.seed)) for n, p in LOOPWISE]
+    runners += [(f"VW raw {label}", "vw-raw",
+                 lambda d, a=a: VWRunner(a, d, args.seed)) for label, a in VW_RAW]
+    runners += [(f"{n} (adapter)" + (f" {p}" if p else ""), n,
+                 lambda d, n=n, p=p: LoopwiseRunner(n, p, d, args.seed)) for n, p in VW_ADAPTER]
+    rows = []
+    for label, kind, factory in runners:
+        one = run_stream(factory, 1, args.steps, args.seed, shift_step=args.steps // 2)
+        many = run_stream(factory, 256, args.batches, args.seed,
+                          shift_step=args.batches * 256 // 2)
+        rows.append((label, kind, one, many))
+        print(f"  done {label}", flush=True)
+    vw = next(r for r in rows if r[0] == "VW raw squarecb")
+    print(f"\ndrifting stream (simulators.BatchedRecEnv), K=20, D={D_FEATURES}, seed {args.seed}; "
+          f"one at a time: {args.steps:,} steps, shift at {args.steps // 2:,}; batched: "
+          f"{args.batches} x 256; threads: {threads}; torch {torch.__version__}, "
+          f"CUDA {torch.cuda.is_available()}")
+    print(f"{'policy':<34}{'reward':>8}{'regret':>8}{'after':>8}{'1-at-a-time/s':>15}"
+          f"{'x VW':>7}{'B=256/s':>11}{'B=256 reward':>14}")
+    for label, _, one, many in rows:
+        print(f"{label:<34}{one['reward']:>8.4f}{one['regret']:>8.4f}{one['after_shift']:>8.4f}"
+              f"{one['rate']:>15,.0f}{one['rate'] / vw[2]['rate']:>7.1f}{many['rate']:>11,.0f}"
+              f"{many['reward']:>14.4f}")
+    ours = [r for r in rows if not r[1].startswith("vw")]
+    best = max(ours, key=lambda r: r[2]["reward"])
+    print(f"\ntarget: best Loopwise mean reward >= VW squarecb: {best[0]} {best[2]['reward']:.4f} "
+          f"vs {vw[2]['reward']:.4f} -> {'met' if best[2]['reward'] >= vw[2]['reward'] else 'MISSED'}")
+    for r in ours:
+        if r[1] in LINEAR:
+            ratio = r[2]["rate"] / vw[2]["rate"]
+            print(f"target: {r[0]:<26} one at a time >= 5x VW raw: {ratio:4.1f}x "
+                  f"-> {'met' if ratio >= 5 else 'MISSED'};  batched >= 100,000/s: "
+                  f"{r[3]['rate']:>9,.0f} -> {'met' if r[3]['rate'] >= 100_000 else 'MISSED'}")
+    if torch.cuda.is_available():
+        gpu_vs_cpu()
+    else:
+        print("no CUDA device: neural policy GPU-vs-CPU training figures not measured here")
 
 
 if __name__ == "__main__":
