@@ -32,7 +32,7 @@ setup(
     extras_require={
         "ray": ["ray[default]>=2.9"],
         "vw": ["vowpalwabbit>=9.9"],
-        "serve": ["fastapi>=0.110", "uvicorn>=0.27", "httpx>=0.27"],
+        "serve": ["fastapi>=0.110", "uvicorn[standard]>=0.27", "httpx>=0.27", "prometheus_client>=0.17"],
         "dev": [
             "pytest>=8",
             "hypothesis>=6.100",
@@ -40,9 +40,10 @@ setup(
             "ray[default]>=2.9",
             "vowpalwabbit>=9.9",
             "fastapi>=0.110",
-            "uvicorn>=0.27",
+            "uvicorn[standard]>=0.27",
             "httpx>=0.27",
-            "schemathesis>=3.30",
+            "prometheus_client>=0.17",
+            "schemathesis>=4",
         ],
     },
     entry_points={"console_scripts": ["loopwise=engine.cli:main"]},

@@ -41,6 +41,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from engine.serve.server import main as serve_main
+
+    return serve_main(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -81,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--include-pending", action="store_true",
                         help="Parquet only: also decisions still waiting for a reward")
     export.set_defaults(func=_export)
+
+    serve = sub.add_parser("serve", help="the HTTP decision service (FastAPI under uvicorn)")
+    from engine.serve.server import add_arguments as serve_arguments
+
+    serve_arguments(serve)
+    serve.set_defaults(func=_serve)
 
     bench = sub.add_parser("bench", help="speed figures, side by side with peers")
     bench.add_argument("what", choices=["engine", "policies", "simulator", "ray"])

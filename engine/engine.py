@@ -149,43 +149,52 @@ class Engine:
         self.data_dir = str(data_dir)
         self.store = Store(data_dir, synchronous=synchronous)
 
-        specs = self._variant_specs(policy, policy_params, variants)
-        self.store.check_meta({
-            "shards": shards,
-            "n_features": self.featurizer.n_features,
-            "feature_names": self.featurizer.feature_names,
-            "variants": {k: {"policy": v["name"], "params": v["params"]} for k, v in specs.items()},
-        })
-        if backend == "inline":
-            self.backend = InlineBackend(shards, self.profile_config, self.event_types, seed)
-        else:
-            from engine.ray_backend import RayBackend
-            self.backend = RayBackend(shards, self.profile_config, self.event_types, seed,
-                                      address=ray_address)
-            self.backend.recovery = self._shard_recovery
-        self._weights = {k: v["weight"] for k, v in specs.items()}
-        if learner == "auto":
-            learner = "ray" if backend == "ray" else "local"
-        self.learners: dict[str, Learner] = {}
-        for name, spec in specs.items():
-            saved = self.store.load_policy(name)
-            pol = Learner.load_policy(saved[2]) if saved else spec["policy"]
-            if learner == "ray":
-                from engine.ray_learner import RayLearner
-                lrn = RayLearner(pol, learn_batch, num_gpus=learner_gpus,
-                                 asynchronous=async_learning)
+        try:
+            specs = self._variant_specs(policy, policy_params, variants)
+            self.store.check_meta({
+                "shards": shards,
+                "n_features": self.featurizer.n_features,
+                "feature_names": self.featurizer.feature_names,
+                "variants": {k: {"policy": v["name"], "params": v["params"]} for k, v in specs.items()},
+            })
+            if backend == "inline":
+                self.backend = InlineBackend(shards, self.profile_config, self.event_types, seed)
             else:
-                lrn = Learner(pol, learn_batch)
-            lrn.learned_seq = saved[0] if saved else 0
-            self.learners[name] = lrn
-        self._variant_names = list(specs)
-        self._cum_weights = np.cumsum([self._weights[k] for k in self._variant_names])
-        self._cum_weights /= self._cum_weights[-1]
-        self._last_report: dict | None = None
+                from engine.ray_backend import RayBackend
+                self.backend = RayBackend(shards, self.profile_config, self.event_types, seed,
+                                          address=ray_address)
+                self.backend.recovery = self._shard_recovery
+            self._weights = {k: v["weight"] for k, v in specs.items()}
+            if learner == "auto":
+                learner = "ray" if backend == "ray" else "local"
+            self.learners: dict[str, Learner] = {}
+            for name, spec in specs.items():
+                saved = self.store.load_policy(name)
+                pol = Learner.load_policy(saved[2]) if saved else spec["policy"]
+                if learner == "ray":
+                    from engine.ray_learner import RayLearner
+                    lrn = RayLearner(pol, learn_batch, num_gpus=learner_gpus,
+                                     asynchronous=async_learning)
+                else:
+                    lrn = Learner(pol, learn_batch)
+                lrn.learned_seq = saved[0] if saved else 0
+                self.learners[name] = lrn
+            self._variant_names = list(specs)
+            self._cum_weights = np.cumsum([self._weights[k] for k in self._variant_names])
+            self._cum_weights /= self._cum_weights[-1]
+            self._last_report: dict | None = None
 
-        self.joiner = Joiner()
-        self._since_snapshot = 0
-        self._recover()
+            self.joiner = Joiner()
+            self._since_snapshot = 0
+            self._recover()
+        except BaseException:
+            # a refused configuration must not keep the data directory locked
+            if getattr(self, "backend", None) is not None:
+                self.backend.close()
+            self.store.close()
+            if self._tmpdir is not None:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+            raise
 
     # ---- construction helpers ----------------------------------------------------------
     def _variant_specs(self, policy, policy_params, variants) -> dict[str, dict]:

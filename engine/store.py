@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -89,8 +90,27 @@ class Store:
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(_SCHEMA)
+        # Checkpoints copy the WAL into the database file; done inline they stall the
+        # request that triggers them. A background thread with its own connection runs
+        # passive checkpoints instead (they never block writers).
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
+                                              name="loopwise-checkpoint")
+        self._checkpointer.start()
         self._next_seq = self._last_seq("events") + 1
         self._next_reward_seq = self._last_seq("rewards") + 1
+
+    def _checkpoint_loop(self, every: float = 1.0) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(every):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.OperationalError:
+                    pass  # busy: try again next time
+        finally:
+            conn.close()
 
     def _last_seq(self, table: str) -> int:
         return int(self._scalar(
@@ -282,6 +302,8 @@ class Store:
 
     def close(self) -> None:
         if self.db is not None:
+            self._stop.set()
+            self._checkpointer.join(timeout=10)
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.db.close()
             self.db = None

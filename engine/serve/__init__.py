@@ -1,0 +1,1 @@
+"""HTTP decision service: FastAPI app (:mod:`engine.serve.app`) and ``loopwise serve``."""

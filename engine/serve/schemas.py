@@ -1,0 +1,75 @@
+"""Request and response bodies of the HTTP API (pydantic); the OpenAPI spec comes from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Number = float
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=256, description="item id")
+    features: list[Number] | None = Field(None, description="numeric item features")
+    topics: list[str] | None = Field(None, max_length=256)
+    tags: list[str] | None = Field(None, max_length=256)
+
+
+class RankRequest(BaseModel):
+    """A rank request in the shape of rank/reward services (Personalizer), plus the user."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    user_id: str = Field(min_length=1, max_length=256, description="whose profile drives it")
+    contextFeatures: list[dict[str, Number]] | None = Field(
+        None, description="context feature objects, merged into one mapping")
+    context: dict[str, Number] | None = Field(None, description="context as one mapping")
+    actions: list[Action] = Field(min_length=1, description="candidates, with ids and features")
+    excludedActions: list[str] | None = Field(None, description="ids removed before ranking")
+    eventId: str | None = Field(None, min_length=1, max_length=256,
+                                description="id to report the reward under (default: new)")
+    slateSize: int = Field(1, ge=1, le=100, description="slots filled by the policy")
+
+
+class RankedAction(BaseModel):
+    id: str
+    probability: float
+
+
+class RankResponse(BaseModel):
+    ranking: list[RankedAction]
+    eventId: str
+    rewardActionId: str
+    variant: str
+    policyVersion: int
+
+
+class RewardRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: Number = Field(description="the reward of the decision")
+
+
+class RewardResponse(BaseModel):
+    eventId: str
+    status: str = Field(description="joined | duplicate | late")
+    learned: bool
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[dict[str, Any]] = Field(description="behaviour events (see the README)")
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class ErrorBody(BaseModel):
+    field: str
+    reason: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
