@@ -65,6 +65,7 @@ class SimCore:
         self.step_count = 0
         self.phase = 0
         self._weights_dirty = True
+        self._built_at = 0
 
     # ---- construction ----------------------------------------------------------------
     def _add_items(self, n: int, initial: bool = False) -> np.ndarray:
@@ -115,31 +116,48 @@ class SimCore:
     def draw_users(self, n: int) -> np.ndarray:
         return self.rng.integers(self.config.n_users, size=n)
 
-    def _candidate_cdf(self) -> np.ndarray:
-        if self._weights_dirty:
+    def _candidate_alias(self) -> tuple[np.ndarray, np.ndarray]:
+        """Walker/Vose alias table of the candidate weights: O(1) per draw."""
+        every = self.config.new_item_every
+        throttle = 0 if every is None else 20 * every  # arrivals batch up between rebuilds
+        if self._weights_dirty and (self.step_count - self._built_at >= throttle
+                                    or not hasattr(self, "_alias")):
+            self._built_at = self.step_count
+            self.table_version = getattr(self, "table_version", 0) + 1
             n = self.n_active
             pop = np.exp(self.popularity[:n])
             w = 0.7 / n + 0.3 * pop / pop.sum()
             fresh = (self.step_count - self.birth[:n]) < FRESH_STEPS
             w = np.where(fresh, w * 20.0, w)
-            cdf = np.cumsum(w)
-            self._cdf = cdf / cdf[-1]
+            scaled = (w * (n / w.sum())).tolist()
+            prob = [1.0] * n
+            alias = list(range(n))
+            small = [i for i, p in enumerate(scaled) if p < 1.0]
+            large = [i for i, p in enumerate(scaled) if p >= 1.0]
+            while small and large:
+                s_, l_ = small.pop(), large.pop()
+                prob[s_], alias[s_] = scaled[s_], l_
+                scaled[l_] -= 1.0 - scaled[s_]
+                (small if scaled[l_] < 1.0 else large).append(l_)
+            self._alias = (np.array(prob), np.array(alias, dtype=np.int64))
             self._weights_dirty = False
-        return self._cdf
+        return self._alias
 
     def draw_candidates(self, n: int) -> np.ndarray:
         """(n, K) distinct item ids per row, drawn by popularity (fresh items boosted).
 
-        Draws 2K with replacement, keeps the first copy of each item, and takes K of those at
-        random (rows with fewer than K distinct items, which are rare, are drawn again).
+        Draws 2K with replacement (alias method), keeps the first copy of each item, and takes
+        K of those at random (rows with fewer than K distinct items, which are rare, are drawn
+        again).
         """
         k = self.config.n_candidates
-        cdf = self._candidate_cdf()
+        prob, alias = self._candidate_alias()
         out = np.empty((n, k), dtype=np.int64)
         todo = np.arange(n)
         while len(todo):
-            draw = np.minimum(np.searchsorted(cdf, self.rng.random((len(todo), 2 * k)),
-                                              side="right"), len(cdf) - 1)
+            shape = (len(todo), 2 * k)
+            idx = self.rng.integers(len(prob), size=shape)
+            draw = np.where(self.rng.random(shape) < prob[idx], idx, alias[idx])
             draw.sort(axis=1)
             first = np.ones(draw.shape, dtype=bool)
             first[:, 1:] = draw[:, 1:] != draw[:, :-1]
@@ -184,8 +202,11 @@ class SimCore:
             aff = np.einsum("bt,bkt->bk", self.interest[users], self.embedding[items])
         logit = self._base_logit[items] + c.affinity_scale * aff
         if c.fatigue_weight:
-            logit -= c.fatigue_weight * np.take_along_axis(self.exposure[users], self.topic[items],
-                                                           axis=1)
+            if len(users) == 1:
+                logit -= c.fatigue_weight * self.exposure[users[0], self.topic[items[0]]]
+            else:
+                logit -= c.fatigue_weight * np.take_along_axis(self.exposure[users],
+                                                               self.topic[items], axis=1)
         return 1.0 / (1.0 + np.exp(-logit))
 
     def reward_if_clicked(self, items: np.ndarray) -> np.ndarray:
@@ -203,6 +224,8 @@ class SimCore:
         update their state, advance time. Returns per-row outcome arrays. Pass the
         ``click_probs`` computed for these users and items at this step to save work."""
         c, rng = self.config, self.rng
+        if len(users) == 1 and slates.shape[1] == 1:
+            return self._respond_one(int(users[0]), items[0], int(slates[0, 0]), click_probs)
         rows = np.arange(len(users))[:, None]
         shown = items[rows, slates]  # (B, L) item ids
         if click_probs is None:
@@ -239,6 +262,34 @@ class SimCore:
         self.advance(len(users))
         return {"shown": shown, "clicks": clicks, "dwell": dwell, "purchases": purchases,
                 "rewards": rewards}
+
+    def _respond_one(self, user: int, items: np.ndarray, slot: int,
+                     click_probs: np.ndarray | None) -> dict:
+        """:meth:`respond` for one user and one slot, in scalar arithmetic (same law)."""
+        c, rng = self.config, self.rng
+        item = int(items[slot])
+        if click_probs is None:
+            click_probs = self.click_probs(np.array([user]), items[None, :])
+        click = rng.random() < click_probs[0, slot] * self.position_bias[0]
+        q = float(self.quality[item])
+        dwell = float(rng.beta(q * 5 + 0.05, (1 - q) * 5 + 0.05)) if click else 0.0
+        purchase = click and rng.random() < c.purchase_rate * q
+        reward = c.reward_click * click + c.reward_dwell * dwell + c.reward_purchase * purchase
+        topic = int(self.topic[item])
+        if c.fatigue_weight:
+            row = self.exposure[user]
+            row *= c.fatigue_decay
+            row[topic] += 1.0
+        if click and (c.satisfaction_gain or c.clickbait_cost):
+            self.satisfaction[user] += (c.satisfaction_gain * (q - 0.5)
+                                        - c.clickbait_cost * self.clickbait[item])
+        if c.drift_std:
+            v = self.interest[user] + c.drift_std * rng.standard_normal(c.n_topics)
+            self.interest[user] = v / max(float(np.sqrt(v @ v)), 1e-12)
+        self.advance(1)
+        return {"shown": np.array([[item]]), "clicks": np.array([[click]]),
+                "dwell": np.array([[dwell]]), "purchases": np.array([[bool(purchase)]]),
+                "rewards": np.array([reward])}
 
     def advance(self, n_steps: int) -> None:
         """Move the clock; fire the abrupt shift and item arrivals when they are due."""

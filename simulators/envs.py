@@ -166,10 +166,11 @@ class RecStreamEnv(_Stepper, gym.Env):
         if len(self._queue_users) == 0:
             self._queue_users = self.core.draw_users(PREFETCH)
             self._queue_items = self.core.draw_candidates(PREFETCH)
-            self._queue_stamp = self.core.n_active
-        if self._queue_stamp != self.core.n_active:  # catalog grew: redraw to include new items
+            self._queue_stamp = self.core.table_version
+        self.core._candidate_alias()
+        if self._queue_stamp != self.core.table_version:  # new candidate table: redraw the queue
             self._queue_items = self.core.draw_candidates(len(self._queue_users))
-            self._queue_stamp = self.core.n_active
+            self._queue_stamp = self.core.table_version
         user, items = self._queue_users[0], self._queue_items[0]
         self._queue_users, self._queue_items = self._queue_users[1:], self._queue_items[1:]
         return self._observe(int(user), items)
