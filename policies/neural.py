@@ -19,10 +19,12 @@ class NeuralTS(Policy):
     ``N(theta, v^2 A^-1)`` over rewards, and win probabilities are estimated from
     ``n_draws`` posterior draws with a uniform floor ``epsilon``, as in
     :class:`~policies.lints.LinTS`. Every ``train_every`` records the MLP (with a linear
-    output layer) is retrained by Adam on squared error for ``epochs`` passes over a replay
-    buffer of the latest ``buffer_size`` records, in mini-batches of ``batch_size``, on the
-    GPU when torch sees one (``device="auto"``); then the head is refit on the buffer's new
-    representation. Between retrainings each record updates the head at once.
+    output layer) takes ``train_steps`` Adam steps on squared error, each on a mini-batch of
+    ``batch_size`` records drawn from a replay buffer of the latest ``buffer_size`` records
+    (as in Riquelme et al.'s NeuralLinear: the cost of a retraining does not grow with the
+    buffer), on the GPU when torch sees one (``device="auto"``); then the head is refit on
+    the buffer's new representation. Between retrainings each record updates the head at
+    once.
 
     Decisions run the MLP forward pass in numpy on a copy of the weights taken after each
     training: one decision at a time, torch's per-call overhead (and its CPU thread pool)
@@ -32,7 +34,7 @@ class NeuralTS(Policy):
     ----------
     hidden
         Width of the two hidden layers (and of ``h``).
-    lr, epochs, batch_size, train_every, buffer_size
+    lr, train_steps, batch_size, train_every, buffer_size
         Training of the representation (see above).
     l2
         Prior precision of the linear head.
@@ -57,17 +59,18 @@ class NeuralTS(Policy):
     ((2, 5), True)
     """
 
-    _params = ("n_features", "seed", "hidden", "lr", "epochs", "batch_size", "train_every",
+    _params = ("n_features", "seed", "hidden", "lr", "train_steps", "batch_size", "train_every",
                "buffer_size", "l2", "v", "n_draws", "epsilon", "device")
     # the torch modules and the optimizer travel as bytes (see state_dict)
     _state = ("_x", "_y", "_filled", "_pos", "_since_train", "_a", "_a_inv", "_b", "_theta")
 
     def __init__(self, n_features: int, seed: int | None = 0, hidden: int = 32, lr: float = 3e-3,
-                 epochs: int = 2, batch_size: int = 256, train_every: int = 256,
+                 train_steps: int = 50, batch_size: int = 256, train_every: int = 256,
                  buffer_size: int = 20_000, l2: float = 1.0, v: float = 0.3, n_draws: int = 64,
                  epsilon: float = 0.01, device: str = "auto"):
         super().__init__(n_features, seed)
-        for name, value in (("hidden", hidden), ("epochs", epochs), ("batch_size", batch_size),
+        for name, value in (("hidden", hidden), ("train_steps", train_steps),
+                            ("batch_size", batch_size),
                             ("train_every", train_every), ("buffer_size", buffer_size),
                             ("n_draws", n_draws)):
             check_param(name, value, low=1, integer=True)
@@ -79,7 +82,8 @@ class NeuralTS(Policy):
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device: 'cuda' requested but torch sees no CUDA device "
                              "(use 'auto' to fall back to the CPU)")
-        self.hidden, self.lr, self.epochs, self.batch_size = hidden, lr, epochs, batch_size
+        self.hidden, self.lr, self.batch_size = hidden, lr, batch_size
+        self.train_steps = train_steps
         self.train_every, self.buffer_size, self.l2, self.v = train_every, buffer_size, l2, v
         self.n_draws, self.epsilon, self.device = n_draws, epsilon, device
         use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -176,7 +180,10 @@ class NeuralTS(Policy):
         self._filled = min(cap, self._filled + n)
 
     def train(self) -> NeuralTS:
-        """Retrain the representation on the replay buffer, then refit the linear head."""
+        """Retrain the representation on the replay buffer, then refit the linear head.
+
+        Returns ``self``; ``train_steps * min(batch_size, records)`` samples are seen.
+        """
         n = self._filled
         if n == 0:
             return self
@@ -184,15 +191,13 @@ class NeuralTS(Policy):
         x = torch.as_tensor(self._x[:n], dtype=torch.float32, device=dev)
         y = torch.as_tensor(self._y[:n], dtype=torch.float32, device=dev)
         gen = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
-        self._net.train()
-        for _ in range(self.epochs):
-            order = torch.randperm(n, generator=gen).to(dev)
-            for start in range(0, n, self.batch_size):
-                idx = order[start:start + self.batch_size]
-                loss = torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
-                self._opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self._opt.step()
+        size = min(self.batch_size, n)
+        picks = torch.randint(n, (self.train_steps, size), generator=gen).to(dev)
+        for idx in picks:
+            loss = torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
+            self._opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self._opt.step()
         self._refresh_weights()
         h = self.features(self._x[:n])
         self._a = self.l2 * np.eye(self.hidden) + h.T @ h

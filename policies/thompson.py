@@ -61,12 +61,15 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray, theta: np.ndarray, cov:
             sigma = (x @ cov) @ x.T
         else:
             sigma = (x @ cov) @ x.transpose(0, 2, 1)  # (B, K, K)
-        diag = sigma.reshape(-1, k * k)[:, ::k + 1]  # a view: jitter for duplicate candidates
-        diag += 1e-9 * diag.max() + 1e-12
         try:
             lower = np.linalg.cholesky(sigma)
-        except np.linalg.LinAlgError:  # numerically singular: use the weight-space path
-            lower = None
+        except np.linalg.LinAlgError:  # duplicate candidates make sigma singular: add jitter
+            diag = sigma.reshape(-1, k * k)[:, ::k + 1]  # a view
+            diag += 1e-9 * diag.max() + 1e-12
+            try:
+                lower = np.linalg.cholesky(sigma)
+            except np.linalg.LinAlgError:  # still singular: use the weight-space path
+                lower = None
         if lower is not None:
             half = (n_draws + 1) // 2
             spread = lower @ rng.standard_normal((k, half) if b == 1 else (b, k, half))

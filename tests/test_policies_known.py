@@ -162,7 +162,7 @@ def test_neural_policy_learns_a_reward_no_linear_model_can():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(3000, 2))
     y = (x[:, 0] * x[:, 1] > 0).astype(float)  # XOR of signs
-    neural = make("neural_ts", n_features=2, seed=0, hidden=16, epochs=10, batch_size=64,
+    neural = make("neural_ts", n_features=2, seed=0, hidden=16, train_steps=400, batch_size=64,
                   train_every=3000, lr=1e-2)
     linear = make("lints", n_features=2, seed=0)
     for p in (neural, linear):
@@ -188,3 +188,14 @@ def test_neural_policy_refuses_cuda_it_does_not_have():
     with pytest.raises(ValueError, match="^device: 'cuda' requested but torch sees no CUDA"):
         make("neural_ts", n_features=2, device="cuda")
     assert make("neural_ts", n_features=2, device="auto").torch_device == "cpu"
+
+
+def test_duplicate_candidates_do_not_break_the_posterior_draws():
+    p = make("lints", n_features=D, seed=0, n_draws=4000)
+    train_x = np.random.default_rng(0).normal(size=(30, D))
+    p.update(train_x, train_x[:, 0], np.ones(30))
+    row = np.random.default_rng(1).normal(size=D)
+    for b in (1, 4):  # joint score draws (B*K < D) and weight draws
+        probs = p.act(np.tile(row, (b, 3, 1)))
+        assert np.isfinite(probs).all() and (probs > 0).all()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0)

@@ -1,18 +1,20 @@
 """Policies side by side with Vowpal Wabbit on the simulator's drifting stream (K = 20).
 
 Every policy runs in this one process on ``simulators.BatchedRecEnv`` with the ``drifting``
-preset (slow drift of user tastes plus a sudden shift halfway), same seed, same features:
+preset (slow drift of user tastes plus a sudden shift halfway), same seed, same features,
+all policies advancing in lockstep (each with its own environment) so that a busy machine
+slows them alike:
 
 - one at a time (B = 1): mean reward, mean regret against the oracle (the best expected
   reward among the candidates), mean reward after the shift, and decide+learn events/s
   (time in the policy only: act, sampling, update; not the simulator or featurization);
 - batched (B = 256): decisions+updates/s and mean reward.
 
-VW runs ``cb_explore_adf`` twice: raw, through VW's fastest Python path we found (one
-``%``-template per action line, ``Workspace.predict`` on the list of lines, then
-``Workspace.learn`` on the same lines with the label on the chosen one; the path timings are
-printed first), and through the Loopwise adapter (``vw:squarecb``), which adds validation
-and remembers candidate sets. VW has no batch call, so its batched figure loops over rows.
+VW runs ``cb_explore_adf`` twice: raw, through VW's fastest Python path we found (text lines
+with only the non-zero features, see ``policies.vw.action_lines``; ``Workspace.predict`` on
+the list of lines, then ``Workspace.learn`` on the same lines with the label on the chosen
+one; the timings of the paths tried are printed first), and through the Loopwise adapter
+(``vw:squarecb``), which adds validation and remembers candidate sets. VW has no batch call, so its batched figure loops over rows.
 Costs for VW are ``1 - reward`` (rewards lie in [0, 1]).
 
 Run: ``python -m experiments.benchmarks.bench_policies [--steps 20000 --batches 80]``.
@@ -28,7 +30,7 @@ import time
 import numpy as np
 
 from policies import make
-from policies.vw import action_template
+from policies.vw import action_lines, action_template
 from simulators import BatchedRecEnv, make_config
 
 LOOPWISE = (("uniform", {}), ("egreedy", {}), ("linucb", {}), ("squarecb", {}), ("lints", {}),
@@ -78,7 +80,7 @@ class VWRunner:
 
     def act(self, phi: np.ndarray) -> np.ndarray:
         template, predict = self.template, self.vw.predict
-        self._lines = [[template % tuple(x) for x in rows] for rows in phi.tolist()]
+        self._lines = [action_lines(rows, template) for rows in phi]
         return np.array([predict(lines) for lines in self._lines], dtype=np.float64)
 
     def learn(self, phi: np.ndarray, chosen: np.ndarray, rewards: np.ndarray,
@@ -90,78 +92,89 @@ class VWRunner:
 
 
 def sample(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One candidate per row from its probabilities (never a zero-probability one)."""
+    """One candidate per row from its probabilities (as the engine samples)."""
     cum = probs.cumsum(axis=1)
     chosen = (cum <= rng.random((len(probs), 1)) * cum[:, -1:]).sum(axis=1)
-    chosen = np.minimum(chosen, probs.shape[1] - 1)
-    bad = probs[np.arange(len(probs)), chosen] <= 0
-    chosen[bad] = probs[bad].argmax(axis=1)
-    return chosen
+    return np.minimum(chosen, probs.shape[1] - 1, out=chosen)
 
 
-def run_stream(make_runner, batch_size: int, n_steps: int, seed: int, shift_step: int) -> dict:
-    """Decide, step, learn for ``n_steps`` calls of B = ``batch_size`` users each."""
-    env = BatchedRecEnv(make_config("drifting", shift_step=shift_step), batch_size=batch_size)
-    obs = env.reset(seed=seed)
-    phi = features(obs)
-    runner = make_runner(phi.shape[2])
-    rng = np.random.default_rng(seed + 1)
-    rewards = np.zeros((n_steps, batch_size))
-    regrets = np.zeros((n_steps, batch_size))
-    busy = 0.0
+def run_side_by_side(factories: list, batch_size: int, n_steps: int, seed: int,
+                     shift_step: int) -> list[dict]:
+    """Decide, step, learn for ``n_steps`` calls of B = ``batch_size`` users each.
+
+    Every runner gets its own environment with the same seed, and all advance in lockstep
+    (runner 1 step t, runner 2 step t, ...), so a busy machine slows them alike.
+    """
+    config = make_config("drifting", shift_step=shift_step)
+    envs = [BatchedRecEnv(config, batch_size=batch_size) for _ in factories]
+    phis = [features(env.reset(seed=seed)) for env in envs]
+    runners = [factory(phis[0].shape[2]) for factory in factories]
+    rngs = [np.random.default_rng(seed + 1) for _ in factories]
+    rewards = np.zeros((len(factories), n_steps, batch_size))
+    regrets = np.zeros_like(rewards)
+    busy = np.zeros(len(factories))
     for t in range(n_steps):
-        start = time.perf_counter()
-        probs = runner.act(phi)
-        chosen = sample(probs, rng)
-        busy += time.perf_counter() - start
-        obs, r, info = env.step(chosen)
-        start = time.perf_counter()
-        runner.learn(phi, chosen, r, probs)
-        busy += time.perf_counter() - start
-        rewards[t], regrets[t] = r, info["regret"]
-        phi = features(obs)
+        for i, (runner, env, rng) in enumerate(zip(runners, envs, rngs, strict=True)):
+            phi = phis[i]
+            start = time.perf_counter()
+            probs = runner.act(phi)
+            chosen = sample(probs, rng)
+            busy[i] += time.perf_counter() - start
+            obs, r, info = env.step(chosen)
+            start = time.perf_counter()
+            runner.learn(phi, chosen, r, probs)
+            busy[i] += time.perf_counter() - start
+            rewards[i, t], regrets[i, t] = r, info["regret"]
+            phis[i] = features(obs)
     half = n_steps // 2
-    return {"reward": rewards.mean(), "regret": regrets.mean(),
-            "after_shift": rewards[half:].mean(), "rate": n_steps * batch_size / busy}
+    return [{"reward": rewards[i].mean(), "regret": regrets[i].mean(),
+             "after_shift": rewards[i, half:].mean(), "rate": n_steps * batch_size / busy[i]}
+            for i in range(len(factories))]
 
 
-def vw_paths(n_features: int = 64, k: int = 20, n: int = 300) -> None:
-    """Microseconds per decision for the ways of feeding VW from Python."""
+def vw_paths(x: np.ndarray, n: int = 300) -> None:
+    """Microseconds per decision for the ways of feeding VW from Python, on candidates x."""
     import vowpalwabbit
     from vowpalwabbit import pyvw
 
     vw = vowpalwabbit.Workspace("--cb_explore_adf --squarecb --quiet --random_seed 0")
-    x = np.random.default_rng(0).normal(size=(k, n_features)).tolist()
-    template = action_template(n_features)
+    k, d = x.shape
+    template = action_template(d)
+    rows = x.tolist()
 
-    def lines_template():
-        return [template % tuple(row) for row in x]
+    def dense_template():
+        return [template % tuple(row) for row in rows]
 
-    def lines_join():
-        return ["|f " + " ".join(f"{j}:{v:.6g}" for j, v in enumerate(row)) for row in x]
+    def dense_join():
+        return ["|f " + " ".join(f"{j}:{v:.6g}" for j, v in enumerate(row)) for row in rows]
 
     def parsed():
-        ex = vw.parse(lines_template())
+        ex = vw.parse(action_lines(x, template))
         vw.predict(ex)
         vw.finish_example(ex)
 
     def objects():
-        exs = [pyvw.Example(vw, {"f": [(str(j), v) for j, v in enumerate(row)]}) for row in x]
+        exs = [pyvw.Example(vw, {"f": [(str(j), v) for j, v in enumerate(row) if v]})
+               for row in rows]
         for ex in exs:
             ex.setup_example()
 
-    paths = {"format lines (% template)": lines_template,
-             "format lines (f-string join)": lines_join,
-             "template + predict(list of lines)": lambda: vw.predict(lines_template()),
-             "template + parse + predict + finish_example": parsed,
-             "build pyvw.Example objects from dicts": objects}
-    print(f"VW Python paths, K={k}, D={n_features} (us per decision):")
+    paths = {"lines: dense, one % template per row": dense_template,
+             "lines: dense, f-string per feature": dense_join,
+             "lines: non-zero features only (used)": lambda: action_lines(x, template),
+             "dense lines + predict(list of lines)": lambda: vw.predict(dense_template()),
+             "sparse lines + predict(list of lines) (used)":
+                 lambda: vw.predict(action_lines(x, template)),
+             "sparse lines + parse + predict + finish_example": parsed,
+             "pyvw.Example objects from dicts (no predict)": objects}
+    print(f"VW Python paths, K={k}, D={d}, {int((x != 0).sum()) / k:.1f} non-zero features "
+          "per candidate (us per decision):")
     for label, fn in paths.items():
         fn()
         start = time.perf_counter()
         for _ in range(n):
             fn()
-        print(f"  {label:<46}{(time.perf_counter() - start) / n * 1e6:>8.0f}")
+        print(f"  {label:<50}{(time.perf_counter() - start) / n * 1e6:>8.0f}")
 
 
 def limit_threads(n: int) -> str:
@@ -195,15 +208,16 @@ def gpu_vs_cpu(n: int = 100_000, d: int = 64) -> None:
     x, y = rng.normal(size=(n, d)), rng.random(n)
     for device in ("cpu", "cuda"):
         p = make("neural_ts", n_features=d, device=device, hidden=256, batch_size=1024,
-                 epochs=1, train_every=10**9, buffer_size=n)
+                 train_steps=n // 1024, train_every=10**9, buffer_size=n)
         p.update(x, y, np.full(n, 0.5))
         p.train()  # warm-up (CUDA context, kernels)
         start = time.perf_counter()
         p.train()
         if device == "cuda":
             torch.cuda.synchronize()
+        seen = (n // 1024) * 1024
         print(f"neural_ts training (hidden 256, batch 1024) on {device}: "
-              f"{n / (time.perf_counter() - start):,.0f} samples/s")
+              f"{seen / (time.perf_counter() - start):,.0f} samples/s (incl. the head refit)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -217,20 +231,23 @@ def main(argv: list[str] | None = None) -> None:
 
     threads = limit_threads(args.threads)
 
-    vw_paths()
+    env = BatchedRecEnv(make_config("drifting"), batch_size=1)
+    vw_paths(features(env.reset(seed=args.seed))[0])
+    warm = make("neural_ts", n_features=2, hidden=4, train_every=10**9)  # torch's lazy imports
+    warm.update(np.zeros((8, 2)), np.zeros(8), np.ones(8)).train()
     runners = [(f"{n}" + (f" {p}" if p else ""), n,
                 lambda d, n=n, p=p: LoopwiseRunner(n, p, d, args.seed)) for n, p in LOOPWISE]
     runners += [(f"VW raw {label}", "vw-raw",
                  lambda d, a=a: VWRunner(a, d, args.seed)) for label, a in VW_RAW]
     runners += [(f"{n} (adapter)" + (f" {p}" if p else ""), n,
                  lambda d, n=n, p=p: LoopwiseRunner(n, p, d, args.seed)) for n, p in VW_ADAPTER]
-    rows = []
-    for label, kind, factory in runners:
-        one = run_stream(factory, 1, args.steps, args.seed, shift_step=args.steps // 2)
-        many = run_stream(factory, 256, args.batches, args.seed,
-                          shift_step=args.batches * 256 // 2)
-        rows.append((label, kind, one, many))
-        print(f"  done {label}", flush=True)
+    factories = [factory for _, _, factory in runners]
+    ones = run_side_by_side(factories, 1, args.steps, args.seed, shift_step=args.steps // 2)
+    print("  one at a time: done", flush=True)
+    manys = run_side_by_side(factories, 256, args.batches, args.seed,
+                             shift_step=args.batches * 256 // 2)
+    rows = [(label, kind, one, many)
+            for (label, kind, _), one, many in zip(runners, ones, manys, strict=True)]
     vw = next(r for r in rows if r[0] == "VW raw squarecb")
     print(f"\ndrifting stream (simulators.BatchedRecEnv), K=20, D={D_FEATURES}, seed {args.seed}; "
           f"one at a time: {args.steps:,} steps, shift at {args.steps // 2:,}; batched: "
