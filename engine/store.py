@@ -88,6 +88,7 @@ class Store:
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self._sync_checkpoint = synchronous  # checkpoints keep the chosen durability
         self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(_SCHEMA)
         # Checkpoints copy the WAL into the database file; done inline they stall the
@@ -103,6 +104,7 @@ class Store:
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA synchronous={self._sync_checkpoint}")
         try:
             while not self._stop.wait(every):
                 try:
