@@ -11,7 +11,12 @@ context cols    optional numeric columns used by the reward model of DM/DR estim
 ==============  ========================================================================
 
 The target policy comes as an ``action_dist`` array (``.npy``, shape (n_rounds, n_actions,
-len_list)), rows aligned with the file's rows.
+len_list), or (n_rounds, n_actions) for one slot), row i describing row i of the file.
+For example, with ``--context-cols age,score``::
+
+    action,position,reward,propensity,age,score
+    3,0,1.0,0.25,31,0.7
+    0,1,0.0,0.10,52,0.1
 """
 
 from __future__ import annotations
@@ -24,58 +29,99 @@ from experiments.ope.base import OPEInputError
 
 
 def read_table(path: str | Path) -> dict[str, np.ndarray]:
+    """Every column of a CSV or Parquet file as a numpy array (nulls become NaN or None)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise OPEInputError(f"data: no such file {str(path)!r}")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
-    elif path.suffix.lower() in (".csv", ".txt"):
-        import pyarrow.csv as pacsv
+            table = pq.read_table(path)
+        elif suffix in (".csv", ".txt"):
+            import pyarrow.csv as pacsv
 
-        table = pacsv.read_csv(path)
-    else:
-        raise OPEInputError(f"data: {path.name} is neither .csv nor .parquet")
+            table = pacsv.read_csv(path)
+        else:
+            raise OPEInputError(f"data: {path.name!r} must end in .csv or .parquet "
+                                f"(got {suffix or 'no suffix'!r})")
+    except OPEInputError:
+        raise
+    except Exception as err:  # pyarrow's errors: not a valid file of that format
+        raise OPEInputError(f"data: cannot read {path.name!r} as {suffix[1:]} "
+                            f"({type(err).__name__}: {err})") from None
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
 def load_columnar(path: str | Path, action_col: str = "action", position_col: str | None = None,
                   reward_col: str = "reward", propensity_col: str = "propensity",
                   context_cols: list[str] | None = None) -> dict[str, np.ndarray | None]:
-    """Columns by name -> ``reward, action, position, pscore, contexts`` arrays."""
+    """Columns by name -> ``reward, action, position, pscore, contexts`` arrays.
+
+    ``contexts`` is (n_rows, len(context_cols)) floats or None. Missing columns, empty
+    files, missing values and non-numeric columns raise :class:`OPEInputError` naming the
+    column and the flag that set its name.
+    """
     table = read_table(path)
-    wanted = {"--action-col": action_col, "--reward-col": reward_col,
-              "--propensity-col": propensity_col}
+    wanted = {"action": ("--action-col", action_col), "reward": ("--reward-col", reward_col),
+              "pscore": ("--propensity-col", propensity_col)}
     if position_col:
-        wanted["--position-col"] = position_col
+        wanted["position"] = ("--position-col", position_col)
     for ctx in context_cols or []:
-        wanted[f"--context-cols ({ctx})"] = ctx
-    missing = [f"{col!r} (from {flag})" for flag, col in wanted.items() if col not in table]
+        wanted[f"context {ctx}"] = ("--context-cols", ctx)
+    missing = [f"{col!r} (from {flag})" for flag, col in wanted.values() if col not in table]
     if missing:
         raise OPEInputError(f"data: missing column(s) {', '.join(missing)}; the file has "
                             f"{sorted(table)}")
-    contexts = None
+    out: dict[str, np.ndarray | None] = {"position": None, "contexts": None}
+    columns = {}
+    for key, (flag, col) in wanted.items():
+        columns[key] = _numeric_column(table[col], col, flag)
+    if len(columns["reward"]) == 0:
+        raise OPEInputError(f"data: {Path(path).name!r} has no rows")
+    for key in ("action", "reward", "pscore", "position"):
+        if key in columns:
+            out[key] = columns[key]
     if context_cols:
-        try:
-            contexts = np.column_stack([table[c].astype(float) for c in context_cols])
-        except (TypeError, ValueError):
-            raise OPEInputError("context columns: must be numeric") from None
-    return {"reward": table[reward_col], "action": table[action_col],
-            "position": None if not position_col else table[position_col],
-            "pscore": table[propensity_col], "contexts": contexts}
+        out["contexts"] = np.column_stack([columns[f"context {c}"] for c in context_cols])
+    return out
 
 
-def load_action_dist(path: str | Path) -> np.ndarray:
+def _numeric_column(values: np.ndarray, col: str, flag: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise OPEInputError(f"data: column {col!r} (from {flag}) must be numeric "
+                            f"(got values like {values[:3].tolist()!r})") from None
+    nan = np.isnan(arr)
+    if nan.any():
+        raise OPEInputError(f"data: column {col!r} (from {flag}) has {int(nan.sum())} missing "
+                            f"value(s), the first in row {int(np.argmax(nan))}")
+    return np.asarray(values) if values.dtype.kind in "iu" else arr
+
+
+def load_action_dist(path: str | Path, n_rows: int | None = None) -> np.ndarray:
+    """The target's ``action_dist`` from a ``.npy`` file: (n, n_actions, len_list), or
+    (n, n_actions) for a single slot; with ``n_rows``, its rows must match the data's."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise OPEInputError(f"target-dist: no such file {str(path)!r}")
     try:
         dist = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise OPEInputError(f"target-dist: not a numpy .npy array ({err})") from None
+    except (ValueError, OSError) as err:
+        raise OPEInputError(f"target-dist: {path.name!r} is not a numpy .npy array "
+                            f"({err})") from None
     if dist.ndim == 2:  # (n, n_actions): a single slot
         dist = dist[:, :, None]
+    if dist.ndim != 3:
+        raise OPEInputError(f"target-dist: must have shape (n_rounds, n_actions, len_list) or "
+                            f"(n_rounds, n_actions) (got {dist.shape})")
+    if not np.issubdtype(dist.dtype, np.number):
+        raise OPEInputError(f"target-dist: must hold numbers (got dtype {dist.dtype})")
+    if n_rows is not None and dist.shape[0] != n_rows:
+        raise OPEInputError(f"target-dist: has {dist.shape[0]} rows, the data file has "
+                            f"{n_rows}; row i of action_dist must describe row i of the data")
     return dist
 
 

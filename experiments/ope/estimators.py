@@ -1,175 +1,193 @@
-"""Off-policy estimators. Each one is a small class with its formula in the docstring.
+"""The estimator contract and the weighting estimators: Replay, IPS (optionally clipped), SNIPS.
 
 Notation, per logged round i: reward r_i, action a_i at position k_i, logging propensity
-p_i, the target's probability pi_i = pi(a_i | x_i, k_i), the weight w_i = pi_i / p_i, and
-for the model-based ones q_i(a) = q-hat(x_i, a, k_i) from a cross-fitted reward model.
-All take a :class:`~experiments.ope.base.LoggedData` (see its shapes) and return per-round
-terms whose mean (or ratio) is the estimate, so one bootstrap routine serves them all.
+p_i = ``pscore[i]``, the target's probability pi_i = ``action_dist[i, a_i, k_i]``, the
+importance weight w_i = pi_i / p_i and, for the model-based estimators in
+:mod:`experiments.ope.model_based`, q_i(a) = ``estimated_rewards[i, a, k_i]``.
+
+Every estimator reduces to per-round terms: ``mean(num)``, or ``sum(num) / sum(den)`` for
+self-normalized ones, plus ``mean(add)`` (see :func:`~experiments.ope.bootstrap.combine`),
+so one bootstrap routine gives every interval without refitting anything.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from experiments.ope.base import LoggedData, OPEInputError
+from experiments.ope.base import Interval, LoggedData, OPEInputError, validate
+from experiments.ope.bootstrap import (
+    Terms,
+    bootstrap_samples,
+    check_bootstrap_args,
+    combine,
+    percentile_interval,
+)
 
 
 class Estimator:
-    """Base: ``estimate(data) -> float``. ``_terms`` gives per-round numerators (and, for
-    ratio estimators, denominators); the estimate is their mean (or ratio of sums), so the
-    bootstrap resamples rounds and recombines without refitting anything."""
+    """Base class. Public methods validate their inputs, then call ``_terms``.
 
-    name = "base"
+    Subclasses implement ``_terms(data) -> (num, den, add)`` (per-round arrays; ``den`` and
+    ``add`` may be None) and, when their weights differ from the raw ``w_i``,
+    ``effective_weights``. Constructor arguments are stored under their own names.
+    """
+
     needs_model = False
 
-    def _terms(self, d: LoggedData) -> tuple[np.ndarray, ...]:
-        """Per-round numerators, and for ratio estimators denominators (and an additive
-        per-round part); see :func:`combine`."""
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+    # -- public API, Open Bandit Pipeline style -------------------------------------------
+    def estimate_policy_value(self, reward, action, pscore, action_dist, position=None,
+                              estimated_rewards_by_reg_model=None) -> float:
+        """The estimated value of the target policy.
+
+        Parameters
+        ----------
+        reward, action, pscore, position
+            Arrays of shape (n_rounds,); ``position`` defaults to all 0.
+        action_dist
+            The target's probabilities, shape (n_rounds, n_actions, len_list).
+        estimated_rewards_by_reg_model
+            A reward model's predictions, same shape as ``action_dist``; required by the
+            model-based estimators, ignored (but validated) by the others.
+        """
+        return self.estimate(validate(reward, action, pscore, action_dist, position,
+                                      estimated_rewards_by_reg_model))
+
+    def estimate_interval(self, reward, action, pscore, action_dist, position=None,
+                          estimated_rewards_by_reg_model=None, *, alpha: float = 0.05,
+                          n_bootstrap: int = 200, random_state: int | None = 0) -> Interval:
+        """The estimate with a ``1 - alpha`` percentile bootstrap interval over rounds.
+
+        ``random_state`` seeds ``numpy.random.default_rng`` (0 by default, so the answer is
+        reproducible); the reward model's predictions are held fixed.
+        """
+        data = validate(reward, action, pscore, action_dist, position,
+                        estimated_rewards_by_reg_model)
+        return self.interval(data, alpha=alpha, n_bootstrap=n_bootstrap,
+                             random_state=random_state)
+
+    # -- on validated data -----------------------------------------------------------------
+    def estimate(self, data: LoggedData) -> float:
+        """The estimate on :class:`~experiments.ope.base.LoggedData` from ``validate``."""
+        return float(combine(*self.terms(data)))
+
+    def interval(self, data: LoggedData, *, alpha: float = 0.05, n_bootstrap: int = 200,
+                 random_state: int | None = 0) -> Interval:
+        check_bootstrap_args(n_bootstrap, alpha)
+        terms = self.terms(data)
+        samples = bootstrap_samples([terms], n_bootstrap, np.random.default_rng(random_state))
+        low, high = percentile_interval(samples[0], alpha)
+        return Interval(float(combine(*terms)), low, high)
+
+    def terms(self, data: LoggedData) -> Terms:
+        """Per-round ``(num, den, add)``; checks that a model-based estimator has a model."""
+        if self.needs_model and data.estimated_rewards is None:
+            raise OPEInputError(f"estimated_rewards_by_reg_model: {self.name} needs a reward "
+                                "model's predictions of shape (n_rounds, n_actions, len_list) "
+                                "(got None)")
+        return self._terms(data)
+
+    def effective_weights(self, data: LoggedData) -> np.ndarray | None:
+        """The weights this estimator applies to observed rewards (None: no weighting)."""
+        return data.weights()
+
+    def _terms(self, data: LoggedData) -> Terms:
         raise NotImplementedError
 
-    def estimate(self, d: LoggedData) -> float:
-        self._check(d)
-        return float(combine(*self._terms(d)))
 
-    def _check(self, d: LoggedData) -> None:
-        if self.needs_model and d.estimated_rewards is None:
-            raise OPEInputError(f"{self.name}: needs estimated_rewards (a reward model)")
-
-    @staticmethod
-    def _dm(d: LoggedData) -> np.ndarray:
-        """sum_a pi(a | x_i, k_i) q_i(a): the model's value of the target on round i."""
-        idx = np.arange(d.n_rounds)
-        return (d.action_dist[idx, :, d.position] * d.estimated_rewards[idx, :, d.position]).sum(1)
-
-    @staticmethod
-    def _q_logged(d: LoggedData) -> np.ndarray:
-        idx = np.arange(d.n_rounds)
-        return d.estimated_rewards[idx, d.action, d.position]
+def _positive(value, name: str, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise TypeError(f"{name}: must be a number (got {type(value).__name__})")
+    if not value > 0:
+        raise ValueError(f"{name}: must be > 0 (got {value!r})")
 
 
 class Replay(Estimator):
-    """Replay (rejection sampling): ``mean(r_i | a_i = argmax pi_i)`` — the mean reward on the
-    rounds where the logged action is the one the target would pick (exact for a
-    deterministic target under uniform logging; biased otherwise)."""
+    """Replay (Li et al., 2011): the mean reward on the rounds where the target "replays" the
+    logged action, ``V = sum(pi_i r_i) / sum(pi_i)``.
 
-    name = "Replay"
+    For a deterministic target this is the mean reward on the rounds whose logged action is
+    the target's choice; for a stochastic one each round counts with the probability that a
+    draw from the target matches it. Unbiased when logging is uniform over actions; ignores
+    ``pscore`` otherwise (and is then biased). Effective weights: ``pi_i``.
 
-    def _terms(self, d):
-        idx = np.arange(d.n_rounds)
-        best = d.action_dist[idx, :, d.position].argmax(axis=1)
-        match = (best == d.action).astype(float)
-        return d.reward * match, match
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dist = np.tile([[0.0], [1.0]], (4, 1, 1))       # (4, 2, 1): always action 1
+    >>> Replay().estimate_policy_value([1, 0, 1, 1], [0, 1, 1, 0], [0.5, 0.8, 0.4, 0.5], dist)
+    0.5
+    """
+
+    def _terms(self, d: LoggedData) -> Terms:
+        pi = d.target_prob()
+        return pi * d.reward, pi, None
+
+    def effective_weights(self, d: LoggedData) -> np.ndarray:
+        return d.target_prob()
 
 
 class IPS(Estimator):
-    """Inverse propensity scoring: ``mean(w_i r_i)``, with ``w_i`` clipped at ``clip``."""
+    """Inverse propensity scoring: ``V = mean(min(w_i, clip) r_i)``.
 
-    name = "IPS"
+    Unbiased without clipping (``clip=None``, the default) when the logging policy gives
+    every action the target can take a positive probability; clipping trades a downward
+    bias (for rewards >= 0) for lower variance.
+
+    Parameters
+    ----------
+    clip
+        Upper bound on the weights, > 0; None for no clipping.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dist = np.tile([[0.0], [1.0]], (4, 1, 1))       # always action 1: w = [0, 1.25, 2.5, 0]
+    >>> IPS().estimate_policy_value([1, 0, 1, 1], [0, 1, 1, 0], [0.5, 0.8, 0.4, 0.5], dist)
+    0.625
+    >>> IPS(clip=2.0).estimate_policy_value([1, 0, 1, 1], [0, 1, 1, 0], [0.5, 0.8, 0.4, 0.5], dist)
+    0.5
+    """
 
     def __init__(self, clip: float | None = None):
-        if clip is not None and not clip > 0:
-            raise ValueError(f"clip: must be > 0 (got {clip!r})")
+        _positive(clip, "clip", allow_none=True)
         self.clip = clip
-        if clip is not None:
-            self.name = f"IPS(clip={clip:g})"
 
-    def _terms(self, d):
+    @property
+    def name(self) -> str:
+        return "IPS" if self.clip is None else f"IPS(clip={self.clip:g})"
+
+    def effective_weights(self, d: LoggedData) -> np.ndarray:
         w = d.weights()
-        if self.clip is not None:
-            w = np.minimum(w, self.clip)
-        return w * d.reward, None
+        return w if self.clip is None else np.minimum(w, self.clip)
+
+    def _terms(self, d: LoggedData) -> Terms:
+        return self.effective_weights(d) * d.reward, None, None
 
 
 class SNIPS(Estimator):
-    """Self-normalized IPS: ``sum(w_i r_i) / sum(w_i)``."""
+    """Self-normalized IPS (Swaminathan & Joachims, 2015): ``V = sum(w_i r_i) / sum(w_i)``.
 
-    name = "SNIPS"
+    Consistent, slightly biased, usually far less variable than IPS; invariant to rescaling
+    all weights, so it tolerates propensities known only up to a constant.
 
-    def _terms(self, d):
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dist = np.tile([[0.0], [1.0]], (4, 1, 1))
+    >>> round(SNIPS().estimate_policy_value([1, 0, 1, 1], [0, 1, 1, 0], [0.5, 0.8, 0.4, 0.5], dist), 4)
+    0.6667
+    """
+
+    def _terms(self, d: LoggedData) -> Terms:
         w = d.weights()
-        return w * d.reward, w
-
-
-class DM(Estimator):
-    """Direct method: ``mean(sum_a pi(a | x_i, k_i) q_i(a))``."""
-
-    name = "DM"
-    needs_model = True
-
-    def _terms(self, d):
-        return self._dm(d), None
-
-
-class DR(Estimator):
-    """Doubly robust: ``mean(DM_i + w_i (r_i - q_i(a_i)))``."""
-
-    name = "DR"
-    needs_model = True
-
-    def _terms(self, d):
-        return self._dm(d) + d.weights() * (d.reward - self._q_logged(d)), None
-
-
-class SNDR(Estimator):
-    """Self-normalized DR: ``mean(DM_i) + sum(w_i (r_i - q_i(a_i))) / sum(w_i)``, i.e. DR with
-    the weights normalized to mean 1 (as SNIPS normalizes IPS)."""
-
-    name = "SNDR"
-    needs_model = True
-
-    def _terms(self, d):
-        w = d.weights()
-        return w * (d.reward - self._q_logged(d)), w, self._dm(d)
-
-
-class SwitchDR(Estimator):
-    """Switch-DR (Wang et al., 2017): ``mean(DM_i + 1[w_i <= tau] w_i (r_i - q_i(a_i)))`` —
-    the correction is dropped where the weight is too large to trust."""
-
-    needs_model = True
-
-    def __init__(self, tau: float = 10.0):
-        if not tau > 0:
-            raise ValueError(f"tau: must be > 0 (got {tau!r})")
-        self.tau = tau
-        self.name = f"SwitchDR(tau={tau:g})"
-
-    def _terms(self, d):
-        w = d.weights()
-        return self._dm(d) + (w <= self.tau) * w * (d.reward - self._q_logged(d)), None
-
-
-class DROS(Estimator):
-    """DR with optimistic shrinkage (Su et al., 2020): weights shrunk to
-    ``w' = lambda w / (w^2 + lambda)``, then ``mean(DM_i + w'_i (r_i - q_i(a_i)))``."""
-
-    needs_model = True
-
-    def __init__(self, lam: float = 10.0):
-        if not lam > 0:
-            raise ValueError(f"lam: must be > 0 (got {lam!r})")
-        self.lam = lam
-        self.name = f"DR-OS(lambda={lam:g})"
-
-    def _terms(self, d):
-        w = d.weights()
-        shrunk = self.lam * w / (w ** 2 + self.lam)
-        return self._dm(d) + shrunk * (d.reward - self._q_logged(d)), None
-
-
-def default_estimators(clip: float = 100.0, tau: float = 10.0, lam: float = 10.0) -> list[Estimator]:
-    return [Replay(), IPS(), IPS(clip=clip), SNIPS(), DM(), DR(), SNDR(), SwitchDR(tau), DROS(lam)]
-
-
-def combine(num: np.ndarray, den: np.ndarray | None = None, add: np.ndarray | None = None,
-            axis: int = -1) -> float | np.ndarray:
-    """The estimate from per-round terms: ``mean(num)``, or ``sum(num) / sum(den)``, plus
-    ``mean(add)`` when given (SNDR's direct-method part)."""
-    if den is None:
-        value = num.mean(axis=axis)
-    else:
-        total = den.sum(axis=axis)
-        value = np.where(total > 0, num.sum(axis=axis) / np.where(total > 0, total, 1.0), np.nan)
-    if add is not None:
-        value = value + add.mean(axis=axis)
-    return value
+        return w * d.reward, w, None

@@ -1,16 +1,36 @@
 """Reward models for the model-based estimators, fit with k-fold cross-fitting.
 
-Cross-fitting: the rounds are split into k folds; the model that predicts a fold's rewards
-was fit on the other folds only, so DM/DR never evaluate a model on its own training data.
+Cross-fitting: the rounds are split into k folds at random; the predictions for a fold
+come from a model fit on the other folds only, so DM/DR never score a round with a model
+that saw its reward. A model is any object with ``fit(X, y)`` returning itself and
+``predict(X) -> (m,)``; :class:`Ridge` (closed form, numpy) is the default and
+:class:`MLP` (a small torch network) handles nonlinear rewards.
+
+Features of (round i, action a, position k), see :func:`design_matrix`: an intercept,
+one-hot a, the round's context ``x_i`` crossed with one-hot a (one linear model per action;
+``n_actions * d_x`` columns), and one-hot k when ``len_list > 1``. With the engine's
+action-dependent features ``action_context[i, a]`` those replace the one-hot/cross part.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+
+from experiments.ope.base import OPEInputError
+
+#: Prediction batches are built in chunks of about this many feature entries.
+CHUNK_ENTRIES = 1 << 22
 
 
 class Ridge:
-    """Closed-form ridge regression ``y ~ X beta`` (any object with fit/predict will do).
+    """Closed-form ridge regression ``beta = (X'X + l2 I)^-1 X'y``.
+
+    Parameters
+    ----------
+    l2
+        L2 penalty, >= 0 (the intercept column, if any, is penalized too).
 
     Examples
     --------
@@ -21,64 +41,201 @@ class Ridge:
     """
 
     def __init__(self, l2: float = 1.0):
+        if not l2 >= 0:
+            raise ValueError(f"l2: must be >= 0 (got {l2!r})")
         self.l2 = l2
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> Ridge:
         d = x.shape[1]
-        self.beta_ = np.linalg.solve(x.T @ x + self.l2 * np.eye(d), x.T @ y)
+        self.beta_ = np.linalg.lstsq(x.T @ x + self.l2 * np.eye(d), x.T @ y, rcond=None)[0]
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return x @ self.beta_
 
 
-def action_features(n: int, n_actions: int, len_list: int, contexts: np.ndarray | None = None,
-                    action_context: np.ndarray | None = None) -> np.ndarray:
-    """Per (round, action, position) regression features, shape (n, n_actions, len_list, d).
+class MLP:
+    """A one-hidden-layer ReLU network fit by full-batch Adam on the squared error (torch).
 
-    With ``action_context`` (n, n_actions, d_a) those features are used as they are (the
-    engine's action-dependent features); otherwise one-hot actions, and context x one-hot
-    action crosses when ``contexts`` (n, d_x) are given. A one-hot position is appended
-    when ``len_list > 1``.
+    Inputs are standardized with the training data's statistics; the generator seeded by
+    ``seed`` draws the initial weights, so a fit is reproducible.
+
+    Parameters
+    ----------
+    hidden
+        Hidden units.
+    epochs
+        Full-batch Adam steps.
+    lr
+        Adam's learning rate.
+    l2
+        Weight decay on the weight matrices.
+    seed
+        Seed of the ``torch.Generator`` for the initial weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.linspace(-2, 2, 200)[:, None]
+    >>> model = MLP(hidden=32, epochs=400, seed=0).fit(x, x[:, 0] ** 2)
+    >>> bool(np.abs(model.predict(x) - x[:, 0] ** 2).mean() < 0.1)
+    True
     """
+
+    def __init__(self, hidden: int = 32, epochs: int = 300, lr: float = 0.02,
+                 l2: float = 1e-4, seed: int = 0):
+        if hidden < 1 or epochs < 1:
+            raise ValueError(f"hidden, epochs: must be >= 1 (got {hidden}, {epochs})")
+        self.hidden, self.epochs, self.lr, self.l2, self.seed = hidden, epochs, lr, l2, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MLP:
+        import torch
+
+        self.mean_ = x.mean(axis=0)
+        self.scale_ = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+        xs = torch.as_tensor((x - self.mean_) / self.scale_, dtype=torch.float32)
+        yt = torch.as_tensor(y, dtype=torch.float32)
+        g = torch.Generator().manual_seed(self.seed)
+        d, h = x.shape[1], self.hidden
+        w1 = (torch.randn(d, h, generator=g) * np.sqrt(2.0 / d)).requires_grad_()
+        b1 = torch.zeros(h, requires_grad=True)
+        w2 = (torch.randn(h, generator=g) / np.sqrt(h)).requires_grad_()
+        b2 = torch.tensor(float(y.mean()), requires_grad=True)
+        opt = torch.optim.Adam([w1, b1, w2, b2], lr=self.lr)
+        for _ in range(self.epochs):
+            opt.zero_grad()
+            pred = torch.relu(xs @ w1 + b1) @ w2 + b2
+            loss = ((pred - yt) ** 2).mean() + self.l2 * ((w1 ** 2).sum() + (w2 ** 2).sum())
+            loss.backward()
+            opt.step()
+        self.params_ = [p.detach().numpy().astype(float) for p in (w1, b1, w2, b2)]
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        w1, b1, w2, b2 = self.params_
+        return np.maximum((x - self.mean_) / self.scale_ @ w1 + b1, 0.0) @ w2 + b2
+
+
+def design_matrix(rows: np.ndarray, action: np.ndarray, position: np.ndarray, n_actions: int,
+                  len_list: int, contexts: np.ndarray | None = None,
+                  action_context: np.ndarray | None = None) -> np.ndarray:
+    """Regression features of (round ``rows[j]``, ``action[j]``, ``position[j]``), shape (m, d).
+
+    Columns: intercept; then ``action_context[rows[j], action[j]]`` if given, else one-hot
+    action followed by ``contexts[rows[j]]`` placed in the logged action's block (zeros in
+    the others); then one-hot position when ``len_list > 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> design_matrix(np.array([0]), np.array([1]), np.array([0]), 2, 1,
+    ...               contexts=np.array([[5.0]])).tolist()
+    [[1.0, 0.0, 1.0, 0.0, 5.0]]
+    """
+    m, j = len(rows), np.arange(len(rows))
     if action_context is not None:
-        base = np.asarray(action_context, dtype=float)
-        if base.shape[:2] != (n, n_actions):
-            raise ValueError(f"action_context: must have shape ({n}, {n_actions}, d) "
-                             f"(got {base.shape})")
+        inner = action_context.shape[2]
     else:
-        x = None if contexts is None else np.asarray(contexts, dtype=float)
-        if x is not None and (x.ndim != 2 or x.shape[0] != n):
-            raise ValueError(f"contexts: must have shape ({n}, d) (got {x.shape})")
-        eye = np.broadcast_to(np.eye(n_actions), (n, n_actions, n_actions))
-        parts = [np.ones((n, n_actions, 1)), eye]
-        if x is not None and x.shape[1]:
-            parts.append((x[:, None, None, :] * np.eye(n_actions)[None, :, :, None])
-                         .reshape(n, n_actions, -1))
-        base = np.concatenate(parts, axis=2)
-    feats = np.repeat(base[:, :, None, :], len_list, axis=2)
+        dx = 0 if contexts is None else contexts.shape[1]
+        inner = n_actions * (1 + dx)
+    out = np.zeros((m, 1 + inner + (len_list if len_list > 1 else 0)))
+    out[:, 0] = 1.0
+    if action_context is not None:
+        out[:, 1:1 + inner] = action_context[rows, action]
+    else:
+        out[j, 1 + action] = 1.0
+        if dx:
+            cols = 1 + n_actions + action[:, None] * dx + np.arange(dx)
+            out[j[:, None], cols] = contexts[rows]
     if len_list > 1:
-        pos = np.broadcast_to(np.eye(len_list)[None, None], (n, n_actions, len_list, len_list))
-        feats = np.concatenate([feats, pos], axis=3)
-    return feats
-
-
-def cross_fit(reward: np.ndarray, action: np.ndarray, position: np.ndarray, feats: np.ndarray,
-              k_folds: int = 3, model_factory=Ridge, seed: int = 0) -> np.ndarray:
-    """Estimated rewards (n, n_actions, len_list), each fold predicted by a model fit on the
-    other folds using only the logged (action, position) of each round."""
-    n = len(reward)
-    if k_folds < 2:
-        raise ValueError(f"k_folds: must be >= 2 (got {k_folds})")
-    folds = np.random.default_rng(seed).permutation(n) % k_folds
-    idx = np.arange(n)
-    logged = feats[idx, action, position]  # (n, d)
-    out = np.zeros(feats.shape[:3])
-    for f in range(k_folds):
-        train, test = folds != f, folds == f
-        if not train.any() or not test.any():
-            continue
-        model = model_factory().fit(logged[train], reward[train])
-        sub = feats[test]
-        out[test] = model.predict(sub.reshape(-1, sub.shape[-1])).reshape(sub.shape[:3])
+        out[j, 1 + inner + position] = 1.0
     return out
+
+
+def check_k_folds(k_folds: int, n: int) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``k_folds`` is an int in [2, n]."""
+    if isinstance(k_folds, bool) or not isinstance(k_folds, int | np.integer):
+        raise TypeError(f"k_folds: must be an int (got {type(k_folds).__name__})")
+    if not 2 <= k_folds <= n:
+        raise ValueError(f"k_folds: must lie in [2, n_rounds={n}] (got {k_folds})")
+
+
+def check_features(n: int, n_actions: int, contexts=None, action_context=None):
+    """Validated ``contexts`` (n, d_x) and ``action_context`` (n, n_actions, d_a) as floats."""
+    if contexts is not None:
+        contexts = np.asarray(contexts, dtype=float)
+        if contexts.ndim == 1:
+            contexts = contexts[:, None]
+        if contexts.ndim != 2 or contexts.shape[0] != n:
+            raise OPEInputError(f"contexts: must have shape (n_rounds={n}, n_features) "
+                                f"(got {contexts.shape})")
+        if not np.isfinite(contexts).all():
+            raise OPEInputError("contexts: must be finite (got NaN or inf)")
+    if action_context is not None:
+        action_context = np.asarray(action_context, dtype=float)
+        if action_context.ndim != 3 or action_context.shape[:2] != (n, n_actions):
+            raise OPEInputError(f"action_context: must have shape (n_rounds={n}, "
+                                f"n_actions={n_actions}, n_features) (got {action_context.shape})")
+        if not np.isfinite(action_context).all():
+            raise OPEInputError("action_context: must be finite (got NaN or inf)")
+    return contexts, action_context
+
+
+def cross_fit(reward: np.ndarray, action: np.ndarray, position: np.ndarray, n_actions: int,
+              len_list: int, *, contexts: np.ndarray | None = None,
+              action_context: np.ndarray | None = None, reward_model=None, k_folds: int = 3,
+              clip: bool = True, folds: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Out-of-fold estimated rewards, shape (n, n_actions, len_list).
+
+    Each fold's model is a deep copy of ``reward_model`` (default ``Ridge()``) fit on the
+    other folds' logged (round, action, position) rows and their rewards; it then predicts
+    every action at every position for the fold's rounds. With ``clip`` (default) the
+    predictions are clipped to the observed reward range, so a model that extrapolates
+    (a linear one on binary rewards) cannot predict impossible rewards. ``folds`` (n,) gives
+    each round's fold in ``range(k_folds)`` explicitly (default: a random split seeded by
+    ``seed``); the refitting bootstrap uses it to keep a round's copies in one fold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> action = rng.integers(2, size=300)
+    >>> reward = np.where(action == 1, 0.8, 0.2)
+    >>> q = cross_fit(reward, action, np.zeros(300, int), 2, 1, reward_model=Ridge(l2=1e-6))
+    >>> q.shape, q[:, :, 0].mean(axis=0).round(3).tolist()
+    ((300, 2, 1), [0.2, 0.8])
+    """
+    n = len(reward)
+    check_k_folds(k_folds, n)
+    model = Ridge() if reward_model is None else reward_model
+    if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "predict", None))):
+        raise TypeError(f"reward_model: must have fit(X, y) and predict(X) methods "
+                        f"(got {type(model).__name__})")
+    contexts, action_context = check_features(n, n_actions, contexts, action_context)
+    feats = dict(n_actions=n_actions, len_list=len_list, contexts=contexts,
+                 action_context=action_context)
+    if folds is None:
+        folds = np.random.default_rng(seed).permutation(n) % k_folds
+    pairs_a = np.repeat(np.arange(n_actions), len_list)
+    pairs_k = np.tile(np.arange(len_list), n_actions)
+    out = np.empty((n, n_actions, len_list))
+    for f in range(k_folds):
+        train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        if not len(test):
+            continue
+        if not len(train):
+            raise ValueError(f"folds: fold {f} holds every round; nothing left to fit on")
+        fitted = copy.deepcopy(model).fit(
+            design_matrix(train, action[train], position[train], **feats), reward[train])
+        width = design_matrix(test[:1], action[test[:1]], position[test[:1]], **feats).shape[1]
+        step = max(1, CHUNK_ENTRIES // (len(pairs_a) * width))
+        for s in range(0, len(test), step):
+            rows = test[s:s + step]
+            x = design_matrix(np.repeat(rows, len(pairs_a)), np.tile(pairs_a, len(rows)),
+                              np.tile(pairs_k, len(rows)), **feats)
+            pred = np.asarray(fitted.predict(x), dtype=float).reshape(-1)
+            if pred.shape != (len(x),):
+                raise ValueError(f"reward_model: predict returned {pred.size} values for "
+                                 f"{len(x)} rows")
+            out[rows] = pred.reshape(len(rows), n_actions, len_list)
+    return np.clip(out, reward.min(), reward.max()) if clip else out

@@ -5,39 +5,111 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from experiments.ope.base import OPEInputError, validate
 from experiments.ope.data import engine_log, load_action_dist, load_columnar
-from experiments.ope.estimators import default_estimators
-from experiments.ope.evaluate import evaluate
-from experiments.ope.report import plot, to_json_lines, to_table
-from experiments.ope.reward_model import action_features, cross_fit
+from experiments.ope.estimators import Estimator
+from experiments.ope.evaluate import evaluate, resolve_estimators
+from experiments.ope.report import OPEResult
+from experiments.ope.reward_model import check_features, check_k_folds, cross_fit
 
 
-def run_ope_on_arrays(reward, action, pscore, action_dist, position=None, contexts=None,
-                      action_context=None, estimated_rewards=None, n_bootstrap: int = 200,
-                      k_folds: int = 3, seed: int = 0):
-    """Validate, cross-fit a reward model when none is given, and run every estimator."""
+def run_ope_on_arrays(reward, action, pscore, action_dist, position=None, *, contexts=None,
+                      action_context=None, estimated_rewards=None,
+                      estimators: Sequence[Estimator | str] | str | None = None,
+                      reward_model=None, k_folds: int = 3, n_bootstrap: int = 200,
+                      alpha: float = 0.05, refit_bootstrap: bool = False,
+                      seed: int = 0) -> OPEResult:
+    """Validate, cross-fit a reward model if a model-based estimator needs one, and run the
+    estimators with bootstrap intervals.
+
+    Parameters
+    ----------
+    reward, action, pscore, position, action_dist
+        Logged data and target, shapes as in :mod:`experiments.ope.base`.
+    contexts
+        (n_rounds, d_x) context features for the reward model (optional).
+    action_context
+        (n_rounds, n_actions, d_a) action-dependent features for the reward model
+        (optional; replaces the one-hot action features).
+    estimated_rewards
+        (n_rounds, n_actions, len_list) predictions to use instead of fitting a model.
+    estimators
+        Estimator objects or names (see :func:`~experiments.ope.evaluate.make_estimator`);
+        default: :func:`~experiments.ope.evaluate.default_estimators`.
+    reward_model
+        Any object with ``fit``/``predict`` (default ``Ridge()``), cross-fitted over
+        ``k_folds`` folds.
+    n_bootstrap, alpha, seed
+        Bootstrap resamples, interval level ``1 - alpha``, seed of folds and resamples.
+    refit_bootstrap
+        Refit the cross-fitted reward model on every resample (same folds for a round's
+        copies), so DM-family intervals include the model's estimation error; about
+        ``n_bootstrap * k_folds`` model fits. Default False: predictions held fixed
+        (fast; DM's interval is then too narrow).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> action = rng.integers(3, size=3000)                 # uniform logging over 3 actions
+    >>> reward = (rng.random(3000) < np.where(action == 2, 0.6, 0.2)).astype(float)
+    >>> target = np.zeros((3000, 3, 1)); target[:, 2] = 1.0  # always action 2: value 0.6
+    >>> r = run_ope_on_arrays(reward, action, np.full(3000, 1 / 3), target, estimators="ips,dr")
+    >>> r["DR"].low < 0.6 < r["DR"].high, r["IPS"].low < 0.6 < r["IPS"].high
+    (True, True)
+    """
     d = validate(reward, action, pscore, action_dist, position, estimated_rewards)
-    if d.estimated_rewards is None:
-        try:
-            feats = action_features(d.n_rounds, d.action_dist.shape[1], d.action_dist.shape[2],
-                                    contexts, action_context)
-        except ValueError as err:
-            raise OPEInputError(str(err)) from None
-        d.estimated_rewards = cross_fit(d.reward, d.action, d.position, feats, k_folds, seed=seed)
-    return evaluate(d, default_estimators(), n_bootstrap=n_bootstrap, seed=seed)
+    chosen = resolve_estimators(estimators)
+    needs_model = any(e.needs_model for e in chosen)
+    if refit_bootstrap and estimated_rewards is not None:
+        raise OPEInputError("refit_bootstrap: needs a reward model to refit, but "
+                            "estimated_rewards were given; pass one or the other")
+    refit = None
+    if d.estimated_rewards is None and needs_model:
+        check_k_folds(k_folds, d.n_rounds)
+        contexts, action_context = check_features(d.n_rounds, d.n_actions, contexts,
+                                                  action_context)
+        folds = np.random.default_rng(seed).permutation(d.n_rounds) % k_folds
+
+        def refit(idx: np.ndarray) -> np.ndarray:
+            return cross_fit(d.reward[idx], d.action[idx], d.position[idx], d.n_actions,
+                             d.len_list, reward_model=reward_model, k_folds=k_folds,
+                             folds=folds[idx],
+                             contexts=None if contexts is None else contexts[idx],
+                             action_context=None if action_context is None
+                             else action_context[idx])
+
+        d.estimated_rewards = refit(np.arange(d.n_rounds))
+    return evaluate(d, chosen, n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
+                    refit=refit if refit_bootstrap else None)
 
 
-def run_ope_on_data(path, target_dist_path, *, action_col="action", position_col=None,
-                    reward_col="reward", propensity_col="propensity", context_cols=None,
-                    n_bootstrap: int = 200, seed: int = 0):
-    cols = load_columnar(path, action_col, position_col, reward_col, propensity_col, context_cols)
-    dist = load_action_dist(target_dist_path)
+def run_ope_on_data(path: str | Path, target_dist_path: str | Path, *, action_col: str = "action",
+                    position_col: str | None = None, reward_col: str = "reward",
+                    propensity_col: str = "propensity", context_cols: Sequence[str] | None = None,
+                    estimators: Sequence[Estimator | str] | str | None = None,
+                    reward_model=None, k_folds: int = 3, n_bootstrap: int = 200,
+                    alpha: float = 0.05, refit_bootstrap: bool = False,
+                    seed: int = 0) -> OPEResult:
+    """Off-policy evaluation of a CSV/Parquet log (:mod:`experiments.ope.data` describes the
+    format) against the ``action_dist`` saved at ``target_dist_path`` (``.npy``).
+
+    Column names are options, so logs from other systems load as they are; ``context_cols``
+    feed the reward model. Other parameters as in :func:`run_ope_on_arrays`.
+    """
+    cols = load_columnar(path, action_col, position_col, reward_col, propensity_col,
+                         list(context_cols) if context_cols else None)
+    dist = load_action_dist(target_dist_path, n_rows=len(cols["reward"]))
     return run_ope_on_arrays(cols["reward"], cols["action"], cols["pscore"], dist,
-                             cols["position"], cols["contexts"], n_bootstrap=n_bootstrap,
-                             seed=seed)
+                             cols["position"], contexts=cols["contexts"], estimators=estimators,
+                             reward_model=reward_model, k_folds=k_folds,
+                             n_bootstrap=n_bootstrap, alpha=alpha,
+                             refit_bootstrap=refit_bootstrap, seed=seed)
 
 
 def target_policy(spec: str, params: dict, data_dir: str, n_features: int, seed: int):
@@ -61,8 +133,12 @@ def target_policy(spec: str, params: dict, data_dir: str, n_features: int, seed:
     return make(spec, n_features=n_features, seed=seed, **params)
 
 
-def run_ope_on_log(data_dir, policy: str, params: dict | None = None, n_bootstrap: int = 200,
-                   seed: int = 0):
+def run_ope_on_log(data_dir: str | Path, policy: str, params: dict | None = None, *,
+                   estimators: Sequence[Estimator | str] | str | None = None,
+                   k_folds: int = 3, n_bootstrap: int = 200, alpha: float = 0.05,
+                   refit_bootstrap: bool = False, seed: int = 0) -> OPEResult:
+    """Evaluate ``policy`` (a registry name or ``saved:VARIANT``) on the engine's decision log
+    in ``data_dir``; the logged candidate features feed the reward model."""
     import json as _json
 
     from engine.store import Store
@@ -76,48 +152,68 @@ def run_ope_on_log(data_dir, policy: str, params: dict | None = None, n_bootstra
     log = engine_log(data_dir, pol)
     return run_ope_on_arrays(log["reward"], log["action"], log["pscore"], log["action_dist"],
                              log["position"], action_context=log["action_context"],
-                             n_bootstrap=n_bootstrap, seed=seed)
+                             estimators=estimators, k_folds=k_folds, n_bootstrap=n_bootstrap,
+                             alpha=alpha, refit_bootstrap=refit_bootstrap, seed=seed)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``loopwise ope`` flags."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--log", help="an engine data directory (its decision log)")
-    src.add_argument("--data", help="a CSV or Parquet file of logged rounds")
+    src.add_argument("--data", help="a CSV or Parquet file of logged rounds, one per row")
     p.add_argument("--policy", help="with --log: target policy name, or saved:VARIANT")
     p.add_argument("--policy-params", default="{}", help="JSON parameters of the target policy")
-    p.add_argument("--target-dist", help="with --data: .npy action_dist (n, n_actions, len_list)")
-    p.add_argument("--action-col", default="action")
-    p.add_argument("--position-col", default=None)
+    p.add_argument("--target-dist",
+                   help="with --data: .npy action_dist (n_rows, n_actions[, len_list])")
+    p.add_argument("--action-col", default="action", help="integer action index column")
+    p.add_argument("--position-col", default=None, help="0-based slot column (optional)")
     p.add_argument("--reward-col", default="reward")
-    p.add_argument("--propensity-col", default="propensity")
-    p.add_argument("--context-cols", default="", help="comma-separated context columns")
+    p.add_argument("--propensity-col", default="propensity",
+                   help="logging probability of the logged action at its position")
+    p.add_argument("--context-cols", default="",
+                   help="comma-separated numeric columns for the reward model")
+    p.add_argument("--estimators", default=None,
+                   help="comma-separated subset, e.g. ips,snips,dr,switch-dr:5 (default: all)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
+    p.add_argument("--alpha", type=float, default=0.05, help="1 - interval level")
+    p.add_argument("--k-folds", type=int, default=3, help="cross-fitting folds")
+    p.add_argument("--refit-bootstrap", action="store_true",
+                   help="refit the reward model on every resample (honest DM intervals; slower)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per estimator")
     p.add_argument("--plot", default=None, help="write a PNG of the estimates here")
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run ``loopwise ope``; 0 on success, 2 with a one-line error on bad input."""
     try:
         if args.log:
             if not args.policy:
                 raise OPEInputError("--policy: required with --log")
-            params = json.loads(args.policy_params)
-            estimates = run_ope_on_log(args.log, args.policy, params, args.bootstrap, args.seed)
+            try:
+                params = json.loads(args.policy_params)
+            except json.JSONDecodeError as err:
+                raise OPEInputError(f"--policy-params: not valid JSON ({err})") from None
+            result = run_ope_on_log(args.log, args.policy, params, estimators=args.estimators,
+                                    k_folds=args.k_folds, n_bootstrap=args.bootstrap,
+                                    alpha=args.alpha, refit_bootstrap=args.refit_bootstrap,
+                                    seed=args.seed)
         else:
             if not args.target_dist:
                 raise OPEInputError("--target-dist: required with --data")
-            ctx = [c for c in args.context_cols.split(",") if c] or None
-            estimates = run_ope_on_data(args.data, args.target_dist, action_col=args.action_col,
-                                        position_col=args.position_col, reward_col=args.reward_col,
-                                        propensity_col=args.propensity_col, context_cols=ctx,
-                                        n_bootstrap=args.bootstrap, seed=args.seed)
-    except (OPEInputError, json.JSONDecodeError) as err:
+            ctx = [c.strip() for c in args.context_cols.split(",") if c.strip()] or None
+            result = run_ope_on_data(args.data, args.target_dist, action_col=args.action_col,
+                                     position_col=args.position_col, reward_col=args.reward_col,
+                                     propensity_col=args.propensity_col, context_cols=ctx,
+                                     estimators=args.estimators, k_folds=args.k_folds,
+                                     n_bootstrap=args.bootstrap, alpha=args.alpha,
+                                     refit_bootstrap=args.refit_bootstrap, seed=args.seed)
+    except ValueError as err:  # OPEInputError, and out-of-range parameters
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(to_json_lines(estimates) if args.json else to_table(estimates))
+    print(result.to_json_lines() if args.json else result.to_table())
     if args.plot:
-        plot(estimates, Path(args.plot))
+        result.plot(Path(args.plot))
         if not args.json:
             print(f"plot written to {args.plot}")
     return 0
