@@ -311,3 +311,22 @@ def test_bad_parameters_are_named(call, error, message):
     with pytest.raises(error) as err:
         call()
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("estimator", default_estimators(), ids=lambda e: e.name)
+def test_estimator_contract(estimator):
+    """Every estimator: pickles, leaves its inputs alone, repeats itself under a seed, and
+    is rebuilt from its repr-listed parameters."""
+    import pickle
+
+    reward, action, pscore, dist, q, _ = random_log(6)
+    inputs = [reward, action, pscore, dist, q]
+    copies = [a.copy() for a in inputs]
+    kwargs = dict(estimated_rewards_by_reg_model=q, n_bootstrap=30, random_state=1)
+    first = estimator.estimate_interval(reward, action, pscore, dist, **kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(inputs, copies, strict=True))
+    clone = pickle.loads(pickle.dumps(estimator))
+    assert clone.estimate_interval(reward, action, pscore, dist, **kwargs) == first
+    rebuilt = type(estimator)(**{k: v for k, v in vars(estimator).items()})
+    assert repr(rebuilt) == repr(estimator) and rebuilt.name == estimator.name
+    assert first.low <= first.estimate <= first.high

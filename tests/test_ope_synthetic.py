@@ -119,8 +119,8 @@ def test_dr_family_beats_dm_under_a_misspecified_model():
     """The reward model sees x only (linear per action), so it cannot represent h(x): DM is
     badly biased, while the DR family corrects it and stays less variable than IPS."""
     reps = 100
-    errors, _, _, covered = repeat(WORLD, reps, 1000, "x", n_bootstrap=1)
-    report = summary(errors, covered, reps)
+    errors, _, _, _ = repeat(WORLD, reps, 1000, "x", n_bootstrap=1)
+    report = summary(errors, {}, reps)
     rmse = {k: float(np.sqrt(np.mean(v ** 2))) for k, v in errors.items()}
     assert rmse["DM"] > 0.1, report
     for name in ("DR", "SNDR", "SwitchDR(tau=10)", "DR-OS(lambda=100)"):
@@ -154,3 +154,23 @@ def test_deterministic_target_gives_replay_on_matching_rounds():
     match = best[np.arange(2000), log["position"]] == log["action"]
     assert Replay().estimate(validate(**log)) == pytest.approx(log["reward"][match].mean(),
                                                                abs=1e-12)
+
+
+if __name__ == "__main__":  # the figures behind the assertions: python tests/test_ope_synthetic.py
+    print(f"truth {WORLD.truth:.4f}, logging policy's value {WORLD.logging_value:.4f}, "
+          f"largest weight {(WORLD.target / WORLD.logging).max():.1f}")
+    runs = [("correct model (x, h), reward model fixed: 200 logs x 1000 rounds, B=200",
+             WORLD, (200, 1000, "x,h"), dict(n_bootstrap=200)),
+            ("misspecified model (x only): 100 logs x 1000 rounds, point estimates",
+             WORLD, (100, 1000, "x"), dict(n_bootstrap=1)),
+            ("correct model, reward model refit: 60 logs x 1000 rounds, B=50",
+             WORLD, (60, 1000, "x,h"), dict(n_bootstrap=50, estimators="dm,dr",
+                                            refit_bootstrap=True)),
+            ("uniform logging: 100 logs x 1000 rounds, B=200", World(0, uniform_logging=True),
+             (100, 1000, None), dict(n_bootstrap=200, estimators="replay,ips,snips"))]
+    for title, world, args, kwargs in runs:
+        errors, _, _, covered = repeat(world, *args, **kwargs)
+        print(title)
+        covered = covered if kwargs["n_bootstrap"] > 1 else {}      # no interval to count
+        for name, line in summary(errors, covered, args[0]).items():
+            print(f"  {name:<20}{line}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 
 class OPEInputError(ValueError):
@@ -41,6 +42,14 @@ class LoggedData:
 
     Build it with :func:`validate`, which checks every shape and range; the fields follow
     the module's table of shapes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dist = np.zeros((2, 2, 2)); dist[:, 0, 0] = dist[:, 1, 1] = 1.0  # slot k plays action k
+    >>> d = validate([1.0, 1.0], [1, 1], [0.5, 0.5], dist, position=[0, 1])
+    >>> d.target_prob().tolist(), d.weights().tolist(), (d.n_actions, d.len_list)
+    ([0.0, 1.0], [0.0, 2.0], (2, 2))
     """
 
     reward: np.ndarray
@@ -86,8 +95,9 @@ class LoggedData:
         return self.action_dist[np.arange(self.n_rounds), :, self.position]
 
 
-def validate(reward, action, pscore, action_dist, position=None, estimated_rewards=None
-             ) -> LoggedData:
+def validate(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.ArrayLike,
+             action_dist: npt.ArrayLike, position: npt.ArrayLike | None = None,
+             estimated_rewards: npt.ArrayLike | None = None) -> LoggedData:
     """Check shapes, ranges and distributions; return :class:`LoggedData`.
 
     Raises :class:`OPEInputError` naming the input, the constraint and the offending value
@@ -199,7 +209,13 @@ def _finite(arr: np.ndarray, name: str) -> None:
 
 
 class Interval(NamedTuple):
-    """A point estimate with its bootstrap interval ``[low, high]``."""
+    """A point estimate with its bootstrap interval ``[low, high]``.
+
+    Examples
+    --------
+    >>> Interval(0.5, 0.4, 0.6).high
+    0.6
+    """
 
     estimate: float
     low: float
@@ -215,6 +231,13 @@ class Estimate:
     number of rounds for DM, which weights every round alike). ``max_weight``,
     ``mean_weight`` and ``zero_target_share`` describe the raw weights ``w_i`` and are
     shared by every estimator on the same data.
+
+    Examples
+    --------
+    >>> e = Estimate("IPS", 0.5, 0.4, 0.6, ess=80.0, max_weight=3.0, mean_weight=1.0,
+    ...              zero_target_share=0.1, n_rounds=100)
+    >>> e.to_json()["effective_sample_size"]
+    80.0
     """
 
     name: str

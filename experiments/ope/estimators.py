@@ -13,6 +13,7 @@ so one bootstrap routine gives every interval without refitting anything.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from experiments.ope.base import Interval, LoggedData, OPEInputError, validate
 from experiments.ope.bootstrap import (
@@ -30,6 +31,21 @@ class Estimator:
     Subclasses implement ``_terms(data) -> (num, den, add)`` (per-round arrays; ``den`` and
     ``add`` may be None) and, when their weights differ from the raw ``w_i``,
     ``effective_weights``. Constructor arguments are stored under their own names.
+
+    Examples
+    --------
+    A new estimator needs only its per-round terms; here the logging policy's own value:
+
+    >>> import numpy as np
+    >>> class OnPolicy(Estimator):
+    ...     def _terms(self, d):
+    ...         return d.reward, None, None
+    >>> dist = np.full((4, 2, 1), 0.5)
+    >>> OnPolicy().estimate_policy_value([1, 0, 1, 1], [0, 1, 1, 0], [0.5] * 4, dist)
+    0.75
+    >>> OnPolicy().estimate_interval([1, 0, 1, 1], [0, 1, 1, 0], [0.5] * 4, dist,
+    ...                              n_bootstrap=50).estimate
+    0.75
     """
 
     needs_model = False
@@ -43,8 +59,11 @@ class Estimator:
         return f"{type(self).__name__}({params})"
 
     # -- public API, Open Bandit Pipeline style -------------------------------------------
-    def estimate_policy_value(self, reward, action, pscore, action_dist, position=None,
-                              estimated_rewards_by_reg_model=None) -> float:
+    def estimate_policy_value(self, reward: npt.ArrayLike, action: npt.ArrayLike,
+                              pscore: npt.ArrayLike, action_dist: npt.ArrayLike,
+                              position: npt.ArrayLike | None = None,
+                              estimated_rewards_by_reg_model: npt.ArrayLike | None = None
+                              ) -> float:
         """The estimated value of the target policy.
 
         Parameters
@@ -60,9 +79,12 @@ class Estimator:
         return self.estimate(validate(reward, action, pscore, action_dist, position,
                                       estimated_rewards_by_reg_model))
 
-    def estimate_interval(self, reward, action, pscore, action_dist, position=None,
-                          estimated_rewards_by_reg_model=None, *, alpha: float = 0.05,
-                          n_bootstrap: int = 200, random_state: int | None = 0) -> Interval:
+    def estimate_interval(self, reward: npt.ArrayLike, action: npt.ArrayLike,
+                          pscore: npt.ArrayLike, action_dist: npt.ArrayLike,
+                          position: npt.ArrayLike | None = None,
+                          estimated_rewards_by_reg_model: npt.ArrayLike | None = None, *,
+                          alpha: float = 0.05, n_bootstrap: int = 200,
+                          random_state: int | None = 0) -> Interval:
         """The estimate with a ``1 - alpha`` percentile bootstrap interval over rounds.
 
         ``random_state`` seeds ``numpy.random.default_rng`` (0 by default, so the answer is

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from experiments.ope.base import OPEInputError, validate
 from experiments.ope.data import engine_log, load_action_dist, load_columnar
@@ -18,8 +19,11 @@ from experiments.ope.report import OPEResult
 from experiments.ope.reward_model import check_features, check_k_folds, cross_fit
 
 
-def run_ope_on_arrays(reward, action, pscore, action_dist, position=None, *, contexts=None,
-                      action_context=None, estimated_rewards=None,
+def run_ope_on_arrays(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.ArrayLike,
+                      action_dist: npt.ArrayLike, position: npt.ArrayLike | None = None, *,
+                      contexts: npt.ArrayLike | None = None,
+                      action_context: npt.ArrayLike | None = None,
+                      estimated_rewards: npt.ArrayLike | None = None,
                       estimators: Sequence[Estimator | str] | str | None = None,
                       reward_model=None, k_folds: int = 3, n_bootstrap: int = 200,
                       alpha: float = 0.05, refit_bootstrap: bool = False,
@@ -112,7 +116,7 @@ def run_ope_on_data(path: str | Path, target_dist_path: str | Path, *, action_co
                              refit_bootstrap=refit_bootstrap, seed=seed)
 
 
-def target_policy(spec: str, params: dict, data_dir: str, n_features: int, seed: int):
+def target_policy(spec: str, params: dict, data_dir: str | Path, n_features: int, seed: int):
     """``NAME`` (a fresh policy from the registry) or ``saved:VARIANT`` (the policy the engine
     saved for that variant in the same data directory)."""
     if spec.startswith("saved:"):
