@@ -32,6 +32,9 @@ class SimConfig:
     new_item_every: Steps between arrivals of new items (None: closed catalog).
     new_items_per_arrival: Items per arrival.
     max_items: Catalog capacity (ids range over it).
+    fresh_steps: Items younger than this many steps are fresh (the freshness feature is
+        ``exp(-age / fresh_steps)``).
+    fresh_boost: Fresh items are this many times likelier to be drawn as candidates.
     purchase_rate: P(purchase | click) scales with quality times this.
     reward_click, reward_dwell, reward_purchase: Reward = click weight + dwell x weight +
         purchase x weight (expected reward lies in [0, 1] when the three sum to at most 1).
@@ -63,6 +66,8 @@ class SimConfig:
     new_item_every: int | None = None
     new_items_per_arrival: int = 5
     max_items: int = 2000
+    fresh_steps: int = 500
+    fresh_boost: float = 5.0
     purchase_rate: float = 0.3
     reward_click: float = 0.6
     reward_dwell: float = 0.3
@@ -84,7 +89,7 @@ class SimConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"{f.name}: must be a finite number (got {v!r})")
         for name in ("n_users", "n_items", "n_topics", "n_candidates", "slate_size", "n_regions",
-                     "max_items", "time_budget", "horizon", "new_items_per_arrival"):
+                     "max_items", "fresh_steps", "time_budget", "horizon", "new_items_per_arrival"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: must be an integer >= 1 (got {v!r})")
@@ -102,7 +107,8 @@ class SimConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}: must lie in [0, 1] (got {v!r})")
-        for name in ("drift_std", "fatigue_weight", "clickbait_weight", "step_seconds"):
+        for name in ("drift_std", "fatigue_weight", "clickbait_weight", "step_seconds",
+                     "fresh_boost"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0 (got {getattr(self, name)!r})")
 

@@ -19,8 +19,6 @@ import numpy as np
 
 from simulators.config import SimConfig
 
-FRESH_STEPS = 500  # items younger than this many steps count as fresh (cold start)
-
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
@@ -53,7 +51,9 @@ class SimCore:
         self.popularity = np.zeros(cap)  # standardized log popularity (observable)
         self.birth = np.zeros(cap, dtype=np.int64)
         self.n_active = 0
-        self._add_items(c.n_items, initial=True)
+        self._add_items(np.full(c.n_items, -10 * c.fresh_steps), initial=True)
+        self._pop_new = float(self.popularity[:self.n_active].min())
+        self._init_sampler()
         # population
         self.region = rng.integers(c.n_regions, size=c.n_users)
         self.age_band = rng.integers(5, size=c.n_users)
@@ -64,13 +64,12 @@ class SimCore:
         self.position_bias = 1.0 / (1.0 + np.arange(c.slate_size))
         self.step_count = 0
         self.phase = 0
-        self._weights_dirty = True
-        self._built_at = 0
 
     # ---- construction ----------------------------------------------------------------
-    def _add_items(self, n: int, initial: bool = False) -> np.ndarray:
+    def _add_items(self, births: np.ndarray, initial: bool = False) -> np.ndarray:
+        """Append items born at the steps ``births`` (as many as capacity allows)."""
         c, rng = self.config, self.rng
-        n = min(n, c.max_items - self.n_active)
+        n = min(len(births), c.max_items - self.n_active)
         idx = np.arange(self.n_active, self.n_active + n)
         topics = rng.integers(c.n_topics, size=n)
         self.topic[idx] = topics
@@ -85,11 +84,10 @@ class SimCore:
             logpop = np.log(rng.zipf(1.6, size=n).clip(max=10_000).astype(float))
             self.popularity[idx] = np.clip((logpop - logpop.mean()) / (logpop.std() + 1e-9), -9, 9)
         else:  # brand-new items: no history, the lowest popularity there is
-            self.popularity[idx] = self.popularity[:self.n_active].min()
-        self.birth[idx] = self.step_count if not initial else -10 * FRESH_STEPS
+            self.popularity[idx] = self._pop_new
+        self.birth[idx] = births[:n]
         self.n_active += n
         self._refresh_tables(idx)
-        self._weights_dirty = True
         return idx
 
     def _refresh_tables(self, idx: np.ndarray) -> None:
@@ -116,48 +114,83 @@ class SimCore:
     def draw_users(self, n: int) -> np.ndarray:
         return self.rng.integers(self.config.n_users, size=n)
 
-    def _candidate_alias(self) -> tuple[np.ndarray, np.ndarray]:
-        """Walker/Vose alias table of the candidate weights: O(1) per draw."""
-        every = self.config.new_item_every
-        throttle = 0 if every is None else 20 * every  # arrivals batch up between rebuilds
-        if self._weights_dirty and (self.step_count - self._built_at >= throttle
-                                    or not hasattr(self, "_alias")):
-            self._built_at = self.step_count
-            self.table_version = getattr(self, "table_version", 0) + 1
-            n = self.n_active
-            pop = np.exp(self.popularity[:n])
-            w = 0.7 / n + 0.3 * pop / pop.sum()
-            fresh = (self.step_count - self.birth[:n]) < FRESH_STEPS
-            w = np.where(fresh, w * 20.0, w)
-            scaled = (w * (n / w.sum())).tolist()
-            prob = [1.0] * n
-            alias = list(range(n))
-            small = [i for i, p in enumerate(scaled) if p < 1.0]
-            large = [i for i, p in enumerate(scaled) if p >= 1.0]
-            while small and large:
-                s_, l_ = small.pop(), large.pop()
-                prob[s_], alias[s_] = scaled[s_], l_
-                scaled[l_] -= 1.0 - scaled[s_]
-                (small if scaled[l_] < 1.0 else large).append(l_)
-            self._alias = (np.array(prob), np.array(alias, dtype=np.int64))
-            self._weights_dirty = False
-        return self._alias
+    def _init_sampler(self) -> None:
+        """The candidate law, built once. Item i has weight ``0.7 / n + 0.3 * exp(pop_i) / P``
+        (P: the sum of ``exp(pop)`` over the catalog), times ``fresh_boost`` while fresh. Items that arrive
+        later all share the lowest popularity, so the law is a mixture of four parts: uniform
+        and popularity-weighted over the initial items (a Walker alias table), uniform over the
+        older arrivals, uniform over the fresh ones; only the part masses move over time."""
+        n0 = self._n0 = self.n_active
+        pop = np.exp(self.popularity[:n0])
+        self._pop0_sum = float(pop.sum())
+        self._exp_new = float(np.exp(self._pop_new))
+        scaled = (pop * (n0 / pop.sum())).tolist()
+        prob, alias = [1.0] * n0, list(range(n0))
+        small = [i for i, p in enumerate(scaled) if p < 1.0]
+        large = [i for i, p in enumerate(scaled) if p >= 1.0]
+        while small and large:
+            s_, l_ = small.pop(), large.pop()
+            prob[s_], alias[s_] = scaled[s_], l_
+            scaled[l_] -= 1.0 - scaled[s_]
+            (small if scaled[l_] < 1.0 else large).append(l_)
+        # One table over the whole draw line: columns [0, n0) are the alias table of the
+        # popularity part, columns n0 + i are item i itself (probability 1).
+        cap = self.config.max_items
+        self._line_prob = np.concatenate([prob, np.ones(cap)])
+        self._line_item = np.concatenate([np.arange(n0), np.arange(cap)])
+        self._line_alias = np.concatenate([np.array(alias, dtype=np.int64), np.arange(cap)])
+
+    def _first_fresh(self) -> int:
+        """Index of the oldest fresh item (arrivals are stored in order of birth)."""
+        n0 = self._n0
+        return n0 + int(np.searchsorted(self.birth[n0:self.n_active],
+                                        self.step_count - self.config.fresh_steps,
+                                        side="right"))
+
+    def stable_for(self) -> int:
+        """Steps from now during which the candidate law cannot change (at least 1)."""
+        c = self.config
+        steps = 1 << 30
+        if c.new_item_every is not None and self.n_active < c.max_items:
+            steps = c.new_item_every - self.step_count % c.new_item_every
+        f = self._first_fresh()
+        if f < self.n_active:
+            steps = min(steps, int(self.birth[f]) + c.fresh_steps - self.step_count)
+        return max(steps, 1)
+
+    def _draw_items(self, shape: tuple[int, int]) -> np.ndarray:
+        """Item ids drawn with replacement from the candidate law.
+
+        One uniform per draw, mapped piecewise-linearly onto the draw line: the popularity part
+        onto alias columns [0, n0) (the fraction is the alias coin), the uniform parts onto
+        items [0, n0), [n0, f) and [f, n), each segment as wide as its probability mass.
+        """
+        n, n0, f = self.n_active, self._n0, self._first_fresh()
+        total_pop = self._pop0_sum + (n - n0) * self._exp_new
+        each_new = 0.7 / n + 0.3 * self._exp_new / total_pop
+        widths = np.array([0.0, 0.3 * self._pop0_sum / total_pop, 0.7 * n0 / n,
+                           (f - n0) * each_new, self.config.fresh_boost * (n - f) * each_new])
+        keep = np.flatnonzero(widths > 0.0)  # empty segments (no arrivals yet) drop out
+        edges = np.cumsum(widths)[np.r_[0, keep]]
+        points = np.array([0.0, n0, 2 * n0, n0 + f, n0 + n])[np.r_[0, keep]]
+        y = np.interp(self.rng.random(shape) * edges[-1], edges, points)
+        col = y.astype(np.int64)
+        np.minimum(col, n0 + n - 1, out=col)
+        return np.where(y - col < self._line_prob[col], self._line_item[col],
+                        self._line_alias[col])
 
     def draw_candidates(self, n: int) -> np.ndarray:
         """(n, K) distinct item ids per row, drawn by popularity (fresh items boosted).
 
-        Draws 2K with replacement (alias method), keeps the first copy of each item, and takes
+        Draws 2K with replacement (see :meth:`_init_sampler`), keeps the first copy of each item, and takes
         K of those at random (rows with fewer than K distinct items, which are rare, are drawn
         again).
         """
         k = self.config.n_candidates
-        prob, alias = self._candidate_alias()
         out = np.empty((n, k), dtype=np.int64)
         todo = np.arange(n)
         while len(todo):
-            shape = (len(todo), 2 * k)
-            idx = self.rng.integers(len(prob), size=shape)
-            draw = np.where(self.rng.random(shape) < prob[idx], idx, alias[idx])
+            draw = self._draw_items((len(todo), 2 * k))
             draw.sort(axis=1)
             first = np.ones(draw.shape, dtype=bool)
             first[:, 1:] = draw[:, 1:] != draw[:, :-1]
@@ -181,7 +214,7 @@ class SimCore:
         """Observable features: topic one-hot, popularity, clickbait score, freshness."""
         out = self._feature_table[items]
         age = np.maximum(0, self.step_count - self.birth[items])
-        out[..., -1] = np.exp(-age / FRESH_STEPS)
+        out[..., -1] = np.exp(-age / self.config.fresh_steps)
         return out
 
     def user_features(self, users: np.ndarray) -> np.ndarray:
@@ -299,11 +332,10 @@ class SimCore:
         if c.shift_step is not None and before < c.shift_step <= self.step_count:
             self.shift()
         if c.new_item_every is not None:
-            arrivals = self.step_count // c.new_item_every - before // c.new_item_every
-            for _ in range(arrivals):
-                self._add_items(c.new_items_per_arrival)
-            if before // FRESH_STEPS != self.step_count // FRESH_STEPS:
-                self._weights_dirty = True
+            every = c.new_item_every
+            due = np.arange(before // every + 1, self.step_count // every + 1) * every
+            if len(due) and self.n_active < c.max_items:
+                self._add_items(np.repeat(due, c.new_items_per_arrival))
 
     def shift(self) -> np.ndarray:
         """Redraw the interests of ``shift_fraction`` of the users; return who moved."""

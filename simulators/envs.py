@@ -163,14 +163,10 @@ class RecStreamEnv(_Stepper, gym.Env):
         return self._next_obs(), {"phase": self.core.phase, "ts": self.clock}
 
     def _next_obs(self) -> dict:
-        if len(self._queue_users) == 0:
-            self._queue_users = self.core.draw_users(PREFETCH)
-            self._queue_items = self.core.draw_candidates(PREFETCH)
-            self._queue_stamp = self.core.table_version
-        self.core._candidate_alias()
-        if self._queue_stamp != self.core.table_version:  # new candidate table: redraw the queue
-            self._queue_items = self.core.draw_candidates(len(self._queue_users))
-            self._queue_stamp = self.core.table_version
+        if len(self._queue_users) == 0:  # draw ahead, as far as the candidate law holds
+            ahead = min(PREFETCH, self.core.stable_for())
+            self._queue_users = self.core.draw_users(ahead)
+            self._queue_items = self.core.draw_candidates(ahead)
         user, items = self._queue_users[0], self._queue_items[0]
         self._queue_users, self._queue_items = self._queue_users[1:], self._queue_items[1:]
         return self._observe(int(user), items)

@@ -178,3 +178,20 @@ def test_batched_matches_ground_truth_definitions():
         total_exp += info["expected_rewards"][:, 0].sum()
     # realized rewards match the reported expectations (10,240 draws: within 5%)
     assert abs(total_r / total_exp - 1) < 0.05
+
+
+def test_candidate_draws_follow_the_documented_law():
+    core = simulators.SimCore(make_config("cold_start", n_users=50, n_items=400, max_items=600),
+                              np.random.default_rng(2))
+    core.advance(1200)  # 24 arrivals: 10 of them fresh (born within 500 steps), 14 older
+    n, n0 = core.n_active, 400
+    pop = np.exp(core.popularity[:n])
+    weight = 0.7 / n + 0.3 * pop / pop.sum()
+    weight[core.step_count - core.birth[:n] < 500] *= 5.0
+    weight /= weight.sum()
+    freq = np.bincount(core._draw_items((4000, 100)).ravel(), minlength=n) / 400_000
+    for part in (slice(0, n0), slice(n0, core._first_fresh()), slice(core._first_fresh(), n)):
+        assert abs(freq[part].sum() - weight[part].sum()) < 0.005, part
+    top = np.argsort(weight[:n0])[-10:]  # the most popular initial items, one by one
+    np.testing.assert_allclose(freq[top], weight[top], rtol=0.1)
+    assert core.stable_for() == 50 - core.step_count % 50
