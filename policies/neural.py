@@ -199,10 +199,12 @@ class NeuralTS(Policy):
             loss.backward()
             self._opt.step()
         self._refresh_weights()
-        h = self.features(self._x[:n])
-        self._a = self.l2 * np.eye(self.hidden) + h.T @ h
+        with torch.no_grad():  # refit the head where the network lives (one pass, float64 sums)
+            h = self._net[:4](x).double()
+            hth, hty = (h.T @ h).cpu().numpy(), (h.T @ y.double()).cpu().numpy()
+        self._a = self.l2 * np.eye(self.hidden) + hth
         self._a_inv = np.linalg.inv(self._a)
-        self._b = h.T @ self._y[:n]
+        self._b = hty
         self._theta = self._a_inv @ self._b
         self._chol = None
         return self
