@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -17,7 +18,7 @@ import numpy as np
 from engine.backends import InlineBackend
 from engine.decisions import Decision, Joiner, Pending, RewardResult
 from engine.errors import UnknownDecisionError, ValidationError
-from engine.events import EventTypes, validate_event, validate_events
+from engine.events import Event, EventTypes, validate_events
 from engine.featurizer import Featurizer
 from engine.learner import Learner
 from engine.profile import ProfileConfig
@@ -142,6 +143,9 @@ class Engine:
         self.salt = salt
         self.clock = clock or time.time
         self._rng = np.random.default_rng(seed)
+        # decision ids: 96 random bits drawn once per open + a counter (no syscall per rank)
+        self._id_prefix = os.urandom(12).hex()
+        self._id_count = itertools.count()
 
         self._tmpdir = None
         if data_dir is None:
@@ -357,15 +361,18 @@ class Engine:
         for i, (uid, cands, _, _, ctx_raw, did) in enumerate(parsed):
             k = len(cands)
             p_row = probs[i, :k]
-            order = list(slots[i])
+            p_list = p_row.tolist()
+            order = slots[i].tolist()
             chosen_set = set(order)
-            order += [j for j in np.argsort(-p_row, kind="stable") if j not in chosen_set]
+            # the rest by descending probability, ties in candidate order (a stable sort)
+            order += [j for j in sorted(range(k), key=p_list.__getitem__, reverse=True)
+                      if j not in chosen_set]
             ids = [c.item_id for c in cands]
-            did = did or uuid.uuid4().hex
+            did = did or f"{self._id_prefix}{next(self._id_count):x}"
             c0 = int(slots[i, 0])
             chosen = cands[c0]
             prop = float(slot_p[i, 0])
-            dec = Decision(did, uid, [ids[j] for j in order], p_row.tolist(), ids, ids[c0], prop,
+            dec = Decision(did, uid, [ids[j] for j in order], p_list, ids, ids[c0], prop,
                            slot_p[i].tolist(), variants[i], versions[variants[i]], now)
             decisions.append(dec)
             topics = [t[6:] for t in chosen.topic_keys]
@@ -417,6 +424,13 @@ class Engine:
     def _sample(self, probs: np.ndarray, mask: np.ndarray, slate_size: int):
         """Sample slots with the engine's generator; return (slots (B, L), propensities (B, L))."""
         if slate_size == 1:
+            if len(probs) == 1:  # one request: scalar arithmetic, same draw as the batch path
+                row = probs[0]
+                cum = np.cumsum(row)
+                c = int(np.searchsorted(cum, self._rng.random() * cum[-1], side="right"))
+                if c >= len(row) or not mask[0, c] or row[c] <= 0:
+                    c = int(row.argmax())
+                return np.array([[c]]), np.array([[row[c]]])
             cum = np.cumsum(probs, axis=1)
             u = self._rng.random(len(probs)) * cum[:, -1]
             chosen = (cum <= u[:, None]).sum(axis=1)
@@ -505,11 +519,11 @@ class Engine:
         return results
 
     def _reward_event(self, user_id, decision_id, item_id, topics, tags, value, now):
-        """A reward is also a behaviour event of the user (de-duplicated by its event id)."""
-        return validate_event({"user_id": user_id, "type": "reward", "ts": now,
-                               "item_id": item_id, "value": value, "topics": list(topics),
-                               "tags": list(tags), "event_id": f"reward:{decision_id}"},
-                              self.event_types)
+        """A reward is also a behaviour event of the user (de-duplicated by its event id).
+
+        Built directly: every field comes from a validated request or decision."""
+        return Event(user_id, "reward", now, item_id, value, tuple(topics), tuple(tags),
+                     None, None, f"reward:{decision_id}")
 
     def _expire(self, now: float) -> None:
         expired = self.joiner.expire(now)
