@@ -109,7 +109,8 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
     app.state.engine = engine
     app.state.metrics = metrics
 
-    def authorize(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def authorize(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        # async: a plain def would hop to the thread pool on every request
         if creds is None or not creds.credentials:
             raise _AuthError(401, "missing bearer token")
         if not hmac.compare_digest(creds.credentials.encode(), token.encode()):
@@ -162,7 +163,8 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
         context = dict(req.context or {})
         for obj in req.contextFeatures or []:
             context.update(obj)
-        candidates = [a.model_dump(exclude_none=True) for a in actions]
+        candidates = [{"id": a.id, "features": a.features, "topics": a.topics or (),
+                       "tags": a.tags or ()} for a in actions]
         with lock:
             d = engine.rank(req.user_id, candidates, context or None,
                             slate_size=req.slateSize, decision_id=req.eventId)

@@ -88,5 +88,5 @@ def main(args: argparse.Namespace) -> int:
           file=sys.stderr)
     # the access log never contains the Authorization header
     uvicorn.run(app, host=cfg["host"], port=cfg["port"], log_level="warning",
-                timeout_graceful_shutdown=10)
+                access_log=False, timeout_graceful_shutdown=10)
     return 0

@@ -104,8 +104,22 @@ async def run(url: str, token: str, rate: float, seconds: float, clients: int, k
     return {"lat": lat, "errors": errors, "elapsed": elapsed, "sent": n}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), None where unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def report(res: dict) -> None:
     print(f"sent {res['sent']} rank requests in {res['elapsed']:.1f} s")
+    if res.get("server_cpu") is not None:
+        cpu, pairs = res["server_cpu"], len(res["lat"]["rank"])
+        print(f"server CPU: {cpu:.1f} s ({cpu / res['elapsed']:.0%} of one core), "
+              f"{cpu / max(pairs, 1) * 1e3:.2f} ms per rank+reward pair")
     for kind in ("rank", "reward"):
         xs = sorted(res["lat"][kind])
         if len(xs) < 2:
@@ -135,8 +149,11 @@ def main() -> None:
         elif not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
             raise SystemExit("--url: loopback addresses only")
         try:
+            cpu0 = None if proc is None else cpu_seconds(proc.pid)
             res = asyncio.run(run(url, args.token, args.rate, args.seconds, args.clients,
                                   args.candidates))
+            cpu1 = None if proc is None else cpu_seconds(proc.pid)
+            res["server_cpu"] = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
         finally:
             if proc is not None:
                 proc.terminate()
