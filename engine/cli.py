@@ -51,7 +51,8 @@ def _bench(args: argparse.Namespace) -> int:
     import runpy
 
     module = {"engine": "bench_engine", "policies": "bench_policies",
-              "simulator": "bench_simulator", "ray": "bench_ray"}[args.what]
+              "simulator": "bench_simulator", "ray": "bench_ray", "neural": "bench_neural",
+              "http": "load_http"}[args.what]
     sys.argv = [module, *args.rest]
     runpy.run_module(f"experiments.benchmarks.{module}", run_name="__main__")
     return 0
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     bench = sub.add_parser("bench", help="speed figures, side by side with peers")
-    bench.add_argument("what", choices=["engine", "policies", "simulator", "ray"])
+    bench.add_argument("what", choices=["engine", "policies", "simulator", "ray", "neural",
+                                        "http"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(func=_bench)
     return parser
