@@ -105,6 +105,32 @@ def test_auth(server):
     bare.close()
 
 
+def test_fast_lane_and_fastapi_route_answer_alike(server):
+    """A lower-case scheme is valid HTTP auth but skips the fast lane, so the same kind of
+    request is answered once by each path: same fields, same metrics labels."""
+    slow = httpx.Client(base_url=server.url, headers={"Authorization": f"bearer {TOKEN}"},
+                        timeout=10)
+    answers = []
+    for client in (server.client, slow):
+        r = client.post("/v1/rank", json={"user_id": "u9", "actions": actions()})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        reward = client.post(f"/v1/events/{body['eventId']}/reward", json={"value": 0.5})
+        assert reward.json() == {"eventId": body["eventId"], "status": "joined", "learned": True}
+        answers.append(body)
+    slow.close()
+    fast, routed = answers
+    assert fast.keys() == routed.keys() and fast["eventId"] != routed["eventId"]
+    assert [type(v) for v in fast.values()] == [type(v) for v in routed.values()]
+    assert sorted(a["id"] for a in fast["ranking"]) == sorted(a["id"] for a in routed["ranking"])
+    metrics = server.client.get("/metrics").text
+    assert ('loopwise_http_requests_total{method="POST",route="/v1/rank",status="200"} 2.0'
+            in metrics)
+    assert ('loopwise_http_requests_total{method="POST",route="/v1/events/{event_id}/reward",'
+            'status="200"} 2.0' in metrics)
+    assert 'loopwise_rewards_total{status="joined"} 2.0' in metrics
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"user_id": "", "actions": actions()}, 422, "user_id"),
     ({"user_id": "u", "actions": []}, 422, "actions"),

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
+from engine.serve.fastlane import FastLane
 from engine.serve.metrics import Metrics
 from engine.serve.schemas import (
     ErrorResponse,
@@ -150,9 +151,8 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.post("/v1/rank", response_model=RankResponse, dependencies=[Depends(authorize)],
-              responses=ERRORS)
-    async def rank(req: RankRequest) -> RankResponse:
+    def do_rank(req: RankRequest) -> dict:
+        """The rank endpoint's work (shared with the fast lane); returns the response body."""
         if len(req.actions) > max_candidates:
             raise ValidationError("actions", f"must hold at most {max_candidates} candidates",
                                   len(req.actions))
@@ -170,17 +170,25 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
                             slate_size=req.slateSize, decision_id=req.eventId)
         metrics.decisions.labels(d.variant).inc()
         probs = dict(zip(d.candidate_ids, d.probabilities, strict=True))
-        return RankResponse(ranking=[{"id": i, "probability": probs[i]} for i in d.ranking],
-                            eventId=d.decision_id, rewardActionId=d.chosen, variant=d.variant,
-                            policyVersion=d.policy_version)
+        return {"ranking": [{"id": i, "probability": probs[i]} for i in d.ranking],
+                "eventId": d.decision_id, "rewardActionId": d.chosen, "variant": d.variant,
+                "policyVersion": d.policy_version}
+
+    def do_reward(event_id: str, req: RewardRequest) -> dict:
+        with lock:
+            r = engine.reward(event_id, req.value)
+        metrics.rewards.labels(r.status).inc()
+        return {"eventId": r.decision_id, "status": r.status, "learned": r.learned}
+
+    @app.post("/v1/rank", response_model=RankResponse, dependencies=[Depends(authorize)],
+              responses=ERRORS)
+    async def rank(req: RankRequest) -> RankResponse:
+        return RankResponse(**do_rank(req))
 
     @app.post("/v1/events/{event_id}/reward", response_model=RewardResponse,
               dependencies=[Depends(authorize)], responses={**ERRORS, 404: {"model": ErrorResponse}})
     async def reward(event_id: str, req: RewardRequest) -> RewardResponse:
-        with lock:
-            r = engine.reward(event_id, req.value)
-        metrics.rewards.labels(r.status).inc()
-        return RewardResponse(eventId=r.decision_id, status=r.status, learned=r.learned)
+        return RewardResponse(**do_reward(event_id, req))
 
     @app.post("/v1/events", response_model=EventsResponse, dependencies=[Depends(authorize)],
               responses=ERRORS)
@@ -213,6 +221,7 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
         with lock:
             return JSONResponse(json.loads(json.dumps(engine.ab_report(), default=_nan)))
 
+    app.add_middleware(FastLane, token=token, rank=do_rank, reward=do_reward)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Observe, metrics=metrics)
     return app
