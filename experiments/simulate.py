@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,6 +48,8 @@ class SimulateConfig:
     """Folder name (default: ``simulate-<preset>-s<seeds>-<time>``)."""
     policy_params: dict = field(default_factory=dict)
     """Per-policy parameters, e.g. ``{"lints": {"v": 0.2}}``."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Runs (policy x seed) in parallel processes; results do not depend on it."""
 
     def resolved_shift(self) -> int | None:
         if self.shift_step is not None:
@@ -66,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="run name (default: from preset and time)")
     parser.add_argument("--params", default="{}",
                         help='JSON per-policy parameters, e.g. \'{"lints": {"v": 0.2}}\'')
+    parser.add_argument("--workers", type=int, default=d.workers,
+                        help="parallel processes, one run each (default: the CPU count)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -84,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> SimulateConfig:
         preset=args.preset, policies=tuple(p.strip() for p in args.policies.split(",") if p.strip()),
         steps=args.steps, shift_step=args.shift_step, seeds=ints(args.seeds, "--seeds"),
         batch_size=args.batch_size, n_users=args.users, out_dir=args.out, run_name=args.name,
-        policy_params=params)
+        policy_params=params, workers=args.workers)
     validate(cfg)
     return cfg
 
@@ -101,6 +108,8 @@ def validate(cfg: SimulateConfig) -> None:
             raise SystemExit(f"--policies: unknown policy {p!r}; choose from {available()}")
     if not cfg.seeds:
         raise SystemExit("--seeds: give at least one seed")
+    if not isinstance(cfg.workers, int) or cfg.workers < 1:
+        raise SystemExit(f"--workers: must be an integer >= 1 (got {cfg.workers!r})")
     shift = cfg.resolved_shift()
     if shift is not None and not 0 < shift < cfg.steps:
         raise SystemExit(f"--shift-step: must lie in (0, {cfg.steps}) (got {shift})")
@@ -124,15 +133,9 @@ def run(cfg: SimulateConfig, progress: bool = True) -> tuple[Path, list[PolicySu
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="step", desc="simulate", smoothing=0.1)
-    results: list[RunResult] = []
+    jobs = [(policy, seed) for policy in cfg.policies for seed in cfg.seeds]
     try:
-        for policy in cfg.policies:
-            for seed in cfg.seeds:
-                if bar is not None:
-                    bar.set_postfix_str(f"{policy} seed {seed}")
-                results.append(run_policy(sim, policy, cfg.policy_params.get(policy), seed=seed,
-                                          steps=cfg.steps, batch_size=cfg.batch_size,
-                                          progress=None if bar is None else bar.update))
+        results = _run_jobs(sim, cfg, jobs, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -147,6 +150,49 @@ def run(cfg: SimulateConfig, progress: bool = True) -> tuple[Path, list[PolicySu
 
     write_report(out, cfg, sim, results, summaries, shift, window)
     return out, summaries
+
+
+def _one(sim, cfg: SimulateConfig, policy: str, seed: int, progress=None) -> RunResult:
+    return run_policy(sim, policy, cfg.policy_params.get(policy), seed=seed, steps=cfg.steps,
+                      batch_size=cfg.batch_size, progress=progress)
+
+
+def _one_reporting(sim, cfg: SimulateConfig, policy: str, seed: int, queue) -> RunResult:
+    return _one(sim, cfg, policy, seed, progress=queue.put)
+
+
+def _run_jobs(sim, cfg: SimulateConfig, jobs: list[tuple[str, int]], bar) -> list[RunResult]:
+    """Every (policy, seed) run, in job order; in ``cfg.workers`` processes when > 1."""
+    workers = min(cfg.workers, len(jobs))
+    if workers <= 1:
+        results = []
+        for policy, seed in jobs:
+            if bar is not None:
+                bar.set_postfix_str(f"{policy} seed {seed}")
+            results.append(_one(sim, cfg, policy, seed, None if bar is None else bar.update))
+        return results
+    import multiprocessing
+
+    with multiprocessing.Manager() as manager:
+        queue = manager.Queue()  # workers report steps; one thread here moves the bar
+
+        def pump():
+            while (n := queue.get()) is not None:
+                if bar is not None:
+                    bar.update(n)
+
+        mover = threading.Thread(target=pump, daemon=True)
+        mover.start()
+        if bar is not None:
+            bar.set_postfix_str(f"{len(jobs)} runs in {workers} processes")
+        try:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_one_reporting, sim, cfg, policy, seed, queue)
+                           for policy, seed in jobs]
+                return [f.result() for f in futures]
+        finally:
+            queue.put(None)
+            mover.join(timeout=5)
 
 
 def main(args: argparse.Namespace) -> int:

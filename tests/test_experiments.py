@@ -32,11 +32,24 @@ def test_simulate_end_to_end(tmp_path, capsys):
     assert "![reward over time](reward.png)" in (out / "report.md").read_text()
 
 
+def test_simulate_parallel_runs_equal_serial_runs(tmp_path):
+    common = ["simulate", "--steps", "400", "--batch-size", "100", "--users", "200",
+              "--policies", "egreedy,lints", "--seeds", "0,1", "--out", str(tmp_path),
+              "--no-progress"]
+    assert main([*common, "--name", "serial", "--workers", "1"]) == 0
+    assert main([*common, "--name", "parallel", "--workers", "2"]) == 0
+    serial = pq.read_table(tmp_path / "serial" / "steps.parquet").to_pydict()
+    parallel = pq.read_table(tmp_path / "parallel" / "steps.parquet").to_pydict()
+    assert len(serial["reward"]) == 1600 and serial == parallel
+
+
 def test_simulate_rejects_bad_flags(tmp_path):
     with pytest.raises(SystemExit, match="unknown policy 'nope'"):
         main(["simulate", "--policies", "nope", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--steps: must be at least"):
         main(["simulate", "--steps", "10", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--workers: must be an integer >= 1"):
+        main(["simulate", "--workers", "0", "--out", str(tmp_path)])
 
 
 def write(tmp_path: Path, text: str) -> Path:
