@@ -24,6 +24,14 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _sigmoid_(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))``, computed in place in ``x`` (which is returned)."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    return np.divide(1.0, x, out=x)
+
+
 class SimCore:
     """Catalog, population and their dynamics.
 
@@ -51,8 +59,10 @@ class SimCore:
         self.popularity = np.zeros(cap)  # standardized log popularity (observable)
         self.birth = np.zeros(cap, dtype=np.int64)
         self.n_active = 0
+        self._segment_cache = None
         self._add_items(np.full(c.n_items, -10 * c.fresh_steps), initial=True)
         self._pop_new = float(self.popularity[:self.n_active].min())
+        self._birth0 = int(self.birth[0])
         self._init_sampler()
         # population
         self.region = rng.integers(c.n_regions, size=c.n_users)
@@ -91,11 +101,13 @@ class SimCore:
         return idx
 
     def _refresh_tables(self, idx: np.ndarray) -> None:
-        """Static per-item rows: observable features and the item part of the click logit."""
+        """Static per-item rows: observable features, the item part of the click logit and the
+        expected reward of a click."""
         c = self.config
         if not hasattr(self, "_feature_table"):
             self._feature_table = np.zeros((c.max_items, c.n_topics + 3), dtype=np.float32)
             self._base_logit = np.zeros(c.max_items)
+            self._reward_table = np.zeros(c.max_items)
         table = self._feature_table
         table[idx] = 0.0
         table[idx, self.topic[idx]] = 1.0
@@ -103,6 +115,9 @@ class SimCore:
         table[idx, c.n_topics + 1] = self.clickbait[idx]
         self._base_logit[idx] = (c.click_bias + c.popularity_weight * self.popularity[idx]
                                  + c.clickbait_weight * self.clickbait[idx])
+        q = self.quality[idx]
+        self._reward_table[idx] = (c.reward_click + c.reward_dwell * q
+                                   + c.reward_purchase * c.purchase_rate * q)
 
     def _draw_interests(self, users: np.ndarray) -> np.ndarray:
         c = self.config
@@ -143,6 +158,8 @@ class SimCore:
     def _first_fresh(self) -> int:
         """Index of the oldest fresh item (arrivals are stored in order of birth)."""
         n0 = self._n0
+        if self.n_active == n0:
+            return n0
         return n0 + int(np.searchsorted(self.birth[n0:self.n_active],
                                         self.step_count - self.config.fresh_steps,
                                         side="right"))
@@ -158,6 +175,24 @@ class SimCore:
             steps = min(steps, int(self.birth[f]) + c.fresh_steps - self.step_count)
         return max(steps, 1)
 
+    def _segments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Edges on the uniform's scale and points on the draw line of the current law's
+        segments (recomputed only when the catalog or its fresh part has changed)."""
+        n, n0, f = self.n_active, self._n0, self._first_fresh()
+        cached = self._segment_cache
+        if cached is not None and cached[0] == n and cached[1] == f:
+            return cached[2], cached[3]
+        total_pop = self._pop0_sum + (n - n0) * self._exp_new
+        each_new = 0.7 / n + 0.3 * self._exp_new / total_pop
+        widths = np.array([0.0, 0.3 * self._pop0_sum / total_pop, 0.7 * n0 / n,
+                           (f - n0) * each_new, self.config.fresh_boost * (n - f) * each_new])
+        keep = np.flatnonzero(widths > 0.0)  # empty segments (no arrivals yet) drop out
+        at = np.concatenate([[0], keep])
+        edges = np.cumsum(widths)[at]
+        points = np.array([0.0, n0, 2 * n0, n0 + f, n0 + n])[at]
+        self._segment_cache = (n, f, edges, points)
+        return edges, points
+
     def _draw_items(self, shape: tuple[int, int]) -> np.ndarray:
         """Item ids drawn with replacement from the candidate law.
 
@@ -165,19 +200,14 @@ class SimCore:
         onto alias columns [0, n0) (the fraction is the alias coin), the uniform parts onto
         items [0, n0), [n0, f) and [f, n), each segment as wide as its probability mass.
         """
-        n, n0, f = self.n_active, self._n0, self._first_fresh()
-        total_pop = self._pop0_sum + (n - n0) * self._exp_new
-        each_new = 0.7 / n + 0.3 * self._exp_new / total_pop
-        widths = np.array([0.0, 0.3 * self._pop0_sum / total_pop, 0.7 * n0 / n,
-                           (f - n0) * each_new, self.config.fresh_boost * (n - f) * each_new])
-        keep = np.flatnonzero(widths > 0.0)  # empty segments (no arrivals yet) drop out
-        edges = np.cumsum(widths)[np.r_[0, keep]]
-        points = np.array([0.0, n0, 2 * n0, n0 + f, n0 + n])[np.r_[0, keep]]
+        edges, points = self._segments()
         y = np.interp(self.rng.random(shape) * edges[-1], edges, points)
         col = y.astype(np.int64)
-        np.minimum(col, n0 + n - 1, out=col)
-        return np.where(y - col < self._line_prob[col], self._line_item[col],
-                        self._line_alias[col])
+        np.minimum(col, self._n0 + self.n_active - 1, out=col)
+        y -= col
+        items = np.take(self._line_item, col)
+        np.copyto(items, np.take(self._line_alias, col), where=y >= np.take(self._line_prob, col))
+        return items
 
     def draw_candidates(self, n: int) -> np.ndarray:
         """(n, K) distinct item ids per row, drawn by popularity (fresh items boosted).
@@ -187,19 +217,28 @@ class SimCore:
         again).
         """
         k = self.config.n_candidates
-        out = np.empty((n, k), dtype=np.int64)
-        todo = np.arange(n)
-        while len(todo):
-            draw = self._draw_items((len(todo), 2 * k))
+        out, todo = None, None
+        while True:
+            m = n if todo is None else len(todo)
+            draw = self._draw_items((m, 2 * k))
             draw.sort(axis=1)
-            first = np.ones(draw.shape, dtype=bool)
-            first[:, 1:] = draw[:, 1:] != draw[:, :-1]
-            keys = np.where(first, self.rng.random(draw.shape), 2.0)
+            first = np.empty(draw.shape, dtype=bool)
+            first[:, 0] = True
+            np.not_equal(draw[:, 1:], draw[:, :-1], out=first[:, 1:])
+            keys = self.rng.random(draw.shape)
+            np.copyto(keys, 2.0, where=~first)
             pick = np.argpartition(keys, k - 1, axis=1)[:, :k]
-            ok = first.sum(axis=1) >= k
-            out[todo[ok]] = np.take_along_axis(draw, pick, axis=1)[ok]
+            pick += np.arange(0, m * 2 * k, 2 * k)[:, None]
+            picked = np.take(draw, pick)  # row b's picks, as take_along_axis would give them
+            ok = np.count_nonzero(first, axis=1) >= k
+            if todo is None:
+                if ok.all():
+                    return picked
+                out, todo = np.empty((n, k), dtype=np.int64), np.arange(n)
+            out[todo[ok]] = picked[ok]
             todo = todo[~ok]
-        return out
+            if not len(todo):
+                return out
 
     # ---- observations and ground truth -----------------------------------------------
     @property
@@ -210,10 +249,18 @@ class SimCore:
     def user_feature_dim(self) -> int:
         return self.config.n_regions + 1
 
-    def item_features(self, items: np.ndarray) -> np.ndarray:
-        """Observable features: topic one-hot, popularity, clickbait score, freshness."""
-        out = self._feature_table[items]
-        age = np.maximum(0, self.step_count - self.birth[items])
+    def item_features(self, items: np.ndarray, steps: int | np.ndarray | None = None) -> np.ndarray:
+        """Observable features: topic one-hot, popularity, clickbait score, freshness.
+
+        Freshness is taken at the current step, or at ``steps`` (broadcast against ``items``:
+        a column of shape (n, 1) gives row b its own step)."""
+        out = np.take(self._feature_table, items, axis=0)
+        if steps is None:
+            steps = self.step_count
+        if self.n_active == self._n0:  # no arrivals yet: every item was born at the same step
+            age = np.maximum(0, np.asarray(steps) - self._birth0)
+        else:
+            age = np.maximum(0, steps - np.take(self.birth, items))
         out[..., -1] = np.exp(-age / self.config.fresh_steps)
         return out
 
@@ -224,28 +271,31 @@ class SimCore:
             table[np.arange(c.n_users), self.region] = 1.0
             table[:, c.n_regions] = self.age_band / 4.0
             self._user_table = table
-        return self._user_table[users]
+        return np.take(self._user_table, users, axis=0)
 
     def click_probs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """P(click) of each item in slot 0, shape items.shape ((B, K))."""
         c = self.config
         if len(users) == 1:
             aff = (self.embedding[items[0]] @ self.interest[users[0]])[None, :]
-        else:
-            aff = np.einsum("bt,bkt->bk", self.interest[users], self.embedding[items])
-        logit = self._base_logit[items] + c.affinity_scale * aff
-        if c.fatigue_weight:
-            if len(users) == 1:
+            logit = self._base_logit[items] + c.affinity_scale * aff
+            if c.fatigue_weight:
                 logit -= c.fatigue_weight * self.exposure[users[0], self.topic[items[0]]]
-            else:
-                logit -= c.fatigue_weight * np.take_along_axis(self.exposure[users],
-                                                               self.topic[items], axis=1)
-        return 1.0 / (1.0 + np.exp(-logit))
+            return _sigmoid_(logit)
+        logit = np.einsum("bt,bkt->bk", np.take(self.interest, users, axis=0),
+                          np.take(self.embedding, items, axis=0))
+        logit *= c.affinity_scale
+        logit += np.take(self._base_logit, items)
+        if c.fatigue_weight:
+            at = np.take(self.topic, items)
+            at += (np.asarray(users) * c.n_topics)[:, None]  # flat index of exposure[u, topic]
+            logit -= c.fatigue_weight * np.take(self.exposure, at)
+        return _sigmoid_(logit)
 
     def reward_if_clicked(self, items: np.ndarray) -> np.ndarray:
-        c = self.config
-        q = self.quality[items]
-        return c.reward_click + c.reward_dwell * q + c.reward_purchase * c.purchase_rate * q
+        """Expected reward given a click, per item: ``reward_click + reward_dwell * quality +
+        reward_purchase * purchase_rate * quality``."""
+        return np.take(self._reward_table, items)
 
     def expected_rewards(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.click_probs(users, items) * self.reward_if_clicked(items)
@@ -298,21 +348,30 @@ class SimCore:
 
     def _respond_one(self, user: int, items: np.ndarray, slot: int,
                      click_probs: np.ndarray | None) -> dict:
-        """:meth:`respond` for one user and one slot, in scalar arithmetic (same law)."""
-        c, rng = self.config, self.rng
+        """:meth:`respond` for one user and one slot, through :meth:`respond_one`."""
         item = int(items[slot])
         if click_probs is None:
             click_probs = self.click_probs(np.array([user]), items[None, :])
-        click = rng.random() < click_probs[0, slot] * self.position_bias[0]
+        click, dwell, purchase, reward = self.respond_one(
+            user, item, click_probs[0, slot] * self.position_bias[0])
+        return {"shown": np.array([[item]]), "clicks": np.array([[click]]),
+                "dwell": np.array([[dwell]]), "purchases": np.array([[purchase]]),
+                "rewards": np.array([reward])}
+
+    def respond_one(self, user: int, item: int, p_click: float) -> tuple[bool, float, bool, float]:
+        """One user sees one item, which they click with probability ``p_click``: the law of
+        :meth:`respond` in scalar arithmetic (same random draws). Updates the user's state,
+        advances the clock one step and returns ``(click, dwell, purchase, reward)``."""
+        c, rng = self.config, self.rng
+        click = rng.random() < p_click
         q = float(self.quality[item])
         dwell = float(rng.beta(q * 5 + 0.05, (1 - q) * 5 + 0.05)) if click else 0.0
-        purchase = click and rng.random() < c.purchase_rate * q
+        purchase = bool(click and rng.random() < c.purchase_rate * q)
         reward = c.reward_click * click + c.reward_dwell * dwell + c.reward_purchase * purchase
-        topic = int(self.topic[item])
         if c.fatigue_weight:
             row = self.exposure[user]
             row *= c.fatigue_decay
-            row[topic] += 1.0
+            row[self.topic[item]] += 1.0
         if click and (c.satisfaction_gain or c.clickbait_cost):
             self.satisfaction[user] += (c.satisfaction_gain * (q - 0.5)
                                         - c.clickbait_cost * self.clickbait[item])
@@ -320,9 +379,7 @@ class SimCore:
             v = self.interest[user] + c.drift_std * rng.standard_normal(c.n_topics)
             self.interest[user] = v / max(float(np.sqrt(v @ v)), 1e-12)
         self.advance(1)
-        return {"shown": np.array([[item]]), "clicks": np.array([[click]]),
-                "dwell": np.array([[dwell]]), "purchases": np.array([[bool(purchase)]]),
-                "rewards": np.array([reward])}
+        return bool(click), dwell, purchase, float(reward)
 
     def advance(self, n_steps: int) -> None:
         """Move the clock; fire the abrupt shift and item arrivals when they are due."""
@@ -331,11 +388,11 @@ class SimCore:
         self.step_count += n_steps
         if c.shift_step is not None and before < c.shift_step <= self.step_count:
             self.shift()
-        if c.new_item_every is not None:
-            every = c.new_item_every
+        every = c.new_item_every
+        if every is not None and self.step_count // every > before // every \
+                and self.n_active < c.max_items:
             due = np.arange(before // every + 1, self.step_count // every + 1) * every
-            if len(due) and self.n_active < c.max_items:
-                self._add_items(np.repeat(due, c.new_items_per_arrival))
+            self._add_items(np.repeat(due, c.new_items_per_arrival))
 
     def shift(self) -> np.ndarray:
         """Redraw the interests of ``shift_fraction`` of the users; return who moved."""
