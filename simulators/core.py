@@ -274,7 +274,10 @@ class SimCore:
         return np.take(self._user_table, users, axis=0)
 
     def click_probs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """P(click) of each item in slot 0, shape items.shape ((B, K))."""
+        """P(click) of each item in slot 0, shape items.shape ((B, K)).
+
+        Row b is computed as for user b alone (one matrix-vector product per row), so a row
+        does not depend on which other users share the batch."""
         c = self.config
         if len(users) == 1:
             aff = (self.embedding[items[0]] @ self.interest[users[0]])[None, :]
@@ -282,8 +285,8 @@ class SimCore:
             if c.fatigue_weight:
                 logit -= c.fatigue_weight * self.exposure[users[0], self.topic[items[0]]]
             return _sigmoid_(logit)
-        logit = np.einsum("bt,bkt->bk", np.take(self.interest, users, axis=0),
-                          np.take(self.embedding, items, axis=0))
+        logit = np.matmul(np.take(self.embedding, items, axis=0),
+                          np.take(self.interest, users, axis=0)[:, :, None])[:, :, 0]
         logit *= c.affinity_scale
         logit += np.take(self._base_logit, items)
         if c.fatigue_weight:
