@@ -280,12 +280,12 @@ class Engine:
         self._expire(self.clock())
         return self._ingest_validated(evs)
 
-    def _ingest_validated(self, evs, unique_ids: bool = False) -> IngestResult:
+    def _ingest_validated(self, evs) -> IngestResult:
         if not evs:
             return IngestResult(0, 0)
         shard_of = self.router.shard_of
         shards = [shard_of(e.user_id) for e in evs]
-        seqs = self.store.append_events(evs, shards, unique_ids)
+        seqs = self.store.append_events(evs, shards)
         batches: dict[int, tuple[list, list]] = {}
         accepted = 0
         for e, s, seq in zip(evs, shards, seqs, strict=True):
@@ -504,7 +504,7 @@ class Engine:
             if late_rows:
                 self.store.record_rewards([r for r in late_rows if r[1]], [])
             # reward events are unique by construction: one per joined or first-late reward
-            self._ingest_validated(events, unique_ids=True)
+            self._ingest_validated(events)
         for (p, v), seq in zip(joined, seqs, strict=True):
             self.joiner.pop(p.decision_id)
             self.learners[p.variant].add(p.phi, v, p.propensity, seq)

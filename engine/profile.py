@@ -232,12 +232,18 @@ class Profile:
 
     def _track_drift(self, keys: list[str], ts: float) -> None:
         """Feed the change detector with how surprising this event is under the profile."""
-        total = self._value(self.mass, "all", ts, self._cfg.half_life)
-        if total <= 0.0:
+        stored = self.mass.get("all")
+        if stored is None or stored <= 0.0:
             return
         # Surprise: the share of the user's recent positive interest mass NOT on these keys.
-        hit = sum(max(0.0, self.interest(k, ts)) for k in keys)
-        surprise = 1.0 - min(1.0, hit / total)
+        # Mass and interests decay alike, so their ratio needs no decay factor at all.
+        interests = self.interests
+        hit = 0.0
+        for k in keys:
+            v = interests.get(k, 0.0)
+            if v > 0.0:
+                hit += v
+        surprise = 1.0 - min(1.0, hit / stored)
         self.detector.update(surprise)
         if self.detector.drift_detected:
             self.n_drifts += 1

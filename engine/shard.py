@@ -43,6 +43,19 @@ class Candidate:
         return (Candidate, c)
 
 
+# Interned table keys per topic/tag name: one dict look-up per event instead of a string
+# concatenation and an intern (bounded: cleared if a vocabulary grows past 100,000 names).
+_TOPIC_KEYS: dict[str, str] = {}
+_TAG_KEYS: dict[str, str] = {}
+
+
+def _key(cache: dict[str, str], prefix: str, name: str) -> str:
+    if len(cache) >= 100_000:
+        cache.clear()
+    key = cache[name] = intern(prefix + name)
+    return key
+
+
 class ProfileShard:
     """Profiles of the users routed to one shard.
 
@@ -100,9 +113,9 @@ class ProfileShard:
                 profile = profiles[uid] = Profile(uid, self.profile_config)
             type_ = event.type
             value = event.value
-            keys = [intern("topic:" + t) for t in event.topics]
+            keys = [_TOPIC_KEYS.get(t) or _key(_TOPIC_KEYS, "topic:", t) for t in event.topics]
             if event.tags:
-                keys.extend(intern("tag:" + t) for t in event.tags)
+                keys.extend(_TAG_KEYS.get(t) or _key(_TAG_KEYS, "tag:", t) for t in event.tags)
             if type_ == "reward":
                 engaged = min(1.0, max(0.0, value))
             elif type_ == "rate":

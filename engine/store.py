@@ -24,6 +24,7 @@ from engine.errors import StoreError
 from engine.events import Event
 
 SCHEMA_VERSION = 1
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds one per call
 DB_NAME = "loopwise.sqlite"
 
 _SCHEMA = """
@@ -150,41 +151,39 @@ class Store:
         return _Transaction(self.db)
 
     # ---- events ----------------------------------------------------------------------
-    def append_events(self, events: Sequence[Event], shards: Sequence[int],
-                      unique_ids: bool = False) -> list[int | None]:
-        """Write events in one transaction; return each one's ``seq`` (None: duplicate event id).
-
-        ``unique_ids``: the caller guarantees the event ids are new (the engine's own reward
-        events), so the duplicate look-up is skipped."""
-        ids = [] if unique_ids else [e.event_id for e in events if e.event_id is not None]
-        known: set[str] = set()
-        if ids:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                known.update(r[0] for r in self.db.execute(
-                    f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk))
+    def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
+        """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
+        # Duplicates of stored events are skipped by the unique index (ON CONFLICT DO NOTHING:
+        # any other constraint still raises); the row count says whether any was, and only
+        # then are the stored rows looked up. Duplicates inside the batch are caught here.
         seqs: list[int | None] = []
         rows = []
-        seq = self._next_seq
+        seq = first = self._next_seq
+        batch_ids: set[str] = set()
         for event, shard in zip(events, shards, strict=True):
             eid = event.event_id
             if eid is not None:
-                if eid in known:
+                if eid in batch_ids:
                     seqs.append(None)
                     continue
-                known.add(eid)
+                batch_ids.add(eid)
             extra = None
             if event.topics or event.tags or event.text or event.attributes:
-                extra = json.dumps([event.topics, event.tags, event.text, event.attributes],
-                                   separators=(",", ":"))
+                extra = _encode([event.topics, event.tags, event.text, event.attributes])
             rows.append((seq, eid, event.user_id, shard, event.type, event.ts, event.item_id,
                          event.value, extra))
             seqs.append(seq)
             seq += 1
         if rows:
             with self.transaction():
-                self.db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                before = self.db.total_changes
+                self.db.executemany(
+                    "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (event_id) "
+                    "WHERE event_id IS NOT NULL DO NOTHING", rows)
+                if self.db.total_changes - before != len(rows):
+                    stored = {r[0] for r in self.db.execute(
+                        "SELECT seq FROM events WHERE seq >= ? AND seq < ?", (first, seq))}
+                    seqs = [s if s is not None and s in stored else None for s in seqs]
             self._next_seq = seq
         return seqs
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import ValidationError
-from engine.events import EventTypes, validate_event, validate_events
+from engine.events import _DEFAULT_TYPES, EventTypes, _fast_event, validate_event, validate_events
 
 GOOD = {"user_id": "u1", "type": "click", "ts": 5.0, "item_id": "i1", "topics": ["a"],
         "tags": ["t"], "text": "hello", "attributes": {"region": "eu", "age": 30},
@@ -62,3 +64,44 @@ def test_round_trip_and_custom_types():
     assert validate_event({**GOOD, "type": "share"}, types).type == "share"
     with pytest.raises(ValidationError, match="built-in"):
         EventTypes(custom={"click": 3.0})
+
+
+# ---- the fast path of validate_events accepts exactly what validate_event accepts ----------
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**400), max_value=10**400),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3),
+                    st.lists(st.text(max_size=2), max_size=3),
+                    st.tuples(st.text(max_size=2)), st.dictionaries(st.text(max_size=2),
+                                                                    st.integers(), max_size=2))
+_fields = st.sampled_from(["user_id", "type", "ts", "item_id", "value", "topics", "tags", "text",
+                           "attributes", "event_id", "colour"])
+_types = st.sampled_from(["view", "click", "purchase", "rate", "reward", "search", "dislike",
+                          "teleport", ""])
+
+
+@settings(max_examples=400, deadline=None)
+@given(base=st.fixed_dictionaries({"user_id": st.sampled_from(["u1", "", "x" * 257]),
+                                   "type": _types, "ts": _values}),
+       extra=st.dictionaries(_fields, _values, max_size=4))
+def test_fast_path_agrees_with_the_full_validator(base, extra):
+    raw = {**base, **extra}
+    fast = _fast_event(raw, _DEFAULT_TYPES._weights)
+    try:
+        full = validate_event(raw)
+    except ValidationError:
+        full = None
+    if fast is not None:  # whatever the fast path accepts, the validator accepts alike
+        assert full is not None and fast == full and fast.ts == full.ts
+        assert type(fast.ts) is float and (fast.value is None or type(fast.value) is float)
+
+
+def test_fast_path_takes_the_common_event_and_leaves_the_rest():
+    weights = _DEFAULT_TYPES._weights
+    common = {"user_id": "u1", "type": "click", "ts": 3, "item_id": "i1", "topics": ["a"],
+              "event_id": "e1", "value": 2}
+    assert _fast_event(common, weights) == validate_event(common)
+    for special in ({"type": "rate", "value": 3.0}, {"text": "jazz"}, {"ts": True},
+                    {"attributes": {"age": 3}}, {"ts": 10**400}, {"topics": "a"}):
+        assert _fast_event({**common, **special}, weights) is None, special
+    with pytest.raises(ValidationError, match=r"^events\[0\]\.ts: must be a finite number"):
+        validate_events([{**common, "ts": 10**400}])
