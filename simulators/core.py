@@ -74,6 +74,7 @@ class SimCore:
         self.position_bias = 1.0 / (1.0 + np.arange(c.slate_size))
         self.step_count = 0
         self.phase = 0
+        self.n_shifts = 0
 
     # ---- construction ----------------------------------------------------------------
     def _add_items(self, births: np.ndarray, initial: bool = False) -> np.ndarray:
@@ -405,6 +406,7 @@ class SimCore:
         self._region_center = self.rng.standard_normal(self._region_center.shape)
         self.interest[idx] = self._draw_interests(idx)
         self.phase = 1
+        self.n_shifts += 1
         return idx
 
     def leave_probs(self, users: np.ndarray) -> np.ndarray:

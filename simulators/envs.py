@@ -57,46 +57,105 @@ def check_slates(action, batch: int, k: int, slate_size: int) -> np.ndarray:
 
 
 class _Stepper:
-    """What the single-user environments share: observations, ground truth, events."""
+    """What the single-user environments share: a block of upcoming observations prepared at
+    once (row j is observed j steps after the block is loaded), ground truth, events."""
 
     core: SimCore
     config: SimConfig
     emit_events: bool
 
-    def _observe(self, user: int, items: np.ndarray) -> dict:
+    def _load(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Prepare the observations of ``users`` (n,) with candidates ``items`` (n, K).
+
+        Everything that depends only on the items is gathered here, once for the block;
+        freshness is taken at the step each row is due (and retaken if the clock moved
+        otherwise). Click probabilities are computed here too when no user state can change
+        them before a row is seen (no drift, no fatigue, no shift since the block was loaded);
+        otherwise each row's are computed when it is observed."""
+        core = self.core
+        n = len(users)
+        self._rows = 0
+        self._b_n = n
+        self._b_step = core.step_count
+        self._b_users = users
+        self._b_user_list = users.tolist()
+        self._b_items = items
+        self._b_ids = items.copy()  # what observations hold; steps use self._b_items
+        self._b_topics = np.take(core.topic, items)
+        self._b_ufeat = core.user_features(users)
+        self._b_ifeat = core.item_features(items, (core.step_count + np.arange(n))[:, None])
+        self._b_ric = core.reward_if_clicked(items)
+        cfg = self.config
+        self._b_shifts = core.n_shifts
+        self._b_probs = None
+        if not (cfg.drift_std or cfg.fatigue_weight):
+            self._b_probs = core.click_probs(users, items)
+            self._b_expected = self._b_probs * self._b_ric
+            self._b_best = self._b_expected.argmax(axis=1).tolist()
+
+    def _observe(self) -> dict:
+        """The next row of the block as an observation; its ground truth kept for the step."""
         c = self.core
-        users = np.array([user])
-        self._users, self._items = users, items[None, :]
-        self._click_p = c.click_probs(users, self._items)
-        self._expected = self._click_p * c.reward_if_clicked(self._items)
+        j = self._rows
+        self._rows = j + 1
+        self._row = j
+        feats = self._b_ifeat[j]
+        if c.step_count != self._b_step + j:  # the clock moved otherwise than a step a row
+            feats[:, -1] = c.item_features(self._b_items[j])[:, -1]
+        if self._b_probs is not None and c.n_shifts == self._b_shifts:
+            self._click_p = self._b_probs[j]
+            self._expected = self._b_expected[j]
+            self._best = self._b_best[j]
+        else:
+            self._click_p = c.click_probs(self._b_users[j:j + 1], self._b_items[j:j + 1])[0]
+            self._expected = self._click_p * self._b_ric[j]
+            self._best = int(self._expected.argmax())
         return {
-            "user_id": int(user),
-            "user_features": c.user_features(users)[0],
-            "item_ids": items.astype(np.int64),
-            "item_features": c.item_features(items),
-            "item_topics": c.topic[items],
+            "user_id": self._b_user_list[j],
+            "user_features": self._b_ufeat[j],
+            "item_ids": self._b_ids[j],
+            "item_features": feats,
+            "item_topics": self._b_topics[j],
             "positions": np.arange(self.config.slate_size, dtype=np.int64),
         }
 
     def _act(self, action) -> tuple[float, dict]:
-        cfg = self.config
-        slates = check_slates(action, 1, cfg.n_candidates, cfg.slate_size)
-        exp = self._expected[0]
-        best = int(exp.argmax())
-        chosen = exp[slates[0]]
-        phase = self.core.phase
-        ts = self.clock
-        out = self.core.respond(self._users, self._items, slates, self._click_p)
-        info = {
-            "expected_rewards": exp.copy(), "best_action": best,
-            "regret": float(exp[best] - chosen[0]), "phase": phase, "ts": ts,
-            "clicked": out["clicks"][0].copy(), "purchased": out["purchases"][0].copy(),
-            "dwell": out["dwell"][0].copy(),
-        }
+        cfg, core = self.config, self.core
+        if cfg.slate_size == 1 and isinstance(action, (int, np.integer)) \
+                and not isinstance(action, bool) and 0 <= action < cfg.n_candidates:
+            slot = int(action)
+        else:
+            slates = check_slates(action, 1, cfg.n_candidates, cfg.slate_size)
+            slot = int(slates[0, 0]) if cfg.slate_size == 1 else None
+        j, exp, best = self._row, self._expected, self._best
+        user = self._b_user_list[j]
+        phase, ts = core.phase, self.clock
+        if slot is not None:  # one slot: the scalar law (slot 0's position bias is 1)
+            item = int(self._b_items[j, slot])
+            click, dwell, purchase, reward = core.respond_one(user, item, self._click_p[slot])
+            info = {
+                "expected_rewards": exp, "best_action": best,
+                "regret": float(exp[best] - exp[slot]), "phase": phase, "ts": ts,
+                "clicked": np.array([click]), "purchased": np.array([purchase]),
+                "dwell": np.array([dwell]),
+            }
+            if self.emit_events:
+                out = {"shown": np.array([[item]]), "clicks": info["clicked"][None],
+                       "purchases": info["purchased"][None]}
+        else:
+            out = core.respond(self._b_users[j:j + 1], self._b_items[j:j + 1], slates,
+                               self._click_p[None, :])
+            reward = float(out["rewards"][0])
+            info = {
+                "expected_rewards": exp, "best_action": best,
+                "regret": float(exp[best] - exp[slates[0, 0]]), "phase": phase, "ts": ts,
+                "clicked": out["clicks"][0], "purchased": out["purchases"][0],
+                "dwell": out["dwell"][0],
+            }
         if self.emit_events:
-            info["events"] = self.core.events(self._users, out, ts, self._n_events)[0]
+            info["events"] = core.events(self._b_users[j:j + 1], out, ts, self._n_events)[0]
             self._n_events += len(info["events"])
-        return float(out["rewards"][0]), info
+        return reward, info
 
     @property
     def clock(self) -> float:
@@ -158,18 +217,14 @@ class RecStreamEnv(_Stepper, gym.Env):
         self.core = SimCore(self.config, self.np_random)
         self._t = 0
         self._n_events = 0
-        self._queue_users = np.zeros(0, dtype=np.int64)
-        self._queue_items = np.zeros((0, self.config.n_candidates), dtype=np.int64)
+        self._rows = self._b_n = 0
         return self._next_obs(), {"phase": self.core.phase, "ts": self.clock}
 
     def _next_obs(self) -> dict:
-        if len(self._queue_users) == 0:  # draw ahead, as far as the candidate law holds
+        if self._rows == self._b_n:  # draw ahead, as far as the candidate law holds
             ahead = min(PREFETCH, self.core.stable_for())
-            self._queue_users = self.core.draw_users(ahead)
-            self._queue_items = self.core.draw_candidates(ahead)
-        user, items = self._queue_users[0], self._queue_items[0]
-        self._queue_users, self._queue_items = self._queue_users[1:], self._queue_items[1:]
-        return self._observe(int(user), items)
+            self._load(self.core.draw_users(ahead), self.core.draw_candidates(ahead))
+        return self._observe()
 
     def step(self, action):
         if self.core is None:
@@ -229,11 +284,12 @@ class RecSessionEnv(_Stepper, gym.Env):
         if self.core is None or seed is not None:
             self.core = SimCore(self.config, self.np_random)
             self._n_events = 0
-        self._user = int(self.core.draw_users(1)[0])
+        user = self.core.draw_users(1)
+        self._user = int(user[0])
         self.core.satisfaction[self._user] = 0.0
         self._t = 0
-        obs = self._observe(self._user, self.core.draw_candidates(1)[0])
-        return obs, {"phase": self.core.phase, "ts": self.clock}
+        self._load(user, self.core.draw_candidates(1))
+        return self._observe(), {"phase": self.core.phase, "ts": self.clock}
 
     def step(self, action):
         if self.core is None:
@@ -243,7 +299,8 @@ class RecSessionEnv(_Stepper, gym.Env):
         leave = self.np_random.random() < self.core.leave_probs(np.array([self._user]))[0]
         truncated = self._t >= self.config.time_budget
         info["satisfaction"] = float(self.core.satisfaction[self._user])
-        obs = self._observe(self._user, self.core.draw_candidates(1)[0])
+        self._load(self._b_users, self.core.draw_candidates(1))
+        obs = self._observe()
         return obs, reward, bool(leave), bool(truncated and not leave), info
 
 
