@@ -15,6 +15,8 @@ reward_purchase * purchase``. Every array operation takes a batch of users at on
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from simulators.config import SimConfig
@@ -74,7 +76,9 @@ class SimCore:
         self.position_bias = 1.0 / (1.0 + np.arange(c.slate_size))
         self.step_count = 0
         self.phase = 0
-        self.n_shifts = 0
+        #: Step at which each user's interest or topic exposure (what their click
+        #: probabilities depend on) last changed; -1: never since the start.
+        self.changed_at = np.full(c.n_users, -1, dtype=np.int64)
 
     # ---- construction ----------------------------------------------------------------
     def _add_items(self, births: np.ndarray, initial: bool = False) -> np.ndarray:
@@ -333,6 +337,8 @@ class SimCore:
         purchases = clicks & (rng.random(p.shape) < c.purchase_rate * q)
         rewards = (c.reward_click * clicks + c.reward_dwell * dwell
                    + c.reward_purchase * purchases).sum(axis=1)
+        if c.fatigue_weight or c.drift_std:
+            self.changed_at[users] = self.step_count
         # fatigue: exposure to shown topics
         if c.fatigue_weight:
             self.exposure[users] *= c.fatigue_decay
@@ -372,6 +378,8 @@ class SimCore:
         dwell = float(rng.beta(q * 5 + 0.05, (1 - q) * 5 + 0.05)) if click else 0.0
         purchase = bool(click and rng.random() < c.purchase_rate * q)
         reward = c.reward_click * click + c.reward_dwell * dwell + c.reward_purchase * purchase
+        if c.fatigue_weight or c.drift_std:
+            self.changed_at[user] = self.step_count
         if c.fatigue_weight:
             row = self.exposure[user]
             row *= c.fatigue_decay
@@ -380,8 +388,10 @@ class SimCore:
             self.satisfaction[user] += (c.satisfaction_gain * (q - 0.5)
                                         - c.clickbait_cost * self.clickbait[item])
         if c.drift_std:
-            v = self.interest[user] + c.drift_std * rng.standard_normal(c.n_topics)
-            self.interest[user] = v / max(float(np.sqrt(v @ v)), 1e-12)
+            v = rng.standard_normal(c.n_topics)
+            v *= c.drift_std
+            v += self.interest[user]
+            np.divide(v, max(math.sqrt(v @ v), 1e-12), out=self.interest[user])
         self.advance(1)
         return bool(click), dwell, purchase, float(reward)
 
@@ -406,7 +416,7 @@ class SimCore:
         self._region_center = self.rng.standard_normal(self._region_center.shape)
         self.interest[idx] = self._draw_interests(idx)
         self.phase = 1
-        self.n_shifts += 1
+        self.changed_at[idx] = self.step_count
         return idx
 
     def leave_probs(self, users: np.ndarray) -> np.ndarray:

@@ -67,11 +67,11 @@ class _Stepper:
     def _load(self, users: np.ndarray, items: np.ndarray) -> None:
         """Prepare the observations of ``users`` (n,) with candidates ``items`` (n, K).
 
-        Everything that depends only on the items is gathered here, once for the block;
-        freshness is taken at the step each row is due (and retaken if the clock moved
-        otherwise). Click probabilities are computed here too when no user state can change
-        them before a row is seen (no drift, no fatigue, no shift since the block was loaded);
-        otherwise each row's are computed when it is observed."""
+        Everything is computed here, once for the block: freshness at the step each row is
+        due (retaken if the clock moved otherwise), click probabilities and ground truth with
+        the users' state now. A row whose user's state has changed since (their drift or
+        fatigue after acting, a shift; see ``SimCore.changed_at``) gets its click
+        probabilities computed again when it is observed."""
         core = self.core
         n = len(users)
         self._rows = 0
@@ -85,13 +85,9 @@ class _Stepper:
         self._b_ufeat = core.user_features(users)
         self._b_ifeat = core.item_features(items, (core.step_count + np.arange(n))[:, None])
         self._b_ric = core.reward_if_clicked(items)
-        cfg = self.config
-        self._b_shifts = core.n_shifts
-        self._b_probs = None
-        if not (cfg.drift_std or cfg.fatigue_weight):
-            self._b_probs = core.click_probs(users, items)
-            self._b_expected = self._b_probs * self._b_ric
-            self._b_best = self._b_expected.argmax(axis=1).tolist()
+        self._b_probs = core.click_probs(users, items)
+        self._b_expected = self._b_probs * self._b_ric
+        self._b_best = self._b_expected.argmax(axis=1).tolist()
 
     def _observe(self) -> dict:
         """The next row of the block as an observation; its ground truth kept for the step."""
@@ -102,7 +98,7 @@ class _Stepper:
         feats = self._b_ifeat[j]
         if c.step_count != self._b_step + j:  # the clock moved otherwise than a step a row
             feats[:, -1] = c.item_features(self._b_items[j])[:, -1]
-        if self._b_probs is not None and c.n_shifts == self._b_shifts:
+        if c.changed_at[self._b_user_list[j]] < self._b_step:
             self._click_p = self._b_probs[j]
             self._expected = self._b_expected[j]
             self._best = self._b_best[j]
@@ -132,10 +128,11 @@ class _Stepper:
         phase, ts = core.phase, self.clock
         if slot is not None:  # one slot: the scalar law (slot 0's position bias is 1)
             item = int(self._b_items[j, slot])
-            click, dwell, purchase, reward = core.respond_one(user, item, self._click_p[slot])
+            click, dwell, purchase, reward = core.respond_one(user, item,
+                                                              self._click_p.item(slot))
             info = {
                 "expected_rewards": exp, "best_action": best,
-                "regret": float(exp[best] - exp[slot]), "phase": phase, "ts": ts,
+                "regret": exp.item(best) - exp.item(slot), "phase": phase, "ts": ts,
                 "clicked": np.array([click]), "purchased": np.array([purchase]),
                 "dwell": np.array([dwell]),
             }
