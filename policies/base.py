@@ -8,8 +8,9 @@ features (N, D), their rewards (N,) and the propensities (N,) they were chosen w
 
 Public methods validate and then call private hooks (``_act``, ``_update``) that subclasses
 implement, as River does with ``learn_one``/``_learn_one``. ``_act`` receives ``phi`` as
-float32 or float64 (as given; other numbers become float64) and ``_update`` float64 copies;
-hooks never modify their inputs in place.
+float32 or float64 (as given; other numbers become float64) and ``mask`` as ``None`` when every
+candidate exists (the common case, which then costs no (B, K) mask work); ``_update``
+receives float64 copies. Hooks never modify their inputs in place.
 
 The linear policies compute with numpy rather than torch: the engine often decides one
 request at a time (B = 1, K = 20, D of a few dozen), where a torch call costs several
@@ -23,6 +24,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order
 
 
 def check_param(name: str, value: Any, *, low: float | None = None, high: float | None = None,
@@ -51,7 +54,7 @@ def as_float_array(value: Any, name: str, copy_: bool = False,
                    keep_float32: bool = False) -> np.ndarray:
     """``value`` as a float64 array (float32 kept if asked); ``TypeError`` naming ``name``
     unless it holds real numbers."""
-    arr = np.asarray(value)
+    arr = value if type(value) is np.ndarray else np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: must be a numeric array (got dtype {arr.dtype})")
     dtype = np.float32 if keep_float32 and arr.dtype == np.float32 else np.float64
@@ -132,6 +135,14 @@ class Policy:
         np.ndarray
             (B, K) float64 in [0, 1]; rows sum to 1 and masked candidates get exactly 0.
         """
+        if (mask is None and type(phi) is np.ndarray and phi.dtype in _FAST_DTYPES
+                and phi.ndim == 3 and phi.shape[2] == self.n_features and phi.size):
+            # the common call, checked in a few microseconds (one decision at a time matters):
+            # one sum says "all finite" almost always; the exact check settles the rest
+            if not math.isfinite(phi.sum()) and not np.isfinite(phi).all():
+                raise ValueError("phi: must be finite (got NaN or infinity)")
+            probs = self._act(phi, None)
+            return probs / probs.sum(axis=1, keepdims=True)
         phi = as_float_array(phi, "phi", keep_float32=True)
         if phi.ndim != 3 or phi.shape[2] != self.n_features:
             raise ValueError(f"phi: must have shape (B, K, {self.n_features}) (got {phi.shape})")
@@ -141,8 +152,7 @@ class Policy:
         if mask is None:
             if not np.isfinite(phi).all():
                 raise ValueError("phi: must be finite (got NaN or infinity)")
-            mask = np.ones((b, k), dtype=bool)
-            probs = self._act(phi, mask)
+            probs = self._act(phi, None)
             return probs / probs.sum(axis=1, keepdims=True)
         mask = np.asarray(mask)
         if mask.shape != (b, k):
@@ -185,15 +195,20 @@ class Policy:
             raise ValueError(f"propensities: must have shape ({n},) (got {propensities.shape})")
         if n:
             # one cheap sum says "all finite" almost always; the exact checks name the culprit
-            if not math.isfinite(float(phi.sum()) + float(rewards.sum())):
+            # (one record, the common online call, reads its two scalars directly)
+            if n == 1:
+                low = high = float(propensities[0])
+                total = float(phi.sum()) + float(rewards[0])
+            else:
+                low, high = propensities.min(), propensities.max()
+                total = float(phi.sum()) + float(rewards.sum())
+            if not math.isfinite(total):
                 if not np.isfinite(phi).all():
                     raise ValueError("phi: must be finite (got NaN or infinity)")
                 if not np.isfinite(rewards).all():
                     raise ValueError("rewards: must be finite (got NaN or infinity)")
-            low, high = propensities.min(), propensities.max()
             if not (low > 0 and high <= 1):  # NaN fails both
                 raise ValueError(f"propensities: must lie in (0, 1] (got min {low}, max {high})")
-        if n:
             self._update(phi, rewards, propensities)
             self._version += 1
         return self
@@ -247,15 +262,17 @@ class Policy:
         """Drop caches derived from the learned state (called after loading it)."""
 
 
-def mix_uniform(probs: np.ndarray, mask: np.ndarray, epsilon: float) -> np.ndarray:
-    """``(1 - epsilon) * probs + epsilon * uniform over valid candidates``."""
-    if mask.all():
-        return (1.0 - epsilon) * probs + epsilon / mask.shape[1]
+def mix_uniform(probs: np.ndarray, mask: np.ndarray | None, epsilon: float) -> np.ndarray:
+    """``(1 - epsilon) * probs + epsilon * uniform over valid candidates`` (``mask`` ``None``:
+    all valid)."""
+    if mask is None or mask.all():
+        return (1.0 - epsilon) * probs + epsilon / probs.shape[1]
     return (1.0 - epsilon) * probs + (epsilon / mask.sum(axis=1, keepdims=True)) * mask
 
 
-def greedy(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """One-hot (exact ties split evenly) of the best valid score per row."""
-    s = np.where(mask, scores, -np.inf)
+def greedy(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """One-hot (exact ties split evenly) of the best valid score per row (``mask`` ``None``:
+    all valid)."""
+    s = scores if mask is None else np.where(mask, scores, -np.inf)
     best = s == s.max(axis=1, keepdims=True)
     return best / best.sum(axis=1, keepdims=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from policies.base import check_param, mix_uniform
 from policies.linear import LinearPolicy
-from policies.thompson import cholesky_psd, win_probabilities
+from policies.thompson import cholesky_psd, win_probabilities_root
 
 
 class LinTS(LinearPolicy):
@@ -15,10 +17,14 @@ class LinTS(LinearPolicy):
     The posterior of the ridge model is ``N(theta, v^2 A^-1)``. Plain Thompson sampling shows
     the winner of one posterior draw, whose probability is unknown; here ``n_draws`` draws
     estimate each candidate's probability of winning (see
-    :func:`policies.thompson.win_probabilities`), a floor ``epsilon`` mixes in uniform so no
-    candidate that could win gets 0, and the caller samples from exactly those
+    :func:`policies.thompson.win_probabilities_root`), a floor ``epsilon`` mixes in uniform so
+    no candidate that could win gets 0, and the caller samples from exactly those
     probabilities. That is still Thompson sampling (sampling by probability of being best),
     with a logged propensity that is the true one.
+
+    Draws use a square root ``R`` of ``A^-1`` (``R R^T = A^-1``) kept current by Potter's
+    rank-one update alongside Sherman-Morrison, and refactored whenever ``A^-1`` is
+    recomputed, so a decision never factorizes a matrix.
 
     Parameters
     ----------
@@ -50,6 +56,7 @@ class LinTS(LinearPolicy):
     """
 
     _params = (*LinearPolicy._params, "v", "n_draws", "epsilon")
+    _state = (*LinearPolicy._state, "_root")
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
                  discount: float = 1.0, v: float = 0.3, n_draws: int = 64,
@@ -61,25 +68,27 @@ class LinTS(LinearPolicy):
         self.v = v
         self.n_draws = n_draws
         self.epsilon = epsilon
-        self._chol = None
-        self._cov = None
+        self._root = np.eye(n_features) / math.sqrt(l2)
 
-    def _after_update(self) -> None:
-        self._chol = None  # caches of the posterior covariance, rebuilt on demand
-        self._cov = None
+    def _update_one(self, x: np.ndarray, r: float) -> tuple[np.ndarray, float]:
+        u = np.dot(x, self._root)  # R^T x before the update
+        ax, s = super()._update_one(x, r)
+        # Potter's square-root update: R (I - beta u u^T) with R u = A^-1 x and u.u = s keeps
+        # R R^T = A^-1 after Sherman-Morrison, in O(D^2) and without any factorization
+        beta = 1.0 / (1.0 + s + math.sqrt(1.0 + s))
+        self._root -= (beta * ax)[:, None] * u
+        return ax, s
 
-    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        b, k, d = phi.shape
-        cov = self._cov
-        if cov is None:
-            cov = self._cov = (self.v * self.v) * self._a_inv
-        if b * k >= d and self._chol is None:  # weight-space path: factor once per version
-            self._chol = cholesky_psd(cov)
-        wins = win_probabilities(phi, mask, self._theta, cov, self._chol, self.n_draws,
-                                 self._rng)
+    def _after_refit(self) -> None:
+        self._root = cholesky_psd(self._a_inv)
+
+    def load_state_dict(self, state: dict) -> LinTS:
+        super().load_state_dict(state)
+        if "_root" not in state["state"]:  # saved before the square root was kept
+            self._root = cholesky_psd(self._a_inv)
+        return self
+
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        wins = win_probabilities_root(phi, mask, self._theta, self._root, self.v, self.n_draws,
+                                      self._rng)
         return mix_uniform(wins, mask, self.epsilon)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_chol"] = state["_cov"] = None  # caches: rebuilt on demand
-        return state

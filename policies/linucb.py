@@ -43,6 +43,16 @@ class LinUCB(LinearPolicy):
         self.alpha = alpha
         self.epsilon = epsilon
 
-    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        width = np.sqrt(np.maximum(((phi @ self._a_inv) * phi).sum(axis=2), 0.0))
-        return mix_uniform(greedy(phi @ self._theta + self.alpha * width, mask), mask, self.epsilon)
+    #: Batches of at least this many float32 candidates are scored in float32.
+    FLOAT32_ROWS = 512
+
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        b, k, d = phi.shape
+        x = phi.reshape(b * k, d)  # one matrix product for the whole batch
+        if b * k >= self.FLOAT32_ROWS and x.dtype == np.float32:
+            a_inv, theta = self._float32_model()
+        else:
+            a_inv, theta = self._a_inv, self._theta
+        quad = np.einsum("ij,ij->i", x @ a_inv, x)  # phi A^-1 phi^T, row by row
+        bound = x @ theta + self.alpha * np.sqrt(np.maximum(quad, 0.0))
+        return mix_uniform(greedy(bound.reshape(b, k), mask), mask, self.epsilon)

@@ -54,8 +54,8 @@ class SquareCB(LinearPolicy):
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
         gamma = self.gamma_scale * max(1, self._t) ** self.gamma_exponent
         y = phi @ self._theta
-        if mask.all():
-            k = float(mask.shape[1])
+        if mask is None or mask.all():
+            k = float(y.shape[1])
         else:
             y = np.where(mask, y, -np.inf)
             k = mask.sum(axis=1, keepdims=True)

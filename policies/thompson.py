@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def win_probabilities(phi: np.ndarray, mask: np.ndarray, theta: np.ndarray, cov: np.ndarray,
+def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, theta: np.ndarray, cov: np.ndarray,
                       chol: np.ndarray | None, n_draws: int, rng: np.random.Generator
                       ) -> np.ndarray:
     """Fraction of posterior draws in which each candidate has the highest score.
@@ -27,7 +27,7 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray, theta: np.ndarray, cov:
     phi
         (B, K, D) features.
     mask
-        (B, K) valid candidates; invalid ones never win.
+        (B, K) valid candidates; invalid ones never win. ``None``: all valid.
     theta, cov
         Posterior mean (D,) and covariance (D, D).
     chol
@@ -78,7 +78,7 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray, theta: np.ndarray, cov:
             if half * 2 != n_draws:
                 scores = scores[..., :n_draws]
             scores = scores.reshape(b, k, n_draws)
-            if not mask.all():
+            if mask is not None and not mask.all():
                 scores = np.where(mask[..., None], scores, -np.inf)
             winners = scores.argmax(axis=1)
             if b > 1:
@@ -91,10 +91,61 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray, theta: np.ndarray, cov:
         # float32 is plenty to rank scores and halves the cost of the one large product
         flat = phi.reshape(b * k, d).astype(np.float32, copy=False)
         scores = (weights @ flat.T).reshape(n_draws, b, k)
-        if not mask.all():
+        if mask is not None and not mask.all():
             scores = np.where(mask, scores, -np.inf)
         winners = scores.argmax(axis=2) + k * np.arange(b)  # (S, B) flat indices into (B, K)
     counts = np.bincount(winners.ravel(), minlength=b * k).reshape(b, k)
+    return counts / n_draws
+
+
+def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.ndarray,
+                           root: np.ndarray, scale: float, n_draws: int,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Like :func:`win_probabilities`, with the posterior ``N(theta, scale^2 R R^T)`` given
+    by any square root ``R`` (D, D) of its covariance, so no factorization happens here.
+
+    The ``n_draws`` weight vectors ``w = theta + scale R z`` (antithetic pairs z, -z) are
+    shared by the whole batch; the scores ``phi w`` are computed as ``phi theta + z^T (phi
+    R)^T`` when a batch holds fewer candidates than half the draws (one decision at a time)
+    and as ``phi theta + phi (R z)`` otherwise (in float32 for float32 features: the scores
+    only need ranking), whichever costs less. Each row's win frequencies are an unbiased
+    estimate of its candidates' probabilities of winning.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> phi = np.array([[[1.0, 0.0], [0.0, 1.0]]])
+    >>> p = win_probabilities_root(phi, None, np.zeros(2), np.eye(2), 1.0, 4000,
+    ...                            np.random.default_rng(0))
+    >>> bool(abs(p[0, 0] - 0.5) < 0.03)   # two independent N(0, 1) scores: a fair coin
+    True
+    """
+    b, k, d = phi.shape
+    rows = b * k
+    x = phi.reshape(rows, d)
+    half = (n_draws + 1) // 2
+    z = rng.normal(0.0, scale, (half, d))
+    if rows < half:  # score space: (K, D) x (D, D) beats (S, D) x (D, D)
+        spread = z @ (x @ root).T  # (half, rows)
+        mean = x @ theta
+    else:  # weight space
+        if x.dtype == np.float32:
+            spread = (z @ root.T).astype(np.float32) @ x.T
+            mean = x @ theta.astype(np.float32)
+        else:
+            spread = (z @ root.T) @ x.T
+            mean = x @ theta
+    scores = np.concatenate((spread, -spread))
+    scores += mean
+    if 2 * half != n_draws:
+        scores = scores[:n_draws]
+    scores = scores.reshape(n_draws, b, k)
+    if mask is not None and not mask.all():
+        scores = np.where(mask, scores, -np.inf)
+    winners = scores.argmax(axis=2)  # (S, B)
+    if b > 1:
+        winners += k * np.arange(b)  # flat indices into (B, K)
+    counts = np.bincount(winners.ravel(), minlength=rows).reshape(b, k)
     return counts / n_draws
 
 

@@ -18,7 +18,9 @@ class Uniform(Policy):
     [[0.333, 0.333, 0.0, 0.333]]
     """
 
-    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        if mask is None:
+            return np.full(phi.shape[:2], 1.0 / phi.shape[1])
         return mask / mask.sum(axis=1, keepdims=True)
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:

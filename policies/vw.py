@@ -144,7 +144,9 @@ class VWPolicy(Policy):
         finally:
             os.unlink(path)
 
-    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        if mask is None:
+            mask = np.ones(phi.shape[:2], dtype=bool)
         probs = np.zeros(mask.shape)
         recent, template = self._recent, self._template
         everything = mask.all()
