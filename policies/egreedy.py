@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.base import check_param, greedy, mix_uniform
+from policies.base import check_param, greedy_mix
 from policies.linear import LinearPolicy
 
 
@@ -30,6 +30,7 @@ class EpsilonGreedy(LinearPolicy):
     [[0.95, 0.05]]
     """
 
+    _act_normalized = True
     _params = (*LinearPolicy._params, "epsilon")
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
@@ -38,5 +39,5 @@ class EpsilonGreedy(LinearPolicy):
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
         self.epsilon = epsilon
 
-    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return mix_uniform(greedy(phi @ self._theta, mask), mask, self.epsilon)
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        return greedy_mix(phi @ self._theta, mask, self.epsilon)

@@ -55,6 +55,7 @@ class LinTS(LinearPolicy):
     (True, True)
     """
 
+    _act_normalized = True
     _params = (*LinearPolicy._params, "v", "n_draws", "epsilon")
     _state = (*LinearPolicy._state, "_root")
 

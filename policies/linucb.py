@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.base import check_param, greedy, mix_uniform
+from policies.base import check_param, greedy_mix
 from policies.linear import LinearPolicy
 
 
@@ -33,6 +33,7 @@ class LinUCB(LinearPolicy):
     [[0.01, 0.99]]
     """
 
+    _act_normalized = True
     _params = (*LinearPolicy._params, "alpha", "epsilon")
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
@@ -55,4 +56,4 @@ class LinUCB(LinearPolicy):
             a_inv, theta = self._a_inv, self._theta
         quad = np.einsum("ij,ij->i", x @ a_inv, x)  # phi A^-1 phi^T, row by row
         bound = x @ theta + self.alpha * np.sqrt(np.maximum(quad, 0.0))
-        return mix_uniform(greedy(bound.reshape(b, k), mask), mask, self.epsilon)
+        return greedy_mix(bound.reshape(b, k), mask, self.epsilon)

@@ -35,6 +35,7 @@ class SquareCB(LinearPolicy):
     [[0.167, 0.833]]
     """
 
+    _act_normalized = True
     _params = (*LinearPolicy._params, "gamma_scale", "gamma_exponent")
     _state = (*LinearPolicy._state, "_t")
 
@@ -51,9 +52,18 @@ class SquareCB(LinearPolicy):
         super()._update(phi, rewards, propensities)
         self._t += len(rewards)
 
-    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         gamma = self.gamma_scale * max(1, self._t) ** self.gamma_exponent
         y = phi @ self._theta
+        if mask is None and len(y) == 1:  # one decision: 1 / (K + gamma (y* - y)) directly
+            k = y.shape[1]
+            best = int(y.argmax())
+            probs = y * -gamma
+            probs += gamma * float(y[0, best]) + k
+            np.reciprocal(probs, out=probs)
+            probs[0, best] = 0.0
+            probs[0, best] = 1.0 - float(probs.sum())
+            return probs
         if mask is None or mask.all():
             k = float(y.shape[1])
         else:
