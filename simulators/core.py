@@ -21,6 +21,8 @@ import numpy as np
 
 from simulators.config import SimConfig
 
+_BITS_OF_TWO = int(np.array(2.0).view(np.int64))
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
@@ -217,25 +219,35 @@ class SimCore:
     def draw_candidates(self, n: int) -> np.ndarray:
         """(n, K) distinct item ids per row, drawn by popularity (fresh items boosted).
 
-        Draws 2K with replacement (see :meth:`_init_sampler`), keeps the first copy of each item, and takes
-        K of those at random (rows with fewer than K distinct items, which are rare, are drawn
-        again).
+        Draws 2K with replacement (see :meth:`_init_sampler`), keeps the first copy of each
+        item, and takes K of those at random, in random order: the K with the smallest of
+        independent uniform keys, ordered by key (rows with fewer than K distinct items, which
+        are rare, are drawn again).
         """
         k = self.config.n_candidates
+        width = 2 * k
+        bits = (width - 1).bit_length()
         out, todo = None, None
         while True:
             m = n if todo is None else len(todo)
-            draw = self._draw_items((m, 2 * k))
+            draw = self._draw_items((m, width))
             draw.sort(axis=1)
-            first = np.empty(draw.shape, dtype=bool)
-            first[:, 0] = True
-            np.not_equal(draw[:, 1:], draw[:, :-1], out=first[:, 1:])
+            repeat = np.empty(draw.shape, dtype=bool)
+            repeat[:, 0] = False
+            np.equal(draw[:, 1:], draw[:, :-1], out=repeat[:, 1:])
             keys = self.rng.random(draw.shape)
-            np.copyto(keys, 2.0, where=~first)
-            pick = np.argpartition(keys, k - 1, axis=1)[:, :k]
-            pick += np.arange(0, m * 2 * k, 2 * k)[:, None]
-            picked = np.take(draw, pick)  # row b's picks, as take_along_axis would give them
-            ok = np.count_nonzero(first, axis=1) >= k
+            np.copyto(keys, 2.0, where=repeat)  # repeats sort after every first copy
+            # Non-negative doubles sort as their bit patterns do: with the column in the low
+            # bits of its key, one integer sort per row orders the keys and says where each
+            # came from (keys equal but for those bits, a chance of about 2**-46, tie by column).
+            packed = keys.view(np.int64)
+            packed &= ~((1 << bits) - 1)
+            packed |= np.arange(width)
+            packed.sort(axis=1)
+            ok = packed[:, k - 1] < _BITS_OF_TWO
+            pick = packed[:, :k] & ((1 << bits) - 1)
+            pick += np.arange(0, m * width, width)[:, None]
+            picked = np.take(draw, pick)
             if todo is None:
                 if ok.all():
                     return picked
