@@ -159,8 +159,9 @@ class SimCore:
         # popularity part, columns n0 + i are item i itself (probability 1).
         cap = self.config.max_items
         self._line_prob = np.concatenate([prob, np.ones(cap)])
-        self._line_item = np.concatenate([np.arange(n0), np.arange(cap)])
-        self._line_alias = np.concatenate([np.array(alias, dtype=np.int64), np.arange(cap)])
+        # column c's item is _line_pick[c], its alias _line_pick[len(_line_prob) + c]
+        self._line_pick = np.concatenate([np.arange(n0), np.arange(cap),
+                                          np.array(alias, dtype=np.int64), np.arange(cap)])
 
     def _first_fresh(self) -> int:
         """Index of the oldest fresh item (arrivals are stored in order of birth)."""
@@ -212,9 +213,8 @@ class SimCore:
         col = y.astype(np.int64)
         np.minimum(col, self._n0 + self.n_active - 1, out=col)
         y -= col
-        items = np.take(self._line_item, col)
-        np.copyto(items, np.take(self._line_alias, col), where=y >= np.take(self._line_prob, col))
-        return items
+        alias = y >= np.take(self._line_prob, col)
+        return np.take(self._line_pick, col + alias * len(self._line_prob))
 
     def draw_candidates(self, n: int) -> np.ndarray:
         """(n, K) distinct item ids per row, drawn by popularity (fresh items boosted).
@@ -329,11 +329,11 @@ class SimCore:
         c, rng = self.config, self.rng
         if len(users) == 1 and slates.shape[1] == 1:
             return self._respond_one(int(users[0]), items[0], int(slates[0, 0]), click_probs)
-        rows = np.arange(len(users))[:, None]
-        shown = items[rows, slates]  # (B, L) item ids
+        at = slates + np.arange(0, items.size, items.shape[1])[:, None]  # flat [b, slates[b]]
+        shown = np.take(items, at)  # (B, L) item ids
         if click_probs is None:
             click_probs = self.click_probs(users, items)
-        p = click_probs[rows, slates] * self.position_bias[None, :]
+        p = np.take(click_probs, at) * self.position_bias
         if slates.shape[1] > 1:  # a candidate repeated in a later slot is shown only once
             srt = np.sort(slates, axis=1)
             if (srt[:, 1:] == srt[:, :-1]).any():
@@ -341,14 +341,14 @@ class SimCore:
                                   for b in range(len(slates))])
                 p = p * first
         clicks = rng.random(p.shape) < p
-        q = self.quality[shown]
+        q = np.take(self.quality, shown)
         dwell = np.zeros(p.shape)
         if clicks.any():
             qc = q[clicks]
             dwell[clicks] = rng.beta(qc * 5 + 0.05, (1 - qc) * 5 + 0.05)
         purchases = clicks & (rng.random(p.shape) < c.purchase_rate * q)
-        rewards = (c.reward_click * clicks + c.reward_dwell * dwell
-                   + c.reward_purchase * purchases).sum(axis=1)
+        rewards = c.reward_click * clicks + c.reward_dwell * dwell + c.reward_purchase * purchases
+        rewards = rewards.sum(axis=1) if p.shape[1] > 1 else rewards[:, 0]
         if c.fatigue_weight or c.drift_std:
             self.changed_at[users] = self.step_count
         # fatigue: exposure to shown topics
@@ -357,13 +357,15 @@ class SimCore:
             np.add.at(self.exposure, (np.repeat(users, shown.shape[1]), self.topic[shown].ravel()), 1.0)
         # satisfaction: quality pleases, clickbait disappoints
         if c.satisfaction_gain or c.clickbait_cost:
-            delta = (clicks * (c.satisfaction_gain * (q - 0.5)
-                               - c.clickbait_cost * self.clickbait[shown])).sum(axis=1)
-            np.add.at(self.satisfaction, users, delta)
+            delta = clicks * (c.satisfaction_gain * (q - 0.5)
+                              - c.clickbait_cost * np.take(self.clickbait, shown))
+            np.add.at(self.satisfaction, users, delta.sum(axis=1) if p.shape[1] > 1 else delta[:, 0])
         # gradual drift of the acting users
         if c.drift_std:
-            self.interest[users] = _unit(self.interest[users]
-                                         + c.drift_std * rng.standard_normal((len(users), c.n_topics)))
+            step = rng.standard_normal((len(users), c.n_topics))
+            step *= c.drift_std
+            step += np.take(self.interest, users, axis=0)
+            self.interest[users] = _unit(step)
         self.advance(len(users))
         return {"shown": shown, "clicks": clicks, "dwell": dwell, "purchases": purchases,
                 "rewards": rewards}

@@ -341,20 +341,21 @@ class BatchedRecEnv:
         self._click_p = c.click_probs(users, items)
         self._expected = self._click_p * c.reward_if_clicked(items)
         return {"user_id": users, "user_features": c.user_features(users), "item_ids": items,
-                "item_features": c.item_features(items), "item_topics": c.topic[items]}
+                "item_features": c.item_features(items), "item_topics": np.take(c.topic, items)}
 
     def step(self, actions) -> tuple[dict, np.ndarray, dict]:
         if self.core is None:
             raise RuntimeError("call reset() before step()")
         cfg = self.config
         slates = check_slates(actions, self.batch_size, cfg.n_candidates, cfg.slate_size)
-        rows = np.arange(self.batch_size)
         exp = self._expected
         best = exp.argmax(axis=1)
+        row_at = np.arange(0, exp.size, exp.shape[1])  # flat index of each row's first item
         ts, phase = self.clock, self.core.phase
         out = self.core.respond(self._users, self._items, slates, self._click_p)
         info = {"expected_rewards": exp, "best_action": best,
-                "regret": exp[rows, best] - exp[rows, slates[:, 0]], "phase": phase, "ts": ts,
+                "regret": np.take(exp, row_at + best) - np.take(exp, row_at + slates[:, 0]),
+                "phase": phase, "ts": ts,
                 "clicked": out["clicks"], "purchased": out["purchases"], "dwell": out["dwell"],
                 "users": self._users}
         if self.emit_events:
