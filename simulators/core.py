@@ -64,6 +64,7 @@ class SimCore:
         self.birth = np.zeros(cap, dtype=np.int64)
         self.n_active = 0
         self._segment_cache = None
+        self._fresh = None
         self._add_items(np.full(c.n_items, -10 * c.fresh_steps), initial=True)
         self._pop_new = float(self.popularity[:self.n_active].min())
         self._birth0 = int(self.birth[0])
@@ -86,12 +87,14 @@ class SimCore:
     def _add_items(self, births: np.ndarray, initial: bool = False) -> np.ndarray:
         """Append items born at the steps ``births`` (as many as capacity allows)."""
         c, rng = self.config, self.rng
-        n = min(len(births), c.max_items - self.n_active)
-        idx = np.arange(self.n_active, self.n_active + n)
+        start = self.n_active
+        n = min(len(births), c.max_items - start)
+        idx = slice(start, start + n)
         topics = rng.integers(c.n_topics, size=n)
         self.topic[idx] = topics
-        onehot = np.eye(c.n_topics)[topics]
-        self.embedding[idx] = _unit(onehot + 0.35 * rng.standard_normal((n, c.n_topics)))
+        emb = 0.35 * rng.standard_normal((n, c.n_topics))
+        emb[np.arange(n), topics] += 1.0  # the topic's one-hot plus noise
+        self.embedding[idx] = _unit(emb)
         bait = rng.beta(1.0, 3.0, size=n)
         base_q = rng.beta(4.0, 2.0, size=n)
         self.clickbait[idx] = bait
@@ -104,22 +107,23 @@ class SimCore:
             self.popularity[idx] = self._pop_new
         self.birth[idx] = births[:n]
         self.n_active += n
-        self._refresh_tables(idx)
-        return idx
+        self._refresh_tables(start, start + n)
+        return np.arange(start, start + n)
 
-    def _refresh_tables(self, idx: np.ndarray) -> None:
-        """Static per-item rows: observable features, the item part of the click logit and the
-        expected reward of a click."""
+    def _refresh_tables(self, start: int, stop: int) -> None:
+        """Static per-item rows of items [start, stop): observable features, the item part of
+        the click logit and the expected reward of a click."""
         c = self.config
         if not hasattr(self, "_feature_table"):
             self._feature_table = np.zeros((c.max_items, c.n_topics + 3), dtype=np.float32)
             self._base_logit = np.zeros(c.max_items)
             self._reward_table = np.zeros(c.max_items)
-        table = self._feature_table
-        table[idx] = 0.0
-        table[idx, self.topic[idx]] = 1.0
-        table[idx, c.n_topics] = self.popularity[idx]
-        table[idx, c.n_topics + 1] = self.clickbait[idx]
+        idx = slice(start, stop)
+        rows = self._feature_table[idx]
+        rows[...] = 0.0
+        rows[np.arange(stop - start), self.topic[idx]] = 1.0
+        rows[:, c.n_topics] = self.popularity[idx]
+        rows[:, c.n_topics + 1] = self.clickbait[idx]
         self._base_logit[idx] = (c.click_bias + c.popularity_weight * self.popularity[idx]
                                  + c.clickbait_weight * self.clickbait[idx])
         q = self.quality[idx]
@@ -192,12 +196,16 @@ class SimCore:
             return cached[2], cached[3]
         total_pop = self._pop0_sum + (n - n0) * self._exp_new
         each_new = 0.7 / n + 0.3 * self._exp_new / total_pop
-        widths = np.array([0.0, 0.3 * self._pop0_sum / total_pop, 0.7 * n0 / n,
-                           (f - n0) * each_new, self.config.fresh_boost * (n - f) * each_new])
-        keep = np.flatnonzero(widths > 0.0)  # empty segments (no arrivals yet) drop out
-        at = np.concatenate([[0], keep])
-        edges = np.cumsum(widths)[at]
-        points = np.array([0.0, n0, 2 * n0, n0 + f, n0 + n])[at]
+        widths = [0.3 * self._pop0_sum / total_pop, 0.7 * n0 / n, (f - n0) * each_new,
+                  self.config.fresh_boost * (n - f) * each_new]
+        ends = [n0, 2 * n0, n0 + f, n0 + n]
+        edges, points, edge = [0.0], [0.0], 0.0
+        for width, end in zip(widths, ends, strict=True):
+            edge += width
+            if width > 0.0:  # empty segments (no arrivals yet) drop out
+                edges.append(edge)
+                points.append(float(end))
+        edges, points = np.array(edges), np.array(points)
         self._segment_cache = (n, f, edges, points)
         return edges, points
 
@@ -277,9 +285,28 @@ class SimCore:
         if self.n_active == self._n0:  # no arrivals yet: every item was born at the same step
             age = np.maximum(0, np.asarray(steps) - self._birth0)
         else:
-            age = np.maximum(0, steps - np.take(self.birth, items))
+            age = steps - np.take(self.birth, items)
+            table = self._freshness_table()
+            if table is not None:
+                out[..., -1] = np.take(table, age, mode="clip")
+                return out
+            np.maximum(age, 0, out=age)
         out[..., -1] = np.exp(-age / self.config.fresh_steps)
         return out
+
+    def _freshness_table(self) -> np.ndarray | None:
+        """Float32 freshness ``exp(-age / fresh_steps)`` of ages 0..A, A the first age whose
+        freshness rounds to 0 (so ages clipped to [0, A] give every value exactly); None
+        where such a table would be large."""
+        if self._fresh is None:
+            fs = self.config.fresh_steps
+            self._fresh = False
+            if fs * 105 < 1 << 21:
+                table = np.exp(-np.arange(fs * 105 + 1) / fs).astype(np.float32)
+                zero = np.flatnonzero(table == 0.0)
+                if len(zero):
+                    self._fresh = table[:zero[0] + 1]
+        return self._fresh if self._fresh is not False else None
 
     def user_features(self, users: np.ndarray) -> np.ndarray:
         if not hasattr(self, "_user_table"):
