@@ -187,13 +187,13 @@ class SimCore:
             steps = min(steps, int(self.birth[f]) + c.fresh_steps - self.step_count)
         return max(steps, 1)
 
-    def _segments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Edges on the uniform's scale and points on the draw line of the current law's
-        segments (recomputed only when the catalog or its fresh part has changed)."""
+    def _segments(self) -> tuple[list[float], list[float], list[float]]:
+        """Edges on the uniform's scale, points on the draw line and slopes of the current
+        law's segments (recomputed only when the catalog or its fresh part has changed)."""
         n, n0, f = self.n_active, self._n0, self._first_fresh()
         cached = self._segment_cache
         if cached is not None and cached[0] == n and cached[1] == f:
-            return cached[2], cached[3]
+            return cached[2]
         total_pop = self._pop0_sum + (n - n0) * self._exp_new
         each_new = 0.7 / n + 0.3 * self._exp_new / total_pop
         widths = [0.3 * self._pop0_sum / total_pop, 0.7 * n0 / n, (f - n0) * each_new,
@@ -205,9 +205,10 @@ class SimCore:
             if width > 0.0:  # empty segments (no arrivals yet) drop out
                 edges.append(edge)
                 points.append(float(end))
-        edges, points = np.array(edges), np.array(points)
-        self._segment_cache = (n, f, edges, points)
-        return edges, points
+        slopes = [(points[i + 1] - points[i]) / (edges[i + 1] - edges[i])
+                  for i in range(len(edges) - 1)]
+        self._segment_cache = (n, f, (edges, points, slopes))
+        return edges, points, slopes
 
     def _draw_items(self, shape: tuple[int, int]) -> np.ndarray:
         """Item ids drawn with replacement from the candidate law.
@@ -216,8 +217,15 @@ class SimCore:
         onto alias columns [0, n0) (the fraction is the alias coin), the uniform parts onto
         items [0, n0), [n0, f) and [f, n), each segment as wide as its probability mass.
         """
-        edges, points = self._segments()
-        y = np.interp(self.rng.random(shape) * edges[-1], edges, points)
+        edges, points, slopes = self._segments()
+        x = self.rng.random(shape) * edges[-1]
+        if len(slopes) == 2:  # no arrivals: np.interp's arithmetic, without its search
+            high = x - edges[1]
+            high *= slopes[1]
+            high += points[1]
+            y = np.where(x >= edges[1], high, x * slopes[0])
+        else:
+            y = np.interp(x, edges, points)
         col = y.astype(np.int64)
         np.minimum(col, self._n0 + self.n_active - 1, out=col)
         y -= col

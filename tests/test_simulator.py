@@ -195,3 +195,16 @@ def test_candidate_draws_follow_the_documented_law():
     top = np.argsort(weight[:n0])[-10:]  # the most popular initial items, one by one
     np.testing.assert_allclose(freq[top], weight[top], rtol=0.1)
     assert core.stable_for() == 50 - core.step_count % 50
+
+
+def test_closed_catalog_draws_map_uniforms_as_np_interp():
+    core = simulators.SimCore(make_config("stationary", n_users=50, n_items=400),
+                              np.random.default_rng(3))
+    state = core.rng.bit_generator.state
+    got = core._draw_items((64, 40))
+    core.rng.bit_generator.state = state
+    edges, points, _ = core._segments()
+    y = np.interp(core.rng.random((64, 40)) * edges[-1], edges, points)
+    col = np.minimum(y.astype(np.int64), 2 * 400 - 1)
+    alias = y - col >= core._line_prob[col]
+    np.testing.assert_array_equal(got, core._line_pick[col + alias * len(core._line_prob)])
