@@ -397,8 +397,7 @@ class SimCore:
             np.add.at(self.satisfaction, users, delta.sum(axis=1) if p.shape[1] > 1 else delta[:, 0])
         # gradual drift of the acting users
         if c.drift_std:
-            step = rng.standard_normal((len(users), c.n_topics))
-            step *= c.drift_std
+            step = rng.normal(0.0, c.drift_std, (len(users), c.n_topics))
             step += np.take(self.interest, users, axis=0)
             self.interest[users] = _unit(step)
         self.advance(len(users))
@@ -437,10 +436,10 @@ class SimCore:
             self.satisfaction[user] += (c.satisfaction_gain * (q - 0.5)
                                         - c.clickbait_cost * self.clickbait[item])
         if c.drift_std:
-            v = rng.standard_normal(c.n_topics)
-            v *= c.drift_std
-            v += self.interest[user]
-            np.divide(v, max(math.sqrt(v @ v), 1e-12), out=self.interest[user])
+            row = self.interest[user]
+            v = rng.normal(0.0, c.drift_std, c.n_topics)  # drift_std * standard normals
+            v += row
+            np.divide(v, max(math.sqrt(v @ v), 1e-12), out=row)
         self.advance(1)
         return bool(click), dwell, purchase, float(reward)
 
