@@ -10,7 +10,8 @@ import numpy as np
 from experiments.metrics import rolling_mean
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,33 +20,42 @@ def _pyplot():
     return plt
 
 
+def finish(fig, ax, path: str | Path, grid: str = "both") -> Path:
+    """Grid, legend, tight layout; save the figure as ``path`` and close it."""
+    ax.grid(axis=grid, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    pyplot().close(fig)
+    return path
+
+
+def _mark_shift(ax, shift: int | None) -> None:
+    if shift is not None:
+        ax.axvline(shift, color="black", linestyle="--", linewidth=1.0, label=f"shift (step {shift})")
+
+
 def reward_over_time(rewards: Mapping[str, np.ndarray], shift: int | None, path: str | Path,
                      window: int, title: str = "Reward over time") -> Path:
     """Trailing-mean reward per policy (mean over seeds), with the shift marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for name, r in rewards.items():
         series = rolling_mean(np.atleast_2d(r).mean(axis=0), window)
         start = min(window, len(series) - 1)  # skip the warm-up of the trailing mean
         ax.plot(np.arange(start + 1, len(series) + 1), series[start:], label=name, linewidth=1.4)
-    if shift is not None:
-        ax.axvline(shift, color="black", linestyle="--", linewidth=1.0, label=f"shift (step {shift})")
+    _mark_shift(ax, shift)
     ax.set_xlabel("step (decisions)")
     ax.set_ylabel(f"reward, trailing mean over {window} steps")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return finish(fig, ax, path)
 
 
 def cumulative_regret(regrets: Mapping[str, np.ndarray], shift: int | None, path: str | Path,
                       title: str = "Cumulative regret") -> Path:
     """Cumulative regret per policy (mean over seeds, band = min..max over seeds)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for name, g in regrets.items():
         cum = np.cumsum(np.atleast_2d(g), axis=1)
@@ -53,15 +63,8 @@ def cumulative_regret(regrets: Mapping[str, np.ndarray], shift: int | None, path
         line, = ax.plot(x, cum.mean(axis=0), label=name, linewidth=1.4)
         if cum.shape[0] > 1:
             ax.fill_between(x, cum.min(axis=0), cum.max(axis=0), color=line.get_color(), alpha=0.15)
-    if shift is not None:
-        ax.axvline(shift, color="black", linestyle="--", linewidth=1.0, label=f"shift (step {shift})")
+    _mark_shift(ax, shift)
     ax.set_xlabel("step (decisions)")
     ax.set_ylabel("cumulative regret (expected reward lost)")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return finish(fig, ax, path)

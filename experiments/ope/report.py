@@ -85,11 +85,9 @@ class OPEResult:
 
     def plot(self, path: str | Path, title: str = "Off-policy estimates") -> Path:
         """Write a PNG of every estimate with its interval; returns the path."""
-        import matplotlib
+        from experiments.plots import finish, pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         est = self.estimates
         fig, ax = plt.subplots(figsize=(7, 0.45 * len(est) + 1.5), dpi=110)
         y = list(range(len(est)))
@@ -102,13 +100,7 @@ class OPEResult:
         ax.invert_yaxis()
         ax.set_xlabel("estimated policy value (mean reward)")
         ax.set_title(f"{title} ({self.n_rounds} rounds)")
-        ax.grid(axis="x", alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path)
-        plt.close(fig)
-        return path
+        return finish(fig, ax, path, grid="x")
 
 
 def _plain(v):
