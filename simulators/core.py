@@ -337,15 +337,18 @@ class SimCore:
             if c.fatigue_weight:
                 logit -= c.fatigue_weight * self.exposure[users[0], self.topic[items[0]]]
             return _sigmoid_(logit)
-        logit = np.matmul(np.take(self.embedding, items, axis=0),
-                          np.take(self.interest, users, axis=0)[:, :, None])[:, :, 0]
-        logit *= c.affinity_scale
-        logit += np.take(self._base_logit, items)
+        # -logit, built with the same roundings as logit (negation is exact)
+        neg = np.matmul(np.take(self.embedding, items, axis=0),
+                        np.take(self.interest, users, axis=0)[:, :, None])[:, :, 0]
+        neg *= -c.affinity_scale
+        neg -= np.take(self._base_logit, items)
         if c.fatigue_weight:
             at = np.take(self.topic, items)
             at += (np.asarray(users) * c.n_topics)[:, None]  # flat index of exposure[u, topic]
-            logit -= c.fatigue_weight * np.take(self.exposure, at)
-        return _sigmoid_(logit)
+            neg += c.fatigue_weight * np.take(self.exposure, at)
+        np.exp(neg, out=neg)
+        neg += 1.0
+        return np.divide(1.0, neg, out=neg)
 
     def reward_if_clicked(self, items: np.ndarray) -> np.ndarray:
         """Expected reward given a click, per item: ``reward_click + reward_dwell * quality +

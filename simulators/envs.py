@@ -48,10 +48,10 @@ def check_slates(action, batch: int, k: int, slate_size: int) -> np.ndarray:
         single = "()" if slate_size == 1 else f"({slate_size},)"
         raise ValueError(f"action: must have shape {single} per user ({want} for the batch) "
                          f"(got shape {a.shape})")
-    if not np.issubdtype(a.dtype, np.integer):
+    if a.dtype.kind not in "iu":
         raise ValueError(f"action: must hold integer candidate indices (got dtype {a.dtype})")
     a = a.reshape(batch, slate_size)
-    if (a < 0).any() or (a >= k).any():
+    if a.min() < 0 or a.max() >= k:
         raise ValueError(f"action: candidate indices must lie in [0, {k}) (got {a.min()}..{a.max()})")
     return a
 
