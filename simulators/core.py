@@ -391,8 +391,12 @@ class SimCore:
             self.changed_at[users] = self.step_count
         # fatigue: exposure to shown topics
         if c.fatigue_weight:
-            self.exposure[users] *= c.fatigue_decay
-            np.add.at(self.exposure, (np.repeat(users, shown.shape[1]), self.topic[shown].ravel()), 1.0)
+            rows = np.take(self.exposure, users, axis=0)
+            rows *= c.fatigue_decay
+            self.exposure[users] = rows
+            at = np.take(self.topic, shown)
+            at += (np.asarray(users) * c.n_topics)[:, None]  # flat index of exposure[u, topic]
+            np.add.at(self.exposure.reshape(-1), at.ravel(), 1.0)
         # satisfaction: quality pleases, clickbait disappoints
         if c.satisfaction_gain or c.clickbait_cost:
             delta = clicks * (c.satisfaction_gain * (q - 0.5)
