@@ -229,8 +229,8 @@ class SimCore:
         col = y.astype(np.int64)
         np.minimum(col, self._n0 + self.n_active - 1, out=col)
         y -= col
-        alias = y >= np.take(self._line_prob, col)
-        return np.take(self._line_pick, col + alias * len(self._line_prob))
+        alias = y >= self._line_prob.take(col)
+        return self._line_pick.take(col + alias * len(self._line_prob))
 
     def draw_candidates(self, n: int) -> np.ndarray:
         """(n, K) distinct item ids per row, drawn by popularity (fresh items boosted).
@@ -263,7 +263,7 @@ class SimCore:
             ok = packed[:, k - 1] < _BITS_OF_TWO
             pick = packed[:, :k] & ((1 << bits) - 1)
             pick += np.arange(0, m * width, width)[:, None]
-            picked = np.take(draw, pick)
+            picked = draw.take(pick)
             if todo is None:
                 if ok.all():
                     return picked
@@ -287,16 +287,16 @@ class SimCore:
 
         Freshness is taken at the current step, or at ``steps`` (broadcast against ``items``:
         a column of shape (n, 1) gives row b its own step)."""
-        out = np.take(self._feature_table, items, axis=0)
+        out = self._feature_table.take(items, axis=0)
         if steps is None:
             steps = self.step_count
         if self.n_active == self._n0:  # no arrivals yet: every item was born at the same step
             age = np.maximum(0, np.asarray(steps) - self._birth0)
         else:
-            age = steps - np.take(self.birth, items)
+            age = steps - self.birth.take(items)
             table = self._freshness_table()
             if table is not None:
-                out[..., -1] = np.take(table, age, mode="clip")
+                out[..., -1] = table.take(age, mode="clip")
                 return out
             np.maximum(age, 0, out=age)
         out[..., -1] = np.exp(-age / self.config.fresh_steps)
@@ -323,7 +323,7 @@ class SimCore:
             table[np.arange(c.n_users), self.region] = 1.0
             table[:, c.n_regions] = self.age_band / 4.0
             self._user_table = table
-        return np.take(self._user_table, users, axis=0)
+        return self._user_table.take(users, axis=0)
 
     def click_probs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """P(click) of each item in slot 0, shape items.shape ((B, K)).
@@ -338,14 +338,14 @@ class SimCore:
                 logit -= c.fatigue_weight * self.exposure[users[0], self.topic[items[0]]]
             return _sigmoid_(logit)
         # -logit, built with the same roundings as logit (negation is exact)
-        neg = np.matmul(np.take(self.embedding, items, axis=0),
-                        np.take(self.interest, users, axis=0)[:, :, None])[:, :, 0]
+        neg = np.matmul(self.embedding.take(items, axis=0),
+                        self.interest.take(users, axis=0)[:, :, None])[:, :, 0]
         neg *= -c.affinity_scale
-        neg -= np.take(self._base_logit, items)
+        neg -= self._base_logit.take(items)
         if c.fatigue_weight:
-            at = np.take(self.topic, items)
+            at = self.topic.take(items)
             at += (np.asarray(users) * c.n_topics)[:, None]  # flat index of exposure[u, topic]
-            neg += c.fatigue_weight * np.take(self.exposure, at)
+            neg += c.fatigue_weight * self.exposure.take(at)
         np.exp(neg, out=neg)
         neg += 1.0
         return np.divide(1.0, neg, out=neg)
@@ -353,7 +353,7 @@ class SimCore:
     def reward_if_clicked(self, items: np.ndarray) -> np.ndarray:
         """Expected reward given a click, per item: ``reward_click + reward_dwell * quality +
         reward_purchase * purchase_rate * quality``."""
-        return np.take(self._reward_table, items)
+        return self._reward_table.take(items)
 
     def expected_rewards(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.click_probs(users, items) * self.reward_if_clicked(items)
@@ -368,10 +368,10 @@ class SimCore:
         if len(users) == 1 and slates.shape[1] == 1:
             return self._respond_one(int(users[0]), items[0], int(slates[0, 0]), click_probs)
         at = slates + np.arange(0, items.size, items.shape[1])[:, None]  # flat [b, slates[b]]
-        shown = np.take(items, at)  # (B, L) item ids
+        shown = items.take(at)  # (B, L) item ids
         if click_probs is None:
             click_probs = self.click_probs(users, items)
-        p = np.take(click_probs, at) * self.position_bias
+        p = click_probs.take(at) * self.position_bias
         if slates.shape[1] > 1:  # a candidate repeated in a later slot is shown only once
             srt = np.sort(slates, axis=1)
             if (srt[:, 1:] == srt[:, :-1]).any():
@@ -379,7 +379,7 @@ class SimCore:
                                   for b in range(len(slates))])
                 p = p * first
         clicks = rng.random(p.shape) < p
-        q = np.take(self.quality, shown)
+        q = self.quality.take(shown)
         dwell = np.zeros(p.shape)
         if clicks.any():
             qc = q[clicks]
@@ -391,21 +391,21 @@ class SimCore:
             self.changed_at[users] = self.step_count
         # fatigue: exposure to shown topics
         if c.fatigue_weight:
-            rows = np.take(self.exposure, users, axis=0)
+            rows = self.exposure.take(users, axis=0)
             rows *= c.fatigue_decay
             self.exposure[users] = rows
-            at = np.take(self.topic, shown)
+            at = self.topic.take(shown)
             at += (np.asarray(users) * c.n_topics)[:, None]  # flat index of exposure[u, topic]
             np.add.at(self.exposure.reshape(-1), at.ravel(), 1.0)
         # satisfaction: quality pleases, clickbait disappoints
         if c.satisfaction_gain or c.clickbait_cost:
             delta = clicks * (c.satisfaction_gain * (q - 0.5)
-                              - c.clickbait_cost * np.take(self.clickbait, shown))
+                              - c.clickbait_cost * self.clickbait.take(shown))
             np.add.at(self.satisfaction, users, delta.sum(axis=1) if p.shape[1] > 1 else delta[:, 0])
         # gradual drift of the acting users
         if c.drift_std:
             step = rng.normal(0.0, c.drift_std, (len(users), c.n_topics))
-            step += np.take(self.interest, users, axis=0)
+            step += self.interest.take(users, axis=0)
             self.interest[users] = _unit(step)
         self.advance(len(users))
         return {"shown": shown, "clicks": clicks, "dwell": dwell, "purchases": purchases,

@@ -81,7 +81,7 @@ class _Stepper:
         self._b_user_list = users.tolist()
         self._b_items = items
         self._b_ids = items.copy()  # what observations hold; steps use self._b_items
-        self._b_topics = np.take(core.topic, items)
+        self._b_topics = core.topic.take(items)
         self._b_ufeat = core.user_features(users)
         self._b_ifeat = core.item_features(items, (core.step_count + np.arange(n))[:, None])
         self._b_ric = core.reward_if_clicked(items)
@@ -341,7 +341,7 @@ class BatchedRecEnv:
         self._click_p = c.click_probs(users, items)
         self._expected = self._click_p * c.reward_if_clicked(items)
         return {"user_id": users, "user_features": c.user_features(users), "item_ids": items,
-                "item_features": c.item_features(items), "item_topics": np.take(c.topic, items)}
+                "item_features": c.item_features(items), "item_topics": c.topic.take(items)}
 
     def step(self, actions) -> tuple[dict, np.ndarray, dict]:
         if self.core is None:
@@ -354,7 +354,7 @@ class BatchedRecEnv:
         ts, phase = self.clock, self.core.phase
         out = self.core.respond(self._users, self._items, slates, self._click_p)
         info = {"expected_rewards": exp, "best_action": best,
-                "regret": np.take(exp, row_at + best) - np.take(exp, row_at + slates[:, 0]),
+                "regret": exp.take(row_at + best) - exp.take(row_at + slates[:, 0]),
                 "phase": phase, "ts": ts,
                 "clicked": out["clicks"], "purchased": out["purchases"], "dwell": out["dwell"],
                 "users": self._users}
