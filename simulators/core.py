@@ -255,7 +255,8 @@ class SimCore:
             np.copyto(keys, 2.0, where=repeat)  # repeats sort after every first copy
             # Non-negative doubles sort as their bit patterns do: with the column in the low
             # bits of its key, one integer sort per row orders the keys and says where each
-            # came from (keys equal but for those bits, a chance of about 2**-46, tie by column).
+            # came from (two keys of a row equal but for those bits, a chance of about 2**-37
+            # a row when K = 20, tie by column).
             packed = keys.view(np.int64)
             packed &= ~((1 << bits) - 1)
             packed |= np.arange(width)

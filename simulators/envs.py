@@ -281,11 +281,11 @@ class RecSessionEnv(_Stepper, gym.Env):
         if self.core is None or seed is not None:
             self.core = SimCore(self.config, self.np_random)
             self._n_events = 0
-        user = self.core.draw_users(1)
-        self._user = int(user[0])
+        self._users = self.core.draw_users(1)
+        self._user = int(self._users[0])
         self.core.satisfaction[self._user] = 0.0
         self._t = 0
-        self._load(user, self.core.draw_candidates(1))
+        self._load(self._users, self.core.draw_candidates(1))
         return self._observe(), {"phase": self.core.phase, "ts": self.clock}
 
     def step(self, action):
@@ -296,7 +296,7 @@ class RecSessionEnv(_Stepper, gym.Env):
         leave = self.np_random.random() < self.core.leave_probs(np.array([self._user]))[0]
         truncated = self._t >= self.config.time_budget
         info["satisfaction"] = float(self.core.satisfaction[self._user])
-        self._load(self._b_users, self.core.draw_candidates(1))
+        self._load(self._users, self.core.draw_candidates(1))
         obs = self._observe()
         return obs, reward, bool(leave), bool(truncated and not leave), info
 
