@@ -168,6 +168,8 @@ class RecStreamEnv(_Stepper, gym.Env):
     ``item_ids`` (K,) stable catalog ids; ``item_features`` (K, n_topics + 3): topic one-hot,
     standardized log popularity, clickbait score, freshness; ``item_topics`` (K,);
     ``positions`` (L,) the slot indices. Latent interests and item quality are never shown.
+    Observation arrays are views into a block of 256 prepared rows (about 0.5 MB):
+    changing them does not change the simulation; copy one to keep it past its block.
 
     ## Action Space
     ``Discrete(K)`` with one slot, ``MultiDiscrete([K] * L)`` for slates (a candidate repeated
