@@ -330,3 +330,27 @@ def test_estimator_contract(estimator):
     rebuilt = type(estimator)(**{k: v for k, v in vars(estimator).items()})
     assert repr(rebuilt) == repr(estimator) and rebuilt.name == estimator.name
     assert first.low <= first.estimate <= first.high
+
+
+@pytest.mark.parametrize(("n_actions", "len_list", "d_x", "action_features"),
+                         [(20, 1, 5, False), (7, 3, 4, False), (6, 2, 0, False), (5, 3, 3, True)])
+def test_ridge_scores_from_the_design_structure_equal_scoring_built_rows(n_actions, len_list,
+                                                                          d_x, action_features):
+    """Ridge's fast path (scores from the design's blocks) against the generic path, which
+    builds every (round, action, position) row and calls predict (a Ridge subclass takes it)."""
+
+    class GenericRidge(Ridge):
+        pass
+
+    rng = np.random.default_rng(n_actions)
+    n = 900
+    action, position = rng.integers(n_actions, size=n), rng.integers(len_list, size=n)
+    reward = rng.random(n)
+    contexts = rng.normal(size=(n, d_x)) if d_x else None
+    action_context = rng.normal(size=(n, n_actions, 4)) if action_features else None
+    folds = rng.permutation(n) % 3
+    fast, generic = (cross_fit(reward, action, position, n_actions, len_list, contexts=contexts,
+                               action_context=action_context, folds=folds, clip=False,
+                               reward_model=model) for model in (Ridge(), GenericRidge()))
+    assert fast.shape == (n, n_actions, len_list)
+    np.testing.assert_allclose(fast, generic, rtol=0, atol=1e-12)

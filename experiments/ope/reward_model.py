@@ -152,6 +152,28 @@ def design_matrix(rows: np.ndarray, action: np.ndarray, position: np.ndarray, n_
     return out
 
 
+def _linear_scores(beta: np.ndarray, rows: np.ndarray, n_actions: int, len_list: int,
+                   contexts: np.ndarray | None = None,
+                   action_context: np.ndarray | None = None) -> np.ndarray:
+    """``design_matrix(...) @ beta`` for every action and position of ``rows``, shape
+    (len(rows), n_actions, len_list), from the design's block structure: an intercept, the
+    action part (one-hot plus the context in the action's block, or action features), and a
+    position one-hot. Costs O(rows * actions * features) instead of building the rows."""
+    if action_context is not None:
+        inner = action_context.shape[2]
+        scores = action_context[rows] @ beta[1:1 + inner]                  # (m, A)
+    else:
+        inner = n_actions * (1 + (0 if contexts is None else contexts.shape[1]))
+        scores = np.broadcast_to(beta[1:1 + n_actions], (len(rows), n_actions)).copy()
+        if contexts is not None:
+            blocks = beta[1 + n_actions:1 + inner].reshape(n_actions, contexts.shape[1])
+            scores += contexts[rows] @ blocks.T
+    scores += beta[0]
+    if len_list > 1:
+        return scores[:, :, None] + beta[1 + inner:1 + inner + len_list][None, None, :]
+    return scores[:, :, None]
+
+
 def check_k_folds(k_folds: int, n: int) -> None:
     """Raise ``TypeError``/``ValueError`` unless ``k_folds`` is an int in [2, n]."""
     if isinstance(k_folds, bool) or not isinstance(k_folds, int | np.integer):
@@ -227,6 +249,9 @@ def cross_fit(reward: np.ndarray, action: np.ndarray, position: np.ndarray, n_ac
             raise ValueError(f"folds: fold {f} holds every round; nothing left to fit on")
         fitted = copy.deepcopy(model).fit(
             design_matrix(train, action[train], position[train], **feats), reward[train])
+        if type(fitted) is Ridge:  # linear: score every (action, position) without building rows
+            out[test] = _linear_scores(fitted.beta_, test, **feats)
+            continue
         width = design_matrix(test[:1], action[test[:1]], position[test[:1]], **feats).shape[1]
         step = max(1, CHUNK_ENTRIES // (len(pairs_a) * width))
         for s in range(0, len(test), step):
