@@ -10,6 +10,8 @@ import torch
 from policies.base import Policy, check_param, mix_uniform
 from policies.thompson import cholesky_psd, win_probabilities
 
+_WARMUP = 3  # eager Adam steps before a CUDA graph is captured
+
 
 class NeuralTS(Policy):
     """Neural-linear Thompson sampling (Riquelme et al., 2018): torch MLP, Bayesian head.
@@ -22,8 +24,10 @@ class NeuralTS(Policy):
     output layer) takes ``train_steps`` Adam steps on squared error, each on a mini-batch of
     ``batch_size`` records drawn from a replay buffer of the latest ``buffer_size`` records
     (as in Riquelme et al.'s NeuralLinear: the cost of a retraining does not grow with the
-    buffer), on the GPU when torch sees one (``device="auto"``); then the head is refit on
-    the buffer's new representation. Between retrainings each record updates the head at
+    buffer), on the GPU when torch sees one (``device="auto"``; there the steps after the
+    first three replay one captured CUDA graph, since a small network's step costs more in
+    kernel launches than in maths); then the head is refit on the buffer's new
+    representation. Between retrainings each record updates the head at
     once.
 
     Decisions run the MLP forward pass in numpy on a copy of the weights taken after each
@@ -99,7 +103,9 @@ class NeuralTS(Policy):
                 layer.weight.uniform_(-bound, bound, generator=gen)
                 layer.bias.uniform_(-bound, bound, generator=gen)
         self._net.to(self._torch_device)
-        self._opt = torch.optim.Adam(self._net.parameters(), lr=lr)
+        # capturable: the step counter lives on the device, so CUDA graphs can hold the step
+        self._opt = torch.optim.Adam(self._net.parameters(), lr=lr,
+                                     capturable=self._torch_device.type == "cuda")
         self._x = np.zeros((0, n_features))  # replay ring buffer, grown on demand
         self._y = np.zeros(0)
         self._filled = 0
@@ -193,11 +199,11 @@ class NeuralTS(Policy):
         gen = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
         size = min(self.batch_size, n)
         picks = torch.randint(n, (self.train_steps, size), generator=gen).to(dev)
-        for idx in picks:
-            loss = torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
-            self._opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self._opt.step()
+        if dev.type == "cuda" and self.train_steps > _WARMUP:
+            self._train_graphed(x, y, picks)
+        else:
+            for idx in picks:
+                self._step(x, y, idx)
         self._refresh_weights()
         with torch.no_grad():  # refit the head where the network lives (one pass, float64 sums)
             h = self._net[:4](x).double()
@@ -208,6 +214,34 @@ class NeuralTS(Policy):
         self._theta = self._a_inv @ self._b
         self._chol = None
         return self
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
+        loss = torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
+        self._opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._opt.step()
+
+    def _train_graphed(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> None:
+        """The same Adam steps on CUDA, replayed from one captured CUDA graph: a small
+        network's step is a few dozen kernel launches, which cost more than the maths."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # capture needs warmed-up kernels and optimizer state
+            for idx in picks[:_WARMUP]:
+                self._step(x, y, idx)
+        torch.cuda.current_stream().wait_stream(side)
+        static_idx = picks[_WARMUP].clone()
+        graph = torch.cuda.CUDAGraph()
+        self._opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):  # recorded, not run
+            loss = torch.mean((self._net(x[static_idx]).squeeze(-1) - y[static_idx]) ** 2)
+            loss.backward()
+            self._opt.step()
+        for idx in picks[_WARMUP:]:
+            static_idx.copy_(idx)
+            graph.replay()
+        self._opt.zero_grad(set_to_none=True)  # let go of the graph's gradient buffers
+        del graph
 
     # ---- persistence -----------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -223,6 +257,13 @@ class NeuralTS(Policy):
         blob = torch.load(io.BytesIO(state["torch"]), map_location=self._torch_device)
         self._net.load_state_dict(blob["net"])
         self._opt.load_state_dict(blob["opt"])
+        on_cuda = self._torch_device.type == "cuda"  # the state may come from the other device
+        for group in self._opt.param_groups:
+            group["capturable"] = on_cuda
+        for st in self._opt.state.values():
+            if "step" in st:
+                st["step"] = st["step"].to(self._torch_device if on_cuda else "cpu",
+                                           torch.float32)
         return super().load_state_dict(state)  # ends with _after_load: weights copied
 
     def __getstate__(self):
