@@ -347,13 +347,19 @@ class Engine:
         phi, mask = self.featurizer.build(users, inters, [p[2] for p in parsed],
                                           [p[3] for p in parsed])
         variants = [self.variant_of(p[0]) for p in parsed]
-        probs = np.zeros(mask.shape)
         versions = {}
-        for name in set(variants):
-            idx = [i for i, v in enumerate(variants) if v == name]
-            learner = self.learners[name]
-            probs[idx] = learner.policy.act(phi[idx], mask[idx])
-            versions[name] = learner.version
+        full = bool(mask.all())  # no padding: the policies' unmasked fast path
+        if len(self.learners) == 1:
+            learner = self.learners[variants[0]]
+            probs = learner.policy.act(phi, None if full else mask)
+            versions[variants[0]] = learner.version
+        else:
+            probs = np.zeros(mask.shape)
+            for name in set(variants):
+                idx = [i for i, v in enumerate(variants) if v == name]
+                learner = self.learners[name]
+                probs[idx] = learner.policy.act(phi[idx], None if full else mask[idx])
+                versions[name] = learner.version
         slots, slot_p = self._sample(probs, mask, slate_size)
 
         decisions, rows = [], []
