@@ -347,19 +347,14 @@ class Engine:
         phi, mask = self.featurizer.build(users, inters, [p[2] for p in parsed],
                                           [p[3] for p in parsed])
         variants = [self.variant_of(p[0]) for p in parsed]
+        probs = np.zeros(mask.shape)
         versions = {}
         full = bool(mask.all())  # no padding: the policies' unmasked fast path
-        if len(self.learners) == 1:
-            learner = self.learners[variants[0]]
-            probs = learner.policy.act(phi, None if full else mask)
-            versions[variants[0]] = learner.version
-        else:
-            probs = np.zeros(mask.shape)
-            for name in set(variants):
-                idx = [i for i, v in enumerate(variants) if v == name]
-                learner = self.learners[name]
-                probs[idx] = learner.policy.act(phi[idx], None if full else mask[idx])
-                versions[name] = learner.version
+        for name in set(variants):
+            idx = [i for i, v in enumerate(variants) if v == name]
+            learner = self.learners[name]
+            probs[idx] = learner.policy.act(phi[idx], None if full else mask[idx])
+            versions[name] = learner.version
         slots, slot_p = self._sample(probs, mask, slate_size)
 
         decisions, rows = [], []
@@ -430,13 +425,6 @@ class Engine:
     def _sample(self, probs: np.ndarray, mask: np.ndarray, slate_size: int):
         """Sample slots with the engine's generator; return (slots (B, L), propensities (B, L))."""
         if slate_size == 1:
-            if len(probs) == 1:  # one request: scalar arithmetic, same draw as the batch path
-                row = probs[0]
-                cum = np.cumsum(row)
-                c = int(np.searchsorted(cum, self._rng.random() * cum[-1], side="right"))
-                if c >= len(row) or not mask[0, c] or row[c] <= 0:
-                    c = int(row.argmax())
-                return np.array([[c]]), np.array([[row[c]]])
             cum = np.cumsum(probs, axis=1)
             u = self._rng.random(len(probs)) * cum[:, -1]
             chosen = (cum <= u[:, None]).sum(axis=1)

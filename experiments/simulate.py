@@ -157,10 +157,6 @@ def _one(sim, cfg: SimulateConfig, policy: str, seed: int, progress=None) -> Run
                       batch_size=cfg.batch_size, progress=progress)
 
 
-def _one_reporting(sim, cfg: SimulateConfig, policy: str, seed: int, queue) -> RunResult:
-    return _one(sim, cfg, policy, seed, progress=queue.put)
-
-
 def _run_jobs(sim, cfg: SimulateConfig, jobs: list[tuple[str, int]], bar) -> list[RunResult]:
     """Every (policy, seed) run, in job order; in ``cfg.workers`` processes when > 1."""
     workers = min(cfg.workers, len(jobs))
@@ -171,6 +167,10 @@ def _run_jobs(sim, cfg: SimulateConfig, jobs: list[tuple[str, int]], bar) -> lis
                 bar.set_postfix_str(f"{policy} seed {seed}")
             results.append(_one(sim, cfg, policy, seed, None if bar is None else bar.update))
         return results
+    if bar is None:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_one, sim, cfg, policy, seed) for policy, seed in jobs]
+            return [f.result() for f in futures]
     import multiprocessing
 
     with multiprocessing.Manager() as manager:
@@ -178,16 +178,14 @@ def _run_jobs(sim, cfg: SimulateConfig, jobs: list[tuple[str, int]], bar) -> lis
 
         def pump():
             while (n := queue.get()) is not None:
-                if bar is not None:
-                    bar.update(n)
+                bar.update(n)
 
         mover = threading.Thread(target=pump, daemon=True)
         mover.start()
-        if bar is not None:
-            bar.set_postfix_str(f"{len(jobs)} runs in {workers} processes")
+        bar.set_postfix_str(f"{len(jobs)} runs in {workers} processes")
         try:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(_one_reporting, sim, cfg, policy, seed, queue)
+                futures = [pool.submit(_one, sim, cfg, policy, seed, queue.put)
                            for policy, seed in jobs]
                 return [f.result() for f in futures]
         finally:

@@ -215,8 +215,11 @@ class NeuralTS(Policy):
         self._chol = None
         return self
 
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
+
     def _step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
-        loss = torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
+        loss = self._loss(x, y, idx)
         self._opt.zero_grad(set_to_none=True)
         loss.backward()
         self._opt.step()
@@ -234,8 +237,7 @@ class NeuralTS(Policy):
         graph = torch.cuda.CUDAGraph()
         self._opt.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):  # recorded, not run
-            loss = torch.mean((self._net(x[static_idx]).squeeze(-1) - y[static_idx]) ** 2)
-            loss.backward()
+            self._loss(x, y, static_idx).backward()
             self._opt.step()
         for idx in picks[_WARMUP:]:
             static_idx.copy_(idx)
@@ -262,8 +264,7 @@ class NeuralTS(Policy):
             group["capturable"] = on_cuda
         for st in self._opt.state.values():
             if "step" in st:
-                st["step"] = st["step"].to(self._torch_device if on_cuda else "cpu",
-                                           torch.float32)
+                st["step"] = st["step"].to(self._torch_device, torch.float32)
         return super().load_state_dict(state)  # ends with _after_load: weights copied
 
     def __getstate__(self):

@@ -90,12 +90,21 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, theta: np.ndarra
         weights = (theta + z @ chol.T).astype(np.float32)  # (S, D)
         # float32 is plenty to rank scores and halves the cost of the one large product
         flat = phi.reshape(b * k, d).astype(np.float32, copy=False)
-        scores = (weights @ flat.T).reshape(n_draws, b, k)
-        if mask is not None and not mask.all():
-            scores = np.where(mask, scores, -np.inf)
-        winners = scores.argmax(axis=2) + k * np.arange(b)  # (S, B) flat indices into (B, K)
+        return _win_frequencies((weights @ flat.T).reshape(n_draws, b, k), mask)
     counts = np.bincount(winners.ravel(), minlength=b * k).reshape(b, k)
     return counts / n_draws
+
+
+def _win_frequencies(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Share of the draws (S, B, K) in which each candidate of each row scores highest;
+    masked candidates never win."""
+    n_draws, b, k = scores.shape
+    if mask is not None and not mask.all():
+        scores = np.where(mask, scores, -np.inf)
+    winners = scores.argmax(axis=2)  # (S, B)
+    if b > 1:
+        winners += k * np.arange(b)  # flat indices into (B, K)
+    return np.bincount(winners.ravel(), minlength=b * k).reshape(b, k) / n_draws
 
 
 def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.ndarray,
@@ -139,14 +148,7 @@ def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.n
     scores += mean
     if 2 * half != n_draws:
         scores = scores[:n_draws]
-    scores = scores.reshape(n_draws, b, k)
-    if mask is not None and not mask.all():
-        scores = np.where(mask, scores, -np.inf)
-    winners = scores.argmax(axis=2)  # (S, B)
-    if b > 1:
-        winners += k * np.arange(b)  # flat indices into (B, K)
-    counts = np.bincount(winners.ravel(), minlength=rows).reshape(b, k)
-    return counts / n_draws
+    return _win_frequencies(scores.reshape(n_draws, b, k), mask)
 
 
 def antithetic_normals(rng: np.random.Generator, shape: tuple[int, ...], n_draws: int,

@@ -204,26 +204,6 @@ def limit_threads(n: int) -> str:
     return ", ".join(done)
 
 
-def gpu_vs_cpu(n: int = 100_000, d: int = 64) -> None:
-    """Training samples/s of the neural policy's representation on GPU against CPU."""
-    import torch
-
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(n, d)), rng.random(n)
-    for device in ("cpu", "cuda"):
-        p = make("neural_ts", n_features=d, device=device, hidden=256, batch_size=1024,
-                 train_steps=n // 1024, train_every=10**9, buffer_size=n)
-        p.update(x, y, np.full(n, 0.5))
-        p.train()  # warm-up (CUDA context, kernels)
-        start = time.perf_counter()
-        p.train()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seen = (n // 1024) * 1024
-        print(f"neural_ts training (hidden 256, batch 1024) on {device}: "
-              f"{seen / (time.perf_counter() - start):,.0f} samples/s (incl. the head refit)")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Policies side by side with VW (drifting stream).")
     ap.add_argument("--steps", type=int, default=20_000, help="one-at-a-time decisions")
@@ -273,10 +253,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"target: {r[0]:<26} one at a time >= 5x VW raw: {ratio:4.1f}x "
                   f"-> {'met' if ratio >= 5 else 'MISSED'};  batched >= 100,000/s: "
                   f"{r[3]['rate']:>9,.0f} -> {'met' if r[3]['rate'] >= 100_000 else 'MISSED'}")
-    if torch.cuda.is_available():
-        gpu_vs_cpu()
+    if torch.cuda.is_available():  # the neural policy's training, GPU against CPU
+        from experiments.benchmarks import bench_neural
+
+        bench_neural.main(["--quick"])
     else:
-        print("no CUDA device: neural policy GPU-vs-CPU training figures not measured here")
+        print("no CUDA device: neural policy GPU-vs-CPU training figures not measured here "
+              "(python -m experiments.benchmarks.bench_neural measures them)")
 
 
 if __name__ == "__main__":
