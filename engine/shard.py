@@ -16,6 +16,7 @@ import numpy as np
 from river import feature_extraction, optim, reco
 
 from engine.events import Event, EventTypes
+from engine.latent import LatentFactors
 from engine.profile import Profile, ProfileConfig
 
 #: Names of the per-user features (same for every candidate).
@@ -91,7 +92,7 @@ class ProfileShard:
         self.event_types = event_types
         self.seed = seed
         self._profiles: dict[str, Profile] = {}
-        self._mf = reco.FunkMF(n_factors=profile_config.n_factors, optimizer=optim.SGD(0.05),
+        self._mf = LatentFactors(n_factors=profile_config.n_factors, optimizer=optim.SGD(0.05),
                                l2=0.001, seed=seed * 1009 + shard_id)
         self._bow = feature_extraction.BagOfWords()
         self.last_seq = 0
@@ -213,5 +214,7 @@ class ProfileShard:
         state = pickle.loads(blob)
         if state["shard_id"] != self.shard_id:
             raise ValueError(f"snapshot is of shard {state['shard_id']}, not shard {self.shard_id}")
+        if type(state["_mf"]) is reco.FunkMF:  # saved before LatentFactors: same state
+            state["_mf"].__class__ = LatentFactors
         self.__dict__.update(state)
         return self

@@ -1,0 +1,54 @@
+"""Latent factors of users and items, learned online by River's ``reco.FunkMF``.
+
+:class:`LatentFactors` *is* River's FunkMF (same state, initializer, optimizers and
+``predict_one``). Its ``learn_one`` restates River's update for the configuration the
+engine uses (plain SGD with a constant learning rate on the squared loss) with fewer
+temporaries and no per-call dicts: the same floating-point operations in the same order,
+so the latents are bit for bit River's (``tests/test_latent.py`` checks it on a stream).
+Any other loss, optimizer or schedule runs River's own ``learn_one``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from river import optim, reco
+
+
+def _plain(optimizer) -> bool:
+    return type(optimizer) is optim.SGD and type(optimizer.lr) is optim.schedulers.Constant
+
+
+class LatentFactors(reco.FunkMF):
+    """River's FunkMF with a leaner ``learn_one`` for SGD + squared loss (same results).
+
+    Examples
+    --------
+    >>> from river import optim, reco
+    >>> fast = LatentFactors(n_factors=4, optimizer=optim.SGD(0.05), l2=0.001, seed=1)
+    >>> ref = reco.FunkMF(n_factors=4, optimizer=optim.SGD(0.05), l2=0.001, seed=1)
+    >>> for user, item, y in [("u1", "a", 1.0), ("u2", "a", 0.0), ("u1", "b", 1.0)]:
+    ...     fast.learn_one(user, item, y)
+    ...     ref.learn_one(user, item, y)
+    >>> bool((fast.u_latents["u1"] == ref.u_latents["u1"]).all())
+    True
+    """
+
+    def learn_one(self, user, item, y, x=None):
+        uo, io = self.u_optimizer, self.i_optimizer
+        if not (type(self.loss) is optim.losses.Squared and _plain(uo) and _plain(io)):
+            return super().learn_one(user, item, y, x)
+        u = self.u_latents[user]  # looked up in predict_one's order (new latents drawn alike)
+        v = self.i_latents[item]
+        g = 2 * (np.dot(u, v).item() - y)  # Squared.gradient(y, predict_one(user, item))
+        clip = self.clip_gradient
+        g = max(min(g, clip), -clip)
+        l2 = self.l2
+        lr_u, lr_i = uo.lr.learning_rate, io.lr.learning_rate
+        # numpy's elementwise float64 ops on 8 numbers are the IEEE operations Python floats
+        # do, without a ufunc call each: both gradients from the old latents, then the steps
+        # (River: grad = g * other + l2 * own; SGD: w -= learning_rate * grad)
+        uu, vv = u.tolist(), v.tolist()
+        u[:] = [a - lr_u * (g * b + l2 * a) for a, b in zip(uu, vv, strict=True)]
+        v[:] = [b - lr_i * (g * a + l2 * b) for a, b in zip(uu, vv, strict=True)]
+        uo.n_iterations += 1
+        io.n_iterations += 1
