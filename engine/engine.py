@@ -286,6 +286,10 @@ class Engine:
         shard_of = self.router.shard_of
         shards = [shard_of(e.user_id) for e in evs]
         seqs = self.store.append_events(evs, shards)
+        return self._apply_logged(evs, shards, seqs)
+
+    def _apply_logged(self, evs, shards, seqs) -> IngestResult:
+        """Apply logged events to the profiles (a seq of None: a duplicate, skipped)."""
         batches: dict[int, tuple[list, list]] = {}
         accepted = 0
         for e, s, seq in zip(evs, shards, seqs, strict=True):
@@ -478,28 +482,29 @@ class Engine:
                                                "this engine (or its user was forgotten)")
                 others.append((did, value, row))
             seen.add(did)
-        with self.store.transaction():
-            seqs = self.store.record_rewards(
-                [(p.decision_id, p.user_id, v, now, "joined") for p, v in joined],
-                [(p.decision_id, v, "joined") for p, v in joined])
-            events = [self._reward_event(p.user_id, p.decision_id, p.item_id, p.topics, p.tags,
-                                         v, now) for p, v in joined]
-            late_rows = []
-            for did, value, row in others:
-                status = "duplicate" if row["status"] in ("joined", "late") else "late"
-                if status == "late" and (self.store.has_late_reward(did)
-                                         or any(r[0] == did for r in late_rows)):
-                    status = "duplicate"
-                late_rows.append((did, row.get("user_id", ""), value, now, status))
-                if status == "late":
-                    item = json.loads(row["chosen_meta"])
-                    events.append(self._reward_event(row["user_id"], did, item["id"],
-                                                     item["topics"], item["tags"], value, now))
-            if late_rows:
-                self.store.record_rewards([r for r in late_rows if r[1]], [])
-            # reward events are unique by construction: one per joined or first-late reward
-            self._ingest_validated(events)
-        for (p, v), seq in zip(joined, seqs, strict=True):
+        events = [self._reward_event(p.user_id, p.decision_id, p.item_id, p.topics, p.tags,
+                                     v, now) for p, v in joined]
+        late_rows = []
+        for did, value, row in others:
+            status = "duplicate" if row["status"] in ("joined", "late") else "late"
+            if status == "late" and (self.store.has_late_reward(did)
+                                     or any(r[0] == did for r in late_rows)):
+                status = "duplicate"
+            late_rows.append((did, row.get("user_id", ""), value, now, status))
+            if status == "late":
+                item = json.loads(row["chosen_meta"])
+                events.append(self._reward_event(row["user_id"], did, item["id"],
+                                                 item["topics"], item["tags"], value, now))
+        # one durable write for the whole call: reward rows, settled decisions, and the
+        # reward events (unique by construction: one per joined or first-late reward)
+        shard_of = self.router.shard_of
+        shards = [shard_of(e.user_id) for e in events]
+        seqs, event_seqs = self.store.record_rewards(
+            [(p.decision_id, p.user_id, v, now, "joined") for p, v in joined]
+            + [r for r in late_rows if r[1]],
+            [(p.decision_id, v, "joined") for p, v in joined], events, shards)
+        self._apply_logged(events, shards, event_seqs)
+        for (p, v), seq in zip(joined, seqs[:len(joined)], strict=True):
             self.joiner.pop(p.decision_id)
             self.learners[p.variant].add(p.phi, v, p.propensity, seq)
         by_id = {p.decision_id: RewardResult(p.decision_id, "joined", v, True) for p, v in joined}
@@ -525,7 +530,7 @@ class Engine:
             return
         rows = [(p.decision_id, p.user_id, self.default_reward, now, "default") for p in expired]
         settle = [(p.decision_id, self.default_reward, "default") for p in expired]
-        seqs = self.store.record_rewards(rows, settle)
+        seqs, _ = self.store.record_rewards(rows, settle)
         for p, seq in zip(expired, seqs, strict=True):
             self.learners[p.variant].add(p.phi, self.default_reward, p.propensity, seq)
 

@@ -61,7 +61,7 @@ class Featurizer:
         self.context_features = tuple(context_features)
         self.max_candidates = max_candidates
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
-        self._cand_cache: dict[tuple, Candidate] = {}
+        self._cand_cache: dict[str, tuple] = {}
 
     @property
     def feature_names(self) -> list[str]:
@@ -89,51 +89,53 @@ class Featurizer:
         d_i = self.item_features
         items = np.zeros((len(candidates), d_i))
         out: list[Candidate] = []
-        seen: set[str] = set()
-        cache = self._cand_cache
+        ids: list[str] = []
         feature_rows: list = []
+        # item id -> (topics, tags as given, their validated view); a hit whose topics and
+        # tags compare equal to the request's reuses the view without re-validating them
+        cache = self._cand_cache
         for k, cand in enumerate(candidates):
             if type(cand) is dict and cand.keys() <= _CANDIDATE_KEYS:  # the common case
                 item_id = cand.get("id")
-                topics = cand.get("topics") or ()
-                tags = cand.get("tags") or ()
+                topics = cand.get("topics")
+                tags = cand.get("tags")
                 feats = cand.get("features")
             elif isinstance(cand, str):
-                item_id, topics, tags, feats = cand, (), (), None
+                item_id, topics, tags, feats = cand, None, None, None
             elif isinstance(cand, Mapping):
                 if len(cand) > 4 or not cand.keys() <= _CANDIDATE_KEYS:
                     extra = cand.keys() - _CANDIDATE_KEYS
                     raise ValidationError(f"{where}[{k}].{sorted(extra)[0]}",
                                           "unknown field; allowed: id, topics, tags, features")
                 item_id = cand.get("id")
-                topics = cand.get("topics") or ()
-                tags = cand.get("tags") or ()
+                topics = cand.get("topics")
+                tags = cand.get("tags")
                 feats = cand.get("features")
             else:
                 raise ValidationError(f"{where}[{k}]", "must be an item id or an object with 'id'",
                                       cand)
-            if type(item_id) is not str or not item_id or len(item_id) > MAX_ID_LENGTH:
-                raise ValidationError(f"{where}[{k}].id",
-                                      f"must be a non-empty string of at most {MAX_ID_LENGTH} characters",
-                                      item_id)
-            if item_id in seen:
-                raise ValidationError(f"{where}[{k}].id", "duplicate candidate id", item_id)
-            seen.add(item_id)
-            key = (item_id, tuple(topics) if type(topics) is list else topics,
-                   tuple(tags) if type(tags) is list else tags)
-            try:
-                view = cache.get(key)
-            except TypeError:  # unhashable junk: let validation name it
-                view, key = None, None
-            if view is None:
+            hit = cache.get(item_id) if type(item_id) is str else None
+            if hit is not None and type(topics) in _PLAIN and type(tags) in _PLAIN \
+                    and hit[0] == topics and hit[1] == tags:
+                view = hit[2]
+            else:
+                if type(item_id) is not str or not item_id or len(item_id) > MAX_ID_LENGTH:
+                    raise ValidationError(f"{where}[{k}].id", "must be a non-empty string of at "
+                                          f"most {MAX_ID_LENGTH} characters", item_id)
                 view = Candidate(item_id, _strings(topics, f"{where}[{k}].topics"),
                                  _strings(tags, f"{where}[{k}].tags"))
-                if key is not None:
-                    if len(cache) > 200_000:
-                        cache.clear()
-                    cache[key] = view
+                if len(cache) > 200_000:
+                    cache.clear()
+                cache[item_id] = (_frozen(topics), _frozen(tags), view)
             out.append(view)
+            ids.append(item_id)
             feature_rows.append(feats)
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            for k, item_id in enumerate(ids):
+                if item_id in seen:
+                    raise ValidationError(f"{where}[{k}].id", "duplicate candidate id", item_id)
+                seen.add(item_id)
         if d_i or any(f is not None for f in feature_rows):
             items = self._item_matrix(feature_rows, where)
         return out, items
@@ -142,7 +144,7 @@ class Featurizer:
         """Stack candidates' features (None: zeros); one vectorized check, then a slow pass
         only to name the culprit when something is wrong."""
         d_i = self.item_features
-        if all(f is not None for f in rows):
+        if None not in rows:
             try:
                 items = np.array(rows, dtype=float)
             except (TypeError, ValueError):
@@ -215,6 +217,12 @@ class Featurizer:
 
 
 _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
+_PLAIN = frozenset({list, tuple, type(None)})  # compared with == to a cached entry
+
+
+def _frozen(value: object) -> object:
+    """A copy of a list (so later changes by the caller cannot alter the cached entry)."""
+    return list(value) if type(value) is list else value
 
 
 def _strings(value: object, where: str) -> tuple[str, ...]:

@@ -175,20 +175,32 @@ class ProfileShard:
                 mass = profile.mass.get("all", 0.0) * decay + 1.0
                 latent = u_lat.get(user_id)
                 expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
+                # columns as lists first: one numpy write per column, not one per value
+                aff = [0.0] * len(candidates)
+                expo = [0.0] * len(candidates) if exposure else None
                 for k, cand in enumerate(candidates):
-                    if cand.topic_keys:
-                        aff = expo = 0.0
-                        for t in cand.topic_keys:
-                            aff += interests.get(t, 0.0)
-                            expo += exposure.get(t, 0.0)
-                        inter[k, 0] = aff * decay / mass
-                        if expo:
-                            inter[k, 4] = math.log1p(expo * expo_decay)
-                    if cand.tag_keys:
-                        inter[k, 1] = sum(interests.get(t, 0.0) for t in cand.tag_keys) * decay / mass
-                    if keywords and cand.words:
-                        kw_mass = 1.0 + decay * sum(abs(v) for v in keywords.values())
-                        inter[k, 2] = sum(keywords.get(w, 0.0) for w in cand.words) * decay / kw_mass
+                    keys = cand.topic_keys
+                    if keys:
+                        if len(keys) == 1:
+                            aff[k] = interests.get(keys[0], 0.0) * decay / mass
+                            if expo is not None:
+                                e = exposure.get(keys[0], 0.0)
+                                expo[k] = math.log1p(e * expo_decay) if e else 0.0
+                        else:
+                            aff[k] = sum(interests.get(t, 0.0) for t in keys) * decay / mass
+                            if expo is not None:
+                                e = sum(exposure.get(t, 0.0) for t in keys)
+                                expo[k] = math.log1p(e * expo_decay) if e else 0.0
+                inter[:, 0] = aff
+                if expo is not None:
+                    inter[:, 4] = expo
+                if any(c.tag_keys for c in candidates):
+                    inter[:, 1] = [sum(interests.get(t, 0.0) for t in c.tag_keys) * decay / mass
+                                   if c.tag_keys else 0.0 for c in candidates]
+                if keywords:
+                    kw_mass = 1.0 + decay * sum(abs(v) for v in keywords.values())
+                    inter[:, 2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
+                                   if c.words else 0.0 for c in candidates]
                 if latent is not None:
                     known = [(k, v) for k, c in enumerate(candidates)
                              if (v := i_lat.get(c.item_id)) is not None]
