@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -23,7 +24,7 @@ from engine.featurizer import Featurizer
 from engine.learner import Learner
 from engine.profile import ProfileConfig
 from engine.router import Router
-from engine.store import Store
+from engine.store import Store, compact_json
 
 
 @dataclass
@@ -350,61 +351,67 @@ class Engine:
                 users[i], inters[i] = u, inter
         phi, mask = self.featurizer.build(users, inters, [p[2] for p in parsed],
                                           [p[3] for p in parsed])
-        variants = [self.variant_of(p[0]) for p in parsed]
-        probs = np.zeros(mask.shape)
-        versions = {}
-        full = bool(mask.all())  # no padding: the policies' unmasked fast path
-        for name in set(variants):
-            idx = [i for i, v in enumerate(variants) if v == name]
+        full = len({len(p[1]) for p in parsed}) == 1  # no padding: the policies' fast path
+        versions, names = {}, {}
+        if len(self._variant_names) == 1:  # one policy decides every request: no gather/scatter
+            name = self._variant_names[0]
+            variants = [name] * len(parsed)
             learner = self.learners[name]
-            probs[idx] = learner.policy.act(phi[idx], None if full else mask[idx])
-            versions[name] = learner.version
-        slots, slot_p = self._sample(probs, mask, slate_size)
+            probs = learner.policy.act(phi, None if full else mask)
+            versions[name], names[name] = learner.version, type(learner.policy).__name__
+        else:
+            variants = [self.variant_of(p[0]) for p in parsed]
+            probs = np.zeros(mask.shape)
+            for name in set(variants):
+                idx = [i for i, v in enumerate(variants) if v == name]
+                learner = self.learners[name]
+                probs[idx] = learner.policy.act(phi[idx], None if full else mask[idx])
+                versions[name], names[name] = learner.version, type(learner.policy).__name__
+        slots, slot_p = self._sample(probs, None if full else mask, slate_size)
 
         decisions, rows = [], []
         deadline = now + self.wait_window
+        n_features = phi.shape[2]
         for i, (uid, cands, _, _, ctx_raw, did) in enumerate(parsed):
             k = len(cands)
             p_row = probs[i, :k]
             p_list = p_row.tolist()
             order = slots[i].tolist()
+            c0 = order[0]
             chosen_set = set(order)
             # the rest by descending probability, ties in candidate order (a stable sort)
             order += [j for j in sorted(range(k), key=p_list.__getitem__, reverse=True)
                       if j not in chosen_set]
             ids = [c.item_id for c in cands]
             did = did or f"{self._id_prefix}{next(self._id_count):x}"
-            c0 = int(slots[i, 0])
             chosen = cands[c0]
-            prop = float(slot_p[i, 0])
-            dec = Decision(did, uid, [ids[j] for j in order], p_list, ids, ids[c0], prop,
-                           slot_p[i].tolist(), variants[i], versions[variants[i]], now)
+            slot_list = slot_p[i].tolist()
+            prop = slot_list[0]
+            variant = variants[i]
+            ranking = [ids[j] for j in order]
+            dec = Decision(did, uid, ranking, p_list, ids, ids[c0], prop, slot_list, variant,
+                           versions[variant], now)
             decisions.append(dec)
-            topics = [t[6:] for t in chosen.topic_keys]
-            tags = [t[4:] for t in chosen.tag_keys]
-            meta = json.dumps({"id": ids[c0], "p": prop, "topics": topics, "tags": tags})
-            rows.append((did, uid, now, deadline, variants[i], self._policy_name(variants[i]),
-                         dec.policy_version, json.dumps(ids), p_row.tobytes(), c0,
-                         json.dumps(dec.ranking), slot_p[i].tobytes(),
-                         phi[i, :k].astype(np.float32).tobytes(), phi.shape[2],
-                         None if ctx_raw is None else json.dumps(ctx_raw), meta))
+            meta = compact_json({"id": ids[c0], "p": prop, "topics": chosen.topics,
+                            "tags": chosen.tags})
+            rows.append((did, uid, now, deadline, variant, names[variant], dec.policy_version,
+                         compact_json(ids), p_row.tobytes(), c0, compact_json(ranking),
+                         slot_p[i].tobytes(), phi[i, :k].astype(np.float32).tobytes(),
+                         n_features, None if ctx_raw is None else compact_json(ctx_raw), meta))
         self.store.insert_decisions(rows)
         for i, dec in enumerate(decisions):
-            chosen = parsed[i][1][int(slots[i, 0])]
+            c0 = int(slots[i, 0])
+            chosen = parsed[i][1][c0]
             self.joiner.add(Pending(dec.decision_id, dec.user_id, deadline, dec.variant,
-                                    phi[i, int(slots[i, 0])].copy(), dec.propensity, dec.chosen,
-                                    tuple(t[6:] for t in chosen.topic_keys),
-                                    tuple(t[4:] for t in chosen.tag_keys)))
+                                    phi[i, c0].copy(), dec.propensity, dec.chosen,
+                                    chosen.topics, chosen.tags))
         return decisions
-
-    def _policy_name(self, variant: str) -> str:
-        return type(self.learners[variant].policy).__name__
 
     def _parse_request(self, req: object, where: str, slate_size: int):
         if not isinstance(req, Mapping):
             raise ValidationError(where, "must be a mapping with user_id and candidates", req)
-        extra = req.keys() - {"user_id", "candidates", "context", "decision_id"}
-        if extra:
+        if not req.keys() <= _REQUEST_KEYS:
+            extra = req.keys() - _REQUEST_KEYS
             raise ValidationError(f"{where}.{sorted(extra)[0]}",
                                   "unknown field; allowed: user_id, candidates, context, decision_id")
         uid = req.get("user_id")
@@ -426,18 +433,23 @@ class Engine:
                 raise ValidationError(f"{where}.decision_id", "is already in use", did)
         return uid, cands, items, ctx, ctx_raw, did
 
-    def _sample(self, probs: np.ndarray, mask: np.ndarray, slate_size: int):
-        """Sample slots with the engine's generator; return (slots (B, L), propensities (B, L))."""
+    def _sample(self, probs: np.ndarray, mask: np.ndarray | None, slate_size: int):
+        """Sample slots with the engine's generator; return (slots (B, L), propensities (B, L)).
+        ``mask`` None: every candidate exists."""
         if slate_size == 1:
-            cum = np.cumsum(probs, axis=1)
-            u = self._rng.random(len(probs)) * cum[:, -1]
-            chosen = (cum <= u[:, None]).sum(axis=1)
-            # never pick a masked or zero-probability candidate, even at float edges
-            bad = ~mask[np.arange(len(probs)), chosen] | (probs[np.arange(len(probs)), chosen] <= 0)
-            if bad.any():
-                chosen[bad] = probs[bad].argmax(axis=1)
-            p = probs[np.arange(len(probs)), chosen]
-            return chosen[:, None], p[:, None]
+            # row by row on Python floats: the count of cumulative probabilities <= u * total
+            # (what a vectorized compare-and-sum gives), without a dozen array calls per batch
+            us = self._rng.random(len(probs)).tolist()
+            chosen, props = [], []
+            for r, (cum, row, u) in enumerate(zip(np.cumsum(probs, axis=1).tolist(),
+                                                  probs.tolist(), us, strict=True)):
+                c = bisect_right(cum, u * cum[-1])
+                # never pick a masked or zero-probability candidate, even at float edges
+                if c >= len(row) or row[c] <= 0 or (mask is not None and not mask[r, c]):
+                    c = row.index(max(row))
+                chosen.append(c)
+                props.append(row[c])
+            return np.array(chosen)[:, None], np.array(props)[:, None]
         from policies import sample_slate
 
         return sample_slate(probs, slate_size, self._rng)
@@ -630,6 +642,9 @@ class Engine:
         report = ab_report(stats, self._weights, control, alpha, previous=previous, counts=counts)
         self._last_report = report
         return report
+
+
+_REQUEST_KEYS = frozenset({"user_id", "candidates", "context", "decision_id"})
 
 
 def _check_number(name: str, value: object, low: float | None = None, strict: bool = False) -> None:

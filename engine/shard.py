@@ -31,17 +31,18 @@ _ENGAGED = {"click": 1.0, "purchase": 1.0, "view": 0.0, "dislike": 0.0}
 class Candidate:
     """What a shard needs to know of a candidate item: its id, interest keys and words."""
 
-    __slots__ = ("item_id", "topic_keys", "tag_keys", "words")
+    __slots__ = ("item_id", "topics", "tags", "topic_keys", "tag_keys", "words")
 
     def __init__(self, item_id: str, topics: Sequence[str] = (), tags: Sequence[str] = ()):
         self.item_id = item_id
+        self.topics = tuple(topics)
+        self.tags = tuple(tags)
         self.topic_keys = tuple("topic:" + t for t in topics)
         self.tag_keys = tuple("tag:" + t for t in tags)
         self.words = tuple({w.lower() for t in (*topics, *tags) for w in t.split()})
 
     def __reduce__(self):
-        c = (self.item_id, tuple(k[6:] for k in self.topic_keys), tuple(k[4:] for k in self.tag_keys))
-        return (Candidate, c)
+        return (Candidate, (self.item_id, self.topics, self.tags))
 
 
 # Interned table keys per topic/tag name: one dict look-up per event instead of a string
@@ -202,11 +203,13 @@ class ProfileShard:
                     inter[:, 2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
                                    if c.words else 0.0 for c in candidates]
                 if latent is not None:
-                    known = [(k, v) for k, c in enumerate(candidates)
-                             if (v := i_lat.get(c.item_id)) is not None]
-                    if known:
-                        rows = [k for k, _ in known]
-                        inter[rows, 3] = np.array([v for _, v in known]) @ latent
+                    vecs = [i_lat.get(c.item_id) for c in candidates]
+                    if all(v is not None for v in vecs):  # every item has latents (usual)
+                        inter[:, 3] = np.array(vecs) @ latent
+                    else:
+                        rows = [k for k, v in enumerate(vecs) if v is not None]
+                        if rows:
+                            inter[rows, 3] = np.array([vecs[k] for k in rows]) @ latent
             out.append((user, inter))
         return out
 

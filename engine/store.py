@@ -32,7 +32,8 @@ from engine.events import Event
 from engine.journal import Journal
 
 SCHEMA_VERSION = 1
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds one per call
+#: ``json.dumps`` with compact separators, without building an encoder per call.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 DB_NAME = "loopwise.sqlite"
 JOURNAL_NAME = "journal"
 
@@ -40,10 +41,12 @@ JOURNAL_NAME = "journal"
 # inserted before it is settled). Replaying a record twice (a crash between the commit and
 # clearing the journal) changes nothing: inserts ignore rows already there, keyed by id/seq.
 _DEFERRED = {
-    "decisions": "INSERT OR IGNORE INTO decisions (decision_id, user_id, ts, deadline, variant, "
+    "decisions": "INSERT INTO decisions (decision_id, user_id, ts, deadline, variant, "
                  "policy, policy_version, candidate_ids, probabilities, chosen, ranking, "
-                 "slot_probabilities, phi, n_features, context, chosen_meta) "
-                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                 "slot_probabilities, phi, n_features, context, chosen_meta, status, reward) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (decision_id) DO "
+                 "UPDATE SET status = excluded.status, reward = excluded.reward "
+                 "WHERE excluded.status <> 'pending'",
     "rewards": "INSERT OR IGNORE INTO rewards (seq, decision_id, user_id, value, ts, status) "
                "VALUES (?,?,?,?,?,?)",
     "settle": "UPDATE decisions SET reward = ?, status = ? WHERE decision_id = ?",
@@ -150,6 +153,15 @@ class Store:
         for ops in self._queued:
             for op, rows in ops:
                 grouped[op].extend(rows)
+        # a decision settled before its row reached SQLite is inserted settled: one row
+        # write instead of an insert and an update of the same (wide) row
+        settle = {did: (reward, status) for reward, status, did in grouped["settle"]}
+        decisions = []
+        for row in grouped["decisions"]:
+            done = settle.pop(row[0], None)
+            decisions.append((*row, "pending", None) if done is None else (*row, done[1], done[0]))
+        grouped["decisions"] = decisions
+        grouped["settle"] = [(reward, status, did) for did, (reward, status) in settle.items()]
         with _Transaction(self._db):
             for op, rows in grouped.items():
                 if rows:
@@ -403,7 +415,7 @@ _SEP = "\x1f"  # unit separator: starts a compact topics-only ``extra`` (JSON ne
 def _event_row(seq: int, event: Event, shard: int) -> tuple:
     extra = None
     if event.tags or event.text or event.attributes:
-        extra = _encode([event.topics, event.tags, event.text, event.attributes])
+        extra = compact_json([event.topics, event.tags, event.text, event.attributes])
     elif event.topics:  # the common case, in a tenth of the time JSON takes
         topics = event.topics
         if len(topics) == 1 and _SEP not in topics[0]:
@@ -411,7 +423,7 @@ def _event_row(seq: int, event: Event, shard: int) -> tuple:
         elif not any(_SEP in t for t in topics):
             extra = _SEP + _SEP.join(topics)
         else:
-            extra = _encode([topics, (), None, None])
+            extra = compact_json([topics, (), None, None])
     return (seq, event.event_id, event.user_id, shard, event.type, event.ts, event.item_id,
             event.value, extra)
 
