@@ -193,24 +193,35 @@ class Profile:
                 attributes: dict | None, words: dict[str, int] | None) -> None:
         """Apply one event (already validated and weighted by the shard)."""
         self.n_events += 1
-        self.type_counts[type_] = self.type_counts.get(type_, 0) + 1
-        if self.first_ts is None or ts < self.first_ts:
+        counts = self.type_counts
+        counts[type_] = counts.get(type_, 0) + 1
+        first = self.first_ts
+        if first is None or ts < first:
             self.first_ts = ts
         if attributes:
             self.attributes.update(attributes)
         if keys or words:
             cfg = self._cfg
-            scale = self._scale(ts, cfg.half_life)
+            # _scale(ts, half_life) for both tables at once: warp and anchor checked once
+            tau = self._warp(ts) if self.fast_windows else ts
+            anchor = self._anchor
+            if anchor is None:
+                anchor = self._anchor = tau
+            elif tau - anchor > 500.0 * min(cfg.half_life, cfg.exposure_half_life):
+                self._rebase(tau)
+                anchor = tau
+            scale = 2.0 ** ((tau - anchor) / cfg.half_life)
         if keys:
             self._track_drift(keys, ts)
             share = weight / len(keys) * scale
             interests = self.interests
             if weight > 0:
-                self.mass["all"] = self.mass.get("all", 0.0) + weight * scale
+                mass = self.mass
+                mass["all"] = mass.get("all", 0.0) + weight * scale
             for key in keys:
                 interests[key] = interests.get(key, 0.0) + share
             if type_ == "view":
-                expo_scale = self._scale(ts, cfg.exposure_half_life)
+                expo_scale = 2.0 ** ((tau - anchor) / cfg.exposure_half_life)
                 exposure = self.exposure
                 for key in keys:
                     exposure[key] = exposure.get(key, 0.0) + expo_scale
@@ -227,7 +238,8 @@ class Profile:
                 _prune(self, keywords, ts, MAX_KEYWORDS)
         if engaged >= 0.0:
             self.engagement.update(engaged)
-        if self.last_ts is None or ts > self.last_ts:
+        last = self.last_ts
+        if last is None or ts > last:
             self.last_ts = ts
 
     def _track_drift(self, keys: list[str], ts: float) -> None:

@@ -104,6 +104,7 @@ class ProfileShard:
         applied = 0
         types = self.event_types
         profiles = self._profiles
+        constants: dict[str, tuple] = {}
         for event, seq in zip(events, seqs, strict=True):
             if seq <= self.last_seq:
                 continue
@@ -118,21 +119,25 @@ class ProfileShard:
             keys = [_TOPIC_KEYS.get(t) or _key(_TOPIC_KEYS, "topic:", t) for t in event.topics]
             if event.tags:
                 keys.extend(_TAG_KEYS.get(t) or _key(_TAG_KEYS, "tag:", t) for t in event.tags)
-            if type_ == "reward":
-                engaged = min(1.0, max(0.0, value))
-            elif type_ == "rate":
-                engaged = types.implicit_target(type_, value)
+            fixed = constants.get(type_)
+            if fixed is not None:  # weight, latent target and engagement depend on the type only
+                weight, target, engaged = fixed
             else:
-                engaged = _ENGAGED.get(type_, -1.0)
+                weight = types.weight(type_, value)
+                target = types.implicit_target(type_, value)
+                if type_ == "reward":
+                    engaged = min(1.0, max(0.0, value))
+                elif type_ == "rate":
+                    engaged = target
+                else:
+                    engaged = _ENGAGED.get(type_, -1.0)
+                    constants[type_] = (weight, target, engaged)
             words = None
             if event.text:
                 words = {intern(w): n for w, n in self._bow.transform_one(event.text).items()}
-            profile.observe(type_, event.ts, types.weight(type_, value), keys, engaged,
-                            event.attributes, words)
-            if event.item_id is not None:
-                target = types.implicit_target(type_, value)
-                if target is not None:
-                    self._mf.learn_one(uid, event.item_id, target)
+            profile.observe(type_, event.ts, weight, keys, engaged, event.attributes, words)
+            if event.item_id is not None and target is not None:
+                self._mf.learn_one(uid, event.item_id, target)
         return applied
 
     def forget(self, user_id: str) -> bool:
