@@ -137,3 +137,24 @@ def test_log_keeps_topics_exactly_in_either_encoding(tmp_path):
     (back, _), = store.iter_events(0, 0)
     assert [(e.topics, e.tags) for e in back] == [(e.topics, e.tags) for e in events]
     store.close()
+
+
+def test_event_floats_and_strings_come_back_from_the_log_bit_for_bit(tmp_path):
+    import numpy as np
+
+    from engine.events import validate_events
+
+    rng = np.random.default_rng(0)
+    stamps = np.concatenate([rng.random(3000) * 2e9, np.exp(rng.uniform(-50, 50, 2000))])
+    values = rng.standard_normal(len(stamps)) * 10.0 ** rng.integers(-8, 8, len(stamps))
+    raw = [{"user_id": f"ü{i % 7} 😀", "type": "reward", "ts": float(t), "value": float(v),
+            "item_id": f'i"{i}\\', "event_id": f"e{i}", "topics": ["ジャズ"]}
+           for i, (t, v) in enumerate(zip(stamps, values, strict=True))]
+    events = validate_events(raw)
+    store = Store(tmp_path)
+    for i in range(0, len(events), 1000):
+        store.append_events(events[i:i + 1000], [0] * len(events[i:i + 1000]))
+    back = [e for batch, _ in store.iter_events(0, 0, batch=10_000) for e in batch]
+    store.close()
+    assert back == events
+
