@@ -26,6 +26,8 @@ import argparse
 import ctypes
 import re
 import time
+from bisect import bisect_right
+from itertools import accumulate
 
 import numpy as np
 
@@ -63,6 +65,10 @@ class LoopwiseRunner:
 
     def learn(self, phi: np.ndarray, chosen: np.ndarray, rewards: np.ndarray,
               probs: np.ndarray) -> None:
+        if len(chosen) == 1:  # one decision: slices, not fancy indexing (same values)
+            c = int(chosen[0])
+            self.policy.update(phi[0, c:c + 1], rewards, probs[0, c:c + 1])
+            return
         rows = np.arange(len(chosen))
         self.policy.update(phi[rows, chosen], rewards, probs[rows, chosen])
 
@@ -92,7 +98,17 @@ class VWRunner:
 
 
 def sample(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One candidate per row from its probabilities (as the engine samples)."""
+    """One candidate per row from its probabilities (as the engine samples): the number of
+    cumulative probabilities <= u * total, u ~ U[0, 1), at most K - 1.
+
+    One row reads its cumulative sums as Python floats (the same sequential additions as
+    ``cumsum``) and bisects them: the same draw and the same choice as the batch path,
+    without its (1, K) array work.
+    """
+    if len(probs) == 1:
+        cum = list(accumulate(probs[0].tolist()))
+        u = rng.random() * cum[-1]
+        return np.array([min(bisect_right(cum, u), len(cum) - 1)])
     cum = probs.cumsum(axis=1)
     chosen = (cum <= rng.random((len(probs), 1)) * cum[:, -1:]).sum(axis=1)
     return np.minimum(chosen, probs.shape[1] - 1, out=chosen)
