@@ -10,7 +10,9 @@ Public methods validate and then call private hooks (``_act``, ``_update``) that
 implement, as River does with ``learn_one``/``_learn_one``. ``_act`` receives ``phi`` as
 float32 or float64 (as given; other numbers become float64) and ``mask`` as ``None`` when every
 candidate exists (the common case, which then costs no (B, K) mask work); ``_update``
-receives float64 copies. Hooks never modify their inputs in place.
+receives float64 copies, and ``_learn_one`` (one record of one-row arrays, the common online
+call; by default it calls ``_update``) a float64 copy of the row and two Python floats. Hooks
+never modify their inputs in place.
 
 The linear policies compute with numpy rather than torch: the engine often decides one
 request at a time (B = 1, K = 20, D of a few dozen), where a torch call costs several
@@ -188,6 +190,26 @@ class Policy:
         propensities
             (N,) probabilities in (0, 1] with which they were chosen.
         """
+        if (type(phi) is np.ndarray and type(rewards) is np.ndarray
+                and type(propensities) is np.ndarray and phi.shape == (1, self.n_features)
+                and rewards.shape == (1,) and propensities.shape == (1,)
+                and phi.dtype in _FAST_DTYPES and rewards.dtype.kind in "biuf"
+                and propensities.dtype.kind in "biuf"):
+            # one record, the common online call: the same checks on a copy of its row and
+            # two Python floats, then the one-record hook
+            x = phi[0].astype(np.float64)
+            reward, propensity = float(rewards[0]), float(propensities[0])
+            if not math.isfinite(float(x.sum()) + reward):
+                if not np.isfinite(x).all():
+                    raise ValueError("phi: must be finite (got NaN or infinity)")
+                if not math.isfinite(reward):
+                    raise ValueError("rewards: must be finite (got NaN or infinity)")
+            if not 0 < propensity <= 1:  # NaN fails
+                raise ValueError(f"propensities: must lie in (0, 1] (got min {propensity}, "
+                                 f"max {propensity})")
+            self._learn_one(x, reward, propensity)
+            self._version += 1
+            return self
         phi = as_float_array(phi, "phi", copy_=True)
         if phi.ndim != 2 or phi.shape[1] != self.n_features:
             raise ValueError(f"phi: must have shape (N, {self.n_features}) (got {phi.shape})")
@@ -263,6 +285,11 @@ class Policy:
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         raise NotImplementedError
 
+    def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
+        """Hook for one record: ``x`` (D,) a float64 copy, the rest Python floats. Learns
+        exactly what ``_update`` learns from the same record; override for speed."""
+        self._update(x[None], np.array([reward]), np.array([propensity]))
+
     def _after_load(self) -> None:
         """Drop caches derived from the learned state (called after loading it)."""
 
@@ -287,6 +314,10 @@ def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> n
     if mask is not None:
         return mix_uniform(greedy(scores, mask), mask, epsilon)
     b, k = scores.shape
+    if b == 1:
+        probs = greedy_mix_one(scores[0].tolist(), epsilon)
+        if probs is not None:
+            return probs
     best = scores == scores.max(axis=1, keepdims=True)
     floor = epsilon / k
     if b == 1:
@@ -294,6 +325,28 @@ def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> n
     else:
         share = (1.0 - epsilon) / best.sum(axis=1, keepdims=True)
     return np.where(best, share + floor, floor)
+
+
+def greedy_mix_one(scores: list[float], epsilon: float) -> np.ndarray | None:
+    """:func:`greedy_mix` of one decision whose K scores are Python floats (faster than
+    array work at this size): (1, K); ``None`` if no score equals the maximum (NaN).
+
+    Examples
+    --------
+    >>> greedy_mix_one([1.0, 3.0, 3.0, 0.0], 0.2).tolist()
+    [[0.05, 0.45, 0.45, 0.05]]
+    """
+    top = max(scores)
+    best = [j for j, v in enumerate(scores) if v == top]
+    if not best:
+        return None
+    k = len(scores)
+    floor = epsilon / k
+    probs = np.full((1, k), floor)
+    share = (1.0 - epsilon) / len(best) + floor
+    for j in best:
+        probs[0, j] = share
+    return probs
 
 
 def greedy(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -6,6 +6,51 @@ import numpy as np
 
 from policies.base import Policy, check_param
 
+try:  # BLAS updates in place; numpy builds a temporary first (a D x D one for the outer product)
+    from scipy.linalg.blas import daxpy as _daxpy
+    from scipy.linalg.blas import dger as _dger
+except ImportError:  # scipy is optional: the numpy paths compute the same updates
+    _daxpy = _dger = None
+
+
+def add_outer(m: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``m + alpha * outer(x, y)`` for float64 ``m`` (D, D) and ``x``, ``y`` (D,), written
+    into ``m`` when it is C-contiguous; returns the result (use it: another ``m`` gets a new
+    array).
+
+    Examples
+    --------
+    >>> m = np.eye(2)
+    >>> add_outer(m, -1.0, np.array([1.0, 2.0]), np.array([0.5, 1.0])).tolist()
+    [[0.5, -1.0], [-1.0, -1.0]]
+    >>> m.tolist()
+    [[0.5, -1.0], [-1.0, -1.0]]
+    """
+    if not m.flags.c_contiguous:
+        return m + np.multiply.outer(x * alpha, y)
+    if _dger is not None:  # m^T is a Fortran-ordered view of m: BLAS adds alpha y x^T to it
+        return _dger(alpha, y, x, 1, 1, m.T, 1, 1, 1).T
+    m -= np.multiply.outer(x * -alpha, y)
+    return m
+
+
+def add_scaled(y: np.ndarray, alpha: float, x: np.ndarray) -> np.ndarray:
+    """``y + alpha * x`` for float64 vectors, written into ``y`` when it is contiguous;
+    returns the result (use it).
+
+    Examples
+    --------
+    >>> y = np.ones(2)
+    >>> add_scaled(y, 2.0, np.array([1.0, -1.0])).tolist(), y.tolist()
+    ([3.0, -1.0], [3.0, -1.0])
+    """
+    if not y.flags.c_contiguous:
+        return y + alpha * x
+    if _daxpy is not None:
+        return _daxpy(x, y, len(x), alpha)
+    y += alpha * x
+    return y
+
 
 class LinearPolicy(Policy):
     """A policy over an online ridge model ``r ~ phi . theta``.
@@ -13,13 +58,16 @@ class LinearPolicy(Policy):
     The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``. Without
     discounting, one record updates ``A^-1`` with Sherman-Morrison in O(D^2) (and joins a
     list of records to add to ``A`` later), and ``A^-1`` is recomputed from ``A`` after a
-    mini-batch and every ``RESYNC`` single records, so rounding never accumulates. With ``discount`` (gamma) < 1 each record first forgets::
+    mini-batch and every ``RESYNC`` single records, so rounding never accumulates. With
+    ``discount`` (gamma) < 1 each record first forgets::
 
         A <- gamma A + (1 - gamma) l2 I + x x^T,    b <- gamma b + r x
 
     so old records fade geometrically while the prior ``l2 I`` stays (``A^-1`` cannot blow
     up in directions no longer seen); that costs one D x D inverse per update call. A
-    mini-batch gives exactly what the same records one at a time give.
+    mini-batch gives exactly what the same records one at a time give. After a single record
+    ``theta`` is left to be recomputed when next needed (one D x D product, which a decision
+    that computes ``phi A^-1`` anyway replaces by ``(phi A^-1) b``).
 
     Parameters
     ----------
@@ -44,13 +92,20 @@ class LinearPolicy(Policy):
         self._pending: list[np.ndarray] = []  # single records not yet added to _a
         self._a_inv = np.eye(n_features) / float(l2)
         self._b = np.zeros(n_features)
-        self._theta = np.zeros(n_features)
+        self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
         self._float32: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def theta(self) -> np.ndarray:
         """The ridge estimate (D,) (a copy)."""
-        return self._theta.copy()
+        return self._model_theta().copy()
+
+    def _model_theta(self) -> np.ndarray:
+        """``theta = A^-1 b``, computed once after each single-record update."""
+        theta = self._theta
+        if theta is None:
+            theta = self._theta = np.dot(self._a_inv, self._b)
+        return theta
 
     def precision(self) -> np.ndarray:
         """The precision matrix ``A`` (D, D) (a copy)."""
@@ -63,13 +118,27 @@ class LinearPolicy(Policy):
             self._a = self._a + x.T @ x
             self._pending = []
 
+    def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
+        if not self._step_one(x, reward):
+            self._refit(x[None], np.array([reward]))
+
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
+        if len(rewards) != 1 or not self._step_one(phi[0], float(rewards[0])):
+            self._refit(phi, rewards)
+
+    def _step_one(self, x: np.ndarray, r: float) -> bool:
+        """Learn one record in O(D^2) unless a refit is due (discounting, or ``RESYNC``
+        records since the last); False: nothing was learned, the caller refits."""
+        if self.discount != 1.0 or len(self._pending) >= self.RESYNC:
+            return False
+        self._update_one(x, r)
+        self._after_update()
+        return True
+
+    def _refit(self, phi: np.ndarray, rewards: np.ndarray) -> None:
+        """Add records (N, D) to ``A`` and ``b`` (discounted) and recompute ``A^-1``."""
         n = len(rewards)
         gamma = self.discount
-        if gamma == 1.0 and n == 1 and len(self._pending) < self.RESYNC:
-            self._update_one(phi[0], float(rewards[0]))
-            self._after_update()
-            return
         self._fold_pending()
         if gamma < 1.0:
             weights = gamma ** np.arange(n - 1, -1, -1, dtype=np.float64)
@@ -88,16 +157,13 @@ class LinearPolicy(Policy):
         self._after_refit()
         self._after_update()
 
-    def _update_one(self, x: np.ndarray, r: float) -> tuple[np.ndarray, float]:
-        """Learn one record in O(D^2); returns ``A^-1 x`` and ``x A^-1 x`` (before it)."""
+    def _update_one(self, x: np.ndarray, r: float) -> None:
+        """Learn one record in O(D^2)."""
         ax = np.dot(self._a_inv, x)
-        s = float(np.dot(x, ax))
-        gain = ax * (1.0 / (1.0 + s))
-        self._a_inv -= gain[:, None] * ax  # Sherman-Morrison
-        self._pending.append(x)
-        self._b += r * x
-        self._theta += (r - float(np.dot(x, self._theta))) * gain  # recursive least squares
-        return ax, s
+        self._a_inv = add_outer(self._a_inv, -1.0 / (1.0 + float(np.dot(x, ax))), ax, ax)
+        self._pending.append(x)  # Sherman-Morrison above; A itself is updated at the refit
+        self._b = add_scaled(self._b, r, x)
+        self._theta = None
 
     def _after_refit(self) -> None:
         """Hook: ``A^-1`` was recomputed from ``A`` (not updated by one record)."""
@@ -111,7 +177,8 @@ class LinearPolicy(Policy):
         float32 batches: half the memory traffic, and the ranking they feed is unaffected by
         rounding at 1e-7."""
         if self._float32 is None:
-            self._float32 = (self._a_inv.astype(np.float32), self._theta.astype(np.float32))
+            self._float32 = (self._a_inv.astype(np.float32),
+                             self._model_theta().astype(np.float32))
         return self._float32
 
     def __getstate__(self):
@@ -124,4 +191,4 @@ class LinearPolicy(Policy):
 
     def predict(self, phi: np.ndarray) -> np.ndarray:
         """Predicted reward of each candidate, shape ``phi.shape[:-1]``."""
-        return np.asarray(phi, dtype=np.float64) @ self._theta
+        return np.asarray(phi, dtype=np.float64) @ self._model_theta()

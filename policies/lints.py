@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from policies.base import check_param, mix_uniform
 from policies.linear import LinearPolicy
-from policies.thompson import cholesky_psd, win_probabilities_root
+from policies.thompson import cholesky_psd, cholesky_small, win_probabilities_root
 
 
 class LinTS(LinearPolicy):
@@ -22,9 +20,11 @@ class LinTS(LinearPolicy):
     probabilities. That is still Thompson sampling (sampling by probability of being best),
     with a logged propensity that is the true one.
 
-    Draws use a square root ``R`` of ``A^-1`` (``R R^T = A^-1``) kept current by Potter's
-    rank-one update alongside Sherman-Morrison, and refactored whenever ``A^-1`` is
-    recomputed, so a decision never factorizes a matrix.
+    One decision at a time (B = 1, K <= D), the K scores are drawn jointly from ``N(phi
+    theta, v^2 phi A^-1 phi^T)`` through the Cholesky factor of that K x K covariance (K
+    normals per draw, and ``phi theta = (phi A^-1) b`` reuses the product). A batch shares
+    ``n_draws`` weight vectors ``theta + v R z`` across its rows, with ``R`` the Cholesky factor
+    of ``A^-1``, computed once per model version when a batch needs it.
 
     Parameters
     ----------
@@ -57,7 +57,6 @@ class LinTS(LinearPolicy):
 
     _act_normalized = True
     _params = (*LinearPolicy._params, "v", "n_draws", "epsilon")
-    _state = (*LinearPolicy._state, "_root")
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
                  discount: float = 1.0, v: float = 0.3, n_draws: int = 64,
@@ -69,27 +68,60 @@ class LinTS(LinearPolicy):
         self.v = v
         self.n_draws = n_draws
         self.epsilon = epsilon
-        self._root = np.eye(n_features) / math.sqrt(l2)
+        self._root: np.ndarray | None = None  # Cholesky factor of A^-1 (a cache)
+        self._weights: tuple = (None, None)  # (parameters, win weights) (a cache)
 
-    def _update_one(self, x: np.ndarray, r: float) -> tuple[np.ndarray, float]:
-        u = np.dot(x, self._root)  # R^T x before the update
-        ax, s = super()._update_one(x, r)
-        # Potter's square-root update: R (I - beta u u^T) with R u = A^-1 x and u.u = s keeps
-        # R R^T = A^-1 after Sherman-Morrison, in O(D^2) and without any factorization
-        beta = 1.0 / (1.0 + s + math.sqrt(1.0 + s))
-        self._root -= (beta * ax)[:, None] * u
-        return ax, s
+    def _after_update(self) -> None:
+        super()._after_update()
+        self._root = None
 
-    def _after_refit(self) -> None:
-        self._root = cholesky_psd(self._a_inv)
-
-    def load_state_dict(self, state: dict) -> LinTS:
-        super().load_state_dict(state)
-        if "_root" not in state["state"]:  # saved before the square root was kept
-            self._root = cholesky_psd(self._a_inv)
-        return self
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_root"] = None  # a cache, rebuilt on demand
+        return state
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        wins = win_probabilities_root(phi, mask, self._theta, self._root, self.v, self.n_draws,
-                                      self._rng)
+        b, k, d = phi.shape
+        if b == 1 and k <= d:  # one decision: K normals per draw rather than D
+            probs = self._act_one(phi[0], None if mask is None else mask[0])
+            if probs is not None:
+                return probs
+        if self._root is None:
+            self._root = cholesky_psd(self._a_inv)
+        wins = win_probabilities_root(phi, mask, self._model_theta(), self._root, self.v,
+                                      self.n_draws, self._rng)
         return mix_uniform(wins, mask, self.epsilon)
+
+    def _act_one(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        """Probabilities (1, K) for one decision's candidates ``x`` (K, D), from ``n_draws``
+        joint draws of their scores (antithetic pairs, each exactly distributed; the first
+        of exactly equal scores wins); ``None`` (no draw made) if their covariance is
+        singular even with a little jitter."""
+        x = x.astype(np.float64, copy=False)
+        k = len(x)
+        xa = np.dot(x, self._a_inv)
+        lower = cholesky_small(np.dot(xa, x.T))
+        if lower is None:
+            return None
+        n = self.n_draws
+        half = (n + 1) // 2
+        spread = np.dot(self._rng.normal(0.0, self.v, (half, k)), lower.T)
+        scores = np.concatenate((spread, -spread))
+        scores += np.dot(xa, self._b)  # phi theta
+        if 2 * half != n:
+            scores = scores[:n]
+        if mask is not None:
+            scores[:, ~mask] = -np.inf
+        if mask is None:  # (1 - epsilon) / n_draws per win, plus the floor
+            probs = np.bincount(scores.argmax(axis=1), self._win_weights(), k)
+            probs += self.epsilon / k
+            return probs.reshape(1, k)
+        wins = np.bincount(scores.argmax(axis=1), minlength=k) / n
+        return mix_uniform(wins.reshape(1, k), mask[None], self.epsilon)
+
+    def _win_weights(self) -> np.ndarray:
+        """``(1 - epsilon) / n_draws`` for each draw (cached for the current parameters)."""
+        key = (self.n_draws, self.epsilon)
+        if self._weights[0] != key:
+            self._weights = (key, np.full(self.n_draws, (1.0 - self.epsilon) / self.n_draws))
+        return self._weights[1]

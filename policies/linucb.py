@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from policies.base import check_param, greedy_mix
+from policies.base import check_param, greedy_mix, greedy_mix_one
 from policies.linear import LinearPolicy
 
 
@@ -49,11 +51,22 @@ class LinUCB(LinearPolicy):
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape
+        if b == 1 and mask is None:  # one decision: its K bounds as Python floats
+            x = phi[0].astype(np.float64, copy=False)
+            xa = np.dot(x, self._a_inv)
+            quad = np.einsum("ij,ij->i", xa, x).tolist()  # phi A^-1 phi^T, row by row
+            mean = np.dot(xa, self._b).tolist()  # phi A^-1 b = phi theta
+            alpha = self.alpha
+            bound = [m + alpha * math.sqrt(q) if q > 0.0 else m
+                     for m, q in zip(mean, quad, strict=True)]
+            probs = greedy_mix_one(bound, self.epsilon)
+            if probs is not None:
+                return probs
         x = phi.reshape(b * k, d)  # one matrix product for the whole batch
         if b * k >= self.FLOAT32_ROWS and x.dtype == np.float32:
             a_inv, theta = self._float32_model()
         else:
-            a_inv, theta = self._a_inv, self._theta
+            a_inv, theta = self._a_inv, self._model_theta()
         quad = np.einsum("ij,ij->i", x @ a_inv, x)  # phi A^-1 phi^T, row by row
         bound = x @ theta + self.alpha * np.sqrt(np.maximum(quad, 0.0))
         return greedy_mix(bound.reshape(b, k), mask, self.epsilon)

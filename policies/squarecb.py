@@ -52,18 +52,22 @@ class SquareCB(LinearPolicy):
         super()._update(phi, rewards, propensities)
         self._t += len(rewards)
 
+    def _learn_one(self, x, reward, propensity) -> None:
+        super()._learn_one(x, reward, propensity)
+        self._t += 1
+
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         gamma = self.gamma_scale * max(1, self._t) ** self.gamma_exponent
-        y = phi @ self._theta
-        if mask is None and len(y) == 1:  # one decision: 1 / (K + gamma (y* - y)) directly
-            k = y.shape[1]
-            best = int(y.argmax())
-            probs = y * -gamma
-            probs += gamma * float(y[0, best]) + k
-            np.reciprocal(probs, out=probs)
-            probs[0, best] = 0.0
-            probs[0, best] = 1.0 - float(probs.sum())
-            return probs
+        y = phi @ self._model_theta()
+        if mask is None and len(y) == 1:  # one decision: its K predictions as Python floats
+            row = y[0].tolist()
+            k = len(row)
+            best = row.index(max(row))  # the first best, as argmax
+            top = row[best]
+            probs = [1.0 / (k + gamma * (top - v)) for v in row]
+            probs[best] = 0.0
+            probs[best] = 1.0 - sum(probs)
+            return np.array([probs])
         if mask is None or mask.all():
             k = float(y.shape[1])
         else:

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # LAPACK's Cholesky without numpy.linalg's wrapper (a few us instead of ~10 at K = 20)
+    from scipy.linalg.lapack import dpotrf as _dpotrf
+except ImportError:  # scipy is optional: numpy.linalg computes the same factor
+    _dpotrf = None
+
 
 def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, theta: np.ndarray, cov: np.ndarray,
                       chol: np.ndarray | None, n_draws: int, rng: np.random.Generator
@@ -107,6 +112,47 @@ def _win_frequencies(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return np.bincount(winners.ravel(), minlength=b * k).reshape(b, k) / n_draws
 
 
+def cholesky_small(sigma: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor of a small covariance (K, K) plus a jitter of 1e-10 of its mean
+    variance on the diagonal; ``None`` if even that fails (a matrix far from positive
+    semi-definite, or NaN). ``sigma`` may be overwritten.
+
+    Candidates that share features give a singular covariance (K scores spanning fewer than
+    K dimensions: common with one-hot features), which the jitter makes factorizable in one
+    attempt; it adds independent noise of standard deviation 1e-5 of the typical score's to
+    each score, far below what changes a ranking.
+
+    Examples
+    --------
+    >>> lower = cholesky_small(np.array([[4.0, 2.0], [2.0, 2.0]]))
+    >>> np.allclose(lower, [[2.0, 0.0], [1.0, 1.0]]), float(lower[0, 1])
+    (True, 0.0)
+    >>> cholesky_small(np.ones((2, 2))) is not None   # rank 1
+    True
+    >>> cholesky_small(np.array([[1.0, 0.0], [0.0, -1.0]])) is None
+    True
+    """
+    k = len(sigma)
+    if not sigma.flags.c_contiguous:
+        sigma = np.ascontiguousarray(sigma)
+    sigma.ravel()[::k + 1] += 1e-10 * float(sigma.trace()) / k + _TINY  # ravel: a view
+    if _dpotrf is not None:
+        lower, info = _dpotrf(sigma, 1, 1)  # lower, upper triangle zeroed
+        return lower if info == 0 else None
+    try:
+        return np.linalg.cholesky(sigma)
+    except np.linalg.LinAlgError:
+        return None
+
+
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+#: Decisions scored together (times K candidates times the draws): a chunk's scores stay in
+#: cache and below the size at which the allocator hands memory back to the system.
+CHUNK = 128
+
+
 def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.ndarray,
                            root: np.ndarray, scale: float, n_draws: int,
                            rng: np.random.Generator) -> np.ndarray:
@@ -114,11 +160,13 @@ def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.n
     by any square root ``R`` (D, D) of its covariance, so no factorization happens here.
 
     The ``n_draws`` weight vectors ``w = theta + scale R z`` (antithetic pairs z, -z) are
-    shared by the whole batch; the scores ``phi w`` are computed as ``phi theta + z^T (phi
-    R)^T`` when a batch holds fewer candidates than half the draws (one decision at a time)
-    and as ``phi theta + phi (R z)`` otherwise (in float32 for float32 features: the scores
-    only need ranking), whichever costs less. Each row's win frequencies are an unbiased
-    estimate of its candidates' probabilities of winning.
+    shared by the whole batch; the scores ``phi w = phi theta +/- phi (scale R z)`` are
+    computed ``CHUNK`` decisions at a time, in float32 for float32 features (the scores only
+    need ranking), laid out (K, draws, decisions) so that the best candidate of every
+    decision in every draw is an element-wise maximum over K. Each draw credits every
+    candidate with its row's best score, so exact ties share the draw; each row's counts are
+    then normalized: an unbiased estimate of its candidates' probabilities of winning (ties
+    have probability 0 unless candidates are identical).
 
     Examples
     --------
@@ -130,25 +178,28 @@ def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.n
     True
     """
     b, k, d = phi.shape
-    rows = b * k
-    x = phi.reshape(rows, d)
     half = (n_draws + 1) // 2
     z = rng.normal(0.0, scale, (half, d))
-    if rows < half:  # score space: (K, D) x (D, D) beats (S, D) x (D, D)
-        spread = z @ (x @ root).T  # (half, rows)
-        mean = x @ theta
-    else:  # weight space
-        if x.dtype == np.float32:
-            spread = (z @ root.T).astype(np.float32) @ x.T
-            mean = x @ theta.astype(np.float32)
-        else:
-            spread = (z @ root.T) @ x.T
-            mean = x @ theta
-    scores = np.concatenate((spread, -spread))
-    scores += mean
-    if 2 * half != n_draws:
-        scores = scores[:n_draws]
-    return _win_frequencies(scores.reshape(n_draws, b, k), mask)
+    dtype = np.float32 if phi.dtype == np.float32 else np.float64
+    directions = np.dot(z, root.T).astype(dtype, copy=False)  # (half, D): scale R z
+    mean_w = theta.astype(dtype, copy=False)
+    ones = np.ones(n_draws, dtype)
+    counts = np.empty((k, b), dtype)
+    for first in range(0, b, CHUNK):
+        xt = phi[first:first + CHUNK].transpose(1, 2, 0)  # (K, D, decisions), a view
+        spread = np.matmul(directions, xt)  # (K, half, decisions)
+        mean = np.matmul(mean_w, xt)[:, None, :]
+        scores = np.empty((k, 2 * half, xt.shape[2]), dtype)
+        np.add(mean, spread, out=scores[:, :half])
+        np.subtract(mean, spread, out=scores[:, half:])
+        if 2 * half != n_draws:
+            scores = scores[:, :n_draws]
+        if mask is not None:
+            np.copyto(scores, -np.inf, where=~mask[first:first + CHUNK].T[:, None, :])
+        hits = np.equal(scores, scores.max(axis=0), out=scores)
+        counts[:, first:first + CHUNK] = np.matmul(ones, hits)
+    counts = counts.T
+    return counts / counts.sum(axis=1, keepdims=True, dtype=np.float64)
 
 
 def antithetic_normals(rng: np.random.Generator, shape: tuple[int, ...], n_draws: int,

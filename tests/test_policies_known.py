@@ -84,7 +84,7 @@ def test_a_mini_batch_equals_the_same_records_one_at_a_time(discount):
         one.update(x[i:i + 1], r[i:i + 1], np.ones(1))
     many.update(x[:20], r[:20], np.ones(20)).update(x[20:], r[20:], np.ones(30))
     np.testing.assert_allclose(one.precision(), many.precision(), rtol=1e-12)
-    for name in ("_a_inv", "_b", "_theta"):
+    for name in ("_a_inv", "_b", "theta"):  # theta: computed on demand after single records
         np.testing.assert_allclose(getattr(one, name), getattr(many, name), rtol=1e-9, atol=1e-10)
 
 
