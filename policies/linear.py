@@ -6,11 +6,44 @@ import numpy as np
 
 from policies.base import Policy, check_param
 
-try:  # BLAS updates in place; numpy builds a temporary first (a D x D one for the outer product)
+try:  # BLAS updates in place (numpy builds a temporary first, a D x D one for the outer
+    # product); LAPACK inverts a triangular factor directly
     from scipy.linalg.blas import daxpy as _daxpy
     from scipy.linalg.blas import dger as _dger
-except ImportError:  # scipy is optional: the numpy paths compute the same updates
-    _daxpy = _dger = None
+    from scipy.linalg.lapack import dpotrf as _dpotrf
+    from scipy.linalg.lapack import dtrtri as _dtrtri
+except ImportError:  # scipy is optional: the numpy paths compute the same results
+    _daxpy = _dger = _dpotrf = _dtrtri = None
+
+
+def inverse_and_root(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``A^-1`` (exactly symmetric) and a square root ``R`` of it (``R R^T = A^-1``) of a
+    symmetric positive definite ``a``, from its Cholesky factor: ``A = L L^T`` gives ``A^-1
+    = L^-T L^-1`` and ``R = L^-T``. If ``a`` is not numerically positive definite: its
+    symmetrized inverse and ``None``.
+
+    Examples
+    --------
+    >>> a_inv, root = inverse_and_root(np.array([[4.0, 2.0], [2.0, 2.0]]))
+    >>> np.allclose(a_inv, [[0.5, -0.5], [-0.5, 1.0]]), np.allclose(root @ root.T, a_inv)
+    (True, True)
+    """
+    lower = inv_lower = None
+    if _dpotrf is not None:
+        lower, info = _dpotrf(a, 1, 1)
+        if info == 0:
+            inv_lower, info = _dtrtri(lower, 1)
+            inv_lower = inv_lower if info == 0 else None
+    else:
+        try:
+            inv_lower = np.linalg.inv(np.linalg.cholesky(a))
+        except np.linalg.LinAlgError:
+            pass
+    if inv_lower is None:
+        a_inv = np.linalg.inv(a)
+        return (a_inv + a_inv.T) * 0.5, None
+    root = inv_lower.T
+    return np.dot(root, inv_lower), root  # numpy computes R R^T as a symmetric product
 
 
 def add_outer(m: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -151,11 +184,10 @@ class LinearPolicy(Policy):
             a = self._a + phi.T @ phi
             self._b = self._b + phi.T @ rewards
         self._a = (a + a.T) * 0.5
-        a_inv = np.linalg.inv(self._a)
-        self._a_inv = (a_inv + a_inv.T) * 0.5
+        self._a_inv, root = inverse_and_root(self._a)
         self._theta = self._a_inv @ self._b
-        self._after_refit()
         self._after_update()
+        self._after_refit(root)
 
     def _update_one(self, x: np.ndarray, r: float) -> None:
         """Learn one record in O(D^2)."""
@@ -165,8 +197,9 @@ class LinearPolicy(Policy):
         self._b = add_scaled(self._b, r, x)
         self._theta = None
 
-    def _after_refit(self) -> None:
-        """Hook: ``A^-1`` was recomputed from ``A`` (not updated by one record)."""
+    def _after_refit(self, root: np.ndarray | None) -> None:
+        """Hook: ``A^-1`` was recomputed from ``A`` (not updated by one record), with a
+        square root ``root`` of it (``None`` if ``A`` was not numerically positive definite)."""
 
     def _after_update(self) -> None:
         """Hook for subclasses that cache state derived from the model."""
@@ -187,7 +220,7 @@ class LinearPolicy(Policy):
         return state
 
     def _after_load(self) -> None:
-        self._after_update()
+        self._float32 = None
 
     def predict(self, phi: np.ndarray) -> np.ndarray:
         """Predicted reward of each candidate, shape ``phi.shape[:-1]``."""

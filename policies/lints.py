@@ -23,8 +23,10 @@ class LinTS(LinearPolicy):
     One decision at a time (B = 1, K <= D), the K scores are drawn jointly from ``N(phi
     theta, v^2 phi A^-1 phi^T)`` through the Cholesky factor of that K x K covariance (K
     normals per draw, and ``phi theta = (phi A^-1) b`` reuses the product). A batch shares
-    ``n_draws`` weight vectors ``theta + v R z`` across its rows, with ``R`` the Cholesky factor
-    of ``A^-1``, computed once per model version when a batch needs it.
+    ``n_draws`` weight vectors ``theta + v R z`` across its rows, with ``R`` a square root of
+    ``A^-1``: the inverse of the Cholesky factor of ``A`` that a refit computes anyway, or
+    the Cholesky factor of ``A^-1`` after single records (once per model version, when a
+    batch needs it).
 
     Parameters
     ----------
@@ -57,6 +59,7 @@ class LinTS(LinearPolicy):
 
     _act_normalized = True
     _params = (*LinearPolicy._params, "v", "n_draws", "epsilon")
+    _state = (*LinearPolicy._state, "_root")  # None until a batch or a refit needs it
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
                  discount: float = 1.0, v: float = 0.3, n_draws: int = 64,
@@ -68,17 +71,15 @@ class LinTS(LinearPolicy):
         self.v = v
         self.n_draws = n_draws
         self.epsilon = epsilon
-        self._root: np.ndarray | None = None  # Cholesky factor of A^-1 (a cache)
+        self._root: np.ndarray | None = None  # a square root of A^-1, once needed
         self._weights: tuple = (None, None)  # (parameters, win weights) (a cache)
 
     def _after_update(self) -> None:
         super()._after_update()
         self._root = None
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        state["_root"] = None  # a cache, rebuilt on demand
-        return state
+    def _after_refit(self, root: np.ndarray | None) -> None:
+        self._root = root
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape

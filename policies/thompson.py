@@ -148,9 +148,9 @@ def cholesky_small(sigma: np.ndarray) -> np.ndarray | None:
 _TINY = float(np.finfo(np.float64).tiny)
 
 
-#: Decisions scored together (times K candidates times the draws): a chunk's scores stay in
-#: cache and below the size at which the allocator hands memory back to the system.
-CHUNK = 128
+#: Decisions scored together (times K candidates times the draws): a chunk's scores stay
+#: a few MB at most.
+CHUNK = 256
 
 
 def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.ndarray,
@@ -159,10 +159,10 @@ def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.n
     """Like :func:`win_probabilities`, with the posterior ``N(theta, scale^2 R R^T)`` given
     by any square root ``R`` (D, D) of its covariance, so no factorization happens here.
 
-    The ``n_draws`` weight vectors ``w = theta + scale R z`` (antithetic pairs z, -z) are
-    shared by the whole batch; the scores ``phi w = phi theta +/- phi (scale R z)`` are
-    computed ``CHUNK`` decisions at a time, in float32 for float32 features (the scores only
-    need ranking), laid out (K, draws, decisions) so that the best candidate of every
+    The ``n_draws`` weight vectors ``w = theta +/- scale R z`` (antithetic pairs) are shared
+    by the whole batch; the scores ``phi w`` are computed ``CHUNK`` decisions at a time, in
+    float32 for float32 features (the scores only need ranking), as ``phi w+`` and ``2 phi
+    theta - phi w+``, laid out (K, draws, decisions) so that the best candidate of every
     decision in every draw is an element-wise maximum over K. Each draw credits every
     candidate with its row's best score, so exact ties share the draw; each row's counts are
     then normalized: an unbiased estimate of its candidates' probabilities of winning (ties
@@ -181,17 +181,16 @@ def win_probabilities_root(phi: np.ndarray, mask: np.ndarray | None, theta: np.n
     half = (n_draws + 1) // 2
     z = rng.normal(0.0, scale, (half, d))
     dtype = np.float32 if phi.dtype == np.float32 else np.float64
-    directions = np.dot(z, root.T).astype(dtype, copy=False)  # (half, D): scale R z
-    mean_w = theta.astype(dtype, copy=False)
+    plus = (theta + np.dot(z, root.T)).astype(dtype, copy=False)  # (half, D): w+ = theta + s R z
+    twice_theta = (2.0 * theta).astype(dtype, copy=False)  # w- = 2 theta - w+
     ones = np.ones(n_draws, dtype)
     counts = np.empty((k, b), dtype)
     for first in range(0, b, CHUNK):
         xt = phi[first:first + CHUNK].transpose(1, 2, 0)  # (K, D, decisions), a view
-        spread = np.matmul(directions, xt)  # (K, half, decisions)
-        mean = np.matmul(mean_w, xt)[:, None, :]
         scores = np.empty((k, 2 * half, xt.shape[2]), dtype)
-        np.add(mean, spread, out=scores[:, :half])
-        np.subtract(mean, spread, out=scores[:, half:])
+        np.matmul(plus, xt, out=scores[:, :half])
+        np.subtract(np.matmul(twice_theta, xt)[:, None, :], scores[:, :half],
+                    out=scores[:, half:])
         if 2 * half != n_draws:
             scores = scores[:, :n_draws]
         if mask is not None:

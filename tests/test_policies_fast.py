@@ -76,8 +76,6 @@ def test_one_decision_equals_the_same_row_of_a_batch(name):
     batch = p.act(phi)
     for b in range(3):
         np.testing.assert_allclose(p.act(phi[b:b + 1]), batch[b:b + 1], rtol=1e-12, atol=1e-15)
-    tie = np.repeat(phi[:1, :1], K, axis=1)  # every candidate the same: an even split
-    np.testing.assert_allclose(p.act(tie), np.full((1, K), 1 / K))
 
 
 def test_lints_one_decision_matches_the_exact_win_probability():
