@@ -40,4 +40,4 @@ class EpsilonGreedy(LinearPolicy):
         self.epsilon = epsilon
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        return greedy_mix(phi @ self._model_theta(), mask, self.epsilon)
+        return greedy_mix(self._predictions(phi), mask, self.epsilon)

@@ -113,6 +113,8 @@ class LinearPolicy(Policy):
     _params = ("n_features", "seed", "l2", "discount")
     _state = ("_a", "_pending", "_a_inv", "_b", "_theta")
     RESYNC = 256
+    #: Batches of at least this many float32 candidates are scored in float32.
+    FLOAT32_ROWS = 512
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
                  discount: float = 1.0):
@@ -213,6 +215,14 @@ class LinearPolicy(Policy):
             self._float32 = (self._a_inv.astype(np.float32),
                              self._model_theta().astype(np.float32))
         return self._float32
+
+    def _predictions(self, phi: np.ndarray) -> np.ndarray:
+        """``phi theta`` (B, K) in float64; a large float32 batch is multiplied in float32."""
+        b, k, d = phi.shape
+        if b * k >= self.FLOAT32_ROWS and phi.dtype == np.float32:
+            y = np.dot(phi.reshape(b * k, d), self._float32_model()[1])
+            return y.reshape(b, k).astype(np.float64)
+        return phi @ self._model_theta()
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -46,8 +46,8 @@ class LinUCB(LinearPolicy):
         self.alpha = alpha
         self.epsilon = epsilon
 
-    #: Batches of at least this many float32 candidates are scored in float32.
-    FLOAT32_ROWS = 512
+    #: Candidates whose confidence widths are computed together.
+    CHUNK_ROWS = 1024
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape
@@ -62,11 +62,15 @@ class LinUCB(LinearPolicy):
             probs = greedy_mix_one(bound, self.epsilon)
             if probs is not None:
                 return probs
-        x = phi.reshape(b * k, d)  # one matrix product for the whole batch
+        x = phi.reshape(b * k, d)
         if b * k >= self.FLOAT32_ROWS and x.dtype == np.float32:
             a_inv, theta = self._float32_model()
         else:
             a_inv, theta = self._a_inv, self._model_theta()
-        quad = np.einsum("ij,ij->i", x @ a_inv, x)  # phi A^-1 phi^T, row by row
-        bound = x @ theta + self.alpha * np.sqrt(np.maximum(quad, 0.0))
+        bound = np.dot(x, theta)
+        for first in range(0, b * k, self.CHUNK_ROWS):  # a few hundred kB of products at a time
+            rows = x[first:first + self.CHUNK_ROWS]
+            quad = np.einsum("ij,ij->i", np.dot(rows, a_inv), rows)  # phi A^-1 phi^T, by row
+            np.maximum(quad, 0.0, out=quad)
+            bound[first:first + self.CHUNK_ROWS] += self.alpha * np.sqrt(quad, out=quad)
         return greedy_mix(bound.reshape(b, k), mask, self.epsilon)

@@ -58,7 +58,7 @@ class SquareCB(LinearPolicy):
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         gamma = self.gamma_scale * max(1, self._t) ** self.gamma_exponent
-        y = phi @ self._model_theta()
+        y = self._predictions(phi)
         if mask is None and len(y) == 1:  # one decision: its K predictions as Python floats
             row = y[0].tolist()
             k = len(row)

@@ -160,3 +160,14 @@ def test_numpy_fallbacks_compute_what_scipy_computes(name, monkeypatch):
     np.testing.assert_allclose(blas._a_inv, numpy_._a_inv, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(blas._b, numpy_._b, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(blas_probs, numpy_probs, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["egreedy", "linucb", "squarecb"])
+def test_large_float32_batches_score_in_float32_with_the_same_result(name):
+    p = trained(name)
+    phi = np.random.default_rng(5).normal(size=(120, K, D)).astype(np.float32)
+    assert phi.shape[0] * K >= p.FLOAT32_ROWS
+    probs = p.act(phi)
+    assert probs.dtype == np.float64
+    np.testing.assert_allclose(probs, p.act(phi.astype(np.float64)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
