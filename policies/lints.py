@@ -22,7 +22,8 @@ class LinTS(LinearPolicy):
 
     One decision at a time (B = 1, K <= D), the K scores are drawn jointly from ``N(phi
     theta, v^2 phi A^-1 phi^T)`` through the Cholesky factor of that K x K covariance (K
-    normals per draw, and ``phi theta = (phi A^-1) b`` reuses the product). A batch shares
+    normals per draw, and ``phi theta = (phi A^-1) b`` reuses the product; see
+    :func:`policies.thompson.cholesky_small` for the jitter it adds). A batch shares
     ``n_draws`` weight vectors ``theta + v R z`` across its rows, with ``R`` a square root of
     ``A^-1``: the inverse of the Cholesky factor of ``A`` that a refit computes anyway, or
     the Cholesky factor of ``A^-1`` after single records (once per model version, when a
@@ -95,9 +96,9 @@ class LinTS(LinearPolicy):
 
     def _act_one(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """Probabilities (1, K) for one decision's candidates ``x`` (K, D), from ``n_draws``
-        joint draws of their scores (antithetic pairs, each exactly distributed; the first
-        of exactly equal scores wins); ``None`` (no draw made) if their covariance is
-        singular even with a little jitter."""
+        joint draws of their scores (antithetic pairs, each exactly distributed up to the
+        jitter, which also splits the wins of identical candidates); ``None`` (no draw made)
+        if their covariance cannot be factored even so."""
         x = x.astype(np.float64, copy=False)
         k = len(x)
         xa = np.dot(x, self._a_inv)

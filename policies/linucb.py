@@ -52,10 +52,12 @@ class LinUCB(LinearPolicy):
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape
         if b == 1 and mask is None:  # one decision: its K bounds as Python floats
-            x = phi[0].astype(np.float64, copy=False)
-            xa = np.dot(x, self._a_inv)
-            quad = np.einsum("ij,ij->i", xa, x).tolist()  # phi A^-1 phi^T, row by row
-            mean = np.dot(xa, self._b).tolist()  # phi A^-1 b = phi theta
+            # with b as one more row, one product gives phi A^-1 phi^T on the diagonal and
+            # phi A^-1 b = phi theta in the last column
+            xb = np.concatenate((phi[0], self._b[None]), dtype=np.float64)
+            g = np.dot(np.dot(xb, self._a_inv), xb.T)
+            quad = g.diagonal()[:k].tolist()
+            mean = g[:k, k].tolist()
             alpha = self.alpha
             bound = [m + alpha * math.sqrt(q) if q > 0.0 else m
                      for m, q in zip(mean, quad, strict=True)]
