@@ -82,7 +82,9 @@ class Engine:
         Callable returning the current time in seconds; default wall clock. Experiments pass
         the simulator's clock so that windows and decay are deterministic.
     synchronous
-        SQLite durability: ``"NORMAL"`` survives a killed process, ``"FULL"`` a power cut.
+        Durability of the store (SQLite and the rank/reward journal, see
+        :mod:`engine.journal`): ``"NORMAL"`` survives a killed process, ``"FULL"`` a power
+        cut (every commit and every journal record synced to disk).
     learner
         Where policies train: ``"local"`` (this process), ``"ray"`` (a learner actor per
         variant), ``"auto"`` (the actor with the Ray backend).

@@ -158,3 +158,16 @@ def test_event_floats_and_strings_come_back_from_the_log_bit_for_bit(tmp_path):
     store.close()
     assert back == events
 
+
+
+def test_full_durability_syncs_the_journal_too(tmp_path):
+    eng = Engine(tmp_path, policy="uniform", item_features=1, clock=lambda: 5.0,
+                 synchronous="FULL")
+    assert eng.store._journal.fsync
+    d = eng.rank("u1", [{"id": "a", "features": [1.0]}, {"id": "b", "features": [0.0]}])
+    assert eng.reward(d.decision_id, 1.0).status == "joined"
+    eng.close()
+    again = Engine(tmp_path, policy="uniform", item_features=1, clock=lambda: 5.0,
+                   synchronous="FULL")
+    assert again.store.decision(d.decision_id)["status"] == "joined"
+    again.close()
