@@ -354,24 +354,22 @@ class Engine:
         phi, mask = self.featurizer.build(users, inters, [p[2] for p in parsed],
                                           [p[3] for p in parsed])
         full = len({len(p[1]) for p in parsed}) == 1  # no padding: the policies' fast path
+        variants = [self.variant_of(p[0]) for p in parsed]
+        by_variant: dict[str, list[int]] = {}
+        for i, name in enumerate(variants):
+            by_variant.setdefault(name, []).append(i)
         versions, names = {}, {}
-        if len(self._variant_names) == 1:  # one policy decides every request: no gather/scatter
-            name = self._variant_names[0]
-            variants = [name] * len(parsed)
+        probs = np.zeros(mask.shape) if len(by_variant) > 1 else None
+        for name, idx in by_variant.items():
             learner = self.learners[name]
-            probs = learner.policy.act(phi, None if full else mask)
-            versions[name], names[name] = learner.version, type(learner.policy).__name__
-        else:
-            variants = [self.variant_of(p[0]) for p in parsed]
-            probs = np.zeros(mask.shape)
-            for name in set(variants):
-                idx = [i for i, v in enumerate(variants) if v == name]
-                learner = self.learners[name]
+            if probs is None:  # one policy decides every request: no gather/scatter
+                probs = learner.policy.act(phi, None if full else mask)
+            else:
                 probs[idx] = learner.policy.act(phi[idx], None if full else mask[idx])
-                versions[name], names[name] = learner.version, type(learner.policy).__name__
+            versions[name], names[name] = learner.version, type(learner.policy).__name__
         slots, slot_p = self._sample(probs, None if full else mask, slate_size)
 
-        decisions, rows = [], []
+        decisions, rows, pending = [], [], []
         deadline = now + self.wait_window
         n_features = phi.shape[2]
         for i, (uid, cands, _, _, ctx_raw, did) in enumerate(parsed):
@@ -400,13 +398,11 @@ class Engine:
                          compact_json(ids), p_row.tobytes(), c0, compact_json(ranking),
                          slot_p[i].tobytes(), phi[i, :k].astype(np.float32).tobytes(),
                          n_features, None if ctx_raw is None else compact_json(ctx_raw), meta))
+            pending.append(Pending(did, uid, deadline, variant, phi[i, c0].copy(), prop,
+                                   ids[c0], chosen.topics, chosen.tags))
         self.store.insert_decisions(rows)
-        for i, dec in enumerate(decisions):
-            c0 = int(slots[i, 0])
-            chosen = parsed[i][1][c0]
-            self.joiner.add(Pending(dec.decision_id, dec.user_id, deadline, dec.variant,
-                                    phi[i, c0].copy(), dec.propensity, dec.chosen,
-                                    chosen.topics, chosen.tags))
+        for p in pending:  # awaited only once their decisions are logged
+            self.joiner.add(p)
         return decisions
 
     def _parse_request(self, req: object, where: str, slate_size: int):

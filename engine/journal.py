@@ -86,10 +86,6 @@ class Journal:
         if self.fsync:
             os.fdatasync(self._fd)
 
-    def __len__(self) -> int:
-        """Size of the file in bytes."""
-        return self._size
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

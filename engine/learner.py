@@ -58,9 +58,7 @@ class Learner:
     def flush(self) -> None:
         if not self._rewards:
             return
-        phi = self._phi
-        self.policy.update(phi[0][None] if len(phi) == 1 else np.stack(phi),
-                           np.array(self._rewards, dtype=float),
+        self.policy.update(np.stack(self._phi), np.array(self._rewards, dtype=float),
                            np.array(self._props, dtype=float))
         self.learned_seq = max(self.learned_seq, max(self._seqs))
         self._phi, self._rewards, self._props, self._seqs = [], [], [], []

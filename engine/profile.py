@@ -136,14 +136,19 @@ class Profile:
         """Half-lives elapsed between t0 and t1, counting drift windows faster."""
         return (self._warp(t1) - self._warp(t0)) / half_life
 
-    def _scale(self, ts: float, half_life: float) -> float:
-        """Factor that stores a weight observed at ``ts`` (rebasing the anchor when due)."""
-        tau = self._warp(ts)
+    def _since_anchor(self, ts: float) -> float:
+        """Warped time from the anchor to ``ts`` (setting or rebasing the anchor when due);
+        a weight observed at ``ts`` is stored times ``2 ** (this / half_life)``."""
+        tau = self._warp(ts) if self.fast_windows else ts
         if self._anchor is None:
             self._anchor = tau
         elif tau - self._anchor > 500.0 * min(self._cfg.half_life, self._cfg.exposure_half_life):
             self._rebase(tau)
-        return 2.0 ** ((tau - self._anchor) / half_life)
+        return tau - self._anchor
+
+    def _scale(self, ts: float, half_life: float) -> float:
+        """Factor that stores a weight observed at ``ts`` (rebasing the anchor when due)."""
+        return 2.0 ** (self._since_anchor(ts) / half_life)
 
     def _rebase(self, tau: float) -> None:
         shift = tau - self._anchor
@@ -202,15 +207,8 @@ class Profile:
             self.attributes.update(attributes)
         if keys or words:
             cfg = self._cfg
-            # _scale(ts, half_life) for both tables at once: warp and anchor checked once
-            tau = self._warp(ts) if self.fast_windows else ts
-            anchor = self._anchor
-            if anchor is None:
-                anchor = self._anchor = tau
-            elif tau - anchor > 500.0 * min(cfg.half_life, cfg.exposure_half_life):
-                self._rebase(tau)
-                anchor = tau
-            scale = 2.0 ** ((tau - anchor) / cfg.half_life)
+            elapsed = self._since_anchor(ts)  # once for both tables
+            scale = 2.0 ** (elapsed / cfg.half_life)
         if keys:
             self._track_drift(keys, ts)
             share = weight / len(keys) * scale
@@ -221,7 +219,7 @@ class Profile:
             for key in keys:
                 interests[key] = interests.get(key, 0.0) + share
             if type_ == "view":
-                expo_scale = 2.0 ** ((tau - anchor) / cfg.exposure_half_life)
+                expo_scale = 2.0 ** (elapsed / cfg.exposure_half_life)
                 exposure = self.exposure
                 for key in keys:
                     exposure[key] = exposure.get(key, 0.0) + expo_scale

@@ -187,16 +187,10 @@ class ProfileShard:
                 for k, cand in enumerate(candidates):
                     keys = cand.topic_keys
                     if keys:
-                        if len(keys) == 1:
-                            aff[k] = interests.get(keys[0], 0.0) * decay / mass
-                            if expo is not None:
-                                e = exposure.get(keys[0], 0.0)
-                                expo[k] = math.log1p(e * expo_decay) if e else 0.0
-                        else:
-                            aff[k] = sum(interests.get(t, 0.0) for t in keys) * decay / mass
-                            if expo is not None:
-                                e = sum(exposure.get(t, 0.0) for t in keys)
-                                expo[k] = math.log1p(e * expo_decay) if e else 0.0
+                        aff[k] = sum(interests.get(t, 0.0) for t in keys) * decay / mass
+                        if expo is not None:
+                            e = sum(exposure.get(t, 0.0) for t in keys)
+                            expo[k] = math.log1p(e * expo_decay) if e else 0.0
                 inter[:, 0] = aff
                 if expo is not None:
                     inter[:, 4] = expo
@@ -209,12 +203,9 @@ class ProfileShard:
                                    if c.words else 0.0 for c in candidates]
                 if latent is not None:
                     vecs = [i_lat.get(c.item_id) for c in candidates]
-                    if all(v is not None for v in vecs):  # every item has latents (usual)
-                        inter[:, 3] = np.array(vecs) @ latent
-                    else:
-                        rows = [k for k, v in enumerate(vecs) if v is not None]
-                        if rows:
-                            inter[rows, 3] = np.array([vecs[k] for k in rows]) @ latent
+                    rows = [k for k, v in enumerate(vecs) if v is not None]
+                    if rows:
+                        inter[rows, 3] = np.array([vecs[k] for k in rows]) @ latent
             out.append((user, inter))
         return out
 

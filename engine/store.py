@@ -11,7 +11,7 @@ that :meth:`Store.forget` leaves no bytes of a forgotten user behind.
 
 Decisions, rewards and reward events (the one-at-a-time hot path) are *group committed*:
 each call's writes go to :class:`~engine.journal.Journal` with one ``write`` (as durable as
-a commit), and queued calls move into SQLite in one transaction every ``flush_every`` calls.
+a commit), and queued calls move into SQLite in one transaction every ``FLUSH_EVERY`` calls.
 Reading anything through the store, or through :attr:`Store.db`, first moves the queue in,
 so readers always see every acknowledged write; reopening replays what the journal holds.
 """
@@ -102,8 +102,7 @@ class Store:
     #: Queued calls that trigger moving the journal into SQLite.
     FLUSH_EVERY = 256
 
-    def __init__(self, data_dir: str | os.PathLike, synchronous: str = "NORMAL",
-                 flush_every: int | None = None):
+    def __init__(self, data_dir: str | os.PathLike, synchronous: str = "NORMAL"):
         if synchronous not in ("NORMAL", "FULL"):
             raise StoreError(f"synchronous: must be 'NORMAL' or 'FULL' (got {synchronous!r})")
         self.data_dir = Path(data_dir)
@@ -118,7 +117,6 @@ class Store:
         self.path = self.data_dir / DB_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._queued: list[list[tuple[str, list]]] = []
-        self.flush_every = flush_every or self.FLUSH_EVERY
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self._sync_checkpoint = synchronous  # checkpoints keep the chosen durability
@@ -173,7 +171,7 @@ class Store:
         """Make one call's writes durable in the journal and queue them for SQLite."""
         self._journal.append(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
         self._queued.append(ops)
-        if len(self._queued) >= self.flush_every:
+        if len(self._queued) >= self.FLUSH_EVERY:
             self.flush()
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
@@ -418,12 +416,10 @@ def _event_row(seq: int, event: Event, shard: int) -> tuple:
         extra = compact_json([event.topics, event.tags, event.text, event.attributes])
     elif event.topics:  # the common case, in a tenth of the time JSON takes
         topics = event.topics
-        if len(topics) == 1 and _SEP not in topics[0]:
-            extra = _SEP + topics[0]
-        elif not any(_SEP in t for t in topics):
-            extra = _SEP + _SEP.join(topics)
-        else:
+        if any(_SEP in t for t in topics):
             extra = compact_json([topics, (), None, None])
+        else:
+            extra = _SEP + _SEP.join(topics)
     return (seq, event.event_id, event.user_id, shard, event.type, event.ts, event.item_id,
             event.value, extra)
 

@@ -10,9 +10,9 @@ Public methods validate and then call private hooks (``_act``, ``_update``) that
 implement, as River does with ``learn_one``/``_learn_one``. ``_act`` receives ``phi`` as
 float32 or float64 (as given; other numbers become float64) and ``mask`` as ``None`` when every
 candidate exists (the common case, which then costs no (B, K) mask work); ``_update``
-receives float64 copies, and ``_learn_one`` (one record of one-row arrays, the common online
-call; by default it calls ``_update``) a float64 copy of the row and two Python floats. Hooks
-never modify their inputs in place.
+receives float64 copies of mini-batches (N >= 2), and ``_learn_one`` every single record (the
+common online call; by default it calls ``_update``) as a float64 copy of the row and two
+Python floats. Hooks never modify their inputs in place.
 
 The linear policies compute with numpy rather than torch: the engine often decides one
 request at a time (B = 1, K = 20, D of a few dozen), where a torch call costs several
@@ -140,9 +140,18 @@ class Policy:
         np.ndarray
             (B, K) float64 in [0, 1]; rows sum to 1 and masked candidates get exactly 0.
         """
-        if (mask is None and type(phi) is np.ndarray and phi.dtype in _FAST_DTYPES
-                and phi.ndim == 3 and phi.shape[2] == self.n_features and phi.size):
-            # the common call, checked in a few microseconds (one decision at a time matters):
+        if not (type(phi) is np.ndarray and phi.dtype in _FAST_DTYPES and phi.ndim == 3
+                and phi.shape[2] == self.n_features and phi.size):
+            # the common call skips this: a float array of the right shape, checked in a few
+            # microseconds (one decision at a time matters)
+            phi = as_float_array(phi, "phi", keep_float32=True)
+            if phi.ndim != 3 or phi.shape[2] != self.n_features:
+                raise ValueError(f"phi: must have shape (B, K, {self.n_features}) "
+                                 f"(got {phi.shape})")
+            if phi.shape[0] == 0 or phi.shape[1] == 0:
+                raise ValueError("phi: needs at least one decision and one candidate "
+                                 f"(got {phi.shape})")
+        if mask is None:
             # one sum says "all finite" almost always; the exact check settles the rest
             if not math.isfinite(phi.sum()) and not np.isfinite(phi).all():
                 raise ValueError("phi: must be finite (got NaN or infinity)")
@@ -150,17 +159,7 @@ class Policy:
             if self._act_normalized and phi.shape[1] > 1:  # a lone candidate gets exactly 1
                 return probs
             return probs / probs.sum(axis=1, keepdims=True)
-        phi = as_float_array(phi, "phi", keep_float32=True)
-        if phi.ndim != 3 or phi.shape[2] != self.n_features:
-            raise ValueError(f"phi: must have shape (B, K, {self.n_features}) (got {phi.shape})")
         b, k, _ = phi.shape
-        if b == 0 or k == 0:
-            raise ValueError(f"phi: needs at least one decision and one candidate (got {phi.shape})")
-        if mask is None:
-            if not np.isfinite(phi).all():
-                raise ValueError("phi: must be finite (got NaN or infinity)")
-            probs = self._act(phi, None)
-            return probs / probs.sum(axis=1, keepdims=True)
         mask = np.asarray(mask)
         if mask.shape != (b, k):
             raise ValueError(f"mask: must have shape ({b}, {k}) like phi's first two axes "
@@ -222,13 +221,8 @@ class Policy:
             raise ValueError(f"propensities: must have shape ({n},) (got {propensities.shape})")
         if n:
             # one cheap sum says "all finite" almost always; the exact checks name the culprit
-            # (one record, the common online call, reads its two scalars directly)
-            if n == 1:
-                low = high = float(propensities[0])
-                total = float(phi.sum()) + float(rewards[0])
-            else:
-                low, high = propensities.min(), propensities.max()
-                total = float(phi.sum()) + float(rewards.sum())
+            low, high = propensities.min(), propensities.max()
+            total = float(phi.sum()) + float(rewards.sum())
             if not math.isfinite(total):
                 if not np.isfinite(phi).all():
                     raise ValueError("phi: must be finite (got NaN or infinity)")
@@ -236,7 +230,10 @@ class Policy:
                     raise ValueError("rewards: must be finite (got NaN or infinity)")
             if not (low > 0 and high <= 1):  # NaN fails both
                 raise ValueError(f"propensities: must lie in (0, 1] (got min {low}, max {high})")
-            self._update(phi, rewards, propensities)
+            if n == 1:  # one record, whatever form it came in: the one-record hook
+                self._learn_one(phi[0], float(rewards[0]), float(propensities[0]))
+            else:
+                self._update(phi, rewards, propensities)
             self._version += 1
         return self
 
@@ -320,10 +317,7 @@ def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> n
             return probs
     best = scores == scores.max(axis=1, keepdims=True)
     floor = epsilon / k
-    if b == 1:
-        share = (1.0 - epsilon) / np.count_nonzero(best)
-    else:
-        share = (1.0 - epsilon) / best.sum(axis=1, keepdims=True)
+    share = (1.0 - epsilon) / best.sum(axis=1, keepdims=True)
     return np.where(best, share + floor, floor)
 
 

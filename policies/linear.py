@@ -158,8 +158,7 @@ class LinearPolicy(Policy):
             self._refit(x[None], np.array([reward]))
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
-        if len(rewards) != 1 or not self._step_one(phi[0], float(rewards[0])):
-            self._refit(phi, rewards)
+        self._refit(phi, rewards)  # a mini-batch (one record goes to _learn_one)
 
     def _step_one(self, x: np.ndarray, r: float) -> bool:
         """Learn one record in O(D^2) unless a refit is due (discounting, or ``RESYNC``

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # LAPACK's Cholesky without numpy.linalg's wrapper (a few us instead of ~10 at K = 20)
-    from scipy.linalg.lapack import dpotrf as _dpotrf
-except ImportError:  # scipy is optional: numpy.linalg computes the same factor
-    _dpotrf = None
+from policies import linear  # its LAPACK binding (or None without scipy), looked up per call
 
 
 def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, theta: np.ndarray, cov: np.ndarray,
@@ -136,8 +133,8 @@ def cholesky_small(sigma: np.ndarray) -> np.ndarray | None:
     if not sigma.flags.c_contiguous:
         sigma = np.ascontiguousarray(sigma)
     sigma.ravel()[::k + 1] += 1e-10 * float(sigma.trace()) / k + _TINY  # ravel: a view
-    if _dpotrf is not None:
-        lower, info = _dpotrf(sigma, 1, 1)  # lower, upper triangle zeroed
+    if linear._dpotrf is not None:  # LAPACK without numpy.linalg's wrapper: a few us, not ~10
+        lower, info = linear._dpotrf(sigma, 1, 1)  # lower, upper triangle zeroed
         return lower if info == 0 else None
     try:
         return np.linalg.cholesky(sigma)

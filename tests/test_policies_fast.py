@@ -149,7 +149,7 @@ def test_numpy_fallbacks_compute_what_scipy_computes(name, monkeypatch):
         if without_scipy:
             monkeypatch.setattr(policies.linear, "_dger", None)
             monkeypatch.setattr(policies.linear, "_daxpy", None)
-            monkeypatch.setattr(policies.thompson, "_dpotrf", None)
+            monkeypatch.setattr(policies.linear, "_dpotrf", None)  # Cholesky: both modules
         p = trained(name)
         probs = []
         for row in x:
