@@ -29,7 +29,8 @@ class Server:
 
     def __init__(self, data_dir, **engine_kwargs):
         self.port = free_port()
-        eng = Engine(data_dir, item_features=2, context_features=["mobile"], **engine_kwargs)
+        eng = self.engine = Engine(data_dir, item_features=2, context_features=["mobile"],
+                                   **engine_kwargs)
         app = create_app(eng, TOKEN, max_body_bytes=20_000, max_candidates=50)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_level="error"))
@@ -129,6 +130,25 @@ def test_fast_lane_and_fastapi_route_answer_alike(server):
     assert ('loopwise_http_requests_total{method="POST",route="/v1/events/{event_id}/reward",'
             'status="200"} 2.0' in metrics)
     assert 'loopwise_rewards_total{status="joined"} 2.0' in metrics
+
+
+def test_engine_errors_answer_alike_on_both_paths(server, monkeypatch):
+    from engine.errors import StoreError
+
+    def fail(rows):
+        raise StoreError("disk full (simulated)")
+
+    monkeypatch.setattr(server.engine.store, "insert_decisions", fail)
+    slow = httpx.Client(base_url=server.url, headers={"Authorization": f"bearer {TOKEN}"},
+                        timeout=10)
+    answers = [c.post("/v1/rank", json={"user_id": "u1", "actions": actions()})
+               for c in (server.client, slow)]
+    slow.close()
+    assert [r.status_code for r in answers] == [409, 409]
+    assert answers[0].json() == answers[1].json()
+    assert "disk full" in answers[0].text
+    assert ('loopwise_http_requests_total{method="POST",route="/v1/rank",status="409"} 2.0'
+            in server.client.get("/metrics").text)
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [

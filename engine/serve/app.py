@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
-from engine.serve.fastlane import FastLane
+from engine.serve.fastlane import BodyTooLarge, FastLane, read_body, replay
 from engine.serve.metrics import Metrics
 from engine.serve.schemas import (
     ErrorResponse,
@@ -39,6 +39,11 @@ ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
 def _error(status: int, field: str, reason: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status,
                         headers=headers)
+
+
+def engine_error(exc: LoopwiseError) -> JSONResponse:
+    """The answer to an engine error other than bad input or an unknown decision."""
+    return _error(409, "engine", str(exc))
 
 
 class BodyLimit:
@@ -61,28 +66,12 @@ class BodyLimit:
                 if too_big:
                     return await self._refuse(scope, receive, send)
         # read the whole body first (at most max_bytes of it), then replay it to the app
-        chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body = message.get("body", b"")
-            seen += len(body)
-            if seen > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLarge:
+            return await self._refuse(scope, receive, send)
+        if body is not None:
+            await self.app(scope, replay(body, receive), send)
 
     async def _refuse(self, scope, receive, send):
         response = _error(413, "body", f"must be at most {self.max_bytes} bytes")
@@ -140,7 +129,7 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
 
     @app.exception_handler(LoopwiseError)
     async def _other(_: Request, exc: LoopwiseError):
-        return _error(409, "engine", str(exc))
+        return engine_error(exc)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict:
@@ -221,7 +210,8 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
         with lock:
             return JSONResponse(json.loads(json.dumps(engine.ab_report(), default=_nan)))
 
-    app.add_middleware(FastLane, token=token, rank=do_rank, reward=do_reward)
+    app.add_middleware(FastLane, token=token, rank=do_rank, reward=do_reward,
+                       engine_error=engine_error)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Observe, metrics=metrics)
     return app

@@ -5,9 +5,10 @@ service's traffic. :class:`FastLane` answers a well-formed, authorized request o
 itself: it checks the bearer token in constant time, parses the body with pydantic's JSON
 parser into the same request models and calls the same handler functions as the FastAPI
 routes, so answers are identical. Anything else — a missing or wrong token, a body that does
-not parse or validate, a request the engine refuses — is handed to the FastAPI app
-unchanged, which produces the documented error. Those refusals happen before the engine
-changes anything, so handing over never does work twice. The OpenAPI spec stays the FastAPI
+not parse or validate, a request the engine refuses as invalid or unknown — is handed to
+the FastAPI app unchanged, which produces the documented error. Those refusals happen
+before the engine changes anything, so handing over never does work twice; any other
+engine error is answered here with the app's own response for it. The OpenAPI spec stays the FastAPI
 routes' spec.
 """
 
@@ -18,7 +19,7 @@ import json
 
 import pydantic
 
-from engine.errors import UnknownDecisionError, ValidationError
+from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
 from engine.serve.schemas import RankRequest, RewardRequest
 
 
@@ -36,10 +37,11 @@ _REWARD = _Route("/v1/events/{event_id}/reward")
 class FastLane:
     """ASGI middleware: serve valid, authorized rank and reward requests directly."""
 
-    def __init__(self, app, token: str, rank, reward):
+    def __init__(self, app, token: str, rank, reward, engine_error):
         self.app = app
         self._expected = f"Bearer {token}".encode()
         self._rank, self._reward = rank, reward
+        self._engine_error = engine_error  # LoopwiseError -> the app's error response
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -61,23 +63,20 @@ class FastLane:
         if auth is None or not hmac.compare_digest(auth, self._expected) or (
                 ctype is not None and not ctype.startswith(b"application/json")):
             return await self.app(scope, receive, send)
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:
+            return  # the client went away
+        scope["route"] = route
         try:
             if event_id is None:
                 answer = self._rank(RankRequest.model_validate_json(body))
             else:
                 answer = self._reward(event_id, RewardRequest.model_validate_json(body))
         except (pydantic.ValidationError, ValidationError, UnknownDecisionError):
-            return await self.app(scope, _replay(body, receive), send)  # FastAPI words the error
-        scope["route"] = route
+            del scope["route"]  # FastAPI words the error (and names the route)
+            return await self.app(scope, replay(body, receive), send)
+        except LoopwiseError as exc:  # refused mid-way: answered here, not done again
+            return await self._engine_error(exc)(scope, receive, send)
         payload = json.dumps(answer, separators=(",", ":")).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
@@ -85,14 +84,36 @@ class FastLane:
         await send({"type": "http.response.body", "body": payload})
 
 
-def _replay(body: bytes, receive):
+class BodyTooLarge(Exception):
+    """A request body longer than the limit given to :func:`read_body`."""
+
+
+async def read_body(receive, max_bytes: int | None = None) -> bytes | None:
+    """The whole request body (``None`` if the client went away first); raises
+    :class:`BodyTooLarge` as soon as more than ``max_bytes`` arrived."""
+    chunks, seen = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if max_bytes is not None and seen > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes, receive):
+    """A ``receive`` that yields ``body`` (already read) once, then defers to ``receive``."""
     sent = False
 
-    async def replay():
+    async def again():
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    return replay
+    return again
