@@ -7,6 +7,7 @@ Writes ``results/<run-name>/`` with ``steps.parquet`` (every step of every run),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import threading
@@ -167,30 +168,32 @@ def _run_jobs(sim, cfg: SimulateConfig, jobs: list[tuple[str, int]], bar) -> lis
                 bar.set_postfix_str(f"{policy} seed {seed}")
             results.append(_one(sim, cfg, policy, seed, None if bar is None else bar.update))
         return results
-    if bar is None:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_one, sim, cfg, policy, seed) for policy, seed in jobs]
-            return [f.result() for f in futures]
     import multiprocessing
 
-    with multiprocessing.Manager() as manager:
-        queue = manager.Queue()  # workers report steps; one thread here moves the bar
+    # without a bar no manager process starts; with one, workers report steps on its queue
+    # and one thread here moves the bar
+    with (multiprocessing.Manager() if bar is not None else contextlib.nullcontext()) as manager:
+        progress = None
+        if manager is not None:
+            queue = manager.Queue()
 
-        def pump():
-            while (n := queue.get()) is not None:
-                bar.update(n)
+            def pump():
+                while (n := queue.get()) is not None:
+                    bar.update(n)
 
-        mover = threading.Thread(target=pump, daemon=True)
-        mover.start()
-        bar.set_postfix_str(f"{len(jobs)} runs in {workers} processes")
+            mover = threading.Thread(target=pump, daemon=True)
+            mover.start()
+            bar.set_postfix_str(f"{len(jobs)} runs in {workers} processes")
+            progress = queue.put
         try:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(_one, sim, cfg, policy, seed, queue.put)
+                futures = [pool.submit(_one, sim, cfg, policy, seed, progress)
                            for policy, seed in jobs]
                 return [f.result() for f in futures]
         finally:
-            queue.put(None)
-            mover.join(timeout=5)
+            if manager is not None:
+                queue.put(None)
+                mover.join(timeout=5)
 
 
 def main(args: argparse.Namespace) -> int:

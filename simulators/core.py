@@ -84,7 +84,7 @@ class SimCore:
         self.changed_at = np.full(c.n_users, -1, dtype=np.int64)
 
     # ---- construction ----------------------------------------------------------------
-    def _add_items(self, births: np.ndarray, initial: bool = False) -> np.ndarray:
+    def _add_items(self, births: np.ndarray, initial: bool = False) -> None:
         """Append items born at the steps ``births`` (as many as capacity allows)."""
         c, rng = self.config, self.rng
         start = self.n_active
@@ -108,7 +108,6 @@ class SimCore:
         self.birth[idx] = births[:n]
         self.n_active += n
         self._refresh_tables(start, start + n)
-        return np.arange(start, start + n)
 
     def _refresh_tables(self, start: int, stop: int) -> None:
         """Static per-item rows of items [start, stop): observable features, the item part of
