@@ -96,6 +96,7 @@ class ProfileShard:
         self._mf = LatentFactors(n_factors=profile_config.n_factors, optimizer=optim.SGD(0.05),
                                l2=0.001, seed=seed * 1009 + shard_id)
         self._bow = feature_extraction.BagOfWords()
+        self._no_latent = np.zeros(profile_config.n_factors)
         self.last_seq = 0
 
     # ---- writes ----------------------------------------------------------------------
@@ -187,10 +188,14 @@ class ProfileShard:
                 for k, cand in enumerate(candidates):
                     keys = cand.topic_keys
                     if keys:
-                        aff[k] = sum(interests.get(t, 0.0) for t in keys) * decay / mass
-                        if expo is not None:
-                            e = sum(exposure.get(t, 0.0) for t in keys)
-                            expo[k] = math.log1p(e * expo_decay) if e else 0.0
+                        a = e = 0.0
+                        for t in keys:  # a loop, not sum(generator): this runs per candidate
+                            a += interests.get(t, 0.0)
+                            if expo is not None:
+                                e += exposure.get(t, 0.0)
+                        aff[k] = a * decay / mass
+                        if e:
+                            expo[k] = math.log1p(e * expo_decay)
                 inter[:, 0] = aff
                 if expo is not None:
                     inter[:, 4] = expo
@@ -202,10 +207,9 @@ class ProfileShard:
                     inter[:, 2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
                                    if c.words else 0.0 for c in candidates]
                 if latent is not None:
-                    vecs = [i_lat.get(c.item_id) for c in candidates]
-                    rows = [k for k, v in enumerate(vecs) if v is not None]
-                    if rows:
-                        inter[rows, 3] = np.array([vecs[k] for k in rows]) @ latent
+                    # items without latents score 0 (a zero vector), all in one product
+                    none = self._no_latent
+                    inter[:, 3] = np.array([i_lat.get(c.item_id, none) for c in candidates]) @ latent
             out.append((user, inter))
         return out
 
