@@ -22,6 +22,8 @@ setup(
         # GPU users may bring any newer CUDA build.
         "torch>=2.1",
         "river>=0.21",
+        # compiled one-record kernels for the linear policies (numpy paths where it is missing)
+        "numba>=0.60",
         "gymnasium>=1.0",
         "pyarrow>=14",
         "matplotlib>=3.7",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from policies import kernels
 from policies.base import Policy, check_param
 
 try:  # BLAS updates in place (numpy builds a temporary first, a D x D one for the outer
@@ -97,7 +98,10 @@ class LinearPolicy(Policy):
         A <- gamma A + (1 - gamma) l2 I + x x^T,    b <- gamma b + r x
 
     so old records fade geometrically while the prior ``l2 I`` stays (``A^-1`` cannot blow
-    up in directions no longer seen); that costs one D x D inverse per update call. A
+    up in directions no longer seen); that costs one D x D inverse per update call (the
+    prior term makes each record a full-rank change, so Sherman-Morrison does not apply).
+    One record at a time, both cases run as one compiled call each (:mod:`policies.kernels`)
+    where numba is available. A
     mini-batch gives exactly what the same records one at a time give. After a single record
     ``theta`` is left to be recomputed when next needed (one D x D product, which a decision
     that computes ``phi A^-1`` anyway replaces by ``(phi A^-1) b``).
@@ -129,6 +133,7 @@ class LinearPolicy(Policy):
         self._b = np.zeros(n_features)
         self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
         self._float32: tuple[np.ndarray, np.ndarray] | None = None
+        kernels.warm_up()  # compiled (or loaded) now, not during the first decision
 
     @property
     def theta(self) -> np.ndarray:
@@ -154,20 +159,22 @@ class LinearPolicy(Policy):
             self._pending = []
 
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
-        if not self._step_one(x, reward):
-            self._refit(x[None], np.array([reward]))
+        if self.discount != 1.0:
+            if kernels.AVAILABLE:  # the refit below, for one record, in one compiled call
+                if not kernels.discounted_ridge_step(self._a, self._a_inv, self._b, x, reward,
+                                                     self.discount, self.l2):
+                    self._a_inv = inverse_and_root(self._a)[0]
+                self._theta = None
+                self._after_update()
+                return
+        elif len(self._pending) < self.RESYNC:
+            self._update_one(x, reward)
+            self._after_update()
+            return
+        self._refit(x[None], np.array([reward]))
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         self._refit(phi, rewards)  # a mini-batch (one record goes to _learn_one)
-
-    def _step_one(self, x: np.ndarray, r: float) -> bool:
-        """Learn one record in O(D^2) unless a refit is due (discounting, or ``RESYNC``
-        records since the last); False: nothing was learned, the caller refits."""
-        if self.discount != 1.0 or len(self._pending) >= self.RESYNC:
-            return False
-        self._update_one(x, r)
-        self._after_update()
-        return True
 
     def _refit(self, phi: np.ndarray, rewards: np.ndarray) -> None:
         """Add records (N, D) to ``A`` and ``b`` (discounted) and recompute ``A^-1``."""
@@ -191,11 +198,15 @@ class LinearPolicy(Policy):
         self._after_refit(root)
 
     def _update_one(self, x: np.ndarray, r: float) -> None:
-        """Learn one record in O(D^2)."""
-        ax = np.dot(self._a_inv, x)
-        self._a_inv = add_outer(self._a_inv, -1.0 / (1.0 + float(np.dot(x, ax))), ax, ax)
-        self._pending.append(x)  # Sherman-Morrison above; A itself is updated at the refit
-        self._b = add_scaled(self._b, r, x)
+        """Learn one record in O(D^2): Sherman-Morrison on ``A^-1`` (one compiled call where
+        numba is available), ``b += r x``; ``A`` itself is updated at the next refit."""
+        if kernels.AVAILABLE:
+            kernels.ridge_step(self._a_inv, self._b, x, r)
+        else:
+            ax = np.dot(self._a_inv, x)
+            self._a_inv = add_outer(self._a_inv, -1.0 / (1.0 + float(np.dot(x, ax))), ax, ax)
+            self._b = add_scaled(self._b, r, x)
+        self._pending.append(x)
         self._theta = None
 
     def _after_refit(self, root: np.ndarray | None) -> None:

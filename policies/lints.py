@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from policies import kernels
 from policies.base import check_param, mix_uniform
 from policies.linear import LinearPolicy
 from policies.thompson import cholesky_psd, cholesky_small, win_probabilities_root
@@ -23,7 +24,8 @@ class LinTS(LinearPolicy):
     One decision at a time (B = 1, K <= D), the K scores are drawn jointly from ``N(phi
     theta, v^2 phi A^-1 phi^T)`` through the Cholesky factor of that K x K covariance (K
     normals per draw, and ``phi theta = (phi A^-1) b`` reuses the product; see
-    :func:`policies.thompson.cholesky_small` for the jitter it adds). A batch shares
+    :func:`policies.thompson.cholesky_small` for the jitter it adds), in one compiled call
+    (:func:`policies.kernels.lints_one`) where numba is available. A batch shares
     ``n_draws`` weight vectors ``theta + v R z`` across its rows, with ``R`` a square root of
     ``A^-1``: the inverse of the Cholesky factor of ``A`` that a refit computes anyway, or
     the Cholesky factor of ``A^-1`` after single records (once per model version, when a
@@ -99,6 +101,8 @@ class LinTS(LinearPolicy):
         joint draws of their scores (antithetic pairs, each exactly distributed up to the
         jitter, which also splits the wins of identical candidates); ``None`` (no draw made)
         if their covariance cannot be factored even so."""
+        if kernels.AVAILABLE:
+            return self._act_one_compiled(x, mask)
         x = x.astype(np.float64, copy=False)
         k = len(x)
         xa = np.dot(x, self._a_inv)
@@ -121,9 +125,34 @@ class LinTS(LinearPolicy):
         wins = np.bincount(scores.argmax(axis=1), minlength=k) / n
         return mix_uniform(wins.reshape(1, k), mask[None], self.epsilon)
 
+    def _act_one_compiled(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+        """:meth:`_act_one` in one compiled call (:func:`policies.kernels.lints_one`): the same
+        normals, the same probabilities up to rounding. The normals are drawn first, so a
+        covariance that cannot be factored (then ``None``) has consumed them."""
+        k = len(x)
+        z = self._rng.normal(0.0, self.v, ((self.n_draws + 1) // 2, k))
+        if mask is None:
+            mask = _all_valid(k)
+        probs = np.empty((1, k))
+        if kernels.lints_one(x, mask, self._a_inv, self._b, z, self.n_draws, self.epsilon,
+                             probs[0]):
+            return probs
+        return None
+
     def _win_weights(self) -> np.ndarray:
         """``(1 - epsilon) / n_draws`` for each draw (cached for the current parameters)."""
         key = (self.n_draws, self.epsilon)
         if self._weights[0] != key:
             self._weights = (key, np.full(self.n_draws, (1.0 - self.epsilon) / self.n_draws))
         return self._weights[1]
+
+
+_ALL_VALID: dict[int, np.ndarray] = {}
+
+
+def _all_valid(k: int) -> np.ndarray:
+    """A mask of ``k`` valid candidates (cached per K; never written)."""
+    mask = _ALL_VALID.get(k)
+    if mask is None:
+        mask = _ALL_VALID[k] = np.ones(k, dtype=bool)
+    return mask

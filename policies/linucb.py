@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from policies import kernels
 from policies.base import check_param, greedy_mix, greedy_mix_one
 from policies.linear import LinearPolicy
 
@@ -52,15 +53,18 @@ class LinUCB(LinearPolicy):
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape
         if b == 1 and mask is None:  # one decision: its K bounds as Python floats
-            # with b as one more row, one product gives phi A^-1 phi^T on the diagonal and
-            # phi A^-1 b = phi theta in the last column
-            xb = np.concatenate((phi[0], self._b[None]), dtype=np.float64)
-            g = np.dot(np.dot(xb, self._a_inv), xb.T)
-            quad = g.diagonal()[:k].tolist()
-            mean = g[:k, k].tolist()
-            alpha = self.alpha
-            bound = [m + alpha * math.sqrt(q) if q > 0.0 else m
-                     for m, q in zip(mean, quad, strict=True)]
+            if kernels.AVAILABLE:
+                bound = np.empty(k)
+                kernels.linucb_one(phi[0], self._a_inv, self._b, self.alpha, bound)
+                bound = bound.tolist()
+            else:  # with b as one more row, one product gives phi A^-1 phi^T on the
+                # diagonal and phi A^-1 b = phi theta in the last column
+                xb = np.concatenate((phi[0], self._b[None]), dtype=np.float64)
+                g = np.dot(np.dot(xb, self._a_inv), xb.T)
+                alpha = self.alpha
+                bound = [m + alpha * math.sqrt(q) if q > 0.0 else m
+                         for m, q in zip(g[:k, k].tolist(), g.diagonal()[:k].tolist(),
+                                         strict=True)]
             probs = greedy_mix_one(bound, self.epsilon)
             if probs is not None:
                 return probs

@@ -1,0 +1,258 @@
+"""Compiled kernels (numba) for learning and deciding one record at a time, where a dozen
+small numpy calls cost more than the arithmetic they do.
+
+``numba`` is a dependency. The policies use these kernels when :data:`AVAILABLE` is true and
+fall back to their numpy paths, which compute the same quantities up to rounding, when it is
+false: numba cannot be imported (a Python it does not support yet), or the environment sets
+``LOOPWISE_NUMBA=0``. Kernels are compiled on first use and cached on disk (``cache=True``):
+the first process on a machine pays a few seconds, later ones load the cache in a fraction of
+a second; :func:`warm_up` does either up front, when a linear policy is built, so no
+decision pays for it.
+Random numbers are drawn by the callers with their own ``numpy.random.Generator``, so a
+kernel consumes exactly the draws the numpy path would.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:
+    if os.environ.get("LOOPWISE_NUMBA", "1") == "0":
+        raise ImportError("LOOPWISE_NUMBA=0")
+    import numba
+except ImportError:  # numpy paths only
+    numba = None
+
+#: True where the policies use the kernels below (numba importable, not switched off).
+AVAILABLE = numba is not None
+
+
+def _jit(fn):
+    if numba is None:
+        return fn
+    return numba.njit(cache=True)(fn)  # holds the GIL: releasing it cost more than it saves
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) every kernel for float32 and float64 features,
+    so that the first real decision does not pay for it; once per process (the linear
+    policies call it when built). A no-op without numba."""
+    global _warm
+    if _warm or not AVAILABLE:
+        return
+    _warm = True
+    k, d = 2, 3
+    a_inv, b = np.eye(d), np.zeros(d)
+    for dtype in (np.float32, np.float64):
+        lints_one(np.ones((k, d), dtype), np.ones(k, bool), a_inv, b, np.zeros((1, k)), 2,
+                  0.1, np.empty(k))
+        linucb_one(np.ones((k, d), dtype), a_inv, b, 1.0, np.empty(k))
+    x = np.ones(d)
+    ridge_step(np.eye(d), np.zeros(d), x, 1.0)
+    discounted_ridge_step(np.eye(d), np.eye(d), np.zeros(d), x, 1.0, 0.9, 1.0)
+
+
+@_jit
+def _times_a_inv(x, a_inv):
+    """``x A^-1`` (K, D) over each row's non-zero features, with those features' indices
+    (K, D) and counts (K,)."""
+    k, d = x.shape
+    nz = np.empty((k, d), np.int64)
+    n_nz = np.zeros(k, np.int64)
+    xa = np.zeros((k, d))
+    for i in range(k):
+        for j in range(d):
+            xij = np.float64(x[i, j])
+            if xij != 0.0:
+                nz[i, n_nz[i]] = j
+                n_nz[i] += 1
+                for m in range(d):  # row j of A^-1, contiguous
+                    xa[i, m] += xij * a_inv[j, m]
+    return xa, nz, n_nz
+
+
+@_jit
+def linucb_one(x, a_inv, b, alpha, bound):
+    """LinUCB's bounds for one decision (numba): ``bound[i] = x_i theta + alpha sqrt(x_i
+    A^-1 x_i)`` (the mean alone where the quadratic form is not positive), with ``x_i
+    theta = (x_i A^-1) b``; ``x A^-1`` skips zero features."""
+    k = x.shape[0]
+    xa, nz, n_nz = _times_a_inv(x, a_inv)
+    d = xa.shape[1]
+    for i in range(k):
+        mean = 0.0
+        for m in range(d):
+            mean += xa[i, m] * b[m]
+        quad = 0.0
+        for jj in range(n_nz[i]):
+            m = nz[i, jj]
+            quad += xa[i, m] * np.float64(x[i, m])
+        bound[i] = mean + alpha * math.sqrt(quad) if quad > 0.0 else mean
+
+
+@_jit
+def lints_one(x, mask, a_inv, b, z, n_draws, epsilon, probs):
+    """Linear Thompson sampling's win probabilities for one decision (numba).
+
+    ``x`` (K, D) candidate features (K <= D), ``mask`` (K,) bool, ``a_inv`` (D, D) and ``b``
+    (D,) the ridge model, ``z`` (half, K) the draws' normals ``N(0, v^2)`` with ``half =
+    (n_draws + 1) // 2``, ``probs`` (K,) the output. Each row of ``z`` gives the antithetic
+    score draws ``x theta +/- L z`` with ``L`` the Cholesky factor of ``x A^-1 x^T`` plus the
+    jitter of :func:`policies.thompson.cholesky_small` (the last minus draw is dropped when
+    ``n_draws`` is odd); every draw credits its best valid candidate (the first of equals),
+    and ``probs`` gets ``(1 - epsilon) * wins / n_draws + epsilon / n_valid`` (0 where
+    masked). ``x A^-1`` skips zero features. Returns False, ``probs`` untouched, if the
+    covariance cannot be factored.
+    """
+    k = x.shape[0]
+    xa, nz, n_nz = _times_a_inv(x, a_inv)
+    d = xa.shape[1]
+    xat = np.ascontiguousarray(xa.T)  # (D, K): the loops below run along K, contiguous
+    mean = np.zeros(k)  # phi theta = (x A^-1) b
+    for m in range(d):
+        bm = b[m]
+        for i in range(k):
+            mean[i] += bm * xat[m, i]
+    upper = np.zeros((k, k))  # x A^-1 x^T, upper triangle, row by row
+    for r in range(k):
+        for jj in range(n_nz[r]):
+            m = nz[r, jj]
+            xrm = np.float64(x[r, m])
+            for i in range(r, k):
+                upper[r, i] += xrm * xat[m, i]
+    trace = 0.0
+    for i in range(k):
+        trace += upper[i, i]
+    jitter = 1e-10 * trace / k + 2.2250738585072014e-308
+    for i in range(k):
+        upper[i, i] += jitter
+    for r in range(k):  # in place: upper becomes U = L^T, with L L^T = upper's matrix
+        pivot = upper[r, r]
+        if not pivot > 0.0:  # also NaN
+            return False
+        pivot = math.sqrt(pivot)
+        for i in range(r, k):
+            upper[r, i] /= pivot
+        for c in range(r + 1, k):
+            urc = upper[r, c]
+            for i in range(c, k):
+                upper[c, i] -= urc * upper[r, i]
+    half = z.shape[0]
+    zt = np.ascontiguousarray(z.T)  # (K, draws)
+    spread = np.zeros((k, half))  # L z for every draw: rows of U^T z, along the draws
+    for m in range(k):
+        for i in range(m, k):
+            umi = upper[m, i]
+            for s in range(half):
+                spread[i, s] += umi * zt[m, s]
+    top_plus = np.empty(half)
+    top_minus = np.empty(half)
+    best_plus = np.full(half, -1)
+    best_minus = np.full(half, -1)
+    for i in range(k):  # each draw's best valid candidate, the first of equals
+        if mask[i]:
+            mi = mean[i]
+            for s in range(half):
+                up = mi + spread[i, s]
+                down = mi - spread[i, s]
+                if best_plus[s] < 0 or up > top_plus[s]:
+                    top_plus[s] = up
+                    best_plus[s] = i
+                if best_minus[s] < 0 or down > top_minus[s]:
+                    top_minus[s] = down
+                    best_minus[s] = i
+    counts = np.zeros(k)
+    for s in range(half):
+        counts[best_plus[s]] += 1.0
+        if half + s < n_draws:
+            counts[best_minus[s]] += 1.0
+    n_valid = 0
+    for i in range(k):
+        if mask[i]:
+            n_valid += 1
+    floor = epsilon / n_valid
+    share = (1.0 - epsilon) / n_draws
+    for i in range(k):
+        probs[i] = counts[i] * share + floor if mask[i] else 0.0
+    return True
+
+
+@_jit
+def ridge_step(a_inv, b, x, reward):
+    """One record ``x`` (D,) with ``reward`` into a ridge model, in place (numba): ``A^-1``
+    by Sherman-Morrison and ``b += reward x``; ``A^-1 x`` skips zero features."""
+    d = x.shape[0]
+    ax = np.zeros(d)
+    for j in range(d):
+        xj = x[j]
+        if xj != 0.0:
+            for m in range(d):  # A^-1 is symmetric: its row j is its column j
+                ax[m] += xj * a_inv[j, m]
+    quad = 0.0
+    for j in range(d):
+        quad += x[j] * ax[j]
+    scale = -1.0 / (1.0 + quad)
+    for i in range(d):
+        ci = scale * ax[i]
+        for m in range(d):
+            a_inv[i, m] += ci * ax[m]
+    for j in range(d):
+        b[j] += reward * x[j]
+
+
+@_jit
+def discounted_ridge_step(a, a_inv, b, x, reward, gamma, l2):
+    """One record into a discounted ridge model, in place (numba): ``A <- gamma A + (1 -
+    gamma) l2 I + x x^T`` (kept exactly symmetric), ``b <- gamma b + reward x``, and ``A^-1``
+    recomputed from ``A`` through its Cholesky factor ``L``: ``A^-1 = L^-T L^-1``. Returns
+    False (``a_inv`` left partly written) if ``A`` is not numerically positive definite."""
+    d = x.shape[0]
+    prior = (1.0 - gamma) * l2
+    for i in range(d):
+        gx = x[i]
+        for j in range(i + 1):
+            v = gamma * a[i, j] + gx * x[j]
+            a[i, j] = v
+            a[j, i] = v
+        a[i, i] += prior
+        b[i] = gamma * b[i] + reward * x[i]
+    upper = a_inv  # U = L^T, row by row (right-looking, contiguous inner loops)
+    for i in range(d):
+        for j in range(i, d):
+            upper[i, j] = a[i, j]
+    for r in range(d):
+        pivot = upper[r, r]
+        if not pivot > 0.0:  # also NaN
+            return False
+        pivot = math.sqrt(pivot)
+        for i in range(r, d):
+            upper[r, i] /= pivot
+        for c in range(r + 1, d):
+            urc = upper[r, c]
+            for i in range(c, d):
+                upper[c, i] -= urc * upper[r, i]
+    lower_inv = np.zeros((d, d))  # Y = L^-1 (lower), row by row: L Y = I
+    for i in range(d):
+        lower_inv[i, i] = 1.0
+        for m in range(i):
+            lim = upper[m, i]  # L[i, m]
+            if lim != 0.0:
+                for j in range(m + 1):
+                    lower_inv[i, j] -= lim * lower_inv[m, j]
+        pivot = upper[i, i]
+        for j in range(i + 1):
+            lower_inv[i, j] /= pivot
+    a_inv[:, :] = 0.0  # A^-1 = Y^T Y, one row of Y at a time (exactly symmetric)
+    for m in range(d):
+        for i in range(m + 1):
+            ymi = lower_inv[m, i]
+            if ymi != 0.0:
+                for j in range(m + 1):
+                    a_inv[i, j] += ymi * lower_inv[m, j]
+    return True

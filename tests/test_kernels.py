@@ -1,0 +1,143 @@
+"""The numba kernels compute what the numpy paths compute, and consume the same draws."""
+
+import numpy as np
+import pytest
+
+from policies import kernels, make
+from policies.linear import inverse_and_root
+
+D, K = 12, 6
+
+
+def test_numba_is_installed_and_used():
+    # numba is a dependency: CI must exercise the kernels, not silently the numpy paths
+    assert kernels.AVAILABLE
+    kernels.warm_up()
+
+
+def trained(name, seed=0, **params):
+    rng = np.random.default_rng(seed)
+    p = make(name, n_features=D, seed=seed, **params)
+    x = rng.normal(size=(40, D)) * (rng.random((40, D)) < 0.5)  # sparse, like one-hot crosses
+    for i in range(40):
+        p.update(x[i:i + 1], np.array([float(x[i, 0] > 0)]), np.ones(1) / 2)
+    return p
+
+
+def candidates(seed, dtype=np.float64, duplicate=False):
+    rng = np.random.default_rng(100 + seed)
+    phi = (rng.normal(size=(1, K, D)) * (rng.random((1, K, D)) < 0.4)).astype(dtype)
+    if duplicate:  # identical candidates: a singular covariance, wins split by the jitter
+        phi[0, 1] = phi[0, 0]
+    return phi
+
+
+def both_paths(monkeypatch, fn):
+    """``fn()`` with the kernels, then without, from the same state: both results."""
+    out = fn()
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    try:
+        return out, fn()
+    finally:
+        monkeypatch.setattr(kernels, "AVAILABLE", True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n_draws", [64, 33])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lints_one_decision_matches_numpy(monkeypatch, seed, n_draws, masked, dtype):
+    p = trained("lints", seed, n_draws=n_draws)
+    phi = candidates(seed, dtype, duplicate=seed == 3)
+    mask = np.array([[True, True, False, True, True, False]]) if masked else None
+    state = p._rng.bit_generator.state
+
+    def decide():
+        p._rng.bit_generator.state = state
+        probs = p.act(phi, mask)
+        return probs, p._rng.random()  # the next draw: the same normals were consumed
+
+    (fast, after_fast), (slow, after_slow) = both_paths(monkeypatch, decide)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    assert after_fast == after_slow
+    assert abs(fast.sum() - 1.0) < 1e-12
+    if masked:
+        assert (fast[~mask] == 0).all()
+    if seed == 3:  # the duplicated pair shares its wins (neither gets only the floor)
+        assert fast[0, 0] > 0.05 and fast[0, 1] > 0.05
+
+
+def test_lints_kernel_refuses_a_covariance_it_cannot_factor():
+    probs = np.full(K, -1.0)
+    x = np.ones((K, D))
+    ok = kernels.lints_one(x, np.ones(K, bool), -np.eye(D), np.zeros(D), np.zeros((2, K)), 4,
+                           0.1, probs)
+    assert not ok and (probs == -1.0).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_linucb_one_decision_matches_numpy(monkeypatch, seed):
+    p = trained("linucb", seed, alpha=2.0)
+    phi = candidates(seed)
+    phi[0, 2] = 0.0  # a zero row: no bound term, the mean alone
+    fast, slow = both_paths(monkeypatch, lambda: p.act(phi))
+    np.testing.assert_array_equal(fast, slow)
+    bound = np.empty(K)
+    kernels.linucb_one(phi[0], p._a_inv, p._b, 2.0, bound)
+    x = phi[0]
+    exact = x @ p.theta + 2.0 * np.sqrt(np.einsum("ij,jk,ik->i", x, p._a_inv, x))
+    np.testing.assert_allclose(bound, exact, rtol=1e-10)
+
+
+def test_ridge_step_is_sherman_morrison():
+    rng = np.random.default_rng(0)
+    a = np.eye(D) * 0.5
+    a_inv, b, b_ref = np.linalg.inv(a), np.zeros(D), np.zeros(D)
+    for _ in range(200):
+        x = rng.normal(size=D) * (rng.random(D) < 0.5)
+        r = float(rng.normal())
+        kernels.ridge_step(a_inv, b, x, r)  # in place
+        a += np.outer(x, x)
+        b_ref += r * x
+    np.testing.assert_allclose(a_inv, np.linalg.inv(a), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-14)
+
+
+def test_discounted_ridge_step_is_the_exact_refit():
+    rng = np.random.default_rng(1)
+    gamma, l2 = 0.95, 0.7
+    a, a_inv, b = np.eye(D) * l2, np.eye(D) / l2, np.zeros(D)
+    a_ref, b_ref = a.copy(), b.copy()
+    for _ in range(100):
+        x = rng.normal(size=D)
+        r = float(rng.normal())
+        assert kernels.discounted_ridge_step(a, a_inv, b, x, r, gamma, l2)
+        a_ref = gamma * a_ref + (1 - gamma) * l2 * np.eye(D) + np.outer(x, x)
+        b_ref = gamma * b_ref + r * x
+    np.testing.assert_allclose(a, a_ref, rtol=1e-12)
+    np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a_inv, inverse_and_root(a_ref)[0], rtol=1e-9, atol=1e-12)
+    assert (a_inv == a_inv.T).all() and (a == a.T).all()
+
+
+def test_discounted_ridge_step_reports_a_matrix_that_is_not_positive_definite():
+    a = -np.eye(D)
+    assert not kernels.discounted_ridge_step(a, np.eye(D), np.zeros(D), np.zeros(D), 0.0,
+                                             0.5, 0.1)
+
+
+@pytest.mark.parametrize("discount", [1.0, 0.9])
+def test_policies_learn_the_same_with_and_without_kernels(monkeypatch, discount):
+    rng = np.random.default_rng(2)
+    x, r = rng.normal(size=(300, D)), rng.normal(size=300)
+
+    def learn():
+        p = make("lints", n_features=D, discount=discount, l2=0.5)
+        for i in range(300):  # crosses a resync without discounting
+            p.update(x[i:i + 1], r[i:i + 1], np.ones(1))
+        return p
+
+    fast, slow = both_paths(monkeypatch, learn)
+    np.testing.assert_allclose(fast._a_inv, slow._a_inv, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.theta, slow.theta, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.precision(), slow.precision(), rtol=1e-12)
