@@ -53,6 +53,8 @@ def warm_up() -> None:
         lints_one(np.ones((k, d), dtype), np.ones(k, bool), a_inv, b, np.zeros((1, k)), 2,
                   0.1, np.empty(k))
         linucb_one(np.ones((k, d), dtype), a_inv, b, 1.0, np.empty(k))
+        lints_one_wide(np.ones((d + 1, d), dtype), np.ones(d + 1, bool), b, a_inv,
+                       np.zeros((1, d)), 2, 0.1, np.empty(d + 1))
     x = np.ones(d)
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
     discounted_ridge_step(np.eye(d), np.eye(d), np.zeros(d), x, 1.0, 0.9, 1.0)
@@ -180,6 +182,64 @@ def lints_one(x, mask, a_inv, b, z, n_draws, epsilon, probs):
     share = (1.0 - epsilon) / n_draws
     for i in range(k):
         probs[i] = counts[i] * share + floor if mask[i] else 0.0
+    return True
+
+
+@_jit
+def lints_one_wide(x, mask, theta, root, z, n_draws, epsilon, probs):
+    """Linear Thompson sampling's win probabilities for one decision with more candidates
+    than features (K > D) (numba), as :func:`policies.thompson.win_probabilities_root` and
+    :func:`policies.base.mix_uniform` compute them for one row: ``z`` (half, D) the normals
+    ``N(0, v^2)``, each giving the weight draws ``theta + root z`` and ``theta - root z``
+    (the last minus draw dropped when ``n_draws`` is odd); each draw credits every valid
+    candidate with the best score (exact ties share it), the counts are normalized, and
+    ``probs`` (K,) gets ``(1 - epsilon) * share + epsilon / n_valid`` (0 where masked).
+    Returns False, ``probs`` untouched, if no score could be compared (NaN)."""
+    k, d = x.shape
+    half = z.shape[0]
+    base = np.empty(k)  # x theta
+    for i in range(k):
+        acc = 0.0
+        for m in range(d):
+            acc += np.float64(x[i, m]) * theta[m]
+        base[i] = acc
+    counts = np.zeros(k)
+    w = np.empty(d)
+    up = np.empty(k)
+    for s in range(half):
+        for m in range(d):  # theta + root z
+            acc = 0.0
+            for j in range(d):
+                acc += root[m, j] * z[s, j]
+            w[m] = theta[m] + acc
+        top_up = top_down = -np.inf
+        for i in range(k):
+            if mask[i]:
+                acc = 0.0
+                for m in range(d):
+                    acc += np.float64(x[i, m]) * w[m]
+                up[i] = acc
+                if acc > top_up:
+                    top_up = acc
+                if 2.0 * base[i] - acc > top_down:
+                    top_down = 2.0 * base[i] - acc
+        for i in range(k):
+            if mask[i]:
+                if up[i] == top_up:
+                    counts[i] += 1.0
+                if half + s < n_draws and 2.0 * base[i] - up[i] == top_down:
+                    counts[i] += 1.0
+    total = 0.0
+    n_valid = 0
+    for i in range(k):
+        total += counts[i]
+        if mask[i]:
+            n_valid += 1
+    if not total > 0.0:  # no score compared (NaN)
+        return False
+    floor = epsilon / n_valid
+    for i in range(k):
+        probs[i] = (1.0 - epsilon) * (counts[i] / total) + floor if mask[i] else 0.0
     return True
 
 

@@ -92,6 +92,13 @@ class LinTS(LinearPolicy):
                 return probs
         if self._root is None:
             self._root = cholesky_psd(self._a_inv)
+        if b == 1 and kernels.AVAILABLE:  # one decision, K > D: the same in one call
+            z = self._rng.normal(0.0, self.v, ((self.n_draws + 1) // 2, d))
+            probs = np.empty((1, k))
+            if kernels.lints_one_wide(phi[0], _all_valid(k) if mask is None else mask[0],
+                                      self._model_theta(), self._root, z, self.n_draws,
+                                      self.epsilon, probs[0]):
+                return probs  # else NaN scores: the numpy path says what they give
         wins = win_probabilities_root(phi, mask, self._model_theta(), self._root, self.v,
                                       self.n_draws, self._rng)
         return mix_uniform(wins, mask, self.epsilon)

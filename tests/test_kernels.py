@@ -141,3 +141,27 @@ def test_policies_learn_the_same_with_and_without_kernels(monkeypatch, discount)
     np.testing.assert_allclose(fast._a_inv, slow._a_inv, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(fast.theta, slow.theta, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(fast.precision(), slow.precision(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n_draws", [64, 33])
+@pytest.mark.parametrize("masked", [False, True])
+def test_lints_one_decision_with_more_candidates_than_features_matches_numpy(
+        monkeypatch, seed, n_draws, masked):
+    p = trained("lints", seed, n_draws=n_draws)
+    if seed == 2:
+        p.update(np.ones((5, D)), np.ones(5), np.ones(5))  # a refit: its own square root
+    rng = np.random.default_rng(seed)
+    phi = rng.normal(size=(1, D + 4, D)) * (rng.random((1, D + 4, D)) < 0.5)
+    phi[0, 1] = phi[0, 0]  # identical candidates tie exactly in every draw: they share it
+    mask = (np.arange(D + 4) % 3 != 2)[None] if masked else None
+    state = p._rng.bit_generator.state
+
+    def decide():
+        p._rng.bit_generator.state = state
+        return p.act(phi, mask), p._rng.random()
+
+    (fast, after_fast), (slow, after_slow) = both_paths(monkeypatch, decide)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    assert after_fast == after_slow
+    assert fast[0, 0] == fast[0, 1] and abs(fast.sum() - 1.0) < 1e-12
