@@ -5,6 +5,8 @@
 engine uses (plain SGD with a constant learning rate on the squared loss) with fewer
 temporaries and no per-call dicts: the same floating-point operations in the same order,
 so the latents are bit for bit River's (``tests/test_latent.py`` checks it on a stream).
+:meth:`LatentFactors.learn_many` runs a stream of such updates in one compiled call (numba,
+see :mod:`policies.kernels`) with the same operations, so its latents are bit for bit too.
 Any other loss, optimizer or schedule runs River's own ``learn_one``.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 from river import optim, reco
+
+from policies import kernels
 
 
 def _plain(optimizer) -> bool:
@@ -52,3 +56,39 @@ class LatentFactors(reco.FunkMF):
         v[:] = [b - lr_i * (g * a + l2 * b) for a, b in zip(uu, vv, strict=True)]
         uo.n_iterations += 1
         io.n_iterations += 1
+
+    def learn_many(self, triples) -> None:
+        """``learn_one(user, item, y)`` for each triple, in order, with the same results.
+
+        For SGD on the squared loss, latents (new ones drawn in ``learn_one``'s order) are
+        gathered into one matrix, updated event after event by one compiled call, and
+        written back: a few microseconds per event less than ``learn_one`` each.
+        """
+        uo, io = self.u_optimizer, self.i_optimizer
+        fast = (kernels.AVAILABLE and type(self.loss) is optim.losses.Squared and _plain(uo)
+                and _plain(io))
+        if not fast or len(triples) < 8:
+            for user, item, y in triples:
+                self.learn_one(user, item, y)
+            return
+        u_lat, i_lat = self.u_latents, self.i_latents
+        rows: dict[int, int] = {}  # id of a latent vector -> its row
+        vectors: list[np.ndarray] = []
+        index = []
+        targets = []
+        for user, item, y in triples:
+            for vec in (u_lat[user], i_lat[item]):  # predict_one's order: user, then item
+                row = rows.get(id(vec))
+                if row is None:
+                    row = rows[id(vec)] = len(vectors)
+                    vectors.append(vec)
+                index.append(row)
+            targets.append(y)
+        matrix = np.stack(vectors)
+        kernels.funk_sgd(matrix, np.array(index, dtype=np.int64), np.array(targets, dtype=float),
+                         uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
+                         float(self.clip_gradient))
+        for vec, row in zip(vectors, matrix, strict=True):
+            vec[:] = row
+        uo.n_iterations += len(triples)
+        io.n_iterations += len(triples)

@@ -106,6 +106,7 @@ class ProfileShard:
         types = self.event_types
         profiles = self._profiles
         constants: dict[str, tuple] = {}
+        latent_steps = []  # (user, item, target): learned after the loop, in order, in one call
         for event, seq in zip(events, seqs, strict=True):
             if seq <= self.last_seq:
                 continue
@@ -138,7 +139,8 @@ class ProfileShard:
                 words = {intern(w): n for w, n in self._bow.transform_one(event.text).items()}
             profile.observe(type_, event.ts, weight, keys, engaged, event.attributes, words)
             if event.item_id is not None and target is not None:
-                self._mf.learn_one(uid, event.item_id, target)
+                latent_steps.append((uid, event.item_id, target))
+        self._mf.learn_many(latent_steps)  # nothing in the loop reads latents
         return applied
 
     def forget(self, user_id: str) -> bool:

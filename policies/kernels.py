@@ -55,6 +55,7 @@ def warm_up() -> None:
         linucb_one(np.ones((k, d), dtype), a_inv, b, 1.0, np.empty(k))
         lints_one_wide(np.ones((d + 1, d), dtype), np.ones(d + 1, bool), b, a_inv,
                        np.zeros((1, d)), 2, 0.1, np.empty(d + 1))
+    funk_sgd(np.ones((2, d)), np.array([0, 1]), np.ones(1), 0.1, 0.1, 0.0, 1.0)
     x = np.ones(d)
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
     discounted_ridge_step(np.eye(d), np.eye(d), np.zeros(d), x, 1.0, 0.9, 1.0)
@@ -241,6 +242,28 @@ def lints_one_wide(x, mask, theta, root, z, n_draws, epsilon, probs):
     for i in range(k):
         probs[i] = (1.0 - epsilon) * (counts[i] / total) + floor if mask[i] else 0.0
     return True
+
+
+@_jit
+def funk_sgd(latents, index, targets, lr_user, lr_item, l2, clip):
+    """SGD on the squared loss of a stream of (user, item, y) events, in place (numba):
+    event ``t`` pairs rows ``index[2 t]`` (user) and ``index[2 t + 1]`` (item) of
+    ``latents``; ``g = clip(2 (u . v - y))``, then from the old values ``u -= lr_user (g v
+    + l2 u)`` and ``v -= lr_item (g u + l2 v)``: River's FunkMF update, operation for
+    operation (the dot product is numpy's, through BLAS, as ``np.dot`` computes it)."""
+    f = latents.shape[1]
+    old_u = np.empty(f)
+    for t in range(targets.shape[0]):
+        u = latents[index[2 * t]]
+        v = latents[index[2 * t + 1]]
+        g = 2.0 * (np.dot(u, v) - targets[t])
+        g = max(min(g, clip), -clip)
+        for m in range(f):
+            old_u[m] = u[m]
+        for m in range(f):
+            u[m] = old_u[m] - lr_user * (g * v[m] + l2 * old_u[m])
+        for m in range(f):
+            v[m] = v[m] - lr_item * (g * old_u[m] + l2 * v[m])
 
 
 @_jit

@@ -66,3 +66,19 @@ def test_shard_restores_a_snapshot_holding_rivers_class():
     back = ProfileShard(0, ProfileConfig(), EventTypes()).restore(pickle.dumps(state))
     assert type(back._mf) is LatentFactors
     assert np.array_equal(back._mf.u_latents["u1"], shard._mf.u_latents["u1"])
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"n_factors": 8, "optimizer": optim.SGD(0.05), "l2": 0.001, "seed": 3},
+    {"n_factors": 5, "optimizer": optim.SGD(0.2), "l2": 0.0, "clip_gradient": 0.5, "seed": 1},
+])
+def test_learn_many_is_bit_for_bit_rivers_funkmf(kwargs):
+    ours, river = LatentFactors(**kwargs), reco.FunkMF(**kwargs)
+    events = stream()
+    for first in range(0, len(events), 700):  # batches: latents carry across calls
+        ours.learn_many(events[first:first + 700])
+    for user, item, y in events:
+        river.learn_one(user, item, y)
+    assert same(ours, river)
+    assert ours.u_optimizer.n_iterations == river.u_optimizer.n_iterations == 3000
+    assert ours.predict_one("u3", "i7") == river.predict_one("u3", "i7")
