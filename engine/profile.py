@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from river import drift, stats
+from river import stats
 
 from engine.errors import ValidationError
+from engine.pagehinkley import PageHinkley
 
 LN2 = math.log(2.0)
 MAX_KEYWORDS = 32
@@ -109,8 +110,8 @@ class Profile:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.engagement = stats.EWMean(fading_factor=config.engagement_alpha)
-        self.detector = drift.PageHinkley(min_instances=config.drift_min_events, delta=0.05,
-                                          threshold=config.drift_threshold, mode="up")
+        self.detector = PageHinkley(min_instances=config.drift_min_events, delta=0.05,
+                                    threshold=config.drift_threshold, mode="up")
         self.fast_windows: list[list[float]] = []  # [start, end] of faster forgetting
         self.n_drifts = 0
         self.mass: dict[str, float] = {}  # anchored total of positive interest weight
@@ -224,16 +225,16 @@ class Profile:
                 for key in keys:
                     exposure[key] = exposure.get(key, 0.0) + expo_scale
                 if len(exposure) > MAX_EXPOSURE:
-                    _prune(self, exposure, ts, MAX_EXPOSURE)
+                    _prune(exposure, MAX_EXPOSURE)
             if len(interests) > MAX_INTERESTS:
-                _prune(self, interests, ts, MAX_INTERESTS)
+                _prune(interests, MAX_INTERESTS)
         if words:
             total = sum(words.values())
             keywords = self.keywords
             for word, count in words.items():
                 keywords[word] = keywords.get(word, 0.0) + weight * count / total * scale
             if len(keywords) > MAX_KEYWORDS:
-                _prune(self, keywords, ts, MAX_KEYWORDS)
+                _prune(keywords, MAX_KEYWORDS)
         if engaged >= 0.0:
             self.engagement.update(engaged)
         last = self.last_ts
@@ -314,9 +315,13 @@ def _ranked(values: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 6) for k, v in sorted(values.items(), key=lambda kv: -abs(kv[1]))}
 
 
-def _prune(profile: Profile, table: dict, now: float, keep: int) -> None:
-    """Drop the weakest entries so a profile's size stays bounded."""
-    hl = profile._cfg.half_life
-    ranked = sorted(table, key=lambda k: abs(profile._value(table, k, now, hl)), reverse=True)
+def _prune(table: dict, keep: int) -> None:
+    """Drop the weakest entries so a profile's size stays bounded: the smallest magnitudes
+    (every entry of a table decays by the same factor, so stored weights rank as their
+    values at any time do); among equals the newest key goes first."""
+    if len(table) == keep + 1:  # the usual case: one entry over
+        del table[min(reversed(table), key=lambda k: abs(table[k]))]
+        return
+    ranked = sorted(table, key=lambda k: abs(table[k]), reverse=True)
     for key in ranked[keep:]:
         del table[key]

@@ -137,3 +137,41 @@ def test_profile_size_is_bounded():
             "text": f"word{t} other{t}"} for t in range(500)]
     profile = shard_with(evs)._profiles["u"]
     assert len(profile.interests) <= 64 and len(profile.keywords) <= 32
+
+
+def test_pruning_keeps_the_strongest_interests():
+    # 70 topics over time: interests decay, so the oldest are the weakest; topic t3 is
+    # clicked again at the end, which makes it strong enough to stay
+    evs = [{"user_id": "u", "type": "click", "ts": float(t), "topics": [f"t{t}"]}
+           for t in range(70)]
+    evs.insert(60, {"user_id": "u", "type": "purchase", "ts": 59.5, "topics": ["t3"]})
+    profile = shard_with(evs)._profiles["u"]
+    kept = {int(key.split(":t")[1]) for key in profile.interests}
+    assert kept == {3, *range(7, 70)}
+    # among equal weights the newest key goes: a tie at the boundary keeps the old ones
+    evs = [{"user_id": "v", "type": "click", "ts": 0.0, "topics": [f"t{t}"]} for t in range(66)]
+    profile = shard_with(evs)._profiles["v"]
+    assert {int(key.split(":t")[1]) for key in profile.interests} == set(range(64))
+
+
+@pytest.mark.parametrize("mode", ["up", "both"])
+def test_lean_page_hinkley_is_rivers(mode):
+    import numpy as np
+    from river import drift
+
+    from engine.pagehinkley import PageHinkley
+
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([rng.random(300) * 0.2, 0.8 + rng.random(300) * 0.2,
+                         rng.random(300) * 0.2, 0.9 + rng.random(300) * 0.1])
+    ours = PageHinkley(min_instances=20, delta=0.05, threshold=3.0, mode=mode)
+    ref = drift.PageHinkley(min_instances=20, delta=0.05, threshold=3.0, mode=mode)
+    fired = 0
+    for x in xs.tolist():
+        ours.update(x)
+        ref.update(x)
+        assert ours.drift_detected == ref.drift_detected
+        fired += ours.drift_detected
+    assert fired >= 2  # the planted shifts fire it (and it resets after each)
+    assert vars(ours)["_sum_increase"] == vars(ref)["_sum_increase"]
+    assert ours._x_mean._mean == ref._x_mean._mean and ours._x_mean.n == ref._x_mean.n
