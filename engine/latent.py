@@ -72,19 +72,23 @@ class LatentFactors(reco.FunkMF):
                 self.learn_one(user, item, y)
             return
         u_lat, i_lat = self.u_latents, self.i_latents
-        rows: dict[int, int] = {}  # id of a latent vector -> its row
+        user_rows: dict = {}  # user -> its row in the batch's matrix
+        item_rows: dict = {}
         vectors: list[np.ndarray] = []
         index = []
-        targets = []
-        for user, item, y in triples:
-            for vec in (u_lat[user], i_lat[item]):  # predict_one's order: user, then item
-                row = rows.get(id(vec))
-                if row is None:
-                    row = rows[id(vec)] = len(vectors)
-                    vectors.append(vec)
-                index.append(row)
-            targets.append(y)
-        matrix = np.stack(vectors)
+        for user, item, _ in triples:  # new latents drawn in learn_one's order: user, item
+            row = user_rows.get(user)
+            if row is None:
+                row = user_rows[user] = len(vectors)
+                vectors.append(u_lat[user])
+            index.append(row)
+            row = item_rows.get(item)
+            if row is None:
+                row = item_rows[item] = len(vectors)
+                vectors.append(i_lat[item])
+            index.append(row)
+        targets = [y for _, _, y in triples]
+        matrix = np.concatenate(vectors).reshape(len(vectors), -1)
         kernels.funk_sgd(matrix, np.array(index, dtype=np.int64), np.array(targets, dtype=float),
                          uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
                          float(self.clip_gradient))
