@@ -437,10 +437,15 @@ class Engine:
         if slate_size == 1:
             # row by row on Python floats: the count of cumulative probabilities <= u * total
             # (what a vectorized compare-and-sum gives), without a dozen array calls per batch
-            us = self._rng.random(len(probs)).tolist()
+            rows = probs.tolist()
+            if len(rows) == 1:  # one request: the same draw and sums without the array work
+                us = [self._rng.random()]
+                cums = [list(itertools.accumulate(rows[0]))]  # sequential sums, as cumsum adds
+            else:
+                us = self._rng.random(len(rows)).tolist()
+                cums = np.cumsum(probs, axis=1).tolist()
             chosen, props = [], []
-            for r, (cum, row, u) in enumerate(zip(np.cumsum(probs, axis=1).tolist(),
-                                                  probs.tolist(), us, strict=True)):
+            for r, (cum, row, u) in enumerate(zip(cums, rows, us, strict=True)):
                 c = bisect_right(cum, u * cum[-1])
                 # never pick a masked or zero-probability candidate, even at float edges
                 if c >= len(row) or row[c] <= 0 or (mask is not None and not mask[r, c]):
