@@ -60,9 +60,10 @@ class LatentFactors(reco.FunkMF):
     def learn_many(self, triples) -> None:
         """``learn_one(user, item, y)`` for each triple, in order, with the same results.
 
-        For SGD on the squared loss, latents (new ones drawn in ``learn_one``'s order) are
-        gathered into one matrix, updated event after event by one compiled call, and
-        written back: a few microseconds per event less than ``learn_one`` each.
+        For SGD on the squared loss the latent vectors live as rows of two matrices (the
+        dicts hold views of those rows, see :class:`_Arena`), so one compiled call updates
+        them event after event with no copying in or out; new latents are drawn in
+        ``learn_one``'s order (user, then item, event by event).
         """
         uo, io = self.u_optimizer, self.i_optimizer
         fast = (kernels.AVAILABLE and type(self.loss) is optim.losses.Squared and _plain(uo)
@@ -71,28 +72,85 @@ class LatentFactors(reco.FunkMF):
             for user, item, y in triples:
                 self.learn_one(user, item, y)
             return
-        u_lat, i_lat = self.u_latents, self.i_latents
-        user_rows: dict = {}  # user -> its row in the batch's matrix
-        item_rows: dict = {}
-        vectors: list[np.ndarray] = []
-        index = []
-        for user, item, _ in triples:  # new latents drawn in learn_one's order: user, item
-            row = user_rows.get(user)
-            if row is None:
-                row = user_rows[user] = len(vectors)
-                vectors.append(u_lat[user])
-            index.append(row)
-            row = item_rows.get(item)
-            if row is None:
-                row = item_rows[item] = len(vectors)
-                vectors.append(i_lat[item])
-            index.append(row)
-        targets = [y for _, _, y in triples]
-        matrix = np.concatenate(vectors).reshape(len(vectors), -1)
-        kernels.funk_sgd(matrix, np.array(index, dtype=np.int64), np.array(targets, dtype=float),
+        users = self._arena("_user_arena", self.u_latents)
+        items = self._arena("_item_arena", self.i_latents)
+        user_row, item_row = users.row, items.row
+        u_index, i_index = [], []
+        for user, item, _ in triples:
+            u_index.append(user_row(user))
+            i_index.append(item_row(item))
+        kernels.funk_sgd(users.matrix, items.matrix, np.array(u_index, dtype=np.int64),
+                         np.array(i_index, dtype=np.int64),
+                         np.array([y for _, _, y in triples], dtype=float),
                          uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
                          float(self.clip_gradient))
-        for vec, row in zip(vectors, matrix, strict=True):
-            vec[:] = row
         uo.n_iterations += len(triples)
         io.n_iterations += len(triples)
+
+    def forget_user(self, user) -> None:
+        """Drop a user's latent vector (and its row)."""
+        arena = self.__dict__.get("_user_arena")
+        if arena is not None and arena.latents is self.u_latents:
+            arena.drop(user)
+        else:
+            self.u_latents.pop(user, None)
+
+    def _arena(self, name: str, latents: dict) -> _Arena:
+        arena = self.__dict__.get(name)
+        if arena is None or arena.latents is not latents:  # new, restored, or replaced
+            arena = _Arena(latents, self.n_factors)
+            setattr(self, name, arena)
+        return arena
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_user_arena", None)  # the dicts' values pickle as plain vectors; the
+        state.pop("_item_arena", None)  # arenas are rebuilt from them when next needed
+        return state
+
+
+class _Arena:
+    """Latent vectors as rows of one matrix: ``latents[key]`` is a view of row ``rows[key]``,
+    so the model's dict reads and writes them as before while a compiled loop indexes the
+    matrix. New keys get a row (the dict's own factory draws their initial values);
+    the matrix doubles when full, re-pointing every view; forgotten rows are reused."""
+
+    def __init__(self, latents: dict, n_factors: int):
+        self.latents = latents
+        self.rows: dict = {}
+        self.free: list[int] = []
+        self.matrix = np.empty((max(256, 2 * len(latents)), n_factors))
+        for key in list(latents):
+            self._adopt(key, latents[key])
+
+    def row(self, key) -> int:
+        row = self.rows.get(key)
+        if row is None:
+            row = self._adopt(key, self.latents[key])  # a defaultdict draws a new vector
+        return row
+
+    def _adopt(self, key, vector: np.ndarray) -> int:
+        if self.free:
+            row = self.free.pop()
+        else:
+            row = len(self.rows)
+            if row == len(self.matrix):
+                self._grow()
+        self.matrix[row] = vector
+        self.latents[key] = self.matrix[row]
+        self.rows[key] = row
+        return row
+
+    def _grow(self) -> None:
+        bigger = np.empty((2 * len(self.matrix), self.matrix.shape[1]))
+        bigger[:len(self.matrix)] = self.matrix
+        self.matrix = bigger
+        latents = self.latents
+        for key, row in self.rows.items():
+            latents[key] = bigger[row]
+
+    def drop(self, key) -> None:
+        self.latents.pop(key, None)
+        row = self.rows.pop(key, None)
+        if row is not None:
+            self.free.append(row)

@@ -145,7 +145,7 @@ class ProfileShard:
 
     def forget(self, user_id: str) -> bool:
         """Drop everything this shard holds about ``user_id``; True when there was a profile."""
-        self._mf.u_latents.pop(user_id, None)
+        self._mf.forget_user(user_id)
         return self._profiles.pop(user_id, None) is not None
 
     # ---- reads -----------------------------------------------------------------------

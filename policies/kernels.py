@@ -55,7 +55,8 @@ def warm_up() -> None:
         linucb_one(np.ones((k, d), dtype), a_inv, b, 1.0, np.empty(k))
         lints_one_wide(np.ones((d + 1, d), dtype), np.ones(d + 1, bool), b, a_inv,
                        np.zeros((1, d)), 2, 0.1, np.empty(d + 1))
-    funk_sgd(np.ones((2, d)), np.array([0, 1]), np.ones(1), 0.1, 0.1, 0.0, 1.0)
+    funk_sgd(np.ones((1, d)), np.ones((1, d)), np.zeros(1, np.int64), np.zeros(1, np.int64),
+             np.ones(1), 0.1, 0.1, 0.0, 1.0)
     x = np.ones(d)
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
     discounted_ridge_step(np.eye(d), np.eye(d), np.zeros(d), x, 1.0, 0.9, 1.0)
@@ -245,17 +246,17 @@ def lints_one_wide(x, mask, theta, root, z, n_draws, epsilon, probs):
 
 
 @_jit
-def funk_sgd(latents, index, targets, lr_user, lr_item, l2, clip):
+def funk_sgd(users, items, user_rows, item_rows, targets, lr_user, lr_item, l2, clip):
     """SGD on the squared loss of a stream of (user, item, y) events, in place (numba):
-    event ``t`` pairs rows ``index[2 t]`` (user) and ``index[2 t + 1]`` (item) of
-    ``latents``; ``g = clip(2 (u . v - y))``, then from the old values ``u -= lr_user (g v
-    + l2 u)`` and ``v -= lr_item (g u + l2 v)``: River's FunkMF update, operation for
+    event ``t`` pairs row ``user_rows[t]`` of ``users`` with row ``item_rows[t]`` of
+    ``items``; ``g = clip(2 (u . v - y))``, then from the old values ``u -= lr_user (g v +
+    l2 u)`` and ``v -= lr_item (g u + l2 v)``: River's FunkMF update, operation for
     operation (the dot product is numpy's, through BLAS, as ``np.dot`` computes it)."""
-    f = latents.shape[1]
+    f = users.shape[1]
     old_u = np.empty(f)
     for t in range(targets.shape[0]):
-        u = latents[index[2 * t]]
-        v = latents[index[2 * t + 1]]
+        u = users[user_rows[t]]
+        v = items[item_rows[t]]
         g = 2.0 * (np.dot(u, v) - targets[t])
         g = max(min(g, clip), -clip)
         for m in range(f):

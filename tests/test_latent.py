@@ -82,3 +82,26 @@ def test_learn_many_is_bit_for_bit_rivers_funkmf(kwargs):
     assert same(ours, river)
     assert ours.u_optimizer.n_iterations == river.u_optimizer.n_iterations == 3000
     assert ours.predict_one("u3", "i7") == river.predict_one("u3", "i7")
+
+
+def test_learn_many_across_growth_forgetting_and_a_snapshot():
+    # enough users and items to grow the arenas twice, a forgotten user who comes back
+    # (a fresh draw), and a pickle round trip mid-stream: still River's latents bit for bit
+    kwargs = {"n_factors": 6, "optimizer": optim.SGD(0.1), "l2": 0.01, "seed": 5}
+    rng = np.random.default_rng(7)
+    events = [(f"u{u}", f"i{i}", float(y)) for u, i, y in zip(
+        rng.integers(700, size=6000), rng.integers(900, size=6000), rng.random(6000),
+        strict=True)]
+    ours, river = LatentFactors(**kwargs), reco.FunkMF(**kwargs)
+    for first in range(0, 6000, 1000):
+        if first == 3000:
+            ours = pickle.loads(pickle.dumps(ours))
+        if first == 2000:
+            for user in ("u1", "u2", "u3"):
+                ours.forget_user(user)
+                river.u_latents.pop(user, None)
+        ours.learn_many(events[first:first + 1000])
+        for user, item, y in events[first:first + 1000]:
+            river.learn_one(user, item, y)
+    assert same(ours, river)
+    assert len(ours.u_latents) == len(river.u_latents) > 600
