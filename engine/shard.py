@@ -18,6 +18,7 @@ from river import feature_extraction, optim, reco
 from engine.events import Event, EventTypes
 from engine.latent import LatentFactors
 from engine.profile import Profile, ProfileConfig
+from policies import kernels
 
 #: Names of the per-user features (same for every candidate).
 USER_FEATURES = ("engagement_rate", "log_events", "recency", "drift_active")
@@ -97,6 +98,7 @@ class ProfileShard:
                                l2=0.001, seed=seed * 1009 + shard_id)
         self._bow = feature_extraction.BagOfWords()
         self._no_latent = np.zeros(profile_config.n_factors)
+        kernels.warm_up()  # the latent kernel compiled (or loaded) now, not in an ingest
         self.last_seq = 0
 
     # ---- writes ----------------------------------------------------------------------
