@@ -63,6 +63,26 @@ def warm_up() -> None:
 
 
 @_jit
+def _cholesky_upper(upper):
+    """In place: the upper triangle of a symmetric matrix (N, N) becomes ``U = L^T`` with
+    ``L L^T`` the matrix (right-looking, row by row, contiguous inner loops; the lower
+    triangle is not read). False if a pivot is not positive (also NaN)."""
+    n = upper.shape[0]
+    for r in range(n):
+        pivot = upper[r, r]
+        if not pivot > 0.0:
+            return False
+        pivot = math.sqrt(pivot)
+        for i in range(r, n):
+            upper[r, i] /= pivot
+        for c in range(r + 1, n):
+            urc = upper[r, c]
+            for i in range(c, n):
+                upper[c, i] -= urc * upper[r, i]
+    return True
+
+
+@_jit
 def _times_a_inv(x, a_inv):
     """``x A^-1`` (K, D) over each row's non-zero features, with those features' indices
     (K, D) and counts (K,)."""
@@ -136,17 +156,8 @@ def lints_one(x, mask, a_inv, b, z, n_draws, epsilon, probs):
     jitter = 1e-10 * trace / k + 2.2250738585072014e-308
     for i in range(k):
         upper[i, i] += jitter
-    for r in range(k):  # in place: upper becomes U = L^T, with L L^T = upper's matrix
-        pivot = upper[r, r]
-        if not pivot > 0.0:  # also NaN
-            return False
-        pivot = math.sqrt(pivot)
-        for i in range(r, k):
-            upper[r, i] /= pivot
-        for c in range(r + 1, k):
-            urc = upper[r, c]
-            for i in range(c, k):
-                upper[c, i] -= urc * upper[r, i]
+    if not _cholesky_upper(upper):
+        return False
     half = z.shape[0]
     zt = np.ascontiguousarray(z.T)  # (K, draws)
     spread = np.zeros((k, half))  # L z for every draw: rows of U^T z, along the draws
@@ -306,21 +317,12 @@ def discounted_ridge_step(a, a_inv, b, x, reward, gamma, l2):
             a[j, i] = v
         a[i, i] += prior
         b[i] = gamma * b[i] + reward * x[i]
-    upper = a_inv  # U = L^T, row by row (right-looking, contiguous inner loops)
+    upper = a_inv  # its upper triangle becomes U = L^T
     for i in range(d):
         for j in range(i, d):
             upper[i, j] = a[i, j]
-    for r in range(d):
-        pivot = upper[r, r]
-        if not pivot > 0.0:  # also NaN
-            return False
-        pivot = math.sqrt(pivot)
-        for i in range(r, d):
-            upper[r, i] /= pivot
-        for c in range(r + 1, d):
-            urc = upper[r, c]
-            for i in range(c, d):
-                upper[c, i] -= urc * upper[r, i]
+    if not _cholesky_upper(upper):
+        return False
     lower_inv = np.zeros((d, d))  # Y = L^-1 (lower), row by row: L Y = I
     for i in range(d):
         lower_inv[i, i] = 1.0
