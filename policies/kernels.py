@@ -334,11 +334,14 @@ def discounted_ridge_step(a, a_inv, b, x, reward, gamma, l2):
         pivot = upper[i, i]
         for j in range(i + 1):
             lower_inv[i, j] /= pivot
-    a_inv[:, :] = 0.0  # A^-1 = Y^T Y, one row of Y at a time (exactly symmetric)
+    a_inv[:, :] = 0.0  # A^-1 = Y^T Y, one row of Y at a time: the lower triangle, mirrored
     for m in range(d):
         for i in range(m + 1):
             ymi = lower_inv[m, i]
             if ymi != 0.0:
-                for j in range(m + 1):
+                for j in range(i + 1):
                     a_inv[i, j] += ymi * lower_inv[m, j]
+    for i in range(d):
+        for j in range(i):
+            a_inv[j, i] = a_inv[i, j]
     return True
