@@ -58,7 +58,8 @@ class Learner:
     def flush(self) -> None:
         if not self._rewards:
             return
-        self.policy.update(np.stack(self._phi), np.array(self._rewards, dtype=float),
+        phi = self._phi[0][None] if len(self._phi) == 1 else np.stack(self._phi)  # (N, D)
+        self.policy.update(phi, np.array(self._rewards, dtype=float),
                            np.array(self._props, dtype=float))
         self.learned_seq = max(self.learned_seq, max(self._seqs))
         self._phi, self._rewards, self._props, self._seqs = [], [], [], []
