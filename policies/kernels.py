@@ -33,7 +33,7 @@ AVAILABLE = numba is not None
 def _jit(fn):
     if numba is None:
         return fn
-    return numba.njit(cache=True)(fn)  # holds the GIL: releasing it cost more than it saves
+    return numba.njit(cache=True)(fn)  # holds the GIL: calls of microseconds, from one thread
 
 
 _warm = False
