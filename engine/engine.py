@@ -393,7 +393,7 @@ class Engine:
                            versions[variant], now)
             decisions.append(dec)
             meta = compact_json({"id": ids[c0], "p": prop, "topics": chosen.topics,
-                            "tags": chosen.tags})
+                                 "tags": chosen.tags})
             rows.append((did, uid, now, deadline, variant, names[variant], dec.policy_version,
                          compact_json(ids), p_row.tobytes(), c0, compact_json(ranking),
                          slot_p[i].tobytes(), phi[i, :k].astype(np.float32).tobytes(),

@@ -133,10 +133,6 @@ class Profile:
                 extra += min(t, end) - start
         return t + extra * (self._cfg.drift_fast_factor - 1.0)
 
-    def _exponent(self, t0: float, t1: float, half_life: float) -> float:
-        """Half-lives elapsed between t0 and t1, counting drift windows faster."""
-        return (self._warp(t1) - self._warp(t0)) / half_life
-
     def _since_anchor(self, ts: float) -> float:
         """Warped time from the anchor to ``ts`` (setting or rebasing the anchor when due);
         a weight observed at ``ts`` is stored times ``2 ** (this / half_life)``."""

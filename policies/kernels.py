@@ -187,11 +187,7 @@ def lints_one(x, mask, a_inv, b, z, n_draws, epsilon, probs):
         counts[best_plus[s]] += 1.0
         if half + s < n_draws:
             counts[best_minus[s]] += 1.0
-    n_valid = 0
-    for i in range(k):
-        if mask[i]:
-            n_valid += 1
-    floor = epsilon / n_valid
+    floor = epsilon / np.count_nonzero(mask)
     share = (1.0 - epsilon) / n_draws
     for i in range(k):
         probs[i] = counts[i] * share + floor if mask[i] else 0.0
@@ -219,6 +215,7 @@ def lints_one_wide(x, mask, theta, root, z, n_draws, epsilon, probs):
     counts = np.zeros(k)
     w = np.empty(d)
     up = np.empty(k)
+    down = np.empty(k)
     for s in range(half):
         for m in range(d):  # theta + root z
             acc = 0.0
@@ -232,25 +229,21 @@ def lints_one_wide(x, mask, theta, root, z, n_draws, epsilon, probs):
                 for m in range(d):
                     acc += np.float64(x[i, m]) * w[m]
                 up[i] = acc
+                down[i] = 2.0 * base[i] - acc  # x (2 theta - w): the antithetic draw
                 if acc > top_up:
                     top_up = acc
-                if 2.0 * base[i] - acc > top_down:
-                    top_down = 2.0 * base[i] - acc
+                if down[i] > top_down:
+                    top_down = down[i]
         for i in range(k):
             if mask[i]:
                 if up[i] == top_up:
                     counts[i] += 1.0
-                if half + s < n_draws and 2.0 * base[i] - up[i] == top_down:
+                if half + s < n_draws and down[i] == top_down:
                     counts[i] += 1.0
-    total = 0.0
-    n_valid = 0
-    for i in range(k):
-        total += counts[i]
-        if mask[i]:
-            n_valid += 1
+    total = counts.sum()
     if not total > 0.0:  # no score compared (NaN)
         return False
-    floor = epsilon / n_valid
+    floor = epsilon / np.count_nonzero(mask)
     for i in range(k):
         probs[i] = (1.0 - epsilon) * (counts[i] / total) + floor if mask[i] else 0.0
     return True

@@ -101,8 +101,8 @@ class LinearPolicy(Policy):
     up in directions no longer seen); that costs one D x D inverse per update call (the
     prior term makes each record a full-rank change, so Sherman-Morrison does not apply).
     One record at a time, both cases run as one compiled call each (:mod:`policies.kernels`)
-    where numba is available. A
-    mini-batch gives exactly what the same records one at a time give. After a single record
+    where numba is available. A mini-batch gives exactly what the same records one at a time
+    give. After a single record
     ``theta`` is left to be recomputed when next needed (one D x D product, which a decision
     that computes ``phi A^-1`` anyway replaces by ``(phi A^-1) b``).
 
@@ -159,19 +159,17 @@ class LinearPolicy(Policy):
             self._pending = []
 
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
-        if self.discount != 1.0:
-            if kernels.AVAILABLE:  # the refit below, for one record, in one compiled call
-                if not kernels.discounted_ridge_step(self._a, self._a_inv, self._b, x, reward,
-                                                     self.discount, self.l2):
-                    self._a_inv = inverse_and_root(self._a)[0]
-                self._theta = None
-                self._after_update()
-                return
-        elif len(self._pending) < self.RESYNC:
+        if self.discount == 1.0 and len(self._pending) < self.RESYNC:
             self._update_one(x, reward)
-            self._after_update()
+        elif self.discount != 1.0 and kernels.AVAILABLE:  # _refit's algebra, in one call
+            if not kernels.discounted_ridge_step(self._a, self._a_inv, self._b, x, reward,
+                                                 self.discount, self.l2):
+                self._a_inv = inverse_and_root(self._a)[0]
+            self._theta = None
+        else:  # a resync is due, or discounting without the kernels
+            self._refit(x[None], np.array([reward]))
             return
-        self._refit(x[None], np.array([reward]))
+        self._after_update()
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         self._refit(phi, rewards)  # a mini-batch (one record goes to _learn_one)

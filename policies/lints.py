@@ -75,7 +75,6 @@ class LinTS(LinearPolicy):
         self.n_draws = n_draws
         self.epsilon = epsilon
         self._root: np.ndarray | None = None  # a square root of A^-1, once needed
-        self._weights: tuple = (None, None)  # (parameters, win weights) (a cache)
 
     def _after_update(self) -> None:
         super()._after_update()
@@ -125,12 +124,9 @@ class LinTS(LinearPolicy):
             scores = scores[:n]
         if mask is not None:
             scores[:, ~mask] = -np.inf
-        if mask is None:  # (1 - epsilon) / n_draws per win, plus the floor
-            probs = np.bincount(scores.argmax(axis=1), self._win_weights(), k)
-            probs += self.epsilon / k
-            return probs.reshape(1, k)
         wins = np.bincount(scores.argmax(axis=1), minlength=k) / n
-        return mix_uniform(wins.reshape(1, k), mask[None], self.epsilon)
+        return mix_uniform(wins.reshape(1, k), None if mask is None else mask[None],
+                           self.epsilon)
 
     def _act_one_compiled(self, x: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
         """:meth:`_act_one` in one compiled call (:func:`policies.kernels.lints_one`): the same
@@ -145,13 +141,6 @@ class LinTS(LinearPolicy):
                              probs[0]):
             return probs
         return None
-
-    def _win_weights(self) -> np.ndarray:
-        """``(1 - epsilon) / n_draws`` for each draw (cached for the current parameters)."""
-        key = (self.n_draws, self.epsilon)
-        if self._weights[0] != key:
-            self._weights = (key, np.full(self.n_draws, (1.0 - self.epsilon) / self.n_draws))
-        return self._weights[1]
 
 
 _ALL_VALID: dict[int, np.ndarray] = {}

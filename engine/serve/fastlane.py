@@ -8,8 +8,8 @@ routes, so answers are identical. Anything else — a missing or wrong token, a 
 not parse or validate, a request the engine refuses as invalid or unknown — is handed to
 the FastAPI app unchanged, which produces the documented error. Those refusals happen
 before the engine changes anything, so handing over never does work twice; any other
-engine error is answered here with the app's own response for it. The OpenAPI spec stays the FastAPI
-routes' spec.
+engine error is answered here with the app's own response for it. The OpenAPI spec stays
+the FastAPI routes' spec.
 """
 
 from __future__ import annotations
