@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import tempfile
 import time
 from bisect import bisect_right
@@ -24,7 +25,7 @@ from engine.featurizer import Featurizer
 from engine.learner import Learner
 from engine.profile import ProfileConfig
 from engine.router import Router
-from engine.store import Store, compact_json
+from engine.store import Store, compact_json, json_string, json_strings
 
 
 @dataclass
@@ -328,8 +329,29 @@ class Engine:
              slate_size: int = 1, decision_id: str | None = None) -> Decision:
         """Rank ``candidates`` for ``user_id``; the first ``slate_size`` are sampled by the
         policy and their propensities logged. Report the outcome with :meth:`reward`."""
-        return self.rank_batch([{"user_id": user_id, "candidates": candidates, "context": context,
-                                 "decision_id": decision_id}], slate_size=slate_size)[0]
+        # rank_batch's steps for one request, without its grouping by shard and by variant
+        _check_int("slate_size", slate_size, 1)
+        now = float(self.clock())
+        self._expire(now)
+        uid, cands, items, ctx, ctx_raw, did = self._parse_fields(
+            user_id, candidates, context, decision_id, "requests[0]", slate_size)
+        shard = self.router.shard_of(uid)
+        user, inter = self.backend.features({shard: [(uid, cands)]}, now)[shard][0]
+        phi, _ = self.featurizer.build([user], [inter], [items], [ctx])
+        variant = self.variant_of(uid)
+        learner = self.learners[variant]
+        probs = learner.policy.act(phi, None)
+        if slate_size == 1:
+            slots, slot_props = self._sample_one(probs[0])
+        else:
+            slots, slot_p = self._sample(probs, None, slate_size)
+            slots, slot_props = slots[0].tolist(), slot_p[0].tolist()
+        dec, row, pending = self._decision(
+            uid, cands, ctx_raw, did, probs[0], slots, slot_props, phi[0], variant,
+            type(learner.policy).__name__, learner.version, now)
+        self.store.insert_decisions([row])
+        self.joiner.add(pending)  # awaited only once its decision is logged
+        return dec
 
     def rank_batch(self, requests: Sequence[Mapping], *, slate_size: int = 1) -> list[Decision]:
         """Rank many requests at once: one feature call per shard and one policy call per
@@ -370,36 +392,14 @@ class Engine:
         slots, slot_p = self._sample(probs, None if full else mask, slate_size)
 
         decisions, rows, pending = [], [], []
-        deadline = now + self.wait_window
-        n_features = phi.shape[2]
         for i, (uid, cands, _, _, ctx_raw, did) in enumerate(parsed):
-            k = len(cands)
-            p_row = probs[i, :k]
-            p_list = p_row.tolist()
-            order = slots[i].tolist()
-            c0 = order[0]
-            chosen_set = set(order)
-            # the rest by descending probability, ties in candidate order (a stable sort)
-            order += [j for j in sorted(range(k), key=p_list.__getitem__, reverse=True)
-                      if j not in chosen_set]
-            ids = [c.item_id for c in cands]
-            did = did or f"{self._id_prefix}{next(self._id_count):x}"
-            chosen = cands[c0]
-            slot_list = slot_p[i].tolist()
-            prop = slot_list[0]
             variant = variants[i]
-            ranking = [ids[j] for j in order]
-            dec = Decision(did, uid, ranking, p_list, ids, ids[c0], prop, slot_list, variant,
-                           versions[variant], now)
+            dec, row, pend = self._decision(uid, cands, ctx_raw, did, probs[i],
+                                            slots[i].tolist(), slot_p[i].tolist(), phi[i],
+                                            variant, names[variant], versions[variant], now)
             decisions.append(dec)
-            meta = compact_json({"id": ids[c0], "p": prop, "topics": chosen.topics,
-                                 "tags": chosen.tags})
-            rows.append((did, uid, now, deadline, variant, names[variant], dec.policy_version,
-                         compact_json(ids), p_row.tobytes(), c0, compact_json(ranking),
-                         slot_p[i].tobytes(), phi[i, :k].astype(np.float32).tobytes(),
-                         n_features, None if ctx_raw is None else compact_json(ctx_raw), meta))
-            pending.append(Pending(did, uid, deadline, variant, phi[i, c0].copy(), prop,
-                                   ids[c0], chosen.topics, chosen.tags))
+            rows.append(row)
+            pending.append(pend)
         self.store.insert_decisions(rows)
         for p in pending:  # awaited only once their decisions are logged
             self.joiner.add(p)
@@ -412,17 +412,18 @@ class Engine:
             extra = req.keys() - _REQUEST_KEYS
             raise ValidationError(f"{where}.{sorted(extra)[0]}",
                                   "unknown field; allowed: user_id, candidates, context, decision_id")
-        uid = req.get("user_id")
+        return self._parse_fields(req.get("user_id"), req.get("candidates"), req.get("context"),
+                                  req.get("decision_id"), where, slate_size)
+
+    def _parse_fields(self, uid, candidates, ctx_raw, did, where: str, slate_size: int):
         if not isinstance(uid, str) or not uid or len(uid) > 256:
             raise ValidationError(f"{where}.user_id", "must be a non-empty string of at most 256 "
                                   "characters", uid)
-        cands, items = self.featurizer.prepare_candidates(req.get("candidates"), f"{where}.candidates")
+        cands, items = self.featurizer.prepare_candidates(candidates, f"{where}.candidates")
         if slate_size > len(cands):
             raise ValidationError("slate_size", f"must be at most the number of candidates "
                                   f"({len(cands)}) in {where}", slate_size)
-        ctx_raw = req.get("context")
         ctx = self.featurizer.context_vector(ctx_raw, f"{where}.context")
-        did = req.get("decision_id")
         if did is not None:
             if not isinstance(did, str) or not did or len(did) > 256:
                 raise ValidationError(f"{where}.decision_id", "must be a non-empty string of at "
@@ -431,6 +432,38 @@ class Engine:
                 raise ValidationError(f"{where}.decision_id", "is already in use", did)
         return uid, cands, items, ctx, ctx_raw, did
 
+    def _decision(self, uid, cands, ctx_raw, did, probs, slots: list[int],
+                  slot_props: list[float], phi, variant: str, policy_name: str, version: int,
+                  now: float):
+        """One request's decision, its row for the decision log, and its pending join, from
+        its probabilities (K_max,), sampled slots and their propensities."""
+        k = len(cands)
+        p_row = probs[:k]
+        c0 = slots[0]
+        chosen_set = set(slots)
+        # the rest by descending probability, ties in candidate order (a stable sort)
+        order = slots + [j for j in np.argsort(-p_row, kind="stable").tolist()
+                         if j not in chosen_set]
+        ids = [c.item_id for c in cands]
+        did = did or f"{self._id_prefix}{next(self._id_count):x}"
+        chosen = cands[c0]
+        prop = slot_props[0]
+        ranking = [ids[j] for j in order]
+        dec = Decision(did, uid, ranking, p_row.tolist(), ids, ids[c0], prop, slot_props,
+                       variant, version, now)
+        # compact_json of {"id", "p", "topics", "tags"}, written out (a fifth of the time)
+        meta = (f'{{"id":{json_string(ids[c0])},"p":{prop!r},"topics":'
+                f'{json_strings(chosen.topics)},"tags":{json_strings(chosen.tags)}}}')
+        deadline = now + self.wait_window
+        row = (did, uid, now, deadline, variant, policy_name, version, json_strings(ids),
+               p_row.tobytes(), c0, json_strings(ranking),
+               struct.pack(f"<{len(slot_props)}d", *slot_props),
+               phi[:k].astype(np.float32).tobytes(), phi.shape[-1],
+               None if ctx_raw is None else compact_json(ctx_raw), meta)
+        pending = Pending(did, uid, deadline, variant, phi[c0].copy(), prop, ids[c0],
+                          chosen.topics, chosen.tags)
+        return dec, row, pending
+
     def _sample(self, probs: np.ndarray, mask: np.ndarray | None, slate_size: int):
         """Sample slots with the engine's generator; return (slots (B, L), propensities (B, L)).
         ``mask`` None: every candidate exists."""
@@ -438,17 +471,12 @@ class Engine:
             # row by row on Python floats: the count of cumulative probabilities <= u * total
             # (what a vectorized compare-and-sum gives), without a dozen array calls per batch
             rows = probs.tolist()
-            if len(rows) == 1:  # one request: the same draw and sums without the array work
-                us = [self._rng.random()]
-                cums = [list(itertools.accumulate(rows[0]))]  # sequential sums, as cumsum adds
-            else:
-                us = self._rng.random(len(rows)).tolist()
-                cums = np.cumsum(probs, axis=1).tolist()
+            us = self._rng.random(len(rows)).tolist()
+            cums = np.cumsum(probs, axis=1).tolist()
             chosen, props = [], []
             for r, (cum, row, u) in enumerate(zip(cums, rows, us, strict=True)):
-                c = bisect_right(cum, u * cum[-1])
-                # never pick a masked or zero-probability candidate, even at float edges
-                if c >= len(row) or row[c] <= 0 or (mask is not None and not mask[r, c]):
+                c = _draw(cum, row, u)
+                if mask is not None and not mask[r, c]:  # never a masked candidate
                     c = row.index(max(row))
                 chosen.append(c)
                 props.append(row[c])
@@ -457,11 +485,37 @@ class Engine:
 
         return sample_slate(probs, slate_size, self._rng)
 
+    def _sample_one(self, probs: np.ndarray) -> tuple[list[int], list[float]]:
+        """:meth:`_sample` of one request's first slot (every candidate exists), as lists:
+        the same draw, and the same sums (sequential, as cumsum adds)."""
+        row = probs.tolist()
+        c = _draw(list(itertools.accumulate(row)), row, self._rng.random())
+        return [c], [row[c]]
+
     # ---- rewards ---------------------------------------------------------------------
     def reward(self, decision_id: str, value: float) -> RewardResult:
         """Report the reward of a decision. Within its wait window it is learned once;
         repeats are ignored (``"duplicate"``); after the window it is recorded as ``"late"``."""
-        return self.reward_batch([(decision_id, value)])[0]
+        if not isinstance(decision_id, str) or not decision_id:
+            raise ValidationError("decision_id", "must be a non-empty string", decision_id)
+        _check_number("value", value)
+        value = float(value)
+        now = float(self.clock())
+        self._expire(now)
+        p = self.joiner._pending.get(decision_id)
+        if p is None:  # a duplicate, late or unknown reward: the general path says which
+            return self._record_rewards([(decision_id, value)], now)[0]
+        # reward_batch's steps for one joined reward
+        event = self._reward_event(p.user_id, decision_id, p.item_id, p.topics, p.tags, value,
+                                   now)
+        shard = self.router.shard_of(p.user_id)
+        seqs, event_seqs = self.store.record_rewards(
+            [(decision_id, p.user_id, value, now, "joined")], [(decision_id, value, "joined")],
+            [event], [shard])
+        self._apply_logged([event], [shard], event_seqs)
+        self.joiner.pop(decision_id)
+        self.learners[p.variant].add(p.phi, value, p.propensity, seqs[0])
+        return RewardResult(decision_id, "joined", value, True)
 
     def reward_batch(self, rewards: Sequence[tuple[str, float]]) -> list[RewardResult]:
         """Report many rewards in one transaction: ``[(decision_id, value), ...]``.
@@ -483,6 +537,10 @@ class Engine:
             checked.append((did, float(value)))
         now = float(self.clock())
         self._expire(now)
+        return self._record_rewards(checked, now)
+
+    def _record_rewards(self, checked: list[tuple[str, float]], now: float) -> list[RewardResult]:
+        """Join, record and learn validated rewards (see :meth:`reward_batch`)."""
         results: list[RewardResult] = []
         joined, others = [], []
         seen: set[str] = set()
@@ -648,6 +706,15 @@ class Engine:
 
 
 _REQUEST_KEYS = frozenset({"user_id", "candidates", "context", "decision_id"})
+
+
+def _draw(cum: list[float], row: list[float], u: float) -> int:
+    """The candidate a uniform draw ``u`` picks: the count of cumulative probabilities
+    ``cum`` <= u * total; never a zero-probability candidate, even at float edges."""
+    c = bisect_right(cum, u * cum[-1])
+    if c >= len(row) or row[c] <= 0:
+        c = row.index(max(row))
+    return c
 
 
 def _check_number(name: str, value: object, low: float | None = None, strict: bool = False) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -86,6 +87,9 @@ class Featurizer:
         if len(candidates) > self.max_candidates:
             raise ValidationError(where, f"must hold at most {self.max_candidates} candidates",
                                   len(candidates))
+        cached = self._cached_candidates(candidates, where)
+        if cached is not None:
+            return cached
         d_i = self.item_features
         items = np.zeros((len(candidates), d_i))
         out: list[Candidate] = []
@@ -140,17 +144,45 @@ class Featurizer:
             items = self._item_matrix(feature_rows, where)
         return out, items
 
+    def _cached_candidates(self, candidates: Sequence, where: str
+                           ) -> tuple[list[Candidate], np.ndarray] | None:
+        """The common request, without a Python loop: a list of plain dicts whose every item
+        is cached with equal topics and tags. ``None`` sends anything else (first sightings,
+        changed topics, errors to be named) through the general loop."""
+        if type(candidates) is not list or {*map(type, candidates)} != _ONLY_DICTS \
+                or not _CANDIDATE_KEYS.issuperset(chain.from_iterable(candidates)):
+            return None
+        ids = [*map(dict.get, candidates, repeat("id"))]
+        try:
+            hits = [*map(self._cand_cache.get, ids)]
+        except TypeError:  # an unhashable id
+            return None
+        if None in hits or len(set(ids)) != len(ids):
+            return None
+        topics = [*map(dict.get, candidates, repeat("topics"))]
+        tags = [*map(dict.get, candidates, repeat("tags"))]
+        if not {*map(type, topics), *map(type, tags)} <= _PLAIN \
+                or [h[0] for h in hits] != topics or [h[1] for h in hits] != tags:
+            return None
+        rows = [*map(dict.get, candidates, repeat("features"))]
+        if self.item_features or rows.count(None) != len(rows):
+            items = self._item_matrix(rows, where)
+        else:
+            items = np.zeros((len(rows), 0))
+        return [h[2] for h in hits], items
+
     def _item_matrix(self, rows: list, where: str) -> np.ndarray:
         """Stack candidates' features (None: zeros); one vectorized check, then a slow pass
         only to name the culprit when something is wrong."""
         d_i = self.item_features
         if None not in rows:
-            try:
-                items = np.array(rows, dtype=float)
+            try:  # no dtype given: numpy would turn the string "1.5" into a number
+                items = np.array(rows)
             except (TypeError, ValueError):
                 items = None
-            if items is not None and items.shape == (len(rows), d_i) and np.isfinite(items).all():
-                return items
+            if items is not None and items.dtype.kind in _NUMERIC_KINDS \
+                    and items.shape == (len(rows), d_i) and np.isfinite(items).all():
+                return items.astype(float, copy=False)
         items = np.zeros((len(rows), d_i))
         for k, feats in enumerate(rows):
             if feats is None:
@@ -160,10 +192,11 @@ class Featurizer:
                 raise ValidationError(f"{where}[{k}].features", f"must be a list of {d_i} numbers",
                                       feats)
             try:
-                row = np.asarray(feats, dtype=float)
+                row = np.asarray(feats)
             except (TypeError, ValueError):
-                raise ValidationError(f"{where}[{k}].features", "must hold numbers only",
-                                      feats) from None
+                row = None
+            if row is None or row.dtype.kind not in _NUMERIC_KINDS:
+                raise ValidationError(f"{where}[{k}].features", "must hold numbers only", feats)
             if row.shape != (d_i,) or not np.isfinite(row).all():
                 raise ValidationError(f"{where}[{k}].features", "must be finite numbers", feats)
             items[k] = row
@@ -218,6 +251,8 @@ class Featurizer:
 
 _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
 _PLAIN = frozenset({list, tuple, type(None)})  # compared with == to a cached entry
+_ONLY_DICTS = {dict}
+_NUMERIC_KINDS = "biuf"  # numpy dtype kinds of booleans, integers and floats
 
 
 def _frozen(value: object) -> object:

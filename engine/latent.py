@@ -12,6 +12,8 @@ Any other loss, optimizer or schedule runs River's own ``learn_one``.
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 from river import optim, reco
 
@@ -68,7 +70,9 @@ class LatentFactors(reco.FunkMF):
         uo, io = self.u_optimizer, self.i_optimizer
         fast = (kernels.AVAILABLE and type(self.loss) is optim.losses.Squared and _plain(uo)
                 and _plain(io))
-        if not fast or len(triples) < 8:
+        if not triples:
+            return
+        if not fast:  # (one triple too goes to the kernel: a third of learn_one's time)
             for user, item, y in triples:
                 self.learn_one(user, item, y)
             return
@@ -86,6 +90,29 @@ class LatentFactors(reco.FunkMF):
                          float(self.clip_gradient))
         uo.n_iterations += len(triples)
         io.n_iterations += len(triples)
+
+    def item_vectors(self, items: list) -> np.ndarray:
+        """The items' latent vectors as rows of a new (len(items), n_factors) matrix; zeros
+        for an item never learned. Reading draws no vector (the model is unchanged)."""
+        latents = self.i_latents
+        arena = self.__dict__.get("_item_arena")
+        if arena is None or arena.latents is not latents:
+            zero = np.zeros(self.n_factors)
+            return np.array([*map(latents.get, items, repeat(zero))], dtype=float)
+        rows = [*map(arena.rows.get, items)]
+        if None not in rows:  # the common case: one gather from the matrix
+            return arena.matrix[rows]
+        unknown = []
+        for k, item in enumerate(items):
+            if rows[k] is None:
+                if item in latents:  # learned one at a time since the arena was made
+                    rows[k] = arena.row(item)
+                else:
+                    rows[k] = 0
+                    unknown.append(k)
+        vectors = arena.matrix[rows]
+        vectors[unknown] = 0.0
+        return vectors
 
     def forget_user(self, user) -> None:
         """Drop a user's latent vector (and its row)."""

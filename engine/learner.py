@@ -48,6 +48,12 @@ class Learner:
         return len(self._rewards)
 
     def add(self, phi: np.ndarray, reward: float, propensity: float, reward_seq: int) -> None:
+        if self.batch_size == 1 and not self._rewards:
+            learn_one = getattr(self.policy, "learn_one", None)
+            if learn_one is not None:  # one record straight to the policy, no arrays built
+                learn_one(phi, reward, propensity)
+                self.learned_seq = max(self.learned_seq, reward_seq)
+                return
         self._phi.append(phi)
         self._rewards.append(reward)
         self._props.append(propensity)

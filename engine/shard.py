@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Sequence
+from itertools import repeat
+from math import log1p
+from operator import attrgetter
 from sys import intern
 
 import numpy as np
@@ -26,13 +29,16 @@ USER_FEATURES = ("engagement_rate", "log_events", "recency", "drift_active")
 INTERACTION_FEATURES = ("topic_affinity", "tag_affinity", "keyword_affinity", "latent_score",
                         "topic_exposure")
 
+_topic_key_of = attrgetter("topic_key")
+_tag_keys_of = attrgetter("tag_keys")
+_item_id_of = attrgetter("item_id")
 _ENGAGED = {"click": 1.0, "purchase": 1.0, "view": 0.0, "dislike": 0.0}
 
 
 class Candidate:
     """What a shard needs to know of a candidate item: its id, interest keys and words."""
 
-    __slots__ = ("item_id", "topics", "tags", "topic_keys", "tag_keys", "words")
+    __slots__ = ("item_id", "topics", "tags", "topic_keys", "tag_keys", "words", "topic_key")
 
     def __init__(self, item_id: str, topics: Sequence[str] = (), tags: Sequence[str] = ()):
         self.item_id = item_id
@@ -41,6 +47,7 @@ class Candidate:
         self.topic_keys = tuple("topic:" + t for t in topics)
         self.tag_keys = tuple("tag:" + t for t in tags)
         self.words = tuple({w.lower() for t in (*topics, *tags) for w in t.split()})
+        self.topic_key = self.topic_keys[0] if len(self.topic_keys) == 1 else None
 
     def __reduce__(self):
         return (Candidate, (self.item_id, self.topics, self.tags))
@@ -97,7 +104,6 @@ class ProfileShard:
         self._mf = LatentFactors(n_factors=profile_config.n_factors, optimizer=optim.SGD(0.05),
                                l2=0.001, seed=seed * 1009 + shard_id)
         self._bow = feature_extraction.BagOfWords()
-        self._no_latent = np.zeros(profile_config.n_factors)
         kernels.warm_up()  # the latent kernel compiled (or loaded) now, not in an ingest
         self.last_seq = 0
 
@@ -168,9 +174,8 @@ class ProfileShard:
         """
         out = []
         u_lat = self._mf.u_latents
-        i_lat = self._mf.i_latents
         for user_id, candidates in requests:
-            inter = np.zeros((len(candidates), len(INTERACTION_FEATURES)))
+            inter = np.zeros((len(candidates), len(INTERACTION_FEATURES)))  # unknown user
             user = np.zeros(len(USER_FEATURES))
             profile = self._profiles.get(user_id)
             if profile is not None:
@@ -186,36 +191,55 @@ class ProfileShard:
                 mass = profile.mass.get("all", 0.0) * decay + 1.0
                 latent = u_lat.get(user_id)
                 expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
-                # columns as lists first: one numpy write per column, not one per value
-                aff = [0.0] * len(candidates)
-                expo = [0.0] * len(candidates) if exposure else None
-                for k, cand in enumerate(candidates):
-                    keys = cand.topic_keys
-                    if keys:
-                        a = e = 0.0
-                        for t in keys:  # a loop, not sum(generator): this runs per candidate
-                            a += interests.get(t, 0.0)
-                            if expo is not None:
-                                e += exposure.get(t, 0.0)
-                        aff[k] = a * decay / mass
-                        if e:
-                            expo[k] = math.log1p(e * expo_decay)
-                inter[:, 0] = aff
-                if expo is not None:
-                    inter[:, 4] = expo
-                if any(c.tag_keys for c in candidates):
-                    inter[:, 1] = [sum(interests.get(t, 0.0) for t in c.tag_keys) * decay / mass
-                                   if c.tag_keys else 0.0 for c in candidates]
+                # one row per interaction feature while filling (contiguous writes); the
+                # caller gets the (K, I) transpose
+                cols = np.zeros((len(INTERACTION_FEATURES), len(candidates)))
+                flat = [*map(_topic_key_of, candidates)]
+                if None not in flat:  # one topic each: look-ups without a Python loop
+                    k = len(flat)
+                    aff = np.fromiter(map(interests.get, flat, repeat(0.0)), float, k)
+                    aff *= decay  # a * decay / mass, element by element, as in _topic_columns
+                    aff /= mass
+                    cols[0] = aff
+                    if exposure:
+                        expo = np.fromiter(map(exposure.get, flat, repeat(0.0)), float, k)
+                        expo *= expo_decay
+                        cols[4] = [*map(log1p, expo.tolist())]  # log1p(0) is 0: no exposure
+                else:
+                    self._topic_columns(cols, candidates, interests, exposure, decay, mass,
+                                        expo_decay)
+                if any(map(_tag_keys_of, candidates)):
+                    cols[1] = [sum(interests.get(t, 0.0) for t in c.tag_keys) * decay / mass
+                               if c.tag_keys else 0.0 for c in candidates]
                 if keywords:
                     kw_mass = 1.0 + decay * sum(abs(v) for v in keywords.values())
-                    inter[:, 2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
-                                   if c.words else 0.0 for c in candidates]
-                if latent is not None:
-                    # items without latents score 0 (a zero vector), all in one product
-                    none = self._no_latent
-                    inter[:, 3] = np.array([i_lat.get(c.item_id, none) for c in candidates]) @ latent
+                    cols[2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
+                               if c.words else 0.0 for c in candidates]
+                if latent is not None:  # items without latents score 0 (a zero vector)
+                    cols[3] = self._mf.item_vectors([*map(_item_id_of, candidates)]) @ latent
+                inter = cols.T
             out.append((user, inter))
         return out
+
+    @staticmethod
+    def _topic_columns(cols, candidates, interests, exposure, decay, mass, expo_decay) -> None:
+        """Topic affinity and exposure rows of candidates with any number of topics each."""
+        aff = [0.0] * len(candidates)
+        expo = [0.0] * len(candidates) if exposure else None
+        for k, cand in enumerate(candidates):
+            keys = cand.topic_keys
+            if keys:
+                a = e = 0.0
+                for t in keys:  # a loop, not sum(generator): this runs per candidate
+                    a += interests.get(t, 0.0)
+                    if expo is not None:
+                        e += exposure.get(t, 0.0)
+                aff[k] = a * decay / mass
+                if e:
+                    expo[k] = log1p(e * expo_decay)
+        cols[0] = aff
+        if expo is not None:
+            cols[4] = expo
 
     def profile_json(self, user_id: str, now: float | None = None) -> dict | None:
         profile = self._profiles.get(user_id)

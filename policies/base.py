@@ -194,21 +194,8 @@ class Policy:
                 and rewards.shape == (1,) and propensities.shape == (1,)
                 and phi.dtype in _FAST_DTYPES and rewards.dtype.kind in "biuf"
                 and propensities.dtype.kind in "biuf"):
-            # one record, the common online call: the same checks on a copy of its row and
-            # two Python floats, then the one-record hook
-            x = phi[0].astype(np.float64)
-            reward, propensity = float(rewards[0]), float(propensities[0])
-            if not math.isfinite(float(x.sum()) + reward):
-                if not np.isfinite(x).all():
-                    raise ValueError("phi: must be finite (got NaN or infinity)")
-                if not math.isfinite(reward):
-                    raise ValueError("rewards: must be finite (got NaN or infinity)")
-            if not 0 < propensity <= 1:  # NaN fails
-                raise ValueError(f"propensities: must lie in (0, 1] (got min {propensity}, "
-                                 f"max {propensity})")
-            self._learn_one(x, reward, propensity)
-            self._version += 1
-            return self
+            # one record, the common online call
+            return self.learn_one(phi[0], float(rewards[0]), float(propensities[0]))
         phi = as_float_array(phi, "phi", copy_=True)
         if phi.ndim != 2 or phi.shape[1] != self.n_features:
             raise ValueError(f"phi: must have shape (N, {self.n_features}) (got {phi.shape})")
@@ -235,6 +222,33 @@ class Policy:
             else:
                 self._update(phi, rewards, propensities)
             self._version += 1
+        return self
+
+    def learn_one(self, x: np.ndarray, reward: float, propensity: float) -> Policy:
+        """:meth:`update` with one record: its features ``x`` (D,) and two numbers, without
+        wrapping them in arrays (the engine's online call); returns ``self``.
+
+        >>> from policies import make
+        >>> pol = make("lints", n_features=2, seed=0)
+        >>> pol.learn_one(np.array([1.0, 0.0]), 1.0, 0.5).version
+        1
+        """
+        if not (type(x) is np.ndarray and x.shape == (self.n_features,) and x.dtype in _FAST_DTYPES):
+            x = as_float_array(x, "phi", copy_=True)
+            if x.shape != (self.n_features,):
+                raise ValueError(f"phi: must have shape ({self.n_features},) (got {x.shape})")
+        x = x.astype(np.float64)  # a copy: inputs are never modified
+        reward, propensity = float(reward), float(propensity)
+        if not math.isfinite(float(x.sum()) + reward):
+            if not np.isfinite(x).all():
+                raise ValueError("phi: must be finite (got NaN or infinity)")
+            if not math.isfinite(reward):
+                raise ValueError("rewards: must be finite (got NaN or infinity)")
+        if not 0 < propensity <= 1:  # NaN fails
+            raise ValueError(f"propensities: must lie in (0, 1] (got min {propensity}, "
+                             f"max {propensity})")
+        self._learn_one(x, reward, propensity)
+        self._version += 1
         return self
 
     def get_params(self) -> dict:

@@ -58,6 +58,7 @@ def warm_up() -> None:
     funk_sgd(np.ones((1, d)), np.ones((1, d)), np.zeros(1, np.int64), np.zeros(1, np.int64),
              np.ones(1), 0.1, 0.1, 0.0, 1.0)
     x = np.ones(d)
+    cholesky_jittered(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
     discounted_ridge_step(np.eye(d), np.eye(d), np.zeros(d), x, 1.0, 0.9, 1.0)
 
@@ -80,6 +81,32 @@ def _cholesky_upper(upper):
             for i in range(c, n):
                 upper[c, i] -= urc * upper[r, i]
     return True
+
+
+@_jit
+def cholesky_jittered(cov, lower):
+    """:func:`policies.thompson.cholesky_psd`'s factorizations (numba): ``lower`` (N, N)
+    becomes the lower Cholesky factor of ``cov`` plus ``jitter * (max |diag| + 1e-12)`` on
+    the diagonal, for the first jitter of 1e-12, 1e-9, 1e-6 that factors (the upper triangle
+    of ``cov`` is read). False, ``lower`` undefined, if none does (the caller then takes
+    ``cholesky_psd``'s eigendecomposition)."""
+    n = cov.shape[0]
+    scale = 0.0
+    for i in range(n):
+        scale = max(scale, abs(cov[i, i]))
+    scale += 1e-12
+    upper = np.empty((n, n))
+    for jitter in (1e-12, 1e-9, 1e-6):
+        for r in range(n):
+            for c in range(r, n):
+                upper[r, c] = cov[r, c]
+            upper[r, r] += jitter * scale
+        if _cholesky_upper(upper):
+            for r in range(n):
+                for c in range(n):
+                    lower[r, c] = upper[c, r] if c <= r else 0.0
+            return True
+    return False
 
 
 @_jit

@@ -90,7 +90,7 @@ class LinTS(LinearPolicy):
             if probs is not None:
                 return probs
         if self._root is None:
-            self._root = cholesky_psd(self._a_inv)
+            self._root = _psd_root(self._a_inv)
         if b == 1 and kernels.AVAILABLE:  # one decision, K > D: the same in one call
             z = self._rng.normal(0.0, self.v, ((self.n_draws + 1) // 2, d))
             probs = np.empty((1, k))
@@ -152,3 +152,13 @@ def _all_valid(k: int) -> np.ndarray:
     if mask is None:
         mask = _ALL_VALID[k] = np.ones(k, dtype=bool)
     return mask
+
+
+def _psd_root(cov: np.ndarray) -> np.ndarray:
+    """:func:`policies.thompson.cholesky_psd` of ``A^-1``, in one compiled call when it can
+    (the factor LAPACK gives up to rounding; a new one is needed after every update)."""
+    if kernels.AVAILABLE:
+        lower = np.empty_like(cov)
+        if kernels.cholesky_jittered(cov, lower):
+            return lower
+    return cholesky_psd(cov)

@@ -25,3 +25,6 @@ class Uniform(Policy):
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         pass
+
+    def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
+        pass

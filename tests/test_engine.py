@@ -120,6 +120,7 @@ def test_bad_requests_name_the_field_and_change_nothing(eng):
         (("u1", [{"id": "a"}, {"id": "a"}]), r"requests\[0\]\.candidates\[1\]\.id"),
         (("u1", [{"id": "a", "features": [1.0]}]), r"requests\[0\]\.candidates\[0\]\.features"),
         (("u1", [{"id": "a", "features": [1.0, float("inf")]}]), r"candidates\[0\]\.features"),
+        (("u1", [{"id": "a", "features": ["1.5", "2"]}]), r"candidates\[0\]\.features"),
         (("u1", cands(), {"hour": 3}), r"requests\[0\]\.context\.hour"),
     ]:
         with pytest.raises(ValidationError, match=field):
@@ -251,3 +252,21 @@ def test_reward_batch_is_atomic_and_reports_each(eng):
                             (ds[0].decision_id, 1.0)])
     assert [r.status for r in out] == ["joined", "joined", "duplicate"]
     assert len(eng.joiner) == 2
+
+
+def test_candidate_cache_follows_what_each_request_says():
+    from engine.featurizer import Featurizer
+
+    f = Featurizer(item_features=2)
+    cands = [{"id": "a", "topics": ["x"], "features": [1, 0]}, {"id": "b"}]
+    views, items = f.prepare_candidates(cands)
+    assert f._cached_candidates(cands, "c") is not None  # the second sighting: the fast path
+    assert [v.topics for v in views] == [("x",), ()] and items.tolist() == [[1, 0], [0, 0]]
+    cands[0]["topics"].append("y")  # changed in place: the cache kept its own copy
+    cands[1]["features"] = [0.5, 2]
+    views, items = f.prepare_candidates(cands)
+    assert views[0].topics == ("x", "y") and items.tolist() == [[1, 0], [0.5, 2]]
+    with pytest.raises(ValidationError, match=r"candidates\[1\]\.features"):
+        f.prepare_candidates([cands[0], {"id": "b", "features": [0.5, float("nan")]}])
+    with pytest.raises(ValidationError, match=r"candidates\[1\]\.id"):
+        f.prepare_candidates([cands[0], dict(cands[0])])

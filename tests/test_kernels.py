@@ -169,3 +169,49 @@ def test_lints_one_decision_with_more_candidates_than_features_matches_numpy(
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
     assert after_fast == after_slow
     assert fast[0, 0] == fast[0, 1] and abs(fast.sum() - 1.0) < 1e-12
+
+
+def psd_cases():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, D))
+    well = np.linalg.inv(x.T @ x + np.eye(D))  # a posterior covariance after 60 records
+    low_rank = x[:3].T @ x[:3]  # rank 3: factors only with the jitter
+    tiny = np.diag(np.r_[np.ones(D - 1), -1e-15])  # a rounding-error negative eigenvalue
+    indefinite = np.diag(np.r_[np.ones(D - 1), -1.0])  # no jitter helps: eigen fallback
+    return {"well": well, "low_rank": low_rank, "tiny": tiny, "indefinite": indefinite}
+
+
+@pytest.mark.parametrize("case", ["well", "low_rank", "tiny", "indefinite"])
+def test_lints_root_kernel_is_cholesky_psd(case):
+    from policies.lints import _psd_root
+    from policies.thompson import cholesky_psd
+
+    cov = psd_cases()[case]
+    lower = np.empty_like(cov)
+    factored = kernels.cholesky_jittered(cov, lower)
+    assert factored == (case != "indefinite")
+    ref = cholesky_psd(cov)
+    got = _psd_root(cov)
+    # the same factor up to rounding; a rank-deficient matrix's factor is ill-conditioned in
+    # its null space (entries of sqrt(jitter) size), where rounding moves it by ~1e-10
+    np.testing.assert_allclose(got, ref, rtol=1e-9,
+                               atol=1e-12 if case != "low_rank" else 1e-9)
+    if factored:  # lower triangular, and a square root of the (jittered) matrix
+        assert not np.triu(got, 1).any()
+        np.testing.assert_allclose(got @ got.T, cov, atol=1e-5 * np.abs(cov).max())
+
+
+def test_lints_decisions_match_numpy_when_each_path_factors_its_own_root(monkeypatch):
+    p = trained("lints", 1)
+    rng = np.random.default_rng(1)
+    phi = rng.normal(size=(1, D + 4, D)) * (rng.random((1, D + 4, D)) < 0.5)
+    state = p._rng.bit_generator.state
+
+    def decide():
+        p._rng.bit_generator.state = state
+        p._root = None  # as after an update: each path computes the square root itself
+        return p.act(phi), p._rng.random()
+
+    (fast, after_fast), (slow, after_slow) = both_paths(monkeypatch, decide)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    assert after_fast == after_slow

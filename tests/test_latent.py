@@ -105,3 +105,30 @@ def test_learn_many_across_growth_forgetting_and_a_snapshot():
             river.learn_one(user, item, y)
     assert same(ours, river)
     assert len(ours.u_latents) == len(river.u_latents) > 600
+
+
+def test_item_vectors_read_the_latents_without_drawing_any():
+    kw = {"n_factors": 4, "optimizer": optim.SGD(0.05), "l2": 0.001, "seed": 2}
+    model, river = LatentFactors(**kw), reco.FunkMF(**kw)
+    # before any arena: straight from the dict
+    model.learn_one("u0", "a", 1.0)
+    river.learn_one("u0", "a", 1.0)
+    got = model.item_vectors(["a", "never"])
+    assert np.array_equal(got, [river.i_latents["a"], np.zeros(4)])
+    # one mini-batch makes the arenas; one-at-a-time steps since then, in batches of one
+    triples = stream(200)
+    model.learn_many(triples)
+    for user, item, y in triples:
+        river.learn_one(user, item, y)
+    model.learn_many([("u1", "late", 1.0)])
+    river.learn_one("u1", "late", 1.0)
+    model.learn_one("u2", "solo", 1.0)  # a vector outside the arena until read
+    river.learn_one("u2", "solo", 1.0)
+    ids = ["i3", "late", "never", "solo", "a", "i7"]
+    want = np.array([river.i_latents[i] if i in river.i_latents else np.zeros(4) for i in ids])
+    before = set(model.i_latents)
+    got = model.item_vectors(ids)
+    assert np.array_equal(got, want)
+    assert set(model.i_latents) == before  # nothing drawn for "never"
+    got[:] = 9.0  # a copy: writing to it leaves the model alone
+    assert np.array_equal(model.item_vectors(ids), want)
