@@ -444,7 +444,7 @@ class Engine:
         # the rest by descending probability, ties in candidate order (a stable sort)
         order = slots + [j for j in np.argsort(-p_row, kind="stable").tolist()
                          if j not in chosen_set]
-        ids = [c.item_id for c in cands]
+        ids = list(cands.ids)  # cands: a CandidateSet
         did = did or f"{self._id_prefix}{next(self._id_count):x}"
         chosen = cands[c0]
         prop = slot_props[0]
@@ -455,7 +455,7 @@ class Engine:
         meta = (f'{{"id":{json_string(ids[c0])},"p":{prop!r},"topics":'
                 f'{json_strings(chosen.topics)},"tags":{json_strings(chosen.tags)}}}')
         deadline = now + self.wait_window
-        row = (did, uid, now, deadline, variant, policy_name, version, json_strings(ids),
+        row = (did, uid, now, deadline, variant, policy_name, version, cands.ids_json,
                p_row.tobytes(), c0, json_strings(ranking),
                struct.pack(f"<{len(slot_props)}d", *slot_props),
                phi[:k].astype(np.float32).tobytes(), phi.shape[-1],

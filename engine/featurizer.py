@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.errors import ValidationError
 from engine.events import MAX_ID_LENGTH
-from engine.shard import INTERACTION_FEATURES, USER_FEATURES, Candidate
+from engine.shard import INTERACTION_FEATURES, USER_FEATURES, Candidate, CandidateSet
 
 
 class Featurizer:
@@ -63,6 +63,7 @@ class Featurizer:
         self.max_candidates = max_candidates
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
         self._cand_cache: dict[str, tuple] = {}
+        self._list_cache: dict[tuple, tuple] = {}
 
     @property
     def feature_names(self) -> list[str]:
@@ -78,7 +79,7 @@ class Featurizer:
 
     # ---- request parsing -------------------------------------------------------------
     def prepare_candidates(self, candidates: object, where: str = "candidates"
-                           ) -> tuple[list[Candidate], np.ndarray]:
+                           ) -> tuple[CandidateSet, np.ndarray]:
         """Validate a request's candidates; return shard-side views and item features (K, d_i)."""
         if isinstance(candidates, (str, bytes, Mapping)) or not isinstance(candidates, Sequence):
             raise ValidationError(where, "must be a list of candidates (ids or objects)", candidates)
@@ -142,40 +143,58 @@ class Featurizer:
                 seen.add(item_id)
         if d_i or any(f is not None for f in feature_rows):
             items = self._item_matrix(feature_rows, where)
-        return out, items
+        return CandidateSet(out), items
 
     def _cached_candidates(self, candidates: Sequence, where: str
-                           ) -> tuple[list[Candidate], np.ndarray] | None:
-        """The common request, without a Python loop: a list of plain dicts whose every item
-        is cached with equal topics and tags. ``None`` sends anything else (first sightings,
-        changed topics, errors to be named) through the general loop."""
+                           ) -> tuple[CandidateSet, np.ndarray] | None:
+        """The common request, without a Python loop per candidate: a list of plain dicts
+        whose items are all cached with equal topics and tags. A list equal to one seen
+        before (same ids in the same order, equal topics, tags and features) gets that
+        list's views and (read-only) item features back. ``None`` sends anything else (first
+        sightings, changed topics, errors to be named) through the general loop."""
         if type(candidates) is not list or {*map(type, candidates)} != _ONLY_DICTS \
                 or not _CANDIDATE_KEYS.issuperset(chain.from_iterable(candidates)):
             return None
-        ids = [*map(dict.get, candidates, repeat("id"))]
+        ids = tuple(map(dict.get, candidates, repeat("id")))
         try:
-            hits = [*map(self._cand_cache.get, ids)]
+            seen = self._list_cache.get(ids)
         except TypeError:  # an unhashable id
-            return None
-        if None in hits or len(set(ids)) != len(ids):
             return None
         topics = [*map(dict.get, candidates, repeat("topics"))]
         tags = [*map(dict.get, candidates, repeat("tags"))]
-        if not {*map(type, topics), *map(type, tags)} <= _PLAIN \
+        rows = [*map(dict.get, candidates, repeat("features"))]
+        if not {*map(type, topics), *map(type, tags)} <= _PLAIN:
+            return None
+        if seen is not None and {*map(type, rows)} <= _PLAIN:
+            try:  # plain lists compare by value, in C (an odd element may refuse to)
+                same = seen[0] == topics and seen[1] == tags and seen[2] == rows
+            except (TypeError, ValueError):
+                same = False
+            if same:
+                return seen[3], seen[4]
+        hits = [*map(self._cand_cache.get, ids)]
+        if None in hits or len(set(ids)) != len(ids) \
                 or [h[0] for h in hits] != topics or [h[1] for h in hits] != tags:
             return None
-        rows = [*map(dict.get, candidates, repeat("features"))]
-        if self.item_features or rows.count(None) != len(rows):
+        row_types = {*map(type, rows)}
+        if self.item_features or row_types != _NONE_ONLY:
             items = self._item_matrix(rows, where)
         else:
             items = np.zeros((len(rows), 0))
-        return [h[2] for h in hits], items
+        views = CandidateSet([h[2] for h in hits])
+        if row_types <= _PLAIN and all(map(_numbers_only, rows)):
+            if len(self._list_cache) >= 4096:
+                self._list_cache.clear()
+            items.flags.writeable = False  # shared by every request with this list
+            self._list_cache[ids] = ([*map(_frozen, topics)], [*map(_frozen, tags)],
+                                     [*map(_frozen, rows)], views, items)
+        return views, items
 
     def _item_matrix(self, rows: list, where: str) -> np.ndarray:
         """Stack candidates' features (None: zeros); one vectorized check, then a slow pass
         only to name the culprit when something is wrong."""
         d_i = self.item_features
-        if None not in rows:
+        if not any(r is None for r in rows):  # (identity: rows may be arrays)
             try:  # no dtype given: numpy would turn the string "1.5" into a number
                 items = np.array(rows)
             except (TypeError, ValueError):
@@ -252,12 +271,20 @@ class Featurizer:
 _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
 _PLAIN = frozenset({list, tuple, type(None)})  # compared with == to a cached entry
 _ONLY_DICTS = {dict}
+_NONE_ONLY = {type(None)}
+_NUMBER_TYPES = frozenset({int, float})
 _NUMERIC_KINDS = "biuf"  # numpy dtype kinds of booleans, integers and floats
 
 
 def _frozen(value: object) -> object:
     """A copy of a list (so later changes by the caller cannot alter the cached entry)."""
     return list(value) if type(value) is list else value
+
+
+def _numbers_only(row: list | None) -> bool:
+    """True for None or a list of plain ints and floats: the feature rows a cached list
+    keeps (anything else, bools or numpy scalars included, is simply not cached)."""
+    return row is None or {*map(type, row)} <= _NUMBER_TYPES
 
 
 def _strings(value: object, where: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ Any other loss, optimizer or schedule runs River's own ``learn_one``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import repeat
 
 import numpy as np
@@ -91,7 +92,7 @@ class LatentFactors(reco.FunkMF):
         uo.n_iterations += len(triples)
         io.n_iterations += len(triples)
 
-    def item_vectors(self, items: list) -> np.ndarray:
+    def item_vectors(self, items: Sequence) -> np.ndarray:
         """The items' latent vectors as rows of a new (len(items), n_factors) matrix; zeros
         for an item never learned. Reading draws no vector (the model is unchanged)."""
         latents = self.i_latents

@@ -11,6 +11,7 @@ import math
 import pickle
 from collections.abc import Sequence
 from itertools import repeat
+from json.encoder import encode_basestring_ascii as _json_string
 from math import log1p
 from operator import attrgetter
 from sys import intern
@@ -51,6 +52,36 @@ class Candidate:
 
     def __reduce__(self):
         return (Candidate, (self.item_id, self.topics, self.tags))
+
+
+class CandidateSet(tuple):
+    """One request's candidates (:class:`Candidate` views, in order) with what each read
+    derives from all of them, computed once: the ids, their JSON, and the topic keys when
+    every candidate has exactly one topic (else ``None``).
+
+    >>> cs = CandidateSet([Candidate("a", ["jazz"]), Candidate("b", ["rock"], ["live"])])
+    >>> cs.ids, cs.topic_keys, cs.any_tags, len(cs)
+    (('a', 'b'), ['topic:jazz', 'topic:rock'], True, 2)
+    """
+
+    def __new__(cls, views):
+        self = super().__new__(cls, views)
+        self.ids = tuple(map(_item_id_of, self))
+        keys = [*map(_topic_key_of, self)]
+        self.topic_keys = None if None in keys else keys
+        self.any_tags = any(map(_tag_keys_of, self))
+        self._ids_json = None
+        return self
+
+    @property
+    def ids_json(self) -> str:
+        """The ids as a compact JSON list (what the decision log stores)."""
+        if self._ids_json is None:
+            self._ids_json = "[" + ",".join(map(_json_string, self.ids)) + "]"
+        return self._ids_json
+
+    def __reduce__(self):
+        return (CandidateSet, (tuple(self),))
 
 
 # Interned table keys per topic/tag name: one dict look-up per event instead of a string
@@ -175,50 +206,51 @@ class ProfileShard:
         out = []
         u_lat = self._mf.u_latents
         for user_id, candidates in requests:
-            inter = np.zeros((len(candidates), len(INTERACTION_FEATURES)))  # unknown user
-            user = np.zeros(len(USER_FEATURES))
+            if type(candidates) is not CandidateSet:
+                candidates = CandidateSet(candidates)
             profile = self._profiles.get(user_id)
-            if profile is not None:
-                cfg = self.profile_config
-                hl = cfg.half_life
-                user[0] = profile.engagement.get()
-                user[1] = math.log1p(profile.n_events) / 5.0
-                if profile.last_ts is not None:
-                    user[2] = 2.0 ** (-max(0.0, now - profile.last_ts) / hl)
-                user[3] = float(profile.drift_active(now))
-                interests, exposure, keywords = profile.interests, profile.exposure, profile.keywords
-                decay = profile.decay(now, hl)  # one factor turns every stored weight into a value
-                mass = profile.mass.get("all", 0.0) * decay + 1.0
-                latent = u_lat.get(user_id)
-                expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
-                # one row per interaction feature while filling (contiguous writes); the
-                # caller gets the (K, I) transpose
-                cols = np.zeros((len(INTERACTION_FEATURES), len(candidates)))
-                flat = [*map(_topic_key_of, candidates)]
-                if None not in flat:  # one topic each: look-ups without a Python loop
-                    k = len(flat)
-                    aff = np.fromiter(map(interests.get, flat, repeat(0.0)), float, k)
-                    aff *= decay  # a * decay / mass, element by element, as in _topic_columns
-                    aff /= mass
-                    cols[0] = aff
-                    if exposure:
-                        expo = np.fromiter(map(exposure.get, flat, repeat(0.0)), float, k)
-                        expo *= expo_decay
-                        cols[4] = [*map(log1p, expo.tolist())]  # log1p(0) is 0: no exposure
-                else:
-                    self._topic_columns(cols, candidates, interests, exposure, decay, mass,
-                                        expo_decay)
-                if any(map(_tag_keys_of, candidates)):
-                    cols[1] = [sum(interests.get(t, 0.0) for t in c.tag_keys) * decay / mass
-                               if c.tag_keys else 0.0 for c in candidates]
-                if keywords:
-                    kw_mass = 1.0 + decay * sum(abs(v) for v in keywords.values())
-                    cols[2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
-                               if c.words else 0.0 for c in candidates]
-                if latent is not None:  # items without latents score 0 (a zero vector)
-                    cols[3] = self._mf.item_vectors([*map(_item_id_of, candidates)]) @ latent
-                inter = cols.T
-            out.append((user, inter))
+            if profile is None:  # an unknown user: no features
+                out.append((np.zeros(len(USER_FEATURES)),
+                            np.zeros((len(candidates), len(INTERACTION_FEATURES)))))
+                continue
+            cfg = self.profile_config
+            hl = cfg.half_life
+            last = profile.last_ts
+            user = np.array([profile.engagement.get(), math.log1p(profile.n_events) / 5.0,
+                             0.0 if last is None else 2.0 ** (-max(0.0, now - last) / hl),
+                             float(profile.drift_active(now))])
+            interests, exposure, keywords = profile.interests, profile.exposure, profile.keywords
+            decay = profile.decay(now, hl)  # one factor turns every stored weight into a value
+            mass = profile.mass.get("all", 0.0) * decay + 1.0
+            latent = u_lat.get(user_id)
+            expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
+            # one row per interaction feature while filling (contiguous writes); the
+            # caller gets the (K, I) transpose
+            cols = np.zeros((len(INTERACTION_FEATURES), len(candidates)))
+            flat = candidates.topic_keys
+            if flat is not None:  # one topic each: look-ups without a Python loop
+                k = len(flat)
+                aff = np.fromiter(map(interests.get, flat, repeat(0.0)), float, k)
+                aff *= decay  # a * decay / mass, element by element, as in _topic_columns
+                aff /= mass
+                cols[0] = aff
+                if exposure:
+                    expo = np.fromiter(map(exposure.get, flat, repeat(0.0)), float, k)
+                    expo *= expo_decay
+                    cols[4] = [*map(log1p, expo.tolist())]  # log1p(0) is 0: no exposure
+            else:
+                self._topic_columns(cols, candidates, interests, exposure, decay, mass,
+                                    expo_decay)
+            if candidates.any_tags:
+                cols[1] = [sum(interests.get(t, 0.0) for t in c.tag_keys) * decay / mass
+                           if c.tag_keys else 0.0 for c in candidates]
+            if keywords:
+                kw_mass = 1.0 + decay * sum(abs(v) for v in keywords.values())
+                cols[2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
+                           if c.words else 0.0 for c in candidates]
+            if latent is not None:  # items without latents score 0 (a zero vector)
+                cols[3] = self._mf.item_vectors(candidates.ids) @ latent
+            out.append((user, cols.T))
         return out
 
     @staticmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -266,6 +268,16 @@ def test_candidate_cache_follows_what_each_request_says():
     cands[1]["features"] = [0.5, 2]
     views, items = f.prepare_candidates(cands)
     assert views[0].topics == ("x", "y") and items.tolist() == [[1, 0], [0.5, 2]]
+    views, items = f.prepare_candidates(cands)  # items known: the list is remembered
+    again, items_again = f.prepare_candidates(cands)  # an equal list: the same result, shared
+    assert again is views and not items_again.flags.writeable
+    assert np.array_equal(items_again, items)
+    cands[1]["features"][0] = 0.25  # changed in place again: seen, and not reused
+    assert f.prepare_candidates(cands)[1].tolist() == [[1, 0], [0.25, 2]]
+    arrays = [{"id": "a", "topics": ["x", "y"], "features": np.array([3.0, 4.0])}, {"id": "b"}]
+    for _ in range(2):  # numpy rows are never compared to a cached list
+        assert f.prepare_candidates(arrays)[1].tolist() == [[3, 4], [0, 0]]
+    assert pickle.loads(pickle.dumps(views)).ids == ("a", "b")  # as sent to a Ray actor
     with pytest.raises(ValidationError, match=r"candidates\[1\]\.features"):
         f.prepare_candidates([cands[0], {"id": "b", "features": [0.5, float("nan")]}])
     with pytest.raises(ValidationError, match=r"candidates\[1\]\.id"):
