@@ -64,6 +64,7 @@ class Featurizer:
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
         self._cand_cache: dict[str, tuple] = {}
         self._list_cache: dict[tuple, tuple] = {}
+        self._lists_seen: dict[tuple, None] = {}
 
     @property
     def feature_names(self) -> list[str]:
@@ -182,7 +183,13 @@ class Featurizer:
         else:
             items = np.zeros((len(rows), 0))
         views = CandidateSet([h[2] for h in hits])
-        if row_types <= _PLAIN and all(map(_numbers_only, rows)):
+        # a list is kept from its second sighting on: a stream of lists that never repeat
+        # adds no objects for the garbage collector to traverse (it untracks ids tuples)
+        if ids not in self._lists_seen:
+            if len(self._lists_seen) >= 8192:
+                self._lists_seen.clear()
+            self._lists_seen[ids] = None
+        elif row_types <= _PLAIN and all(map(_numbers_only, rows)):
             if len(self._list_cache) >= 4096:
                 self._list_cache.clear()
             items.flags.writeable = False  # shared by every request with this list
