@@ -147,7 +147,9 @@ class Engine:
         self.salt = salt
         self.clock = clock or time.time
         self._rng = np.random.default_rng(seed)
-        # decision ids: 96 random bits drawn once per open + a counter (no syscall per rank)
+        # decision ids: 96 random bits drawn once per open + a fixed-width counter (no
+        # syscall per rank; ids of one run sort in issue order, so the log's id indexes
+        # grow at their right edge instead of splitting pages all over)
         self._id_prefix = os.urandom(12).hex()
         self._id_count = itertools.count()
 
@@ -337,7 +339,7 @@ class Engine:
             user_id, candidates, context, decision_id, "requests[0]", slate_size)
         shard = self.router.shard_of(uid)
         user, inter = self.backend.features({shard: [(uid, cands)]}, now)[shard][0]
-        phi, _ = self.featurizer.build([user], [inter], [items], [ctx])
+        phi = self.featurizer.build_one(user, inter, items, ctx)
         variant = self.variant_of(uid)
         learner = self.learners[variant]
         probs = learner.policy.act(phi, None)
@@ -445,7 +447,7 @@ class Engine:
         order = slots + [j for j in np.argsort(-p_row, kind="stable").tolist()
                          if j not in chosen_set]
         ids = list(cands.ids)  # cands: a CandidateSet
-        did = did or f"{self._id_prefix}{next(self._id_count):x}"
+        did = did or f"{self._id_prefix}{next(self._id_count):012x}"
         chosen = cands[c0]
         prop = slot_props[0]
         ranking = [ids[j] for j in order]
@@ -456,7 +458,7 @@ class Engine:
                 f'{json_strings(chosen.topics)},"tags":{json_strings(chosen.tags)}}}')
         deadline = now + self.wait_window
         row = (did, uid, now, deadline, variant, policy_name, version, cands.ids_json,
-               p_row.tobytes(), c0, json_strings(ranking),
+               p_row.tobytes(), c0, cands.json_of(order),
                struct.pack(f"<{len(slot_props)}d", *slot_props),
                phi[:k].astype(np.float32).tobytes(), phi.shape[-1],
                None if ctx_raw is None else compact_json(ctx_raw), meta)

@@ -64,6 +64,8 @@ class Featurizer:
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
         self._cand_cache: dict[str, tuple] = {}
         self._list_cache: dict[tuple, tuple] = {}
+        self._no_context = np.zeros(len(self.context_features))  # shared: read only
+        self._no_context.flags.writeable = False
         self._lists_seen: dict[tuple, None] = {}
 
     @property
@@ -229,9 +231,9 @@ class Featurizer:
         return items
 
     def context_vector(self, context: object, where: str = "context") -> np.ndarray:
-        vec = np.zeros(len(self.context_features))
         if context is None:
-            return vec
+            return self._no_context
+        vec = np.zeros(len(self.context_features))
         if not isinstance(context, Mapping):
             raise ValidationError(where, "must be a mapping of feature names to numbers", context)
         for name, value in context.items():
@@ -247,32 +249,44 @@ class Featurizer:
         return vec
 
     # ---- assembly --------------------------------------------------------------------
+    def build_one(self, user: np.ndarray, inter: np.ndarray, item: np.ndarray,
+                  ctx: np.ndarray) -> np.ndarray:
+        """:meth:`build` of one request: its ``phi`` (1, K, D); every candidate exists."""
+        k = len(inter)
+        phi = np.empty((1, k, self.n_features))
+        self._fill(phi[0], user, inter, item, ctx)
+        return phi
+
     def build(self, users: Sequence[np.ndarray], interactions: Sequence[np.ndarray],
               items: Sequence[np.ndarray], contexts: Sequence[np.ndarray]
               ) -> tuple[np.ndarray, np.ndarray]:
         """Stack B requests into ``phi`` (B, K_max, D) float64 and ``mask`` (B, K_max) bool."""
         b = len(users)
         k_max = max(len(x) for x in interactions)
-        d_i, d_c = self.item_features, len(self.context_features)
-        n_i, n_u = len(INTERACTION_FEATURES), len(USER_FEATURES)
         phi = np.zeros((b, k_max, self.n_features))
         mask = np.zeros((b, k_max), dtype=bool)
         for r in range(b):
-            inter, item, ctx = interactions[r], items[r], contexts[r]
-            k = len(inter)
+            k = len(interactions[r])
             mask[r, :k] = True
-            row = phi[r, :k]
-            row[:, 0] = 1.0
-            row[:, 1:1 + n_i] = inter
-            row[:, 1 + n_i:1 + n_i + n_u] = users[r]
-            col = 1 + n_i + n_u
-            row[:, col:col + d_i] = item
-            col += d_i
-            if d_c:
-                row[:, col:col + d_i * d_c] = (item[:, :, None] * ctx[None, None, :]).reshape(k, -1)
-                col += d_i * d_c
-                row[:, col:col + d_c] = inter[:, :1] * ctx[None, :]
+            self._fill(phi[r, :k], users[r], interactions[r], items[r], contexts[r])
         return phi, mask
+
+    def _fill(self, row: np.ndarray, user: np.ndarray, inter: np.ndarray, item: np.ndarray,
+              ctx: np.ndarray) -> None:
+        """Write one request's candidates' features into ``row`` (K, D), every column."""
+        k = len(inter)
+        d_i, d_c = self.item_features, len(self.context_features)
+        n_i, n_u = len(INTERACTION_FEATURES), len(USER_FEATURES)
+        row[:, 0] = 1.0
+        row[:, 1:1 + n_i] = inter
+        row[:, 1 + n_i:1 + n_i + n_u] = user
+        col = 1 + n_i + n_u
+        row[:, col:col + d_i] = item
+        col += d_i
+        if d_c:
+            row[:, col:col + d_i * d_c] = (item[:, :, None] * ctx[None, None, :]).reshape(k, -1)
+            col += d_i * d_c
+            row[:, col:col + d_c] = inter[:, :1] * ctx[None, :]
 
 
 _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})

@@ -45,9 +45,11 @@ class Candidate:
         self.item_id = item_id
         self.topics = tuple(topics)
         self.tags = tuple(tags)
-        self.topic_keys = tuple("topic:" + t for t in topics)
-        self.tag_keys = tuple("tag:" + t for t in tags)
-        self.words = tuple({w.lower() for t in (*topics, *tags) for w in t.split()})
+        # the profiles' own (interned) key strings: a look-up then matches by identity
+        self.topic_keys = tuple(_TOPIC_KEYS.get(t) or _key(_TOPIC_KEYS, "topic:", t)
+                                for t in topics)
+        self.tag_keys = tuple(_TAG_KEYS.get(t) or _key(_TAG_KEYS, "tag:", t) for t in tags)
+        self.words = tuple({intern(w.lower()) for t in (*topics, *tags) for w in t.split()})
         self.topic_key = self.topic_keys[0] if len(self.topic_keys) == 1 else None
 
     def __reduce__(self):
@@ -70,15 +72,21 @@ class CandidateSet(tuple):
         keys = [*map(_topic_key_of, self)]
         self.topic_keys = None if None in keys else keys
         self.any_tags = any(map(_tag_keys_of, self))
-        self._ids_json = None
+        self._encoded = self._ids_json = None
         return self
 
     @property
     def ids_json(self) -> str:
         """The ids as a compact JSON list (what the decision log stores)."""
         if self._ids_json is None:
-            self._ids_json = "[" + ",".join(map(_json_string, self.ids)) + "]"
+            self._ids_json = self.json_of(range(len(self)))
         return self._ids_json
+
+    def json_of(self, order) -> str:
+        """The ids at positions ``order`` as a compact JSON list (each id encoded once)."""
+        if self._encoded is None:
+            self._encoded = tuple(map(_json_string, self.ids))
+        return "[" + ",".join(map(self._encoded.__getitem__, order)) + "]"
 
     def __reduce__(self):
         return (CandidateSet, (tuple(self),))

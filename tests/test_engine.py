@@ -282,3 +282,36 @@ def test_candidate_cache_follows_what_each_request_says():
         f.prepare_candidates([cands[0], {"id": "b", "features": [0.5, float("nan")]}])
     with pytest.raises(ValidationError, match=r"candidates\[1\]\.id"):
         f.prepare_candidates([cands[0], dict(cands[0])])
+
+
+def test_build_one_is_build_of_one_request():
+    from engine.featurizer import Featurizer
+
+    f = Featurizer(item_features=3, context_features=("mobile", "hour"))
+    rng = np.random.default_rng(0)
+    user, inter, items = rng.random(4), rng.random((6, 5)), rng.random((6, 3))
+    ctx = f.context_vector({"mobile": 1, "hour": 0.5})
+    phi, mask = f.build([user], [inter], [items], [ctx])
+    assert mask.all() and np.array_equal(f.build_one(user, inter, items, ctx), phi)
+    assert np.array_equal(f.build_one(user, inter, items, f.context_vector(None))[0, :, -2:], 0 * inter[:, :2])
+
+
+def test_decision_log_rows_hold_what_the_decisions_say(eng):
+    import json
+    import struct
+
+    from engine.store import compact_json
+
+    weird = [{"id": f'caf\u00e9 "{i}"\\', "topics": ["t\u00e9"], "features": [1.0, i]}
+             for i in range(5)]
+    decisions = [eng.rank("u1", weird) for _ in range(3)]
+    decisions += eng.rank_batch([{"user_id": "u2", "candidates": weird}], slate_size=2)
+    for d in decisions:
+        row = eng.store.decision(d.decision_id)
+        assert row["ranking"] == compact_json(d.ranking)
+        assert row["candidate_ids"] == compact_json(d.candidate_ids)
+        assert row["chosen_meta"] == compact_json({"id": d.chosen, "p": d.propensity,
+                                                   "topics": ["t\u00e9"], "tags": []})
+        assert json.loads(row["ranking"]) == d.ranking
+        slots = list(struct.unpack(f"<{len(d.slot_propensities)}d", row["slot_probabilities"]))
+        assert slots == d.slot_propensities
