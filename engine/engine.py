@@ -440,18 +440,19 @@ class Engine:
         """One request's decision, its row for the decision log, and its pending join, from
         its probabilities (K_max,), sampled slots and their propensities."""
         k = len(cands)
-        p_row = probs[:k]
+        p_row = probs if len(probs) == k else probs[:k]
+        p_list = p_row.tolist()
         c0 = slots[0]
         chosen_set = set(slots)
         # the rest by descending probability, ties in candidate order (a stable sort)
-        order = slots + [j for j in np.argsort(-p_row, kind="stable").tolist()
+        order = slots + [j for j in sorted(range(k), key=p_list.__getitem__, reverse=True)
                          if j not in chosen_set]
         ids = list(cands.ids)  # cands: a CandidateSet
         did = did or f"{self._id_prefix}{next(self._id_count):012x}"
         chosen = cands[c0]
         prop = slot_props[0]
         ranking = [ids[j] for j in order]
-        dec = Decision(did, uid, ranking, p_row.tolist(), ids, ids[c0], prop, slot_props,
+        dec = Decision(did, uid, ranking, p_list, ids, ids[c0], prop, slot_props,
                        variant, version, now)
         # compact_json of {"id", "p", "topics", "tags"}, written out (a fifth of the time)
         meta = (f'{{"id":{json_string(ids[c0])},"p":{prop!r},"topics":'
@@ -460,7 +461,7 @@ class Engine:
         row = (did, uid, now, deadline, variant, policy_name, version, cands.ids_json,
                p_row.tobytes(), c0, cands.json_of(order),
                struct.pack(f"<{len(slot_props)}d", *slot_props),
-               phi[:k].astype(np.float32).tobytes(), phi.shape[-1],
+               (phi if len(phi) == k else phi[:k]).astype(np.float32).tobytes(), phi.shape[-1],
                None if ctx_raw is None else compact_json(ctx_raw), meta)
         pending = Pending(did, uid, deadline, variant, phi[c0].copy(), prop, ids[c0],
                           chosen.topics, chosen.tags)

@@ -232,38 +232,32 @@ class ProfileShard:
             mass = profile.mass.get("all", 0.0) * decay + 1.0
             latent = u_lat.get(user_id)
             expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
-            # one row per interaction feature while filling (contiguous writes); the
-            # caller gets the (K, I) transpose
-            cols = np.zeros((len(INTERACTION_FEATURES), len(candidates)))
+            inter = np.zeros((len(candidates), len(INTERACTION_FEATURES)))
             flat = candidates.topic_keys
-            if flat is not None:  # one topic each: look-ups without a Python loop
-                k = len(flat)
-                aff = np.fromiter(map(interests.get, flat, repeat(0.0)), float, k)
-                aff *= decay  # a * decay / mass, element by element, as in _topic_columns
-                aff /= mass
-                cols[0] = aff
-                if exposure:
-                    expo = np.fromiter(map(exposure.get, flat, repeat(0.0)), float, k)
-                    expo *= expo_decay
-                    cols[4] = [*map(log1p, expo.tolist())]  # log1p(0) is 0: no exposure
+            if flat is not None:  # one topic each: look-ups without a per-candidate loop
+                inter[:, 0] = [a * decay / mass for a in map(interests.get, flat, repeat(0.0))]
+                if exposure:  # (log1p(0) is 0: no exposure)
+                    inter[:, 4] = [log1p(e * expo_decay)
+                                   for e in map(exposure.get, flat, repeat(0.0))]
             else:
-                self._topic_columns(cols, candidates, interests, exposure, decay, mass,
+                self._topic_columns(inter, candidates, interests, exposure, decay, mass,
                                     expo_decay)
             if candidates.any_tags:
-                cols[1] = [sum(interests.get(t, 0.0) for t in c.tag_keys) * decay / mass
-                           if c.tag_keys else 0.0 for c in candidates]
+                inter[:, 1] = [sum(interests.get(t, 0.0) for t in c.tag_keys) * decay / mass
+                               if c.tag_keys else 0.0 for c in candidates]
             if keywords:
                 kw_mass = 1.0 + decay * sum(abs(v) for v in keywords.values())
-                cols[2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
-                           if c.words else 0.0 for c in candidates]
+                inter[:, 2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
+                               if c.words else 0.0 for c in candidates]
             if latent is not None:  # items without latents score 0 (a zero vector)
-                cols[3] = self._mf.item_vectors(candidates.ids) @ latent
-            out.append((user, cols.T))
+                inter[:, 3] = self._mf.item_vectors(candidates.ids) @ latent
+            out.append((user, inter))
         return out
 
     @staticmethod
-    def _topic_columns(cols, candidates, interests, exposure, decay, mass, expo_decay) -> None:
-        """Topic affinity and exposure rows of candidates with any number of topics each."""
+    def _topic_columns(inter, candidates, interests, exposure, decay, mass, expo_decay) -> None:
+        """Topic affinity and exposure columns of candidates with any number of topics each."""
+        # columns as lists first: one numpy write per column, not one per value
         aff = [0.0] * len(candidates)
         expo = [0.0] * len(candidates) if exposure else None
         for k, cand in enumerate(candidates):
@@ -277,9 +271,9 @@ class ProfileShard:
                 aff[k] = a * decay / mass
                 if e:
                     expo[k] = log1p(e * expo_decay)
-        cols[0] = aff
+        inter[:, 0] = aff
         if expo is not None:
-            cols[4] = expo
+            inter[:, 4] = expo
 
     def profile_json(self, user_id: str, now: float | None = None) -> dict | None:
         profile = self._profiles.get(user_id)
