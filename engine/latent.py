@@ -79,6 +79,16 @@ class LatentFactors(reco.FunkMF):
             return
         users = self._arena("_user_arena", self.u_latents)
         items = self._arena("_item_arena", self.i_latents)
+        if len(triples) == 1:  # one reward's step: no index arrays
+            (user, item, y), = triples
+            u_row = users.row(user)  # drawn in learn_one's order: the user's vector first
+            i_row = items.row(item)  # (either may grow its matrix: read them after)
+            kernels.funk_sgd_one(users.matrix, items.matrix, u_row, i_row, float(y),
+                                 uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
+                                 float(self.clip_gradient))
+            uo.n_iterations += 1
+            io.n_iterations += 1
+            return
         user_row, item_row = users.row, items.row
         u_index, i_index = [], []
         for user, item, _ in triples:
@@ -97,23 +107,11 @@ class LatentFactors(reco.FunkMF):
         for an item never learned. Reading draws no vector (the model is unchanged)."""
         latents = self.i_latents
         arena = self.__dict__.get("_item_arena")
-        if arena is None or arena.latents is not latents:
-            zero = np.zeros(self.n_factors)
-            return np.array([*map(latents.get, items, repeat(zero))], dtype=float)
-        rows = [*map(arena.rows.get, items)]
-        if None not in rows:  # the common case: one gather from the matrix
-            return arena.matrix[rows]
-        unknown = []
-        for k, item in enumerate(items):
-            if rows[k] is None:
-                if item in latents:  # learned one at a time since the arena was made
-                    rows[k] = arena.row(item)
-                else:
-                    rows[k] = 0
-                    unknown.append(k)
-        vectors = arena.matrix[rows]
-        vectors[unknown] = 0.0
-        return vectors
+        if arena is not None and arena.latents is latents and len(arena.rows) == len(latents):
+            # every learned item has a row, and row 0 is the zeros of the items never learned
+            return arena.matrix[[*map(arena.rows.get, items, repeat(0))]]
+        zero = np.zeros(self.n_factors)
+        return np.array([*map(latents.get, items, repeat(zero))], dtype=float)
 
     def forget_user(self, user) -> None:
         """Drop a user's latent vector (and its row)."""
@@ -141,13 +139,15 @@ class _Arena:
     """Latent vectors as rows of one matrix: ``latents[key]`` is a view of row ``rows[key]``,
     so the model's dict reads and writes them as before while a compiled loop indexes the
     matrix. New keys get a row (the dict's own factory draws their initial values);
-    the matrix doubles when full, re-pointing every view; forgotten rows are reused."""
+    the matrix doubles when full, re-pointing every view; forgotten rows are reused. Row 0
+    stays zeros (no key's): what :meth:`LatentFactors.item_vectors` reads for unknown keys."""
 
     def __init__(self, latents: dict, n_factors: int):
         self.latents = latents
         self.rows: dict = {}
         self.free: list[int] = []
-        self.matrix = np.empty((max(256, 2 * len(latents)), n_factors))
+        self.matrix = np.empty((max(256, 2 * len(latents) + 1), n_factors))
+        self.matrix[0] = 0.0
         for key in list(latents):
             self._adopt(key, latents[key])
 
@@ -161,7 +161,7 @@ class _Arena:
         if self.free:
             row = self.free.pop()
         else:
-            row = len(self.rows)
+            row = len(self.rows) + 1  # rows 1..n are in use (row 0: the zeros)
             if row == len(self.matrix):
                 self._grow()
         self.matrix[row] = vector

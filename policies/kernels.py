@@ -57,6 +57,7 @@ def warm_up() -> None:
                        np.zeros((1, d)), 2, 0.1, np.empty(d + 1))
     funk_sgd(np.ones((1, d)), np.ones((1, d)), np.zeros(1, np.int64), np.zeros(1, np.int64),
              np.ones(1), 0.1, 0.1, 0.0, 1.0)
+    funk_sgd_one(np.ones((1, d)), np.ones((1, d)), 0, 0, 1.0, 0.1, 0.1, 0.0, 1.0)
     x = np.ones(d)
     cholesky_jittered(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
@@ -283,19 +284,30 @@ def funk_sgd(users, items, user_rows, item_rows, targets, lr_user, lr_item, l2, 
     ``items``; ``g = clip(2 (u . v - y))``, then from the old values ``u -= lr_user (g v +
     l2 u)`` and ``v -= lr_item (g u + l2 v)``: River's FunkMF update, operation for
     operation (the dot product is numpy's, through BLAS, as ``np.dot`` computes it)."""
-    f = users.shape[1]
-    old_u = np.empty(f)
+    old_u = np.empty(users.shape[1])
     for t in range(targets.shape[0]):
-        u = users[user_rows[t]]
-        v = items[item_rows[t]]
-        g = 2.0 * (np.dot(u, v) - targets[t])
-        g = max(min(g, clip), -clip)
-        for m in range(f):
-            old_u[m] = u[m]
-        for m in range(f):
-            u[m] = old_u[m] - lr_user * (g * v[m] + l2 * old_u[m])
-        for m in range(f):
-            v[m] = v[m] - lr_item * (g * old_u[m] + l2 * v[m])
+        _funk_step(users[user_rows[t]], items[item_rows[t]], targets[t], lr_user, lr_item, l2,
+                   clip, old_u)
+
+
+@_jit
+def funk_sgd_one(users, items, user_row, item_row, target, lr_user, lr_item, l2, clip):
+    """:func:`funk_sgd` of one event (no index arrays to build)."""
+    _funk_step(users[user_row], items[item_row], target, lr_user, lr_item, l2, clip,
+               np.empty(users.shape[1]))
+
+
+@_jit
+def _funk_step(u, v, y, lr_user, lr_item, l2, clip, old_u):
+    g = 2.0 * (np.dot(u, v) - y)
+    g = max(min(g, clip), -clip)
+    f = u.shape[0]
+    for m in range(f):
+        old_u[m] = u[m]
+    for m in range(f):
+        u[m] = old_u[m] - lr_user * (g * v[m] + l2 * old_u[m])
+    for m in range(f):
+        v[m] = v[m] - lr_item * (g * old_u[m] + l2 * v[m])
 
 
 @_jit

@@ -10,6 +10,7 @@ from engine.events import EventTypes, validate_event
 from engine.latent import LatentFactors
 from engine.profile import ProfileConfig
 from engine.shard import ProfileShard
+from policies import kernels
 
 
 def stream(n=3000, seed=0):
@@ -132,3 +133,21 @@ def test_item_vectors_read_the_latents_without_drawing_any():
     assert set(model.i_latents) == before  # nothing drawn for "never"
     got[:] = 9.0  # a copy: writing to it leaves the model alone
     assert np.array_equal(model.item_vectors(ids), want)
+
+
+def test_one_step_at_a_time_through_arena_growth():
+    # rewards learn one step per call: new items and users keep growing the arenas between
+    # batches, and every step still lands in the vectors River's dicts hold
+    kwargs = {"n_factors": 4, "optimizer": optim.SGD(0.1), "l2": 0.01, "seed": 9}
+    ours, river = LatentFactors(**kwargs), reco.FunkMF(**kwargs)
+    events = [(f"u{t % 300}", f"i{t}", float(t % 3)) for t in range(1500)]  # a new item each
+    ours.learn_many(events[:10])  # the arenas exist from here on
+    for user, item, y in events[:10]:
+        river.learn_one(user, item, y)
+    for user, item, y in events[10:]:
+        ours.learn_many([(user, item, y)])
+        river.learn_one(user, item, y)
+    if kernels.AVAILABLE:  # grown several times, one step at a time
+        assert len(ours._item_arena.matrix) > 1000
+    assert same(ours, river)
+    assert np.array_equal(ours.item_vectors(["i5", "new"]), [river.i_latents["i5"], np.zeros(4)])
