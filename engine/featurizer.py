@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
+from operator import itemgetter
 
 import numpy as np
 
@@ -151,31 +152,31 @@ class Featurizer:
     def _cached_candidates(self, candidates: Sequence, where: str
                            ) -> tuple[CandidateSet, np.ndarray] | None:
         """The common request, without a Python loop per candidate: a list of plain dicts
-        whose items are all cached with equal topics and tags. A list equal to one seen
-        before (same ids in the same order, equal topics, tags and features) gets that
-        list's views and (read-only) item features back. ``None`` sends anything else (first
-        sightings, changed topics, errors to be named) through the general loop."""
-        if type(candidates) is not list or {*map(type, candidates)} != _ONLY_DICTS \
+        whose items are all cached with equal topics and tags. A list kept from before (same
+        ids in the same order) that compares equal, by value, to the copy kept of it gets
+        that list's views and (read-only) item features back. ``None`` sends anything else
+        (first sightings, changed topics, errors to be named) through the general loop."""
+        if type(candidates) is not list:
+            return None
+        try:  # one comparison in C: every dict, key and value
+            seen = self._list_cache.get(tuple(map(_ID, candidates)))
+            if seen is not None and seen[0] == candidates:
+                return seen[1], seen[2]
+        except Exception:  # noqa: BLE001 - no id, an unhashable one, a value that won't compare
+            pass
+        if {*map(type, candidates)} != _ONLY_DICTS \
                 or not _CANDIDATE_KEYS.issuperset(chain.from_iterable(candidates)):
             return None
         ids = tuple(map(dict.get, candidates, repeat("id")))
-        try:
-            seen = self._list_cache.get(ids)
-        except TypeError:  # an unhashable id
-            return None
         topics = [*map(dict.get, candidates, repeat("topics"))]
         tags = [*map(dict.get, candidates, repeat("tags"))]
         rows = [*map(dict.get, candidates, repeat("features"))]
         if not {*map(type, topics), *map(type, tags)} <= _PLAIN:
             return None
-        if seen is not None and {*map(type, rows)} <= _PLAIN:
-            try:  # plain lists compare by value, in C (an odd element may refuse to)
-                same = seen[0] == topics and seen[1] == tags and seen[2] == rows
-            except (TypeError, ValueError):
-                same = False
-            if same:
-                return seen[3], seen[4]
-        hits = [*map(self._cand_cache.get, ids)]
+        try:
+            hits = [*map(self._cand_cache.get, ids)]
+        except TypeError:  # an unhashable id
+            return None
         if None in hits or len(set(ids)) != len(ids) \
                 or [h[0] for h in hits] != topics or [h[1] for h in hits] != tags:
             return None
@@ -195,8 +196,8 @@ class Featurizer:
             if len(self._list_cache) >= 4096:
                 self._list_cache.clear()
             items.flags.writeable = False  # shared by every request with this list
-            self._list_cache[ids] = ([*map(_frozen, topics)], [*map(_frozen, tags)],
-                                     [*map(_frozen, rows)], views, items)
+            copy = [{k: _frozen(v) for k, v in c.items()} for c in candidates]
+            self._list_cache[ids] = (copy, views, items)
         return views, items
 
     def _item_matrix(self, rows: list, where: str) -> np.ndarray:
@@ -292,6 +293,7 @@ class Featurizer:
 _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
 _PLAIN = frozenset({list, tuple, type(None)})  # compared with == to a cached entry
 _ONLY_DICTS = {dict}
+_ID = itemgetter("id")
 _NONE_ONLY = {type(None)}
 _NUMBER_TYPES = frozenset({int, float})
 _NUMERIC_KINDS = "biuf"  # numpy dtype kinds of booleans, integers and floats

@@ -109,7 +109,7 @@ class LatentFactors(reco.FunkMF):
         arena = self.__dict__.get("_item_arena")
         if arena is not None and arena.latents is latents and len(arena.rows) == len(latents):
             # every learned item has a row, and row 0 is the zeros of the items never learned
-            return arena.matrix[[*map(arena.rows.get, items, repeat(0))]]
+            return arena.matrix.take([*map(arena.rows.get, items, repeat(0))], axis=0)
         zero = np.zeros(self.n_factors)
         return np.array([*map(latents.get, items, repeat(zero))], dtype=float)
 

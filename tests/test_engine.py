@@ -278,6 +278,13 @@ def test_candidate_cache_follows_what_each_request_says():
     for _ in range(2):  # numpy rows are never compared to a cached list
         assert f.prepare_candidates(arrays)[1].tolist() == [[3, 4], [0, 0]]
     assert pickle.loads(pickle.dumps(views)).ids == ("a", "b")  # as sent to a Ray actor
+
+    class Odd(list):  # compares like nothing else: the cache must not trip on it
+        def __eq__(self, other):
+            raise RuntimeError("no comparing me")
+
+    with pytest.raises(ValidationError, match=r"candidates\[0\]\.topics"):
+        f.prepare_candidates([{**cands[0], "topics": Odd(["x", 1])}, cands[1]])
     with pytest.raises(ValidationError, match=r"candidates\[1\]\.features"):
         f.prepare_candidates([cands[0], {"id": "b", "features": [0.5, float("nan")]}])
     with pytest.raises(ValidationError, match=r"candidates\[1\]\.id"):
