@@ -195,7 +195,7 @@ class Policy:
                 and phi.dtype in _FAST_DTYPES and rewards.dtype.kind in "biuf"
                 and propensities.dtype.kind in "biuf"):
             # one record, the common online call
-            return self.learn_one(phi[0], float(rewards[0]), float(propensities[0]))
+            return self._learn_checked(phi[0], float(rewards[0]), float(propensities[0]))
         phi = as_float_array(phi, "phi", copy_=True)
         if phi.ndim != 2 or phi.shape[1] != self.n_features:
             raise ValueError(f"phi: must have shape (N, {self.n_features}) (got {phi.shape})")
@@ -237,8 +237,11 @@ class Policy:
             x = as_float_array(x, "phi", copy_=True)
             if x.shape != (self.n_features,):
                 raise ValueError(f"phi: must have shape ({self.n_features},) (got {x.shape})")
+        return self._learn_checked(x, float(reward), float(propensity))
+
+    def _learn_checked(self, x: np.ndarray, reward: float, propensity: float) -> Policy:
+        """One record whose ``x`` is a (D,) float array: the value checks, then the hook."""
         x = x.astype(np.float64)  # a copy: inputs are never modified
-        reward, propensity = float(reward), float(propensity)
         if not math.isfinite(float(x.sum()) + reward):
             if not np.isfinite(x).all():
                 raise ValueError("phi: must be finite (got NaN or infinity)")
