@@ -39,7 +39,8 @@ _ENGAGED = {"click": 1.0, "purchase": 1.0, "view": 0.0, "dislike": 0.0}
 class Candidate:
     """What a shard needs to know of a candidate item: its id, interest keys and words."""
 
-    __slots__ = ("item_id", "topics", "tags", "topic_keys", "tag_keys", "words", "topic_key")
+    __slots__ = ("item_id", "topics", "tags", "topic_keys", "tag_keys", "words", "topic_key",
+                 "_meta")
 
     def __init__(self, item_id: str, topics: Sequence[str] = (), tags: Sequence[str] = ()):
         self.item_id = item_id
@@ -51,6 +52,21 @@ class Candidate:
         self.tag_keys = tuple(_TAG_KEYS.get(t) or _key(_TAG_KEYS, "tag:", t) for t in tags)
         self.words = tuple({intern(w.lower()) for t in (*topics, *tags) for w in t.split()})
         self.topic_key = self.topic_keys[0] if len(self.topic_keys) == 1 else None
+        self._meta = None
+
+    def meta_json(self, propensity: float) -> str:
+        """The decision log's ``chosen_meta`` for this candidate chosen with ``propensity``:
+        compact JSON of ``{"id", "p", "topics", "tags"}`` (all but ``p`` encoded once).
+
+        >>> Candidate("a", ["jazz"]).meta_json(0.25)
+        '{"id":"a","p":0.25,"topics":["jazz"],"tags":[]}'
+        """
+        if self._meta is None:
+            topics = ",".join(map(_json_string, self.topics))
+            tags = ",".join(map(_json_string, self.tags))
+            self._meta = (f'{{"id":{_json_string(self.item_id)},"p":',
+                          f',"topics":[{topics}],"tags":[{tags}]}}')
+        return self._meta[0] + repr(propensity) + self._meta[1]
 
     def __reduce__(self):
         return (Candidate, (self.item_id, self.topics, self.tags))

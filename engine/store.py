@@ -34,17 +34,6 @@ from engine.journal import Journal
 SCHEMA_VERSION = 1
 #: ``json.dumps`` with compact separators, without building an encoder per call.
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
-#: ``compact_json`` of one string (the C function it calls for each string).
-json_string = json.encoder.encode_basestring_ascii
-
-
-def json_strings(strings: Sequence[str]) -> str:
-    """``compact_json`` of a list of strings, in half the time (one C call per string).
-
-    >>> json_strings(["a", 'say "hi"', "caf\u00e9"]) == compact_json(["a", 'say "hi"', "caf\u00e9"])
-    True
-    """
-    return "[" + ",".join(map(json_string, strings)) + "]"
 DB_NAME = "loopwise.sqlite"
 PAGE_SIZE = 16384
 JOURNAL_NAME = "journal"
