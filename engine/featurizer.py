@@ -95,8 +95,6 @@ class Featurizer:
         cached = self._cached_candidates(candidates, where)
         if cached is not None:
             return cached
-        d_i = self.item_features
-        items = np.zeros((len(candidates), d_i))
         out: list[Candidate] = []
         ids: list[str] = []
         feature_rows: list = []
@@ -145,9 +143,13 @@ class Featurizer:
                 if item_id in seen:
                     raise ValidationError(f"{where}[{k}].id", "duplicate candidate id", item_id)
                 seen.add(item_id)
-        if d_i or any(f is not None for f in feature_rows):
-            items = self._item_matrix(feature_rows, where)
-        return CandidateSet(out), items
+        return CandidateSet(out), self._item_features(feature_rows, where)
+
+    def _item_features(self, rows: list, where: str) -> np.ndarray:
+        """The candidates' item features (K, d_i), from their ``features`` (None: zeros)."""
+        if self.item_features or any(r is not None for r in rows):
+            return self._item_matrix(rows, where)
+        return np.zeros((len(rows), 0))
 
     def _cached_candidates(self, candidates: Sequence, where: str
                            ) -> tuple[CandidateSet, np.ndarray] | None:
@@ -159,32 +161,25 @@ class Featurizer:
         if type(candidates) is not list:
             return None
         try:  # one comparison in C: every dict, key and value
-            seen = self._list_cache.get(tuple(map(_ID, candidates)))
+            ids = tuple(map(_ID, candidates))
+            seen = self._list_cache.get(ids)
             if seen is not None and seen[0] == candidates:
                 return seen[1], seen[2]
         except Exception:  # noqa: BLE001 - no id, an unhashable one, a value that won't compare
-            pass
+            return None
         if {*map(type, candidates)} != _ONLY_DICTS \
                 or not _CANDIDATE_KEYS.issuperset(chain.from_iterable(candidates)):
             return None
-        ids = tuple(map(dict.get, candidates, repeat("id")))
         topics = [*map(dict.get, candidates, repeat("topics"))]
         tags = [*map(dict.get, candidates, repeat("tags"))]
         rows = [*map(dict.get, candidates, repeat("features"))]
         if not {*map(type, topics), *map(type, tags)} <= _PLAIN:
             return None
-        try:
-            hits = [*map(self._cand_cache.get, ids)]
-        except TypeError:  # an unhashable id
-            return None
+        hits = [*map(self._cand_cache.get, ids)]
         if None in hits or len(set(ids)) != len(ids) \
                 or [h[0] for h in hits] != topics or [h[1] for h in hits] != tags:
             return None
-        row_types = {*map(type, rows)}
-        if self.item_features or row_types != _NONE_ONLY:
-            items = self._item_matrix(rows, where)
-        else:
-            items = np.zeros((len(rows), 0))
+        items = self._item_features(rows, where)
         views = CandidateSet([h[2] for h in hits])
         # a list is kept from its second sighting on: a stream of lists that never repeat
         # adds no objects for the garbage collector to traverse (it untracks ids tuples)
@@ -192,7 +187,7 @@ class Featurizer:
             if len(self._lists_seen) >= 8192:
                 self._lists_seen.clear()
             self._lists_seen[ids] = None
-        elif row_types <= _PLAIN and all(map(_numbers_only, rows)):
+        elif {*map(type, rows)} <= _PLAIN and all(map(_numbers_only, rows)):
             if len(self._list_cache) >= 4096:
                 self._list_cache.clear()
             items.flags.writeable = False  # shared by every request with this list
@@ -294,7 +289,6 @@ _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
 _PLAIN = frozenset({list, tuple, type(None)})  # compared with == to a cached entry
 _ONLY_DICTS = {dict}
 _ID = itemgetter("id")
-_NONE_ONLY = {type(None)}
 _NUMBER_TYPES = frozenset({int, float})
 _NUMERIC_KINDS = "biuf"  # numpy dtype kinds of booleans, integers and floats
 

@@ -68,37 +68,29 @@ class LatentFactors(reco.FunkMF):
         them event after event with no copying in or out; new latents are drawn in
         ``learn_one``'s order (user, then item, event by event).
         """
-        uo, io = self.u_optimizer, self.i_optimizer
-        fast = (kernels.AVAILABLE and type(self.loss) is optim.losses.Squared and _plain(uo)
-                and _plain(io))
         if not triples:
             return
-        if not fast:  # (one triple too goes to the kernel: a third of learn_one's time)
+        uo, io = self.u_optimizer, self.i_optimizer
+        if not (kernels.AVAILABLE and type(self.loss) is optim.losses.Squared and _plain(uo)
+                and _plain(io)):
             for user, item, y in triples:
                 self.learn_one(user, item, y)
             return
         users = self._arena("_user_arena", self.u_latents)
         items = self._arena("_item_arena", self.i_latents)
-        if len(triples) == 1:  # one reward's step: no index arrays
-            (user, item, y), = triples
-            u_row = users.row(user)  # drawn in learn_one's order: the user's vector first
-            i_row = items.row(item)  # (either may grow its matrix: read them after)
-            kernels.funk_sgd_one(users.matrix, items.matrix, u_row, i_row, float(y),
-                                 uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
-                                 float(self.clip_gradient))
-            uo.n_iterations += 1
-            io.n_iterations += 1
-            return
-        user_row, item_row = users.row, items.row
-        u_index, i_index = [], []
-        for user, item, _ in triples:
-            u_index.append(user_row(user))
-            i_index.append(item_row(item))
-        kernels.funk_sgd(users.matrix, items.matrix, np.array(u_index, dtype=np.int64),
-                         np.array(i_index, dtype=np.int64),
-                         np.array([y for _, _, y in triples], dtype=float),
-                         uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
-                         float(self.clip_gradient))
+        # rows looked up event by event, user first (new vectors drawn in learn_one's
+        # order); either look-up may grow its matrix, so the matrices are read after
+        rows = [(users.row(user), items.row(item)) for user, item, _ in triples]
+        rates = (uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
+                 float(self.clip_gradient))
+        if len(triples) == 1:  # one reward's step: no index arrays to build
+            kernels.funk_sgd_one(users.matrix, items.matrix, *rows[0], float(triples[0][2]),
+                                 *rates)
+        else:
+            u_index, i_index = zip(*rows, strict=True)
+            kernels.funk_sgd(users.matrix, items.matrix, np.array(u_index, dtype=np.int64),
+                             np.array(i_index, dtype=np.int64),
+                             np.array([y for _, _, y in triples], dtype=float), *rates)
         uo.n_iterations += len(triples)
         io.n_iterations += len(triples)
 

@@ -8,6 +8,7 @@ false: numba cannot be imported (a Python it does not support yet), or the envir
 the first process on a machine pays a few seconds, later ones load the cache in a fraction of
 a second; :func:`warm_up` does either up front, when a linear policy is built, so no
 decision pays for it.
+
 Random numbers are drawn by the callers with their own ``numpy.random.Generator``, so a
 kernel consumes exactly the draws the numpy path would.
 """

@@ -102,9 +102,9 @@ class LinearPolicy(Policy):
     prior term makes each record a full-rank change, so Sherman-Morrison does not apply).
     One record at a time, both cases run as one compiled call each (:mod:`policies.kernels`)
     where numba is available. A mini-batch gives exactly what the same records one at a time
-    give. After a single record
-    ``theta`` is left to be recomputed when next needed (one D x D product, which a decision
-    that computes ``phi A^-1`` anyway replaces by ``(phi A^-1) b``).
+    give. After a single record ``theta`` is left to be recomputed when next needed (one
+    D x D product, which a decision that computes ``phi A^-1`` anyway replaces by
+    ``(phi A^-1) b``).
 
     Parameters
     ----------
