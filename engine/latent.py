@@ -13,12 +13,14 @@ Any other loss, optimizer or schedule runs River's own ``learn_one``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import count, repeat
 
 import numpy as np
 from river import optim, reco
 
 from policies import kernels
+
+_ARENA_TOKENS = count(1)
 
 
 def _plain(optimizer) -> bool:
@@ -105,6 +107,33 @@ class LatentFactors(reco.FunkMF):
         zero = np.zeros(self.n_factors)
         return np.array([*map(latents.get, items, repeat(zero))], dtype=float)
 
+    def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int,
+                    memo: dict | None = None) -> None:
+        """Write each item's latent score, its vector . ``user``, into ``out[:, col]`` (0 for
+        an item never learned); what ``item_vectors(items) @ user`` gives, up to rounding.
+
+        ``memo``: a dict kept with a list of items that recurs. It remembers the items' rows
+        in this model's matrix, so the next call with the same list skips the look-ups
+        (rows never move; only an item learned since can change an unknown item's row).
+        """
+        arena = self.__dict__.get("_item_arena")
+        if not (kernels.AVAILABLE and arena is not None and arena.latents is self.i_latents
+                and len(arena.rows) == len(arena.latents)):
+            out[:, col] = self.item_vectors(items) @ user
+            return
+        n = len(arena.rows)
+        seen = None if memo is None else memo.get(arena.token)
+        if seen is not None and (seen[0] or seen[1] == n):
+            rows = seen[2]
+        else:
+            found = [*map(arena.rows.get, items, repeat(0))]
+            rows = np.array(found, dtype=np.int64)
+            if memo is not None:
+                if len(memo) >= 8:  # (one entry per shard's model; restores add more)
+                    memo.clear()
+                memo[arena.token] = (0 not in found, n, rows)
+        kernels.row_dots(arena.matrix, rows, user, out, col)
+
     def forget_user(self, user) -> None:
         """Drop a user's latent vector (and its row)."""
         arena = self.__dict__.get("_user_arena")
@@ -135,6 +164,7 @@ class _Arena:
     stays zeros (no key's): what :meth:`LatentFactors.item_vectors` reads for unknown keys."""
 
     def __init__(self, latents: dict, n_factors: int):
+        self.token = next(_ARENA_TOKENS)  # names this arena in memos of item rows
         self.latents = latents
         self.rows: dict = {}
         self.free: list[int] = []

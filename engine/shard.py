@@ -89,6 +89,7 @@ class CandidateSet(tuple):
         self.topic_keys = None if None in keys else keys
         self.any_tags = any(map(_tag_keys_of, self))
         self._encoded = self._ids_json = None
+        self.latent_rows = None  # memo of the items' latent rows (LatentFactors.item_scores)
         return self
 
     @property
@@ -266,7 +267,10 @@ class ProfileShard:
                 inter[:, 2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
                                if c.words else 0.0 for c in candidates]
             if latent is not None:  # items without latents score 0 (a zero vector)
-                inter[:, 3] = self._mf.item_vectors(candidates.ids) @ latent
+                memo = candidates.latent_rows
+                if memo is None:
+                    memo = candidates.latent_rows = {}
+                self._mf.item_scores(candidates.ids, latent, inter, 3, memo)
             out.append((user, inter))
         return out
 

@@ -59,6 +59,7 @@ def warm_up() -> None:
     funk_sgd(np.ones((1, d)), np.ones((1, d)), np.zeros(1, np.int64), np.zeros(1, np.int64),
              np.ones(1), 0.1, 0.1, 0.0, 1.0)
     funk_sgd_one(np.ones((1, d)), np.ones((1, d)), 0, 0, 1.0, 0.1, 0.1, 0.0, 1.0)
+    row_dots(np.ones((1, d)), np.zeros(k, np.int64), np.ones(d), np.empty((k, 2)), 1)
     x = np.ones(d)
     cholesky_jittered(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
@@ -309,6 +310,20 @@ def _funk_step(u, v, y, lr_user, lr_item, l2, clip, old_u):
         u[m] = old_u[m] - lr_user * (g * v[m] + l2 * old_u[m])
     for m in range(f):
         v[m] = v[m] - lr_item * (g * old_u[m] + l2 * v[m])
+
+
+@_jit
+def row_dots(matrix, rows, vector, out, col):
+    """``out[k, col] = matrix[rows[k]] . vector`` for every ``k`` (numba), summed in order:
+    the latent scores of a request's candidates, without gathering their rows first.
+    ``rows`` must index ``matrix`` (no bounds are checked)."""
+    f = vector.shape[0]
+    for k in range(rows.shape[0]):
+        r = matrix[rows[k]]
+        s = 0.0
+        for m in range(f):
+            s += r[m] * vector[m]
+        out[k, col] = s
 
 
 @_jit
