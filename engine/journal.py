@@ -2,19 +2,28 @@
 
 A SQLite commit costs about 100 microseconds on a typical disk, so committing every
 ``rank`` and every ``reward`` would cap the engine at a few thousand calls per second. The
-store instead appends each call's writes to this journal with one ``write`` system call
-(durable against the process being killed, as SQLite's WAL with ``synchronous=NORMAL`` is;
-with ``fsync=True`` also against a power cut) and moves queued records into SQLite in one
-transaction every few hundred calls (see :class:`engine.store.Store`). Reopening the data
-directory replays whatever the journal still holds.
+store instead appends each call's writes to this journal and moves queued records into
+SQLite in one transaction every few hundred calls (see :class:`engine.store.Store`).
+Reopening the data directory replays whatever the journal still holds.
 
-Each record is framed as ``length (4 bytes) | CRC-32 (4 bytes) | payload``. A record cut
-short by a crash mid-write fails its length or checksum; reading stops there (that call
-never returned, so nothing acknowledged is lost) and the tail is discarded.
+The journal is a preallocated file mapped into memory (``mmap``, shared): appending a
+record is a copy into the operating system's page cache, which outlives the process as a
+``write`` would (durable against the process being killed, as SQLite's WAL with
+``synchronous=NORMAL`` is), without a system call per record. With ``fsync=True`` each
+record's pages are also synced to disk (``msync``), which survives a power cut. The space
+is reserved with ``posix_fallocate`` before it is mapped, so a full disk fails the append
+that grows the file with an ``OSError`` instead of faulting later.
+
+Each record is framed as ``length (4 bytes) | CRC-32 (4 bytes) | payload``; the bytes after
+the last record are zeros. Reading stops at a zero length (the end), at a record cut short
+(a crash mid-copy: that call never returned, so nothing acknowledged is lost) or at a
+checksum that fails. Clearing zeroes the records (no stale record is read again, and no
+copy of forgotten data stays in the file).
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import zlib
@@ -22,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _HEADER = struct.Struct("<II")
+_MIN_SIZE = 1 << 20  # mapped bytes at least (a few hundred calls' records at K=20)
 
 
 class Journal:
@@ -32,7 +42,7 @@ class Journal:
     path
         The journal file (created if missing).
     fsync
-        ``fdatasync`` after every record (survives a power cut; much slower).
+        Sync every record to disk (survives a power cut; much slower).
 
     Examples
     --------
@@ -51,42 +61,81 @@ class Journal:
     def __init__(self, path: str | os.PathLike, fsync: bool = False):
         self.path = Path(path)
         self.fsync = fsync
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        self._size = os.fstat(self._fd).st_size
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._pos = self._end_of_records()
+        size = os.fstat(self._fd).st_size
+        if size > self._pos:  # a torn or corrupt tail: zeros from the last good record on
+            os.ftruncate(self._fd, self._pos)
+        self._map: mmap.mmap | None = None
+        self._reserve(max(_MIN_SIZE, self._pos))
 
     def append(self, payload: bytes) -> None:
         """Write one record; durable (against a killed process) when this returns."""
-        data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        written = os.write(self._fd, data)
-        if written != len(data):  # a short write to a regular file: disk full or similar
-            os.ftruncate(self._fd, self._size)
-            raise OSError(f"journal {self.path}: short write ({written} of {len(data)} bytes)")
-        self._size += written
+        if not payload:
+            raise ValueError("journal records must not be empty (a zero length ends the file)")
+        end = self._pos + _HEADER.size + len(payload)
+        if end >= len(self._map):  # (one zero header always stays after the last record)
+            self._reserve(2 * end)
+        start = self._pos
+        self._map[start:end] = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        self._pos = end
         if self.fsync:
-            os.fdatasync(self._fd)
+            first = start - start % mmap.PAGESIZE
+            self._map.flush(first, end - first)
 
     def records(self) -> Iterator[bytes]:
-        """The complete records from the start, in order; stops at a torn or corrupt tail."""
+        """The complete records from the start, in order; stops at the end, or at a torn or
+        corrupt record."""
         with open(self.path, "rb") as fh:
             data = fh.read()
-        pos, end = 0, len(data)
-        while pos + _HEADER.size <= end:
-            length, crc = _HEADER.unpack_from(data, pos)
-            start = pos + _HEADER.size
-            payload = data[start:start + length]
-            if len(payload) != length or zlib.crc32(payload) != crc:
-                return
-            yield payload
-            pos = start + length
+        for start, length in _frames(data):
+            yield data[start:start + length]
 
     def clear(self) -> None:
-        """Drop every record (after they are safely elsewhere)."""
-        os.ftruncate(self._fd, 0)
-        self._size = 0
-        if self.fsync:
-            os.fdatasync(self._fd)
+        """Drop every record (after they are safely elsewhere): their bytes become zeros."""
+        if self._pos:
+            self._map[:self._pos] = bytes(self._pos)
+            if self.fsync:
+                self._map.flush(0, self._pos)
+        self._pos = 0
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Unmap and close; the file keeps exactly its records (none: an empty file)."""
+        if self._fd < 0:
+            return
+        self._map.close()
+        os.ftruncate(self._fd, self._pos)
+        os.close(self._fd)
+        self._fd = -1
+
+    # ---- internals -------------------------------------------------------------------
+    def _end_of_records(self) -> int:
+        """Offset just past the last complete record already in the file."""
+        with open(self.path, "rb") as fh:
+            data = fh.read()
+        end = 0
+        for start, length in _frames(data):
+            end = start + length
+        return end
+
+    def _reserve(self, size: int) -> None:
+        """Grow the file to at least ``size`` reserved bytes and map all of it."""
+        size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+        os.posix_fallocate(self._fd, 0, size)  # blocks reserved now: no fault on a full disk
+        if self.fsync:
+            os.fsync(self._fd)  # the new length too
+        if self._map is not None:
+            self._map.close()
+        self._map = mmap.mmap(self._fd, size)
+
+
+def _frames(data: bytes) -> Iterator[tuple[int, int]]:
+    """(payload start, payload length) of each complete record in ``data``, in order."""
+    pos, end = 0, len(data)
+    while pos + _HEADER.size <= end:
+        length, crc = _HEADER.unpack_from(data, pos)
+        start = pos + _HEADER.size
+        if length == 0 or start + length > end or zlib.crc32(data[start:start + length]) != crc:
+            return
+        yield start, length
+        pos = start + length

@@ -10,8 +10,8 @@ killed (not a power cut; set ``synchronous="FULL"`` for that). ``secure_delete``
 that :meth:`Store.forget` leaves no bytes of a forgotten user behind.
 
 Decisions, rewards and reward events (the one-at-a-time hot path) are *group committed*:
-each call's writes go to :class:`~engine.journal.Journal` with one ``write`` (as durable as
-a commit), and queued calls move into SQLite in one transaction every ``FLUSH_EVERY`` calls.
+each call's writes go to :class:`~engine.journal.Journal`, one record copied into a mapped
+file (as durable as a commit), and queued calls move into SQLite in one transaction every ``FLUSH_EVERY`` calls.
 Reading anything through the store, or through :attr:`Store.db`, first moves the queue in,
 so readers always see every acknowledged write; reopening replays what the journal holds.
 """

@@ -7,6 +7,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import zlib
+
+import pytest
 
 from engine import Engine
 from engine.journal import Journal
@@ -57,7 +60,8 @@ def test_sigkill_keeps_every_acknowledged_decision_and_reward(tmp_path):
 
     eng = Engine(data, policy="lints", item_features=2, seed=0, clock=lambda: 1e4)
     db = eng.store.db
-    assert os.path.getsize(data / JOURNAL_NAME) == 0  # replayed into SQLite at open
+    with open(data / JOURNAL_NAME, "rb") as fh:  # replayed into SQLite at open, then zeroed
+        assert not any(fh.read())
     stored = dict(db.execute("SELECT decision_id, reward FROM decisions").fetchall())
     assert set(ranked) <= stored.keys() and len(stored) <= len(ranked) + 1
     for did, value in rewarded.items():
@@ -90,6 +94,41 @@ def test_torn_tail_is_dropped_and_complete_records_replay(tmp_path):
         fh.write(b"X")
     assert list(j.records()) == []
     j.close()
+
+
+def test_journal_grows_past_its_mapping_and_clear_leaves_no_stale_record(tmp_path):
+    path = tmp_path / "j"
+    j = Journal(path)
+    big = [bytes([i % 251 + 1]) * 10_000 for i in range(300)]  # 3 MB: past the first 1 MiB
+    for rec in big:
+        j.append(rec)
+    assert list(j.records()) == big
+    j.clear()
+    j.append(b"short")  # over the first cleared record; the rest are zeros, never read again
+    with open(path, "rb") as fh:  # what a process killed now leaves behind
+        data = fh.read()
+    assert list(Journal(path).records()) == [b"short"]  # (a second reader, opened as at restart)
+    assert not any(data[8 + 5:])  # after the one record: zeros only, 3 MB of old ones gone
+    with pytest.raises(ValueError, match="empty"):
+        j.append(b"")
+    j.close()
+    assert list(Journal(path).records()) == [b"short"]
+
+
+def test_a_record_cut_short_in_the_mapping_is_dropped_and_overwritten(tmp_path):
+    path = tmp_path / "j"
+    j = Journal(path)
+    j.append(b"kept")
+    start = 8 + 4
+    whole = b"x" * 64
+    header = (len(whole)).to_bytes(4, "little") + zlib.crc32(whole).to_bytes(4, "little")
+    j._map[start:start + 8 + 20] = header + whole[:20]  # killed mid-copy: the rest still zeros
+    again = Journal(path)  # reopened after the crash
+    assert list(again.records()) == [b"kept"]
+    again.append(b"next")  # written where the torn record began
+    assert list(again.records()) == [b"kept", b"next"]
+    again.close()
+    assert os.path.getsize(path) == 2 * 8 + 8  # closed: exactly its records
 
 
 def test_store_reads_see_queued_writes_and_reopen_replays(tmp_path):
