@@ -69,6 +69,25 @@ def test_one_record_fast_path_keeps_every_check():
     np.testing.assert_array_equal(p._pending[0], [1.0, 1.0])
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # numpy's, from the quick sum
+def test_quick_finiteness_checks_catch_one_bad_value_and_pass_huge_finite_ones():
+    # act and learn_one first test one sum of the features: one NaN or infinity anywhere
+    # makes it non-finite; finite values whose sum overflows are settled by the exact
+    # check, which accepts them
+    p = make("lints", n_features=3, seed=0)
+    for bad in (np.nan, np.inf, -np.inf):
+        phi = np.ones((1, 4, 3))
+        phi[0, 2, 1] = bad
+        with pytest.raises(ValueError, match="^phi: must be finite"):
+            p.act(phi)
+        with pytest.raises(ValueError, match="^phi: must be finite"):
+            p.learn_one(phi[0, 2], 1.0, 0.5)
+    huge = np.full((1, 4, 3), 1.5e308)  # sums to infinity
+    assert np.isfinite(p.act(huge)).all()
+    p.learn_one(np.array([1.5e308, 1.5e308, 0.0]), 0.0, 0.5)
+    assert p.version == 1
+
+
 @pytest.mark.parametrize("name", ["egreedy", "linucb", "squarecb"])
 def test_one_decision_equals_the_same_row_of_a_batch(name):
     p = trained(name)
