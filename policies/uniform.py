@@ -18,6 +18,8 @@ class Uniform(Policy):
     [[0.333, 0.333, 0.0, 0.333]]
     """
 
+    _act_normalized = True  # 1/K each: exactly uniform (renormalizing could move it an ulp)
+
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         if mask is None:
             return np.full(phi.shape[:2], 1.0 / phi.shape[1])
