@@ -233,42 +233,53 @@ def lints_one_wide(x, mask, theta, root, z, n_draws, epsilon, probs):
     (the last minus draw dropped when ``n_draws`` is odd); each draw credits every valid
     candidate with the best score (exact ties share it), the counts are normalized, and
     ``probs`` (K,) gets ``(1 - epsilon) * share + epsilon / n_valid`` (0 where masked).
-    Returns False, ``probs`` untouched, if no score could be compared (NaN)."""
+    Returns False, ``probs`` untouched, if no score could be compared (NaN).
+
+    Every sum runs in the order of its terms (so results are bit for bit the same as a
+    candidate-by-candidate loop), with the loops nested so that the innermost one runs
+    along contiguous memory, over independent sums, where the compiler can vectorize it."""
     k, d = x.shape
     half = z.shape[0]
-    base = np.empty(k)  # x theta
+    xt = np.empty((d, k))  # x transposed, as float64: candidates contiguous
     for i in range(k):
-        acc = 0.0
         for m in range(d):
-            acc += np.float64(x[i, m]) * theta[m]
-        base[i] = acc
+            xt[m, i] = x[i, m]
+    rt = np.empty((d, d))  # root transposed: rt[j] is root's column j
+    for m in range(d):
+        for j in range(d):
+            rt[j, m] = root[m, j]
+    base = np.zeros(k)  # x theta
+    for m in range(d):
+        t = theta[m]
+        for i in range(k):
+            base[i] += xt[m, i] * t
     counts = np.zeros(k)
-    w = np.empty(d)
+    spread = np.empty(d)
     up = np.empty(k)
-    down = np.empty(k)
     for s in range(half):
-        for m in range(d):  # theta + root z
-            acc = 0.0
-            for j in range(d):
-                acc += root[m, j] * z[s, j]
-            w[m] = theta[m] + acc
+        spread[:] = 0.0  # root z
+        for j in range(d):
+            zj = z[s, j]
+            for m in range(d):
+                spread[m] += rt[j, m] * zj
+        up[:] = 0.0  # x (theta + root z)
+        for m in range(d):
+            wm = theta[m] + spread[m]
+            for i in range(k):
+                up[i] += xt[m, i] * wm
         top_up = top_down = -np.inf
         for i in range(k):
             if mask[i]:
-                acc = 0.0
-                for m in range(d):
-                    acc += np.float64(x[i, m]) * w[m]
-                up[i] = acc
-                down[i] = 2.0 * base[i] - acc  # x (2 theta - w): the antithetic draw
-                if acc > top_up:
-                    top_up = acc
-                if down[i] > top_down:
-                    top_down = down[i]
+                if up[i] > top_up:
+                    top_up = up[i]
+                down = 2.0 * base[i] - up[i]  # x (2 theta - w): the antithetic draw
+                if down > top_down:
+                    top_down = down
         for i in range(k):
             if mask[i]:
                 if up[i] == top_up:
                     counts[i] += 1.0
-                if half + s < n_draws and down[i] == top_down:
+                if half + s < n_draws and 2.0 * base[i] - up[i] == top_down:
                     counts[i] += 1.0
     total = counts.sum()
     if not total > 0.0:  # no score compared (NaN)

@@ -92,7 +92,7 @@ class LinTS(LinearPolicy):
         if self._root is None:
             self._root = _psd_root(self._a_inv)
         if b == 1 and kernels.AVAILABLE:  # one decision, K > D: the same in one call
-            z = self._rng.normal(0.0, self.v, ((self.n_draws + 1) // 2, d))
+            z = self._normals(d)
             probs = np.empty((1, k))
             if kernels.lints_one_wide(phi[0], _all_valid(k) if mask is None else mask[0],
                                       self._model_theta(), self._root, z, self.n_draws,
@@ -133,7 +133,7 @@ class LinTS(LinearPolicy):
         normals, the same probabilities up to rounding. The normals are drawn first, so a
         covariance that cannot be factored (then ``None``) has consumed them."""
         k = len(x)
-        z = self._rng.normal(0.0, self.v, ((self.n_draws + 1) // 2, k))
+        z = self._normals(k)
         if mask is None:
             mask = _all_valid(k)
         probs = np.empty((1, k))
@@ -141,6 +141,15 @@ class LinTS(LinearPolicy):
                              probs[0]):
             return probs
         return None
+
+
+    def _normals(self, width: int) -> np.ndarray:
+        """The ``N(0, v^2)`` normals of one decision's antithetic draws, ((n_draws + 1) // 2,
+        ``width``): the generator's ``normal(0, v, ...)`` values, drawn as standard normals
+        and scaled in place (a fifth faster than ``normal`` with its broadcasting)."""
+        z = self._rng.standard_normal(((self.n_draws + 1) // 2, width))
+        z *= self.v
+        return z
 
 
 _ALL_VALID: dict[int, np.ndarray] = {}

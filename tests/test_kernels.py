@@ -71,6 +71,46 @@ def test_lints_one_decision_matches_numpy(monkeypatch, seed, n_draws, masked, dt
         assert fast[0, 0] > 0.05 and fast[0, 1] > 0.05
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n_draws", [64, 33])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lints_wide_kernel_with_float32_features_and_rounded_ties_matches_numpy(
+        monkeypatch, seed, n_draws, masked, dtype):
+    # K = 3 D: weight draws theta +/- root z (kernels.lints_one_wide), not score draws
+    p = trained("lints", seed, n_draws=n_draws)
+    rng = np.random.default_rng(200 + seed)
+    phi = (rng.normal(size=(1, 3 * D, D)) * (rng.random((1, 3 * D, D)) < 0.4)).astype(dtype)
+    if seed == 3:
+        phi[0, 1] = phi[0, 0]  # identical candidates: exact ties share each draw's win
+        phi[0, 5:9] = np.round(phi[0, 5:9])
+    mask = (rng.random((1, 3 * D)) < 0.7) if masked else None
+    if masked:
+        mask[0, :2] = True
+    state = p._rng.bit_generator.state
+
+    def decide():
+        p._rng.bit_generator.state = state
+        p._root = None  # each path factors A^-1 itself
+        probs = p.act(phi, mask)
+        return probs, p._rng.random()
+
+    (fast, after_fast), (slow, after_slow) = both_paths(monkeypatch, decide)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    assert after_fast == after_slow  # the same normals were consumed
+    assert abs(fast.sum() - 1.0) < 1e-12
+    if masked:
+        assert (fast[~mask] == 0).all()
+    if seed == 3:
+        assert fast[0, 0] == fast[0, 1] > 0.01 / (3 * D)
+
+
+def test_lints_normals_are_the_generators_normal_draws():
+    p = make("lints", n_features=D, seed=5, v=0.7, n_draws=33)
+    want = np.random.default_rng(5).normal(0.0, 0.7, (17, 4))
+    assert np.array_equal(p._normals(4), want)
+
+
 def test_lints_kernel_refuses_a_covariance_it_cannot_factor():
     probs = np.full(K, -1.0)
     x = np.ones((K, D))
