@@ -443,10 +443,14 @@ class Engine:
         p_row = probs if len(probs) == k else probs[:k]
         p_list = p_row.tolist()
         c0 = slots[0]
-        chosen_set = set(slots)
         # the rest by descending probability, ties in candidate order (a stable sort)
-        order = slots + [j for j in sorted(range(k), key=p_list.__getitem__, reverse=True)
-                         if j not in chosen_set]
+        order = sorted(range(k), key=p_list.__getitem__, reverse=True)
+        if len(slots) == 1:
+            order.remove(c0)
+            order.insert(0, c0)
+        else:
+            chosen_set = set(slots)
+            order = slots + [j for j in order if j not in chosen_set]
         ids = list(cands.ids)  # cands: a CandidateSet
         did = did or f"{self._id_prefix}{next(self._id_count):012x}"
         chosen = cands[c0]
@@ -457,7 +461,8 @@ class Engine:
         deadline = now + self.wait_window
         row = (did, uid, now, deadline, variant, policy_name, version, cands.ids_json,
                p_row.tobytes(), c0, cands.json_of(order),
-               struct.pack(f"<{len(slot_props)}d", *slot_props),
+               _DOUBLE.pack(prop) if len(slot_props) == 1
+               else struct.pack(f"<{len(slot_props)}d", *slot_props),
                (phi if len(phi) == k else phi[:k]).astype(np.float32).tobytes(), phi.shape[-1],
                None if ctx_raw is None else compact_json(ctx_raw), chosen.meta_json(prop))
         pending = Pending(did, uid, deadline, variant, phi[c0].copy(), prop, ids[c0],
@@ -706,6 +711,7 @@ class Engine:
 
 
 _REQUEST_KEYS = frozenset({"user_id", "candidates", "context", "decision_id"})
+_DOUBLE = struct.Struct("<d")
 
 
 def _draw(cum: list[float], row: list[float], u: float) -> int:
