@@ -33,6 +33,7 @@ INTERACTION_FEATURES = ("topic_affinity", "tag_affinity", "keyword_affinity", "l
 _topic_key_of = attrgetter("topic_key")
 _tag_keys_of = attrgetter("tag_keys")
 _item_id_of = attrgetter("item_id")
+_NO_VALUES = np.empty(0)
 _ENGAGED = {"click": 1.0, "purchase": 1.0, "view": 0.0, "dislike": 0.0}
 
 
@@ -251,7 +252,13 @@ class ProfileShard:
             expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
             inter = np.zeros((len(candidates), len(INTERACTION_FEATURES)))
             flat = candidates.topic_keys
-            if flat is not None:  # one topic each: look-ups without a per-candidate loop
+            if flat is not None and kernels.AVAILABLE:  # one topic each: C-level look-ups
+                k = len(flat)
+                kernels.topic_columns(
+                    np.fromiter(map(interests.get, flat, repeat(0.0)), float, k),
+                    np.fromiter(map(exposure.get, flat, repeat(0.0)), float, k) if exposure
+                    else _NO_VALUES, decay, mass, expo_decay, inter)
+            elif flat is not None:
                 inter[:, 0] = [a * decay / mass for a in map(interests.get, flat, repeat(0.0))]
                 if exposure:  # (log1p(0) is 0: no exposure)
                     inter[:, 4] = [log1p(e * expo_decay)

@@ -60,6 +60,8 @@ def warm_up() -> None:
              np.ones(1), 0.1, 0.1, 0.0, 1.0)
     funk_sgd_one(np.ones((1, d)), np.ones((1, d)), 0, 0, 1.0, 0.1, 0.1, 0.0, 1.0)
     row_dots(np.ones((1, d)), np.zeros(k, np.int64), np.ones(d), np.empty((k, 2)), 1)
+    topic_columns(np.ones(k), np.ones(k), 0.5, 2.0, 0.5, np.empty((k, 5)))
+    topic_columns(np.ones(k), np.empty(0), 0.5, 2.0, 0.5, np.empty((k, 5)))
     x = np.ones(d)
     cholesky_jittered(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
@@ -335,6 +337,18 @@ def row_dots(matrix, rows, vector, out, col):
         for m in range(f):
             s += r[m] * vector[m]
         out[k, col] = s
+
+
+@_jit
+def topic_columns(affinity, exposure, decay, mass, exposure_decay, out):
+    """A shard's topic columns for candidates of one topic each (numba): ``out[:, 0] =
+    affinity * decay / mass`` and, when ``exposure`` is not empty, ``out[:, 4] =
+    log1p(exposure * exposure_decay)``, element by element as Python's floats compute them."""
+    for k in range(affinity.shape[0]):
+        out[k, 0] = affinity[k] * decay / mass
+    if exposure.shape[0]:
+        for k in range(exposure.shape[0]):
+            out[k, 4] = math.log1p(exposure[k] * exposure_decay)
 
 
 @_jit

@@ -175,3 +175,33 @@ def test_lean_page_hinkley_is_rivers(mode):
     assert fired >= 2  # the planted shifts fire it (and it resets after each)
     assert vars(ours)["_sum_increase"] == vars(ref)["_sum_increase"]
     assert ours._x_mean._mean == ref._x_mean._mean and ours._x_mean.n == ref._x_mean.n
+
+
+def test_shard_features_are_the_same_with_and_without_kernels(monkeypatch):
+    # one topic per candidate goes through kernels.topic_columns and kernels.row_dots;
+    # without numba, list comprehensions and a matrix product: the same floats (latent
+    # scores up to rounding: BLAS may sum a dot product in another order)
+    import numpy as np
+
+    from engine.shard import Candidate, CandidateSet
+    from policies import kernels
+
+    shard = ProfileShard(0, ProfileConfig(half_life=50.0), EventTypes())
+    raw = [{"user_id": f"u{i % 3}", "type": ("view", "click", "dislike")[i % 3],
+            "ts": float(i), "item_id": f"i{i % 7}", "topics": [f"t{i % 5}"]} for i in range(60)]
+    raw.append({"user_id": "u3", "type": "click", "ts": 1.0, "item_id": "i1",
+                "topics": ["t1"]})  # no views: no exposure
+    events = validate_events(raw)
+    shard.apply(events, list(range(1, len(events) + 1)))
+    one = CandidateSet([Candidate(f"i{j}", [f"t{j % 6}"]) for j in range(9)])
+    many = CandidateSet([Candidate(f"i{j}", [f"t{j % 6}", "t0"]) for j in range(9)])
+    requests = [(u, c) for u in ("u0", "u1", "u3", "nobody") for c in (one, many)]
+    fast = shard.features(requests, 80.0)
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    slow = shard.features([(u, CandidateSet(list(c))) for u, c in requests], 80.0)
+    for (fu, fi), (su, si) in zip(fast, slow, strict=True):
+        assert np.array_equal(fu, su)
+        assert np.array_equal(fi[:, [0, 1, 2, 4]], si[:, [0, 1, 2, 4]])
+        np.testing.assert_allclose(fi[:, 3], si[:, 3], rtol=1e-12, atol=1e-15)
+    assert fast[0][1][:, 4].any() and not fast[4][1][:, 4].any()  # u0 saw views; u3 did not
+    assert fast[0][1][:, 0].any() and fast[0][1][:, 3].any()  # affinities and latent scores
