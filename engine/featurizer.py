@@ -85,7 +85,8 @@ class Featurizer:
     def prepare_candidates(self, candidates: object, where: str = "candidates"
                            ) -> tuple[CandidateSet, np.ndarray]:
         """Validate a request's candidates; return shard-side views and item features (K, d_i)."""
-        if isinstance(candidates, (str, bytes, Mapping)) or not isinstance(candidates, Sequence):
+        if type(candidates) is not list and (isinstance(candidates, (str, bytes, Mapping))
+                                             or not isinstance(candidates, Sequence)):
             raise ValidationError(where, "must be a list of candidates (ids or objects)", candidates)
         if not candidates:
             raise ValidationError(where, "must hold at least one candidate", candidates)
