@@ -11,8 +11,9 @@ record is a copy into the operating system's page cache, which outlives the proc
 ``write`` would (durable against the process being killed, as SQLite's WAL with
 ``synchronous=NORMAL`` is), without a system call per record. With ``fsync=True`` each
 record's pages are also synced to disk (``msync``), which survives a power cut. The space
-is reserved with ``posix_fallocate`` before it is mapped, so a full disk fails the append
-that grows the file with an ``OSError`` instead of faulting later.
+is reserved with ``posix_fallocate`` before it is mapped (where the platform has it: Linux),
+so a full disk fails the append that grows the file with an ``OSError`` instead of faulting
+later.
 
 Each record is framed as ``length (4 bytes) | CRC-32 (4 bytes) | payload``; the bytes after
 the last record are zeros. Reading stops at a zero length (the end), at a record cut short
@@ -67,7 +68,11 @@ class Journal:
         if size > self._pos:  # a torn or corrupt tail: zeros from the last good record on
             os.ftruncate(self._fd, self._pos)
         self._map: mmap.mmap | None = None
-        self._reserve(max(_MIN_SIZE, self._pos))
+        try:
+            self._reserve(max(_MIN_SIZE, self._pos))
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def append(self, payload: bytes) -> None:
         """Write one record; durable (against a killed process) when this returns."""
@@ -121,7 +126,10 @@ class Journal:
     def _reserve(self, size: int) -> None:
         """Grow the file to at least ``size`` reserved bytes and map all of it."""
         size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
-        os.posix_fallocate(self._fd, 0, size)  # blocks reserved now: no fault on a full disk
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(self._fd, 0, size)  # blocks reserved now: no fault on a full disk
+        else:  # (macOS: a sparse file; a full disk would fault on first touch instead)
+            os.ftruncate(self._fd, max(size, os.fstat(self._fd).st_size))
         if self.fsync:
             os.fsync(self._fd)  # the new length too
         if self._map is not None:

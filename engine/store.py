@@ -11,7 +11,8 @@ that :meth:`Store.forget` leaves no bytes of a forgotten user behind.
 
 Decisions, rewards and reward events (the one-at-a-time hot path) are *group committed*:
 each call's writes go to :class:`~engine.journal.Journal`, one record copied into a mapped
-file (as durable as a commit), and queued calls move into SQLite in one transaction every ``FLUSH_EVERY`` calls.
+file (as durable as a commit), and queued calls move into SQLite in one transaction every
+``FLUSH_EVERY`` calls.
 Reading anything through the store, or through :attr:`Store.db`, first moves the queue in,
 so readers always see every acknowledged write; reopening replays what the journal holds.
 """

@@ -115,6 +115,16 @@ def test_journal_grows_past_its_mapping_and_clear_leaves_no_stale_record(tmp_pat
     assert list(Journal(path).records()) == [b"short"]
 
 
+def test_journal_without_posix_fallocate_grows_by_truncate(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)  # as on macOS
+    j = Journal(tmp_path / "j")
+    records = [bytes([i + 1]) * 300_000 for i in range(5)]  # past the first 1 MiB
+    for rec in records:
+        j.append(rec)
+    j.close()
+    assert list(Journal(tmp_path / "j").records()) == records
+
+
 def test_a_record_cut_short_in_the_mapping_is_dropped_and_overwritten(tmp_path):
     path = tmp_path / "j"
     j = Journal(path)
