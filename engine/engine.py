@@ -20,7 +20,7 @@ import numpy as np
 from engine.backends import InlineBackend
 from engine.decisions import Decision, Joiner, Pending, RewardResult
 from engine.errors import UnknownDecisionError, ValidationError
-from engine.events import Event, EventTypes, validate_events
+from engine.events import RESERVED_EVENT_ID_PREFIX, Event, EventTypes, validate_events
 from engine.featurizer import Featurizer
 from engine.learner import Learner
 from engine.profile import ProfileConfig
@@ -600,7 +600,7 @@ class Engine:
 
         Built directly: every field comes from a validated request or decision."""
         return Event(user_id, "reward", now, item_id, value, tuple(topics), tuple(tags),
-                     None, None, f"reward:{decision_id}")
+                     None, None, RESERVED_EVENT_ID_PREFIX + decision_id)
 
     def _expire(self, now: float) -> None:
         expired = self.joiner.expire(now)

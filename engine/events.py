@@ -266,8 +266,22 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
         _check_strings(raw.get("topics"), f"{where}.topics"),
         _check_strings(raw.get("tags"), f"{where}.tags"),
         text, attributes or None,
-        _check_id(raw.get("event_id"), f"{where}.event_id", required=False),
+        _check_event_id(raw.get("event_id"), f"{where}.event_id"),
     )
+
+
+#: Event ids the engine gives the behaviour events it derives from rewards
+#: (``reward:<decision_id>``); an ingested event may not take one (it would displace the
+#: reward event's row in the log, so a replay would miss that reward).
+RESERVED_EVENT_ID_PREFIX = "reward:"
+
+
+def _check_event_id(value: object, where: str) -> str | None:
+    value = _check_id(value, where, required=False)
+    if value is not None and value.startswith(RESERVED_EVENT_ID_PREFIX):
+        raise ValidationError(where, f"must not start with {RESERVED_EVENT_ID_PREFIX!r}, which "
+                              "is reserved for the engine's reward events", value)
+    return value
 
 
 _SPECIAL_TYPES = frozenset(("rate", "reward", "search"))  # types with rules of their own
@@ -313,7 +327,8 @@ def _fast_event(raw: dict, weights: dict) -> Event | None:
         elif type(value) is not float or not -_MAX_FLOAT <= value <= _MAX_FLOAT:
             return None
     if (item_id is not None and not _ok_id(item_id)) or \
-            (event_id is not None and not _ok_id(event_id)) or \
+            (event_id is not None and (not _ok_id(event_id)
+                                       or event_id.startswith(RESERVED_EVENT_ID_PREFIX))) or \
             (topics is not None and not _ok_strings(topics)) or \
             (tags is not None and not _ok_strings(tags)):
         return None

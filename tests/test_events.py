@@ -34,6 +34,7 @@ GOOD = {"user_id": "u1", "type": "click", "ts": 5.0, "item_id": "i1", "topics": 
     ({"attributes": ["eu"]}, "event.attributes", "mapping"),
     ({"attributes": {"region": [1]}}, "event.attributes.region", "string, a boolean or a finite"),
     ({"event_id": 5}, "event.event_id", "non-empty string"),
+    ({"event_id": "reward:abc"}, "event.event_id", "reserved for the engine's reward events"),
     ({"colour": "red"}, "event.colour", "unknown field"),
     ({"type": "rate", "value": None}, "event.value", "is required for 'rate'"),
     ({"type": "rate", "value": 9.0}, "event.value", "rating must lie in [1.0, 5.0]"),
@@ -47,6 +48,23 @@ def test_bad_events_name_the_field(patch, field, reason):
         validate_event(raw)
     assert info.value.field == field
     assert reason in str(info.value)
+
+
+def test_a_reserved_event_id_is_refused_and_the_rewards_log_row_kept(tmp_path):
+    # an ingested event taking a reward event's id would displace that reward's row in the
+    # log (its unique index ignores the later insert): a replay would then miss the reward
+    from engine import Engine
+
+    eng = Engine(tmp_path, policy="uniform", item_features=0, clock=lambda: 5.0)
+    d = eng.rank("u1", ["a", "b"])
+    plain = {"user_id": "u1", "type": "view", "ts": 1.0}  # the fast path's kind of event
+    with pytest.raises(ValidationError, match=r"^events\[1\]\.event_id: must not start"):
+        eng.ingest([{**plain, "event_id": "ok"}, {**plain, "event_id": f"reward:{d.decision_id}"}])
+    assert eng.store.count_events() == 0  # all or nothing
+    assert eng.reward(d.decision_id, 1.0).status == "joined"
+    rows = eng.store.db.execute("SELECT event_id FROM events WHERE type = 'reward'").fetchall()
+    assert rows == [(f"reward:{d.decision_id}",)]
+    eng.close()
 
 
 def test_batch_errors_name_the_index():
