@@ -25,12 +25,13 @@ WRITER = textwrap.dedent("""
                  "topics": ["jazz"]} for i in range(5)])
     cands = [{"id": "a", "topics": ["jazz"], "features": [1.0, 0.0]},
              {"id": "b", "topics": ["rock"], "features": [0.0, 1.0]}]
-    i = 0
+    out = sys.stdout  # one write per line: print writes each piece on its own when the
+    i = 0             # stream is unbuffered (PYTHONUNBUFFERED), so a kill could cut a line
     while True:
         d = eng.rank(f"u{i % 5}", cands)
-        print("R", d.decision_id, flush=True)        # acknowledged: rank returned
+        out.write(f"R {d.decision_id}\\n"); out.flush()            # acknowledged: rank returned
         eng.reward(d.decision_id, float(i % 2))
-        print("W", d.decision_id, i % 2, flush=True)  # acknowledged: reward returned
+        out.write(f"W {d.decision_id} {i % 2}\\n"); out.flush()    # acknowledged: reward returned
         i += 1
 """)
 
