@@ -11,7 +11,6 @@ topic exposure); item features come with each candidate; context comes with the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 from operator import itemgetter
@@ -206,7 +205,7 @@ class Featurizer:
             except (TypeError, ValueError):
                 items = None
             if items is not None and items.dtype.kind in _NUMERIC_KINDS \
-                    and items.shape == (len(rows), d_i) and np.isfinite(items).all():
+                    and items.shape == (len(rows), d_i) and _within_bound(items):
                 return items.astype(float, copy=False)
         items = np.zeros((len(rows), d_i))
         for k, feats in enumerate(rows):
@@ -222,8 +221,8 @@ class Featurizer:
                 row = None
             if row is None or row.dtype.kind not in _NUMERIC_KINDS:
                 raise ValidationError(f"{where}[{k}].features", "must hold numbers only", feats)
-            if row.shape != (d_i,) or not np.isfinite(row).all():
-                raise ValidationError(f"{where}[{k}].features", "must be finite numbers", feats)
+            if row.shape != (d_i,) or not _within_bound(row):
+                raise ValidationError(f"{where}[{k}].features", _BOUND_REASON, feats)
             items[k] = row
         return items
 
@@ -240,8 +239,8 @@ class Featurizer:
                                       f"unknown context feature; declared: {list(self.context_features)}")
             if isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValidationError(f"{where}.{name}", "must be a finite number", value)
+            if not isinstance(value, (int, float)) or not abs(value) <= MAX_FEATURE:  # NaN fails
+                raise ValidationError(f"{where}.{name}", _BOUND_REASON, value)
             vec[idx] = value
         return vec
 
@@ -284,6 +283,19 @@ class Featurizer:
             row[:, col:col + d_i * d_c] = (item[:, :, None] * ctx[None, None, :]).reshape(k, -1)
             col += d_i * d_c
             row[:, col:col + d_c] = inter[:, :1] * ctx[None, :]
+
+
+#: Largest magnitude of an item feature or a context value. Decisions log their features as
+#: float32 (at most 3.4e38), item features times context values included, so anything
+#: larger would be logged as infinity and poison learning after a restart.
+MAX_FEATURE = 1e18
+_BOUND_REASON = f"must be finite numbers of magnitude at most {MAX_FEATURE:g}"
+
+
+def _within_bound(values: np.ndarray) -> bool:
+    """True when every value is finite and at most :data:`MAX_FEATURE` in magnitude."""
+    return bool(values.size == 0 or (values.max() <= MAX_FEATURE
+                                     and values.min() >= -MAX_FEATURE))  # NaN fails both
 
 
 _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})

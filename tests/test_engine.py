@@ -122,6 +122,8 @@ def test_bad_requests_name_the_field_and_change_nothing(eng):
         (("u1", [{"id": "a"}, {"id": "a"}]), r"requests\[0\]\.candidates\[1\]\.id"),
         (("u1", [{"id": "a", "features": [1.0]}]), r"requests\[0\]\.candidates\[0\]\.features"),
         (("u1", [{"id": "a", "features": [1.0, float("inf")]}]), r"candidates\[0\]\.features"),
+        (("u1", [{"id": "a", "features": [1.0, -1e300]}]),
+         r"candidates\[0\]\.features: must be finite numbers of magnitude at most 1e\+18"),
         (("u1", [{"id": "a", "features": ["1.5", "2"]}]), r"candidates\[0\]\.features"),
         (("u1", cands(), {"hour": 3}), r"requests\[0\]\.context\.hour"),
     ]:
@@ -135,6 +137,30 @@ def test_bad_requests_name_the_field_and_change_nothing(eng):
         eng.reward(None, 1.0)
     assert (eng.store.count_events(), eng.profile("u1")) == before
     assert eng.store.db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
+
+
+def test_huge_features_are_refused_so_a_restart_can_learn_every_logged_decision(tmp_path):
+    # decisions log their features as float32: a value past 3.4e38 (or a cross of item
+    # features and context past it) would come back as infinity after a restart, and
+    # learning the pending decision's reward would then fail (it once did)
+    kw = {"policy": "lints", "item_features": 1, "context_features": ("scale",)}
+    eng = Engine(tmp_path, clock=lambda: 5.0, **kw)
+    for args, field in [
+        (([{"id": "a", "features": [1e300]}, "b"],), r"candidates\[0\]\.features"),
+        ((["a", {"id": "b", "features": [np.float32(3e38)]}],), r"candidates\[1\]\.features"),
+        ((["a", "b"], {"scale": 1e19}), r"context\.scale: must be finite numbers"),
+    ]:
+        with pytest.raises(ValidationError, match=field):
+            eng.rank("u1", *args)
+    big = 1e18  # the largest accepted: its cross with the largest context is 1e36
+    d = eng.rank("u1", [{"id": "a", "features": [big]}, {"id": "b", "features": [-big]}],
+                 {"scale": -big})
+    eng.close()
+    again = Engine(tmp_path, clock=lambda: 6.0, **kw)
+    phi = again.joiner._pending[d.decision_id].phi
+    assert np.isfinite(phi).all() and abs(phi).max() == pytest.approx(1e36, rel=1e-6)
+    assert again.reward(d.decision_id, 1.0).status == "joined"
+    again.close()
 
 
 def test_duplicate_event_ids_are_not_counted_twice(eng):
