@@ -104,6 +104,12 @@ class Joiner:
     def add(self, pending: Pending) -> None:
         self._pending[pending.decision_id] = pending
         heapq.heappush(self._heap, (pending.deadline, pending.decision_id))
+        if len(self._heap) > 2 * len(self._pending) + 1024:
+            # joined decisions leave their entries behind until their deadline: drop them
+            # all at once, so the heap holds at most about twice the pending decisions
+            # (expiry order is unchanged: live entries sort as before)
+            self._heap = [(p.deadline, p.decision_id) for p in self._pending.values()]
+            heapq.heapify(self._heap)
 
     def pop(self, decision_id: str) -> Pending | None:
         return self._pending.pop(decision_id, None)

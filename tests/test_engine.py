@@ -348,3 +348,25 @@ def test_decision_log_rows_hold_what_the_decisions_say(eng):
         assert json.loads(row["ranking"]) == d.ranking
         slots = list(struct.unpack(f"<{len(d.slot_propensities)}d", row["slot_probabilities"]))
         assert slots == d.slot_propensities
+
+
+def test_joined_decisions_leave_no_expiry_entries_behind():
+    # each decision's expiry entry stays until its deadline; once most have joined, the
+    # joiner drops the stale entries, so memory follows the decisions still pending
+    import random
+
+    from engine.decisions import Joiner, Pending
+
+    joiner, rng, kept = Joiner(), random.Random(0), []
+    for i in range(20_000):
+        deadline = 1000.0 + rng.randrange(50)  # many equal deadlines: ties by id
+        joiner.add(Pending(f"d{i:05d}", "u", deadline, "default", np.zeros(1), 0.5, "a"))
+        assert len(joiner._heap) <= 2 * len(joiner) + 1024
+        if i % 10:
+            joiner.pop(f"d{i:05d}")  # joined
+        else:
+            kept.append((deadline, f"d{i:05d}"))
+    assert len(joiner) == len(kept) == 2_000
+    assert [p.decision_id for p in joiner.expire(1025.0)] == [d for t, d in sorted(kept) if t < 1025.0]
+    assert [p.decision_id for p in joiner.expire(2000.0)] == [d for t, d in sorted(kept) if t >= 1025.0]
+    assert len(joiner) == 0
