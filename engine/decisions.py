@@ -53,7 +53,7 @@ class Decision:
 @dataclass(slots=True)
 class Pending:
     """A decision awaiting its reward (kept in memory; its row is in the store). Slotted:
-    every decision waits as one, for up to the wait window (about 600 bytes each)."""
+    every decision waits as one, for up to the wait window (about 700 bytes each)."""
 
     decision_id: str
     user_id: str

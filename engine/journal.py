@@ -90,9 +90,8 @@ class Journal:
 
     def records(self) -> Iterator[bytes]:
         """The complete records from the start, in order; stops at the end, or at a torn or
-        corrupt record."""
-        with open(self.path, "rb") as fh:
-            data = fh.read()
+        corrupt record. Read from the mapping (the file was read once, at open)."""
+        data = self._map[:self._pos]
         for start, length in _frames(data):
             yield data[start:start + length]
 

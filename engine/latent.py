@@ -99,13 +99,11 @@ class LatentFactors(reco.FunkMF):
     def item_vectors(self, items: Sequence) -> np.ndarray:
         """The items' latent vectors as rows of a new (len(items), n_factors) matrix; zeros
         for an item never learned. Reading draws no vector (the model is unchanged)."""
-        latents = self.i_latents
-        arena = self.__dict__.get("_item_arena")
-        if arena is not None and arena.latents is latents and len(arena.rows) == len(latents):
-            # every learned item has a row, and row 0 is the zeros of the items never learned
+        arena = self._item_rows()
+        if arena is not None:  # row 0 holds the zeros of the items never learned
             return arena.matrix.take([*map(arena.rows.get, items, repeat(0))], axis=0)
         zero = np.zeros(self.n_factors)
-        return np.array([*map(latents.get, items, repeat(zero))], dtype=float)
+        return np.array([*map(self.i_latents.get, items, repeat(zero))], dtype=float)
 
     def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int,
                     memo: dict | None = None) -> None:
@@ -116,9 +114,8 @@ class LatentFactors(reco.FunkMF):
         in this model's matrix, so the next call with the same list skips the look-ups
         (rows never move; only an item learned since can change an unknown item's row).
         """
-        arena = self.__dict__.get("_item_arena")
-        if not (kernels.AVAILABLE and arena is not None and arena.latents is self.i_latents
-                and len(arena.rows) == len(arena.latents)):
+        arena = self._item_rows()
+        if arena is None or not kernels.AVAILABLE:
             out[:, col] = self.item_vectors(items) @ user
             return
         n = len(arena.rows)
@@ -133,6 +130,15 @@ class LatentFactors(reco.FunkMF):
                     memo.clear()
                 memo[arena.token] = (0 not in found, n, rows)
         kernels.row_dots(arena.matrix, rows, user, out, col)
+
+    def _item_rows(self) -> _Arena | None:
+        """The item arena when every learned item has a row in it (else None: no arena
+        yet, a model restored since, or a vector learned outside it)."""
+        arena = self.__dict__.get("_item_arena")
+        if arena is not None and arena.latents is self.i_latents \
+                and len(arena.rows) == len(arena.latents):
+            return arena
+        return None
 
     def forget_user(self, user) -> None:
         """Drop a user's latent vector (and its row)."""

@@ -258,12 +258,7 @@ class ProfileShard:
                     np.fromiter(map(interests.get, flat, repeat(0.0)), float, k),
                     np.fromiter(map(exposure.get, flat, repeat(0.0)), float, k) if exposure
                     else _NO_VALUES, decay, mass, expo_decay, inter)
-            elif flat is not None:
-                inter[:, 0] = [a * decay / mass for a in map(interests.get, flat, repeat(0.0))]
-                if exposure:  # (log1p(0) is 0: no exposure)
-                    inter[:, 4] = [log1p(e * expo_decay)
-                                   for e in map(exposure.get, flat, repeat(0.0))]
-            else:
+            else:  # (the same floats, candidate by candidate)
                 self._topic_columns(inter, candidates, interests, exposure, decay, mass,
                                     expo_decay)
             if candidates.any_tags:

@@ -117,7 +117,7 @@ class LinTS(LinearPolicy):
             return None
         n = self.n_draws
         half = (n + 1) // 2
-        spread = np.dot(self._rng.normal(0.0, self.v, (half, k)), lower.T)
+        spread = np.dot(self._normals(k), lower.T)
         scores = np.concatenate((spread, -spread))
         scores += np.dot(xa, self._b)  # phi theta
         if 2 * half != n:
@@ -141,7 +141,6 @@ class LinTS(LinearPolicy):
                              probs[0]):
             return probs
         return None
-
 
     def _normals(self, width: int) -> np.ndarray:
         """The ``N(0, v^2)`` normals of one decision's antithetic draws, ((n_draws + 1) // 2,
