@@ -88,12 +88,15 @@ class Journal:
             first = start - start % mmap.PAGESIZE
             self._map.flush(first, end - first)
 
+    @property
+    def end(self) -> int:
+        """The offset just past the last record (0: empty)."""
+        return self._pos
+
     def records(self) -> Iterator[bytes]:
         """The complete records from the start, in order; stops at the end, or at a torn or
         corrupt record. Read from the mapping (the file was read once, at open)."""
-        data = self._map[:self._pos]
-        for start, length in _frames(data):
-            yield data[start:start + length]
+        return read_records(self._map[:self._pos])
 
     def clear(self) -> None:
         """Drop every record (after they are safely elsewhere): their bytes become zeros."""
@@ -134,6 +137,13 @@ class Journal:
         if self._map is not None:
             self._map.close()
         self._map = mmap.mmap(self._fd, size)
+
+
+def read_records(data: bytes) -> Iterator[bytes]:
+    """The payloads of the complete records at the start of ``data`` (a journal's bytes), in
+    order (standard library only: the writer process reads journals with it)."""
+    for start, length in _frames(data):
+        yield data[start:start + length]
 
 
 def _frames(data: bytes) -> Iterator[tuple[int, int]]:

@@ -10,11 +10,14 @@ killed (not a power cut; set ``synchronous="FULL"`` for that). ``secure_delete``
 that :meth:`Store.forget` leaves no bytes of a forgotten user behind.
 
 Decisions, rewards and reward events (the one-at-a-time hot path) are *group committed*:
-each call's writes go to :class:`~engine.journal.Journal`, one record copied into a mapped
-file (as durable as a commit), and queued calls move into SQLite in one transaction every
-``FLUSH_EVERY`` calls.
-Reading anything through the store, or through :attr:`Store.db`, first moves the queue in,
-so readers always see every acknowledged write; reopening replays what the journal holds.
+each call's writes go to a :class:`~engine.journal.Journal`, one record copied into a
+mapped file (as durable as a commit), and queued calls move into SQLite in one transaction
+every ``FLUSH_EVERY`` calls. That transaction runs in a writer process beside the engine
+(:mod:`engine.writer`) while the engine appends to a second journal; with ``writer=False``,
+or where the process cannot start, it runs in the engine's own thread.
+Reading anything through the store, or through :attr:`Store.db`, first waits for the
+writer and moves the rest of the queue in, so readers always see every acknowledged write;
+reopening replays what the journals hold.
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ import json
 import os
 import pickle
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engine.errors import StoreError
 from engine.events import Event
 from engine.journal import Journal
+from engine.writer import apply_queued
 
 SCHEMA_VERSION = 1
 #: ``json.dumps`` with compact separators, without building an encoder per call.
@@ -38,22 +46,13 @@ compact_json = json.JSONEncoder(separators=(",", ":")).encode
 DB_NAME = "loopwise.sqlite"
 PAGE_SIZE = 16384
 JOURNAL_NAME = "journal"
-
-# Journaled writes, applied in this order when the queue moves into SQLite (a decision is
-# inserted before it is settled). Replaying a record twice (a crash between the commit and
-# clearing the journal) changes nothing: inserts ignore rows already there, keyed by id/seq.
-_DEFERRED = {
-    "decisions": "INSERT INTO decisions (decision_id, user_id, ts, deadline, variant, "
-                 "policy, policy_version, candidate_ids, probabilities, chosen, ranking, "
-                 "slot_probabilities, phi, n_features, context, chosen_meta, status, reward) "
-                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (decision_id) DO "
-                 "UPDATE SET status = excluded.status, reward = excluded.reward "
-                 "WHERE excluded.status <> 'pending'",
-    "rewards": "INSERT OR IGNORE INTO rewards (seq, decision_id, user_id, value, ts, status) "
-               "VALUES (?,?,?,?,?,?)",
-    "settle": "UPDATE decisions SET reward = ?, status = ? WHERE decision_id = ?",
-    "events": "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-}
+#: The two journals: calls append to one while the writer process commits the other.
+JOURNAL_NAMES = (JOURNAL_NAME, JOURNAL_NAME + ".1")
+#: Held by the writer process while it runs (see :mod:`engine.writer`).
+WRITER_LOCK_NAME = "LOCK.writer"
+#: Seconds a new store waits for a writer left running by a killed engine to finish.
+WRITER_WAIT = 30.0
+WRITER_SCRIPT = str(Path(__file__).with_name("writer.py"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,6 +85,18 @@ class Store:
 
     One engine process owns a data directory at a time (an exclusive lock file enforces it).
 
+    Parameters
+    ----------
+    data_dir
+        The data directory (created if missing).
+    synchronous
+        ``"NORMAL"``: committed writes survive the process being killed; ``"FULL"``: a
+        power cut too (every journal record and commit is synced to disk; much slower).
+    writer
+        Run group commits in a writer process (:mod:`engine.writer`) instead of the
+        engine's thread. ``None``: yes, unless the environment sets ``LOOPWISE_WRITER=0``.
+        Where the process cannot start or fails, the store warns and writes itself.
+
     Examples
     --------
     >>> import tempfile
@@ -104,7 +115,8 @@ class Store:
     #: Queued calls that trigger moving the journal into SQLite.
     FLUSH_EVERY = 256
 
-    def __init__(self, data_dir: str | os.PathLike, synchronous: str = "NORMAL"):
+    def __init__(self, data_dir: str | os.PathLike, synchronous: str = "NORMAL",
+                 writer: bool | None = None):
         if synchronous not in ("NORMAL", "FULL"):
             raise StoreError(f"synchronous: must be 'NORMAL' or 'FULL' (got {synchronous!r})")
         self.data_dir = Path(data_dir)
@@ -116,15 +128,21 @@ class Store:
             self._lock.close()
             raise StoreError(f"data directory {str(self.data_dir)!r} is in use by another engine; "
                              "close it first (one engine process per data directory)") from None
+        try:
+            _wait_for_writer(self.data_dir / WRITER_LOCK_NAME)
+        except BaseException:
+            self._lock.close()
+            raise
         self.path = self.data_dir / DB_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._queued: list[list[tuple[str, list]]] = []
+        self._busy: int | None = None  # the journal the writer process is committing
         # 16 KiB pages for a new database (fixed once it exists): a decision row carries a
         # few KiB of features, and a group commit writes a quarter as many WAL frames
         self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
-        self._sync_checkpoint = synchronous  # checkpoints keep the chosen durability
+        self._synchronous = synchronous  # the writer process and checkpoints keep it too
         self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(_SCHEMA)
         # Checkpoints copy the WAL into the database file; done inline they stall the
@@ -135,8 +153,18 @@ class Store:
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
                                               name="loopwise-checkpoint")
         self._checkpointer.start()
-        self._journal = Journal(self.data_dir / JOURNAL_NAME, fsync=synchronous == "FULL")
-        self._queued = [pickle.loads(p) for p in self._journal.records()]  # replay
+        fsync = synchronous == "FULL"
+        self._journals = [Journal(self.data_dir / name, fsync=fsync) for name in JOURNAL_NAMES]
+        self._active = 0  # the journal calls append to
+        # the writer process (started once calls queue up) and the calls of the journal
+        # it is committing, if any (self._busy)
+        self._use_writer = (os.environ.get("LOOPWISE_WRITER", "1") != "0"
+                            if writer is None else bool(writer))
+        self._writer: subprocess.Popen | None = None
+        self._ready = False
+        self._busy_ops: list = []
+        # replay: both journals' records in one transaction (any order gives the same rows)
+        self._queued = [pickle.loads(p) for j in self._journals for p in j.records()]
         self.flush()
         self._next_seq = self._last_seq("events") + 1
         self._next_reward_seq = self._last_seq("rewards") + 1
@@ -144,44 +172,118 @@ class Store:
     @property
     def db(self) -> sqlite3.Connection | None:
         """The SQLite connection, with every queued write moved in first (None once closed)."""
-        if self._queued:
+        if self._queued or self._busy is not None:
             self.flush()
         return self._db
 
+    @property
+    def _journal(self) -> Journal:
+        """The journal calls append to now."""
+        return self._journals[self._active]
+
     def flush(self) -> None:
-        """Move the queued writes into SQLite in one transaction, then clear the journal."""
+        """Move every queued write into SQLite: wait for the writer process's transaction,
+        then write the calls queued since in one transaction here, and clear the journals."""
+        if self._busy is not None:
+            self._await_writer()
         if not self._queued:
             return
-        grouped: dict[str, list] = {op: [] for op in _DEFERRED}
-        for ops in self._queued:
-            for op, rows in ops:
-                grouped[op].extend(rows)
-        # a decision settled before its row reached SQLite is inserted settled: one row
-        # write instead of an insert and an update of the same (wide) row
-        settle = {did: (reward, status) for reward, status, did in grouped["settle"]}
-        decisions = []
-        for row in grouped["decisions"]:
-            done = settle.pop(row[0], None)
-            decisions.append((*row, "pending", None) if done is None else (*row, done[1], done[0]))
-        grouped["decisions"] = decisions
-        grouped["settle"] = [(reward, status, did) for did, (reward, status) in settle.items()]
-        with _Transaction(self._db):
-            for op, rows in grouped.items():
-                if rows:
-                    self._db.executemany(_DEFERRED[op], rows)
-        self._journal.clear()
+        apply_queued(self._db, self._queued)
+        for journal in self._journals:
+            journal.clear()
         self._queued = []
 
     def _defer(self, ops: list[tuple[str, list]]) -> None:
         """Make one call's writes durable in the journal and queue them for SQLite."""
-        self._journal.append(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
-        self._queued.append(ops)
-        if len(self._queued) >= self.FLUSH_EVERY:
+        self._journals[self._active].append(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
+        queued = self._queued
+        queued.append(ops)
+        if len(queued) >= self.FLUSH_EVERY // 4 and self._writer is None and self._use_writer:
+            self._start_writer()  # ready by the time the journal is full
+        if len(queued) >= self.FLUSH_EVERY:
+            self._hand_off()
+
+    # ---- the writer process ------------------------------------------------------------
+    def _hand_off(self) -> None:
+        """Give the full journal to the writer process and switch to the other one (after
+        the writer has finished with it); without a writer, flush here."""
+        if self._busy is not None:
+            self._await_writer()
+        if not self._queued:
+            return  # the writer failed and everything was flushed here
+        if self._writer is None or not self._writer_ready():
             self.flush()
+            return
+        index = self._active
+        try:
+            self._writer.stdin.write(f"F {index} {self._journals[index].end}\n".encode())
+            self._writer.stdin.flush()
+        except OSError as exc:  # the writer is gone: write here from now on
+            self._writer_failed(f"it could not be reached ({exc})")
+            self.flush()
+            return
+        self._busy, self._busy_ops, self._queued = index, self._queued, []
+        self._active = 1 - index
+
+    def _await_writer(self) -> None:
+        """Wait for the writer's transaction; then its journal is cleared. If it failed (or
+        died), its calls go back to the queue, to be written in this process."""
+        index, ops = self._busy, self._busy_ops
+        try:
+            reply = self._writer.stdout.readline()
+        except OSError as exc:
+            reply = f"E {exc}".encode()
+        self._busy, self._busy_ops = None, []
+        if reply == b"D\n":
+            self._journals[index].clear()
+            return
+        reason = reply.decode(errors="replace").strip()[2:] or "it exited"
+        self._writer_failed(f"its group commit failed: {reason}")
+        self._queued = ops + self._queued  # still in both journals: flush clears them
+
+    def _start_writer(self) -> None:
+        try:
+            self._writer = subprocess.Popen(
+                [sys.executable, WRITER_SCRIPT, str(self.path), self._synchronous,
+                 str(self.data_dir / WRITER_LOCK_NAME), *(str(j.path) for j in self._journals)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as exc:
+            self._writer_failed(f"it could not start ({exc})")
+
+    def _writer_ready(self) -> bool:
+        if not self._ready:
+            self._ready = self._writer.stdout.readline() == b"R\n"
+            if not self._ready:
+                self._writer_failed("it did not start")
+        return self._ready
+
+    def _writer_failed(self, why: str) -> None:
+        warnings.warn(f"loopwise: the group-commit writer process stopped: {why}; group "
+                      "commits run in the engine's own thread from now on", RuntimeWarning,
+                      stacklevel=3)
+        self._use_writer = False
+        self._stop_writer()
+
+    def _stop_writer(self) -> None:
+        """Ask the writer to exit (it finishes any transaction first) and reap it."""
+        proc, self._writer, self._ready = self._writer, None, False
+        if proc is None:
+            return
+        try:
+            proc.stdin.write(b"Q\n")
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA synchronous={self._sync_checkpoint}")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
         try:
             while not self._stop.wait(every):
                 try:
@@ -402,7 +504,9 @@ class Store:
     def close(self) -> None:
         if self._db is not None:
             self.flush()
-            self._journal.close()
+            self._stop_writer()
+            for journal in self._journals:
+                journal.close()
             self._stop.set()
             self._checkpointer.join(timeout=10)
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -410,6 +514,23 @@ class Store:
             self._db = None
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
+
+
+def _wait_for_writer(path: Path, timeout: float = WRITER_WAIT) -> None:
+    """Wait until no writer process holds ``path`` (one left by a killed engine finishes
+    its transaction and exits when it sees the engine gone)."""
+    with open(path, "w") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return  # (released when the file closes)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{str(path)!r}: a writer process of an earlier engine "
+                                     f"still runs after {timeout:.0f} s; stop it, then "
+                                     "reopen") from None
+                time.sleep(0.01)
 
 
 _SEP = "\x1f"  # unit separator: starts a compact topics-only ``extra`` (JSON never does)

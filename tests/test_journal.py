@@ -13,7 +13,7 @@ import pytest
 
 from engine import Engine
 from engine.journal import Journal
-from engine.store import JOURNAL_NAME, Store
+from engine.store import JOURNAL_NAMES, Store
 
 WRITER = textwrap.dedent("""
     import itertools, sys
@@ -61,8 +61,9 @@ def test_sigkill_keeps_every_acknowledged_decision_and_reward(tmp_path):
 
     eng = Engine(data, policy="lints", item_features=2, seed=0, clock=lambda: 1e4)
     db = eng.store.db
-    with open(data / JOURNAL_NAME, "rb") as fh:  # replayed into SQLite at open, then zeroed
-        assert not any(fh.read())
+    for name in JOURNAL_NAMES:  # replayed into SQLite at open, then zeroed
+        with open(data / name, "rb") as fh:
+            assert not any(fh.read())
     stored = dict(db.execute("SELECT decision_id, reward FROM decisions").fetchall())
     assert set(ranked) <= stored.keys() and len(stored) <= len(ranked) + 1
     for did, value in rewarded.items():
