@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import pickle
+import select
 import sqlite3
 import subprocess
 import sys
@@ -246,13 +247,17 @@ class Store:
             self._writer = subprocess.Popen(
                 [sys.executable, WRITER_SCRIPT, str(self.path), self._synchronous,
                  str(self.data_dir / WRITER_LOCK_NAME), *(str(j.path) for j in self._journals)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)  # (select sees all)
         except OSError as exc:
             self._writer_failed(f"it could not start ({exc})")
 
     def _writer_ready(self) -> bool:
+        """Whether the writer has started (without waiting: until then, flush here)."""
         if not self._ready:
-            self._ready = self._writer.stdout.readline() == b"R\n"
+            stdout = self._writer.stdout
+            if not select.select([stdout], [], [], 0)[0]:
+                return False  # still starting
+            self._ready = stdout.readline() == b"R\n"
             if not self._ready:
                 self._writer_failed("it did not start")
         return self._ready

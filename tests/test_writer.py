@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -58,7 +59,9 @@ def test_writer_process_writes_exactly_the_rows_the_engine_thread_writes(tmp_pat
 def test_reads_wait_for_the_writer_and_see_every_acknowledged_write(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
     eng = Engine(tmp_path, policy="uniform", item_features=2, clock=lambda: 1.0)
-    ids = [eng.rank("u1", CANDS).decision_id for _ in range(8)]  # the 8th hands off
+    ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
+    assert select.select([eng.store._writer.stdout], [], [], 60)[0]  # it is ready
+    ids += [eng.rank("u1", CANDS).decision_id for _ in range(6)]  # the 8th hands off
     assert eng.store._busy is not None and not eng.store._queued
     ids.append(eng.rank("u1", CANDS).decision_id)  # queued in the other journal
     assert eng.store._active == 1
@@ -72,8 +75,11 @@ def test_reads_wait_for_the_writer_and_see_every_acknowledged_write(tmp_path, mo
 def test_a_killed_writer_is_replaced_by_writing_in_the_engine_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
     eng = Engine(tmp_path, policy="uniform", item_features=2, clock=lambda: 1.0)
-    ids = [eng.rank("u1", CANDS).decision_id for _ in range(8)]
+    ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
+    assert select.select([eng.store._writer.stdout], [], [], 60)[0]
+    ids += [eng.rank("u1", CANDS).decision_id for _ in range(6)]  # the 8th hands off
     writer = eng.store._writer
+    assert eng.store._busy is not None
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait(timeout=30)
     with pytest.warns(RuntimeWarning, match="writer process stopped"):
@@ -89,8 +95,10 @@ def test_a_writer_that_cannot_start_is_reported_and_the_engine_goes_on(tmp_path,
     monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
     monkeypatch.setattr("engine.store.WRITER_SCRIPT", str(tmp_path / "missing.py"))
     eng = Engine(tmp_path / "d", policy="uniform", item_features=2, clock=lambda: 1.0)
+    ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
+    assert eng.store._writer.wait(timeout=60) != 0  # python: no such script
     with pytest.warns(RuntimeWarning, match="did not start"):
-        ids = [eng.rank("u1", CANDS).decision_id for _ in range(20)]
+        ids += [eng.rank("u1", CANDS).decision_id for _ in range(20)]
     got = [r[0] for r in eng.store.db.execute("SELECT decision_id FROM decisions")]
     assert sorted(got) == sorted(ids)
     eng.close()
@@ -110,7 +118,7 @@ LOOP = textwrap.dedent("""
     while True:
         d = eng.rank(f"u{i % 5}", cands)
         eng.reward(d.decision_id, float(i % 2))
-        w = eng.store._writer
+        w = eng.store._writer if eng.store._ready else None  # started: holds its lock
         out.write(f"W {d.decision_id} {i % 2} {w.pid if w else 0}\\n"); out.flush()
         i += 1
 """)
@@ -120,14 +128,17 @@ def test_a_killed_engines_writer_finishes_before_the_directory_reopens(tmp_path)
     data = tmp_path / "d"
     proc = subprocess.Popen([sys.executable, "-c", LOOP, str(data)], stdout=subprocess.PIPE,
                             text=True, cwd=os.getcwd())
-    rewarded, writer_pid = {}, 0
+    rewarded, writer_pid, since = {}, 0, 0
     for line in proc.stdout:
         _, did, value, pid = line.split()
         rewarded[did] = float(value)
         writer_pid = int(pid) or writer_pid
-        if len(rewarded) >= 150:  # several hand-offs (every 32 calls, two per pair)
+        since += bool(writer_pid)
+        if since >= 100:  # the writer is up and had several hand-offs (every 32 calls)
             break
-    assert writer_pid
+    if not writer_pid:
+        proc.kill()
+        pytest.fail("the writer process never started")
     os.kill(writer_pid, signal.SIGSTOP)  # the writer holds its lock, maybe mid-transaction
     try:
         os.kill(proc.pid, signal.SIGKILL)
