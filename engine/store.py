@@ -136,7 +136,7 @@ class Store:
             raise
         self.path = self.data_dir / DB_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._queued: list[list[tuple[str, list]]] = []
+        self._journals: list[Journal] = []  # (opened below, after the schema)
         self._busy: int | None = None  # the journal the writer process is committing
         # 16 KiB pages for a new database (fixed once it exists): a decision row carries a
         # few KiB of features, and a group commit writes a quarter as many WAL frames
@@ -157,23 +157,20 @@ class Store:
         fsync = synchronous == "FULL"
         self._journals = [Journal(self.data_dir / name, fsync=fsync) for name in JOURNAL_NAMES]
         self._active = 0  # the journal calls append to
-        # the writer process (started once calls queue up) and the calls of the journal
-        # it is committing, if any (self._busy)
+        self._n_queued = 0  # calls in it (the journals are the queue: no copy in memory)
+        # the writer process, started once calls queue up
         self._use_writer = (os.environ.get("LOOPWISE_WRITER", "1") != "0"
                             if writer is None else bool(writer))
         self._writer: subprocess.Popen | None = None
         self._ready = False
-        self._busy_ops: list = []
-        # replay: both journals' records in one transaction (any order gives the same rows)
-        self._queued = [pickle.loads(p) for j in self._journals for p in j.records()]
-        self.flush()
+        self.flush()  # replay what a crash left in the journals
         self._next_seq = self._last_seq("events") + 1
         self._next_reward_seq = self._last_seq("rewards") + 1
 
     @property
     def db(self) -> sqlite3.Connection | None:
         """The SQLite connection, with every queued write moved in first (None once closed)."""
-        if self._queued or self._busy is not None:
+        if self._busy is not None or any(j.end for j in self._journals):
             self.flush()
         return self._db
 
@@ -184,24 +181,26 @@ class Store:
 
     def flush(self) -> None:
         """Move every queued write into SQLite: wait for the writer process's transaction,
-        then write the calls queued since in one transaction here, and clear the journals."""
+        then write what the journals still hold in one transaction here, and clear them.
+        (Both journals hold records only after a crash or a failed writer; one transaction
+        gives the same rows in any order of records, see :mod:`engine.writer`.)"""
         if self._busy is not None:
             self._await_writer()
-        if not self._queued:
+        journals = [j for j in self._journals if j.end]
+        if not journals:
             return
-        apply_queued(self._db, self._queued)
-        for journal in self._journals:
+        apply_queued(self._db, [pickle.loads(p) for j in journals for p in j.records()])
+        for journal in journals:
             journal.clear()
-        self._queued = []
+        self._n_queued = 0
 
     def _defer(self, ops: list[tuple[str, list]]) -> None:
-        """Make one call's writes durable in the journal and queue them for SQLite."""
+        """Make one call's writes durable in the journal, queued for SQLite."""
         self._journals[self._active].append(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
-        queued = self._queued
-        queued.append(ops)
-        if len(queued) >= self.FLUSH_EVERY // 4 and self._writer is None and self._use_writer:
+        self._n_queued = n = self._n_queued + 1
+        if n >= self.FLUSH_EVERY // 4 and self._writer is None and self._use_writer:
             self._start_writer()  # ready by the time the journal is full
-        if len(queued) >= self.FLUSH_EVERY:
+        if n >= self.FLUSH_EVERY:
             self._hand_off()
 
     # ---- the writer process ------------------------------------------------------------
@@ -210,8 +209,6 @@ class Store:
         the writer has finished with it); without a writer, flush here."""
         if self._busy is not None:
             self._await_writer()
-        if not self._queued:
-            return  # the writer failed and everything was flushed here
         if self._writer is None or not self._writer_ready():
             self.flush()
             return
@@ -223,24 +220,23 @@ class Store:
             self._writer_failed(f"it could not be reached ({exc})")
             self.flush()
             return
-        self._busy, self._busy_ops, self._queued = index, self._queued, []
+        self._busy, self._n_queued = index, 0
         self._active = 1 - index
 
     def _await_writer(self) -> None:
         """Wait for the writer's transaction; then its journal is cleared. If it failed (or
-        died), its calls go back to the queue, to be written in this process."""
-        index, ops = self._busy, self._busy_ops
+        died), the journal keeps its records, for :meth:`flush` to write in this process."""
+        index = self._busy
         try:
             reply = self._writer.stdout.readline()
         except OSError as exc:
             reply = f"E {exc}".encode()
-        self._busy, self._busy_ops = None, []
+        self._busy = None
         if reply == b"D\n":
             self._journals[index].clear()
             return
         reason = reply.decode(errors="replace").strip()[2:] or "it exited"
         self._writer_failed(f"its group commit failed: {reason}")
-        self._queued = ops + self._queued  # still in both journals: flush clears them
 
     def _start_writer(self) -> None:
         try:

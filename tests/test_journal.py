@@ -146,9 +146,9 @@ def test_a_record_cut_short_in_the_mapping_is_dropped_and_overwritten(tmp_path):
 def test_store_reads_see_queued_writes_and_reopen_replays(tmp_path):
     eng = Engine(tmp_path, policy="uniform", item_features=1, clock=lambda: 5.0)
     d = eng.rank("u1", [{"id": "a", "features": [1.0]}, {"id": "b", "features": [0.0]}])
-    assert eng.store._queued  # not in SQLite yet, only in the journal
+    assert eng.store._journal.end  # not in SQLite yet, only in the journal
     assert eng.store.decision(d.decision_id)["chosen_meta"]  # any read moves it in first
-    assert not eng.store._queued
+    assert not eng.store._journal.end
     eng.reward(d.decision_id, 1.0)
     eng.store._journal.close()  # simulate a crash: no flush, no close
     eng.store._db.close()

