@@ -197,3 +197,23 @@ def test_replay_gives_the_same_rows_whichever_journal_is_older(tmp_path, monkeyp
         assert store.db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0] == 1
         assert store.count_events() == 1  # the reward event
         store.close()
+
+
+def test_forgetting_while_the_writer_commits_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(Store, "FLUSH_EVERY", 4)
+    secret = "user-5e1f-secret"
+    data = tmp_path / "d"
+    eng = Engine(data, policy="lints", item_features=2, seed=0, clock=lambda: 1.0)
+    eng.rank(secret, CANDS)  # the writer starts
+    assert select.select([eng.store._writer.stdout], [], [], 60)[0]
+    for i in range(6):
+        d = eng.rank(secret if i % 2 else "u1", CANDS)
+        eng.reward(d.decision_id, 1.0)
+    assert eng.store._busy is not None  # a journal was just handed over
+    counts = eng.forget(secret)
+    assert counts["decisions"] == 4 and counts["rewards"] == 3 and counts["events"] == 3
+    eng.rank("u1", CANDS)
+    eng.close()
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
