@@ -99,10 +99,12 @@ def apply_queued(db: sqlite3.Connection, queued: Sequence[Sequence[tuple[str, li
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
-    """A connection to the store's database with the store's settings."""
+    """A connection to the store's database with the store's settings (no checkpoints after
+    commits: the store's checkpoint thread runs them, so none stalls a group commit)."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA secure_delete=ON")
+    db.execute("PRAGMA wal_autocheckpoint=0")
     return db
 
 
