@@ -53,6 +53,9 @@ JOURNAL_NAMES = (JOURNAL_NAME, JOURNAL_NAME + ".1")
 WRITER_LOCK_NAME = "LOCK.writer"
 #: Seconds a new store waits for a writer left running by a killed engine to finish.
 WRITER_WAIT = 30.0
+#: Seconds the store waits for one group commit of the writer before it kills the writer
+#: and commits in its own thread.
+WRITER_TIMEOUT = 60.0
 WRITER_SCRIPT = str(Path(__file__).with_name("writer.py"))
 
 _SCHEMA = """
@@ -228,7 +231,10 @@ class Store:
         died), the journal keeps its records, for :meth:`flush` to write in this process."""
         index = self._busy
         try:
-            reply = self._writer.stdout.readline()
+            if select.select([self._writer.stdout], [], [], WRITER_TIMEOUT)[0]:
+                reply = self._writer.stdout.readline()
+            else:  # stuck (stopped, or a disk that hangs): it is killed below
+                reply = f"E no answer in {WRITER_TIMEOUT:g} s".encode()
         except OSError as exc:
             reply = f"E {exc}".encode()
         self._busy = None
@@ -263,10 +269,11 @@ class Store:
                       "commits run in the engine's own thread from now on", RuntimeWarning,
                       stacklevel=3)
         self._use_writer = False
-        self._stop_writer()
+        self._stop_writer(wait=1.0)  # (a killed writer's open transaction rolls back)
 
-    def _stop_writer(self) -> None:
-        """Ask the writer to exit (it finishes any transaction first) and reap it."""
+    def _stop_writer(self, wait: float = 30.0) -> None:
+        """Ask the writer to exit (it finishes any transaction first) and reap it; kill it
+        if it has not exited after ``wait`` seconds."""
         proc, self._writer, self._ready = self._writer, None, False
         if proc is None:
             return
@@ -276,7 +283,7 @@ class Store:
         except OSError:
             pass
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

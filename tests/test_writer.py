@@ -90,6 +90,24 @@ def test_a_killed_writer_is_replaced_by_writing_in_the_engine_thread(tmp_path, m
     eng.close()
 
 
+def test_a_stuck_writer_is_killed_and_its_journal_written_in_the_engine_thread(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
+    monkeypatch.setattr("engine.store.WRITER_TIMEOUT", 0.5)
+    eng = Engine(tmp_path, policy="uniform", item_features=2, clock=lambda: 1.0)
+    ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
+    assert select.select([eng.store._writer.stdout], [], [], 60)[0]
+    writer = eng.store._writer
+    os.kill(writer.pid, signal.SIGSTOP)  # stuck: before or inside its transaction
+    ids += [eng.rank("u1", CANDS).decision_id for _ in range(6)]  # the 8th hands off
+    assert eng.store._busy is not None
+    with pytest.warns(RuntimeWarning, match="no answer in 0.5 s"):
+        got = [r[0] for r in eng.store.db.execute("SELECT decision_id FROM decisions")]
+    assert writer.returncode == -signal.SIGKILL
+    assert sorted(got) == sorted(ids)
+    eng.close()
+
+
 def test_a_writer_that_cannot_start_is_reported_and_the_engine_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
     monkeypatch.setattr("engine.store.WRITER_SCRIPT", str(tmp_path / "missing.py"))
