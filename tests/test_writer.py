@@ -35,7 +35,8 @@ def run_loop(data, n, writer, monkeypatch, flush_every=16):
         d = eng.rank(f"u{i % 7}", CANDS)
         if i % 3:
             eng.reward(d.decision_id, float(i % 2))
-    used = eng.store._writer is not None
+    proc = eng.store._writer
+    used = proc is not None
     db = eng.store.db
     prefix = d.decision_id[:-12]  # decision ids: the engine's own prefix and a counter
     dump = {t: [tuple(v.replace(prefix, "") if isinstance(v, str) else v for v in row)
@@ -44,6 +45,7 @@ def run_loop(data, n, writer, monkeypatch, flush_every=16):
     eng.close()
     for name in JOURNAL_NAMES:  # closed: nothing left in either journal
         assert os.path.getsize(data / name) == 0
+    assert proc is None or proc.returncode == 0  # the writer exited with the engine
     return used, dump
 
 
