@@ -133,8 +133,11 @@ def main(argv: Sequence[str]) -> int:
             reply = b"D\n"
         except Exception as exc:  # the store falls back to writing itself, and says why
             reply = ("E " + repr(exc).replace("\n", " ") + "\n").encode()
-        out.write(reply)
-        out.flush()
+        try:
+            out.write(reply)
+            out.flush()
+        except BrokenPipeError:  # the engine is gone (killed): nobody to answer
+            break
     db.close()
     return 0
 
