@@ -20,7 +20,9 @@ still in a journal at the next open, which replays both journals in one transact
 inserts ignore rows already there, and a decision is settled once).
 
 The writer holds ``LOCK.writer`` in the data directory while it runs; a new store waits
-for it before replaying, so a writer orphaned by a killed engine finishes first.
+for it before replaying, so a writer orphaned by a killed engine finishes first. (It sees
+the engine gone when its standard input closes: a child forked without ``exec`` from the
+engine's process, which inherits that pipe, keeps it open until the child exits too.)
 
 Run as a script, this module imports the standard library and :mod:`engine.journal` (from
 beside it) only: starting it costs tens of milliseconds, not the engine's imports.
