@@ -24,6 +24,12 @@ CANDS = [{"id": "a", "topics": ["jazz"], "features": [1.0, 0.0]},
 TABLES = {"decisions": "decision_id", "rewards": "seq", "events": "seq"}
 
 
+@pytest.fixture(autouse=True)
+def _writer_on(monkeypatch):
+    """These tests are about the writer process: on, even where LOOPWISE_WRITER=0 is set."""
+    monkeypatch.setenv("LOOPWISE_WRITER", "1")
+
+
 def run_loop(data, n, writer, monkeypatch, flush_every=16):
     """``n`` rank+reward pairs (every third reward skipped, left to expire); the tables."""
     monkeypatch.setenv("LOOPWISE_WRITER", "1" if writer else "0")
