@@ -39,7 +39,7 @@ from pathlib import Path
 from engine.errors import StoreError
 from engine.events import Event
 from engine.journal import Journal
-from engine.writer import apply_queued
+from engine.writer import apply_queued, connect
 
 SCHEMA_VERSION = 1
 #: ``json.dumps`` with compact separators, without building an encoder per call.
@@ -138,21 +138,18 @@ class Store:
             self._lock.close()
             raise
         self.path = self.data_dir / DB_NAME
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._journals: list[Journal] = []  # (opened below, after the schema)
-        self._busy: int | None = None  # the journal the writer process is committing
+        # every connection (this one, the checkpoint thread's, the writer process's) has the
+        # same settings: the chosen durability, secure_delete, and no checkpoint after a
+        # commit: checkpoints copy the WAL into the database file, and done inline they
+        # stall the commit that triggers them; a background thread runs passive ones
+        # instead (they never block writers)
+        self._synchronous = synchronous
+        self._db = db = connect(self.path, synchronous)
         # 16 KiB pages for a new database (fixed once it exists): a decision row carries a
         # few KiB of features, and a group commit writes a quarter as many WAL frames
-        self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={synchronous}")
-        self._synchronous = synchronous  # the writer process and checkpoints keep it too
-        self.db.execute("PRAGMA secure_delete=ON")
-        self.db.executescript(_SCHEMA)
-        # Checkpoints copy the WAL into the database file; done inline they stall the
-        # request that triggers them. A background thread with its own connection runs
-        # passive checkpoints instead (they never block writers).
-        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
                                               name="loopwise-checkpoint")
@@ -166,6 +163,7 @@ class Store:
                             if writer is None else bool(writer))
         self._writer: subprocess.Popen | None = None
         self._ready = False
+        self._busy: int | None = None  # the journal the writer process is committing
         self.flush()  # replay what a crash left in the journals
         self._next_seq = self._last_seq("events") + 1
         self._next_reward_seq = self._last_seq("rewards") + 1
@@ -176,11 +174,6 @@ class Store:
         if self._busy is not None or any(j.end for j in self._journals):
             self.flush()
         return self._db
-
-    @property
-    def _journal(self) -> Journal:
-        """The journal calls append to now."""
-        return self._journals[self._active]
 
     def flush(self) -> None:
         """Move every queued write into SQLite: wait for the writer process's transaction,
@@ -290,8 +283,7 @@ class Store:
         proc.stdout.close()
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn = connect(self.path, self._synchronous)
         try:
             while not self._stop.wait(every):
                 try:

@@ -31,6 +31,7 @@ beside it) only: starting it costs tens of milliseconds, not the engine's import
 from __future__ import annotations
 
 import fcntl
+import os
 import pickle
 import sqlite3
 import sys
@@ -100,9 +101,10 @@ def apply_queued(db: sqlite3.Connection, queued: Sequence[Sequence[tuple[str, li
         db.execute("COMMIT")
 
 
-def connect(path: str, synchronous: str) -> sqlite3.Connection:
-    """A connection to the store's database with the store's settings (no checkpoints after
-    commits: the store's checkpoint thread runs them, so none stalls a group commit)."""
+def connect(path: str | os.PathLike, synchronous: str) -> sqlite3.Connection:
+    """A connection to the store's database with the settings every connection to it has:
+    ``synchronous``, secure deletes, and no checkpoint after a commit (the store's
+    checkpoint thread runs them, so none stalls a group commit)."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA secure_delete=ON")

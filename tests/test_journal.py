@@ -146,11 +146,12 @@ def test_a_record_cut_short_in_the_mapping_is_dropped_and_overwritten(tmp_path):
 def test_store_reads_see_queued_writes_and_reopen_replays(tmp_path):
     eng = Engine(tmp_path, policy="uniform", item_features=1, clock=lambda: 5.0)
     d = eng.rank("u1", [{"id": "a", "features": [1.0]}, {"id": "b", "features": [0.0]}])
-    assert eng.store._journal.end  # not in SQLite yet, only in the journal
+    assert eng.store._journals[0].end  # not in SQLite yet, only in the journal
     assert eng.store.decision(d.decision_id)["chosen_meta"]  # any read moves it in first
-    assert not eng.store._journal.end
+    assert not eng.store._journals[0].end
     eng.reward(d.decision_id, 1.0)
-    eng.store._journal.close()  # simulate a crash: no flush, no close
+    for journal in eng.store._journals:  # simulate a crash: no flush, no close
+        journal.close()
     eng.store._db.close()
     eng.store._stop.set()
     eng.store._lock.close()
@@ -214,7 +215,7 @@ def test_event_floats_and_strings_come_back_from_the_log_bit_for_bit(tmp_path):
 def test_full_durability_syncs_the_journal_too(tmp_path):
     eng = Engine(tmp_path, policy="uniform", item_features=1, clock=lambda: 5.0,
                  synchronous="FULL")
-    assert eng.store._journal.fsync
+    assert all(j.fsync for j in eng.store._journals)
     d = eng.rank("u1", [{"id": "a", "features": [1.0]}, {"id": "b", "features": [0.0]}])
     assert eng.reward(d.decision_id, 1.0).status == "joined"
     eng.close()

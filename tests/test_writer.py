@@ -208,7 +208,7 @@ def test_replay_gives_the_same_rows_whichever_journal_is_older(tmp_path, monkeyp
     eng = Engine(tmp_path / "src", policy="uniform", item_features=2, clock=lambda: 1.0)
     d = eng.rank("u1", CANDS)
     eng.reward(d.decision_id, 1.0)
-    decision_call, reward_call = eng.store._journal.records()  # (pickled)
+    decision_call, reward_call = eng.store._journals[0].records()  # (pickled)
     eng.close()
     for order in ((decision_call, reward_call), (reward_call, decision_call)):
         data = tmp_path / f"d{order is decision_call}{len(os.listdir(tmp_path))}"
