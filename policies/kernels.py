@@ -65,6 +65,7 @@ def warm_up() -> None:
     x = np.ones(d)
     cholesky_jittered(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
+    ridge_step_root(np.eye(d), np.zeros(d), x, 1.0, np.eye(d))
     discounted_ridge_step(np.eye(d), np.eye(d), np.zeros(d), x, 1.0, 0.9, 1.0)
 
 
@@ -355,8 +356,44 @@ def topic_columns(affinity, exposure, decay, mass, exposure_decay, out):
 def ridge_step(a_inv, b, x, reward):
     """One record ``x`` (D,) with ``reward`` into a ridge model, in place (numba): ``A^-1``
     by Sherman-Morrison and ``b += reward x``; ``A^-1 x`` skips zero features."""
+    _sherman_morrison(a_inv, b, x, reward, np.zeros(x.shape[0]))
+
+
+@_jit
+def ridge_step_root(a_inv, b, x, reward, lower):
+    """:func:`ridge_step`, and ``lower`` (D, D), a lower Cholesky factor of ``A^-1`` (plus
+    any jitter it was factored with), downdated in place to one of the new ``A^-1``:
+    Sherman-Morrison takes ``v v^T`` off ``A^-1``, with ``v = A^-1 x / sqrt(1 + x A^-1 x)``,
+    and hyperbolic rotations take it off the factor in O(D^2), giving the factor a new
+    factorization would give, up to rounding. Returns False (``lower`` undefined; the model
+    is updated) where the downdate meets a pivot that is not positive."""
     d = x.shape[0]
-    ax = np.zeros(d)
+    v = np.zeros(d)
+    quad = _sherman_morrison(a_inv, b, x, reward, v)
+    norm = math.sqrt(1.0 + quad)
+    for j in range(d):
+        v[j] /= norm
+    for k in range(d):
+        lkk = lower[k, k]
+        r2 = lkk * lkk - v[k] * v[k]
+        if not (r2 > 0.0 and lkk > 0.0):  # (also NaN)
+            return False
+        r = math.sqrt(r2)
+        c = r / lkk
+        s = v[k] / lkk
+        lower[k, k] = r
+        for i in range(k + 1, d):
+            lik = (lower[i, k] - s * v[i]) / c
+            lower[i, k] = lik
+            v[i] = c * v[i] - s * lik
+    return True
+
+
+@_jit
+def _sherman_morrison(a_inv, b, x, reward, ax):
+    """:func:`ridge_step` into ``ax`` (D,) zeros, which becomes ``A^-1 x`` (the old
+    ``A^-1``); returns ``x A^-1 x``."""
+    d = x.shape[0]
     for j in range(d):
         xj = x[j]
         if xj != 0.0:
@@ -372,6 +409,7 @@ def ridge_step(a_inv, b, x, reward):
             a_inv[i, m] += ci * ax[m]
     for j in range(d):
         b[j] += reward * x[j]
+    return quad
 
 
 @_jit

@@ -161,6 +161,8 @@ class LinearPolicy(Policy):
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
         if self.discount == 1.0 and len(self._pending) < self.RESYNC:
             self._update_one(x, reward)
+            self._after_update_one()
+            return
         elif self.discount != 1.0 and kernels.AVAILABLE:  # _refit's algebra, in one call
             if not kernels.discounted_ridge_step(self._a, self._a_inv, self._b, x, reward,
                                                  self.discount, self.l2):
@@ -214,6 +216,11 @@ class LinearPolicy(Policy):
     def _after_update(self) -> None:
         """Hook for subclasses that cache state derived from the model."""
         self._float32 = None
+
+    def _after_update_one(self) -> None:
+        """Hook: one record was learned by :meth:`_update_one` (a subclass that updates
+        what it caches there keeps it here)."""
+        self._after_update()
 
     def _float32_model(self) -> tuple[np.ndarray, np.ndarray]:
         """``A^-1`` and ``theta`` in float32 (cached until the next update), for scoring large

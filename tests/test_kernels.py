@@ -147,6 +147,61 @@ def test_ridge_step_is_sherman_morrison():
     np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-14)
 
 
+def test_ridge_step_root_downdates_the_cholesky_factor_of_the_new_inverse():
+    rng = np.random.default_rng(3)
+    a = np.eye(D) * 0.5
+    a_inv, b = np.linalg.inv(a), np.zeros(D)
+    a_inv2, b2 = a_inv.copy(), b.copy()
+    lower = np.linalg.cholesky(a_inv)
+    for _ in range(200):
+        x = rng.normal(size=D) * (rng.random(D) < 0.5)
+        r = float(rng.normal())
+        assert kernels.ridge_step_root(a_inv, b, x, r, lower)
+        kernels.ridge_step(a_inv2, b2, x, r)
+        a += np.outer(x, x)
+    # the model is ridge_step's, bit for bit; the factor is the new inverse's, to rounding
+    assert (a_inv == a_inv2).all() and (b == b2).all()
+    assert not np.triu(lower, 1).any() and (np.diag(lower) > 0).all()
+    np.testing.assert_allclose(lower, np.linalg.cholesky(np.linalg.inv(a)), rtol=1e-8,
+                               atol=1e-12)
+
+
+def test_ridge_step_root_reports_a_factor_it_cannot_downdate():
+    # a factor of a matrix smaller than the true inverse: taking v v^T off leaves a negative
+    # pivot, which is reported (the model itself is still updated)
+    a_inv, b = np.eye(D), np.zeros(D)
+    x = np.zeros(D)
+    x[0] = 1.0
+    assert not kernels.ridge_step_root(a_inv, b, x, 1.0, np.eye(D) * 0.1)
+    assert a_inv[0, 0] == 0.5 and b[0] == 1.0
+
+
+def test_lints_keeps_its_factor_up_to_date_and_decides_as_with_a_fresh_one(monkeypatch):
+    import policies.lints as lints_module
+
+    p = make("lints", n_features=D, seed=4)
+    fresh = make("lints", n_features=D, seed=4)
+    factored = []
+    real = lints_module._psd_root
+    monkeypatch.setattr(lints_module, "_psd_root",
+                        lambda c: factored.append(c is p._a_inv) or real(c))
+    rng = np.random.default_rng(4)
+    for t in range(300):
+        phi = rng.normal(size=(1, D + 4, D)) * (rng.random((1, D + 4, D)) < 0.5)
+        if p._root_lower:  # (after a refit both use the square root the refit gave)
+            fresh._root = None  # factored afresh for this decision
+        np.testing.assert_array_equal(p.act(phi), fresh.act(phi))
+        x, r = phi[0, t % (D + 4)], float(rng.random() < 0.3)
+        p.learn_one(x, r, 0.5)
+        fresh.learn_one(x, r, 0.5)
+    # one factorization, then one after each refit of A (every RESYNC records); the rest
+    # are downdates, which match a fresh factor to rounding
+    assert sum(factored) == 1 + 300 // (p.RESYNC + 1)
+    assert len(factored) - sum(factored) > 250
+    assert p._root_lower
+    np.testing.assert_allclose(p._root, real(p._a_inv)[0], rtol=1e-8, atol=1e-12)
+
+
 def test_discounted_ridge_step_is_the_exact_refit():
     rng = np.random.default_rng(1)
     gamma, l2 = 0.95, 0.7
@@ -231,7 +286,8 @@ def test_lints_root_kernel_is_cholesky_psd(case):
     factored = kernels.cholesky_jittered(cov, lower)
     assert factored == (case != "indefinite")
     ref = cholesky_psd(cov)
-    got = _psd_root(cov)
+    got, lower_triangular = _psd_root(cov)
+    assert lower_triangular == factored
     # the same factor up to rounding; a rank-deficient matrix's factor is ill-conditioned in
     # its null space (entries of sqrt(jitter) size), where rounding moves it by ~1e-10
     np.testing.assert_allclose(got, ref, rtol=1e-9,

@@ -112,6 +112,9 @@ def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False
     rng = np.random.default_rng(1)
     pool = [candidates(rng, k, d) for _ in range(50)]
     texts = [json.dumps(candidates(rng, k, d)) for _ in range(n)] if fresh else None
+    # the requests' users and rewards made before timing: the loop times the engine's calls
+    users = [f"u{i % 2000}" for i in range(n)]
+    rewards = (rng.random(n) < 0.1).astype(float).tolist()
     clock = [0.0]
     with tempfile.TemporaryDirectory() as data:
         eng = Engine(data, policy=policy, item_features=d, clock=lambda: clock[0])
@@ -122,8 +125,8 @@ def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False
         for i in range(n):
             cands = json.loads(texts[i]) if fresh else pool[i % 50]
             t0 = time.perf_counter()
-            dec = eng.rank(f"u{i % 2000}", cands)
-            eng.reward(dec.decision_id, float(rng.random() < 0.1))
+            dec = eng.rank(users[i], cands)
+            eng.reward(dec.decision_id, rewards[i])
             lat.append(time.perf_counter() - t0)
             clock[0] += 1.0
         rate = n / (sum(lat) if fresh else time.perf_counter() - start)
