@@ -20,6 +20,7 @@ import numpy as np
 from engine.errors import ValidationError
 from engine.events import MAX_ID_LENGTH
 from engine.shard import INTERACTION_FEATURES, USER_FEATURES, Candidate, CandidateSet
+from policies import kernels
 
 
 class Featurizer:
@@ -270,6 +271,9 @@ class Featurizer:
     def _fill(self, row: np.ndarray, user: np.ndarray, inter: np.ndarray, item: np.ndarray,
               ctx: np.ndarray) -> None:
         """Write one request's candidates' features into ``row`` (K, D), every column."""
+        if kernels.AVAILABLE:  # one call instead of four or six numpy assignments
+            kernels.fill_features(row, user, inter, item, ctx)
+            return
         k = len(inter)
         d_i, d_c = self.item_features, len(self.context_features)
         n_i, n_u = len(INTERACTION_FEATURES), len(USER_FEATURES)
@@ -294,6 +298,8 @@ _BOUND_REASON = f"must be finite numbers of magnitude at most {MAX_FEATURE:g}"
 
 def _within_bound(values: np.ndarray) -> bool:
     """True when every value is finite and at most :data:`MAX_FEATURE` in magnitude."""
+    if values.ndim == 2 and values.dtype == np.float64 and kernels.AVAILABLE:
+        return bool(kernels.max_abs(values) <= MAX_FEATURE)  # one pass; NaN fails
     return bool(values.size == 0 or (values.max() <= MAX_FEATURE
                                      and values.min() >= -MAX_FEATURE))  # NaN fails both
 

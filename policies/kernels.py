@@ -62,6 +62,12 @@ def warm_up() -> None:
     row_dots(np.ones((1, d)), np.zeros(k, np.int64), np.ones(d), np.empty((k, 2)), 1)
     topic_columns(np.ones(k), np.ones(k), 0.5, 2.0, 0.5, np.empty((k, 5)))
     topic_columns(np.ones(k), np.empty(0), 0.5, 2.0, 0.5, np.empty((k, 5)))
+    max_abs(np.ones((k, d)))
+    frozen = np.ones((k, d))
+    frozen.flags.writeable = False  # a recurring list's item features are read-only
+    for item in (np.ones((k, d)), frozen):  # (interactions (k, 2), user (2,), context (d,))
+        fill_features(np.empty((k, 1 + 2 + 2 + d + d * d + d)), np.ones(2), np.ones((k, 2)),
+                      item, np.ones(d))
     x = np.ones(d)
     cholesky_jittered(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
@@ -350,6 +356,50 @@ def topic_columns(affinity, exposure, decay, mass, exposure_decay, out):
     if exposure.shape[0]:
         for k in range(exposure.shape[0]):
             out[k, 4] = math.log1p(exposure[k] * exposure_decay)
+
+
+@_jit
+def fill_features(row, user, inter, item, ctx):
+    """One request's candidate features ``row`` (K, D), every column (numba): a constant 1,
+    the interactions (K, I), the user's features (U,), the item features (K, d_i), then,
+    with a context (d_c,), each item feature times each context value and the first
+    interaction times each context value: :meth:`engine.featurizer.Featurizer.build`'s
+    layout, the same products."""
+    n_i, n_u, d_i, d_c = inter.shape[1], user.shape[0], item.shape[1], ctx.shape[0]
+    for r in range(row.shape[0]):
+        row[r, 0] = 1.0
+        col = 1
+        for j in range(n_i):
+            row[r, col + j] = inter[r, j]
+        col += n_i
+        for j in range(n_u):
+            row[r, col + j] = user[j]
+        col += n_u
+        for j in range(d_i):
+            row[r, col + j] = item[r, j]
+        col += d_i
+        if d_c:
+            for a in range(d_i):
+                for c in range(d_c):
+                    row[r, col + a * d_c + c] = item[r, a] * ctx[c]
+            col += d_i * d_c
+            for c in range(d_c):
+                row[r, col + c] = inter[r, 0] * ctx[c]
+
+
+@_jit
+def max_abs(values):
+    """The largest magnitude in a 2-D float array (numba; 0 when empty), or NaN if it holds
+    one: one pass where ``max()`` and ``min()`` take two numpy reductions."""
+    top = 0.0
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            a = abs(values[i, j])
+            if a > top:
+                top = a
+            elif a != a:  # NaN
+                return a
+    return top
 
 
 @_jit
