@@ -201,13 +201,18 @@ class Featurizer:
         only to name the culprit when something is wrong."""
         d_i = self.item_features
         if not any(r is None for r in rows):  # (identity: rows may be arrays)
-            try:  # no dtype given: numpy would turn the string "1.5" into a number
-                items = np.array(rows)
+            # one flat list to numpy (nested lists take twice as long); no dtype given:
+            # numpy would turn the string "1.5" into a number
+            try:
+                items = np.array([*chain.from_iterable(rows)]) \
+                    if {*map(len, rows)} == {d_i} else None
             except (TypeError, ValueError):
                 items = None
             if items is not None and items.dtype.kind in _NUMERIC_KINDS \
-                    and items.shape == (len(rows), d_i) and _within_bound(items):
-                return items.astype(float, copy=False)
+                    and items.ndim == 1:  # (not rows of rows: the check below names them)
+                items = items.reshape(len(rows), d_i)
+                if _within_bound(items):
+                    return items.astype(float, copy=False)
         items = np.zeros((len(rows), d_i))
         for k, feats in enumerate(rows):
             if feats is None:

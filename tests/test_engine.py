@@ -317,6 +317,27 @@ def test_candidate_cache_follows_what_each_request_says():
         f.prepare_candidates([cands[0], dict(cands[0])])
 
 
+@pytest.mark.parametrize("row, reason", [
+    ([[1.0], [2.0]], "magnitude"),  # rows of rows, even of the right length and size
+    ("ab", "list of 2 numbers"),  # a string of the right length
+    ([1.0, "2"], "numbers only"),
+    ([1.0, 2.0, 3.0], "list of 2 numbers"),
+    ([1e19, 0.0], "magnitude"),
+    ([float("-inf"), 0.0], "magnitude"),
+    ({"a": 1.0, "b": 2.0}, "list of 2 numbers"),
+    (7.0, "list of 2 numbers"),
+])
+def test_item_feature_rows_are_checked_one_by_one(row, reason):
+    from engine.featurizer import Featurizer
+
+    f = Featurizer(item_features=2)
+    good = {"id": "a", "features": [True, 3]}  # booleans and integers are numbers
+    with pytest.raises(ValidationError, match=rf"candidates\[1\]\.features: .*{reason}"):
+        f.prepare_candidates([good, {"id": "b", "features": row}])
+    items = f.prepare_candidates([good, {"id": "b", "features": [np.float32(0.5), 2]}])[1]
+    assert items.dtype == np.float64 and items.tolist() == [[1.0, 3.0], [0.5, 2.0]]
+
+
 def test_build_one_is_build_of_one_request():
     from engine.featurizer import Featurizer
 
