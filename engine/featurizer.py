@@ -99,8 +99,9 @@ class Featurizer:
         out: list[Candidate] = []
         ids: list[str] = []
         feature_rows: list = []
-        # item id -> (topics, tags as given, their validated view); a hit whose topics and
-        # tags compare equal to the request's reuses the view without re-validating them
+        # item id -> (topics, tags as given, their validated view, its topic key, whether it
+        # has tags); a hit whose topics and tags compare equal to the request's reuses the
+        # view without re-validating them
         cache = self._cand_cache
         for k, cand in enumerate(candidates):
             if type(cand) is dict and cand.keys() <= _CANDIDATE_KEYS:  # the common case
@@ -134,7 +135,8 @@ class Featurizer:
                                  _strings(tags, f"{where}[{k}].tags"))
                 if len(cache) > 200_000:
                     cache.clear()
-                cache[item_id] = (_frozen(topics), _frozen(tags), view)
+                cache[item_id] = (_frozen(topics), _frozen(tags), view, view.topic_key,
+                                  bool(view.tag_keys))
             out.append(view)
             ids.append(item_id)
             feature_rows.append(feats)
@@ -181,7 +183,10 @@ class Featurizer:
                 or [h[0] for h in hits] != topics or [h[1] for h in hits] != tags:
             return None
         items = self._item_features(rows, where)
-        views = CandidateSet([h[2] for h in hits])
+        # what the set derives from its views, from the cache entries just read (the
+        # views themselves are not touched: on a new list they are cold in memory)
+        views = CandidateSet([*map(_VIEW, hits)], (ids, [*map(_TOPIC_KEY, hits)],
+                                                  any(map(_HAS_TAGS, hits))))
         # a list is kept from its second sighting on: a stream of lists that never repeat
         # adds no objects for the garbage collector to traverse (it untracks ids tuples)
         if ids not in self._lists_seen:
@@ -313,6 +318,7 @@ _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
 _PLAIN = frozenset({list, tuple, type(None)})  # compared with == to a cached entry
 _ONLY_DICTS = {dict}
 _ID = itemgetter("id")
+_VIEW, _TOPIC_KEY, _HAS_TAGS = itemgetter(2), itemgetter(3), itemgetter(4)  # of cache entries
 _NUMBER_TYPES = frozenset({int, float})
 _NUMERIC_KINDS = "biuf"  # numpy dtype kinds of booleans, integers and floats
 

@@ -83,12 +83,15 @@ class CandidateSet(tuple):
     (('a', 'b'), ['topic:jazz', 'topic:rock'], True, 2)
     """
 
-    def __new__(cls, views):
+    def __new__(cls, views, derived: tuple | None = None):
+        """``derived``: the views' (ids, topic keys, whether any has tags) where the caller
+        already holds them (read from the views otherwise)."""
         self = super().__new__(cls, views)
-        self.ids = tuple(map(_item_id_of, self))
-        keys = [*map(_topic_key_of, self)]
+        if derived is None:
+            derived = (tuple(map(_item_id_of, self)), [*map(_topic_key_of, self)],
+                       any(map(_tag_keys_of, self)))
+        self.ids, keys, self.any_tags = derived
         self.topic_keys = None if None in keys else keys
-        self.any_tags = any(map(_tag_keys_of, self))
         self._encoded = self._ids_json = None
         self.latent_rows = None  # memo of the items' latent rows (LatentFactors.item_scores)
         return self

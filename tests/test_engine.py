@@ -9,6 +9,7 @@ import pytest
 
 from engine import Engine, UnknownDecisionError, ValidationError
 from engine.errors import StoreError
+from engine.shard import CandidateSet
 
 
 class Clock:
@@ -298,6 +299,17 @@ def test_candidate_cache_follows_what_each_request_says():
     again, items_again = f.prepare_candidates(cands)  # an equal list: the same result, shared
     assert again is views and not items_again.flags.writeable
     assert np.array_equal(items_again, items)
+    # a set built on the fast path from cache entries derives what one built from its views
+    # does, for one topic each, several, none, and tags
+    mixed = [{"id": "c", "topics": ["x"]}, {"id": "d", "topics": ["x"], "tags": ["hot"]}]
+    for request in (mixed, [mixed[0]], [{"id": "e", "topics": ["x", "y"]}, mixed[0]]):
+        first = f.prepare_candidates(request)[0]  # (new items: the loop over candidates)
+        fast = f._cached_candidates([dict(c) for c in request], "c")[0]
+        slow = CandidateSet(list(fast))
+        assert (fast.ids, fast.topic_keys, fast.any_tags) == (slow.ids, slow.topic_keys,
+                                                              slow.any_tags)
+        assert (first.ids, first.topic_keys, first.any_tags) == (slow.ids, slow.topic_keys,
+                                                                 slow.any_tags)
     cands[1]["features"][0] = 0.25  # changed in place again: seen, and not reused
     assert f.prepare_candidates(cands)[1].tolist() == [[1, 0], [0.25, 2]]
     arrays = [{"id": "a", "topics": ["x", "y"], "features": np.array([3.0, 4.0])}, {"id": "b"}]
