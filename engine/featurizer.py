@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
+from json.encoder import encode_basestring_ascii as _json_string
 from operator import itemgetter
 
 import numpy as np
@@ -100,7 +101,7 @@ class Featurizer:
         ids: list[str] = []
         feature_rows: list = []
         # item id -> (topics, tags as given, their validated view, its topic key, whether it
-        # has tags); a hit whose topics and tags compare equal to the request's reuses the
+        # has tags, the id as a JSON string); a hit whose topics and tags compare equal to the request's reuses the
         # view without re-validating them
         cache = self._cand_cache
         for k, cand in enumerate(candidates):
@@ -136,7 +137,7 @@ class Featurizer:
                 if len(cache) > 200_000:
                     cache.clear()
                 cache[item_id] = (_frozen(topics), _frozen(tags), view, view.topic_key,
-                                  bool(view.tag_keys))
+                                  bool(view.tag_keys), _json_string(item_id))
             out.append(view)
             ids.append(item_id)
             feature_rows.append(feats)
@@ -186,7 +187,8 @@ class Featurizer:
         # what the set derives from its views, from the cache entries just read (the
         # views themselves are not touched: on a new list they are cold in memory)
         views = CandidateSet([*map(_VIEW, hits)], (ids, [*map(_TOPIC_KEY, hits)],
-                                                  any(map(_HAS_TAGS, hits))))
+                                                  any(map(_HAS_TAGS, hits)),
+                                                  tuple(map(_JSON_ID, hits))))
         # a list is kept from its second sighting on: a stream of lists that never repeat
         # adds no objects for the garbage collector to traverse (it untracks ids tuples)
         if ids not in self._lists_seen:
@@ -318,7 +320,7 @@ _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
 _PLAIN = frozenset({list, tuple, type(None)})  # compared with == to a cached entry
 _ONLY_DICTS = {dict}
 _ID = itemgetter("id")
-_VIEW, _TOPIC_KEY, _HAS_TAGS = itemgetter(2), itemgetter(3), itemgetter(4)  # of cache entries
+_VIEW, _TOPIC_KEY, _HAS_TAGS, _JSON_ID = map(itemgetter, (2, 3, 4, 5))  # of cache entries
 _NUMBER_TYPES = frozenset({int, float})
 _NUMERIC_KINDS = "biuf"  # numpy dtype kinds of booleans, integers and floats
 

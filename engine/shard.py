@@ -84,15 +84,16 @@ class CandidateSet(tuple):
     """
 
     def __new__(cls, views, derived: tuple | None = None):
-        """``derived``: the views' (ids, topic keys, whether any has tags) where the caller
-        already holds them (read from the views otherwise)."""
+        """``derived``: the views' (ids, topic keys, whether any has tags, ids as JSON
+        strings) where the caller already holds them (read from the views otherwise; the
+        JSON strings, when first needed)."""
         self = super().__new__(cls, views)
         if derived is None:
             derived = (tuple(map(_item_id_of, self)), [*map(_topic_key_of, self)],
-                       any(map(_tag_keys_of, self)))
-        self.ids, keys, self.any_tags = derived
+                       any(map(_tag_keys_of, self)), None)
+        self.ids, keys, self.any_tags, self._encoded = derived
         self.topic_keys = None if None in keys else keys
-        self._encoded = self._ids_json = None
+        self._ids_json = None
         self.latent_rows = None  # memo of the items' latent rows (LatentFactors.item_scores)
         return self
 

@@ -301,13 +301,16 @@ def test_candidate_cache_follows_what_each_request_says():
     assert np.array_equal(items_again, items)
     # a set built on the fast path from cache entries derives what one built from its views
     # does, for one topic each, several, none, and tags
-    mixed = [{"id": "c", "topics": ["x"]}, {"id": "d", "topics": ["x"], "tags": ["hot"]}]
+    mixed = [{"id": "c\u00e9\"", "topics": ["x"]}, {"id": "d", "topics": ["x"], "tags": ["hot"]}]
     for request in (mixed, [mixed[0]], [{"id": "e", "topics": ["x", "y"]}, mixed[0]]):
         first = f.prepare_candidates(request)[0]  # (new items: the loop over candidates)
         fast = f._cached_candidates([dict(c) for c in request], "c")[0]
         slow = CandidateSet(list(fast))
         assert (fast.ids, fast.topic_keys, fast.any_tags) == (slow.ids, slow.topic_keys,
                                                               slow.any_tags)
+        backwards = range(len(fast))[::-1]
+        assert fast.ids_json == slow.ids_json
+        assert fast.json_of(backwards) == slow.json_of(backwards)
         assert (first.ids, first.topic_keys, first.any_tags) == (slow.ids, slow.topic_keys,
                                                                  slow.any_tags)
     cands[1]["features"][0] = 0.25  # changed in place again: seen, and not reused
