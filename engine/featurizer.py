@@ -101,8 +101,8 @@ class Featurizer:
         ids: list[str] = []
         feature_rows: list = []
         # item id -> (topics, tags as given, their validated view, its topic key, whether it
-        # has tags, the id as a JSON string); a hit whose topics and tags compare equal to the request's reuses the
-        # view without re-validating them
+        # has tags, the id as a JSON string); a hit whose topics and tags compare equal to
+        # the request's reuses the view without re-validating them
         cache = self._cand_cache
         for k, cand in enumerate(candidates):
             if type(cand) is dict and cand.keys() <= _CANDIDATE_KEYS:  # the common case

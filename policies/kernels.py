@@ -416,10 +416,15 @@ def ridge_step_root(a_inv, b, x, reward, lower):
     Sherman-Morrison takes ``v v^T`` off ``A^-1``, with ``v = A^-1 x / sqrt(1 + x A^-1 x)``,
     and hyperbolic rotations take it off the factor in O(D^2), giving the factor a new
     factorization would give, up to rounding. Returns False (``lower`` undefined; the model
-    is updated) where the downdate meets a pivot that is not positive."""
+    is updated) where ``lower`` is not lower triangular or the downdate meets a pivot that
+    is not positive."""
     d = x.shape[0]
     v = np.zeros(d)
     quad = _sherman_morrison(a_inv, b, x, reward, v)
+    for i in range(d):
+        for j in range(i + 1, d):
+            if lower[i, j] != 0.0:
+                return False
     norm = math.sqrt(1.0 + quad)
     for j in range(d):
         v[j] /= norm

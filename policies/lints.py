@@ -62,8 +62,7 @@ class LinTS(LinearPolicy):
 
     _act_normalized = True
     _params = (*LinearPolicy._params, "v", "n_draws", "epsilon")
-    _state = (*LinearPolicy._state, "_root", "_root_lower")
-    _root_lower = False  # whether _root is lower triangular (then downdated record by record)
+    _state = (*LinearPolicy._state, "_root")  # None until a decision or a refit needs it
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
                  discount: float = 1.0, v: float = 0.3, n_draws: int = 64,
@@ -79,22 +78,24 @@ class LinTS(LinearPolicy):
 
     def _after_update(self) -> None:
         super()._after_update()
-        self._root, self._root_lower = None, False
+        self._root = None
 
     def _after_refit(self, root: np.ndarray | None) -> None:
-        self._root, self._root_lower = root, False  # upper triangular: replaced when stale
+        self._root = root  # (upper triangular: replaced by a lower factor when next stale)
 
     def _update_one(self, x: np.ndarray, r: float) -> None:
-        """One record, as :class:`~policies.linear.LinearPolicy` learns it; a lower
-        Cholesky factor of ``A^-1`` kept from the last decision is downdated along with it
+        """One record, as :class:`~policies.linear.LinearPolicy` learns it; the lower
+        Cholesky factor of ``A^-1`` a decision factored is downdated along with it
         (:func:`policies.kernels.ridge_step_root`, O(D^2)), so the next decision needs no new
-        factorization (O(D^3)); it is the factor that one would give, up to rounding."""
-        if not (self._root_lower and self._root is not None and kernels.AVAILABLE):
-            self._root, self._root_lower = None, False
+        factorization (O(D^3)); it is the factor that one would give, up to rounding. Any
+        other square root (a refit's, or an eigendecomposition's) is dropped, as before."""
+        root = self._root
+        if root is None or not root.flags.c_contiguous or not kernels.AVAILABLE:
+            self._root = None  # (the kernel takes C-contiguous arrays, as factored)
             super()._update_one(x, r)
             return
-        if not kernels.ridge_step_root(self._a_inv, self._b, x, r, self._root):
-            self._root, self._root_lower = None, False  # factored afresh when next needed
+        if not kernels.ridge_step_root(self._a_inv, self._b, x, r, root):
+            self._root = None  # not lower triangular, or lost to rounding: factored anew
         self._pending.append(x)
         self._theta = None
 
@@ -108,7 +109,7 @@ class LinTS(LinearPolicy):
             if probs is not None:
                 return probs
         if self._root is None:
-            self._root, self._root_lower = _psd_root(self._a_inv)
+            self._root = _psd_root(self._a_inv)
         if b == 1 and kernels.AVAILABLE:  # one decision, K > D: the same in one call
             z = self._normals(d)
             probs = np.empty((1, k))
@@ -180,12 +181,11 @@ def _all_valid(k: int) -> np.ndarray:
     return mask
 
 
-def _psd_root(cov: np.ndarray) -> tuple[np.ndarray, bool]:
+def _psd_root(cov: np.ndarray) -> np.ndarray:
     """:func:`policies.thompson.cholesky_psd` of ``A^-1``, in one compiled call when it can
-    (the factor LAPACK gives up to rounding), and whether it is that lower Cholesky factor
-    (not the eigendecomposition's root that ``cholesky_psd`` falls back to)."""
+    (the factor LAPACK gives up to rounding)."""
     if kernels.AVAILABLE:
         lower = np.empty_like(cov)
         if kernels.cholesky_jittered(cov, lower):
-            return lower, True
-    return cholesky_psd(cov), False
+            return lower
+    return cholesky_psd(cov)
