@@ -37,6 +37,23 @@ def _jit(fn):
     return numba.njit(cache=True)(fn)  # holds the GIL: calls of microseconds, from one thread
 
 
+def _jit_typed(signature):
+    """:func:`_jit` with one explicit signature, ``signature(numba.types)``: compiled once
+    (when the module loads, or from the disk cache) for every layout it admits."""
+    def decorate(fn):
+        if numba is None:
+            return fn
+        return numba.njit(signature(numba.types), cache=True)(fn)
+    return decorate
+
+
+def _read_only(t, ndim: int):
+    """A float64 array argument that may be read-only or not, contiguous or not (one type
+    for all, so that no new compilation waits for a request: read-only arrays come back
+    from Ray, and a recurring list's item features are read-only)."""
+    return t.Array(t.float64, ndim, "A", readonly=True)
+
+
 _warm = False
 
 
@@ -63,11 +80,6 @@ def warm_up() -> None:
     topic_columns(np.ones(k), np.ones(k), 0.5, 2.0, 0.5, np.empty((k, 5)))
     topic_columns(np.ones(k), np.empty(0), 0.5, 2.0, 0.5, np.empty((k, 5)))
     max_abs(np.ones((k, d)))
-    frozen = np.ones((k, d))
-    frozen.flags.writeable = False  # a recurring list's item features are read-only
-    for item in (np.ones((k, d)), frozen):  # (interactions (k, 2), user (2,), context (d,))
-        fill_features(np.empty((k, 1 + 2 + 2 + d + d * d + d)), np.ones(2), np.ones((k, 2)),
-                      item, np.ones(d))
     x = np.ones(d)
     cholesky_jittered(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)
@@ -358,13 +370,14 @@ def topic_columns(affinity, exposure, decay, mass, exposure_decay, out):
             out[k, 4] = math.log1p(exposure[k] * exposure_decay)
 
 
-@_jit
+@_jit_typed(lambda t: t.void(t.Array(t.float64, 2, "A"), _read_only(t, 1), _read_only(t, 2),
+                             _read_only(t, 2), _read_only(t, 1)))
 def fill_features(row, user, inter, item, ctx):
     """One request's candidate features ``row`` (K, D), every column (numba): a constant 1,
     the interactions (K, I), the user's features (U,), the item features (K, d_i), then,
     with a context (d_c,), each item feature times each context value and the first
     interaction times each context value: :meth:`engine.featurizer.Featurizer.build`'s
-    layout, the same products."""
+    layout, the same products. All float64."""
     n_i, n_u, d_i, d_c = inter.shape[1], user.shape[0], item.shape[1], ctx.shape[0]
     for r in range(row.shape[0]):
         row[r, 0] = 1.0
