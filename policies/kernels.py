@@ -422,6 +422,13 @@ def ridge_step(a_inv, b, x, reward):
     _sherman_morrison(a_inv, b, x, reward, np.zeros(x.shape[0]))
 
 
+#: The largest share of a pivot's square one record may take off in
+#: :func:`ridge_step_root` (a new factorization is asked for beyond it). A record in a
+#: direction the model has seen little (the first records, features of large scale) takes
+#: nearly all; later ones take little.
+DOWNDATE_SHRINK = 0.9
+
+
 @_jit
 def ridge_step_root(a_inv, b, x, reward, lower):
     """:func:`ridge_step`, and ``lower`` (D, D), a lower Cholesky factor of ``A^-1`` (plus
@@ -429,8 +436,10 @@ def ridge_step_root(a_inv, b, x, reward, lower):
     Sherman-Morrison takes ``v v^T`` off ``A^-1``, with ``v = A^-1 x / sqrt(1 + x A^-1 x)``,
     and hyperbolic rotations take it off the factor in O(D^2), giving the factor a new
     factorization would give, up to rounding. Returns False (``lower`` undefined; the model
-    is updated) where ``lower`` is not lower triangular or the downdate meets a pivot that
-    is not positive."""
+    is updated) where ``lower`` is not lower triangular, or where the record takes more than
+    :data:`DOWNDATE_SHRINK` of a pivot's square (or all of it): there the rotation cancels
+    digits, and the factor's jitter, absolute, would outgrow the shrunken matrix; a new
+    factorization is then as accurate as ``A^-1`` itself."""
     d = x.shape[0]
     v = np.zeros(d)
     quad = _sherman_morrison(a_inv, b, x, reward, v)
@@ -444,7 +453,7 @@ def ridge_step_root(a_inv, b, x, reward, lower):
     for k in range(d):
         lkk = lower[k, k]
         r2 = lkk * lkk - v[k] * v[k]
-        if not (r2 > 0.0 and lkk > 0.0):  # (also NaN)
+        if not (lkk > 0.0 and r2 >= (1.0 - DOWNDATE_SHRINK) * lkk * lkk):  # (also NaN)
             return False
         r = math.sqrt(r2)
         c = r / lkk
