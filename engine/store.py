@@ -39,7 +39,7 @@ from pathlib import Path
 from engine.errors import StoreError
 from engine.events import Event
 from engine.journal import Journal
-from engine.writer import apply_queued, connect
+from engine.writer import Transaction, apply_queued, connect
 
 SCHEMA_VERSION = 1
 #: ``json.dumps`` with compact separators, without building an encoder per call.
@@ -334,8 +334,8 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # ---- transactions ----------------------------------------------------------------
-    def transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+    def transaction(self) -> Transaction:
+        return Transaction(self.db)
 
     # ---- events ----------------------------------------------------------------------
     def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
@@ -548,25 +548,3 @@ def _event_row(seq: int, event: Event, shard: int) -> tuple:
             extra = _SEP + _SEP.join(topics)
     return (seq, event.event_id, event.user_id, shard, event.type, event.ts, event.item_id,
             event.value, extra)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self):
-        if not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
-            self._owner = True
-        else:
-            self._owner = False
-        return self.db
-
-    def __exit__(self, exc_type, exc, tb):
-        if not self._owner:
-            return False
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
-        return False

@@ -86,19 +86,30 @@ def apply_queued(db: sqlite3.Connection, queued: Sequence[Sequence[tuple[str, li
         decisions.append((*row, "pending", None) if done is None else (*row, done[1], done[0]))
     grouped["decisions"] = decisions
     grouped["settle"] = [(reward, status, did) for did, (reward, status) in settle.items()]
-    owner = not db.in_transaction
-    if owner:
-        db.execute("BEGIN IMMEDIATE")
-    try:
+    with Transaction(db):
         for op, rows in grouped.items():
             if rows:
                 db.executemany(DEFERRED[op], rows)
-    except BaseException:
-        if owner:
-            db.execute("ROLLBACK")
-        raise
-    if owner:
-        db.execute("COMMIT")
+
+
+class Transaction:
+    """``with Transaction(db):`` one write transaction (``BEGIN IMMEDIATE``), committed at
+    the end or rolled back on an error; inside one already open, it joins that one."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self._owner = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._owner = not self.db.in_transaction
+        if self._owner:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._owner:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
 
 
 def connect(path: str | os.PathLike, synchronous: str) -> sqlite3.Connection:

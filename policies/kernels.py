@@ -38,12 +38,22 @@ def _jit(fn):
 
 
 def _jit_typed(signature):
-    """:func:`_jit` with one explicit signature, ``signature(numba.types)``: compiled once
-    (when the module loads, or from the disk cache) for every layout it admits."""
+    """:func:`_jit` with one explicit signature, ``signature(numba.types)``: one version for
+    every layout it admits. Compiled (or loaded from the disk cache) at the first call, as
+    :func:`_jit`'s kernels are, not when the module loads (an explicit signature compiles
+    eagerly: every import would pay for it); the compiled function then replaces the
+    module's name, so later calls go straight to it."""
     def decorate(fn):
         if numba is None:
             return fn
-        return numba.njit(signature(numba.types), cache=True)(fn)
+
+        def first_call(*args):
+            compiled = numba.njit(signature(numba.types), cache=True)(fn)
+            globals()[fn.__name__] = compiled
+            return compiled(*args)
+
+        first_call.__name__, first_call.__doc__ = fn.__name__, fn.__doc__
+        return first_call
     return decorate
 
 
@@ -80,6 +90,8 @@ def warm_up() -> None:
     topic_columns(np.ones(k), np.ones(k), 0.5, 2.0, 0.5, np.empty((k, 5)))
     topic_columns(np.ones(k), np.empty(0), 0.5, 2.0, 0.5, np.empty((k, 5)))
     max_abs(np.ones((k, d)))
+    fill_features(np.empty((k, 1 + 2 + 2 + d + d * d + d)), np.ones(2), np.ones((k, 2)),
+                  np.ones((k, d)), np.ones(d))
     x = np.ones(d)
     cholesky_jittered(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.zeros(d), x, 1.0)

@@ -198,16 +198,21 @@ class LinearPolicy(Policy):
         self._after_refit(root)
 
     def _update_one(self, x: np.ndarray, r: float) -> None:
-        """Learn one record in O(D^2): Sherman-Morrison on ``A^-1`` (one compiled call where
-        numba is available), ``b += r x``; ``A`` itself is updated at the next refit."""
+        """Learn one record in O(D^2) (:meth:`_ridge_step`); ``A`` itself is updated at the
+        next refit."""
+        self._ridge_step(x, r)
+        self._pending.append(x)
+        self._theta = None
+
+    def _ridge_step(self, x: np.ndarray, r: float) -> None:
+        """Sherman-Morrison on ``A^-1`` and ``b += r x`` (one compiled call where numba is
+        available). Subclasses that keep something derived from ``A^-1`` update it here."""
         if kernels.AVAILABLE:
             kernels.ridge_step(self._a_inv, self._b, x, r)
         else:
             ax = np.dot(self._a_inv, x)
             self._a_inv = add_outer(self._a_inv, -1.0 / (1.0 + float(np.dot(x, ax))), ax, ax)
             self._b = add_scaled(self._b, r, x)
-        self._pending.append(x)
-        self._theta = None
 
     def _after_refit(self, root: np.ndarray | None) -> None:
         """Hook: ``A^-1`` was recomputed from ``A`` (not updated by one record), with a
@@ -218,8 +223,8 @@ class LinearPolicy(Policy):
         self._float32 = None
 
     def _after_update_one(self) -> None:
-        """Hook: one record was learned by :meth:`_update_one` (a subclass that updates
-        what it caches there keeps it here)."""
+        """Hook: one record was learned by :meth:`_update_one` (a subclass whose
+        :meth:`_ridge_step` updates what it caches keeps it here)."""
         self._after_update()
 
     def _float32_model(self) -> tuple[np.ndarray, np.ndarray]:

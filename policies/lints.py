@@ -83,7 +83,7 @@ class LinTS(LinearPolicy):
     def _after_refit(self, root: np.ndarray | None) -> None:
         self._root = root  # (upper triangular: replaced by a lower factor when next stale)
 
-    def _update_one(self, x: np.ndarray, r: float) -> None:
+    def _ridge_step(self, x: np.ndarray, r: float) -> None:
         """One record, as :class:`~policies.linear.LinearPolicy` learns it; the lower
         Cholesky factor of ``A^-1`` a decision factored is downdated along with it
         (:func:`policies.kernels.ridge_step_root`, O(D^2)), so the next decision needs no new
@@ -92,15 +92,12 @@ class LinTS(LinearPolicy):
         root = self._root
         if root is None or not root.flags.c_contiguous or not kernels.AVAILABLE:
             self._root = None  # (the kernel takes C-contiguous arrays, as factored)
-            super()._update_one(x, r)
-            return
-        if not kernels.ridge_step_root(self._a_inv, self._b, x, r, root):
+            super()._ridge_step(x, r)
+        elif not kernels.ridge_step_root(self._a_inv, self._b, x, r, root):
             self._root = None  # not lower triangular, or lost to rounding: factored anew
-        self._pending.append(x)
-        self._theta = None
 
     def _after_update_one(self) -> None:
-        LinearPolicy._after_update(self)  # the root was kept up to date by _update_one
+        LinearPolicy._after_update(self)  # _ridge_step kept the root up to date
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape
