@@ -269,51 +269,56 @@ def lints_one_wide(x, mask, theta, root, z, n_draws, epsilon, probs):
     Returns False, ``probs`` untouched, if no score could be compared (NaN).
 
     Every sum runs in the order of its terms (so results are bit for bit the same as a
-    candidate-by-candidate loop), with the loops nested so that the innermost one runs
-    along contiguous memory, over independent sums, where the compiler can vectorize it."""
+    draw-by-draw, candidate-by-candidate loop), with the loops nested so that the innermost
+    one runs along the draws, over independent sums in contiguous memory, where the compiler
+    can vectorize it."""
     k, d = x.shape
     half = z.shape[0]
-    xt = np.empty((d, k))  # x transposed, as float64: candidates contiguous
-    for i in range(k):
-        for m in range(d):
-            xt[m, i] = x[i, m]
-    rt = np.empty((d, d))  # root transposed: rt[j] is root's column j
-    for m in range(d):
+    zt = np.empty((d, half))  # z transposed: the draws contiguous
+    for s in range(half):
         for j in range(d):
-            rt[j, m] = root[m, j]
-    base = np.zeros(k)  # x theta
+            zt[j, s] = z[s, j]
+    w = np.zeros((d, half))  # root z for every draw, then theta + root z
+    for j in range(d):
+        for m in range(d):
+            r = root[m, j]
+            for s in range(half):
+                w[m, s] += r * zt[j, s]
     for m in range(d):
         t = theta[m]
-        for i in range(k):
-            base[i] += xt[m, i] * t
-    counts = np.zeros(k)
-    spread = np.empty(d)
-    up = np.empty(k)
-    for s in range(half):
-        spread[:] = 0.0  # root z
-        for j in range(d):
-            zj = z[s, j]
-            for m in range(d):
-                spread[m] += rt[j, m] * zj
-        up[:] = 0.0  # x (theta + root z)
+        for s in range(half):
+            w[m, s] = t + w[m, s]
+    base = np.zeros(k)  # x theta
+    up = np.zeros((k, half))  # x (theta + root z), every draw
+    for i in range(k):
         for m in range(d):
-            wm = theta[m] + spread[m]
-            for i in range(k):
-                up[i] += xt[m, i] * wm
-        top_up = top_down = -np.inf
-        for i in range(k):
-            if mask[i]:
-                if up[i] > top_up:
-                    top_up = up[i]
-                down = 2.0 * base[i] - up[i]  # x (2 theta - w): the antithetic draw
-                if down > top_down:
-                    top_down = down
-        for i in range(k):
-            if mask[i]:
-                if up[i] == top_up:
-                    counts[i] += 1.0
-                if half + s < n_draws and 2.0 * base[i] - up[i] == top_down:
-                    counts[i] += 1.0
+            xim = np.float64(x[i, m])
+            base[i] += xim * theta[m]
+            for s in range(half):
+                up[i, s] += xim * w[m, s]
+    top_up = np.full(half, -np.inf)
+    top_down = np.full(half, -np.inf)
+    for i in range(k):
+        if mask[i]:
+            twice = 2.0 * base[i]  # x (2 theta - w): the antithetic draw
+            for s in range(half):
+                u = up[i, s]
+                if u > top_up[s]:
+                    top_up[s] = u
+                if twice - u > top_down[s]:
+                    top_down[s] = twice - u
+    counts = np.zeros(k)
+    for i in range(k):
+        if mask[i]:
+            twice = 2.0 * base[i]
+            c = 0.0
+            for s in range(half):
+                u = up[i, s]
+                if u == top_up[s]:
+                    c += 1.0
+                if half + s < n_draws and twice - u == top_down[s]:
+                    c += 1.0
+            counts[i] = c
     total = counts.sum()
     if not total > 0.0:  # no score compared (NaN)
         return False
