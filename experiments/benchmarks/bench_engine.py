@@ -7,7 +7,9 @@ asserts nothing (speed is measured here, not in tests).
 from __future__ import annotations
 
 import argparse
+import bisect
 import gc
+import itertools
 import json
 import pickle
 import statistics
@@ -100,9 +102,11 @@ def bench_ingest(n_events: int, batch: int) -> tuple[float, float]:
     return n_events / spent[0], n_events / spent[1]
 
 
-def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False
-                      ) -> tuple[float, list[float]]:
-    """Rank+reward pairs per second, one at a time, and each pair's latency.
+def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False,
+                      reference: VWPairs | None = None) -> tuple[float, list[float], float]:
+    """Rank+reward pairs per second, one at a time, each pair's latency, and the pairs per
+    second of ``reference`` (0.0 without one), run for 250 pairs after every 250 of the
+    engine's, so that both see the same machine.
 
     The requests cycle through 50 candidate lists (a pool re-ranked for many users). With
     ``fresh`` each request carries a list of its own, as an HTTP request would: parsed from
@@ -121,6 +125,7 @@ def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False
         eng.ingest(make_events(20_000, 2000, 5000))
         gc.collect()  # steady state: the set-up's garbage is not the calls' to collect
         lat = []
+        ref_pairs, ref_time, paused = 0, 0.0, 0.0
         start = time.perf_counter()
         for i in range(n):
             cands = json.loads(texts[i]) if fresh else pool[i % 50]
@@ -129,9 +134,65 @@ def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False
             eng.reward(dec.decision_id, rewards[i])
             lat.append(time.perf_counter() - t0)
             clock[0] += 1.0
-        rate = n / (sum(lat) if fresh else time.perf_counter() - start)
+            if reference is not None and (i + 1) % 250 == 0:
+                t1 = time.perf_counter()
+                ref_time += reference.run(250)
+                ref_pairs += 250
+                paused += time.perf_counter() - t1
+        rate = n / (sum(lat) if fresh else time.perf_counter() - start - paused)
         eng.close()
-    return rate, lat
+    return rate, lat, ref_pairs / ref_time if ref_pairs else 0.0
+
+
+class VWPairs:
+    """The peer's bare loop for one-at-a-time pairs: Vowpal Wabbit's ``cb_explore_adf``
+    (``--squarecb``, the exploration of Loopwise's ``vw:squarecb``) predicting on K
+    candidates of D dense features, given as text lines (the fastest path from Python, see
+    :func:`policies.vw.action_lines`), a draw from its probabilities, and learning the
+    chosen one's cost. It has the features already (what the engine's profiles, featurizer
+    and logs do is not in it): a reference, not the same work."""
+
+    def __init__(self, k: int, d: int, seed: int = 0):
+        import vowpalwabbit
+
+        from policies.vw import action_template
+
+        rng = np.random.default_rng(seed)
+        self.vw = vowpalwabbit.Workspace(f"--cb_explore_adf --squarecb --random_seed {seed} "
+                                         "--quiet")
+        self.template = action_template(d)
+        self.rows = [np.hstack([np.ones((k, 1)), rng.random((k, d - 1))]) for _ in range(50)]
+        self.costs = (rng.random(4096) >= 0.1).astype(float).tolist()  # reward 1 for 10%
+        self.rng = rng
+        self.step = 0
+
+    def run(self, n: int) -> float:
+        """Seconds that ``n`` pairs take."""
+        from policies.vw import action_lines
+
+        vw, template, rows, costs = self.vw, self.template, self.rows, self.costs
+        us = self.rng.random(n).tolist()
+        start = time.perf_counter()
+        for j in range(n):
+            s = self.step = self.step + 1
+            lines = action_lines(rows[s % 50], template)
+            pmf = vw.predict(lines)
+            cum = list(itertools.accumulate(pmf))
+            c = min(bisect.bisect_right(cum, us[j] * cum[-1]), len(cum) - 1)
+            lines[c] = f"0:{costs[s % 4096]:.6g}:{pmf[c]:.6g} {lines[c]}"
+            vw.learn(lines)
+        return time.perf_counter() - start
+
+
+def vw_reference(wanted: bool) -> VWPairs | None:
+    """The VW reference where wanted and VW is installed (``pip install loopwise[vw]``)."""
+    if not wanted:
+        return None
+    try:
+        return VWPairs(20, 18)
+    except ImportError:
+        print("  (no VW reference: vowpalwabbit is not installed)")
+        return None
 
 
 def bench_rank_batch(n_batches: int, b: int, k: int, d: int, policy: str) -> float:
@@ -185,10 +246,13 @@ def main() -> None:
           f"{rate / floor:.2f}x of it")
     for policy in ("uniform", args.policy):
         for fresh in (False, True):
-            rates, lat, stretches = [], [], []
+            rates, lat, stretches, ref_rates = [], [], [], []
+            reference = vw_reference(policy == args.policy and not fresh)
             for _ in range(args.repeats):
-                rate, run_lat = bench_rank_reward(args.decisions, 20, 8, policy, fresh)
+                rate, run_lat, ref = bench_rank_reward(args.decisions, 20, 8, policy, fresh,
+                                                       reference)
                 rates.append(rate)
+                ref_rates.append(ref)
                 lat += run_lat
                 stretches += [1000 / sum(run_lat[j:j + 1000])
                               for j in range(0, len(run_lat) - 999, 1000)]
@@ -204,6 +268,13 @@ def main() -> None:
             if stretches:  # what the code does while the machine is quiet (timeit's minimum)
                 print(f"  its fastest 1,000 pairs in a row: {max(stretches):,.0f}/s, its "
                       f"slowest: {min(stretches):,.0f}/s (calls only)")
+            if reference is not None:
+                ref = statistics.median(ref_rates)
+                print(f"  reference, 250 pairs at a time in alternation with it: VW "
+                      f"cb_explore_adf --squarecb alone (predict on 20 candidates x 18 "
+                      f"features as text lines, a draw, learn): {ref:,.0f}/s, the median of "
+                      + " / ".join(f"{r:,.0f}" for r in ref_rates)
+                      + f"; the engine's pairs are {statistics.median(rates) / ref:.2f}x of it")
     for policy in ("uniform", args.policy):
         rate = bench_rank_batch(40, 256, 20, 8, policy)
         print(f"rank_batch B=256, K=20, {policy}: {rate:,.0f} decisions/s")
