@@ -7,9 +7,7 @@ asserts nothing (speed is measured here, not in tests).
 from __future__ import annotations
 
 import argparse
-import bisect
 import gc
-import itertools
 import json
 import pickle
 import statistics
@@ -147,40 +145,34 @@ def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False,
 class VWPairs:
     """The peer's bare loop for one-at-a-time pairs: Vowpal Wabbit's ``cb_explore_adf``
     (``--squarecb``, the exploration of Loopwise's ``vw:squarecb``) predicting on K
-    candidates of D dense features, given as text lines (the fastest path from Python, see
-    :func:`policies.vw.action_lines`), a draw from its probabilities, and learning the
-    chosen one's cost. It has the features already (what the engine's profiles, featurizer
-    and logs do is not in it): a reference, not the same work."""
+    candidates of D dense features, given as text lines, a draw from its probabilities, and
+    learning the chosen one's cost; driven as ``bench_policies`` drives it (its
+    :class:`~experiments.benchmarks.bench_policies.VWRunner`, VW's fastest path from Python,
+    and its ``sample``, the engine's draw). It has the features already (what the engine's
+    profiles, featurizer and logs do is not in it): a reference, not the same work."""
 
     def __init__(self, k: int, d: int, seed: int = 0):
-        import vowpalwabbit
-
-        from policies.vw import action_template
+        from experiments.benchmarks.bench_policies import VWRunner
 
         rng = np.random.default_rng(seed)
-        self.vw = vowpalwabbit.Workspace(f"--cb_explore_adf --squarecb --random_seed {seed} "
-                                         "--quiet")
-        self.template = action_template(d)
-        self.rows = [np.hstack([np.ones((k, 1)), rng.random((k, d - 1))]) for _ in range(50)]
-        self.costs = (rng.random(4096) >= 0.1).astype(float).tolist()  # reward 1 for 10%
+        self.runner = VWRunner("--squarecb", d, seed)
+        self.phis = [np.concatenate([np.ones((1, k, 1)), rng.random((1, k, d - 1))], axis=2)
+                     for _ in range(50)]
+        self.rewards = [np.array([float(r)]) for r in rng.random(4096) < 0.1]
         self.rng = rng
         self.step = 0
 
     def run(self, n: int) -> float:
         """Seconds that ``n`` pairs take."""
-        from policies.vw import action_lines
+        from experiments.benchmarks.bench_policies import sample
 
-        vw, template, rows, costs = self.vw, self.template, self.rows, self.costs
-        us = self.rng.random(n).tolist()
+        runner, phis, rewards, rng = self.runner, self.phis, self.rewards, self.rng
         start = time.perf_counter()
-        for j in range(n):
+        for _ in range(n):
             s = self.step = self.step + 1
-            lines = action_lines(rows[s % 50], template)
-            pmf = vw.predict(lines)
-            cum = list(itertools.accumulate(pmf))
-            c = min(bisect.bisect_right(cum, us[j] * cum[-1]), len(cum) - 1)
-            lines[c] = f"0:{costs[s % 4096]:.6g}:{pmf[c]:.6g} {lines[c]}"
-            vw.learn(lines)
+            phi = phis[s % 50]
+            probs = runner.act(phi)
+            runner.learn(phi, sample(probs, rng), rewards[s % 4096], probs)
         return time.perf_counter() - start
 
 
