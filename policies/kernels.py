@@ -47,10 +47,13 @@ def _jit_typed(signature):
         if numba is None:
             return fn
 
+        compiled = []  # (kept here too: a name imported before the first call still works)
+
         def first_call(*args):
-            compiled = numba.njit(signature(numba.types), cache=True)(fn)
-            globals()[fn.__name__] = compiled
-            return compiled(*args)
+            if not compiled:
+                compiled.append(numba.njit(signature(numba.types), cache=True)(fn))
+                globals()[fn.__name__] = compiled[0]
+            return compiled[0](*args)
 
         first_call.__name__, first_call.__doc__ = fn.__name__, fn.__doc__
         return first_call

@@ -18,6 +18,7 @@ import tracemalloc
 import numpy as np
 
 from engine import Engine
+from experiments.benchmarks.bench_policies import VWRunner, sample
 
 
 def make_events(n: int, n_users: int, n_items: int, seed: int = 0) -> list[dict]:
@@ -152,8 +153,6 @@ class VWPairs:
     profiles, featurizer and logs do is not in it): a reference, not the same work."""
 
     def __init__(self, k: int, d: int, seed: int = 0):
-        from experiments.benchmarks.bench_policies import VWRunner
-
         rng = np.random.default_rng(seed)
         self.runner = VWRunner("--squarecb", d, seed)
         self.phis = [np.concatenate([np.ones((1, k, 1)), rng.random((1, k, d - 1))], axis=2)
@@ -164,8 +163,6 @@ class VWPairs:
 
     def run(self, n: int) -> float:
         """Seconds that ``n`` pairs take."""
-        from experiments.benchmarks.bench_policies import sample
-
         runner, phis, rewards, rng = self.runner, self.phis, self.rewards, self.rng
         start = time.perf_counter()
         for _ in range(n):
