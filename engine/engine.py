@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
-import os
 import shutil
 import struct
 import tempfile
@@ -14,13 +12,21 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
+from secrets import token_hex
 
 import numpy as np
 
 from engine.backends import InlineBackend
+from engine.checks import (
+    MIN_WALL_TIME,
+    check_int,
+    check_number,
+    check_string,
+    storable,
+)
 from engine.decisions import Decision, Joiner, Pending, RewardResult
 from engine.errors import UnknownDecisionError, ValidationError
-from engine.events import RESERVED_EVENT_ID_PREFIX, Event, EventTypes, validate_events
+from engine.events import RESERVED_EVENT_ID_PREFIX, Event, EventTypes, Limits, validate_events
 from engine.featurizer import Featurizer
 from engine.learner import Learner
 from engine.profile import ProfileConfig
@@ -93,6 +99,12 @@ class Engine:
         GPUs each learner actor reserves.
     async_learning
         Keep deciding with the current policy version while the actor trains the next.
+    reward_range
+        ``(low, high)`` of the rewards (and event values) accepted; default ``(-1e6, 1e6)``.
+    min_event_time, max_event_lead
+        Event times accepted: from ``min_event_time`` (default: 2000-01-01 on the wall
+        clock, 0 with a ``clock`` of your own) to ``max_event_lead`` seconds (a day) after
+        the engine's clock. A time in milliseconds is refused, with that hint.
 
     Examples
     --------
@@ -123,17 +135,24 @@ class Engine:
                  default_reward: float = 0.0, learn_batch: int = 1,
                  snapshot_every: int = 100_000, seed: int = 0,
                  clock: Callable[[], float] | None = None, synchronous: str = "NORMAL",
-                 learner: str = "auto", learner_gpus: float = 0.0, async_learning: bool = False):
-        _check_number("wait_window", wait_window, low=0.0)
-        _check_number("default_reward", default_reward)
-        _check_int("learn_batch", learn_batch, 1)
-        _check_int("snapshot_every", snapshot_every, 1)
-        _check_int("seed", seed, 0)
+                 learner: str = "auto", learner_gpus: float = 0.0, async_learning: bool = False,
+                 reward_range: tuple[float, float] = (-1e6, 1e6),
+                 min_event_time: float | None = None, max_event_lead: float = 86_400.0):
+        check_number("wait_window", wait_window, low=0.0)
+        if not isinstance(reward_range, (tuple, list)) or len(reward_range) != 2:
+            raise ValidationError("reward_range", "must be a (low, high) pair", reward_range)
+        if min_event_time is None:  # a simulation's clock may start anywhere, the wall's not
+            min_event_time = MIN_WALL_TIME if clock is None else 0.0
+        self.limits = Limits(tuple(reward_range), min_event_time, max_event_lead)
+        check_number("default_reward", default_reward, *self.limits.reward_range)
+        check_int("learn_batch", learn_batch, 1)
+        check_int("snapshot_every", snapshot_every, 1)
+        check_int("seed", seed, 0)
         if backend not in ("inline", "ray"):
             raise ValidationError("backend", "must be 'inline' or 'ray'", backend)
         if learner not in ("auto", "local", "ray"):
             raise ValidationError("learner", "must be 'auto', 'local' or 'ray'", learner)
-        _check_number("learner_gpus", learner_gpus, low=0.0)
+        check_number("learner_gpus", learner_gpus, low=0.0)
         if isinstance(profile, Mapping):
             profile = ProfileConfig(**profile)
         self.profile_config = profile or ProfileConfig()
@@ -147,11 +166,6 @@ class Engine:
         self.salt = salt
         self.clock = clock or time.time
         self._rng = np.random.default_rng(seed)
-        # decision ids: 96 random bits drawn once per open + a fixed-width counter (no
-        # syscall per rank; ids of one run sort in issue order, so the log's id indexes
-        # grow at their right edge instead of splitting pages all over)
-        self._id_prefix = os.urandom(12).hex()
-        self._id_count = itertools.count()
 
         self._tmpdir = None
         if data_dir is None:
@@ -230,7 +244,7 @@ class Engine:
                 raise ValidationError(f"{where}.{sorted(extra)[0]}",
                                       "unknown key; allowed: policy, params, weight")
             weight = spec.get("weight", 1.0)
-            _check_number(f"{where}.weight", weight, low=0.0, strict=True)
+            check_number(f"{where}.weight", weight, low=0.0, strict=True)
             pol = spec.get("policy", "lints")
             params = dict(spec.get("params") or {})
             if isinstance(pol, str):
@@ -282,8 +296,9 @@ class Engine:
     def ingest(self, events: Sequence[Mapping]) -> IngestResult:
         """Validate, log durably, then apply events to profiles. All-or-nothing: if any event
         is invalid, nothing is stored. Events repeating a stored ``event_id`` are ignored."""
-        evs = validate_events(events, self.event_types)
-        self._expire(self.clock())
+        now = float(self.clock())
+        evs = validate_events(events, self.event_types, self.limits, now)
+        self._expire(now)
         return self._ingest_validated(evs)
 
     def _ingest_validated(self, evs) -> IngestResult:
@@ -332,7 +347,7 @@ class Engine:
         """Rank ``candidates`` for ``user_id``; the first ``slate_size`` are sampled by the
         policy and their propensities logged. Report the outcome with :meth:`reward`."""
         # rank_batch's steps for one request, without its grouping by shard and by variant
-        _check_int("slate_size", slate_size, 1)
+        check_int("slate_size", slate_size, 1)
         now = float(self.clock())
         self._expire(now)
         uid, cands, items, ctx, ctx_raw, did = self._parse_fields(
@@ -358,7 +373,7 @@ class Engine:
     def rank_batch(self, requests: Sequence[Mapping], *, slate_size: int = 1) -> list[Decision]:
         """Rank many requests at once: one feature call per shard and one policy call per
         variant. Each request: ``{"user_id", "candidates", "context"?, "decision_id"?}``."""
-        _check_int("slate_size", slate_size, 1)
+        check_int("slate_size", slate_size, 1)
         if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Sequence) \
                 or not requests:
             raise ValidationError("requests", "must be a non-empty list of rank requests", requests)
@@ -418,18 +433,15 @@ class Engine:
                                   req.get("decision_id"), where, slate_size)
 
     def _parse_fields(self, uid, candidates, ctx_raw, did, where: str, slate_size: int):
-        if not isinstance(uid, str) or not uid or len(uid) > 256:
-            raise ValidationError(f"{where}.user_id", "must be a non-empty string of at most 256 "
-                                  "characters", uid)
+        if not storable(uid):
+            check_string(uid, f"{where}.user_id")
         cands, items = self.featurizer.prepare_candidates(candidates, f"{where}.candidates")
         if slate_size > len(cands):
             raise ValidationError("slate_size", f"must be at most the number of candidates "
                                   f"({len(cands)}) in {where}", slate_size)
         ctx = self.featurizer.context_vector(ctx_raw, f"{where}.context")
         if did is not None:
-            if not isinstance(did, str) or not did or len(did) > 256:
-                raise ValidationError(f"{where}.decision_id", "must be a non-empty string of at "
-                                      "most 256 characters", did)
+            check_string(did, f"{where}.decision_id")
             if did in self.joiner._pending or self.store.decision(did) is not None:
                 raise ValidationError(f"{where}.decision_id", "is already in use", did)
         return uid, cands, items, ctx, ctx_raw, did
@@ -452,7 +464,7 @@ class Engine:
             chosen_set = set(slots)
             order = slots + [j for j in order if j not in chosen_set]
         ids = list(cands.ids)  # cands: a CandidateSet
-        did = did or f"{self._id_prefix}{next(self._id_count):012x}"
+        did = did or token_hex(16)  # 128 random bits: a decision id cannot be guessed
         chosen = cands[c0]
         prop = slot_props[0]
         ranking = [ids[j] for j in order]
@@ -501,10 +513,8 @@ class Engine:
     def reward(self, decision_id: str, value: float) -> RewardResult:
         """Report the reward of a decision. Within its wait window it is learned once;
         repeats are ignored (``"duplicate"``); after the window it is recorded as ``"late"``."""
-        if not isinstance(decision_id, str) or not decision_id:
-            raise ValidationError("decision_id", "must be a non-empty string", decision_id)
-        _check_number("value", value)
-        value = float(value)
+        check_string(decision_id, "decision_id")
+        value = check_number("value", value, *self.limits.reward_range)
         now = float(self.clock())
         self._expire(now)
         p = self.joiner._pending.get(decision_id)
@@ -536,10 +546,8 @@ class Engine:
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise ValidationError(f"rewards[{i}]", "must be a (decision_id, value) pair", pair)
             did, value = pair
-            if not isinstance(did, str) or not did:
-                raise ValidationError(f"{where}decision_id", "must be a non-empty string", did)
-            _check_number(f"{where}value", value)
-            checked.append((did, float(value)))
+            check_string(did, f"{where}decision_id")
+            checked.append((did, check_number(f"{where}value", value, *self.limits.reward_range)))
         now = float(self.clock())
         self._expire(now)
         return self._record_rewards(checked, now)
@@ -615,15 +623,13 @@ class Engine:
     # ---- profiles --------------------------------------------------------------------
     def profile(self, user_id: str, now: float | None = None) -> dict | None:
         """The user's profile as JSON-ready dict (``None`` for an unknown user)."""
-        if not isinstance(user_id, str) or not user_id:
-            raise ValidationError("user_id", "must be a non-empty string", user_id)
+        check_string(user_id, "user_id")
         return self.backend.profile_json(self.router.shard_of(user_id), user_id, now)
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Erase the user: profile, latent factors, logged events, decisions and rewards.
         The shard is re-snapshotted and the WAL truncated, so no file keeps the user's data."""
-        if not isinstance(user_id, str) or not user_id:
-            raise ValidationError("user_id", "must be a non-empty string", user_id)
+        check_string(user_id, "user_id")
         shard = self.router.shard_of(user_id)
         had = self.backend.forget(shard, user_id)
         self.joiner.drop_user(user_id)
@@ -674,7 +680,40 @@ class Engine:
             "events": self.store.count_events(),
             "pending_decisions": len(self.joiner),
             "policy_versions": {k: v.version for k, v in self.learners.items()},
+            "quarantined": self.store.quarantined()[0],
         }
+
+    def health(self) -> dict:
+        """The store's state, for health checks: ``"ok"``; ``"degraded"`` while records are
+        in quarantine (acknowledged writes that could not be stored; everything else was:
+        see :meth:`quarantine`); ``"failing"`` when group commits fail or the engine is
+        closed. ``{"status", "quarantined", "reason"}``."""
+        store = self.store
+        if store.closed:
+            return {"status": "failing", "quarantined": None, "reason": "the engine is closed"}
+        try:
+            n, _ = store.quarantined()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the check
+            return {"status": "failing", "quarantined": None, "reason": store.error or repr(exc)}
+        if store.error:
+            return {"status": "failing", "quarantined": n, "reason": store.error}
+        if n:
+            return {"status": "degraded", "quarantined": n,
+                    "reason": f"{n} acknowledged record(s) could not be stored and are in "
+                              "quarantine (Engine.quarantine(), loopwise quarantine)"}
+        return {"status": "ok", "quarantined": 0, "reason": None}
+
+    def quarantine(self, limit: int = 100, release: Sequence[int] | bool = ()) -> dict:
+        """The records in quarantine (the newest ``limit``, each with its reason and its
+        content as text); ``release`` deletes some (their ids) or all (``True``) first, once
+        they have been dealt with."""
+        released = 0
+        if release is True:
+            released = self.store.release_quarantine(None)
+        elif release:
+            released = self.store.release_quarantine(list(release))
+        n, rows = self.store.quarantined(limit)
+        return {"count": n, "released": released, "records": rows}
 
     def ab_report(self, control: str | None = None, alpha: float = 0.05) -> dict:
         """Compare the variants' rewards (learned rewards: joined or default).
@@ -721,17 +760,3 @@ def _draw(cum: list[float], row: list[float], u: float) -> int:
     if c >= len(row) or row[c] <= 0:
         c = row.index(max(row))
     return c
-
-
-def _check_number(name: str, value: object, low: float | None = None, strict: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValidationError(name, "must be a finite number", value)
-    if low is not None and (value < low or (strict and value <= low)):
-        raise ValidationError(name, f"must be {'>' if strict else '>='} {low}", value)
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValidationError(name, f"must be an integer >= {low}", value)
-
-

@@ -22,6 +22,8 @@ class ValidationError(LoopwiseError, ValueError):
     _MISSING = object()
 
     def __init__(self, field: str, reason: str, value: object = _MISSING):
+        if not field.isascii():  # a key a client sent may hold what UTF-8 cannot encode
+            field = field.encode("utf-8", "backslashreplace").decode("utf-8")
         self.field = field
         self.reason = reason
         self.value = value

@@ -6,11 +6,21 @@ profiles; the write-ahead log stores them; replaying them rebuilds profiles exac
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from engine.checks import (
+    MAX_ID_LENGTH,
+    MAX_LIST_LENGTH,
+    MAX_TEXT_LENGTH,
+    MIN_WALL_TIME,
+    check_string,
+    check_strings,
+    storable,
+    text_problem,
+)
+from engine.checks import is_number as _is_number
 from engine.errors import ValidationError
 
 #: Built-in event types and their interest weights (view < click < purchase; dislike < 0).
@@ -37,9 +47,51 @@ DEFAULT_IMPLICIT: dict[str, float | None] = {
     "reward": None,  # derived from the reward value
 }
 
-MAX_ID_LENGTH = 256
-MAX_TEXT_LENGTH = 10_000
-MAX_LIST_LENGTH = 256
+__all__ = ["MAX_ID_LENGTH", "MAX_LIST_LENGTH", "MAX_TEXT_LENGTH", "Event", "EventTypes", "Limits",
+           "validate_event", "validate_events"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The domain of the numbers an engine accepts: reward values and event times.
+
+    Parameters
+    ----------
+    reward_range
+        ``(low, high)`` of a reward, and of an event's ``value`` (ratings keep their own
+        scale). A policy may clip further.
+    min_event_time
+        The earliest event time accepted, in seconds since 1970 (default 2000-01-01).
+    max_event_lead
+        How far ahead of the engine's clock an event time may lie, in seconds (a day by
+        default: clocks disagree a little, milliseconds are a thousand times too far).
+
+    Examples
+    --------
+    >>> lim = Limits()
+    >>> lim.ts_bounds(1_700_000_000.0)
+    (946684800.0, 1700086400.0)
+    """
+
+    reward_range: tuple[float, float] = (-1e6, 1e6)
+    min_event_time: float = MIN_WALL_TIME
+    max_event_lead: float = 86_400.0
+
+    def __post_init__(self) -> None:
+        low, high = self.reward_range
+        if not (_is_number(low) and _is_number(high) and low <= high):
+            raise ValidationError("reward_range", "must be (low, high) with finite low <= high",
+                                  self.reward_range)
+        for name in ("min_event_time", "max_event_lead"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                raise ValidationError(name, "must be a finite number >= 0", value)
+
+    def ts_bounds(self, now: float | None) -> tuple[float, float]:
+        """The window of event times accepted when the engine's clock reads ``now``."""
+        high = _MAX_FLOAT if now is None else float(now) + self.max_event_lead
+        return float(self.min_event_time), high
+
 
 
 @dataclass(frozen=True)
@@ -163,45 +215,38 @@ class Event:
 _FIELDS = frozenset(Event.__slots__)
 
 
-def _is_number(x: object) -> bool:
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
 def _check_id(value: object, where: str, required: bool) -> str | None:
-    if value is None:
-        if required:
-            raise ValidationError(where, "is required")
-        return None
-    if not isinstance(value, str) or not value:
-        raise ValidationError(where, "must be a non-empty string", value)
-    if len(value) > MAX_ID_LENGTH:
-        raise ValidationError(where, f"must be at most {MAX_ID_LENGTH} characters", value)
-    return value
+    return check_string(value, where, required=required)
 
 
-def _check_strings(value: object, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ValidationError(where, "must be a list of strings", value)
-    if len(value) > MAX_LIST_LENGTH:
-        raise ValidationError(where, f"must hold at most {MAX_LIST_LENGTH} entries", len(value))
-    for i, v in enumerate(value):
-        if not isinstance(v, str) or not v:
-            raise ValidationError(f"{where}[{i}]", "must be a non-empty string", v)
-    return tuple(value)
+def _check_ts(ts: float, bounds: tuple[float, float], where: str) -> None:
+    low, high = bounds
+    if ts < low:
+        raise ValidationError(where, f"must be at or after {low:.0f} (event time in seconds "
+                              "since 1970; see min_event_time)", ts)
+    if ts > high:
+        hint = "; it looks like milliseconds: send seconds" if low <= ts / 1000 <= high else ""
+        raise ValidationError(where, f"must be at most {high:.0f}, a day after the engine's "
+                              f"clock (event time in seconds since 1970; see max_event_lead)"
+                              f"{hint}", ts)
+
+
+def _bounds(limits: Limits | None, now: float | None
+            ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(ts bounds, value bounds) of ``limits`` at ``now``; ``None``: every finite number."""
+    if limits is None:
+        return (0.0, _MAX_FLOAT), (-_MAX_FLOAT, _MAX_FLOAT)
+    return limits.ts_bounds(now), limits.reward_range
 
 
 def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
-                   where: str = "event") -> Event:
+                   where: str = "event", limits: Limits | None = None,
+                   now: float | None = None) -> Event:
     """Check one event and return it as an :class:`Event`.
 
     Raises :class:`~engine.errors.ValidationError` naming the field (prefixed by ``where``).
+    With ``limits``, ``ts`` must lie in ``limits.ts_bounds(now)`` and ``value`` in
+    ``limits.reward_range``; without, any finite time >= 0 and value is accepted.
 
     Examples
     --------
@@ -211,6 +256,7 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
     engine.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'view'] or declare it in event_types (got 'teleport')
     """
     types = types or _DEFAULT_TYPES
+    ts_bounds, values = _bounds(limits, now)
     if isinstance(raw, Event):
         raw = raw.to_dict()
     if not isinstance(raw, Mapping):
@@ -229,12 +275,16 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
     ts = raw.get("ts")
     if not _is_number(ts) or ts < 0:
         raise ValidationError(f"{where}.ts", "must be a finite number of seconds >= 0", ts)
+    _check_ts(ts, ts_bounds, f"{where}.ts")
     item_id = _check_id(raw.get("item_id"), f"{where}.item_id", required=False)
     value = raw.get("value")
     if value is not None:
         if not _is_number(value):
             raise ValidationError(f"{where}.value", "must be a finite number", value)
         value = float(value)
+        if type_ != "rate" and not values[0] <= value <= values[1]:
+            raise ValidationError(f"{where}.value", f"must lie in the reward range "
+                                  f"[{values[0]:g}, {values[1]:g}]", value)
     if type_ in ("rate", "reward") and value is None:
         raise ValidationError(f"{where}.value", f"is required for '{type_}' events")
     if type_ == "rate":
@@ -248,23 +298,32 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
         if len(text) > MAX_TEXT_LENGTH:
             raise ValidationError(f"{where}.text", f"must be at most {MAX_TEXT_LENGTH} characters",
                                   len(text))
+        problem = text_problem(text)
+        if problem is not None:
+            raise ValidationError(f"{where}.text", problem, text)
     if type_ == "search" and not text:
         raise ValidationError(f"{where}.text", "is required for 'search' events")
     attributes = raw.get("attributes")
     if attributes is not None:
         if not isinstance(attributes, Mapping):
             raise ValidationError(f"{where}.attributes", "must be a mapping", attributes)
+        if len(attributes) > MAX_LIST_LENGTH:
+            raise ValidationError(f"{where}.attributes",
+                                  f"must hold at most {MAX_LIST_LENGTH} entries", len(attributes))
         for k, v in attributes.items():
             if not isinstance(k, str) or not k:
                 raise ValidationError(f"{where}.attributes", "keys must be non-empty strings", k)
-            if not (isinstance(v, (str, bool)) or _is_number(v)):
+            check_string(k, f"{where}.attributes", max_length=MAX_ID_LENGTH)
+            if isinstance(v, str):
+                check_string(v, f"{where}.attributes.{k}", max_length=MAX_ID_LENGTH)
+            elif not (isinstance(v, bool) or _is_number(v)):
                 raise ValidationError(f"{where}.attributes.{k}",
                                       "must be a string, a boolean or a finite number", v)
         attributes = dict(attributes)
     return Event(
         user_id, type_, float(ts), item_id, value,
-        _check_strings(raw.get("topics"), f"{where}.topics"),
-        _check_strings(raw.get("tags"), f"{where}.tags"),
+        check_strings(raw.get("topics"), f"{where}.topics"),
+        check_strings(raw.get("tags"), f"{where}.tags"),
         text, attributes or None,
         _check_event_id(raw.get("event_id"), f"{where}.event_id"),
     )
@@ -288,16 +347,13 @@ _SPECIAL_TYPES = frozenset(("rate", "reward", "search"))  # types with rules of 
 _MAX_FLOAT = sys.float_info.max
 
 
-def _ok_id(value: object) -> bool:
-    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH
-
-
 def _ok_strings(value: object) -> bool:
     return (type(value) is list or type(value) is tuple) and len(value) <= MAX_LIST_LENGTH \
-        and all(type(v) is str and v for v in value)
+        and all(map(storable, value))
 
 
-def _fast_event(raw: dict, weights: dict) -> Event | None:
+def _fast_event(raw: dict, weights: dict, ts_bounds: tuple[float, float],
+                values: tuple[float, float]) -> Event | None:
     """The common event (plain types, no text, attributes or special type) built with as
     few checks as prove it valid; None sends it to :func:`validate_event`, which accepts
     exactly what this accepts, builds the same :class:`Event`, and words every error."""
@@ -306,28 +362,29 @@ def _fast_event(raw: dict, weights: dict) -> Event | None:
     user_id, type_, ts = raw.get("user_id"), raw.get("type"), raw.get("ts")
     item_id, value, event_id = raw.get("item_id"), raw.get("value"), raw.get("event_id")
     topics, tags = raw.get("topics"), raw.get("tags")
-    if not (_ok_id(user_id) and type(type_) is str and type_ in weights
+    if not (storable(user_id) and type(type_) is str and type_ in weights
             and type_ not in _SPECIAL_TYPES and raw.get("text") is None
             and raw.get("attributes") is None):
         return None
+    low, high = ts_bounds
     if type(ts) is float:
-        if not 0.0 <= ts <= _MAX_FLOAT:  # NaN fails too
+        if not low <= ts <= high:  # NaN fails too
             return None
     elif type(ts) is int:
-        if not 0 <= ts <= _MAX_FLOAT:
+        if not low <= ts <= high:
             return None
         ts = float(ts)
     else:
         return None
     if value is not None:
         if type(value) is int:
-            if not -_MAX_FLOAT <= value <= _MAX_FLOAT:
+            if not values[0] <= value <= values[1]:
                 return None
             value = float(value)
-        elif type(value) is not float or not -_MAX_FLOAT <= value <= _MAX_FLOAT:
+        elif type(value) is not float or not values[0] <= value <= values[1]:
             return None
-    if (item_id is not None and not _ok_id(item_id)) or \
-            (event_id is not None and (not _ok_id(event_id)
+    if (item_id is not None and not storable(item_id)) or \
+            (event_id is not None and (not storable(event_id)
                                        or event_id.startswith(RESERVED_EVENT_ID_PREFIX))) or \
             (topics is not None and not _ok_strings(topics)) or \
             (tags is not None and not _ok_strings(tags)):
@@ -336,15 +393,19 @@ def _fast_event(raw: dict, weights: dict) -> Event | None:
                  tuple(tags) if tags else (), None, None, event_id)
 
 
-def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = None) -> list[Event]:
-    """Validate a batch; the first bad event raises, naming its index (``events[i].field``)."""
+def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = None,
+                    limits: Limits | None = None, now: float | None = None) -> list[Event]:
+    """Validate a batch; the first bad event raises, naming its index (``events[i].field``).
+    ``limits`` and ``now`` as in :func:`validate_event`."""
     if isinstance(raws, (str, bytes, Mapping)):
         raise ValidationError("events", "must be a list of events", raws)
     weights = (types or _DEFAULT_TYPES)._weights  # type: ignore[attr-defined]
+    ts_bounds, values = _bounds(limits, now)
     out = []
     for i, r in enumerate(raws):
-        event = _fast_event(r, weights) if type(r) is dict else None
-        out.append(event if event is not None else validate_event(r, types, f"events[{i}]"))
+        event = _fast_event(r, weights, ts_bounds, values) if type(r) is dict else None
+        out.append(event if event is not None
+                   else validate_event(r, types, f"events[{i}]", limits, now))
     return out
 
 

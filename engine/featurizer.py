@@ -18,8 +18,8 @@ from operator import itemgetter
 
 import numpy as np
 
+from engine.checks import check_string, check_strings
 from engine.errors import ValidationError
-from engine.events import MAX_ID_LENGTH
 from engine.shard import INTERACTION_FEATURES, USER_FEATURES, Candidate, CandidateSet
 from policies import kernels
 
@@ -129,11 +129,9 @@ class Featurizer:
                     and hit[0] == topics and hit[1] == tags:
                 view = hit[2]
             else:
-                if type(item_id) is not str or not item_id or len(item_id) > MAX_ID_LENGTH:
-                    raise ValidationError(f"{where}[{k}].id", "must be a non-empty string of at "
-                                          f"most {MAX_ID_LENGTH} characters", item_id)
-                view = Candidate(item_id, _strings(topics, f"{where}[{k}].topics"),
-                                 _strings(tags, f"{where}[{k}].tags"))
+                check_string(item_id, f"{where}[{k}].id")
+                view = Candidate(item_id, check_strings(_listed(topics), f"{where}[{k}].topics"),
+                                 check_strings(_listed(tags), f"{where}[{k}].tags"))
                 if len(cache) > 200_000:
                     cache.clear()
                 cache[item_id] = (_frozen(topics), _frozen(tags), view, view.topic_key,
@@ -336,12 +334,8 @@ def _numbers_only(row: list | None) -> bool:
     return row is None or {*map(type, row)} <= _NUMBER_TYPES
 
 
-def _strings(value: object, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValidationError(where, "must be a list of strings", value)
-    for i, v in enumerate(value):
-        if not isinstance(v, str) or not v:
-            raise ValidationError(f"{where}[{i}]", "must be a non-empty string", v)
-    return tuple(value)
+def _listed(value: object) -> object:
+    """Topics or tags as given, a non-string sequence (a numpy array, say) as a list."""
+    if value is None or isinstance(value, (str, list, tuple)) or not isinstance(value, Sequence):
+        return value
+    return list(value)

@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS rewards (
     seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, user_id TEXT NOT NULL,
     value REAL NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS rewards_decision ON rewards(decision_id);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, reason TEXT NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS policy (
     variant TEXT PRIMARY KEY, reward_seq INTEGER NOT NULL, version INTEGER NOT NULL,
     blob BLOB NOT NULL);
@@ -124,8 +126,8 @@ class Store:
         if synchronous not in ("NORMAL", "FULL"):
             raise StoreError(f"synchronous: must be 'NORMAL' or 'FULL' (got {synchronous!r})")
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.data_dir / "LOCK", "w")  # noqa: SIM115 - held for the store's life
+        _private_dir(self.data_dir)
+        self._lock = _private_file(self.data_dir / "LOCK")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -138,6 +140,9 @@ class Store:
             self._lock.close()
             raise
         self.path = self.data_dir / DB_NAME
+        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):  # SQLite keeps the mode
+            _private_file(self.data_dir / name).close()
+        self.error: str | None = None  # why the last group commit failed (None: it did not)
         # every connection (this one, the checkpoint thread's, the writer process's) has the
         # same settings: the chosen durability, secure_delete, and no checkpoint after a
         # commit: checkpoints copy the WAL into the database file, and done inline they
@@ -169,6 +174,10 @@ class Store:
         self._next_reward_seq = self._last_seq("rewards") + 1
 
     @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    @property
     def db(self) -> sqlite3.Connection | None:
         """The SQLite connection, with every queued write moved in first (None once closed)."""
         if self._busy is not None or any(j.end for j in self._journals):
@@ -185,7 +194,12 @@ class Store:
         journals = [j for j in self._journals if j.end]
         if not journals:
             return
-        apply_queued(self._db, [pickle.loads(p) for j in journals for p in j.records()])
+        try:
+            apply_queued(self._db, [p for j in journals for p in j.records()])
+        except Exception as exc:
+            self.error = f"group commit failed: {exc!r}"
+            raise
+        self.error = None
         for journal in journals:
             journal.clear()
         self._n_queued = 0
@@ -310,6 +324,24 @@ class Store:
     def _scalar(self, sql: str, args: Sequence = ()) -> object:
         row = self.db.execute(sql, args).fetchone()
         return None if row is None else row[0]
+
+    def quarantined(self, limit: int | None = None) -> tuple[int, list[dict]]:
+        """How many records are in quarantine, and the newest ``limit`` of them (id, ts,
+        reason, record): acknowledged writes that could not be stored (see
+        :func:`engine.writer.apply_queued`)."""
+        db = self.db
+        n = int(db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+        rows = [] if not limit else db.execute(
+            "SELECT id, ts, reason, record FROM quarantine ORDER BY id DESC LIMIT ?", (limit,))
+        return n, [dict(zip(("id", "ts", "reason", "record"), r, strict=True)) for r in rows]
+
+    def release_quarantine(self, ids: Sequence[int] | None = None) -> int:
+        """Delete quarantined records (``None``: all) once an operator has dealt with them."""
+        with self.transaction():
+            if ids is None:
+                return self.db.execute("DELETE FROM quarantine").rowcount
+            return self.db.executemany("DELETE FROM quarantine WHERE id = ?",
+                                       [(int(i),) for i in ids]).rowcount
 
     # ---- meta ------------------------------------------------------------------------
     def check_meta(self, expected: dict[str, object]) -> None:
@@ -494,6 +526,10 @@ class Store:
                                              (user_id,)).rowcount,
                 "rewards": self.db.execute("DELETE FROM rewards WHERE user_id = ?",
                                            (user_id,)).rowcount,
+                # quarantined records keep their rows as ascii() text: any naming the user
+                "quarantine": self.db.execute(
+                    "DELETE FROM quarantine WHERE instr(record, ?) > 0",
+                    (ascii(user_id)[1:-1],)).rowcount,
             }
         return counts
 
@@ -516,10 +552,29 @@ class Store:
             self._lock.close()
 
 
+def _private_dir(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0700), or make an existing one so."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        try:
+            os.chmod(path, 0o700)
+        except OSError as exc:
+            warnings.warn(f"loopwise: cannot make {str(path)!r} private (0700): {exc}",
+                          RuntimeWarning, stacklevel=3)
+
+
+def _private_file(path: Path):
+    """Open (or create) ``path`` for writing, readable by its owner only (0600)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "r+")
+
+
 def _wait_for_writer(path: Path, timeout: float = WRITER_WAIT) -> None:
     """Wait until no writer process holds ``path`` (one left by a killed engine finishes
     its transaction and exits when it sees the engine gone)."""
-    with open(path, "w") as lock:
+    with _private_file(path) as lock:
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -35,6 +35,7 @@ import os
 import pickle
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 
 if __package__:
@@ -59,22 +60,67 @@ DEFERRED = {
 }
 
 
-def apply_queued(db: sqlite3.Connection, queued: Sequence[Sequence[tuple[str, list]]]) -> None:
-    """Write queued calls (each a list of ``(op, rows)``, ``op`` a key of :data:`DEFERRED`)
-    into ``db`` in one transaction (rolled back, and the error raised, if any write fails).
+#: A record that cannot be read or written goes here, with the reason, instead of blocking
+#: every record queued behind it (see :func:`apply_queued`).
+QUARANTINE = "INSERT INTO quarantine (ts, reason, record) VALUES (?, ?, ?)"
+
+
+def apply_queued(db: sqlite3.Connection, payloads: Sequence[bytes]) -> int:
+    """Write queued calls (pickled lists of ``(op, rows)``, ``op`` a key of
+    :data:`DEFERRED`) into ``db`` in one transaction; return how many were quarantined.
+
+    A record that cannot be unpickled, or whose rows cannot be written, is moved into the
+    ``quarantine`` table (the time, the reason, the record as ``ascii()`` text) and the
+    rest is written: one bad record never blocks the store. A failure that no single
+    record causes (a full disk, a locked database) is raised, and nothing is written.
 
     Examples
     --------
     >>> db = sqlite3.connect(":memory:", isolation_level=None)
     >>> _ = db.execute("CREATE TABLE rewards (seq INTEGER PRIMARY KEY, decision_id TEXT, "
     ...                "user_id TEXT, value REAL, ts REAL, status TEXT)")
-    >>> call = [("rewards", [(1, "d1", "u1", 1.0, 5.0, "joined")])]
-    >>> apply_queued(db, [call, call])  # the same record twice: one row
+    >>> _ = db.execute("CREATE TABLE quarantine (id INTEGER PRIMARY KEY, ts REAL, "
+    ...                "reason TEXT, record TEXT)")
+    >>> call = pickle.dumps([("rewards", [(1, "d1", "u1", 1.0, 5.0, "joined")])])
+    >>> bad = pickle.dumps([("rewards", [(2, "d2", chr(0xD83D), 1.0, 5.0, "joined")])])
+    >>> apply_queued(db, [call, call, bad])  # the same record twice: one row
+    1
     >>> db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0]
     1
+    >>> db.execute("SELECT reason FROM quarantine").fetchone()[0][:25]
+    "UnicodeEncodeError('utf-8"
     """
+    calls, bad = [], []
+    for payload in payloads:
+        try:
+            ops = pickle.loads(payload)
+            if not all(op in DEFERRED and isinstance(rows, list) for op, rows in ops):
+                raise ValueError("not a list of (operation, rows)")
+        except Exception as exc:  # noqa: BLE001 - any unreadable record is set aside
+            bad.append((f"unreadable record: {exc!r}", payload))
+            continue
+        calls.append(ops)
+    with Transaction(db):
+        try:
+            _savepoint(db, lambda: _write(db, calls))
+        except Exception:
+            culprits = _culprits(db, calls)
+            if not culprits:
+                raise  # not the records' fault
+            bad.extend((reason, calls[i]) for i, reason in culprits.items())
+            calls = [ops for i, ops in enumerate(calls) if i not in culprits]
+            _write(db, calls)
+        now = time.time()
+        for reason, record in bad:
+            reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+            db.execute(QUARANTINE, (now, reason, ascii(record)))
+    return len(bad)
+
+
+def _write(db: sqlite3.Connection, calls: Sequence[Sequence[tuple[str, list]]]) -> None:
+    """The rows of ``calls``, grouped by operation, in :data:`DEFERRED`'s order."""
     grouped: dict[str, list] = {op: [] for op in DEFERRED}
-    for ops in queued:
+    for ops in calls:
         for op, rows in ops:
             grouped[op].extend(rows)
     # a decision settled before its row reached SQLite is inserted settled: one row
@@ -86,10 +132,35 @@ def apply_queued(db: sqlite3.Connection, queued: Sequence[Sequence[tuple[str, li
         decisions.append((*row, "pending", None) if done is None else (*row, done[1], done[0]))
     grouped["decisions"] = decisions
     grouped["settle"] = [(reward, status, did) for did, (reward, status) in settle.items()]
-    with Transaction(db):
-        for op, rows in grouped.items():
-            if rows:
-                db.executemany(DEFERRED[op], rows)
+    for op, rows in grouped.items():
+        if rows:
+            db.executemany(DEFERRED[op], rows)
+
+
+def _savepoint(db: sqlite3.Connection, work, keep: bool = True) -> None:
+    """Run ``work()`` inside a savepoint: kept if it succeeds and ``keep``, undone if not
+    (and the error raised)."""
+    db.execute("SAVEPOINT queued")
+    try:
+        work()
+    except BaseException:
+        db.execute("ROLLBACK TO queued")
+        raise
+    finally:
+        if not keep:
+            db.execute("ROLLBACK TO queued")
+        db.execute("RELEASE queued")
+
+
+def _culprits(db: sqlite3.Connection, calls: Sequence) -> dict[int, str]:
+    """The calls that fail when written alone (tried and undone), with their errors."""
+    out = {}
+    for i, ops in enumerate(calls):
+        try:
+            _savepoint(db, lambda ops=ops: _write(db, [ops]), keep=False)
+        except Exception as exc:  # noqa: BLE001 - whatever the record's rows raise
+            out[i] = repr(exc)
+    return out
 
 
 class Transaction:
@@ -127,7 +198,7 @@ def main(argv: Sequence[str]) -> int:
     """The writer process: ``writer.py DB SYNCHRONOUS LOCK JOURNAL...`` (see the module
     docstring for the protocol on standard input and output)."""
     db_path, synchronous, lock_path, *journals = argv
-    lock = open(lock_path, "w")  # noqa: SIM115 - held until the process ends
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)  # held until the process ends
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -144,7 +215,7 @@ def main(argv: Sequence[str]) -> int:
         try:
             with open(journals[int(command[1])], "rb") as fh:
                 data = fh.read(int(command[2]))
-            apply_queued(db, [pickle.loads(p) for p in read_records(data)])
+            apply_queued(db, list(read_records(data)))
             reply = b"D\n"
         except Exception as exc:  # the store falls back to writing itself, and says why
             reply = ("E " + repr(exc).replace("\n", " ") + "\n").encode()

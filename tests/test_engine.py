@@ -225,7 +225,7 @@ def test_forget_leaves_nothing_in_the_data_directory(tmp_path, clock):
     eng.rank(secret, cands())  # one still pending
     eng.snapshot()
     counts = eng.forget(secret)
-    assert counts == {"profile": 1, "events": 35, "decisions": 6, "rewards": 5}
+    assert counts == {"profile": 1, "events": 35, "decisions": 6, "rewards": 5, "quarantine": 0}
     assert eng.profile(secret) is None
     eng.rank("u1", cands())  # the engine keeps working
     eng.close()

@@ -7,7 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ValidationError
-from engine.events import _DEFAULT_TYPES, EventTypes, _fast_event, validate_event, validate_events
+from engine.events import (
+    _DEFAULT_TYPES,
+    EventTypes,
+    Limits,
+    _bounds,
+    _fast_event,
+    validate_event,
+    validate_events,
+)
 
 GOOD = {"user_id": "u1", "type": "click", "ts": 5.0, "item_id": "i1", "topics": ["a"],
         "tags": ["t"], "text": "hello", "attributes": {"region": "eu", "age": 30},
@@ -86,8 +94,9 @@ def test_round_trip_and_custom_types():
 
 # ---- the fast path of validate_events accepts exactly what validate_event accepts ----------
 
+_odd_text = st.text(st.sampled_from(["a", "é", "\ud83d", "\x00", "\ufeff"]), max_size=3)
 _values = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**400), max_value=10**400),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3), _odd_text,
                     st.lists(st.text(max_size=2), max_size=3),
                     st.tuples(st.text(max_size=2)), st.dictionaries(st.text(max_size=2),
                                                                     st.integers(), max_size=2))
@@ -97,15 +106,18 @@ _types = st.sampled_from(["view", "click", "purchase", "rate", "reward", "search
                           "teleport", ""])
 
 
+_LIMITS = Limits(reward_range=(-10.0, 10.0), min_event_time=1.0, max_event_lead=2.0)
+
+
 @settings(max_examples=400, deadline=None)
 @given(base=st.fixed_dictionaries({"user_id": st.sampled_from(["u1", "", "x" * 257]),
                                    "type": _types, "ts": _values}),
        extra=st.dictionaries(_fields, _values, max_size=4))
 def test_fast_path_agrees_with_the_full_validator(base, extra):
     raw = {**base, **extra}
-    fast = _fast_event(raw, _DEFAULT_TYPES._weights)
+    fast = _fast_event(raw, _DEFAULT_TYPES._weights, *_bounds(_LIMITS, 5.0))
     try:
-        full = validate_event(raw)
+        full = validate_event(raw, limits=_LIMITS, now=5.0)
     except ValidationError:
         full = None
     if fast is not None:  # whatever the fast path accepts, the validator accepts alike
@@ -117,9 +129,10 @@ def test_fast_path_takes_the_common_event_and_leaves_the_rest():
     weights = _DEFAULT_TYPES._weights
     common = {"user_id": "u1", "type": "click", "ts": 3, "item_id": "i1", "topics": ["a"],
               "event_id": "e1", "value": 2}
-    assert _fast_event(common, weights) == validate_event(common)
+    bounds = _bounds(None, None)
+    assert _fast_event(common, weights, *bounds) == validate_event(common)
     for special in ({"type": "rate", "value": 3.0}, {"text": "jazz"}, {"ts": True},
                     {"attributes": {"age": 3}}, {"ts": 10**400}, {"topics": "a"}):
-        assert _fast_event({**common, **special}, weights) is None, special
+        assert _fast_event({**common, **special}, weights, *bounds) is None, special
     with pytest.raises(ValidationError, match=r"^events\[0\]\.ts: must be a finite number"):
         validate_events([{**common, "ts": 10**400}])

@@ -64,7 +64,7 @@ def actions(n=4):
 def test_rank_reward_events_profile(server):
     c = server.client
     r = c.post("/v1/events", json={"events": [
-        {"user_id": "u1", "type": "click", "ts": 1.0, "item_id": "i1", "topics": ["t1"],
+        {"user_id": "u1", "type": "click", "ts": 1700000000.0, "item_id": "i1", "topics": ["t1"],
          "event_id": "e1"}]})
     assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}
     r = c.post("/v1/rank", json={"user_id": "u1", "actions": actions(),
@@ -171,19 +171,19 @@ def test_limits_and_malformed_bodies(server):
     c = server.client
     r = c.post("/v1/rank", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
-    big = {"events": [{"user_id": "u", "type": "view", "ts": 1.0, "text": "x" * 1000}] * 30}
+    big = {"events": [{"user_id": "u", "type": "view", "ts": 1700000000.0, "text": "x" * 1000}] * 30}
     assert c.post("/v1/events", json=big).status_code == 413
 
     def chunks():  # no Content-Length: the limit still holds
         yield b'{"events": ['
         for _ in range(40):
-            yield b'{"user_id": "u", "type": "view", "ts": 1.0, "text": "' + b"y" * 900 + b'"},'
-        yield b'{"user_id": "u", "type": "view", "ts": 1.0}]}'
+            yield b'{"user_id": "u", "type": "view", "ts": 1700000000.0, "text": "' + b"y" * 900 + b'"},'
+        yield b'{"user_id": "u", "type": "view", "ts": 1700000000.0}]}'
 
     r = c.post("/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
-    r = c.post("/v1/events", json={"events": [{"user_id": "u", "type": "view", "ts": 1.0},
-                                              {"user_id": "u", "type": "warp", "ts": 1.0}]})
+    r = c.post("/v1/events", json={"events": [{"user_id": "u", "type": "view", "ts": 1700000000.0},
+                                              {"user_id": "u", "type": "warp", "ts": 1700000000.0}]})
     assert r.status_code == 422 and r.json()["error"]["field"] == "events[1].type"
     assert c.get("/v1/profiles/u").status_code == 404  # nothing of the bad batch was stored
     r = c.post("/v1/events/x/reward", json={"value": "high"})
@@ -193,7 +193,7 @@ def test_limits_and_malformed_bodies(server):
 def test_restart_keeps_profiles_and_pending_joins(tmp_path):
     s = Server(tmp_path / "d", policy="lints", seed=0)
     s.client.post("/v1/events", json={"events": [
-        {"user_id": "u1", "type": "click", "ts": 1.0, "topics": ["t1"]}]})
+        {"user_id": "u1", "type": "click", "ts": 1700000000.0, "topics": ["t1"]}]})
     event_id = s.client.post("/v1/rank", json={"user_id": "u1", "actions": actions()}).json()["eventId"]
     s.stop()  # graceful: flushes and snapshots
     s = Server(tmp_path / "d", policy="lints", seed=0)

@@ -37,17 +37,23 @@ def run_loop(data, n, writer, monkeypatch, flush_every=16):
     tick = iter(range(10**9))
     eng = Engine(data, policy="lints", item_features=2, seed=3, wait_window=5.0,
                  clock=lambda: float(next(tick)))
+    names = {}  # decision ids are random: each is named by its place in the run
     for i in range(n):
         d = eng.rank(f"u{i % 7}", CANDS)
+        names[d.decision_id] = f"d{i:04d}"
         if i % 3:
             eng.reward(d.decision_id, float(i % 2))
     proc = eng.store._writer
     used = proc is not None
     db = eng.store.db
-    prefix = d.decision_id[:-12]  # decision ids: the engine's own prefix and a counter
-    dump = {t: [tuple(v.replace(prefix, "") if isinstance(v, str) else v for v in row)
-                for row in db.execute(f"SELECT * FROM {t} ORDER BY {key}")]
-            for t, key in TABLES.items()}
+    def named(v):
+        if isinstance(v, str):
+            for did, name in names.items():
+                v = v.replace(did, name)
+        return v
+
+    dump = {t: sorted(tuple(map(named, row)) for row in db.execute(f"SELECT * FROM {t}"))
+            for t in TABLES}
     eng.close()
     for name in JOURNAL_NAMES:  # closed: nothing left in either journal
         assert os.path.getsize(data / name) == 0

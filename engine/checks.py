@@ -1,0 +1,131 @@
+"""Checks every face of the engine applies at its boundary (Python, HTTP, Ray, replay).
+
+A value accepted here can be stored, exported and served back: strings are Unicode that
+encodes to UTF-8 (SQLite, JSON and HTTP all need that; a lone surrogate such as
+``"\\ud83d"``, what a client sends when it cuts a string inside an emoji, does not), hold
+no NUL character, and have a bounded length; numbers are finite and lie in their domain.
+"""
+
+from __future__ import annotations
+
+import math
+
+from engine.errors import ValidationError
+
+MAX_ID_LENGTH = 256
+MAX_TEXT_LENGTH = 10_000
+MAX_LIST_LENGTH = 256
+#: The earliest event time accepted by an engine on the wall clock: 2000-01-01T00:00:00Z.
+MIN_WALL_TIME = 946_684_800.0
+
+_SURROGATE = ("must be valid Unicode: it holds a lone surrogate (half of a UTF-16 pair, "
+              "as when a string is cut inside an emoji), which cannot be stored as UTF-8")
+_NUL = "must not contain NUL characters"
+
+
+def text_problem(value: str) -> str | None:
+    """Why the string ``value`` cannot be stored as it is (``None``: it can).
+
+    Examples
+    --------
+    >>> text_problem("jazz"), text_problem("café ☕")
+    (None, None)
+    >>> text_problem("\\ud83d")[:28]
+    'must be valid Unicode: it ho'
+    >>> text_problem("a\\x00b")
+    'must not contain NUL characters'
+    """
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return _SURROGATE
+    return _NUL if "\x00" in value else None
+
+
+def storable(value: object) -> bool:
+    """Whether ``value`` is a non-empty string of at most :data:`MAX_ID_LENGTH` characters
+    that :func:`text_problem` accepts (the fast test of ids, topics, tags and keys)."""
+    return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and (
+        value.isascii() and "\x00" not in value or text_problem(value) is None)
+
+
+def check_string(value: object, where: str, *, max_length: int = MAX_ID_LENGTH,
+                 required: bool = True) -> str | None:
+    """``value`` as a checked non-empty string (``None`` where allowed and absent).
+
+    Examples
+    --------
+    >>> check_string("u1", "user_id")
+    'u1'
+    >>> check_string("\\ud83d", "topics[0]")
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationError: topics[0]: must be valid Unicode: it holds a lone surrogate (half of a UTF-16 pair, as when a string is cut inside an emoji), which cannot be stored as UTF-8 (got '\\ud83d')
+    """
+    if value is None:
+        if required:
+            raise ValidationError(where, "is required")
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValidationError(where, "must be a non-empty string", value)
+    if len(value) > max_length:
+        raise ValidationError(where, f"must be at most {max_length} characters", len(value))
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValidationError(where, problem, value)
+    return value
+
+
+def check_strings(value: object, where: str) -> tuple[str, ...]:
+    """A list of checked strings (topics, tags) as a tuple; ``None`` gives ``()``."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValidationError(where, "must be a list of strings", value)
+    if len(value) > MAX_LIST_LENGTH:
+        raise ValidationError(where, f"must hold at most {MAX_LIST_LENGTH} entries", len(value))
+    for i, v in enumerate(value):
+        check_string(v, f"{where}[{i}]")
+    return tuple(value)
+
+
+def is_number(x: object) -> bool:
+    """A finite int or float (not a bool)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def check_number(name: str, value: object, low: float | None = None,
+                 high: float | None = None, strict: bool = False) -> float:
+    """``value`` as a float, if it is a finite number in ``[low, high]`` (``(low, high]``
+    with ``strict``).
+
+    Examples
+    --------
+    >>> check_number("value", 2, low=0.0)
+    2.0
+    >>> check_number("value", 1e308, low=-1e6, high=1e6)
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationError: value: must lie in [-1000000.0, 1000000.0] (got 1e+308)
+    """
+    if not is_number(value):
+        raise ValidationError(name, "must be a finite number", value)
+    if high is not None and low is not None and not low <= value <= high:
+        raise ValidationError(name, f"must lie in [{low}, {high}]", value)
+    if low is not None and (value < low or (strict and value <= low)):
+        raise ValidationError(name, f"must be {'>' if strict else '>='} {low}", value)
+    if high is not None and value > high:
+        raise ValidationError(name, f"must be <= {high}", value)
+    return float(value)
+
+
+def check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValidationError(name, f"must be an integer >= {low}", value)
+    return value
