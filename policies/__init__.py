@@ -43,12 +43,13 @@ def make(name: str, n_features: int, seed: int | None = 0, **params) -> Policy:
 
     Examples
     --------
-    >>> make("squarecb", n_features=4, gamma_scale=5.0)
-    SquareCB(n_features=4, seed=0, l2=1.0, discount=1.0, gamma_scale=5.0, gamma_exponent=0.5)
+    >>> make("squarecb", n_features=4, gamma_scale=5.0)  # doctest: +NORMALIZE_WHITESPACE
+    SquareCB(n_features=4, seed=0, l2=1.0, discount=None, half_life=5000.0, drift_factor=60.0,
+             drift_period=None, gamma_scale=5.0, gamma_exponent=0.5)
     >>> make("lints", n_features=4, temperature=2)
     Traceback (most recent call last):
     ...
-    ValueError: policy 'lints': unknown parameter 'temperature'; allowed: ['discount', 'epsilon', 'l2', 'n_draws', 'v']
+    ValueError: policy 'lints': unknown parameter 'temperature'; allowed: ['discount', 'drift_factor', 'drift_period', 'epsilon', 'half_life', 'l2', 'n_draws', 'v']
     """
     if not isinstance(name, str):
         raise ValueError(f"policy: must be a name such as 'lints' (got {name!r})")

@@ -120,6 +120,12 @@ class Policy:
 
     # ---- public contract -------------------------------------------------------------
     @property
+    def drift_detections(self) -> int:
+        """Changes detected in this policy's own prediction errors so far (each sped up its
+        forgetting for a while); 0 for a policy without a detector."""
+        return 0
+
+    @property
     def version(self) -> int:
         """Number of :meth:`update` calls applied so far (calls with N = 0 apply nothing)."""
         return self._version

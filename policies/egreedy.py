@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from policies.base import check_param, greedy_mix
+from policies.forgetting import DRIFT_FACTOR, HALF_LIFE
 from policies.linear import LinearPolicy
 
 
@@ -16,7 +17,7 @@ class EpsilonGreedy(LinearPolicy):
 
     Parameters
     ----------
-    l2, discount
+    l2, half_life, discount, drift_factor, drift_period
         Of the ridge model (see :class:`~policies.linear.LinearPolicy`).
     epsilon
         Probability of a uniform candidate.
@@ -34,8 +35,10 @@ class EpsilonGreedy(LinearPolicy):
     _params = (*LinearPolicy._params, "epsilon")
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
-                 discount: float = 1.0, epsilon: float = 0.05):
-        super().__init__(n_features, seed, l2, discount)
+                 discount: float | None = None, half_life: float | None = HALF_LIFE,
+                 drift_factor: float = DRIFT_FACTOR, drift_period: int | None = None,
+                 epsilon: float = 0.05):
+        super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
         self.epsilon = epsilon
 

@@ -97,9 +97,8 @@ def warm_up() -> None:
                   np.ones((k, d)), np.ones(d))
     x = np.ones(d)
     cholesky_jittered(np.eye(d), np.empty((d, d)))
-    ridge_step(np.eye(d), np.zeros(d), x, 1.0)
-    ridge_step_root(np.eye(d), np.zeros(d), x, 1.0, np.eye(d))
-    discounted_ridge_step(np.eye(d), np.eye(d), np.zeros(d), x, 1.0, 0.9, 1.0)
+    ridge_step(np.eye(d), np.zeros(d), x, 1.0, 1.0, 0.0, 0, np.empty((0, 0)))
+    ridge_step(np.eye(d), np.zeros(d), x, 1.0, 0.9, 0.1, 1, np.eye(d))
 
 
 @_jit
@@ -435,121 +434,119 @@ def max_abs(values):
     return top
 
 
-@_jit
-def ridge_step(a_inv, b, x, reward):
-    """One record ``x`` (D,) with ``reward`` into a ridge model, in place (numba): ``A^-1``
-    by Sherman-Morrison and ``b += reward x``; ``A^-1 x`` skips zero features."""
-    _sherman_morrison(a_inv, b, x, reward, np.zeros(x.shape[0]))
-
-
-#: The largest share of a pivot's square one record may take off in
-#: :func:`ridge_step_root` (a new factorization is asked for beyond it). A record in a
-#: direction the model has seen little (the first records, features of large scale) takes
+#: The largest share of a pivot's square one record may take off in :func:`ridge_step`'s
+#: downdate of a Cholesky factor (a new factorization is asked for beyond it). A record in
+#: a direction the model has seen little (the first records, features of large scale) takes
 #: nearly all; later ones take little.
 DOWNDATE_SHRINK = 0.9
 
 
 @_jit
-def ridge_step_root(a_inv, b, x, reward, lower):
-    """:func:`ridge_step`, and ``lower`` (D, D), a lower Cholesky factor of ``A^-1`` (plus
-    any jitter it was factored with), downdated in place to one of the new ``A^-1``:
-    Sherman-Morrison takes ``v v^T`` off ``A^-1``, with ``v = A^-1 x / sqrt(1 + x A^-1 x)``,
-    and hyperbolic rotations take it off the factor in O(D^2), giving the factor a new
-    factorization would give, up to rounding. Returns False (``lower`` undefined; the model
-    is updated) where ``lower`` is not lower triangular, or where the record takes more than
-    :data:`DOWNDATE_SHRINK` of a pivot's square (or all of it): there the rotation cancels
-    digits, and the factor's jitter, absolute, would outgrow the shrunken matrix; a new
-    factorization is then as accurate as ``A^-1`` itself."""
+def ridge_step(a_inv, b, x, reward, lam, refresh, j, lower):
+    """One record ``x`` (D,) with ``reward`` into a ridge model with forgetting, in place
+    (numba), in O(D^2): with ``P = A^-1``,
+
+    ``A <- lam A + x x^T + refresh e_j e_j^T``,  ``b <- lam b + reward x``,
+
+    ``P`` by Sherman-Morrison twice in one pass: ``P1 = (P - P x x^T P / (lam + x P x)) /
+    lam``, then ``P1 - w w^T`` with ``w = sqrt(refresh) P1 e_j / sqrt(1 + refresh P1_jj)``
+    (``lam`` = 1 and ``refresh`` = 0: the plain ridge step, the same floating-point
+    operations as ever). ``lower``, a lower Cholesky factor of ``P`` (D, D), or an empty
+    (0, 0) array for none, is downdated along with it by hyperbolic rotations, column by
+    column for both vectors, and scaled by ``1 / sqrt(lam)``: the factor a new factorization
+    would give, up to rounding. ``A^-1 x`` skips zero features.
+
+    Returns ``(x theta, x P x, factor_ok)`` with ``theta`` and ``P`` as they were before the
+    record (its prediction and its leverage, free here); ``factor_ok`` is False (``lower``
+    undefined; the model is updated) where ``lower`` is not lower triangular or where a
+    rotation would take more than :data:`DOWNDATE_SHRINK` of a pivot's square: there it
+    cancels digits, and the factor's jitter, absolute, would outgrow the shrunken matrix; a
+    new factorization is then as accurate as ``P`` itself. False too where there is none.
+    """
     d = x.shape[0]
-    v = np.zeros(d)
-    quad = _sherman_morrison(a_inv, b, x, reward, v)
+    ax = np.zeros(d)
+    for jj in range(d):
+        xj = x[jj]
+        if xj != 0.0:
+            for m in range(d):  # P is symmetric: its row jj is its column jj
+                ax[m] += xj * a_inv[jj, m]
+    quad = 0.0
+    for jj in range(d):
+        quad += x[jj] * ax[jj]
+    pred = 0.0
+    for m in range(d):
+        pred += ax[m] * b[m]
+    scale = -1.0 / (lam + quad)
+    w = np.zeros(d)
+    if refresh > 0.0:  # P1 e_j from P's row j, before the pass overwrites it
+        axj = scale * ax[j]
+        for m in range(d):
+            w[m] = (a_inv[j, m] + axj * ax[m]) / lam
+        f = math.sqrt(refresh / (1.0 + refresh * w[j]))
+        for m in range(d):
+            w[m] *= f
+    if lam == 1.0 and refresh == 0.0:
+        for i in range(d):
+            ci = scale * ax[i]
+            for m in range(d):
+                a_inv[i, m] += ci * ax[m]
+        for m in range(d):
+            b[m] += reward * x[m]
+    else:
+        inv_lam = 1.0 / lam
+        for i in range(d):
+            ci = scale * ax[i]
+            wi = w[i]
+            for m in range(d):
+                a_inv[i, m] = (a_inv[i, m] + ci * ax[m]) * inv_lam - wi * w[m]
+        for m in range(d):
+            b[m] = lam * b[m] + reward * x[m]
+    ok = lower.shape[0] == d and d > 0
+    if ok:
+        norm = math.sqrt(lam + quad)
+        for m in range(d):
+            ax[m] /= norm
+        ok = _downdate(lower, ax, 1.0 / math.sqrt(lam), w, refresh > 0.0)
+    return pred, quad, ok
+
+
+@_jit
+def _downdate(lower, v, shrink, w, with_w):
+    """In place: ``lower`` (D, D) becomes a lower Cholesky factor of ``(L L^T - v v^T) *
+    shrink^2 - w w^T`` (the last term only ``with_w``), one column at a time: the first
+    rotation finishes a column of the first factor, which is scaled, then the second
+    rotation takes ``w`` off it. ``v`` and ``w`` are overwritten. False where ``lower`` is
+    not lower triangular or a pivot would lose more than :data:`DOWNDATE_SHRINK` of its
+    square (also NaN)."""
+    d = lower.shape[0]
     for i in range(d):
-        for j in range(i + 1, d):
-            if lower[i, j] != 0.0:
+        for jj in range(i + 1, d):
+            if lower[i, jj] != 0.0:
                 return False
-    norm = math.sqrt(1.0 + quad)
-    for j in range(d):
-        v[j] /= norm
     for k in range(d):
-        lkk = lower[k, k]
-        r2 = lkk * lkk - v[k] * v[k]
-        if not (lkk > 0.0 and r2 >= (1.0 - DOWNDATE_SHRINK) * lkk * lkk):  # (also NaN)
+        if not _rotate(lower, v, k):
             return False
-        r = math.sqrt(r2)
-        c = r / lkk
-        s = v[k] / lkk
-        lower[k, k] = r
-        for i in range(k + 1, d):
-            lik = (lower[i, k] - s * v[i]) / c
-            lower[i, k] = lik
-            v[i] = c * v[i] - s * lik
+        if shrink != 1.0:
+            for i in range(k, d):
+                lower[i, k] *= shrink
+        if with_w and not _rotate(lower, w, k):
+            return False
     return True
 
 
 @_jit
-def _sherman_morrison(a_inv, b, x, reward, ax):
-    """:func:`ridge_step` into ``ax`` (D,) zeros, which becomes ``A^-1 x`` (the old
-    ``A^-1``); returns ``x A^-1 x``."""
-    d = x.shape[0]
-    for j in range(d):
-        xj = x[j]
-        if xj != 0.0:
-            for m in range(d):  # A^-1 is symmetric: its row j is its column j
-                ax[m] += xj * a_inv[j, m]
-    quad = 0.0
-    for j in range(d):
-        quad += x[j] * ax[j]
-    scale = -1.0 / (1.0 + quad)
-    for i in range(d):
-        ci = scale * ax[i]
-        for m in range(d):
-            a_inv[i, m] += ci * ax[m]
-    for j in range(d):
-        b[j] += reward * x[j]
-    return quad
-
-
-@_jit
-def discounted_ridge_step(a, a_inv, b, x, reward, gamma, l2):
-    """One record into a discounted ridge model, in place (numba): ``A <- gamma A + (1 -
-    gamma) l2 I + x x^T`` (kept exactly symmetric), ``b <- gamma b + reward x``, and ``A^-1``
-    recomputed from ``A`` through its Cholesky factor ``L``: ``A^-1 = L^-T L^-1``. Returns
-    False (``a_inv`` left partly written) if ``A`` is not numerically positive definite."""
-    d = x.shape[0]
-    prior = (1.0 - gamma) * l2
-    for i in range(d):
-        gx = x[i]
-        for j in range(i + 1):
-            v = gamma * a[i, j] + gx * x[j]
-            a[i, j] = v
-            a[j, i] = v
-        a[i, i] += prior
-        b[i] = gamma * b[i] + reward * x[i]
-    upper = a_inv  # its upper triangle becomes U = L^T
-    for i in range(d):
-        for j in range(i, d):
-            upper[i, j] = a[i, j]
-    if not _cholesky_upper(upper):
+def _rotate(lower, v, k):
+    """Column ``k`` of a hyperbolic-rotation downdate of ``lower`` by ``v`` (in place)."""
+    lkk = lower[k, k]
+    r2 = lkk * lkk - v[k] * v[k]
+    if not (lkk > 0.0 and r2 >= (1.0 - DOWNDATE_SHRINK) * lkk * lkk):  # (also NaN)
         return False
-    lower_inv = np.zeros((d, d))  # Y = L^-1 (lower), row by row: L Y = I
-    for i in range(d):
-        lower_inv[i, i] = 1.0
-        for m in range(i):
-            lim = upper[m, i]  # L[i, m]
-            if lim != 0.0:
-                for j in range(m + 1):
-                    lower_inv[i, j] -= lim * lower_inv[m, j]
-        pivot = upper[i, i]
-        for j in range(i + 1):
-            lower_inv[i, j] /= pivot
-    a_inv[:, :] = 0.0  # A^-1 = Y^T Y, one row of Y at a time: the lower triangle, mirrored
-    for m in range(d):
-        for i in range(m + 1):
-            ymi = lower_inv[m, i]
-            if ymi != 0.0:
-                for j in range(i + 1):
-                    a_inv[i, j] += ymi * lower_inv[m, j]
-    for i in range(d):
-        for j in range(i):
-            a_inv[j, i] = a_inv[i, j]
+    r = math.sqrt(r2)
+    c = r / lkk
+    s = v[k] / lkk
+    lower[k, k] = r
+    for i in range(k + 1, lower.shape[0]):
+        lik = (lower[i, k] - s * v[i]) / c
+        lower[i, k] = lik
+        v[i] = c * v[i] - s * lik
     return True

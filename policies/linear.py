@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from policies import kernels
 from policies.base import Policy, check_param
+from policies.forgetting import DRIFT_FACTOR, HALF_LIFE, forgotten, make_forgetting
 
 try:  # BLAS updates in place (numpy builds a temporary first, a D x D one for the outer
     # product); LAPACK inverts a triangular factor directly
@@ -15,6 +18,9 @@ try:  # BLAS updates in place (numpy builds a temporary first, a D x D one for t
     from scipy.linalg.lapack import dtrtri as _dtrtri
 except ImportError:  # scipy is optional: the numpy paths compute the same results
     _daxpy = _dger = _dpotrf = _dtrtri = None
+
+
+_NO_ROOT = np.empty((0, 0))  # ridge_step's "no Cholesky factor to downdate"
 
 
 def inverse_and_root(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -87,53 +93,82 @@ def add_scaled(y: np.ndarray, alpha: float, x: np.ndarray) -> np.ndarray:
 
 
 class LinearPolicy(Policy):
-    """A policy over an online ridge model ``r ~ phi . theta``.
+    """A policy over an online ridge model ``r ~ phi . theta`` that forgets old records.
 
-    The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``. Without
-    discounting, one record updates ``A^-1`` with Sherman-Morrison in O(D^2) (and joins a
-    list of records to add to ``A`` later), and ``A^-1`` is recomputed from ``A`` after a
-    mini-batch and every ``RESYNC`` single records, so rounding never accumulates. With
-    ``discount`` (gamma) < 1 each record first forgets::
+    The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``. Each
+    record first fades what came before (:mod:`policies.forgetting`)::
 
-        A <- gamma A + (1 - gamma) l2 I + x x^T,    b <- gamma b + r x
+        A <- lam A + x x^T + refresh e_j e_j^T,    b <- lam b + r x
 
-    so old records fade geometrically while the prior ``l2 I`` stays (``A^-1`` cannot blow
-    up in directions no longer seen); that costs one D x D inverse per update call (the
-    prior term makes each record a full-rank change, so Sherman-Morrison does not apply).
-    One record at a time, both cases run as one compiled call each (:mod:`policies.kernels`)
-    where numba is available. A mini-batch gives exactly what the same records one at a time
-    give. After a single record ``theta`` is left to be recomputed when next needed (one
-    D x D product, which a decision that computes ``phi A^-1`` anyway replaces by
-    ``(phi A^-1) b``).
+    with ``lam = 2 ** (-1 / half_life)`` (faster for a while after the change detector on
+    the model's own prediction errors fires) and ``refresh = (1 - lam) l2 D`` restoring the
+    prior ``l2 I`` one coordinate ``j`` at a time, so directions no recent record excites
+    return to the prior (``A^-1`` stays bounded) instead of blowing up. Every term is a
+    rank-one change: one record updates ``A^-1`` by Sherman-Morrison in O(D^2), in one
+    compiled call (:func:`policies.kernels.ridge_step`) where numba is available, and joins
+    a list of records to add to ``A`` later; ``A^-1`` is recomputed from ``A`` after a
+    mini-batch and every ``RESYNC`` single records, so rounding never accumulates. A
+    mini-batch learns the model the same records learn one at a time; its records'
+    errors, for the detector, are those of the model that started the batch. After a single
+    record ``theta`` is left to be recomputed when next needed (one D x D product, which a
+    decision that computes ``phi A^-1`` anyway replaces by ``(phi A^-1) b``).
 
     Parameters
     ----------
     l2
         Ridge penalty (prior precision).
+    half_life
+        Records after which a record's weight has halved; ``None``: never forget (a
+        stationary model). See :mod:`policies.forgetting` for how to choose it.
     discount
-        Forgetting factor per record for non-stationary rewards (1: none).
+        The factor ``lam`` per record instead of ``half_life`` (``None``: from
+        ``half_life``); 1 keeps the stationary model.
+    drift_factor
+        How many times faster records are forgotten after a detected change (1: no
+        detector).
+    drift_period
+        For how many records after a detected change (``None``: a tenth of the
+        half-life).
     """
 
-    _params = ("n_features", "seed", "l2", "discount")
-    _state = ("_a", "_pending", "_a_inv", "_b", "_theta")
+    _params = ("n_features", "seed", "l2", "discount", "half_life", "drift_factor",
+               "drift_period")
+    _state = ("_a", "_pending", "_a_inv", "_b", "_theta", "_pending_scale", "_pending_diag",
+              "_forget")
     RESYNC = 256
     #: Batches of at least this many float32 candidates are scored in float32.
     FLOAT32_ROWS = 512
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
-                 discount: float = 1.0):
+                 discount: float | None = None, half_life: float | None = HALF_LIFE,
+                 drift_factor: float = DRIFT_FACTOR, drift_period: int | None = None):
         super().__init__(n_features, seed)
         check_param("l2", l2, low=0.0, low_open=True)
-        check_param("discount", discount, low=0.0, high=1.0, low_open=True)
+        self._forget = make_forgetting(n_features, half_life, discount, drift_factor,
+                                       drift_period)
         self.l2 = l2
         self.discount = discount
+        self.half_life = half_life
+        self.drift_factor = drift_factor
+        self.drift_period = drift_period
         self._a = np.eye(n_features) * float(l2)
         self._pending: list[np.ndarray] = []  # single records not yet added to _a
+        # A = _pending_scale * (_a + sum of pending x x^T + diag(_pending_diag)): the
+        # pending rows are stored divided by the square root of the forgetting applied
+        # since the last fold (1 and None without forgetting)
+        self._pending_scale = 1.0
+        self._pending_diag: np.ndarray | None = None
         self._a_inv = np.eye(n_features) / float(l2)
         self._b = np.zeros(n_features)
         self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
         self._float32: tuple[np.ndarray, np.ndarray] | None = None
         kernels.warm_up()  # compiled (or loaded) now, not during the first decision
+
+    @property
+    def drift_detections(self) -> int:
+        """Changes the detector on this policy's prediction errors has found (0 without
+        forgetting)."""
+        return 0 if self._forget is None else self._forget.detections
 
     @property
     def theta(self) -> np.ndarray:
@@ -157,62 +192,76 @@ class LinearPolicy(Policy):
             x = np.stack(self._pending)
             self._a = self._a + x.T @ x
             self._pending = []
+        if self._pending_diag is not None:
+            self._a[np.diag_indices_from(self._a)] += self._pending_diag
+            self._a *= self._pending_scale
+            self._pending_scale, self._pending_diag = 1.0, None
 
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
-        if self.discount == 1.0 and len(self._pending) < self.RESYNC:
-            self._update_one(x, reward)
-            self._after_update_one()
+        if len(self._pending) >= self.RESYNC or self._pending_scale < 1e-6:
+            self._refit(x[None], np.array([reward]))  # a resync is due
             return
-        elif self.discount != 1.0 and kernels.AVAILABLE:  # _refit's algebra, in one call
-            if not kernels.discounted_ridge_step(self._a, self._a_inv, self._b, x, reward,
-                                                 self.discount, self.l2):
-                self._a_inv = inverse_and_root(self._a)[0]
-            self._theta = None
-        else:  # a resync is due, or discounting without the kernels
-            self._refit(x[None], np.array([reward]))
-            return
-        self._after_update()
+        f = self._forget
+        if f is None:
+            self._ridge_step(x, reward, 1.0, 0.0, 0)
+            self._pending.append(x)
+        else:
+            lam, refresh, j = f.next_record(self.l2 * self.n_features)
+            pred, quad = self._ridge_step(x, reward, lam, refresh, j)
+            self._pending_scale *= lam
+            self._pending.append(x * (1.0 / math.sqrt(self._pending_scale)))
+            if self._pending_diag is None:
+                self._pending_diag = np.zeros(self.n_features)
+            self._pending_diag[j] += refresh / self._pending_scale
+            f.observe(reward - pred, quad)
+        self._theta = None
+        self._after_update_one()
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         self._refit(phi, rewards)  # a mini-batch (one record goes to _learn_one)
 
     def _refit(self, phi: np.ndarray, rewards: np.ndarray) -> None:
-        """Add records (N, D) to ``A`` and ``b`` (discounted) and recompute ``A^-1``."""
-        n = len(rewards)
-        gamma = self.discount
+        """Add records (N, D) to ``A`` and ``b`` (with forgetting) and recompute ``A^-1``."""
+        f = self._forget
+        if f is not None:  # the errors of the model that starts the batch
+            errors = rewards - phi @ self._model_theta()
+            leverage = np.einsum("ij,ij->i", phi @ self._a_inv, phi)
         self._fold_pending()
-        if gamma < 1.0:
-            weights = gamma ** np.arange(n - 1, -1, -1, dtype=np.float64)
-            keep = gamma ** n
-            xw = phi.T * weights
-            a = keep * self._a + xw @ phi
-            a[np.diag_indices_from(a)] += (1.0 - keep) * self.l2
-            self._b = keep * self._b + xw @ rewards
-        else:
+        if f is None:
             a = self._a + phi.T @ phi
             self._b = self._b + phi.T @ rewards
+        else:
+            rates = f.schedule(errors, leverage, self.l2 * self.n_features)
+            a, self._b = forgotten(self._a, self._b, phi, rewards, *rates)
         self._a = (a + a.T) * 0.5
         self._a_inv, root = inverse_and_root(self._a)
         self._theta = self._a_inv @ self._b
         self._after_update()
         self._after_refit(root)
 
-    def _update_one(self, x: np.ndarray, r: float) -> None:
-        """Learn one record in O(D^2) (:meth:`_ridge_step`); ``A`` itself is updated at the
-        next refit."""
-        self._ridge_step(x, r)
-        self._pending.append(x)
-        self._theta = None
-
-    def _ridge_step(self, x: np.ndarray, r: float) -> None:
-        """Sherman-Morrison on ``A^-1`` and ``b += r x`` (one compiled call where numba is
-        available). Subclasses that keep something derived from ``A^-1`` update it here."""
+    def _ridge_step(self, x: np.ndarray, r: float, lam: float, refresh: float, j: int
+                    ) -> tuple[float, float]:
+        """One record into ``A^-1`` and ``b`` (:func:`policies.kernels.ridge_step`, one
+        compiled call where numba is available); returns its prediction and leverage
+        before. Subclasses that keep something derived from ``A^-1`` update it here."""
         if kernels.AVAILABLE:
-            kernels.ridge_step(self._a_inv, self._b, x, r)
-        else:
-            ax = np.dot(self._a_inv, x)
-            self._a_inv = add_outer(self._a_inv, -1.0 / (1.0 + float(np.dot(x, ax))), ax, ax)
+            pred, quad, _ = kernels.ridge_step(self._a_inv, self._b, x, r, lam, refresh, j,
+                                               _NO_ROOT)
+            return pred, quad
+        ax = np.dot(self._a_inv, x)
+        quad, pred = float(np.dot(x, ax)), float(np.dot(ax, self._b))
+        scale = -1.0 / (lam + quad)
+        if lam == 1.0 and refresh == 0.0:
+            self._a_inv = add_outer(self._a_inv, scale, ax, ax)
             self._b = add_scaled(self._b, r, x)
+            return pred, quad
+        a_inv = (self._a_inv + scale * np.multiply.outer(ax, ax)) / lam
+        if refresh > 0.0:
+            w = a_inv[j] * math.sqrt(refresh / (1.0 + refresh * a_inv[j, j]))
+            a_inv -= np.multiply.outer(w, w)
+        self._a_inv = a_inv
+        self._b = lam * self._b + r * x
+        return pred, quad
 
     def _after_refit(self, root: np.ndarray | None) -> None:
         """Hook: ``A^-1`` was recomputed from ``A`` (not updated by one record), with a
@@ -223,7 +272,7 @@ class LinearPolicy(Policy):
         self._float32 = None
 
     def _after_update_one(self) -> None:
-        """Hook: one record was learned by :meth:`_update_one` (a subclass whose
+        """Hook: one record was learned by :meth:`_ridge_step` (a subclass whose
         :meth:`_ridge_step` updates what it caches keeps it here)."""
         self._after_update()
 
@@ -248,6 +297,15 @@ class LinearPolicy(Policy):
         state = dict(self.__dict__)
         state["_float32"] = None  # a cache, rebuilt on demand
         return state
+
+    def __setstate__(self, state):
+        if "_forget" not in state:  # pickled before forgetting: the model it had
+            discount = state.get("discount", 1.0)
+            state = {**state, "half_life": None, "drift_factor": DRIFT_FACTOR,
+                     "drift_period": None, "_pending_scale": 1.0, "_pending_diag": None,
+                     "_forget": make_forgetting(state["n_features"], None, discount,
+                                                DRIFT_FACTOR, None)}
+        self.__dict__.update(state)
 
     def _after_load(self) -> None:
         self._float32 = None

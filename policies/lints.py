@@ -6,6 +6,7 @@ import numpy as np
 
 from policies import kernels
 from policies.base import check_param, mix_uniform
+from policies.forgetting import DRIFT_FACTOR, HALF_LIFE
 from policies.linear import LinearPolicy
 from policies.thompson import cholesky_psd, cholesky_small, win_probabilities_root
 
@@ -33,11 +34,8 @@ class LinTS(LinearPolicy):
 
     Parameters
     ----------
-    l2
-        Ridge penalty (prior precision).
-    discount
-        Forgetting factor per record for non-stationary rewards (1: none); see
-        :class:`~policies.linear.LinearPolicy`.
+    l2, half_life, discount, drift_factor, drift_period
+        Of the ridge model and its forgetting (see :class:`~policies.linear.LinearPolicy`).
     v
         Posterior scale (exploration strength).
     n_draws
@@ -65,9 +63,10 @@ class LinTS(LinearPolicy):
     _state = (*LinearPolicy._state, "_root")  # None until a decision or a refit needs it
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
-                 discount: float = 1.0, v: float = 0.3, n_draws: int = 64,
-                 epsilon: float = 0.01):
-        super().__init__(n_features, seed, l2, discount)
+                 discount: float | None = None, half_life: float | None = HALF_LIFE,
+                 drift_factor: float = DRIFT_FACTOR, drift_period: int | None = None, v: float = 0.3,
+                 n_draws: int = 64, epsilon: float = 0.01):
+        super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("v", v, low=0.0, low_open=True)
         check_param("n_draws", n_draws, low=1, integer=True)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
@@ -83,18 +82,22 @@ class LinTS(LinearPolicy):
     def _after_refit(self, root: np.ndarray | None) -> None:
         self._root = root  # (upper triangular: replaced by a lower factor when next stale)
 
-    def _ridge_step(self, x: np.ndarray, r: float) -> None:
+    def _ridge_step(self, x: np.ndarray, r: float, lam: float, refresh: float, j: int
+                    ) -> tuple[float, float]:
         """One record, as :class:`~policies.linear.LinearPolicy` learns it; the lower
-        Cholesky factor of ``A^-1`` a decision factored is downdated along with it
-        (:func:`policies.kernels.ridge_step_root`, O(D^2)), so the next decision needs no new
-        factorization (O(D^3)); it is the factor that one would give, up to rounding. Any
-        other square root (a refit's, or an eigendecomposition's) is dropped, as before."""
+        Cholesky factor of ``A^-1`` a decision factored is downdated (and, with forgetting,
+        scaled) along with it (:func:`policies.kernels.ridge_step`, O(D^2)), so the next
+        decision needs no new factorization (O(D^3)) and samples the posterior the model
+        now has; it is the factor a new factorization would give, up to rounding. Any other
+        square root (a refit's, or an eigendecomposition's) is dropped, as before."""
         root = self._root
         if root is None or not root.flags.c_contiguous or not kernels.AVAILABLE:
             self._root = None  # (the kernel takes C-contiguous arrays, as factored)
-            super()._ridge_step(x, r)
-        elif not kernels.ridge_step_root(self._a_inv, self._b, x, r, root):
+            return super()._ridge_step(x, r, lam, refresh, j)
+        pred, quad, ok = kernels.ridge_step(self._a_inv, self._b, x, r, lam, refresh, j, root)
+        if not ok:
             self._root = None  # not lower triangular, or lost to rounding: factored anew
+        return pred, quad
 
     def _after_update_one(self) -> None:
         LinearPolicy._after_update(self)  # _ridge_step kept the root up to date

@@ -8,6 +8,7 @@ import numpy as np
 
 from policies import kernels
 from policies.base import check_param, greedy_mix, greedy_mix_one
+from policies.forgetting import DRIFT_FACTOR, HALF_LIFE
 from policies.linear import LinearPolicy
 
 
@@ -20,7 +21,7 @@ class LinUCB(LinearPolicy):
 
     Parameters
     ----------
-    l2, discount
+    l2, half_life, discount, drift_factor, drift_period
         Of the ridge model (see :class:`~policies.linear.LinearPolicy`).
     alpha
         Width of the confidence bound (exploration strength).
@@ -40,8 +41,10 @@ class LinUCB(LinearPolicy):
     _params = (*LinearPolicy._params, "alpha", "epsilon")
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
-                 discount: float = 1.0, alpha: float = 0.5, epsilon: float = 0.02):
-        super().__init__(n_features, seed, l2, discount)
+                 discount: float | None = None, half_life: float | None = HALF_LIFE,
+                 drift_factor: float = DRIFT_FACTOR, drift_period: int | None = None,
+                 alpha: float = 0.5, epsilon: float = 0.02):
+        super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("alpha", alpha, low=0.0)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
         self.alpha = alpha

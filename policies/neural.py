@@ -7,7 +7,9 @@ import io
 import numpy as np
 import torch
 
+from policies import kernels
 from policies.base import Policy, check_param, mix_uniform
+from policies.forgetting import DRIFT_FACTOR, HALF_LIFE, forgotten, make_forgetting, weights_after
 from policies.thompson import cholesky_psd, win_probabilities
 
 _WARMUP = 3  # eager Adam steps before a CUDA graph is captured
@@ -27,8 +29,14 @@ class NeuralTS(Policy):
     buffer), on the GPU when torch sees one (``device="auto"``; there the steps after the
     first three replay one captured CUDA graph, since a small network's step costs more in
     kernel launches than in maths); then the head is refit on the buffer's new
-    representation. Between retrainings each record updates the head at
-    once.
+    representation. Between retrainings each record updates the head at once.
+
+    It forgets as the linear policies do (:mod:`policies.forgetting`): a record ``a``
+    records old weighs ``2 ** (-a / half_life)`` (less after a detected change) in the head,
+    which is updated with the same O(hidden^2) step (:func:`policies.kernels.ridge_step`)
+    and refit on the buffer with those weights, and in the representation's training,
+    whose mini-batches draw records with probability proportional to their weights; a
+    change detector on the head's prediction errors speeds forgetting for a while.
 
     Decisions run the MLP forward pass in numpy on a copy of the weights taken after each
     training: one decision at a time, torch's per-call overhead (and its CPU thread pool)
@@ -42,6 +50,9 @@ class NeuralTS(Policy):
         Training of the representation (see above).
     l2
         Prior precision of the linear head.
+    half_life, drift_factor, drift_period
+        Forgetting, as :class:`~policies.linear.LinearPolicy`'s (``half_life`` None: every
+        record in the buffer weighs the same, and the head never forgets).
     v
         Posterior scale (exploration strength).
     n_draws
@@ -64,13 +75,17 @@ class NeuralTS(Policy):
     """
 
     _params = ("n_features", "seed", "hidden", "lr", "train_steps", "batch_size", "train_every",
-               "buffer_size", "l2", "v", "n_draws", "epsilon", "device")
+               "buffer_size", "l2", "half_life", "drift_factor", "drift_period", "v", "n_draws",
+               "epsilon", "device")
     # the torch modules and the optimizer travel as bytes (see state_dict)
-    _state = ("_x", "_y", "_filled", "_pos", "_since_train", "_a", "_a_inv", "_b", "_theta")
+    _state = ("_x", "_y", "_filled", "_pos", "_since_train", "_a", "_a_inv", "_b", "_theta",
+              "_stamp", "_forget")
 
     def __init__(self, n_features: int, seed: int | None = 0, hidden: int = 32, lr: float = 3e-3,
                  train_steps: int = 50, batch_size: int = 256, train_every: int = 256,
-                 buffer_size: int = 20_000, l2: float = 1.0, v: float = 0.3, n_draws: int = 64,
+                 buffer_size: int = 20_000, l2: float = 1.0,
+                 half_life: float | None = HALF_LIFE, drift_factor: float = DRIFT_FACTOR,
+                 drift_period: int | None = None, v: float = 0.3, n_draws: int = 64,
                  epsilon: float = 0.01, device: str = "auto"):
         super().__init__(n_features, seed)
         for name, value in (("hidden", hidden), ("train_steps", train_steps),
@@ -90,6 +105,8 @@ class NeuralTS(Policy):
         self.train_steps = train_steps
         self.train_every, self.buffer_size, self.l2, self.v = train_every, buffer_size, l2, v
         self.n_draws, self.epsilon, self.device = n_draws, epsilon, device
+        self.half_life, self.drift_factor, self.drift_period = half_life, drift_factor, drift_period
+        self._forget = make_forgetting(hidden, half_life, None, drift_factor, drift_period)
         use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
         self._torch_device = torch.device("cuda" if use_cuda else "cpu")
         gen = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
@@ -108,6 +125,7 @@ class NeuralTS(Policy):
                                      capturable=self._torch_device.type == "cuda")
         self._x = np.zeros((0, n_features))  # replay ring buffer, grown on demand
         self._y = np.zeros(0)
+        self._stamp = np.zeros(0)  # the forgetting clock when each record was learned
         self._filled = 0
         self._pos = 0
         self._since_train = 0
@@ -131,6 +149,14 @@ class NeuralTS(Policy):
     def _after_load(self) -> None:
         self._refresh_weights()
         self._chol = None
+        if len(self._stamp) != len(self._y):  # a state saved before forgetting: equal weights
+            self._stamp = np.zeros(len(self._y))
+
+    @property
+    def drift_detections(self) -> int:
+        """Changes the detector on the head's prediction errors has found (0 without
+        forgetting)."""
+        return 0 if self._forget is None else self._forget.detections
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """The representation ``h`` (..., hidden) of features x (..., D), float64."""
@@ -154,34 +180,60 @@ class NeuralTS(Policy):
         return mix_uniform(wins, mask, self.epsilon)
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
-        self._remember(phi, rewards)
+        h = self.features(phi)
+        f = self._forget
+        rates = None
+        if f is not None:  # each record's forgetting; the head's errors to the detector
+            errors = rewards - h @ self._theta
+            leverage = np.einsum("ij,ij->i", h @ self._a_inv, h)
+            rates = f.schedule(errors, leverage, self.l2 * self.hidden)
+        self._remember(phi, rewards, None if rates is None else
+                       f.clock + np.log(weights_after(rates[0])))
         self._since_train += len(rewards)
         if self._since_train >= self.train_every:
             self._since_train = 0
             self.train()
             return
-        h = self.features(phi)  # Bayesian update of the head on the current representation
-        self._a = self._a + h.T @ h
-        if len(h) == 1:
-            ah = self._a_inv @ h[0]
-            self._a_inv = self._a_inv - np.outer(ah / (1.0 + h[0] @ ah), ah)
+        if rates is not None:  # Bayesian update of the head on the current representation
+            self._learn_head(h, rewards, rates)
         else:
-            self._a_inv = np.linalg.inv(self._a)
-        self._b = self._b + h.T @ rewards
+            self._a = self._a + h.T @ h
+            if len(h) == 1:
+                ah = self._a_inv @ h[0]
+                self._a_inv = self._a_inv - np.outer(ah / (1.0 + h[0] @ ah), ah)
+            else:
+                self._a_inv = np.linalg.inv(self._a)
+            self._b = self._b + h.T @ rewards
         self._theta = self._a_inv @ self._b
         self._chol = None
 
-    def _remember(self, x: np.ndarray, y: np.ndarray) -> None:
+    def _learn_head(self, h: np.ndarray, y: np.ndarray, rates: tuple) -> None:
+        """The head learns records ``h`` (N, hidden) with forgetting ``rates``: one record
+        by the linear policies' step (O(hidden^2)), a mini-batch by a refit."""
+        self._a, b = forgotten(self._a, self._b, h, y, *rates)
+        if len(h) == 1 and kernels.AVAILABLE:
+            lam, refresh, j = (r[0].item() for r in rates)
+            kernels.ridge_step(self._a_inv, self._b, h[0], float(y[0]), lam, refresh, j,
+                               np.empty((0, 0)))
+        else:
+            self._a_inv = np.linalg.inv(self._a)
+            self._b = b
+
+    def _remember(self, x: np.ndarray, y: np.ndarray, stamps: np.ndarray | None) -> None:
         n, cap = len(y), self.buffer_size
         if n >= cap:
             x, y, n = x[-cap:], y[-cap:], cap
+            stamps = None if stamps is None else stamps[-cap:]
         if len(self._y) < min(cap, self._filled + n):  # grow (doubling) up to buffer_size
             size = min(cap, max(2 * len(self._y), self._filled + n, 64))
             self._x = np.concatenate([self._x, np.zeros((size - len(self._y), self.n_features))])
+            self._stamp = np.concatenate([self._stamp, np.zeros(size - len(self._y))])
             self._y = np.concatenate([self._y, np.zeros(size - len(self._y))])
         idx = (self._pos + np.arange(n)) % cap
         self._x[idx] = x
         self._y[idx] = y
+        if stamps is not None:
+            self._stamp[idx] = stamps
         self._pos = (self._pos + n) % cap
         self._filled = min(cap, self._filled + n)
 
@@ -198,7 +250,14 @@ class NeuralTS(Policy):
         y = torch.as_tensor(self._y[:n], dtype=torch.float32, device=dev)
         gen = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
         size = min(self.batch_size, n)
-        picks = torch.randint(n, (self.train_steps, size), generator=gen).to(dev)
+        weights = None
+        if self._forget is not None:  # recent records weigh more, in training and the head
+            weights = np.exp(self._stamp[:n] - self._forget.clock)
+            picks = torch.multinomial(torch.as_tensor(weights), self.train_steps * size,
+                                      replacement=True, generator=gen)
+            picks = picks.view(self.train_steps, size).to(dev)
+        else:
+            picks = torch.randint(n, (self.train_steps, size), generator=gen).to(dev)
         if dev.type == "cuda" and self.train_steps > _WARMUP:
             self._train_graphed(x, y, picks)
         else:
@@ -207,7 +266,8 @@ class NeuralTS(Policy):
         self._refresh_weights()
         with torch.no_grad():  # refit the head where the network lives (one pass, float64 sums)
             h = self._net[:4](x).double()
-            hth, hty = (h.T @ h).cpu().numpy(), (h.T @ y.double()).cpu().numpy()
+            hw = h if weights is None else h * torch.as_tensor(weights, device=dev)[:, None]
+            hth, hty = (hw.T @ h).cpu().numpy(), (hw.T @ y.double()).cpu().numpy()
         self._a = self.l2 * np.eye(self.hidden) + hth
         self._a_inv = np.linalg.inv(self._a)
         self._b = hty

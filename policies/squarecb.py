@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from policies.base import check_param
+from policies.forgetting import DRIFT_FACTOR, HALF_LIFE
 from policies.linear import LinearPolicy
 
 
@@ -14,12 +15,13 @@ class SquareCB(LinearPolicy):
     With predictions ``y_a`` and the best ``y*`` among the K valid candidates, every other
     candidate gets ``p_a = 1 / (K + gamma * (y* - y_a))`` and the best gets the rest (at
     least ``1 / K``). ``gamma`` grows as ``gamma_scale * t ** gamma_exponent`` with the
-    number of records learned t (VW's ``--squarecb`` schedule and defaults). Every valid
+    number of records learned t (VW's ``--squarecb`` schedule and defaults); with forgetting,
+    t is their total weight, so a model that forgets keeps exploring as a young one does. Every valid
     candidate keeps a positive probability.
 
     Parameters
     ----------
-    l2, discount
+    l2, half_life, discount, drift_factor, drift_period
         Of the ridge oracle (see :class:`~policies.linear.LinearPolicy`).
     gamma_scale, gamma_exponent
         The learning-rate schedule of the inverse-gap weighting.
@@ -40,8 +42,10 @@ class SquareCB(LinearPolicy):
     _state = (*LinearPolicy._state, "_t")
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
-                 discount: float = 1.0, gamma_scale: float = 10.0, gamma_exponent: float = 0.5):
-        super().__init__(n_features, seed, l2, discount)
+                 discount: float | None = None, half_life: float | None = HALF_LIFE,
+                 drift_factor: float = DRIFT_FACTOR, drift_period: int | None = None,
+                 gamma_scale: float = 10.0, gamma_exponent: float = 0.5):
+        super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("gamma_scale", gamma_scale, low=0.0, low_open=True)
         check_param("gamma_exponent", gamma_exponent, low=0.0)
         self.gamma_scale = gamma_scale
@@ -57,7 +61,8 @@ class SquareCB(LinearPolicy):
         self._t += 1
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        gamma = self.gamma_scale * max(1, self._t) ** self.gamma_exponent
+        t = self._t if self._forget is None else self._forget.count
+        gamma = self.gamma_scale * max(1, t) ** self.gamma_exponent
         y = self._predictions(phi)
         if mask is None and len(y) == 1:  # one decision: its K predictions as Python floats
             row = y[0].tolist()

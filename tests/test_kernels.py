@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from policies import kernels, make
-from policies.linear import inverse_and_root
 
 D, K = 12, 6
 
@@ -133,38 +132,70 @@ def test_linucb_one_decision_matches_numpy(monkeypatch, seed):
     np.testing.assert_allclose(bound, exact, rtol=1e-10)
 
 
-def test_ridge_step_is_sherman_morrison():
+NO_ROOT = np.empty((0, 0))
+
+
+def step(a_inv, b, x, r, lam=1.0, refresh=0.0, j=0, lower=NO_ROOT):
+    return kernels.ridge_step(a_inv, b, x, r, lam, refresh, j, lower)
+
+
+@pytest.mark.parametrize("lam, refresh", [(1.0, 0.0), (0.97, 0.03 * 0.5 * D)])
+def test_ridge_step_is_sherman_morrison_with_forgetting(lam, refresh):
+    # A <- lam A + x x^T + refresh e_j e_j^T, b <- lam b + r x: the inverse and b the exact
+    # algebra gives; the prediction and leverage returned are the model's before the record
     rng = np.random.default_rng(0)
     a = np.eye(D) * 0.5
     a_inv, b, b_ref = np.linalg.inv(a), np.zeros(D), np.zeros(D)
-    for _ in range(200):
+    for t in range(200):
         x = rng.normal(size=D) * (rng.random(D) < 0.5)
         r = float(rng.normal())
-        kernels.ridge_step(a_inv, b, x, r)  # in place
-        a += np.outer(x, x)
-        b_ref += r * x
+        pred, quad, ok = step(a_inv, b, x, r, lam, refresh, t % D)  # in place
+        assert not ok  # no factor given
+        np.testing.assert_allclose([pred, quad], [x @ np.linalg.solve(a, b_ref),
+                                                  x @ np.linalg.solve(a, x)], rtol=1e-9)
+        a = lam * a + np.outer(x, x)
+        a[t % D, t % D] += refresh
+        b_ref = lam * b_ref + r * x
     np.testing.assert_allclose(a_inv, np.linalg.inv(a), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("scale", [1.0, 1e3, 1e6])
-def test_ridge_step_root_downdates_the_cholesky_factor_of_the_new_inverse(scale):
+def test_ridge_step_without_forgetting_is_the_plain_sherman_morrison_bit_for_bit():
+    rng = np.random.default_rng(5)
+    a_inv, b = np.eye(D) * 2.0, np.zeros(D)
+    ref, b_ref = a_inv.copy(), b.copy()
+    for _ in range(50):
+        x = rng.normal(size=D)
+        step(a_inv, b, x, 1.0)
+        ax = ref @ x  # the operations the kernel does, in its order
+        ref += np.multiply.outer(-1.0 / (1.0 + x @ ax) * ax, ax)
+        b_ref += 1.0 * x
+    np.testing.assert_allclose(a_inv, ref, rtol=1e-12)
+    np.testing.assert_array_equal(b, b_ref)
+
+
+@pytest.mark.parametrize("lam, refresh, scale", [
+    (1.0, 0.0, 1.0), (1.0, 0.0, 1e3), (1.0, 0.0, 1e6), (0.98, 0.02 * D, 1.0),
+    (0.98, 0.02 * D, 1e3)])  # (at 1e6 with forgetting, 300 records without the policy's
+# periodic resync leave A^-1 itself not numerically positive definite: no exact factor)
+def test_ridge_step_downdates_the_cholesky_factor_of_the_new_inverse(scale, lam, refresh):
     rng = np.random.default_rng(3)
     a = np.eye(D) * 0.5
     a_inv, b = np.linalg.inv(a), np.zeros(D)
     a_inv2, b2 = a_inv.copy(), b.copy()
     lower = np.linalg.cholesky(a_inv)
     refused = 0
-    for _ in range(300):
+    for t in range(300):
         x = rng.normal(size=D) * (rng.random(D) < 0.5) * scale
         r = float(rng.normal())
-        if not kernels.ridge_step_root(a_inv, b, x, r, lower):
+        if not step(a_inv, b, x, r, lam, refresh, t % D, lower)[2]:
             refused += 1  # a record that takes most of a pivot: factored anew, as LinTS does
             lower = np.linalg.cholesky(a_inv)
-        kernels.ridge_step(a_inv2, b2, x, r)
-        a += np.outer(x, x)
-        # the model is ridge_step's, bit for bit; the factor is as close to the exact new
-        # inverse's as A^-1 itself is (features of large scale included)
+        step(a_inv2, b2, x, r, lam, refresh, t % D)
+        a = lam * a + np.outer(x, x)
+        a[t % D, t % D] += refresh
+        # the model is the one without a factor, bit for bit; the factor is as close to the
+        # exact new inverse's as A^-1 itself is (features of large scale included)
         assert (a_inv == a_inv2).all() and (b == b2).all()
         exact = np.linalg.inv(a)
         own_error = np.abs(a_inv - exact).max()
@@ -173,16 +204,16 @@ def test_ridge_step_root_downdates_the_cholesky_factor_of_the_new_inverse(scale)
     assert refused < 30  # the first records in each direction; later ones are downdates
 
 
-def test_ridge_step_root_reports_a_factor_it_cannot_downdate():
+def test_ridge_step_reports_a_factor_it_cannot_downdate():
     # a factor of a matrix smaller than the true inverse: taking v v^T off leaves a negative
     # pivot, which is reported (the model itself is still updated)
     a_inv, b = np.eye(D), np.zeros(D)
     x = np.zeros(D)
     x[0] = 1.0
-    assert not kernels.ridge_step_root(a_inv, b, x, 1.0, np.eye(D) * 0.1)
+    assert not step(a_inv, b, x, 1.0, lower=np.eye(D) * 0.1)[2]
     assert a_inv[0, 0] == 0.5 and b[0] == 1.0
     upper = np.triu(np.ones((D, D)))  # not lower triangular: refused, model updated
-    assert not kernels.ridge_step_root(a_inv, b, x, 1.0, upper)
+    assert not step(a_inv, b, x, 1.0, lower=upper)[2]
     assert a_inv[0, 0] == pytest.approx(1 / 3) and b[0] == 2.0
 
 
@@ -214,29 +245,6 @@ def test_lints_keeps_its_factor_up_to_date_and_decides_as_with_a_fresh_one(monke
     assert len(factored) - sum(factored) > 250
     assert not np.triu(p._root, 1).any()
     np.testing.assert_allclose(p._root, real(p._a_inv), rtol=1e-8, atol=1e-12)
-
-
-def test_discounted_ridge_step_is_the_exact_refit():
-    rng = np.random.default_rng(1)
-    gamma, l2 = 0.95, 0.7
-    a, a_inv, b = np.eye(D) * l2, np.eye(D) / l2, np.zeros(D)
-    a_ref, b_ref = a.copy(), b.copy()
-    for _ in range(100):
-        x = rng.normal(size=D)
-        r = float(rng.normal())
-        assert kernels.discounted_ridge_step(a, a_inv, b, x, r, gamma, l2)
-        a_ref = gamma * a_ref + (1 - gamma) * l2 * np.eye(D) + np.outer(x, x)
-        b_ref = gamma * b_ref + r * x
-    np.testing.assert_allclose(a, a_ref, rtol=1e-12)
-    np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(a_inv, inverse_and_root(a_ref)[0], rtol=1e-9, atol=1e-12)
-    assert (a_inv == a_inv.T).all() and (a == a.T).all()
-
-
-def test_discounted_ridge_step_reports_a_matrix_that_is_not_positive_definite():
-    a = -np.eye(D)
-    assert not kernels.discounted_ridge_step(a, np.eye(D), np.zeros(D), np.zeros(D), 0.0,
-                                             0.5, 0.1)
 
 
 @pytest.mark.parametrize("discount", [1.0, 0.9])

@@ -51,7 +51,7 @@ def test_one_record_fast_path_learns_what_the_general_path_learns(name):
 
 
 def test_one_record_fast_path_keeps_every_check():
-    p = make("egreedy", n_features=2)
+    p = make("egreedy", n_features=2, half_life=None)  # (pending rows kept as they came)
     bad = [((np.full((1, 2), np.nan), np.zeros(1), np.ones(1)), "^phi: must be finite"),
            ((np.zeros((1, 2)), np.array([np.inf]), np.ones(1)), "^rewards: must be finite"),
            ((np.zeros((1, 2)), np.zeros(1), np.zeros(1)),

@@ -17,8 +17,9 @@ LINEAR = ["egreedy", "linucb", "lints", "squarecb"]
 
 # ---- exact probabilities ------------------------------------------------------------
 def one_record_model(name, **params):
-    """theta = (0.5, 0) after one record x = (1, 0), r = 1 with l2 = 1; A^-1 = diag(0.5, 1)."""
-    p = make(name, n_features=2, seed=0, **params)
+    """theta = (0.5, 0) after one record x = (1, 0), r = 1 with l2 = 1; A^-1 = diag(0.5, 1)
+    (a stationary model: with forgetting the numbers move by about 1e-4)."""
+    p = make(name, n_features=2, seed=0, half_life=None, **params)
     return p.update(np.array([[1.0, 0.0]]), np.array([1.0]), np.array([0.5]))
 
 
@@ -122,9 +123,15 @@ def test_discounting_tracks_a_changed_model():
 
 def test_discounting_keeps_the_prior_in_directions_no_longer_seen():
     p = make("lints", n_features=2, seed=0, discount=0.9, l2=2.0)
-    for _ in range(3000):  # feature 1 is always 0: its precision decays only to the prior
+    seen = []
+    for _ in range(3000):  # feature 1 is always 0: its precision decays only to the prior,
+        # restored one coordinate per record (each every D = 2 records, by (1 - lam) l2 D):
+        # A_11 = (1 - lam) l2 D / (1 - lam^D) after its refresh, lam times that before
         p.update(np.array([[1.0, 0.0]]), np.ones(1), np.ones(1))
-    np.testing.assert_allclose(p._a_inv[1, 1], 0.5)
+        seen.append(p._a_inv[1, 1])
+    top = 0.1 * 2.0 * 2 / (1 - 0.9 ** 2)
+    np.testing.assert_allclose([min(seen[-100:]), max(seen[-100:])], [1 / top, 1 / (0.9 * top)])
+    assert max(seen) <= 1 / (0.9 * 2.0) + 1e-12  # without the refresh: 0.9^-t / l2
     assert np.isfinite(p.act(np.ones((1, 3, 2)))).all()
 
 

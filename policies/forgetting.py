@@ -1,0 +1,199 @@
+"""Forgetting for the policies' models: a half-life, and a change detector that shortens it.
+
+A policy that keeps every record with equal weight learns anything new with weight about
+``1 / n`` after ``n`` records: a service that runs for months stops learning. The linear
+policies (and the Bayesian head of ``neural_ts``) therefore weigh a record ``a`` records old
+by ``lam ** a``, ``lam = 2 ** (-1 / half_life)``, and a change detector on the policy's own
+prediction errors shortens the half-life ``drift_factor`` times for ``drift_period`` records
+when the errors jump: the two speeds the profiles use, now for the policy.
+
+:class:`Forgetting` holds the schedule and the detector; the policy does the algebra (see
+:class:`policies.linear.LinearPolicy` and :func:`policies.kernels.ridge_step`).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+from river import drift
+
+from policies.base import check_param
+
+#: Default half-life of a record's weight, in records.
+HALF_LIFE = 5000.0
+#: Default speed-up of forgetting after a detected change, and the default length of that
+#: faster forgetting as a share of the half-life: together, old records lose a factor of
+#: ``2 ** (DRIFT_FACTOR * DRIFT_SHARE)`` (64) of their weight.
+DRIFT_FACTOR = 60.0
+DRIFT_SHARE = 0.1
+#: Page-Hinkley settings of the detector: it watches ``u = z / (1 + z)`` with ``z`` the
+#: squared error standardized by its recent scale and the record's leverage (mean about 0.4
+#: while the model fits, more when it stops fitting), and fires when the cumulative excess
+#: of ``u`` over its running mean, less ``DRIFT_DELTA`` per record, passes
+#: ``DRIFT_THRESHOLD``.
+DRIFT_DELTA = 0.2
+DRIFT_THRESHOLD = 50.0
+DRIFT_MIN_RECORDS = 100
+DRIFT_CLIP = 3.0
+
+
+def check_forgetting(half_life, discount, drift_factor, drift_period) -> None:
+    """Validate the forgetting parameters shared by the policies (``ValueError`` naming
+    the one at fault)."""
+    if half_life is not None:
+        check_param("half_life", half_life, low=1.0)
+    if discount is not None:
+        check_param("discount", discount, low=0.0, high=1.0, low_open=True)
+    check_param("drift_factor", drift_factor, low=1.0)
+    if drift_period is not None:
+        check_param("drift_period", drift_period, low=1, integer=True)
+
+
+def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_period
+                    ) -> Forgetting | None:
+    """The :class:`Forgetting` these parameters ask for, or ``None`` for a stationary model
+    (``half_life`` None, or ``discount`` 1)."""
+    check_forgetting(half_life, discount, drift_factor, drift_period)
+    if discount is not None:
+        if discount == 1.0:
+            return None
+        rate = -math.log(discount)
+    elif half_life is None:
+        return None
+    else:
+        rate = math.log(2.0) / half_life
+    period = drift_period if drift_period is not None else max(
+        1, round(DRIFT_SHARE * math.log(2.0) / rate))
+    return Forgetting(n_features, rate, drift_factor, period)
+
+
+class Forgetting:
+    """The forgetting schedule of one model and the change detector that speeds it up.
+
+    Each record gets a factor ``lam = exp(-rate)`` (``rate * drift_factor`` while a detected
+    change is being forgotten) and a share of the prior to restore, ``refresh = (1 - lam)
+    l2 D``, added to one coordinate ``j`` in turn (``j`` cycles over the D features): the
+    model's precision then evolves as ``A <- lam A + x x^T + refresh e_j e_j^T``, a rank-one
+    change per term (O(D^2) by Sherman-Morrison), and its prior part stays between about
+    ``lam ** D`` and 1 times ``l2 I``, so directions no recent record excites return to the
+    prior instead of blowing up. ``clock`` adds up the rates: a record learned when the clock
+    read ``c`` now weighs ``exp(c - clock)``; ``count`` is the records' total weight.
+
+    The detector is River's Page-Hinkley (``mode="up"``) on ``u = z / (1 + z)`` with ``z =
+    e^2 / (s^2 (1 + q))``: ``e`` a record's prediction error before it is learned, ``q`` its
+    leverage ``x A^-1 x`` and ``s^2`` the recent mean of ``e^2 / (1 + q)`` (half-life as
+    the model's); ``u`` lies in [0, 1) whatever the scale of the rewards. When it fires,
+    the next ``period`` records are forgotten ``drift_factor`` times faster.
+
+    Examples
+    --------
+    >>> f = Forgetting(n_features=2, rate=math.log(2) / 1000, drift_factor=8.0, period=500)
+    >>> lam, refresh, j = f.next_record(prior=2.0)
+    >>> round(lam ** 1000, 6), j, round(refresh, 6)
+    (0.5, 0, 0.001386)
+    >>> import random
+    >>> rng = random.Random(0)
+    >>> fired = [f.observe(rng.gauss(0 if t < 2000 else 1, 1), 0.0) for t in range(2500)]
+    >>> fired.index(True) > 2000, f.detections, f.fast_left > 0
+    (True, 1, True)
+    """
+
+    def __init__(self, n_features: int, rate: float, drift_factor: float, period: int):
+        self.n_features = n_features
+        self.rate = rate
+        self.drift_factor = drift_factor
+        self.period = period
+        self.t = 0  # records scheduled (the prior refresh cycles with it)
+        self.count = 0.0  # their total weight now
+        self.clock = 0.0
+        self.fast_left = 0
+        self.detections = 0
+        self._scale_sum = 0.0  # recency-weighted sum of e^2 / (1 + q), and of weights
+        self._scale_weight = 0.0
+        self.warm_up = DRIFT_MIN_RECORDS + 2 * n_features
+        self.quiet = self.warm_up  # records before the detector watches
+        self.detector = _detector()
+
+    def next_record(self, prior: float) -> tuple[float, float, int]:
+        """``(lam, refresh, j)`` for the next record learned, with ``prior`` = ``l2 D``."""
+        rate = self.rate
+        if self.fast_left > 0:
+            self.fast_left -= 1
+            rate *= self.drift_factor
+        lam = math.exp(-rate)
+        j = self.t % self.n_features
+        self.t += 1
+        self.clock += rate
+        self.count = lam * self.count + 1.0
+        return lam, (1.0 - lam) * prior, j
+
+    def schedule(self, errors: np.ndarray, leverage: np.ndarray, prior: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rates ``(lam, refresh, j)`` (arrays (N,)) of a mini-batch's records, as one
+        record at a time: each record's rates, then its error and leverage (from the model
+        that started the batch) to the detector."""
+        n = len(errors)
+        lams, refresh, js = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
+        for i, (e, q) in enumerate(zip(errors.tolist(), leverage.tolist(), strict=True)):
+            lams[i], refresh[i], js[i] = self.next_record(prior)
+            self.observe(e, q)
+        return lams, refresh, js
+
+    def observe(self, error: float, leverage: float) -> bool:
+        """Feed one learned record's prediction error (made before it was learned) and
+        leverage to the detector; True if it fires (forgetting then speeds up)."""
+        v = error * error / (1.0 + max(leverage, 0.0))
+        weight = self._scale_weight
+        fired = False
+        if self.quiet > 0:
+            self.quiet -= 1
+        elif weight > 0.0 and self.drift_factor != 1.0:
+            s2 = self._scale_sum / weight * (1.0 + max(leverage, 0.0))
+            z = error / math.sqrt(s2) if s2 > 0.0 else math.copysign(DRIFT_CLIP, error)
+            detector = self.detector
+            detector.update(min(max(z, -DRIFT_CLIP), DRIFT_CLIP))
+            fired = detector.drift_detected
+        lam = math.exp(-self.rate)
+        self._scale_sum = lam * self._scale_sum + v
+        self._scale_weight = lam * weight + 1.0
+        if fired:
+            self.detections += 1
+            self.fast_left = self.period
+            self.quiet = self.period + self.warm_up  # while the model learns the new world
+            self.detector = _detector()
+        return fired
+
+    def __eq__(self, other) -> bool:  # (save/load tests: the detector's state included)
+        return type(other) is Forgetting and pickle.dumps(self) == pickle.dumps(other)
+
+    __hash__ = None
+
+
+def weights_after(lams: np.ndarray) -> np.ndarray:
+    """``prod(lams[k] for k > i)`` for each record ``i`` of a batch (N,): how much of a
+    record's weight is left at the batch's end.
+
+    >>> weights_after(np.array([0.5, 0.5, 0.9])).tolist()
+    [0.45, 0.9, 1.0]
+    """
+    return np.append(np.cumprod(lams[:0:-1])[::-1], 1.0)
+
+
+def forgotten(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, lams: np.ndarray,
+              refresh: np.ndarray, js: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``A`` and ``b`` after records ``x`` (N, D), ``y`` (N,) with rates ``lams``,
+    ``refresh``, ``js``: what ``A <- lam A + x x^T + refresh e_j e_j^T``, ``b <- lam b + y
+    x`` give one record at a time, in a few matrix products (new arrays)."""
+    after = weights_after(lams)
+    keep = float(after[0] * lams[0])
+    xw = x.T * after
+    a = keep * a + xw @ x
+    np.add.at(a.reshape(-1), js * (a.shape[0] + 1), after * refresh)
+    return a, keep * b + xw @ y
+
+
+def _detector() -> drift.PageHinkley:
+    return drift.PageHinkley(min_instances=DRIFT_MIN_RECORDS, delta=DRIFT_DELTA,
+                             threshold=DRIFT_THRESHOLD, alpha=1.0, mode="both")
