@@ -20,13 +20,17 @@ import numpy as np
 from engine import Engine
 from experiments.benchmarks.bench_policies import VWRunner, sample
 
+#: Event time of the first generated event (seconds since 1970: after 2000, as the engine
+#: requires); an engine on a clock of its own starts that clock after the last event.
+EPOCH = 1_700_000_000.0
+
 
 def make_events(n: int, n_users: int, n_items: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     users = rng.integers(n_users, size=n)
     items = rng.integers(n_items, size=n)
     kinds = rng.choice(["view", "view", "view", "click", "purchase"], size=n)
-    return [{"user_id": f"u{users[i]}", "type": str(kinds[i]), "ts": float(i),
+    return [{"user_id": f"u{users[i]}", "type": str(kinds[i]), "ts": EPOCH + i,
              "item_id": f"i{items[i]}", "topics": [f"t{items[i] % 20}"], "event_id": f"e{i}"}
             for i in range(n)]
 
@@ -118,7 +122,7 @@ def bench_rank_reward(n: int, k: int, d: int, policy: str, fresh: bool = False,
     # the requests' users and rewards made before timing: the loop times the engine's calls
     users = [f"u{i % 2000}" for i in range(n)]
     rewards = (rng.random(n) < 0.1).astype(float).tolist()
-    clock = [0.0]
+    clock = [EPOCH + 20_000]
     with tempfile.TemporaryDirectory() as data:
         eng = Engine(data, policy=policy, item_features=d, clock=lambda: clock[0])
         eng.ingest(make_events(20_000, 2000, 5000))
@@ -188,7 +192,7 @@ def bench_rank_batch(n_batches: int, b: int, k: int, d: int, policy: str) -> flo
     rng = np.random.default_rng(2)
     pool = [candidates(rng, k, d) for _ in range(50)]
     with tempfile.TemporaryDirectory() as data:
-        eng = Engine(data, policy=policy, item_features=d, clock=lambda: 0.0)
+        eng = Engine(data, policy=policy, item_features=d, clock=lambda: EPOCH + 20_000)
         eng.ingest(make_events(20_000, 2000, 5000))
         reqs = [[{"user_id": f"u{(j * b + i) % 2000}", "candidates": pool[i % 50]}
                  for i in range(b)] for j in range(n_batches)]

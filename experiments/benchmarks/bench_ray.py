@@ -14,14 +14,14 @@ import time
 import numpy as np
 
 from engine import Engine
-from experiments.benchmarks.bench_engine import candidates, make_events
+from experiments.benchmarks.bench_engine import EPOCH, candidates, make_events
 
 
 def run(backend: str, shards: int, events: list[dict], batch: int, reqs: list[list[dict]]
         ) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as d:
         eng = Engine(d, policy="uniform", item_features=8, shards=shards, backend=backend,
-                     snapshot_every=10**9, clock=lambda: 0.0, learner="local")
+                     snapshot_every=10**9, clock=lambda: EPOCH + len(events), learner="local")
         start = time.perf_counter()
         for i in range(0, len(events), batch):
             eng.ingest(events[i:i + batch])
