@@ -184,6 +184,41 @@ def test_arbitrary_strings_and_numbers_get_no_5xx(served, ev, rk):
         served.acked["pending"].append(decision)
 
 
+def test_the_reported_bodies_are_refused_naming_the_field(served):
+    """The requests of the report that found these defects, byte for byte."""
+    r = served.client.post("/v1/rank", content=b'{"user_id":"u1","eventId":"d1","actions":'
+                                                b'[{"id":"q","topics":["\\ud83d"]}]}')
+    assert r.status_code == 422 and r.json()["error"]["field"].endswith("topics[0]"), r.text
+    assert "valid Unicode" in r.json()["error"]["reason"]
+    for ev, field, reason in [
+            ({"attributes": {"region": "\ud83d"}}, "events[0].attributes.region", "Unicode"),
+            ({"tags": ["\ud83d"]}, "events[0].tags[0]", "Unicode"),
+            ({"user_id": "\ud83d"}, "events[0].user_id", "Unicode"),
+            ({"item_id": "\ud83d"}, "events[0].item_id", "Unicode"),
+            ({"event_id": "\ud83d"}, "events[0].event_id", "Unicode"),
+            ({"topics": ["\ud83d"]}, "events[0].topics[0]", "Unicode"),
+            ({"ts": 1700000000000}, "events[0].ts", "looks like milliseconds"),
+            ({"ts": 1e308}, "events[0].ts", "a day after"),
+            ({"type": "reward", "value": 1e308}, "events[0].value", "reward range")]:
+        body = {"events": [{"user_id": "u1", "type": "click", "ts": NOW - 1, **ev}]}
+        r = _checked(served.post("/v1/events", body))
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, (ev, r.text)
+        assert reason in r.json()["error"]["reason"]
+    r = _checked(served.post("/v1/rank", {"user_id": "u1", "actions": [{"id": "a"}],
+                                          "contextFeatures": [{"\ud83d": 1}]}))
+    assert r.status_code == 422
+    d = _checked(served.post("/v1/rank", {"user_id": "u1", "actions": [{"id": "a"},
+                                                                        {"id": "b"}]})).json()
+    assert len(d["eventId"]) == 32  # 128 random bits
+    r = _checked(served.post(_reward_path(d["eventId"]), {"value": 1e308}))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "value"
+    assert _checked(served.post(_reward_path(d["eventId"]), {"value": 1.0})).json()[
+        "status"] == "joined"
+    assert _checked(served.post("/v1/events", {"events": [
+        {"user_id": "u1", "type": "click", "ts": NOW - 1}]})).status_code == 200
+    assert served.client.get("/healthz").status_code == 200
+
+
 def test_the_directory_reopens_after_a_kill_with_every_acknowledged_record(served):
     acked = served.acked
     assert len(acked["events"]) > 20 and len(acked["joined"]) > 5  # the fuzzing reached in
