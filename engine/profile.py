@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from river import stats
+from river import drift, stats
 
 from engine.errors import ValidationError
-from engine.pagehinkley import PageHinkley
 
 LN2 = math.log(2.0)
 MAX_KEYWORDS = 32
@@ -110,8 +109,8 @@ class Profile:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.engagement = stats.EWMean(fading_factor=config.engagement_alpha)
-        self.detector = PageHinkley(min_instances=config.drift_min_events, delta=0.05,
-                                    threshold=config.drift_threshold, mode="up")
+        self.detector = drift.PageHinkley(min_instances=config.drift_min_events, delta=0.05,
+                                          threshold=config.drift_threshold, mode="up")
         self.fast_windows: list[list[float]] = []  # [start, end] of faster forgetting
         self.n_drifts = 0
         self.mass: dict[str, float] = {}  # anchored total of positive interest weight

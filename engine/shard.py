@@ -7,6 +7,7 @@ the same class runs inline or wrapped in a Ray actor. It is rebuilt exactly from
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 from collections.abc import Sequence
@@ -314,10 +315,20 @@ class ProfileShard:
         return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, blob: bytes) -> ProfileShard:
-        state = pickle.loads(blob)
+        state = _SnapshotUnpickler(io.BytesIO(blob)).load()
         if state["shard_id"] != self.shard_id:
             raise ValueError(f"snapshot is of shard {state['shard_id']}, not shard {self.shard_id}")
         if type(state["_mf"]) is reco.FunkMF:  # saved before LatentFactors: same state
             state["_mf"].__class__ = LatentFactors
         self.__dict__.update(state)
         return self
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    """Loads snapshots written by earlier versions, whose classes have moved since."""
+
+    #: (module, name) in an old snapshot -> the class that holds that state now
+    MOVED = {("engine.pagehinkley", "PageHinkley"): ("river.drift", "PageHinkley")}
+
+    def find_class(self, module: str, name: str):
+        return super().find_class(*self.MOVED.get((module, name), (module, name)))
