@@ -9,8 +9,9 @@ no NUL character, and have a bounded length; numbers are finite and lie in their
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
-from engine.errors import ValidationError
+from engine.errors import ValidationError, ValidationTypeError
 
 MAX_ID_LENGTH = 256
 MAX_TEXT_LENGTH = 10_000
@@ -125,7 +126,74 @@ def check_number(name: str, value: object, low: float | None = None,
     return float(value)
 
 
+def check_real(name: str, value: object) -> float:
+    """``value`` as a float if it is a real number (not a bool); ``nan`` and ``inf`` pass,
+    for the caller's range check.
+
+    Examples
+    --------
+    >>> check_real("theta0", 1), check_real("theta0", float("inf"))
+    (1.0, inf)
+    >>> check_real("theta0", "1")
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationTypeError: theta0: must be a real number (got '1')
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValidationTypeError(name, "must be a real number", value)
+    return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite real number > 0.
+
+    Examples
+    --------
+    >>> check_positive("tau", -0.1)
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationError: tau: must be a finite number > 0 (got -0.1)
+    """
+    x = check_real(name, value)
+    if not (math.isfinite(x) and x > 0.0):
+        raise ValidationError(name, "must be a finite number > 0", value)
+    return x
+
+
+def check_probability(name: str, value: object, *, open_interval: bool = True) -> float:
+    """``value`` as a float in (0, 1), or in [0, 1] when ``open_interval`` is false.
+
+    Examples
+    --------
+    >>> check_probability("alpha", 0.05)
+    0.05
+    >>> check_probability("alpha", 1.5)
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationError: alpha: must lie in (0, 1) (got 1.5)
+    """
+    x = check_real(name, value)
+    if not (0.0 < x < 1.0 if open_interval else 0.0 <= x <= 1.0):
+        raise ValidationError(name, "must lie in (0, 1)" if open_interval else "must lie in [0, 1]",
+                              value)
+    return x
+
+
 def check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    """``value`` as an ``int`` if it is an integer (Python or numpy, not a bool) >= ``low``;
+    one of another type raises :class:`~engine.errors.ValidationTypeError`.
+
+    Examples
+    --------
+    >>> check_int("min_n", 5, 2)
+    5
+    >>> check_int("min_n", 1, 2)
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationError: min_n: must be an integer >= 2 (got 1)
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValidationTypeError(name, f"must be an integer >= {low}", value)
+    if value < low:
         raise ValidationError(name, f"must be an integer >= {low}", value)
-    return value
+    return int(value)

@@ -1,4 +1,8 @@
-"""Exceptions raised by the engine. Messages say what was wrong and how to fix it."""
+"""Exceptions raised on purpose by Loopwise. Messages say what was wrong and how to fix it.
+
+Every bad input is a :class:`ValidationError` whose message is ``field: reason (got value)``;
+the engine, its A/B statistics and the experiments (off-policy evaluation, configs) share it.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,17 @@ class ValidationError(LoopwiseError, ValueError):
 
     def __reduce__(self):  # keep pickling (Ray) working with the custom __init__
         return (type(self), (self.field, self.reason, self.value))
+
+
+class ValidationTypeError(ValidationError, TypeError):
+    """Bad input of the wrong type; a ``TypeError`` as well, as Python's own checks raise.
+
+    Examples
+    --------
+    >>> err = ValidationTypeError("salt", "must be a string", None)
+    >>> str(err), isinstance(err, ValidationError), isinstance(err, TypeError)
+    ('salt: must be a string (got None)', True, True)
+    """
 
 
 class UnknownDecisionError(LoopwiseError, KeyError):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.abstats import VariantStats, ab_report, assign_variant, simulate_peeking
+from engine.abtest import VariantStats, ab_report, assign_variant
+from experiments.abstats import simulate_peeking
 
 ALPHA = 0.05
 SEQ_TOLERANCE = 0.015  # sequential FPR must be <= alpha + 0.015 (3 s.e. of a rate at 2,000 reps)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from engine import Engine, ValidationError
-from experiments.abstats import assign_variant
+from engine.abtest import assign_variant
 
 SPLIT = {"control": {"policy": "uniform", "weight": 1.0},
          "treatment": {"policy": "uniform", "weight": 1.0}}
 
 
-def test_assignment_is_sticky_and_matches_abstats():
+def test_assignment_is_sticky_and_matches_abtest():
     with Engine(None, variants=SPLIT, salt="exp-7", clock=lambda: 0.0) as eng:
         for i in range(500):
             uid = f"user-{i}"

@@ -1,51 +1,41 @@
-"""A/B statistics for policy comparison inside the engine.
+"""Offline checks of the A/B statistics: vectorized peeking simulations.
 
-The engine assigns users with :func:`assign_variant`, accumulates each variant's outcomes
-in a :class:`VariantStats`, and asks :func:`ab_report` for the comparison; the statistics
-themselves live here and nowhere else.
+The statistics themselves (assignment, accumulator, fixed-horizon and sequential tests, SRM,
+report) are the engine's, in :mod:`engine.abtest`; they are re-exported here so that
+``from experiments.abstats import VariantStats, ab_report`` keeps working.
 
 Modules
 -------
-assignment
-    Sticky salted-hash assignment and traffic-split validation.
-accumulator
-    :class:`VariantStats`, a mergeable Welford accumulator.
-fixed
-    Mean CI, Welch's t-test, difference and relative-lift CIs (fixed horizon).
-sequential
-    Mixture SPRT / asymptotic confidence sequence (valid under continuous peeking).
-srm
-    Sample-ratio-mismatch chi-square check.
-report
-    :func:`ab_report` and :func:`format_report`.
-distributions
-    Student t and chi-square tails with numpy and ``math`` (no scipy dependency).
 simulation
     Vectorized peeking simulations (A/A false-positive rate, A/B power and coverage).
 
-Only numpy and the standard library are needed, and nothing here imports the engine.
-
 Examples
 --------
->>> split = {"control": 1, "treatment": 1}
->>> stats = {name: VariantStats() for name in split}
->>> for i in range(400):
-...     v = assign_variant(f"user-{i}", split, salt="exp-1")
-...     _ = stats[v].update(float(i % 3 == 0))
->>> report = ab_report(stats, split, control="control")
->>> sorted(report)
-['alpha', 'comparisons', 'control', 'srm', 'variants', 'warnings']
+>>> r = simulate_peeking(0.1, 0.1, n_reps=20, n_batches=3, seed=0)
+>>> 0.0 <= r.sequential_reject_rate <= 1.0
+True
 """
 
 from __future__ import annotations
 
-from .accumulator import VariantStats
-from .assignment import assign_variant, hash_unit, validate_weights
-from .fixed import WelchResult, lift_ci, mean_ci, welch_test
-from .report import ab_report, format_report
-from .sequential import SequentialResult, mixture_tau2, msprt
+from engine.abtest import (
+    SequentialResult,
+    VariantStats,
+    WelchResult,
+    ab_report,
+    assign_variant,
+    format_report,
+    hash_unit,
+    lift_ci,
+    mean_ci,
+    mixture_tau2,
+    msprt,
+    srm_check,
+    validate_weights,
+    welch_test,
+)
+
 from .simulation import PeekingResult, simulate_peeking
-from .srm import srm_check
 
 __all__ = [
     "PeekingResult",

@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._checks import check_probability, fail
-from .fixed import lift_ci, welch_test
-from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, msprt
+from engine.abtest import DEFAULT_MIN_N, DEFAULT_TARGET_N, lift_ci, msprt, welch_test
+from engine.checks import check_int, check_probability
 
 __all__ = ["PeekingResult", "simulate_peeking"]
 
@@ -96,7 +95,7 @@ def simulate_peeking(
     seed : int
         Seed of the ``numpy.random.Generator``.
     target_n, min_n
-        Passed to :func:`experiments.abstats.sequential.msprt`.
+        Passed to :func:`engine.abtest.sequential.msprt`.
 
     Examples
     --------
@@ -108,9 +107,9 @@ def simulate_peeking(
     p_treatment = check_probability("p_treatment", p_treatment)
     treatment_share = check_probability("treatment_share", treatment_share)
     alpha = check_probability("alpha", alpha)
-    for name, value in (("n_reps", n_reps), ("n_batches", n_batches), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            fail(name, "must be an integer >= 1", value)
+    n_reps = check_int("n_reps", n_reps, 1)
+    n_batches = check_int("n_batches", n_batches, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     rng = np.random.default_rng(seed)
     shape = (n_reps, n_batches)
     n_t = rng.binomial(batch_size, treatment_share, size=shape)

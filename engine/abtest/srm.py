@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import numpy as np
+from scipy import stats
 
-from ._checks import check_probability, fail
+from engine.checks import check_int, check_probability
+from engine.errors import ValidationError, ValidationTypeError
+
 from .assignment import validate_weights
-from .distributions import chi2_sf
 
 __all__ = ["DEFAULT_SRM_THRESHOLD", "srm_check"]
 
@@ -56,15 +57,14 @@ def srm_check(
     share = validate_weights(weights, "weights")
     threshold = check_probability("threshold", threshold)
     if not isinstance(counts, Mapping):
-        fail("counts", "must be a mapping of variant name to count", counts, TypeError)
+        raise ValidationTypeError("counts", "must be a mapping of variant name to count",
+                                  counts)
     if set(counts) != set(share):
-        fail("counts", f"must name exactly the variants {sorted(share)}", sorted(counts))
+        raise ValidationError("counts", f"must name exactly the variants {sorted(share)}",
+                              sorted(counts))
     observed: dict[str, int] = {}
     for key in share:
-        value = counts[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            fail(f"counts[{key!r}]", "must be an integer >= 0", value)
-        observed[key] = int(value)
+        observed[key] = check_int(f"counts[{key!r}]", counts[key], 0)
     total = sum(observed.values())
     expected = {key: w * total for key, w in share.items()}
     df = len(share) - 1
@@ -72,7 +72,7 @@ def srm_check(
         statistic, p_value = 0.0, 1.0
     else:
         statistic = math.fsum((observed[k] - expected[k]) ** 2 / expected[k] for k in share)
-        p_value = chi2_sf(statistic, df)
+        p_value = float(stats.chi2.sf(statistic, df))
     return {
         "statistic": statistic,
         "df": df,

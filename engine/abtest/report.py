@@ -6,9 +6,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._checks import check_name, check_probability, fail
+from engine.checks import check_probability
+from engine.errors import ValidationError, ValidationTypeError
+
 from .accumulator import VariantStats
-from .assignment import validate_weights
+from .assignment import check_name, validate_weights
 from .fixed import lift_ci, mean_ci, welch_test
 from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, msprt
 from .srm import DEFAULT_SRM_THRESHOLD, srm_check
@@ -28,15 +30,17 @@ def _interval(lo: float, hi: float) -> list[float | None]:
 
 def _check_stats(stats: object, weights: Mapping[str, float]) -> dict[str, VariantStats]:
     if not isinstance(stats, Mapping):
-        fail("stats", "must be a mapping of variant name to VariantStats", stats, TypeError)
+        raise ValidationTypeError("stats", "must be a mapping of variant name to VariantStats",
+                                  stats)
     if len(stats) == 0:
-        fail("stats", "must hold at least one variant", stats)
+        raise ValidationError("stats", "must hold at least one variant", stats)
     for key, value in stats.items():
         check_name("stats key", key)
         if key not in weights:
-            fail("stats", f"names variant {key!r} that is not in weights {sorted(weights)}", key)
+            raise ValidationError(
+                "stats", f"names variant {key!r} that is not in weights {sorted(weights)}", key)
         if not isinstance(value, VariantStats):
-            fail(f"stats[{key!r}]", "must be a VariantStats", value, TypeError)
+            raise ValidationTypeError(f"stats[{key!r}]", "must be a VariantStats", value)
     # A configured variant that has seen no traffic yet is an empty accumulator.
     return {key: stats.get(key, VariantStats()) for key in weights}
 
@@ -45,9 +49,10 @@ def _previous_sequential(previous: object, control: str, alpha: float) -> dict[s
     if previous is None:
         return {}
     if not isinstance(previous, Mapping) or "comparisons" not in previous:
-        fail("previous", "must be a report returned by ab_report, or None", previous, TypeError)
+        raise ValidationTypeError("previous", "must be a report returned by ab_report, or None",
+                                  previous)
     if previous.get("control") != control or previous.get("alpha") != alpha:
-        fail(
+        raise ValidationError(
             "previous",
             f"must come from a report with the same control ({control!r}) and alpha ({alpha})",
             {"control": previous.get("control"), "alpha": previous.get("alpha")},
@@ -79,12 +84,12 @@ def ab_report(
       fixed in advance);
     - ``sequential``: the mixture-SPRT always-valid ``p_value`` and ``confidence_sequence``
       for the difference (valid however often the report is looked at), see
-      :mod:`experiments.abstats.sequential`;
+      :mod:`engine.abtest.sequential`;
     - ``decision``: ``"significant"`` when the sequential p-value is at most ``alpha``, else
       ``"not significant"``. It uses the sequential test because a live report is peeked at;
       ``fixed_horizon_significant`` gives Welch's verdict for a pre-planned single look.
 
-    and ``srm``, the sample-ratio-mismatch check (:func:`experiments.abstats.srm.srm_check`).
+    and ``srm``, the sample-ratio-mismatch check (:func:`engine.abtest.srm.srm_check`).
     ``warnings`` lists anything that makes the numbers untrustworthy. Undefined numbers
     (too few observations, infinite bounds) are ``None``. Each treatment is tested at level
     ``alpha`` on its own; with several treatments, divide ``alpha`` by their number
@@ -109,7 +114,7 @@ def ab_report(
         accumulators' ``n``. Give unit counts when outcomes are per decision and
         assignment is per user.
     tau, target_n, min_n
-        Tuning of the sequential test (:func:`experiments.abstats.sequential.msprt`).
+        Tuning of the sequential test (:func:`engine.abtest.sequential.msprt`).
     srm_threshold : float
         Flag a sample-ratio mismatch when its p-value is below this.
 
@@ -134,7 +139,7 @@ def ab_report(
     share = validate_weights(weights, "weights")
     check_name("control", control)
     if control not in share:
-        fail("control", f"must be one of the variants {sorted(share)}", control)
+        raise ValidationError("control", f"must be one of the variants {sorted(share)}", control)
     accs = _check_stats(stats, share)
     prev = _previous_sequential(previous, control, alpha)
 
@@ -252,7 +257,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     True
     """
     if not isinstance(report, Mapping) or not {"variants", "comparisons", "srm"} <= set(report):
-        fail("report", "must be a dict returned by ab_report", report, TypeError)
+        raise ValidationTypeError("report", "must be a dict returned by ab_report", report)
     level = f"{100 * (1 - report['alpha']):g}%"
     lines = [f"A/B report: control {report['control']!r}, alpha {report['alpha']:g}", ""]
     rows = [

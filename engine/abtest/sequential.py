@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_positive, check_probability, check_real, fail
+from engine.checks import check_int, check_positive, check_probability, check_real
 
 __all__ = ["DEFAULT_MIN_N", "DEFAULT_TARGET_N", "SequentialResult", "msprt", "mixture_tau2"]
 
@@ -102,7 +102,7 @@ class SequentialResult:
         :math:`\\log \\Lambda` at this look.
     p_value : float or ndarray
         :math:`\\min(1, 1/\\Lambda)` at this look. Take the running minimum over looks
-        (:func:`experiments.abstats.report.ab_report` does, given the previous report) for
+        (:func:`engine.abtest.report.ab_report` does, given the previous report) for
         the always-valid p-value; rejecting whenever this falls to ``alpha`` is valid as is.
     ci : tuple
         ``(lower, upper)`` of the ``1 - alpha`` confidence sequence at this look; intersect
@@ -161,8 +161,7 @@ def msprt(
     """
     alpha = check_probability("alpha", alpha)
     theta0 = check_real("theta0", theta0)
-    if isinstance(min_n, bool) or not isinstance(min_n, (int, np.integer)) or min_n < 2:
-        fail("min_n", "must be an integer >= 2", min_n)
+    min_n = check_int("min_n", min_n, 2)
     if tau is not None:
         tau = check_positive("tau", tau)
     mean_t, var_t, n_t, mean_c, var_c, n_c = np.broadcast_arrays(

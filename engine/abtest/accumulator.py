@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_real, fail
+from engine.checks import check_int, check_real
+from engine.errors import ValidationError, ValidationTypeError
 
 __all__ = ["VariantStats"]
 
@@ -79,31 +80,33 @@ class VariantStats:
 
         Raises
         ------
-        TypeError
-            If ``values`` is not numeric.
-        ValueError
+        engine.errors.ValidationTypeError
+            If ``values`` is not numeric (a ``TypeError``).
+        engine.errors.ValidationError
             If any value is nan or infinite, or ``values`` is not one-dimensional.
         """
         if isinstance(values, (bool, np.bool_)):
-            fail("values", "must be numeric, not a bool", values, TypeError)
+            raise ValidationTypeError("values", "must be numeric, not a bool", values)
         if type(values) is float or type(values) is int:  # fast path for one outcome
             x = float(values)
             if not math.isfinite(x):
-                fail("values", "must all be finite", values)
+                raise ValidationError("values", "must all be finite", values)
             self._combine(1, x, 0.0)
             return self
         try:
             arr = np.asarray(values, dtype=float)
         except (TypeError, ValueError):
-            fail("values", "must be a number or a sequence of numbers", values, TypeError)
+            raise ValidationTypeError("values", "must be a number or a sequence of numbers",
+                                      values) from None
         if arr.ndim == 0:
             arr = arr.reshape(1)
         if arr.ndim != 1:
-            fail("values", "must be a scalar or one-dimensional", f"shape {arr.shape}")
+            raise ValidationError("values", "must be a scalar or one-dimensional",
+                                  f"shape {arr.shape}")
         if arr.size == 0:
             return self
         if not np.all(np.isfinite(arr)):
-            fail("values", "must all be finite", values)
+            raise ValidationError("values", "must all be finite", values)
         mean = float(arr.mean())
         m2 = float(np.sum((arr - mean) ** 2))
         self._combine(int(arr.size), mean, m2)
@@ -112,7 +115,7 @@ class VariantStats:
     def merge(self, other: VariantStats) -> VariantStats:
         """Fold another accumulator's state into this one; returns ``self``."""
         if not isinstance(other, VariantStats):
-            fail("other", "must be a VariantStats", other, TypeError)
+            raise ValidationTypeError("other", "must be a VariantStats", other)
         self._combine(other._n, other._mean, other._m2)
         return self
 
@@ -128,19 +131,17 @@ class VariantStats:
     def from_dict(cls, state: Mapping[str, Any]) -> VariantStats:
         """Rebuild an accumulator from :meth:`to_dict` output, checking every field."""
         if not isinstance(state, Mapping):
-            fail("state", "must be a mapping with keys n, mean, m2", state, TypeError)
+            raise ValidationTypeError("state", "must be a mapping with keys n, mean, m2", state)
         missing = {"n", "mean", "m2"} - set(state)
         if missing:
-            fail("state", f"is missing keys {sorted(missing)}", state)
-        n = state["n"]
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            fail("state['n']", "must be an integer >= 0", n)
+            raise ValidationError("state", f"is missing keys {sorted(missing)}", state)
+        n = check_int("state['n']", state["n"], 0)
         mean = check_real("state['mean']", state["mean"])
         m2 = check_real("state['m2']", state["m2"])
         if not (math.isfinite(mean) and math.isfinite(m2)) or m2 < 0.0:
-            fail("state", "mean must be finite and m2 finite and >= 0", state)
+            raise ValidationError("state", "mean must be finite and m2 finite and >= 0", state)
         out = cls()
-        out._n, out._mean, out._m2 = int(n), mean, m2
+        out._n, out._mean, out._m2 = n, mean, m2
         return out
 
     def __eq__(self, other: object) -> bool:

@@ -6,11 +6,20 @@ import hashlib
 import math
 from collections.abc import Mapping
 
-from ._checks import check_name, check_real, fail
+from engine.checks import check_positive, check_string
+from engine.errors import ValidationError, ValidationTypeError
 
-__all__ = ["assign_variant", "hash_unit", "validate_weights"]
+__all__ = ["assign_variant", "check_name", "hash_unit", "validate_weights"]
 
 _SEP = b"\x1f"  # unit separator: ("ab", "c") and ("a", "bc") hash differently
+
+
+def check_name(name: str, value: object) -> str:
+    """``value`` if it is a string the engine accepts as an id (see
+    :func:`engine.checks.check_string`); another type raises a ``TypeError``."""
+    if not isinstance(value, str):
+        raise ValidationTypeError(name, "must be a string", value)
+    return check_string(value, name)  # type: ignore[return-value]
 
 
 def validate_weights(variants: Mapping[str, float], name: str = "variants") -> dict[str, float]:
@@ -31,19 +40,17 @@ def validate_weights(variants: Mapping[str, float], name: str = "variants") -> d
     >>> validate_weights({"a": -1.0})
     Traceback (most recent call last):
     ...
-    ValueError: variants['a']: must be a finite number > 0 (got -1.0)
+    engine.errors.ValidationError: variants['a']: must be a finite number > 0 (got -1.0)
     """
     if not isinstance(variants, Mapping):
-        fail(name, "must be a mapping of variant name to traffic weight", variants, TypeError)
+        raise ValidationTypeError(name, "must be a mapping of variant name to traffic weight",
+                                  variants)
     if len(variants) == 0:
-        fail(name, "must name at least one variant", variants)
+        raise ValidationError(name, "must name at least one variant", variants)
     weights: dict[str, float] = {}
     for key, value in variants.items():
         check_name(f"{name} key", key)
-        w = check_real(f"{name}[{key!r}]", value)
-        if not (math.isfinite(w) and w > 0.0):
-            fail(f"{name}[{key!r}]", "must be a finite number > 0", value)
-        weights[key] = w
+        weights[key] = check_positive(f"{name}[{key!r}]", value)
     total = math.fsum(weights.values())
     return {key: w / total for key, w in weights.items()}
 
@@ -98,7 +105,7 @@ def assign_variant(user_id: str, variants: Mapping[str, float], salt: str) -> st
     """
     check_name("user_id", user_id)
     if not isinstance(salt, str):
-        fail("salt", "must be a string", salt, TypeError)
+        raise ValidationTypeError("salt", "must be a string", salt)
     weights = validate_weights(variants)
     u = hash_unit(user_id, salt)
     cumulative = 0.0
