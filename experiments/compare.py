@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from experiments.metrics import mean_ci
+from experiments.metrics import sample_mean_ci
 
 
 class SimulatorSpec(BaseModel):
@@ -160,7 +160,7 @@ def summarize_seeds(cfg: CompareConfig, per_seed: list[dict]) -> dict:
     variants = {}
     for v in cfg.variants:
         means = np.array([s["variants"][v]["mean_reward"] for s in per_seed])
-        m, lo, hi = mean_ci(means)
+        m, lo, hi = sample_mean_ci(means)
         variants[v] = {"mean_reward": m, "ci": [lo, hi], "per_seed": means.tolist()}
     diffs = {}
     ctrl = np.array([s["variants"][cfg.control]["mean_reward"] for s in per_seed])
@@ -168,7 +168,7 @@ def summarize_seeds(cfg: CompareConfig, per_seed: list[dict]) -> dict:
         if v == cfg.control:
             continue
         d = np.array([s["variants"][v]["mean_reward"] for s in per_seed]) - ctrl
-        m, lo, hi = mean_ci(d)
+        m, lo, hi = sample_mean_ci(d)
         diffs[v] = {"mean_diff": m, "ci": [lo, hi], "per_seed": d.tolist(),
                     "wins": int((d > 0).sum()), "seeds": len(d)}
     online = [{"seed": s["seed"], "comparisons": {

@@ -11,40 +11,27 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
-
-
-def t_quantile(df: int) -> float:
-    """Two-sided 95% Student-t quantile (table for small df, normal beyond 30)."""
-    if df <= 0:
-        return math.nan
-    if df in T_975:
-        return T_975[df]
-    if df > 30:
-        return 1.96 + 2.4 / df  # within 1e-3 of the exact value for df > 30
-    below = max(k for k in T_975 if k < df)
-    above = min(k for k in T_975 if k > df)
-    w = (df - below) / (above - below)
-    return T_975[below] * (1 - w) + T_975[above] * w
+from engine.abtest import mean_ci
 
 
-def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and a 95% t-interval over independent values (one per seed or per batch).
+def sample_mean_ci(values: npt.ArrayLike, alpha: float = 0.05) -> tuple[float, float, float]:
+    """Mean and its ``1 - alpha`` Student-t interval over independent values (one per seed or
+    per batch): :func:`engine.abtest.mean_ci` on the sample's mean, variance and count.
 
     Examples
     --------
-    >>> m, lo, hi = mean_ci(np.array([1.0, 2.0, 3.0]))
-    >>> m, round(lo, 3), round(hi, 3)
-    (2.0, -0.484, 4.484)
+    >>> m, lo, hi = sample_mean_ci(np.array([1.0, 2.0, 3.0]))  # 2 -+ t_{0.975, 2} / sqrt(3)
+    >>> m, round(lo, 5), round(hi, 5)
+    (2.0, -0.48414, 4.48414)
     """
     values = np.asarray(values, dtype=float)
     m = float(values.mean())
     if len(values) < 2:
         return m, math.nan, math.nan
-    half = t_quantile(len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return m, m - half, m + half
+    lo, hi = mean_ci(m, float(values.var(ddof=1)), len(values), alpha)
+    return m, lo, hi
 
 
 def batch_means(values: np.ndarray, n_batches: int = 20) -> np.ndarray:
@@ -125,8 +112,8 @@ def summarize(policy: str, rewards: np.ndarray, regrets: np.ndarray, clicks: np.
         r_units, g_units = rewards.mean(axis=1), regrets.mean(axis=1)
     else:
         r_units, g_units = batch_means(rewards[0]), batch_means(regrets[0])
-    m_r, lo_r, hi_r = mean_ci(r_units)
-    m_g, lo_g, hi_g = mean_ci(g_units)
+    m_r, lo_r, hi_r = sample_mean_ci(r_units)
+    m_g, lo_g, hi_g = sample_mean_ci(g_units)
     if shift is not None and 0 < shift < steps:
         ctr_before = float(clicks[:, :shift].mean())
         ctr_after = float(clicks[:, shift:].mean())
