@@ -21,6 +21,9 @@ class ValidationError(LoopwiseError, ValueError):
     "events[3].ts: must be a finite number (got 'abc')"
     >>> err.field
     'events[3].ts'
+    >>> import pickle
+    >>> str(pickle.loads(pickle.dumps(ValidationError("salt", "is required"))))
+    'salt: is required'
     """
 
     _MISSING = object()
@@ -34,7 +37,9 @@ class ValidationError(LoopwiseError, ValueError):
         got = "" if value is ValidationError._MISSING else f" (got {_short(value)})"
         super().__init__(f"{field}: {reason}{got}")
 
-    def __reduce__(self):  # keep pickling (Ray) working with the custom __init__
+    def __reduce__(self):  # keep pickling (Ray, process pools) working with the custom __init__
+        if self.value is ValidationError._MISSING:  # a fresh sentinel would print as a value
+            return (type(self), (self.field, self.reason))
         return (type(self), (self.field, self.reason, self.value))
 
 
