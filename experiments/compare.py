@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticError
 
+from engine.errors import ValidationError
 from experiments.metrics import sample_mean_ci
 
 
@@ -95,8 +97,9 @@ class CompareConfig(BaseModel):
         return out
 
 
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the key and the problem."""
+class ConfigError(ValidationError):
+    """A config file that cannot be used; the message names the file, the key and the
+    problem (``path: key: problem``)."""
 
 
 def load_config(path: str | Path) -> CompareConfig:
@@ -104,20 +107,20 @@ def load_config(path: str | Path) -> CompareConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+        raise ConfigError(str(path), "no such file") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(str(path), f"not valid YAML ({err})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must be a YAML mapping of settings")
+        raise ConfigError(str(path), "must be a YAML mapping of settings")
     try:
         return CompareConfig.model_validate(raw)
-    except ValidationError as err:
+    except PydanticError as err:
         problems = []
         for e in err.errors():
             key = ".".join(str(x) for x in e["loc"]) or "(top level)"
             msg = e["msg"].removeprefix("Value error, ")
             problems.append(f"{key}: {msg}")
-        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+        raise ConfigError(str(path), "; ".join(problems)) from None
 
 
 def _run_seed(cfg_json: str, seed: int) -> dict:

@@ -14,8 +14,9 @@ Conventions follow Open Bandit Pipeline. For ``n`` logged rounds:
                                (DM-family estimators only)
 =============================  ===================================================
 
-Every check lives in :func:`validate`; its errors are :class:`OPEInputError` (a
-``ValueError``) and name the input, the constraint and the value received.
+Every check lives in :func:`validate`; its errors are :class:`OPEInputError`, the
+:class:`engine.errors.ValidationError` of off-policy evaluation, and name the input, the
+constraint and the value received.
 """
 
 from __future__ import annotations
@@ -26,10 +27,18 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from engine.errors import ValidationError
 
-class OPEInputError(ValueError):
+
+class OPEInputError(ValidationError):
     """Logged data or a target policy that cannot be evaluated; the message says which input,
-    what it must satisfy and what was received."""
+    what it must satisfy and what was received (``field: reason``).
+
+    Examples
+    --------
+    >>> str(OPEInputError("reward", "the log has no rounds (got an empty array)"))
+    'reward: the log has no rounds (got an empty array)'
+    """
 
 
 #: How far an action distribution's sum over actions may stray from 1.
@@ -120,7 +129,7 @@ def validate(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.ArrayLike
     reward = _vector(reward, "reward", float)
     n = len(reward)
     if n == 0:
-        raise OPEInputError("reward: the log has no rounds (got an empty array)")
+        raise OPEInputError("reward", "the log has no rounds (got an empty array)")
     action = _index_vector(action, "action", n)
     pscore = _vector(pscore, "pscore", float, n)
     position = (np.zeros(n, dtype=np.int64) if position is None
@@ -129,34 +138,34 @@ def validate(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.ArrayLike
     bad = ~((pscore > 0) & (pscore <= 1))
     if bad.any():
         i = int(np.argmax(bad))
-        raise OPEInputError(f"pscore: propensities must lie in (0, 1]; round {i} has {pscore[i]}")
+        raise OPEInputError("pscore", f"propensities must lie in (0, 1]; round {i} has {pscore[i]}")
     dist = _array(action_dist, "action_dist")
     if dist.ndim != 3 or dist.shape[0] != n:
-        raise OPEInputError(f"action_dist: must have shape (n_rounds={n}, n_actions, len_list) "
+        raise OPEInputError("action_dist", f"must have shape (n_rounds={n}, n_actions, len_list) "
                             f"(got {dist.shape})")
     n_actions, len_list = dist.shape[1], dist.shape[2]
     if n_actions == 0 or len_list == 0:
-        raise OPEInputError(f"action_dist: needs at least one action and one position "
+        raise OPEInputError("action_dist", f"needs at least one action and one position "
                             f"(got shape {dist.shape})")
     _in_range(action, "action", n_actions, "the columns of action_dist")
     _in_range(position, "position", len_list, "action_dist's last axis")
     _finite(dist, "action_dist")
     if (dist < 0).any():
         i, a, k = np.argwhere(dist < 0)[0]
-        raise OPEInputError(f"action_dist: probabilities must be >= 0; round {i}, action {a}, "
+        raise OPEInputError("action_dist", f"probabilities must be >= 0; round {i}, action {a}, "
                             f"position {k} has {dist[i, a, k]:.6g}")
     sums = dist.sum(axis=1)
     off = np.abs(sums - 1.0) > SUM_TOLERANCE
     if off.any():
         i, k = np.argwhere(off)[0]
-        raise OPEInputError(f"action_dist: probabilities over actions must sum to 1 for every "
+        raise OPEInputError("action_dist", f"probabilities over actions must sum to 1 for every "
                             f"round and position; round {i}, position {k} sums to "
                             f"{sums[i, k]:.6g}")
     q = None
     if estimated_rewards is not None:
         q = _array(estimated_rewards, "estimated_rewards")
         if q.shape != dist.shape:
-            raise OPEInputError(f"estimated_rewards: must have action_dist's shape {dist.shape} "
+            raise OPEInputError("estimated_rewards", f"must have action_dist's shape {dist.shape} "
                                 f"(got {q.shape})")
         _finite(q, "estimated_rewards")
     return LoggedData(reward, action, position, pscore, dist, q)
@@ -166,29 +175,29 @@ def _array(x, name: str, dtype=float) -> np.ndarray:
     try:
         return np.asarray(x, dtype=dtype)
     except (TypeError, ValueError):
-        raise OPEInputError(f"{name}: must be numbers (got {type(x).__name__} that numpy "
+        raise OPEInputError(name, f"must be numbers (got {type(x).__name__} that numpy "
                             f"cannot convert to {np.dtype(dtype).name})") from None
 
 
 def _vector(x, name: str, dtype=float, n: int | None = None) -> np.ndarray:
     arr = _array(x, name, dtype)
     if arr.ndim != 1:
-        raise OPEInputError(f"{name}: must be one-dimensional (got shape {arr.shape})")
+        raise OPEInputError(name, f"must be one-dimensional (got shape {arr.shape})")
     if n is not None and len(arr) != n:
-        raise OPEInputError(f"{name}: has {len(arr)} rounds, reward has {n}")
+        raise OPEInputError(name, f"has {len(arr)} rounds, reward has {n}")
     return arr
 
 
 def _index_vector(x, name: str, n: int) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype == object or arr.dtype.kind in "USb":
-        raise OPEInputError(f"{name}: must be integer indices (got dtype {arr.dtype})")
+        raise OPEInputError(name, f"must be integer indices (got dtype {arr.dtype})")
     arr = _vector(arr, name, None, n)
     if not np.issubdtype(arr.dtype, np.integer):
         ok = np.isfinite(arr) & (np.mod(arr, 1) == 0)
         if not ok.all():
             i = int(np.argmin(ok))
-            raise OPEInputError(f"{name}: must be integer indices; round {i} has {arr[i]}")
+            raise OPEInputError(name, f"must be integer indices; round {i} has {arr[i]}")
     return arr.astype(np.int64)
 
 
@@ -196,7 +205,7 @@ def _in_range(arr: np.ndarray, name: str, size: int, what: str) -> None:
     bad = (arr < 0) | (arr >= size)
     if bad.any():
         i = int(np.argmax(bad))
-        raise OPEInputError(f"{name}: indices must lie in [0, {size}) ({what}); "
+        raise OPEInputError(name, f"indices must lie in [0, {size}) ({what}); "
                             f"round {i} has {arr[i]}")
 
 
@@ -205,7 +214,7 @@ def _finite(arr: np.ndarray, name: str) -> None:
     if not ok.all():
         where = np.unravel_index(int(np.argmin(ok)), arr.shape)
         place = f"round {where[0]}" if arr.ndim == 1 else f"entry {tuple(map(int, where))}"
-        raise OPEInputError(f"{name}: must be finite; {place} is {arr[where]}")
+        raise OPEInputError(name, f"must be finite; {place} is {arr[where]}")
 
 
 class Interval(NamedTuple):

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.checks import check_int, check_probability
+
 Terms = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
 
 #: Bootstrap indices are drawn in chunks of about this many entries to bound memory.
@@ -43,13 +45,10 @@ def combine(num: np.ndarray, den: np.ndarray | None = None, add: np.ndarray | No
 
 
 def check_bootstrap_args(n_bootstrap: int, alpha: float) -> None:
-    """Raise ``ValueError``/``TypeError`` naming ``n_bootstrap`` or ``alpha`` when invalid."""
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int | np.integer):
-        raise TypeError(f"n_bootstrap: must be an int (got {type(n_bootstrap).__name__})")
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap: must be >= 1 (got {n_bootstrap})")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha: must lie in (0, 1) (got {alpha!r})")
+    """Raise :class:`engine.errors.ValidationError` naming ``n_bootstrap`` (an integer >= 1)
+    or ``alpha`` (in (0, 1)) when invalid."""
+    check_int("n_bootstrap", n_bootstrap, 1)
+    check_probability("alpha", alpha)
 
 
 def bootstrap_samples(term_sets: Sequence[Terms], n_bootstrap: int,

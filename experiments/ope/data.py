@@ -32,7 +32,7 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
     """Every column of a CSV or Parquet file as a numpy array (nulls become NaN or None)."""
     path = Path(path)
     if not path.is_file():
-        raise OPEInputError(f"data: no such file {str(path)!r}")
+        raise OPEInputError("data", f"no such file {str(path)!r}")
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -44,12 +44,12 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
 
             table = pacsv.read_csv(path)
         else:
-            raise OPEInputError(f"data: {path.name!r} must end in .csv or .parquet "
+            raise OPEInputError("data", f"{path.name!r} must end in .csv or .parquet "
                                 f"(got {suffix or 'no suffix'!r})")
     except OPEInputError:
         raise
     except Exception as err:  # pyarrow's errors: not a valid file of that format
-        raise OPEInputError(f"data: cannot read {path.name!r} as {suffix[1:]} "
+        raise OPEInputError("data", f"cannot read {path.name!r} as {suffix[1:]} "
                             f"({type(err).__name__}: {err})") from None
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
@@ -72,14 +72,14 @@ def load_columnar(path: str | Path, action_col: str = "action", position_col: st
         wanted[f"context {ctx}"] = ("--context-cols", ctx)
     missing = [f"{col!r} (from {flag})" for flag, col in wanted.values() if col not in table]
     if missing:
-        raise OPEInputError(f"data: missing column(s) {', '.join(missing)}; the file has "
+        raise OPEInputError("data", f"missing column(s) {', '.join(missing)}; the file has "
                             f"{sorted(table)}")
     out: dict[str, np.ndarray | None] = {"position": None, "contexts": None}
     columns = {}
     for key, (flag, col) in wanted.items():
         columns[key] = _numeric_column(table[col], col, flag)
     if len(columns["reward"]) == 0:
-        raise OPEInputError(f"data: {Path(path).name!r} has no rows")
+        raise OPEInputError("data", f"{Path(path).name!r} has no rows")
     for key in ("action", "reward", "pscore", "position"):
         if key in columns:
             out[key] = columns[key]
@@ -92,11 +92,11 @@ def _numeric_column(values: np.ndarray, col: str, flag: str) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
-        raise OPEInputError(f"data: column {col!r} (from {flag}) must be numeric "
+        raise OPEInputError("data", f"column {col!r} (from {flag}) must be numeric "
                             f"(got values like {values[:3].tolist()!r})") from None
     nan = np.isnan(arr)
     if nan.any():
-        raise OPEInputError(f"data: column {col!r} (from {flag}) has {int(nan.sum())} missing "
+        raise OPEInputError("data", f"column {col!r} (from {flag}) has {int(nan.sum())} missing "
                             f"value(s), the first in row {int(np.argmax(nan))}")
     return np.asarray(values) if values.dtype.kind in "iu" else arr
 
@@ -106,21 +106,21 @@ def load_action_dist(path: str | Path, n_rows: int | None = None) -> np.ndarray:
     (n, n_actions) for a single slot; with ``n_rows``, its rows must match the data's."""
     path = Path(path)
     if not path.is_file():
-        raise OPEInputError(f"target-dist: no such file {str(path)!r}")
+        raise OPEInputError("target-dist", f"no such file {str(path)!r}")
     try:
         dist = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
-        raise OPEInputError(f"target-dist: {path.name!r} is not a numpy .npy array "
+        raise OPEInputError("target-dist", f"{path.name!r} is not a numpy .npy array "
                             f"({err})") from None
     if dist.ndim == 2:  # (n, n_actions): a single slot
         dist = dist[:, :, None]
     if dist.ndim != 3:
-        raise OPEInputError(f"target-dist: must have shape (n_rounds, n_actions, len_list) or "
+        raise OPEInputError("target-dist", f"must have shape (n_rounds, n_actions, len_list) or "
                             f"(n_rounds, n_actions) (got {dist.shape})")
     if not np.issubdtype(dist.dtype, np.number):
-        raise OPEInputError(f"target-dist: must hold numbers (got dtype {dist.dtype})")
+        raise OPEInputError("target-dist", f"must hold numbers (got dtype {dist.dtype})")
     if n_rows is not None and dist.shape[0] != n_rows:
-        raise OPEInputError(f"target-dist: has {dist.shape[0]} rows, the data file has "
+        raise OPEInputError("target-dist", f"has {dist.shape[0]} rows, the data file has "
                             f"{n_rows}; row i of action_dist must describe row i of the data")
     return dist
 
@@ -142,11 +142,11 @@ def engine_log(data_dir: str | Path, policy) -> dict[str, np.ndarray]:
     finally:
         store.close()
     if not rows:
-        raise OPEInputError(f"log: {str(data_dir)!r} holds no decision with a reward yet")
+        raise OPEInputError("log", f"{str(data_dir)!r} holds no decision with a reward yet")
     k_max = max(len(r["candidate_ids"]) for r in rows)
     dim = rows[0]["phi"].shape[1]
     if policy.n_features != dim:
-        raise OPEInputError(f"policy: has n_features={policy.n_features}, the log's features "
+        raise OPEInputError("policy", f"has n_features={policy.n_features}, the log's features "
                             f"have {dim}")
     n = len(rows)
     phi = np.zeros((n, k_max, dim))

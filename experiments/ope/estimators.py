@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from engine.checks import check_real
+from engine.errors import ValidationError
 from experiments.ope.base import Interval, LoggedData, OPEInputError, validate
 from experiments.ope.bootstrap import (
     Terms,
@@ -111,7 +113,7 @@ class Estimator:
     def terms(self, data: LoggedData) -> Terms:
         """Per-round ``(num, den, add)``; checks that a model-based estimator has a model."""
         if self.needs_model and data.estimated_rewards is None:
-            raise OPEInputError(f"estimated_rewards_by_reg_model: {self.name} needs a reward "
+            raise OPEInputError("estimated_rewards_by_reg_model", f"{self.name} needs a reward "
                                 "model's predictions of shape (n_rounds, n_actions, len_list) "
                                 "(got None)")
         return self._terms(data)
@@ -127,10 +129,8 @@ class Estimator:
 def _positive(value, name: str, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise TypeError(f"{name}: must be a number (got {type(value).__name__})")
-    if not value > 0:
-        raise ValueError(f"{name}: must be > 0 (got {value!r})")
+    if not check_real(name, value) > 0:
+        raise ValidationError(name, "must be > 0", value)
 
 
 class Replay(Estimator):

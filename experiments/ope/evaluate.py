@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from engine.errors import ValidationTypeError
 from experiments.ope.base import Estimate, LoggedData, OPEInputError
 from experiments.ope.bootstrap import (
     bootstrap_samples,
@@ -47,22 +48,22 @@ def make_estimator(spec: str) -> Estimator:
     name, _, value = spec.strip().partition(":")
     entry = ESTIMATORS.get(name.strip().lower())
     if entry is None:
-        raise OPEInputError(f"estimators: unknown estimator {spec!r}; choose from "
+        raise OPEInputError("estimators", f"unknown estimator {spec!r}; choose from "
                             f"{', '.join(ESTIMATORS)} (optionally NAME:VALUE for ips, "
                             "switch-dr, dr-os)")
     cls, param = entry
     if not value:
         return cls()
     if param is None:
-        raise OPEInputError(f"estimators: {name!r} takes no parameter (got {spec!r})")
+        raise OPEInputError("estimators", f"{name!r} takes no parameter (got {spec!r})")
     try:
         number = float(value)
     except ValueError:
-        raise OPEInputError(f"estimators: {param} in {spec!r} must be a number") from None
+        raise OPEInputError("estimators", f"{param} in {spec!r} must be a number") from None
     try:
         return cls(**{param: number})
     except (TypeError, ValueError) as err:
-        raise OPEInputError(f"estimators: {spec!r}: {err}") from None
+        raise OPEInputError("estimators", f"{spec!r}: {err}") from None
 
 
 def resolve_estimators(estimators: Sequence[Estimator | str] | str | None) -> list[Estimator]:
@@ -79,10 +80,9 @@ def resolve_estimators(estimators: Sequence[Estimator | str] | str | None) -> li
         elif isinstance(e, Estimator):
             out.append(e)
         else:
-            raise TypeError(f"estimators: each must be an Estimator or a name "
-                            f"(got {type(e).__name__})")
+            raise ValidationTypeError("estimators", "each must be an Estimator or a name", e)
     if not out:
-        raise OPEInputError("estimators: the list is empty")
+        raise OPEInputError("estimators", "the list is empty")
     return out
 
 

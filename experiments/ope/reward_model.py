@@ -15,9 +15,12 @@ action-dependent features ``action_context[i, a]`` those replace the one-hot/cro
 from __future__ import annotations
 
 import copy
+from numbers import Integral
 
 import numpy as np
 
+from engine.checks import check_int, check_real
+from engine.errors import ValidationError, ValidationTypeError
 from experiments.ope.base import OPEInputError
 
 #: Prediction batches are built in chunks of about this many feature entries.
@@ -41,8 +44,8 @@ class Ridge:
     """
 
     def __init__(self, l2: float = 1.0):
-        if not l2 >= 0:
-            raise ValueError(f"l2: must be >= 0 (got {l2!r})")
+        if not check_real("l2", l2) >= 0:
+            raise ValidationError("l2", "must be >= 0", l2)
         self.l2 = l2
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> Ridge:
@@ -91,8 +94,8 @@ class MLP:
 
     def __init__(self, hidden: int = 32, epochs: int = 300, lr: float = 0.02,
                  l2: float = 1e-4, seed: int = 0):
-        if hidden < 1 or epochs < 1:
-            raise ValueError(f"hidden, epochs: must be >= 1 (got {hidden}, {epochs})")
+        check_int("hidden", hidden, 1)
+        check_int("epochs", epochs, 1)
         self.hidden, self.epochs, self.lr, self.l2, self.seed = hidden, epochs, lr, l2, seed
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> MLP:
@@ -182,11 +185,12 @@ def _linear_scores(beta: np.ndarray, rows: np.ndarray, n_actions: int, len_list:
 
 
 def check_k_folds(k_folds: int, n: int) -> None:
-    """Raise ``TypeError``/``ValueError`` unless ``k_folds`` is an int in [2, n]."""
-    if isinstance(k_folds, bool) or not isinstance(k_folds, int | np.integer):
-        raise TypeError(f"k_folds: must be an int (got {type(k_folds).__name__})")
+    """Raise :class:`engine.errors.ValidationError` unless ``k_folds`` is an integer in
+    [2, n] (:class:`~engine.errors.ValidationTypeError` if it is no integer)."""
+    if isinstance(k_folds, bool) or not isinstance(k_folds, Integral):
+        raise ValidationTypeError("k_folds", "must be an integer", k_folds)
     if not 2 <= k_folds <= n:
-        raise ValueError(f"k_folds: must lie in [2, n_rounds={n}] (got {k_folds})")
+        raise ValidationError("k_folds", f"must lie in [2, n_rounds={n}]", k_folds)
 
 
 def check_features(n: int, n_actions: int, contexts=None, action_context=None):
@@ -196,17 +200,17 @@ def check_features(n: int, n_actions: int, contexts=None, action_context=None):
         if contexts.ndim == 1:
             contexts = contexts[:, None]
         if contexts.ndim != 2 or contexts.shape[0] != n:
-            raise OPEInputError(f"contexts: must have shape (n_rounds={n}, n_features) "
+            raise OPEInputError("contexts", f"must have shape (n_rounds={n}, n_features) "
                                 f"(got {contexts.shape})")
         if not np.isfinite(contexts).all():
-            raise OPEInputError("contexts: must be finite (got NaN or inf)")
+            raise OPEInputError("contexts", "must be finite (got NaN or inf)")
     if action_context is not None:
         action_context = np.asarray(action_context, dtype=float)
         if action_context.ndim != 3 or action_context.shape[:2] != (n, n_actions):
-            raise OPEInputError(f"action_context: must have shape (n_rounds={n}, "
+            raise OPEInputError("action_context", f"must have shape (n_rounds={n}, "
                                 f"n_actions={n_actions}, n_features) (got {action_context.shape})")
         if not np.isfinite(action_context).all():
-            raise OPEInputError("action_context: must be finite (got NaN or inf)")
+            raise OPEInputError("action_context", "must be finite (got NaN or inf)")
     return contexts, action_context
 
 
@@ -238,8 +242,8 @@ def cross_fit(reward: np.ndarray, action: np.ndarray, position: np.ndarray, n_ac
     check_k_folds(k_folds, n)
     model = Ridge() if reward_model is None else reward_model
     if not (callable(getattr(model, "fit", None)) and callable(getattr(model, "predict", None))):
-        raise TypeError(f"reward_model: must have fit(X, y) and predict(X) methods "
-                        f"(got {type(model).__name__})")
+        raise ValidationTypeError("reward_model", "must have fit(X, y) and predict(X) methods",
+                                  model)
     contexts, action_context = check_features(n, n_actions, contexts, action_context)
     feats = dict(n_actions=n_actions, len_list=len_list, contexts=contexts,
                  action_context=action_context)
@@ -253,7 +257,7 @@ def cross_fit(reward: np.ndarray, action: np.ndarray, position: np.ndarray, n_ac
         if not len(test):
             continue
         if not len(train):
-            raise ValueError(f"folds: fold {f} holds every round; nothing left to fit on")
+            raise ValidationError("folds", f"fold {f} holds every round; nothing left to fit on")
         fitted = copy.deepcopy(model).fit(
             design_matrix(train, action[train], position[train], **feats), reward[train])
         if type(fitted) is Ridge:  # linear: score every (action, position) without building rows
@@ -267,7 +271,7 @@ def cross_fit(reward: np.ndarray, action: np.ndarray, position: np.ndarray, n_ac
                               np.tile(pairs_k, len(rows)), **feats)
             pred = np.asarray(fitted.predict(x), dtype=float).reshape(-1)
             if pred.shape != (len(x),):
-                raise ValueError(f"reward_model: predict returned {pred.size} values for "
-                                 f"{len(x)} rows")
+                raise ValidationError("reward_model",
+                                      f"predict returned {pred.size} values for {len(x)} rows")
             out[rows] = pred.reshape(len(rows), n_actions, len_list)
     return np.clip(out, reward.min(), reward.max()) if clip else out

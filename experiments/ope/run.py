@@ -71,7 +71,7 @@ def run_ope_on_arrays(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.
     chosen = resolve_estimators(estimators)
     needs_model = any(e.needs_model for e in chosen)
     if refit_bootstrap and estimated_rewards is not None:
-        raise OPEInputError("refit_bootstrap: needs a reward model to refit, but "
+        raise OPEInputError("refit_bootstrap", "needs a reward model to refit, but "
                             "estimated_rewards were given; pass one or the other")
     refit = None
     if d.estimated_rewards is None and needs_model:
@@ -130,7 +130,7 @@ def target_policy(spec: str, params: dict, data_dir: str | Path, n_features: int
         finally:
             store.close()
         if row is None:
-            raise OPEInputError(f"policy: no saved policy for variant {spec[6:]!r} in {data_dir}")
+            raise OPEInputError("policy", f"no saved policy for variant {spec[6:]!r} in {data_dir}")
         return pickle.loads(row[2])
     from policies import make
 
@@ -193,18 +193,18 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.log:
             if not args.policy:
-                raise OPEInputError("--policy: required with --log")
+                raise OPEInputError("--policy", "required with --log")
             try:
                 params = json.loads(args.policy_params)
             except json.JSONDecodeError as err:
-                raise OPEInputError(f"--policy-params: not valid JSON ({err})") from None
+                raise OPEInputError("--policy-params", f"not valid JSON ({err})") from None
             result = run_ope_on_log(args.log, args.policy, params, estimators=args.estimators,
                                     k_folds=args.k_folds, n_bootstrap=args.bootstrap,
                                     alpha=args.alpha, refit_bootstrap=args.refit_bootstrap,
                                     seed=args.seed)
         else:
             if not args.target_dist:
-                raise OPEInputError("--target-dist: required with --data")
+                raise OPEInputError("--target-dist", "required with --data")
             ctx = [c.strip() for c in args.context_cols.split(",") if c.strip()] or None
             result = run_ope_on_data(args.data, args.target_dist, action_col=args.action_col,
                                      position_col=args.position_col, reward_col=args.reward_col,
