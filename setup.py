@@ -18,6 +18,7 @@ setup(
     package_data={"experiments": ["configs/*.yaml"]},
     install_requires=[
         "numpy>=1.24",
+        "scipy>=1.10",
         # CPU users: install with `-c constraints.txt` (torch==2.13.0, CPU build).
         # GPU users may bring any newer CUDA build.
         "torch>=2.1",
