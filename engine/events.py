@@ -214,29 +214,13 @@ class Event:
 
 _FIELDS = frozenset(Event.__slots__)
 
+#: Event ids the engine gives the behaviour events it derives from rewards
+#: (``reward:<decision_id>``); an ingested event may not take one (it would displace the
+#: reward event's row in the log, so a replay would miss that reward).
+RESERVED_EVENT_ID_PREFIX = "reward:"
 
-def _check_id(value: object, where: str, required: bool) -> str | None:
-    return check_string(value, where, required=required)
-
-
-def _check_ts(ts: float, bounds: tuple[float, float], where: str) -> None:
-    low, high = bounds
-    if ts < low:
-        raise ValidationError(where, f"must be at or after {low:.0f} (event time in seconds "
-                              "since 1970; see min_event_time)", ts)
-    if ts > high:
-        hint = "; it looks like milliseconds: send seconds" if low <= ts / 1000 <= high else ""
-        raise ValidationError(where, f"must be at most {high:.0f}, a day after the engine's "
-                              f"clock (event time in seconds since 1970; see max_event_lead)"
-                              f"{hint}", ts)
-
-
-def _bounds(limits: Limits | None, now: float | None
-            ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(ts bounds, value bounds) of ``limits`` at ``now``; ``None``: every finite number."""
-    if limits is None:
-        return (0.0, _MAX_FLOAT), (-_MAX_FLOAT, _MAX_FLOAT)
-    return limits.ts_bounds(now), limits.reward_range
+_VALUED_TYPES = frozenset(("rate", "reward"))  # types whose events must carry a value
+_MAX_FLOAT = sys.float_info.max
 
 
 def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
@@ -255,142 +239,8 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
     ...
     engine.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'view'] or declare it in event_types (got 'teleport')
     """
-    types = types or _DEFAULT_TYPES
     ts_bounds, values = _bounds(limits, now)
-    if isinstance(raw, Event):
-        raw = raw.to_dict()
-    if not isinstance(raw, Mapping):
-        raise ValidationError(where, "must be a mapping of field names to values", raw)
-    unknown = raw.keys() - _FIELDS
-    if unknown:
-        raise ValidationError(f"{where}.{sorted(unknown)[0]}",
-                              f"unknown field; allowed fields are {sorted(_FIELDS)}")
-    user_id = _check_id(raw.get("user_id"), f"{where}.user_id", required=True)
-    type_ = raw.get("type")
-    if not isinstance(type_, str) or not types.known(type_):
-        known = sorted(types._weights)  # type: ignore[attr-defined]
-        raise ValidationError(f"{where}.type",
-                              f"unknown event type; use one of {known} or declare it in event_types",
-                              type_)
-    ts = raw.get("ts")
-    if not _is_number(ts) or ts < 0:
-        raise ValidationError(f"{where}.ts", "must be a finite number of seconds >= 0", ts)
-    _check_ts(ts, ts_bounds, f"{where}.ts")
-    item_id = _check_id(raw.get("item_id"), f"{where}.item_id", required=False)
-    value = raw.get("value")
-    if value is not None:
-        if not _is_number(value):
-            raise ValidationError(f"{where}.value", "must be a finite number", value)
-        value = float(value)
-        if type_ != "rate" and not values[0] <= value <= values[1]:
-            raise ValidationError(f"{where}.value", f"must lie in the reward range "
-                                  f"[{values[0]:g}, {values[1]:g}]", value)
-    if type_ in ("rate", "reward") and value is None:
-        raise ValidationError(f"{where}.value", f"is required for '{type_}' events")
-    if type_ == "rate":
-        low, high = types.rating_scale
-        if not low <= value <= high:
-            raise ValidationError(f"{where}.value", f"rating must lie in [{low}, {high}]", value)
-    text = raw.get("text")
-    if text is not None:
-        if not isinstance(text, str):
-            raise ValidationError(f"{where}.text", "must be a string", text)
-        if len(text) > MAX_TEXT_LENGTH:
-            raise ValidationError(f"{where}.text", f"must be at most {MAX_TEXT_LENGTH} characters",
-                                  len(text))
-        problem = text_problem(text)
-        if problem is not None:
-            raise ValidationError(f"{where}.text", problem, text)
-    if type_ == "search" and not text:
-        raise ValidationError(f"{where}.text", "is required for 'search' events")
-    attributes = raw.get("attributes")
-    if attributes is not None:
-        if not isinstance(attributes, Mapping):
-            raise ValidationError(f"{where}.attributes", "must be a mapping", attributes)
-        if len(attributes) > MAX_LIST_LENGTH:
-            raise ValidationError(f"{where}.attributes",
-                                  f"must hold at most {MAX_LIST_LENGTH} entries", len(attributes))
-        for k, v in attributes.items():
-            if not isinstance(k, str) or not k:
-                raise ValidationError(f"{where}.attributes", "keys must be non-empty strings", k)
-            check_string(k, f"{where}.attributes", max_length=MAX_ID_LENGTH)
-            if isinstance(v, str):
-                check_string(v, f"{where}.attributes.{k}", max_length=MAX_ID_LENGTH)
-            elif not (isinstance(v, bool) or _is_number(v)):
-                raise ValidationError(f"{where}.attributes.{k}",
-                                      "must be a string, a boolean or a finite number", v)
-        attributes = dict(attributes)
-    return Event(
-        user_id, type_, float(ts), item_id, value,
-        check_strings(raw.get("topics"), f"{where}.topics"),
-        check_strings(raw.get("tags"), f"{where}.tags"),
-        text, attributes or None,
-        _check_event_id(raw.get("event_id"), f"{where}.event_id"),
-    )
-
-
-#: Event ids the engine gives the behaviour events it derives from rewards
-#: (``reward:<decision_id>``); an ingested event may not take one (it would displace the
-#: reward event's row in the log, so a replay would miss that reward).
-RESERVED_EVENT_ID_PREFIX = "reward:"
-
-
-def _check_event_id(value: object, where: str) -> str | None:
-    value = _check_id(value, where, required=False)
-    if value is not None and value.startswith(RESERVED_EVENT_ID_PREFIX):
-        raise ValidationError(where, f"must not start with {RESERVED_EVENT_ID_PREFIX!r}, which "
-                              "is reserved for the engine's reward events", value)
-    return value
-
-
-_SPECIAL_TYPES = frozenset(("rate", "reward", "search"))  # types with rules of their own
-_MAX_FLOAT = sys.float_info.max
-
-
-def _ok_strings(value: object) -> bool:
-    return (type(value) is list or type(value) is tuple) and len(value) <= MAX_LIST_LENGTH \
-        and all(map(storable, value))
-
-
-def _fast_event(raw: dict, weights: dict, ts_bounds: tuple[float, float],
-                values: tuple[float, float]) -> Event | None:
-    """The common event (plain types, no text, attributes or special type) built with as
-    few checks as prove it valid; None sends it to :func:`validate_event`, which accepts
-    exactly what this accepts, builds the same :class:`Event`, and words every error."""
-    if not raw.keys() <= _FIELDS:
-        return None
-    user_id, type_, ts = raw.get("user_id"), raw.get("type"), raw.get("ts")
-    item_id, value, event_id = raw.get("item_id"), raw.get("value"), raw.get("event_id")
-    topics, tags = raw.get("topics"), raw.get("tags")
-    if not (storable(user_id) and type(type_) is str and type_ in weights
-            and type_ not in _SPECIAL_TYPES and raw.get("text") is None
-            and raw.get("attributes") is None):
-        return None
-    low, high = ts_bounds
-    if type(ts) is float:
-        if not low <= ts <= high:  # NaN fails too
-            return None
-    elif type(ts) is int:
-        if not low <= ts <= high:
-            return None
-        ts = float(ts)
-    else:
-        return None
-    if value is not None:
-        if type(value) is int:
-            if not values[0] <= value <= values[1]:
-                return None
-            value = float(value)
-        elif type(value) is not float or not values[0] <= value <= values[1]:
-            return None
-    if (item_id is not None and not storable(item_id)) or \
-            (event_id is not None and (not storable(event_id)
-                                       or event_id.startswith(RESERVED_EVENT_ID_PREFIX))) or \
-            (topics is not None and not _ok_strings(topics)) or \
-            (tags is not None and not _ok_strings(tags)):
-        return None
-    return Event(user_id, type_, ts, item_id, value, tuple(topics) if topics else (),
-                 tuple(tags) if tags else (), None, None, event_id)
+    return _validate(raw, types or _DEFAULT_TYPES, where, ts_bounds, values)
 
 
 def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = None,
@@ -399,14 +249,153 @@ def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = 
     ``limits`` and ``now`` as in :func:`validate_event`."""
     if isinstance(raws, (str, bytes, Mapping)):
         raise ValidationError("events", "must be a list of events", raws)
-    weights = (types or _DEFAULT_TYPES)._weights  # type: ignore[attr-defined]
+    types = types or _DEFAULT_TYPES
     ts_bounds, values = _bounds(limits, now)
-    out = []
-    for i, r in enumerate(raws):
-        event = _fast_event(r, weights, ts_bounds, values) if type(r) is dict else None
-        out.append(event if event is not None
-                   else validate_event(r, types, f"events[{i}]", limits, now))
-    return out
+    return [_validate(r, types, f"events[{i}]", ts_bounds, values) for i, r in enumerate(raws)]
+
+
+def _validate(raw: Mapping | Event, types: EventTypes, where: str,
+              ts_bounds: tuple[float, float], values: tuple[float, float]) -> Event:
+    """:func:`validate_event` with its bounds worked out. Each field is first given the
+    test that plain input passes in a comparison or two (a short ASCII id, a float time in
+    range, a list of such strings); whatever fails it goes to the field's full check, which
+    either raises naming the field or accepts the value (an int time, a str subclass).
+    The fields are checked in a fixed order, so the first problem is the one named."""
+    if type(raw) is not dict:
+        if isinstance(raw, Event):
+            raw = raw.to_dict()
+        if not isinstance(raw, Mapping):
+            raise ValidationError(where, "must be a mapping of field names to values", raw)
+    if not raw.keys() <= _FIELDS:
+        unknown = raw.keys() - _FIELDS
+        raise ValidationError(f"{where}.{sorted(unknown)[0]}",
+                              f"unknown field; allowed fields are {sorted(_FIELDS)}")
+    get = raw.get
+    user_id = get("user_id")
+    if not storable(user_id):
+        check_string(user_id, f"{where}.user_id")
+    type_ = get("type")
+    weights = types._weights  # type: ignore[attr-defined]
+    if not isinstance(type_, str) or type_ not in weights:
+        known = sorted(weights)
+        raise ValidationError(f"{where}.type",
+                              f"unknown event type; use one of {known} or declare it in event_types",
+                              type_)
+    ts = get("ts")
+    if type(ts) is not float or not ts_bounds[0] <= ts <= ts_bounds[1]:  # NaN fails too
+        ts = _checked_ts(ts, ts_bounds, f"{where}.ts")
+    item_id = get("item_id")
+    if item_id is not None and not storable(item_id):
+        check_string(item_id, f"{where}.item_id")
+    value = get("value")
+    if value is not None and (type(value) is not float or type_ == "rate"
+                              or not values[0] <= value <= values[1]):
+        value = _checked_value(value, type_, values, f"{where}.value")
+    text, attributes = get("text"), get("attributes")
+    if type_ in _VALUED_TYPES:
+        _check_valued(type_, value, types, f"{where}.value")
+    if text is not None:
+        _check_text(text, f"{where}.text")
+    if type_ == "search" and not text:
+        raise ValidationError(f"{where}.text", "is required for 'search' events")
+    if attributes is not None:
+        attributes = _checked_attributes(attributes, f"{where}.attributes")
+    topics, tags, event_id = get("topics"), get("tags"), get("event_id")
+    topics = () if topics is None else tuple(topics) if _ok_strings(topics) \
+        else check_strings(topics, f"{where}.topics")
+    tags = () if tags is None else tuple(tags) if _ok_strings(tags) \
+        else check_strings(tags, f"{where}.tags")
+    if event_id is not None and (not storable(event_id)
+                                 or event_id.startswith(RESERVED_EVENT_ID_PREFIX)):
+        _check_event_id(event_id, f"{where}.event_id")
+    return Event(user_id, type_, ts, item_id, value, topics, tags, text, attributes or None,
+                 event_id)
+
+
+def _checked_ts(ts: object, bounds: tuple[float, float], where: str) -> float:
+    """``ts`` as a float in ``bounds``, or the error that says why it is not."""
+    if not _is_number(ts) or ts < 0:
+        raise ValidationError(where, "must be a finite number of seconds >= 0", ts)
+    low, high = bounds
+    if ts < low:
+        raise ValidationError(where, f"must be at or after {low:.0f} (event time in seconds "
+                              "since 1970; see min_event_time)", ts)
+    if ts > high:
+        hint = "; it looks like milliseconds: send seconds" if low <= ts / 1000 <= high else ""
+        raise ValidationError(where, f"must be at most {high:.0f}, a day after the engine's "
+                              f"clock (event time in seconds since 1970; see max_event_lead)"
+                              f"{hint}", ts)
+    return float(ts)
+
+
+def _checked_value(value: object, type_: str, values: tuple[float, float], where: str) -> float:
+    """An event's ``value`` as a float: in the reward range, or a rating (checked later)."""
+    if not _is_number(value):
+        raise ValidationError(where, "must be a finite number", value)
+    value = float(value)
+    if type_ != "rate" and not values[0] <= value <= values[1]:
+        raise ValidationError(where, f"must lie in the reward range "
+                              f"[{values[0]:g}, {values[1]:g}]", value)
+    return value
+
+
+def _check_valued(type_: str, value: float | None, types: EventTypes, where: str) -> None:
+    """The value rules of ``rate`` and ``reward`` events (after the value's own check)."""
+    if value is None:
+        raise ValidationError(where, f"is required for '{type_}' events")
+    if type_ == "rate":
+        low, high = types.rating_scale
+        if not low <= value <= high:
+            raise ValidationError(where, f"rating must lie in [{low}, {high}]", value)
+
+
+def _check_text(text: object, where: str) -> None:
+    if not isinstance(text, str):
+        raise ValidationError(where, "must be a string", text)
+    if len(text) > MAX_TEXT_LENGTH:
+        raise ValidationError(where, f"must be at most {MAX_TEXT_LENGTH} characters", len(text))
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValidationError(where, problem, text)
+
+
+def _checked_attributes(attributes: object, where: str) -> dict:
+    if not isinstance(attributes, Mapping):
+        raise ValidationError(where, "must be a mapping", attributes)
+    if len(attributes) > MAX_LIST_LENGTH:
+        raise ValidationError(where, f"must hold at most {MAX_LIST_LENGTH} entries",
+                              len(attributes))
+    for k, v in attributes.items():
+        if not isinstance(k, str) or not k:
+            raise ValidationError(where, "keys must be non-empty strings", k)
+        check_string(k, where, max_length=MAX_ID_LENGTH)
+        if isinstance(v, str):
+            check_string(v, f"{where}.{k}", max_length=MAX_ID_LENGTH)
+        elif not (isinstance(v, bool) or _is_number(v)):
+            raise ValidationError(f"{where}.{k}", "must be a string, a boolean or a finite number",
+                                  v)
+    return dict(attributes)
+
+
+def _check_event_id(value: object, where: str) -> None:
+    check_string(value, where)
+    if value.startswith(RESERVED_EVENT_ID_PREFIX):  # type: ignore[union-attr]
+        raise ValidationError(where, f"must not start with {RESERVED_EVENT_ID_PREFIX!r}, which "
+                              "is reserved for the engine's reward events", value)
+
+
+def _bounds(limits: Limits | None, now: float | None
+            ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(ts bounds, value bounds) of ``limits`` at ``now``; ``None``: every finite number."""
+    if limits is None:
+        return (0.0, _MAX_FLOAT), (-_MAX_FLOAT, _MAX_FLOAT)
+    return limits.ts_bounds(now), limits.reward_range
+
+
+def _ok_strings(value: object) -> bool:
+    """Whether ``value`` is a list or tuple of storable strings (``check_strings`` passes)."""
+    return (type(value) is list or type(value) is tuple) and len(value) <= MAX_LIST_LENGTH \
+        and all(map(storable, value))
 
 
 _DEFAULT_TYPES = EventTypes()
