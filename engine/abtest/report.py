@@ -60,6 +60,59 @@ def _previous_sequential(previous: object, control: str, alpha: float) -> dict[s
     return {t: c["sequential"] for t, c in previous["comparisons"].items()}
 
 
+def _compare(key: str, t: VariantStats, c: VariantStats, alpha: float,
+             before: Mapping[str, Any] | None, warnings: list[str], *, tau: float | None,
+             target_n: float, min_n: int) -> dict[str, Any]:
+    """One treatment against the control: the ``comparisons`` entry of :func:`ab_report`.
+    ``before`` is the previous report's sequential entry; ``warnings`` is appended to."""
+    args = (t.mean, t.var, t.n, c.mean, c.var, c.n)
+    if t.n >= 2 and c.n >= 2:
+        welch = welch_test(*args, alpha=alpha)
+        lift, lift_lo, lift_hi = lift_ci(*args, alpha=alpha)
+        seq = msprt(*args, alpha, tau=tau, target_n=target_n, min_n=min_n)
+        w_diff, w_lo, w_hi = welch.diff, welch.ci[0], welch.ci[1]
+        w_t, w_df, w_p = welch.t, welch.df, welch.p_value
+        s_p, s_lo, s_hi, s_tau2 = seq.p_value, seq.ci[0], seq.ci[1], seq.tau2
+    else:
+        nan = math.nan
+        w_diff = w_lo = w_hi = w_t = w_df = w_p = lift = lift_lo = lift_hi = s_tau2 = nan
+        s_p, s_lo, s_hi = 1.0, -math.inf, math.inf
+    if before is not None:
+        s_p = min(s_p, before["p_value"])
+        b_lo, b_hi = before["confidence_sequence"]
+        new_lo = s_lo if b_lo is None else max(s_lo, b_lo)
+        new_hi = s_hi if b_hi is None else min(s_hi, b_hi)
+        if new_lo > new_hi:
+            warnings.append(
+                f"{key}: the running confidence sequence became empty; the sequential "
+                "test's assumptions (stable means, i.i.d. outcomes) look violated, "
+                "showing this look's interval"
+            )
+        else:
+            s_lo, s_hi = new_lo, new_hi
+    if t.n < min_n or c.n < min_n:
+        warnings.append(
+            f"{key}: fewer than min_n={min_n} observations in an arm; "
+            "the sequential test has not started"
+        )
+    return {
+        "diff": _num(w_diff),
+        "diff_ci": _interval(w_lo, w_hi),
+        "lift": _num(lift),
+        "lift_ci": _interval(lift_lo, lift_hi),
+        "welch": {"t": _num(w_t), "df": _num(w_df), "p_value": _num(w_p)},
+        "sequential": {
+            "p_value": float(s_p),
+            "confidence_sequence": _interval(s_lo, s_hi),
+            "tau2": _num(s_tau2),
+            "target_n": None if tau is not None else float(target_n),
+            "min_n": int(min_n),
+        },
+        "decision": "significant" if s_p <= alpha else "not significant",
+        "fixed_horizon_significant": bool(math.isfinite(w_p) and w_p < alpha),
+    }
+
+
 def ab_report(
     stats: Mapping[str, VariantStats],
     weights: Mapping[str, float],
@@ -156,57 +209,11 @@ def ab_report(
 
     warnings: list[str] = []
     c = accs[control]
-    comparisons: dict[str, dict[str, Any]] = {}
-    for key, t in accs.items():
-        if key == control:
-            continue
-        args = (t.mean, t.var, t.n, c.mean, c.var, c.n)
-        if t.n >= 2 and c.n >= 2:
-            welch = welch_test(*args, alpha=alpha)
-            lift, lift_lo, lift_hi = lift_ci(*args, alpha=alpha)
-            seq = msprt(*args, alpha, tau=tau, target_n=target_n, min_n=min_n)
-            w_diff, w_lo, w_hi = welch.diff, welch.ci[0], welch.ci[1]
-            w_t, w_df, w_p = welch.t, welch.df, welch.p_value
-            s_p, s_lo, s_hi, s_tau2 = seq.p_value, seq.ci[0], seq.ci[1], seq.tau2
-        else:
-            nan = math.nan
-            w_diff = w_lo = w_hi = w_t = w_df = w_p = lift = lift_lo = lift_hi = s_tau2 = nan
-            s_p, s_lo, s_hi = 1.0, -math.inf, math.inf
-        before = prev.get(key)
-        if before is not None:
-            s_p = min(s_p, before["p_value"])
-            b_lo, b_hi = before["confidence_sequence"]
-            new_lo = s_lo if b_lo is None else max(s_lo, b_lo)
-            new_hi = s_hi if b_hi is None else min(s_hi, b_hi)
-            if new_lo > new_hi:
-                warnings.append(
-                    f"{key}: the running confidence sequence became empty; the sequential "
-                    "test's assumptions (stable means, i.i.d. outcomes) look violated, "
-                    "showing this look's interval"
-                )
-            else:
-                s_lo, s_hi = new_lo, new_hi
-        comparisons[key] = {
-            "diff": _num(w_diff),
-            "diff_ci": _interval(w_lo, w_hi),
-            "lift": _num(lift),
-            "lift_ci": _interval(lift_lo, lift_hi),
-            "welch": {"t": _num(w_t), "df": _num(w_df), "p_value": _num(w_p)},
-            "sequential": {
-                "p_value": float(s_p),
-                "confidence_sequence": _interval(s_lo, s_hi),
-                "tau2": _num(s_tau2),
-                "target_n": None if tau is not None else float(target_n),
-                "min_n": int(min_n),
-            },
-            "decision": "significant" if s_p <= alpha else "not significant",
-            "fixed_horizon_significant": bool(math.isfinite(w_p) and w_p < alpha),
-        }
-        if t.n < min_n or c.n < min_n:
-            warnings.append(
-                f"{key}: fewer than min_n={min_n} observations in an arm; "
-                "the sequential test has not started"
-            )
+    comparisons = {
+        key: _compare(key, t, c, alpha, prev.get(key), warnings,
+                      tau=tau, target_n=target_n, min_n=min_n)
+        for key, t in accs.items() if key != control
+    }
 
     srm_counts = {key: acc.n for key, acc in accs.items()} if counts is None else counts
     srm = srm_check(srm_counts, share, srm_threshold)
