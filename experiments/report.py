@@ -17,6 +17,15 @@ def _fmt(x: float, spec: str = ".4f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _shift_kind(sim) -> str:
+    """What the simulator's abrupt shift changes, in words."""
+    parts = [f"{sim.shift_fraction:.0%} of users' tastes"] if sim.shift_fraction else []
+    if getattr(sim, "shift_topic_jump", 0.0) or getattr(sim, "shift_weight_flip", 0.0):
+        parts.append("the reward model for everyone: topics' appeal"
+                     + (", popularity's and clickbait's weights" if sim.shift_weight_flip else ""))
+    return "; ".join(parts) or "nothing"
+
+
 def format_table(summaries: list[PolicySummary]) -> str:
     """A plain-text table, one row per policy."""
     head = ["policy", "mean reward [95% CI]", "mean regret [95% CI]", "CTR before", "CTR after",
@@ -65,7 +74,7 @@ def write_report(out: Path, cfg, sim, results, summaries: list[PolicySummary], s
         "",
         f"Preset `{cfg.preset}`, {steps:,} steps per run, seeds {list(cfg.seeds)}, "
         f"{sim.n_users:,} users, {sim.n_candidates} candidates per step"
-        + (f", abrupt shift at step {shift:,} ({sim.shift_fraction:.0%} of users)." if shift else "."),
+        + (f", abrupt shift at step {shift:,} ({_shift_kind(sim)})." if shift else "."),
         "",
         "```",
         format_table(summaries),

@@ -20,7 +20,7 @@ import numpy as np
 
 from experiments.loop import RunResult, run_policy
 from experiments.metrics import PolicySummary, summarize
-from simulators import make_config
+from simulators import PRESETS, make_config
 
 DEFAULT_POLICIES = ("uniform", "egreedy", "linucb", "squarecb", "lints")
 
@@ -30,13 +30,14 @@ class SimulateConfig:
     """What ``loopwise simulate`` runs."""
 
     preset: str = "drifting"
-    """Simulator preset (stationary, drifting, fatigue, cold_start, long_term)."""
+    """Simulator preset (stationary, drifting, trend, fatigue, cold_start, long_term)."""
     policies: tuple[str, ...] = DEFAULT_POLICIES
     """Policies to compare (names from ``policies.available()``)."""
     steps: int = 20_000
     """User-steps per run (one decision each)."""
     shift_step: int | None = None
-    """Step of the abrupt shift (default: half way, for the drifting preset)."""
+    """Step of the abrupt shift (default: half way, for the presets with one: drifting,
+    trend)."""
     seeds: tuple[int, ...] = (0,)
     """Seeds; each policy runs once per seed on the same simulated users."""
     batch_size: int = 200
@@ -55,7 +56,7 @@ class SimulateConfig:
     def resolved_shift(self) -> int | None:
         if self.shift_step is not None:
             return self.shift_step
-        return self.steps // 2 if self.preset == "drifting" else None
+        return self.steps // 2 if "shift_step" in PRESETS.get(self.preset, {}) else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

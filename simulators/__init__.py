@@ -22,6 +22,7 @@ from simulators.envs import BatchedRecEnv, RecSessionEnv, RecStreamEnv
 ENV_IDS: dict[str, tuple[str, dict]] = {
     "loopwise/RecStream-v0": ("simulators.envs:RecStreamEnv", {"preset": "stationary"}),
     "loopwise/DriftingStream-v0": ("simulators.envs:RecStreamEnv", {"preset": "drifting"}),
+    "loopwise/TrendStream-v0": ("simulators.envs:RecStreamEnv", {"preset": "trend"}),
     "loopwise/FatigueStream-v0": ("simulators.envs:RecStreamEnv", {"preset": "fatigue"}),
     "loopwise/ColdStartStream-v0": ("simulators.envs:RecStreamEnv", {"preset": "cold_start"}),
     "loopwise/RecSession-v0": ("simulators.envs:RecSessionEnv", {"preset": "stationary"}),

@@ -29,6 +29,11 @@ class SimConfig:
     drift_std: Gradual drift: std of the noise added to a user's interests each step they act.
     shift_step: Step at which an abrupt shift happens (None: never).
     shift_fraction: Fraction of users whose interests are redrawn at the shift.
+    shift_topic_jump: At the shift, every topic's click logit moves by a draw of N(0, this
+        squared), for everyone: some topics' appeal jumps, others' falls (0: none).
+    shift_weight_flip: At the shift, the weights of popularity and clickbait in the click
+        logit become ``(1 - 2 * this)`` times what they were, for everyone (1: they change
+        sign: clickbait stops paying and costs instead; 0: no change).
     new_item_every: Steps between arrivals of new items (None: closed catalog).
     new_items_per_arrival: Items per arrival.
     max_items: Catalog capacity (ids range over it).
@@ -63,6 +68,8 @@ class SimConfig:
     drift_std: float = 0.0
     shift_step: int | None = None
     shift_fraction: float = 0.5
+    shift_topic_jump: float = 0.0
+    shift_weight_flip: float = 0.0
     new_item_every: int | None = None
     new_items_per_arrival: int = 5
     max_items: int = 2000
@@ -103,12 +110,12 @@ class SimConfig:
             raise ValueError(f"max_items: must be at least n_items={self.n_items} "
                              f"(got {self.max_items})")
         for name in ("region_strength", "shift_fraction", "fatigue_decay", "purchase_rate",
-                     "quality_clickbait_corr"):
+                     "quality_clickbait_corr", "shift_weight_flip"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}: must lie in [0, 1] (got {v!r})")
         for name in ("drift_std", "fatigue_weight", "clickbait_weight", "step_seconds",
-                     "fresh_boost"):
+                     "fresh_boost", "shift_topic_jump"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0 (got {getattr(self, name)!r})")
 
@@ -116,6 +123,9 @@ class SimConfig:
 PRESETS: dict[str, dict] = {
     "stationary": {},
     "drifting": {"shift_step": 10_000, "shift_fraction": 0.5, "drift_std": 0.002},
+    # the reward model itself changes at the shift, for everyone (users keep their tastes)
+    "trend": {"shift_step": 10_000, "shift_fraction": 0.0, "clickbait_weight": 1.5,
+              "shift_topic_jump": 1.5, "shift_weight_flip": 1.0},
     "fatigue": {"fatigue_weight": 0.8, "fatigue_decay": 0.9},
     "cold_start": {"new_item_every": 50, "new_items_per_arrival": 5, "max_items": 4000},
     "long_term": {"clickbait_weight": 2.5, "quality_clickbait_corr": 0.9,
@@ -134,7 +144,7 @@ def make_config(preset: str = "stationary", **overrides) -> SimConfig:
     >>> make_config("windy")
     Traceback (most recent call last):
     ...
-    ValueError: preset: unknown preset 'windy'; choose from ['stationary', 'drifting', 'fatigue', 'cold_start', 'long_term']
+    ValueError: preset: unknown preset 'windy'; choose from ['stationary', 'drifting', 'trend', 'fatigue', 'cold_start', 'long_term']
     """
     if preset not in PRESETS:
         raise ValueError(f"preset: unknown preset {preset!r}; choose from {list(PRESETS)}")

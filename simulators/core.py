@@ -6,7 +6,10 @@ observable clickbait score and popularity. The click probability of item i for u
 
     sigmoid(click_bias + affinity_scale * <interest_u, embedding_i>
             + popularity_weight * popularity_i + clickbait_weight * clickbait_i
-            - fatigue_weight * exposure_u[topic_i]) * position_bias[slot]
+            + topic_offset[topic_i] - fatigue_weight * exposure_u[topic_i]) * position_bias[slot]
+
+``topic_offset`` is 0 until a shift with ``shift_topic_jump``, which, with
+``shift_weight_flip``, changes the reward model for everyone (the ``trend`` preset).
 
 A click brings dwell (mean: the item's quality) and a purchase with probability
 ``purchase_rate * quality``; the reward is ``reward_click * click + reward_dwell * dwell +
@@ -65,6 +68,9 @@ class SimCore:
         self.n_active = 0
         self._segment_cache = None
         self._fresh = None
+        # the item part of the click logit: weights that a "trend" shift changes for everyone
+        self.popularity_weight, self.clickbait_weight = c.popularity_weight, c.clickbait_weight
+        self.topic_offset = np.zeros(t)
         self._add_items(np.full(c.n_items, -10 * c.fresh_steps), initial=True)
         self._pop_new = float(self.popularity[:self.n_active].min())
         self._birth0 = int(self.birth[0])
@@ -123,8 +129,9 @@ class SimCore:
         rows[np.arange(stop - start), self.topic[idx]] = 1.0
         rows[:, c.n_topics] = self.popularity[idx]
         rows[:, c.n_topics + 1] = self.clickbait[idx]
-        self._base_logit[idx] = (c.click_bias + c.popularity_weight * self.popularity[idx]
-                                 + c.clickbait_weight * self.clickbait[idx])
+        self._base_logit[idx] = (c.click_bias + self.popularity_weight * self.popularity[idx]
+                                 + self.clickbait_weight * self.clickbait[idx]
+                                 + self.topic_offset[self.topic[idx]])
         q = self.quality[idx]
         self._reward_table[idx] = (c.reward_click + c.reward_dwell * q
                                    + c.reward_purchase * c.purchase_rate * q)
@@ -464,13 +471,21 @@ class SimCore:
             self._add_items(np.repeat(due, c.new_items_per_arrival))
 
     def shift(self) -> np.ndarray:
-        """Redraw the interests of ``shift_fraction`` of the users; return who moved."""
+        """Redraw the interests of ``shift_fraction`` of the users, and change the reward
+        model for everyone as ``shift_topic_jump`` and ``shift_weight_flip`` say; return who
+        moved (everyone if the reward model changed)."""
         c = self.config
         moved = self.rng.random(c.n_users) < c.shift_fraction
         idx = np.flatnonzero(moved)
         self._region_center = self.rng.standard_normal(self._region_center.shape)
         self.interest[idx] = self._draw_interests(idx)
         self.phase = 1
+        if c.shift_topic_jump or c.shift_weight_flip:
+            self.topic_offset += self.rng.normal(0.0, c.shift_topic_jump, c.n_topics)
+            self.popularity_weight *= 1.0 - 2.0 * c.shift_weight_flip
+            self.clickbait_weight *= 1.0 - 2.0 * c.shift_weight_flip
+            self._refresh_tables(0, self.n_active)
+            idx = np.arange(c.n_users)
         self.changed_at[idx] = self.step_count
         return idx
 

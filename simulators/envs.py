@@ -180,13 +180,17 @@ class RecStreamEnv(_Stepper, gym.Env):
     ``reward_click * click + reward_dwell * dwell + reward_purchase * purchase`` summed over
     slots, slot j's click probability scaled by position bias ``1 / (1 + j)``. The expected
     reward of every candidate (slot 0) is in ``info["expected_rewards"]``, with
-    ``best_action``, ``regret`` of the choice, the drift ``phase`` and the outcomes.
+    ``best_action``, ``regret`` of the choice, the drift ``phase`` and the outcomes. With the
+    ``trend`` preset (``loopwise/TrendStream-v0``) the reward model itself changes at the
+    shift, for everyone: topics' appeal jumps or falls, and clickbait, which paid, costs;
+    the ground truth follows it.
 
     ## Episode End
     Never terminates; truncates after ``horizon`` steps.
 
     ## Version History
-    * v0: first version.
+    * v0: first version (the ``trend`` preset and ``TrendStream-v0`` added later, with the
+      same observations and rewards for every other preset).
 
     Examples
     --------

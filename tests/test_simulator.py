@@ -208,3 +208,36 @@ def test_closed_catalog_draws_map_uniforms_as_np_interp():
     col = np.minimum(y.astype(np.int64), 2 * 400 - 1)
     alias = y - col >= core._line_prob[col]
     np.testing.assert_array_equal(got, core._line_pick[col + alias * len(core._line_prob)])
+
+
+def test_trend_changes_the_reward_model_for_everyone_and_keeps_tastes():
+    core = simulators.SimCore(make_config("trend", n_users=500), np.random.default_rng(2))
+    users = np.arange(500)
+    catalog = np.broadcast_to(np.arange(core.n_active), (500, core.n_active))
+    interest = core.interest.copy()
+    before = core.click_probs(users, catalog)
+    core.advance(core.config.shift_step)  # the shift fires on the way
+    after = core.click_probs(users, catalog)
+    assert core.phase == 1 and (core.changed_at == core.config.shift_step).all()
+    np.testing.assert_array_equal(core.interest, interest)  # nobody's tastes moved
+    assert (before.argmax(axis=1) != after.argmax(axis=1)).mean() > 0.7  # most users' best
+    # every user's click logit of item i moved by the same amount: clickbait, which paid
+    # 1.5 per unit, costs 1.5; popularity's 0.3 became -0.3; the item's topic jumped
+    n = core.n_active
+    change = np.log(after / (1 - after)) - np.log(before / (1 - before))
+    expected = (-3.0 * core.clickbait[:n] - 0.6 * core.popularity[:n]
+                + core.topic_offset[core.topic[:n]])
+    np.testing.assert_allclose(change, np.broadcast_to(expected, change.shape), atol=1e-8)
+    assert core.topic_offset.std() > 0.5
+
+
+def test_trend_ground_truth_in_info_follows_the_change():
+    env = RecStreamEnv(preset="trend", shift_step=300, **SMALL)
+    obs, _ = env.reset(seed=4)
+    for t in range(600):  # rows prepared before the shift (256 at a time) are recomputed
+        user, items = np.array([obs["user_id"]]), obs["item_ids"][None].astype(np.int64)
+        obs, _, _, _, info = env.step(0)
+        if t > 300:
+            np.testing.assert_allclose(info["expected_rewards"],
+                                       env.core.expected_rewards(user, items)[0], rtol=1e-12)
+    assert info["phase"] == 1
