@@ -47,6 +47,12 @@ def _serve(args: argparse.Namespace) -> int:
     return serve_main(args)
 
 
+def _token(args: argparse.Namespace) -> int:
+    from engine.serve.tokens import main as token_main
+
+    return token_main(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -94,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_arguments(serve)
     serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="named HTTP tokens with scopes: add, list, remove")
+    from engine.serve.tokens import add_arguments as token_arguments
+
+    token_arguments(token)
+    token.set_defaults(func=_token)
 
     bench = sub.add_parser("bench", help="speed figures, side by side with peers")
     bench.add_argument("what", choices=["engine", "policies", "simulator", "ray", "neural",

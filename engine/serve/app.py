@@ -1,39 +1,44 @@
 """The HTTP face of one :class:`engine.Engine` (FastAPI).
 
-Every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>`` (compared in
-constant time; 401 without a token, 403 with a wrong one). Bad requests get a 4xx whose body
-is ``{"error": {"field": ..., "reason": ...}}``; nothing is stored unless the whole request
+Every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>`` with the endpoint's
+scope (see :mod:`engine.serve.tokens`): ``rank`` for rank, reward and events, ``read`` for
+profiles, reports, metrics and the OpenAPI spec, ``admin`` for erasure. The one access check
+is :class:`engine.serve.front.Front`. Every error, routing and parsing ones included, has the
+body ``{"error": {"field": ..., "reason": ...}}``; nothing is stored unless the whole request
 is valid. The engine is not thread-safe: one lock serializes its calls.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import threading
-import time
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
-from engine.serve.fastlane import BodyTooLarge, FastLane, read_body, replay
+from engine.serve.fastlane import FastLane
+from engine.serve.front import PUBLIC, Front, RouteTable
+from engine.serve.limits import BodyLimit
 from engine.serve.metrics import Metrics
 from engine.serve.schemas import (
     ErrorResponse,
     EventsRequest,
     EventsResponse,
+    HealthResponse,
     RankRequest,
     RankResponse,
     RewardRequest,
     RewardResponse,
 )
+from engine.serve.tokens import Tokens
 
 ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
           413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+API_DOCS = ("off", "token")
 
 
 def _error(status: int, field: str, reason: str, headers: dict | None = None) -> JSONResponse:
@@ -46,47 +51,26 @@ def engine_error(exc: LoopwiseError) -> JSONResponse:
     return _error(409, "engine", str(exc))
 
 
-class BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` (413), with or without a
-    Content-Length header (chunked bodies are counted as they stream in)."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    return await self._refuse(scope, receive, send)
-        # read the whole body first (at most max_bytes of it), then replay it to the app
-        try:
-            body = await read_body(receive, self.max_bytes)
-        except BodyTooLarge:
-            return await self._refuse(scope, receive, send)
-        if body is not None:
-            await self.app(scope, replay(body, receive), send)
-
-    async def _refuse(self, scope, receive, send):
-        response = _error(413, "body", f"must be at most {self.max_bytes} bytes")
-        await response(scope, receive, send)
+def scoped(scope: str) -> dict:
+    """``openapi_extra`` of a route needing ``scope`` (read by :class:`RouteTable`)."""
+    if scope == PUBLIC:
+        return {"x-scope": PUBLIC, "security": []}
+    return {"x-scope": scope, "security": [{"bearer": []}]}
 
 
-def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
-               max_candidates: int = 200) -> FastAPI:
-    """The FastAPI app over ``engine``. Closing the app (lifespan shutdown) closes the
-    engine: learners flushed, snapshots written, the data directory released."""
-    if not token:
-        raise ValueError("token: a bearer token is required (LOOPWISE_TOKEN, --token or config)")
+def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
+               max_candidates: int = 200, max_headers: int = 100, api_docs: str = "token",
+               access_log: str = "all", fast_lane: bool = True) -> FastAPI:
+    """The FastAPI app over ``engine``; ``token`` is a static all-scopes token or a
+    :class:`Tokens`. ``api_docs``: ``"token"`` serves ``/openapi.json`` to tokens with the
+    ``read`` scope, ``"off"`` serves no spec; there are never HTML docs pages (they load
+    scripts from a CDN). Closing the app (lifespan shutdown) closes the engine: learners
+    flushed, snapshots written, the data directory released."""
+    tokens = token if isinstance(token, Tokens) else Tokens(token)
+    if api_docs not in API_DOCS:
+        raise ValueError(f"api_docs: one of {API_DOCS} (got {api_docs!r})")
     lock = threading.Lock()
     metrics = Metrics()
-    bearer = HTTPBearer(auto_error=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -95,21 +79,33 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
             engine.close()
 
     app = FastAPI(title="Loopwise decision service", version="1", lifespan=lifespan,
-                  description="Rank candidates for a user, report rewards, send behaviour events.")
+                  description="Rank candidates for a user, report rewards, send behaviour "
+                              "events. Each operation's x-scope names the token scope it needs.",
+                  openapi_url="/openapi.json" if api_docs == "token" else None,
+                  docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.metrics = metrics
+    _error_handlers(app)
+    do_rank, do_reward = _routes(app, engine, lock, metrics, max_candidates)
+    _secure_spec(app)
+    routes = RouteTable(app.routes, extra={"/openapi.json": "read"})
+    if fast_lane:
+        app.add_middleware(FastLane, rank=do_rank, reward=do_reward, engine_error=engine_error)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(Front, tokens=tokens, routes=routes, metrics=metrics,
+                       max_headers=max_headers, access_log=access_log)
+    return app
 
-    async def authorize(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        # async: a plain def would hop to the thread pool on every request
-        if creds is None or not creds.credentials:
-            raise _AuthError(401, "missing bearer token")
-        if not hmac.compare_digest(creds.credentials.encode(), token.encode()):
-            raise _AuthError(403, "wrong bearer token")
 
-    @app.exception_handler(_AuthError)
-    async def _auth(_: Request, exc: _AuthError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, "authorization", exc.reason, headers)
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException):  # routing and parsing errors
+        if exc.status_code == 404:
+            return _error(404, "path", "no such endpoint")
+        if exc.status_code == 405:
+            return _error(405, "method", f"not allowed here; allowed: {exc.headers['Allow']}",
+                          exc.headers)
+        return _error(exc.status_code, "request", str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
@@ -131,12 +127,19 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
     async def _other(_: Request, exc: LoopwiseError):
         return engine_error(exc)
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict:
-        return {"status": "ok"}
 
-    @app.get("/metrics", tags=["ops"], dependencies=[Depends(authorize)], responses=ERRORS,
-             response_class=Response)
+def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
+    """Add the endpoints; returns the rank and reward work (shared with the fast lane)."""
+
+    @app.get("/healthz", tags=["ops"], response_model=HealthResponse, openapi_extra=scoped(PUBLIC),
+             responses={503: {"model": HealthResponse}})
+    async def healthz():
+        with lock:
+            health = engine.health()
+        return JSONResponse(health, status_code=503 if health["status"] == "failing" else 200)
+
+    @app.get("/metrics", tags=["ops"], responses=ERRORS, response_class=Response,
+             openapi_extra=scoped("read"))
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -169,18 +172,18 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
         metrics.rewards.labels(r.status).inc()
         return {"eventId": r.decision_id, "status": r.status, "learned": r.learned}
 
-    @app.post("/v1/rank", response_model=RankResponse, dependencies=[Depends(authorize)],
-              responses=ERRORS)
+    @app.post("/v1/rank", response_model=RankResponse, responses=ERRORS,
+              openapi_extra=scoped("rank"))
     async def rank(req: RankRequest) -> RankResponse:
         return RankResponse(**do_rank(req))
 
     @app.post("/v1/events/{event_id}/reward", response_model=RewardResponse,
-              dependencies=[Depends(authorize)], responses={**ERRORS, 404: {"model": ErrorResponse}})
+              responses={**ERRORS, 404: {"model": ErrorResponse}}, openapi_extra=scoped("rank"))
     async def reward(event_id: str, req: RewardRequest) -> RewardResponse:
         return RewardResponse(**do_reward(event_id, req))
 
-    @app.post("/v1/events", response_model=EventsResponse, dependencies=[Depends(authorize)],
-              responses=ERRORS)
+    @app.post("/v1/events", response_model=EventsResponse, responses=ERRORS,
+              openapi_extra=scoped("rank"))
     async def events(req: EventsRequest) -> EventsResponse:
         with lock:
             r = engine.ingest(req.events)
@@ -188,8 +191,13 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
         metrics.events.labels("duplicate").inc(r.duplicates)
         return EventsResponse(accepted=r.accepted, duplicates=r.duplicates)
 
-    @app.get("/v1/profiles/{user_id}", dependencies=[Depends(authorize)],
-             responses={**ERRORS, 404: {"model": ErrorResponse}})
+    _profile_routes(app, engine, lock)
+    return do_rank, do_reward
+
+
+def _profile_routes(app: FastAPI, engine, lock) -> None:
+    @app.get("/v1/profiles/{user_id}", responses={**ERRORS, 404: {"model": ErrorResponse}},
+             openapi_extra=scoped("read"))
     async def get_profile(user_id: str):
         with lock:
             p = engine.profile(user_id)
@@ -197,58 +205,33 @@ def create_app(engine, token: str, *, max_body_bytes: int = 1 << 20,
             return _error(404, "user_id", "no profile for this user")
         return JSONResponse(json.loads(json.dumps(p, default=float)))
 
-    @app.delete("/v1/profiles/{user_id}", dependencies=[Depends(authorize)], responses=ERRORS)
+    @app.delete("/v1/profiles/{user_id}", responses=ERRORS, openapi_extra=scoped("admin"))
     async def delete_profile(user_id: str) -> dict:
         with lock:
             return {"user_id": user_id, "deleted": engine.forget(user_id)}
 
-    @app.get("/v1/experiments/report", dependencies=[Depends(authorize)],
-             responses={**ERRORS, 404: {"model": ErrorResponse}})
+    @app.get("/v1/experiments/report", responses={**ERRORS, 404: {"model": ErrorResponse}},
+             openapi_extra=scoped("read"))
     async def report():
         if len(engine.learners) < 2:
             return _error(404, "variants", "no A/B test is configured (one variant)")
         with lock:
             return JSONResponse(json.loads(json.dumps(engine.ab_report(), default=_nan)))
 
-    app.add_middleware(FastLane, token=token, rank=do_rank, reward=do_reward,
-                       engine_error=engine_error)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(Observe, metrics=metrics)
-    return app
 
+def _secure_spec(app: FastAPI) -> None:
+    """Declare the bearer scheme that the routes' ``security`` entries name."""
+    build = app.openapi
 
-class Observe:
-    """ASGI middleware: request counts and latency histograms per route template."""
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = build()
+            spec.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}}
+        return app.openapi_schema
 
-    def __init__(self, app, metrics: Metrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        status = [500]
-
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(path, scope["method"], str(status[0])).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+    app.openapi = openapi
 
 
 def _nan(x):
     return None
-
-
-class _AuthError(Exception):
-    def __init__(self, status: int, reason: str):
-        self.status = status
-        self.reason = reason

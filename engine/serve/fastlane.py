@@ -1,20 +1,19 @@
 """The hot endpoints' happy path, served below FastAPI's routing and dependency machinery.
 
 ``POST /v1/rank`` and ``POST /v1/events/{event_id}/reward`` are most of a decision
-service's traffic. :class:`FastLane` answers a well-formed, authorized request of either kind
-itself: it checks the bearer token in constant time, parses the body with pydantic's JSON
-parser into the same request models and calls the same handler functions as the FastAPI
-routes, so answers are identical. Anything else — a missing or wrong token, a body that does
-not parse or validate, a request the engine refuses as invalid or unknown — is handed to
-the FastAPI app unchanged, which produces the documented error. Those refusals happen
-before the engine changes anything, so handing over never does work twice; any other
-engine error is answered here with the app's own response for it. The OpenAPI spec stays
-the FastAPI routes' spec.
+service's traffic. :class:`FastLane` answers a well-formed request of either kind itself: it
+parses the body with pydantic's JSON parser into the same request models and calls the same
+handler functions as the FastAPI routes, so answers are identical. It sits inside
+:class:`engine.serve.front.Front`, so the access check, metrics and access log are the same
+one for both. Anything else — a body that does not parse or validate, a request the engine
+refuses as invalid or unknown — is handed to the FastAPI app unchanged, which produces the
+documented error. Those refusals happen before the engine changes anything, so handing over
+never does work twice; any other engine error is answered here with the app's own response
+for it. The OpenAPI spec stays the FastAPI routes' spec.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 
 import pydantic
@@ -23,23 +22,12 @@ from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
 from engine.serve.schemas import RankRequest, RewardRequest
 
 
-class _Route:
-    """What :class:`~engine.serve.app.Observe` reads from ``scope["route"]``."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-
-_RANK = _Route("/v1/rank")
-_REWARD = _Route("/v1/events/{event_id}/reward")
-
-
 class FastLane:
-    """ASGI middleware: serve valid, authorized rank and reward requests directly."""
+    """ASGI middleware: serve valid rank and reward requests directly (already authorized
+    by :class:`~engine.serve.front.Front`)."""
 
-    def __init__(self, app, token: str, rank, reward, engine_error):
+    def __init__(self, app, rank, reward, engine_error):
         self.app = app
-        self._expected = f"Bearer {token}".encode()
         self._rank, self._reward = rank, reward
         self._engine_error = engine_error  # LoopwiseError -> the app's error response
 
@@ -48,32 +36,25 @@ class FastLane:
             return await self.app(scope, receive, send)
         path = scope["path"]
         if path == "/v1/rank":
-            route, event_id = _RANK, None
+            event_id = None
         elif (path.startswith("/v1/events/") and path.endswith("/reward")
               and path.count("/") == 4 and len(path) > len("/v1/events//reward")):
-            route, event_id = _REWARD, path[len("/v1/events/"):-len("/reward")]
+            event_id = path[len("/v1/events/"):-len("/reward")]
         else:
             return await self.app(scope, receive, send)
-        auth = ctype = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                auth = value
-            elif name == b"content-type":
-                ctype = value
-        if auth is None or not hmac.compare_digest(auth, self._expected) or (
-                ctype is not None and not ctype.startswith(b"application/json")):
-            return await self.app(scope, receive, send)
+            if name == b"content-type" and not value.startswith(b"application/json"):
+                return await self.app(scope, receive, send)
         body = await read_body(receive)
         if body is None:
             return  # the client went away
-        scope["route"] = route
         try:
             if event_id is None:
                 answer = self._rank(RankRequest.model_validate_json(body))
             else:
                 answer = self._reward(event_id, RewardRequest.model_validate_json(body))
         except (pydantic.ValidationError, ValidationError, UnknownDecisionError):
-            del scope["route"]  # FastAPI words the error (and names the route)
+            # FastAPI words the error
             return await self.app(scope, replay(body, receive), send)
         except LoopwiseError as exc:  # refused mid-way: answered here, not done again
             return await self._engine_error(exc)(scope, receive, send)

@@ -73,3 +73,9 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="ok | degraded | failing (503)")
+    quarantined: int | None = Field(description="records set aside as unwritable")
+    reason: str | None = Field(description="why the store is not ok")
