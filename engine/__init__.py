@@ -7,6 +7,7 @@
 [0.333, 0.333, 0.333]
 """
 
+from engine.config import EngineConfig
 from engine.decisions import Decision, RewardResult
 from engine.engine import Engine, IngestResult
 from engine.errors import LoopwiseError, StoreError, UnknownDecisionError, ValidationError
@@ -14,7 +15,7 @@ from engine.events import Event, EventTypes, validate_event, validate_events
 from engine.profile import ProfileConfig
 
 __all__ = [
-    "Decision", "Engine", "Event", "EventTypes", "IngestResult", "LoopwiseError", "ProfileConfig",
+    "Decision", "Engine", "EngineConfig", "Event", "EventTypes", "IngestResult", "LoopwiseError", "ProfileConfig",
     "RewardResult", "StoreError", "UnknownDecisionError", "ValidationError", "validate_event",
     "validate_events",
 ]

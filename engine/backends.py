@@ -59,3 +59,19 @@ class InlineBackend:
 
     def close(self) -> None:
         pass
+
+
+def open_backend(config, event_types: EventTypes, store):
+    """The shards ``config`` asks for: inline, or Ray actors that restart from ``store``
+    (their snapshot plus the tail of their event log) when lost."""
+    if config.backend == "inline":
+        return InlineBackend(config.shards, config.profile, event_types, config.seed)
+    from functools import partial
+
+    from engine.ray_backend import RayBackend
+    from engine.recovery import shard_state
+
+    backend = RayBackend(config.shards, config.profile, event_types, config.seed,
+                         address=config.ray_address)
+    backend.recovery = partial(shard_state, store)
+    return backend

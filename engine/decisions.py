@@ -1,9 +1,11 @@
-"""Decisions and the reward join: wait windows, default rewards, duplicates and late rewards."""
+"""The records of the loop: a decision, a decision awaiting its reward, a reward's outcome.
+
+Decisions are made in :mod:`engine.decide`; rewards are joined in :mod:`engine.join`.
+"""
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,54 +81,3 @@ class RewardResult:
     status: str
     value: float
     learned: bool
-
-
-@dataclass
-class Joiner:
-    """Pending decisions ordered by the time their wait window closes.
-
-    Examples
-    --------
-    >>> j = Joiner()
-    >>> p = Pending("d1", "u1", deadline=10.0, variant="default", phi=np.zeros(2),
-    ...             propensity=0.5, item_id="i1")
-    >>> j.add(p)
-    >>> [x.decision_id for x in j.expire(now=5.0)], [x.decision_id for x in j.expire(now=11.0)]
-    ([], ['d1'])
-    """
-
-    _pending: dict[str, Pending] = field(default_factory=dict)
-    _heap: list[tuple[float, str]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def add(self, pending: Pending) -> None:
-        self._pending[pending.decision_id] = pending
-        heapq.heappush(self._heap, (pending.deadline, pending.decision_id))
-        if len(self._heap) > 2 * len(self._pending) + 1024:
-            # joined decisions leave their entries behind until their deadline: drop them
-            # all at once, so the heap holds at most about twice the pending decisions
-            # (expiry order is unchanged: live entries sort as before)
-            self._heap = [(p.deadline, p.decision_id) for p in self._pending.values()]
-            heapq.heapify(self._heap)
-
-    def pop(self, decision_id: str) -> Pending | None:
-        return self._pending.pop(decision_id, None)
-
-    def expire(self, now: float) -> list[Pending]:
-        """Remove and return pending decisions whose window closed before ``now``."""
-        out = []
-        heap = self._heap
-        while heap and heap[0][0] < now:
-            _, did = heapq.heappop(heap)
-            pending = self._pending.pop(did, None)
-            if pending is not None:  # None: joined or forgotten already
-                out.append(pending)
-        return out
-
-    def drop_user(self, user_id: str) -> int:
-        gone = [d for d, p in self._pending.items() if p.user_id == user_id]
-        for d in gone:
-            del self._pending[d]
-        return len(gone)

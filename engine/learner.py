@@ -1,10 +1,18 @@
-"""Learner: turns joined rewards into policy updates and new policy versions."""
+"""Learners: each variant's policy, built from the config, and the learner that turns its
+joined rewards into policy updates and new policy versions."""
 
 from __future__ import annotations
 
 import pickle
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from engine.errors import ValidationError
+
+if TYPE_CHECKING:
+    from engine.config import EngineConfig
+    from engine.store import Store
 
 
 class Learner:
@@ -77,3 +85,49 @@ class Learner:
     @staticmethod
     def load_policy(blob: bytes):
         return pickle.loads(blob)
+
+
+def make_policies(config: EngineConfig, n_features: int) -> dict[str, tuple[object, str, dict]]:
+    """Each variant's new policy, its name for the store and its params:
+    ``{variant: (policy, policy name, params)}``. A named policy is built with a seed of its
+    own (the engine's seed + 7919 x its variant's position); a policy object is checked to
+    take the featurizer's ``n_features``."""
+    from policies import make
+
+    out = {}
+    for i, (name, spec) in enumerate(config.variant_specs().items()):
+        where, pol, params = f"variants.{name}", spec["policy"], spec["params"]
+        if isinstance(pol, str):
+            try:
+                obj = make(pol, n_features=n_features, seed=config.seed + 7919 * i, **params)
+            except (TypeError, ValueError) as err:
+                raise ValidationError(f"{where}.policy", str(err), pol) from None
+            out[name] = (obj, pol, params)
+        else:
+            if getattr(pol, "n_features", n_features) != n_features:
+                raise ValidationError(f"{where}.policy", f"has n_features={pol.n_features} but "
+                                      f"the featurizer makes {n_features}", pol)
+            out[name] = (pol, type(pol).__name__, params)
+    return out
+
+
+def open_learners(config: EngineConfig, policies: dict[str, tuple[object, str, dict]],
+                  store: Store) -> dict[str, Learner]:
+    """A learner per variant, each starting from the variant's saved policy where the store
+    has one (else the new policy), local or in a Ray actor as ``config.learner`` says."""
+    kind = config.learner
+    if kind == "auto":
+        kind = "ray" if config.backend == "ray" else "local"
+    learners: dict[str, Learner] = {}
+    for name, (policy, _, _) in policies.items():
+        saved = store.load_policy(name)
+        pol = Learner.load_policy(saved[2]) if saved else policy
+        if kind == "ray":
+            from engine.ray_learner import RayLearner
+            lrn = RayLearner(pol, config.learn_batch, num_gpus=config.learner_gpus,
+                             asynchronous=config.async_learning)
+        else:
+            lrn = Learner(pol, config.learn_batch)
+        lrn.learned_seq = saved[0] if saved else 0
+        learners[name] = lrn
+    return learners

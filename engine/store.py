@@ -162,6 +162,8 @@ class Store:
         fsync = synchronous == "FULL"
         self._journals = [Journal(self.data_dir / name, fsync=fsync) for name in JOURNAL_NAMES]
         self._active = 0  # the journal calls append to
+        # the decision ids each journal holds until it is cleared (see has_decision)
+        self._queued_decisions: list[set[str]] = [set() for _ in self._journals]
         self._n_queued = 0  # calls in it (the journals are the queue: no copy in memory)
         # the writer process, started once calls queue up
         self._use_writer = (os.environ.get("LOOPWISE_WRITER", "1") != "0"
@@ -202,6 +204,9 @@ class Store:
         self.error = None
         for journal in journals:
             journal.clear()
+        for journal, ids in zip(self._journals, self._queued_decisions, strict=True):
+            if not journal.end:
+                ids.clear()
         self._n_queued = 0
 
     def _defer(self, ops: list[tuple[str, list]]) -> None:
@@ -247,6 +252,7 @@ class Store:
         self._busy = None
         if reply == b"D\n":
             self._journals[index].clear()
+            self._queued_decisions[index].clear()
             return
         reason = reply.decode(errors="replace").strip()[2:] or "it exited"
         self._writer_failed(f"its group commit failed: {reason}")
@@ -442,7 +448,17 @@ class Store:
     # ---- decisions and rewards -------------------------------------------------------
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
+        self._queued_decisions[self._active].update(row[0] for row in rows)
         self._defer([("decisions", list(rows))])
+
+    def has_decision(self, decision_id: str) -> bool:
+        """Whether a decision with this id is logged or queued to be, without moving the
+        queue into SQLite (as :attr:`db` does): a rank that brings its own id checks it
+        on every call."""
+        if any(decision_id in ids for ids in self._queued_decisions):
+            return True
+        return self._db.execute("SELECT 1 FROM decisions WHERE decision_id = ?",
+                                (decision_id,)).fetchone() is not None
 
     def decision(self, decision_id: str) -> sqlite3.Row | None:
         cur = self.db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))

@@ -158,7 +158,7 @@ def test_huge_features_are_refused_so_a_restart_can_learn_every_logged_decision(
                  {"scale": -big})
     eng.close()
     again = Engine(tmp_path, clock=lambda: 6.0, **kw)
-    phi = again.joiner._pending[d.decision_id].phi
+    phi = again.joiner.waiting.get(d.decision_id).phi
     assert np.isfinite(phi).all() and abs(phi).max() == pytest.approx(1e36, rel=1e-6)
     assert again.reward(d.decision_id, 1.0).status == "joined"
     again.close()
@@ -391,9 +391,10 @@ def test_joined_decisions_leave_no_expiry_entries_behind():
     # joiner drops the stale entries, so memory follows the decisions still pending
     import random
 
-    from engine.decisions import Joiner, Pending
+    from engine.decisions import Pending
+    from engine.join import WaitList
 
-    joiner, rng, kept = Joiner(), random.Random(0), []
+    joiner, rng, kept = WaitList(), random.Random(0), []
     for i in range(20_000):
         deadline = 1000.0 + rng.randrange(50)  # many equal deadlines: ties by id
         joiner.add(Pending(f"d{i:05d}", "u", deadline, "default", np.zeros(1), 0.5, "a"))

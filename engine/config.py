@@ -1,0 +1,219 @@
+"""EngineConfig: every setting of an :class:`~engine.engine.Engine`, checked in one place.
+
+The same object serves Python (``Engine(config=EngineConfig(...))`` or ``Engine(**settings)``),
+``serve.yaml``'s ``engine:`` mapping and JSON (:meth:`EngineConfig.from_mapping`, whose
+errors name the key as the file spells it, e.g. ``engine.wait_window``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from engine.checks import MIN_WALL_TIME, check_int, check_number
+from engine.errors import ValidationError, ValidationTypeError
+from engine.events import EventTypes, Limits
+from engine.featurizer import Featurizer
+from engine.profile import ProfileConfig
+from engine.router import Router
+
+_VARIANT_KEYS = ("policy", "params", "weight")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """An engine's settings, validated when built (a bad one raises a
+    :class:`~engine.errors.ValidationError` naming it, the constraint and the value).
+
+    Examples
+    --------
+    >>> cfg = EngineConfig.from_mapping({"policy": "uniform", "wait_window": 60})
+    >>> cfg.wait_window, cfg.policy
+    (60.0, 'uniform')
+    >>> EngineConfig.from_mapping({"wait_window": -1})
+    Traceback (most recent call last):
+    ...
+    engine.errors.ValidationError: engine.wait_window: must be >= 0.0 (got -1)
+    """
+
+    policy: object = "lints"
+    """Policy name for :func:`policies.make` (e.g. ``"lints"``) or a policy object."""
+    policy_params: Mapping | None = None
+    """Keyword arguments of the named policy (with ``variants``, give each its own)."""
+    variants: Mapping | None = None
+    """Online A/B test: ``{name: {"policy": ..., "params": {...}, "weight": w}}``; users are
+    assigned stickily by a salted hash of their id. ``None``: one variant ``"default"``
+    running ``policy``."""
+    salt: str = "loopwise"
+    """Salt of the variant assignment hash (change it to re-randomize an experiment)."""
+    shards: int = 1
+    """Number of profile shards (fixed once the data directory exists)."""
+    backend: str = "inline"
+    """``"inline"`` (shards in this process) or ``"ray"`` (one actor per shard)."""
+    ray_address: str | None = None
+    """With ``backend="ray"``: address of an existing Ray cluster (default: local Ray)."""
+    item_features: int = 0
+    """Length of each candidate's numeric ``features`` list."""
+    context_features: Sequence[str] = ()
+    """Names of the numeric context features a request may carry."""
+    max_candidates: int = 1000
+    """The most candidates one rank request may carry."""
+    profile: ProfileConfig | Mapping | None = None
+    """A :class:`~engine.profile.ProfileConfig` or a mapping of its fields (kept as the
+    :class:`~engine.profile.ProfileConfig`)."""
+    event_types: Mapping[str, float] | None = None
+    """Extra event types with their interest weights, e.g. ``{"share": 1.5}``."""
+    wait_window: float = 3600.0
+    """Seconds (engine clock) a decision waits for its reward before ``default_reward`` is
+    learned in its place."""
+    default_reward: float = 0.0
+    """Reward learned when none arrives in time (within ``reward_range``)."""
+    learn_batch: int = 1
+    """Joined records per policy update."""
+    snapshot_every: int = 100_000
+    """Events between automatic profile snapshots."""
+    seed: int = 0
+    """Seed of the engine's sampling generator and of the models it builds."""
+    clock: Callable[[], float] | None = None
+    """Callable returning the current time in seconds (``None``: the wall clock).
+    Experiments pass the simulator's clock, so windows and decay are deterministic."""
+    synchronous: str = "NORMAL"
+    """Durability of the store: ``"NORMAL"`` survives a killed process, ``"FULL"`` a power
+    cut (every commit and journal record synced to disk)."""
+    learner: str = "auto"
+    """Where policies train: ``"local"``, ``"ray"`` (an actor per variant) or ``"auto"``
+    (the actor with the Ray backend)."""
+    learner_gpus: float = 0.0
+    """GPUs each learner actor reserves."""
+    async_learning: bool = False
+    """Keep deciding with the current policy version while the actor trains the next."""
+    reward_range: tuple[float, float] = (-1e6, 1e6)
+    """``(low, high)`` of the rewards and event values accepted."""
+    min_event_time: float | None = None
+    """Earliest event time accepted (``None``: 2000-01-01 on the wall clock, 0 with a
+    ``clock`` of your own)."""
+    max_event_lead: float = 86_400.0
+    """How far past the engine's clock an event time may lie, in seconds."""
+    _limits: Limits = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_number("wait_window", self.wait_window, low=0.0)
+        if not isinstance(self.reward_range, (tuple, list)) or len(self.reward_range) != 2:
+            raise ValidationError("reward_range", "must be a (low, high) pair", self.reward_range)
+        min_time = self.min_event_time
+        if min_time is None:  # a simulation's clock may start anywhere, the wall's not
+            min_time = MIN_WALL_TIME if self.clock is None else 0.0
+        limits = Limits(tuple(self.reward_range), min_time, self.max_event_lead)
+        check_number("default_reward", self.default_reward, *limits.reward_range)
+        check_int("learn_batch", self.learn_batch, 1)
+        check_int("snapshot_every", self.snapshot_every, 1)
+        check_int("seed", self.seed, 0)
+        _check_choice("backend", self.backend, ("inline", "ray"))
+        _check_choice("learner", self.learner, ("auto", "local", "ray"))
+        check_number("learner_gpus", self.learner_gpus, low=0.0)
+        _check_choice("synchronous", self.synchronous, ("NORMAL", "FULL"))
+        if not isinstance(self.salt, str):
+            raise ValidationTypeError("salt", "must be a string", self.salt)
+        if self.clock is not None and not callable(self.clock):
+            raise ValidationTypeError("clock", "must be a callable returning seconds", self.clock)
+        profile = self.profile
+        if isinstance(profile, Mapping):
+            profile = _profile_config(profile)
+        elif profile is not None and not isinstance(profile, ProfileConfig):
+            raise ValidationTypeError("profile", "must be a ProfileConfig or a mapping", profile)
+        EventTypes(custom=dict(self.event_types or {}))
+        Featurizer(self.item_features, self.context_features, self.max_candidates)
+        Router(self.shards)
+        _check_variants(self.variants, self.policy_params)
+        set_ = object.__setattr__  # frozen: the normalized values, once
+        set_(self, "profile", profile or ProfileConfig())
+        set_(self, "context_features", tuple(self.context_features))
+        set_(self, "reward_range", limits.reward_range)
+        set_(self, "wait_window", float(self.wait_window))
+        set_(self, "default_reward", float(self.default_reward))
+        set_(self, "_limits", limits)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping, where: str = "engine") -> EngineConfig:
+        """The config a YAML or JSON mapping describes; errors name the key under ``where``
+        (``engine.wait_window: must be >= 0.0 (got -1)``). Lists stand for pairs and tuples.
+
+        Examples
+        --------
+        >>> EngineConfig.from_mapping({"wait_widow": 5})
+        Traceback (most recent call last):
+        ...
+        engine.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'ray_address', 'reward_range', 'salt', 'seed', 'shards', 'snapshot_every', 'synchronous', 'variants', 'wait_window']
+        """
+        if not isinstance(mapping, Mapping):
+            raise ValidationTypeError(where, "must be a mapping of setting names to values",
+                                      mapping)
+        allowed = cls.setting_names()
+        for key in mapping:
+            if key not in allowed:
+                raise ValidationError(f"{where}.{key}", f"unknown setting; allowed: {sorted(allowed)}")
+        try:
+            return cls(**mapping)
+        except ValidationError as err:
+            raise type(err)(f"{where}.{err.field}", err.reason, err.value) from None
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The names of every setting (the dataclass fields a caller may give)."""
+        return [f.name for f in dataclasses.fields(cls) if f.init]
+
+    @property
+    def limits(self) -> Limits:
+        """The accepted domain of rewards and event times (:class:`~engine.events.Limits`)."""
+        return self._limits
+
+    def variant_specs(self) -> dict[str, dict]:
+        """``{name: {"policy", "params", "weight"}}`` of every variant (one ``"default"``
+        variant running ``policy`` unless ``variants`` is given)."""
+        if self.variants is None:
+            return {"default": {"policy": self.policy, "params": dict(self.policy_params or {}),
+                                "weight": 1.0}}
+        return {name: {"policy": spec.get("policy", "lints"),
+                       "params": dict(spec.get("params") or {}),
+                       "weight": float(spec.get("weight", 1.0))}
+                for name, spec in self.variants.items()}
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        words = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValidationError(name, f"must be {words}", value)
+
+
+def _profile_config(values: Mapping) -> ProfileConfig:
+    allowed = [f.name for f in dataclasses.fields(ProfileConfig)]
+    for key in values:
+        if key not in allowed:
+            raise ValidationTypeError(f"profile.{key}", f"unknown setting; allowed: {allowed}")
+    return ProfileConfig(**values)
+
+
+def _check_variants(variants: object, policy_params: object) -> None:
+    """The shape of ``variants`` (its policies are built, and checked, by the learners)."""
+    if variants is None:
+        return
+    if policy_params is not None:
+        raise ValidationError("policy_params", "give each variant's params in variants instead")
+    if not isinstance(variants, Mapping) or not variants:
+        raise ValidationError("variants", "must be a non-empty mapping of name to spec", variants)
+    for name, spec in variants.items():
+        where = f"variants.{name}"
+        if not isinstance(name, str) or not name:
+            raise ValidationError("variants", "names must be non-empty strings", name)
+        if not isinstance(spec, Mapping):
+            raise ValidationError(where, "must be a mapping with 'policy'", spec)
+        extra = set(spec) - set(_VARIANT_KEYS)
+        if extra:
+            raise ValidationError(f"{where}.{sorted(extra)[0]}",
+                                  "unknown key; allowed: policy, params, weight")
+        check_number(f"{where}.weight", spec.get("weight", 1.0), low=0.0, strict=True)
+        params = spec.get("params")
+        if params is not None and not isinstance(params, Mapping):
+            raise ValidationError(f"{where}.params", "must be a mapping of parameter names",
+                                  params)

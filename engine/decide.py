@@ -1,0 +1,236 @@
+"""Where a decision is made: a rank request's checks, its features, its variant's policy,
+the draw with the engine's seeded generator, the decision's log row and its pending join.
+
+One path serves :meth:`Engine.rank <engine.engine.Engine.rank>` (a batch of one) and
+:meth:`Engine.rank_batch <engine.engine.Engine.rank_batch>`.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from secrets import token_hex
+
+import numpy as np
+
+from engine.abtest import hash_unit
+from engine.checks import check_string, storable
+from engine.decisions import Decision, Pending
+from engine.errors import ValidationError
+from engine.store import compact_json
+
+_REQUEST_KEYS = frozenset({"user_id", "candidates", "context", "decision_id"})
+_DOUBLE = struct.Struct("<d")
+
+
+class Decider:
+    """Turns checked rank requests into logged decisions awaiting their rewards.
+
+    Parameters
+    ----------
+    featurizer, router, backend
+        The engine's featurizer, shard router and shard backend (profile features).
+    learners
+        ``{variant: learner}``; each learner's ``policy`` decides for its variant's users.
+    weights
+        ``{variant: traffic weight}`` (the order of :attr:`learners`).
+    salt
+        Salt of the variant assignment hash.
+    store
+        The durable store the decision rows go to.
+    waiting
+        The :class:`~engine.join.WaitList` each decision joins once it is logged.
+    rng
+        The engine's seeded generator: every draw comes from it.
+    wait_window
+        Seconds a decision waits for its reward.
+    """
+
+    def __init__(self, featurizer, router, backend, learners: dict, weights: dict[str, float],
+                 salt: str, store, waiting, rng: np.random.Generator, wait_window: float):
+        self.featurizer = featurizer
+        self.router = router
+        self.backend = backend
+        self.learners = learners
+        self.salt = salt
+        self.store = store
+        self.waiting = waiting
+        self.rng = rng
+        self.wait_window = wait_window
+        self._names = list(learners)
+        cum = np.cumsum([weights[k] for k in self._names])
+        self._cum_weights = cum / cum[-1]
+
+    # ---- requests --------------------------------------------------------------------
+    def parse_batch(self, requests: Sequence[Mapping], slate_size: int) -> list[tuple]:
+        """Check ``rank_batch`` requests (``{"user_id", "candidates", "context"?,
+        "decision_id"?}`` each); a decision id may appear once."""
+        parsed, ids = [], set()
+        for i, req in enumerate(requests):
+            where = f"requests[{i}]"
+            if not isinstance(req, Mapping):
+                raise ValidationError(where, "must be a mapping with user_id and candidates", req)
+            if not req.keys() <= _REQUEST_KEYS:
+                extra = req.keys() - _REQUEST_KEYS
+                raise ValidationError(f"{where}.{sorted(extra)[0]}", "unknown field; allowed: "
+                                      "user_id, candidates, context, decision_id")
+            p = self.parse(req.get("user_id"), req.get("candidates"), req.get("context"),
+                           req.get("decision_id"), where, slate_size)
+            if p[5] is not None:
+                if p[5] in ids:
+                    raise ValidationError(f"{where}.decision_id", "is already in use", p[5])
+                ids.add(p[5])
+            parsed.append(p)
+        return parsed
+
+    def parse(self, uid, candidates, ctx_raw, did, where: str, slate_size: int) -> tuple:
+        """One request checked: (user id, candidate set, item features, context vector,
+        context as given, decision id or None). Errors name fields under ``where``."""
+        if not storable(uid):
+            check_string(uid, f"{where}.user_id")
+        cands, items = self.featurizer.prepare_candidates(candidates, f"{where}.candidates")
+        if slate_size > len(cands):
+            raise ValidationError("slate_size", f"must be at most the number of candidates "
+                                  f"({len(cands)}) in {where}", slate_size)
+        ctx = self.featurizer.context_vector(ctx_raw, f"{where}.context")
+        if did is not None:
+            check_string(did, f"{where}.decision_id")
+            if did in self.waiting or self.store.has_decision(did):
+                raise ValidationError(f"{where}.decision_id", "is already in use", did)
+        return uid, cands, items, ctx, ctx_raw, did
+
+    def variant_of(self, user_id: str) -> str:
+        """The variant a user is assigned to: sticky, by the salted hash of the id that
+        :func:`engine.abtest.assign_variant` uses, located in the cumulative weights."""
+        if len(self._names) == 1:
+            return self._names[0]
+        idx = int(np.searchsorted(self._cum_weights, hash_unit(user_id, self.salt),
+                                  side="right"))
+        return self._names[min(idx, len(self._names) - 1)]
+
+    # ---- deciding --------------------------------------------------------------------
+    def decide(self, parsed: list[tuple], slate_size: int, now: float) -> list[Decision]:
+        """Decide parsed requests: one feature call per shard and one policy call per
+        variant; log the decisions, then await their rewards."""
+        phi, mask = self._features(parsed, now)
+        variants = [self.variant_of(p[0]) for p in parsed]
+        probs, versions, names = self._act(phi, mask, variants)
+        slots, slot_props = sample(probs, mask, slate_size, self.rng)
+        decisions, rows, pending = [], [], []
+        for i, (uid, cands, _, _, ctx_raw, did) in enumerate(parsed):
+            variant = variants[i]
+            dec, row, pend = self._decision(uid, cands, ctx_raw, did, probs[i], slots[i],
+                                            slot_props[i], phi[i], variant, names[variant],
+                                            versions[variant], now)
+            decisions.append(dec)
+            rows.append(row)
+            pending.append(pend)
+        self.store.insert_decisions(rows)
+        for p in pending:  # awaited only once their decisions are logged
+            self.waiting.add(p)
+        return decisions
+
+    def _features(self, parsed: list[tuple], now: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """``phi`` (B, K_max, D) and the mask (B, K_max), ``None`` where no request is
+        padded (every candidate exists: the policies' and the draw's plain case)."""
+        if len(parsed) == 1:  # one request: no grouping by shard, no padding
+            uid, cands, items, ctx = parsed[0][:4]
+            shard = self.router.shard_of(uid)
+            user, inter = self.backend.features({shard: [(uid, cands)]}, now)[shard][0]
+            return self.featurizer.build_one(user, inter, items, ctx), None
+        groups: dict[int, list[int]] = {}
+        for i, p in enumerate(parsed):
+            groups.setdefault(self.router.shard_of(p[0]), []).append(i)
+        feats = self.backend.features(
+            {s: [(parsed[i][0], parsed[i][1]) for i in idx] for s, idx in groups.items()}, now)
+        users, inters = [None] * len(parsed), [None] * len(parsed)
+        for s, idx in groups.items():
+            for i, (u, inter) in zip(idx, feats[s], strict=True):
+                users[i], inters[i] = u, inter
+        phi, mask = self.featurizer.build(users, inters, [p[2] for p in parsed],
+                                          [p[3] for p in parsed])
+        return phi, (None if len({len(p[1]) for p in parsed}) == 1 else mask)
+
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None, variants: list[str]):
+        """Each request's probabilities from its variant's policy (one call per variant),
+        with each variant's policy version and name as they decided."""
+        by_variant: dict[str, list[int]] = {}
+        for i, name in enumerate(variants):
+            by_variant.setdefault(name, []).append(i)
+        versions, names = {}, {}
+        probs = None if len(by_variant) == 1 else np.zeros(phi.shape[:2])
+        for name, idx in by_variant.items():
+            learner = self.learners[name]
+            if probs is None:  # one policy decides every request: no gather/scatter
+                probs = learner.policy.act(phi, mask)
+            else:
+                probs[idx] = learner.policy.act(phi[idx], None if mask is None else mask[idx])
+            versions[name], names[name] = learner.version, type(learner.policy).__name__
+        return probs, versions, names
+
+    def _decision(self, uid, cands, ctx_raw, did, probs, slots: list[int],
+                  slot_props: list[float], phi, variant: str, policy_name: str, version: int,
+                  now: float) -> tuple[Decision, tuple, Pending]:
+        """One request's decision, its row for the decision log, and its pending join, from
+        its probabilities (K_max,), sampled slots and their propensities."""
+        k = len(cands)
+        p_row = probs if len(probs) == k else probs[:k]
+        p_list = p_row.tolist()
+        c0 = slots[0]
+        # the rest by descending probability, ties in candidate order (a stable sort)
+        order = sorted(range(k), key=p_list.__getitem__, reverse=True)
+        if len(slots) == 1:
+            order.remove(c0)
+            order.insert(0, c0)
+        else:
+            chosen_set = set(slots)
+            order = slots + [j for j in order if j not in chosen_set]
+        ids = list(cands.ids)  # cands: a CandidateSet
+        did = did or token_hex(16)  # 128 random bits: a decision id cannot be guessed
+        chosen = cands[c0]
+        prop = slot_props[0]
+        ranking = [ids[j] for j in order]
+        dec = Decision(did, uid, ranking, p_list, ids, ids[c0], prop, slot_props,
+                       variant, version, now)
+        deadline = now + self.wait_window
+        row = (did, uid, now, deadline, variant, policy_name, version, cands.ids_json,
+               p_row.tobytes(), c0, cands.json_of(order),
+               _DOUBLE.pack(prop) if len(slot_props) == 1
+               else struct.pack(f"<{len(slot_props)}d", *slot_props),
+               (phi if len(phi) == k else phi[:k]).astype(np.float32).tobytes(), phi.shape[-1],
+               None if ctx_raw is None else compact_json(ctx_raw), chosen.meta_json(prop))
+        pending = Pending(did, uid, deadline, variant, phi[c0].copy(), prop, ids[c0],
+                          chosen.topics, chosen.tags)
+        return dec, row, pending
+
+
+def sample(probs: np.ndarray, mask: np.ndarray | None, slate_size: int,
+           rng: np.random.Generator) -> tuple[list[list[int]], list[list[float]]]:
+    """Draw each row's slots from its probabilities (B, K) with ``rng``: (slots, their
+    propensities), lists of ``slate_size`` per row. ``mask`` None: every candidate exists.
+
+    One slot: one uniform per row, in row order; the candidate is the count of cumulative
+    probabilities <= u * total, never a masked or zero-probability one.
+
+    Examples
+    --------
+    >>> sample(np.array([[0.25, 0.75]]), None, 1, np.random.default_rng(0))
+    ([[1]], [[0.75]])
+    """
+    if slate_size > 1:
+        from policies import sample_slate
+
+        slots, props = sample_slate(probs, slate_size, rng)
+        return slots.tolist(), props.tolist()
+    rows = probs.tolist()
+    us = rng.random(len(rows)).tolist()
+    cums = np.cumsum(probs, axis=1).tolist()
+    chosen, props = [], []
+    for r, (cum, row, u) in enumerate(zip(cums, rows, us, strict=True)):
+        c = bisect_right(cum, u * cum[-1])
+        if c >= len(row) or row[c] <= 0 or (mask is not None and not mask[r, c]):
+            c = row.index(max(row))
+        chosen.append([c])
+        props.append([row[c]])
+    return chosen, props

@@ -1,0 +1,215 @@
+"""Where a reward is joined: decisions wait for their rewards within the wait window, a
+missing reward becomes the default reward when the window closes, repeats are ignored and
+late rewards are recorded as late, never learned twice. Learned rewards go to the
+variant's learner; every first reward is also a behaviour event of the user.
+
+One path serves :meth:`Engine.reward <engine.engine.Engine.reward>` (a batch of one) and
+:meth:`Engine.reward_batch <engine.engine.Engine.reward_batch>`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Callable, Mapping, Sequence
+
+from engine.checks import check_number, check_string
+from engine.decisions import Pending, RewardResult
+from engine.errors import UnknownDecisionError, ValidationError
+from engine.events import RESERVED_EVENT_ID_PREFIX, Event
+
+
+class WaitList:
+    """Pending decisions ordered by the time their wait window closes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = WaitList()
+    >>> w.add(Pending("d1", "u1", deadline=10.0, variant="default", phi=np.zeros(2),
+    ...               propensity=0.5, item_id="i1"))
+    >>> [x.decision_id for x in w.expire(now=5.0)], [x.decision_id for x in w.expire(now=11.0)]
+    ([], ['d1'])
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Pending] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, decision_id: str) -> bool:
+        return decision_id in self._pending
+
+    def get(self, decision_id: str) -> Pending | None:
+        return self._pending.get(decision_id)
+
+    def add(self, pending: Pending) -> None:
+        self._pending[pending.decision_id] = pending
+        heapq.heappush(self._heap, (pending.deadline, pending.decision_id))
+        if len(self._heap) > 2 * len(self._pending) + 1024:
+            # joined decisions leave their entries behind until their deadline: drop them
+            # all at once, so the heap holds at most about twice the pending decisions
+            # (expiry order is unchanged: live entries sort as before)
+            self._heap = [(p.deadline, p.decision_id) for p in self._pending.values()]
+            heapq.heapify(self._heap)
+
+    def pop(self, decision_id: str) -> Pending | None:
+        return self._pending.pop(decision_id, None)
+
+    def expire(self, now: float) -> list[Pending]:
+        """Remove and return pending decisions whose window closed before ``now``."""
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] < now:
+            _, did = heapq.heappop(heap)
+            pending = self._pending.pop(did, None)
+            if pending is not None:  # None: joined or forgotten already
+                out.append(pending)
+        return out
+
+    def drop_user(self, user_id: str) -> int:
+        gone = [d for d, p in self._pending.items() if p.user_id == user_id]
+        for d in gone:
+            del self._pending[d]
+        return len(gone)
+
+
+class Joiner:
+    """Joins rewards to waiting decisions, records them durably and hands learned ones to
+    the variants' learners.
+
+    Parameters
+    ----------
+    store
+        The durable store (reward rows, settled decisions, reward events).
+    learners
+        ``{variant: learner}``.
+    shard_of
+        The router's map from user id to shard (for the reward events).
+    apply_events
+        Applies logged events to the profiles: ``apply_events(events, shards, seqs)``.
+    default_reward
+        Learned in place of a reward that did not come within the window.
+    reward_range
+        ``(low, high)`` of the rewards accepted.
+    """
+
+    def __init__(self, store, learners: dict, shard_of: Callable[[str], int],
+                 apply_events: Callable, default_reward: float,
+                 reward_range: tuple[float, float]):
+        self.store = store
+        self.learners = learners
+        self.shard_of = shard_of
+        self.apply_events = apply_events
+        self.default_reward = default_reward
+        self.reward_range = reward_range
+        self.waiting = WaitList()
+
+    def __len__(self) -> int:
+        """Decisions waiting for their rewards."""
+        return len(self.waiting)
+
+    def check(self, rewards: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+        """``[(decision_id, value), ...]`` checked (a batch of one names ``decision_id``
+        and ``value``, a longer one ``rewards[i].decision_id``), values as floats."""
+        if isinstance(rewards, (str, bytes, Mapping)) or not isinstance(rewards, Sequence):
+            raise ValidationError("rewards", "must be a list of (decision_id, value) pairs", rewards)
+        checked = []
+        for i, pair in enumerate(rewards):
+            where = "" if len(rewards) == 1 else f"rewards[{i}]."
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValidationError(f"rewards[{i}]", "must be a (decision_id, value) pair", pair)
+            did, value = pair
+            check_string(did, f"{where}decision_id")
+            checked.append((did, check_number(f"{where}value", value, *self.reward_range)))
+        return checked
+
+    def record(self, checked: list[tuple[str, float]], now: float) -> list[RewardResult]:
+        """Join, record and learn checked rewards in one durable write; an unknown decision
+        id raises :class:`UnknownDecisionError` before anything is recorded."""
+        joined, others = self._split(checked)
+        events = [_reward_event(p.user_id, p.decision_id, p.item_id, p.topics, p.tags, v, now)
+                  for p, v in joined]
+        late_rows = self._settle_others(others, events, now)
+        # one durable write for the whole call: reward rows, settled decisions, and the
+        # reward events (unique by construction: one per joined or first-late reward)
+        shard_of = self.shard_of
+        shards = [shard_of(e.user_id) for e in events]
+        seqs, event_seqs = self.store.record_rewards(
+            [(p.decision_id, p.user_id, v, now, "joined") for p, v in joined]
+            + [r for r in late_rows if r[1]],
+            [(p.decision_id, v, "joined") for p, v in joined], events, shards)
+        self.apply_events(events, shards, event_seqs)
+        for (p, v), seq in zip(joined, seqs[:len(joined)], strict=True):
+            self.waiting.pop(p.decision_id)
+            self.learners[p.variant].add(p.phi, v, p.propensity, seq)
+        if not others:  # every reward joined: the results in request order
+            return [RewardResult(p.decision_id, "joined", v, True) for p, v in joined]
+        by_id = {p.decision_id: RewardResult(p.decision_id, "joined", v, True) for p, v in joined}
+        late_iter = iter(late_rows)
+        results = []
+        for did, value in checked:
+            if did in by_id:
+                results.append(by_id.pop(did))
+            else:
+                results.append(RewardResult(did, next(late_iter)[4], value, False))
+        return results
+
+    def _split(self, checked: list[tuple[str, float]]) -> tuple[list, list]:
+        """(pending decisions joined with their values, the others with their logged rows):
+        a decision's second reward in one call counts as a repeat of its first."""
+        joined, others = [], []
+        seen: set[str] = set()
+        get = self.waiting.get
+        for did, value in checked:
+            pending = None if did in seen else get(did)
+            if pending is not None:
+                joined.append((pending, value))
+            else:
+                row = self.store.decision(did) if did not in seen else {"status": "joined"}
+                if row is None:
+                    raise UnknownDecisionError(f"decision_id: no decision {did!r} was issued by "
+                                               "this engine (or its user was forgotten)")
+                others.append((did, value, row))
+            seen.add(did)
+        return joined, others
+
+    def _settle_others(self, others: list, events: list[Event], now: float) -> list[tuple]:
+        """Rows of rewards for decisions no longer waiting: ``"duplicate"`` where the
+        decision already had its reward (or a late one), else ``"late"``, whose reward
+        event is appended to ``events`` (recorded, not learned)."""
+        late_rows: list[tuple] = []
+        for did, value, row in others:
+            status = "duplicate" if row["status"] in ("joined", "late") else "late"
+            if status == "late" and (self.store.has_late_reward(did)
+                                     or any(r[0] == did for r in late_rows)):
+                status = "duplicate"
+            late_rows.append((did, row.get("user_id", ""), value, now, status))
+            if status == "late":
+                item = json.loads(row["chosen_meta"])
+                events.append(_reward_event(row["user_id"], did, item["id"], item["topics"],
+                                            item["tags"], value, now))
+        return late_rows
+
+    def expire(self, now: float) -> None:
+        """Learn the default reward for every decision whose window closed before ``now``."""
+        expired = self.waiting.expire(now)
+        if not expired:
+            return
+        default = self.default_reward
+        rows = [(p.decision_id, p.user_id, default, now, "default") for p in expired]
+        settle = [(p.decision_id, default, "default") for p in expired]
+        seqs, _ = self.store.record_rewards(rows, settle)
+        for p, seq in zip(expired, seqs, strict=True):
+            self.learners[p.variant].add(p.phi, default, p.propensity, seq)
+
+
+def _reward_event(user_id: str, decision_id: str, item_id: str, topics, tags, value: float,
+                  now: float) -> Event:
+    """A reward is also a behaviour event of the user (de-duplicated by its event id).
+
+    Built directly: every field comes from a checked request or decision."""
+    return Event(user_id, "reward", now, item_id, value, tuple(topics), tuple(tags),
+                 None, None, RESERVED_EVENT_ID_PREFIX + decision_id)
