@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
-from engine.serve.fastlane import FastLane
 from engine.serve.front import PUBLIC, Front, RouteTable
 from engine.serve.limits import BodyLimit
 from engine.serve.metrics import Metrics
@@ -60,7 +59,7 @@ def scoped(scope: str) -> dict:
 
 def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
                max_candidates: int = 200, max_headers: int = 100, api_docs: str = "token",
-               access_log: str = "all", fast_lane: bool = True) -> FastAPI:
+               access_log: str = "all") -> FastAPI:
     """The FastAPI app over ``engine``; ``token`` is a static all-scopes token or a
     :class:`Tokens`. ``api_docs``: ``"token"`` serves ``/openapi.json`` to tokens with the
     ``read`` scope, ``"off"`` serves no spec; there are never HTML docs pages (they load
@@ -86,11 +85,9 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
     app.state.engine = engine
     app.state.metrics = metrics
     _error_handlers(app)
-    do_rank, do_reward = _routes(app, engine, lock, metrics, max_candidates)
+    _routes(app, engine, lock, metrics, max_candidates)
     _secure_spec(app)
     routes = RouteTable(app.routes, extra={"/openapi.json": "read"})
-    if fast_lane:
-        app.add_middleware(FastLane, rank=do_rank, reward=do_reward, engine_error=engine_error)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Front, tokens=tokens, routes=routes, metrics=metrics,
                        max_headers=max_headers, access_log=access_log)
@@ -129,7 +126,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
-    """Add the endpoints; returns the rank and reward work (shared with the fast lane)."""
+    """Add the endpoints."""
 
     @app.get("/healthz", tags=["ops"], response_model=HealthResponse, openapi_extra=scoped(PUBLIC),
              responses={503: {"model": HealthResponse}})
@@ -144,7 +141,7 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     def do_rank(req: RankRequest) -> dict:
-        """The rank endpoint's work (shared with the fast lane); returns the response body."""
+        """The rank endpoint's work; returns the response body."""
         if len(req.actions) > max_candidates:
             raise ValidationError("actions", f"must hold at most {max_candidates} candidates",
                                   len(req.actions))
@@ -174,13 +171,13 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
 
     @app.post("/v1/rank", response_model=RankResponse, responses=ERRORS,
               openapi_extra=scoped("rank"))
-    async def rank(req: RankRequest) -> RankResponse:
-        return RankResponse(**do_rank(req))
+    async def rank(req: RankRequest) -> JSONResponse:
+        return JSONResponse(do_rank(req))  # a Response: FastAPI does not re-validate it
 
     @app.post("/v1/events/{event_id}/reward", response_model=RewardResponse,
               responses={**ERRORS, 404: {"model": ErrorResponse}}, openapi_extra=scoped("rank"))
-    async def reward(event_id: str, req: RewardRequest) -> RewardResponse:
-        return RewardResponse(**do_reward(event_id, req))
+    async def reward(event_id: str, req: RewardRequest) -> JSONResponse:
+        return JSONResponse(do_reward(event_id, req))
 
     @app.post("/v1/events", response_model=EventsResponse, responses=ERRORS,
               openapi_extra=scoped("rank"))
@@ -192,7 +189,6 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
         return EventsResponse(accepted=r.accepted, duplicates=r.duplicates)
 
     _profile_routes(app, engine, lock)
-    return do_rank, do_reward
 
 
 def _profile_routes(app: FastAPI, engine, lock) -> None:

@@ -5,7 +5,7 @@
 1. refuses more than ``max_headers`` header lines (431), before anything else is read;
 2. finds the route template and the scope it needs (:class:`RouteTable`, built from the
    routes' ``x-scope`` declarations) and calls :meth:`Tokens.authorize` — the one access
-   check of every route, the fast lane's included (401 without a usable token, 403 naming
+   check of every route (401 without a usable token, 403 naming
    the missing scope); unknown paths and methods need a valid token too, then answer
    404/405, so nothing about the API is told to strangers;
 3. catches any unexpected exception and answers 500, logging the route, the exception's type

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 
-from engine.serve.fastlane import BodyTooLarge, read_body, replay
 from engine.serve.front import error_body
 
 log = logging.getLogger("loopwise.access")
@@ -112,3 +111,38 @@ class BodyLimit:
         start, body = error_body(413, "body", f"must be at most {self.max_bytes} bytes")
         await send(start)
         await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    """A request body longer than the limit given to :func:`read_body`."""
+
+
+async def read_body(receive, max_bytes: int | None = None) -> bytes | None:
+    """The whole request body (``None`` if the client went away first); raises
+    :class:`BodyTooLarge` as soon as more than ``max_bytes`` arrived."""
+    chunks, seen = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if max_bytes is not None and seen > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes, receive):
+    """A ``receive`` that yields ``body`` (already read) once, then defers to ``receive``."""
+    sent = False
+
+    async def again():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again

@@ -21,7 +21,7 @@ import yaml
 DEFAULTS = {"data_dir": "loopwise-data", "host": "127.0.0.1", "port": 8080, "workers": 1,
             "max_body_bytes": 1 << 20, "max_candidates": 200, "max_header_bytes": 16384,
             "max_headers": 100, "token": None, "token_file": None, "api_docs": "token",
-            "access_log": "all", "fast_lane": True, "ssl_certfile": None, "ssl_keyfile": None, "engine": {}}
+            "access_log": "all", "ssl_certfile": None, "ssl_keyfile": None, "engine": {}}
 POSITIVE = ("port", "max_body_bytes", "max_candidates", "max_header_bytes", "max_headers")
 CHOICES = {"api_docs": ("off", "token"), "access_log": ("all", "changes", "off")}
 
@@ -75,8 +75,6 @@ def settings(args: argparse.Namespace) -> dict:
     for key in POSITIVE:
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise SystemExit(f"{key}: must be a positive integer (got {cfg[key]!r})")
-    if not isinstance(cfg["fast_lane"], bool):
-        raise SystemExit(f"fast_lane: true or false (got {cfg['fast_lane']!r})")
     for key, allowed in CHOICES.items():
         if cfg[key] not in allowed:
             raise SystemExit(f"{key}: one of {list(allowed)} (got {cfg[key]!r})")
@@ -133,8 +131,7 @@ def build(cfg: dict):
     eng = Engine(cfg["data_dir"], **engine_kwargs)
     return create_app(eng, tokens, max_body_bytes=cfg["max_body_bytes"],
                       max_candidates=cfg["max_candidates"], max_headers=cfg["max_headers"],
-                      api_docs=cfg["api_docs"], access_log=cfg["access_log"],
-                      fast_lane=cfg["fast_lane"])
+                      api_docs=cfg["api_docs"], access_log=cfg["access_log"])
 
 
 def uvicorn_config(app, cfg: dict, **overrides):

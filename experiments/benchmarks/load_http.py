@@ -7,8 +7,6 @@ loop: requests leave on schedule whether or not earlier ones returned), each wit
 ``--seconds``. Prints requests/s, p50/p95/p99 latency for rank and for reward, and errors.
 
 Run: ``python -m experiments.benchmarks.load_http [--seconds 30 --rate 200]``.
-``--compare-fast-lane 3`` alternates servers with and without the fast lane (see
-:mod:`engine.serve.fastlane`) and prints the ratios that justify keeping it.
 """
 
 from __future__ import annotations
@@ -32,13 +30,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(token: str, data_dir: str, k: int, fast_lane: bool = True,
-                 access_log: str = "all") -> tuple[subprocess.Popen, str]:
+def start_server(token: str, data_dir: str, k: int, access_log: str = "all") -> tuple[subprocess.Popen, str]:
     port = free_port()
     cfg = os.path.join(data_dir, "serve.yaml")
     with open(cfg, "w") as fh:
         fh.write(f"data_dir: {data_dir}/engine\nport: {port}\nmax_candidates: {max(200, k)}\n"
-                 f"fast_lane: {str(fast_lane).lower()}\naccess_log: {access_log}\n"
+                 f"access_log: {access_log}\n"
                  "engine:\n  policy: lints\n  item_features: 4\n  context_features: [mobile]\n")
     env = {**os.environ, "LOOPWISE_TOKEN": token}
     log = open(os.path.join(data_dir, "serve.log"), "w+b")  # noqa: SIM115 - the server's
@@ -137,14 +134,13 @@ def report(res: dict) -> None:
               f"p95 {q[94] * 1e3:6.2f} ms  p99 {q[98] * 1e3:6.2f} ms  errors {res['errors'][kind]}")
 
 
-def one_run(args, fast_lane: bool = True) -> dict:
+def one_run(args) -> dict:
     """One load run on a fresh server (or on ``--url``); the results with the server's CPU."""
     proc = None
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url
         if url is None:
-            proc, url = start_server(args.token, tmp, args.candidates, fast_lane,
-                                     args.access_log)
+            proc, url = start_server(args.token, tmp, args.candidates, args.access_log)
         elif not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
             raise SystemExit("--url: loopback addresses only")
         try:
@@ -160,27 +156,6 @@ def one_run(args, fast_lane: bool = True) -> dict:
     return res
 
 
-def compare_fast_lane(args) -> None:
-    """``--compare-fast-lane N``: N runs with the fast lane and N without, in alternation;
-    each run's figures, then the medians and their ratios."""
-    figures: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
-    for i in range(args.compare_fast_lane):
-        for lane in (True, False):
-            res = one_run(args, lane)
-            print(f"-- run {i + 1}, fast lane {'on' if lane else 'off'}")
-            report(res)
-            pairs = max(len(res["lat"]["rank"]), 1)
-            p50 = statistics.median(res["lat"]["rank"] or [float("nan")])
-            cpu = (res["server_cpu"] or float("nan")) / pairs
-            figures[lane].append((pairs / res["elapsed"], p50, cpu))
-    on, off = ([statistics.median(x[k] for x in figures[lane]) for k in range(3)]
-               for lane in (True, False))
-    print(f"median of {args.compare_fast_lane} runs each: rank req/s {on[0]:.0f} on, "
-          f"{off[0]:.0f} off ({on[0] / off[0]:.2f}x); rank p50 {on[1] * 1e3:.2f} ms on, "
-          f"{off[1] * 1e3:.2f} ms off ({off[1] / on[1]:.2f}x); server CPU per pair "
-          f"{on[2] * 1e3:.2f} ms on, {off[2] * 1e3:.2f} ms off ({off[2] / on[2]:.2f}x)")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--url", help="a running server (default: start one on loopback)")
@@ -191,17 +166,11 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=20)
     ap.add_argument("--access-log", default="all", choices=["all", "changes", "off"],
                     help="the started server's access log (to a file)")
-    ap.add_argument("--compare-fast-lane", type=int, default=0, metavar="N",
-                    help="N runs with and N without the fast lane, in alternation")
     args = ap.parse_args()
-    if args.seconds > 300 or args.rate > 5000 or args.compare_fast_lane > 10:
-        raise SystemExit("bounded by design: at most 300 s, 5,000 requests/s and 10 rounds")
+    if args.seconds > 300 or args.rate > 5000:
+        raise SystemExit("bounded by design: at most 300 s and 5,000 requests/s")
     print(f"target: {args.rate:.0f} rank req/s, {args.candidates} candidates, "
           f"{args.clients} concurrent clients")
-    if args.compare_fast_lane:
-        if args.url:
-            raise SystemExit("--compare-fast-lane starts its own servers; leave out --url")
-        return compare_fast_lane(args)
     report(one_run(args))
 
 
