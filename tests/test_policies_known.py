@@ -112,7 +112,7 @@ def test_linear_policies_recover_a_planted_linear_model(name):
 def test_discounting_tracks_a_changed_model():
     rng = np.random.default_rng(1)
     fresh = make("lints", n_features=2, seed=0, discount=0.99)
-    stale = make("lints", n_features=2, seed=0)
+    stale = make("lints", n_features=2, seed=0, half_life=None)
     for theta in (np.array([1.0, 0.0]), np.array([0.0, 1.0])):
         for _ in range(1000):
             x = rng.normal(size=(1, 2))

@@ -1,4 +1,10 @@
-"""Policies side by side with Vowpal Wabbit on the simulator's drifting stream (K = 20).
+"""Policies side by side with Vowpal Wabbit on two drifting streams (K = 20).
+
+First (``--part linear-drift``) the stream of the forgetting issue,
+:class:`LinearDriftStream`: a linear click model in user x item interactions at D = 64 and
+D = 256 whose weights flip half way; per policy and for VW squarecb and epsilon in the same
+run: mean reward before and after the change, decisions to regain 90% of the pre-change
+level, changes detected, and decide+learn per second. Then (``--part simulator``):
 
 Every policy runs in this one process on ``simulators.BatchedRecEnv`` with the ``drifting``
 preset (slow drift of user tastes plus a sudden shift halfway), same seed, same features,
@@ -36,7 +42,7 @@ from policies.vw import action_lines, action_template
 from simulators import BatchedRecEnv, make_config
 
 LOOPWISE = (("uniform", {}), ("egreedy", {}), ("linucb", {}), ("squarecb", {}), ("lints", {}),
-            ("lints", {"discount": 0.999}), ("neural_ts", {}))
+            ("lints", {"half_life": None}), ("neural_ts", {}))
 D_FEATURES = 1 + 15 + 12 * 4  # constant, item features, topic x region (drifting preset)
 LINEAR = ("egreedy", "linucb", "squarecb", "lints")
 VW_RAW = (("squarecb", "--squarecb"), ("epsilon 0.05", "--epsilon 0.05"))
@@ -152,6 +158,141 @@ def run_side_by_side(factories: list, batch_size: int, n_steps: int, seed: int,
             for i in range(len(factories))]
 
 
+class LinearDriftStream:
+    """The drifting stream of the forgetting issue: a linear click model in user x item
+    interactions whose weights flip half way.
+
+    Each decision shows one user K candidates. A user is ``u = (1, u~)`` and an item ``v =
+    (1, v~)``, with ``u~`` and ``v~`` standard normal over the square root of their length;
+    a candidate's features are ``phi = vec(u v^T)`` (D = d_user * d_item: a constant, the
+    item's and the user's features, and every user x item interaction). ``P(click) =
+    clip(phi . theta, 0, 1)``, ``theta``'s constant 0.3 and its other weights ``N(0,
+    0.06^2)``; at step ``change_at`` every weight but the constant changes sign, for
+    everyone: what paid now costs. The reward is the click. Streams built alike show the
+    same users, items and uniforms, so policies meet the same world.
+    """
+
+    def __init__(self, d_user: int, d_item: int, k: int, change_at: int, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.d_user, self.d_item, self.k, self.change_at = d_user, d_item, k, change_at
+        theta = self.rng.normal(0.0, 0.06, d_user * d_item)
+        theta[0] = 0.3
+        self.theta = theta
+        self.t = 0
+        self.means = np.zeros(k)
+
+    def candidates(self) -> np.ndarray:
+        """phi (1, K, D) of the next decision."""
+        u = np.ones(self.d_user)
+        v = np.ones((self.k, self.d_item))
+        u[1:] = self.rng.standard_normal(self.d_user - 1) / np.sqrt(self.d_user - 1)
+        v[:, 1:] = self.rng.standard_normal((self.k, self.d_item - 1)) / np.sqrt(self.d_item - 1)
+        phi = (u[None, :, None] * v[:, None, :]).reshape(1, self.k, -1)
+        self.means = np.clip(phi[0] @ self.theta, 0.0, 1.0)
+        return phi
+
+    def step(self, chosen: int) -> tuple[float, float, float]:
+        """The click of candidate ``chosen``, its P(click) and the best P(click) on offer;
+        the world changes after step ``change_at``."""
+        mean = float(self.means[chosen])
+        click = float(self.rng.random() < mean)
+        self.t += 1
+        if self.t == self.change_at:
+            self.theta[1:] *= -1.0
+        return click, mean, float(self.means.max())
+
+
+def run_linear_drift(factories: list, d_user: int, d_item: int, n_steps: int, seed: int,
+                     block: int = 250) -> list[dict]:
+    """Every runner against its own :class:`LinearDriftStream` (same seed), one decision at
+    a time, in turns of ``block`` steps (as :func:`run_side_by_side`); per runner: clicks,
+    P(click) of what it chose, and the seconds spent in the policy (act, draw, learn)."""
+    change = n_steps // 2
+    streams = [LinearDriftStream(d_user, d_item, 20, change, seed) for _ in factories]
+    runners = [factory(d_user * d_item) for factory in factories]
+    rngs = [np.random.default_rng(seed + 1) for _ in factories]
+    clicks = np.zeros((len(factories), n_steps))
+    means = np.zeros_like(clicks)
+    best = np.zeros_like(clicks)
+    busy = np.zeros(len(factories))
+    phis = [stream.candidates() for stream in streams]
+    for first in range(0, n_steps, block):
+        for i, (runner, stream, rng) in enumerate(zip(runners, streams, rngs, strict=True)):
+            for t in range(first, min(first + block, n_steps)):
+                phi = phis[i]
+                start = time.perf_counter()
+                probs = runner.act(phi)
+                chosen = sample(probs, rng)
+                busy[i] += time.perf_counter() - start
+                click, mean, top = stream.step(int(chosen[0]))
+                start = time.perf_counter()
+                runner.learn(phi, chosen, np.array([click]), probs)
+                busy[i] += time.perf_counter() - start
+                clicks[i, t], means[i, t], best[i, t] = click, mean, top
+                phis[i] = stream.candidates()
+    return [summarize_drift(clicks[i], means[i], best[i], change, n_steps / busy[i],
+                            drift_count(runners[i])) for i in range(len(factories))]
+
+
+def drift_count(runner) -> int | None:
+    policy = getattr(runner, "policy", None)
+    return None if policy is None else policy.drift_detections
+
+
+def summarize_drift(clicks: np.ndarray, means: np.ndarray, best: np.ndarray, change: int,
+                    rate: float, detections: int | None, window: int = 500) -> dict:
+    """Mean reward (clicks) before and after the change, the pre-change level (mean
+    P(click) over the last quarter before it), and the decisions after the change until the
+    trailing mean P(click) over ``window`` decisions regains 90% of that level (None:
+    never)."""
+    level = means[change - change // 2:change].mean()
+    trailing = np.convolve(means[change:], np.ones(window) / window, mode="valid")
+    hit = np.flatnonzero(trailing >= 0.9 * level)
+    return {"before": clicks[:change].mean(), "after": clicks[change:].mean(),
+            "level": level, "regain": int(hit[0]) + window if len(hit) else None,
+            "oracle_after": best[change:].mean(), "rate": rate, "detections": detections}
+
+
+def print_linear_drift(n_steps: int, seed: int, threads: str) -> None:
+    """The forgetting issue's table: every policy and VW on :class:`LinearDriftStream` at
+    D = 64 and D = 256, in one run, and the targets."""
+    runners = [(f"{n}" + (" (no forgetting)" if p else ""), n,
+                lambda d, n=n, p=p: LoopwiseRunner(n, p, d, seed)) for n, p in LOOPWISE]
+    runners += [(f"VW {label}", "vw", lambda d, a=a: VWRunner(a, d, seed)) for label, a in VW_RAW]
+    print(f"\nlinear drifting stream (LinearDriftStream): K=20, P(click) linear in user x item "
+          f"interactions, every weight but the constant flips sign after {n_steps // 2:,} of "
+          f"{n_steps:,} decisions, one at a time; seed {seed}; threads: {threads}")
+    for d_side in (8, 16):
+        rows = run_linear_drift([f for _, _, f in runners], d_side, d_side, n_steps, seed)
+        vw = rows[-len(VW_RAW)]  # VW squarecb
+        print(f"\nD = {d_side * d_side}: reward = mean click rate; regain = decisions after "
+              "the change until the 500-decision trailing P(click) is back to 90% of the "
+              "pre-change level (mean P(click) over the last quarter before it)")
+        print(f"{'policy':<28}{'before':>8}{'after':>8}{'regain':>9}{'changes':>9}"
+              f"{'decide+learn/s':>16}{'x VW sq':>9}")
+        for (label, _, _), r in zip(runners, rows, strict=True):
+            regain = "never" if r["regain"] is None else f"{r['regain']:,}"
+            found = "-" if r["detections"] is None else str(r["detections"])
+            print(f"{label:<28}{r['before']:>8.4f}{r['after']:>8.4f}{regain:>9}{found:>9}"
+                  f"{r['rate']:>16,.0f}{r['rate'] / vw['rate']:>9.1f}")
+        lints = rows[[label for label, _, _ in runners].index("lints")]
+        neural = rows[[label for label, _, _ in runners].index("neural_ts")]
+        speed = lints["rate"] / vw["rate"]
+        wanted = 1.5 if d_side == 16 else 5.0
+        print(f"target: lints decide+learn >= {wanted}x VW squarecb: {speed:.1f}x -> "
+              f"{'met' if speed >= wanted else 'MISSED'}")
+        if d_side == 16:
+            after = lints["after"] / vw["after"]
+            print(f"target: lints post-change reward >= 1.10x VW squarecb's: {after:.2f}x "
+                  f"-> {'met' if after >= 1.1 else 'MISSED'}")
+            ok = lints["regain"] is not None and (vw["regain"] is None
+                                                  or lints["regain"] <= vw["regain"] / 2)
+            print(f"target: lints regains 90% in at most half VW squarecb's decisions: "
+                  f"{lints['regain']} vs {vw['regain']} -> {'met' if ok else 'MISSED'}")
+        print(f"target: neural_ts regains 90%: {neural['regain']} -> "
+              f"{'met' if neural['regain'] is not None else 'MISSED'}")
+
+
 def vw_paths(x: np.ndarray, n: int = 300) -> None:
     """Microseconds per decision for the ways of feeding VW from Python, on candidates x."""
     import vowpalwabbit
@@ -226,10 +367,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", type=int, default=80, help="batched calls of B=256")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="BLAS and torch threads")
+    ap.add_argument("--part", choices=("all", "simulator", "linear-drift"), default="all",
+                    help="the simulator's drifting stream, the linear stream whose model "
+                         "flips half way (forgetting), or both")
+    ap.add_argument("--drift-steps", type=int, default=20_000,
+                    help="decisions on the linear drifting stream, one at a time")
     args = ap.parse_args(argv)
     import torch
 
     threads = limit_threads(args.threads)
+    if args.part != "simulator":
+        warm = make("neural_ts", n_features=2, hidden=4, train_every=10**9)  # lazy imports
+        warm.update(np.zeros((8, 2)), np.zeros(8), np.ones(8)).train()
+        print_linear_drift(args.drift_steps, args.seed, threads)
+        if args.part == "linear-drift":
+            return
 
     env = BatchedRecEnv(make_config("drifting"), batch_size=1)
     vw_paths(features(env.reset(seed=args.seed))[0])
@@ -268,8 +420,7 @@ def main(argv: list[str] | None = None) -> None:
             ratio = r[2]["rate"] / vw[2]["rate"]
             if r[0] != r[1]:  # a non-default configuration: its figures, beside the targets
                 print(f"option: {r[0]:<26} one at a time {ratio:4.1f}x VW raw; batched "
-                      f"{r[3]['rate']:>9,.0f}/s" + ("  (discounting: one D x D inverse per "
-                                                    "record)" if "discount" in r[0] else ""))
+                      f"{r[3]['rate']:>9,.0f}/s  (the stationary model: no forgetting)")
                 continue
             print(f"target: {r[0]:<26} one at a time >= 5x VW raw: {ratio:4.1f}x "
                   f"-> {'met' if ratio >= 5 else 'MISSED'};  batched >= 100,000/s: "
