@@ -67,6 +67,11 @@ def http_protocol(max_header_bytes: int):
             self._head_bytes = 0
             super().on_message_complete()
 
+        def send_400_response(self, msg: str) -> None:  # a request that is not HTTP/1.1
+            self.transport.write(refusal(400, "Bad Request", "request",
+                                         "is not a valid HTTP/1.1 request"))
+            self.transport.close()
+
         def _refuse(self) -> None:
             self._head_bytes = None
             if not self.transport.is_closing():
