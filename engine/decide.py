@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from secrets import token_hex
 
 import numpy as np
@@ -155,6 +156,11 @@ class Decider:
     def _act(self, phi: np.ndarray, mask: np.ndarray | None, variants: list[str]):
         """Each request's probabilities from its variant's policy (one call per variant),
         with each variant's policy version and name as they decided."""
+        if len(self.learners) == 1:  # one policy decides every request: no gather/scatter
+            name = variants[0]
+            policy = self.learners[name].policy
+            probs = policy.act(phi, mask)
+            return probs, {name: self.learners[name].version}, {name: type(policy).__name__}
         by_variant: dict[str, list[int]] = {}
         for i, name in enumerate(variants):
             by_variant.setdefault(name, []).append(i)
@@ -224,10 +230,11 @@ def sample(probs: np.ndarray, mask: np.ndarray | None, slate_size: int,
         slots, props = sample_slate(probs, slate_size, rng)
         return slots.tolist(), props.tolist()
     rows = probs.tolist()
-    us = rng.random(len(rows)).tolist()
-    cums = np.cumsum(probs, axis=1).tolist()
+    # one request draws as rng.random() does (the same number as rng.random(1)[0])
+    us = [rng.random()] if len(rows) == 1 else rng.random(len(rows)).tolist()
     chosen, props = [], []
-    for r, (cum, row, u) in enumerate(zip(cums, rows, us, strict=True)):
+    for r, (row, u) in enumerate(zip(rows, us, strict=True)):
+        cum = list(accumulate(row))  # sequential sums, as np.cumsum adds
         c = bisect_right(cum, u * cum[-1])
         if c >= len(row) or row[c] <= 0 or (mask is not None and not mask[r, c]):
             c = row.index(max(row))

@@ -114,12 +114,13 @@ class Joiner:
     def check(self, rewards: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
         """``[(decision_id, value), ...]`` checked (a batch of one names ``decision_id``
         and ``value``, a longer one ``rewards[i].decision_id``), values as floats."""
-        if isinstance(rewards, (str, bytes, Mapping)) or not isinstance(rewards, Sequence):
+        if type(rewards) is not list and (isinstance(rewards, (str, bytes, Mapping))
+                                          or not isinstance(rewards, Sequence)):
             raise ValidationError("rewards", "must be a list of (decision_id, value) pairs", rewards)
         checked = []
         for i, pair in enumerate(rewards):
             where = "" if len(rewards) == 1 else f"rewards[{i}]."
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            if type(pair) is not tuple and not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise ValidationError(f"rewards[{i}]", "must be a (decision_id, value) pair", pair)
             did, value = pair
             check_string(did, f"{where}decision_id")
@@ -130,17 +131,19 @@ class Joiner:
         """Join, record and learn checked rewards in one durable write; an unknown decision
         id raises :class:`UnknownDecisionError` before anything is recorded."""
         joined, others = self._split(checked)
-        events = [_reward_event(p.user_id, p.decision_id, p.item_id, p.topics, p.tags, v, now)
-                  for p, v in joined]
-        late_rows = self._settle_others(others, events, now)
+        events, rows, settle = [], [], []
+        for p, v in joined:
+            did = p.decision_id
+            events.append(_reward_event(p.user_id, did, p.item_id, p.topics, p.tags, v, now))
+            rows.append((did, p.user_id, v, now, "joined"))
+            settle.append((did, v, "joined"))
+        late_rows = self._settle_others(others, events, now) if others else []
         # one durable write for the whole call: reward rows, settled decisions, and the
         # reward events (unique by construction: one per joined or first-late reward)
         shard_of = self.shard_of
         shards = [shard_of(e.user_id) for e in events]
         seqs, event_seqs = self.store.record_rewards(
-            [(p.decision_id, p.user_id, v, now, "joined") for p, v in joined]
-            + [r for r in late_rows if r[1]],
-            [(p.decision_id, v, "joined") for p, v in joined], events, shards)
+            rows + [r for r in late_rows if r[1]] if late_rows else rows, settle, events, shards)
         self.apply_events(events, shards, event_seqs)
         for (p, v), seq in zip(joined, seqs[:len(joined)], strict=True):
             self.waiting.pop(p.decision_id)
@@ -161,6 +164,12 @@ class Joiner:
         """(pending decisions joined with their values, the others with their logged rows):
         a decision's second reward in one call counts as a repeat of its first."""
         joined, others = [], []
+        if len(checked) == 1:  # (no repeat within the call)
+            did, value = checked[0]
+            pending = self.waiting._pending.get(did)
+            if pending is not None:
+                joined.append((pending, value))
+                return joined, others
         seen: set[str] = set()
         get = self.waiting.get
         for did, value in checked:
@@ -195,9 +204,10 @@ class Joiner:
 
     def expire(self, now: float) -> None:
         """Learn the default reward for every decision whose window closed before ``now``."""
-        expired = self.waiting.expire(now)
-        if not expired:
+        heap = self.waiting._heap
+        if not heap or heap[0][0] >= now:  # nothing is due (the common case)
             return
+        expired = self.waiting.expire(now)
         default = self.default_reward
         rows = [(p.decision_id, p.user_id, default, now, "default") for p in expired]
         settle = [(p.decision_id, default, "default") for p in expired]
