@@ -53,5 +53,5 @@ setup(
             "schemathesis>=4",
         ],
     },
-    entry_points={"console_scripts": ["loopwise=engine.cli:main"]},
+    entry_points={"console_scripts": ["loopwise=experiments.cli:main"]},
 )

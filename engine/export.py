@@ -50,7 +50,7 @@ def to_parquet(data_dir: str | os.PathLike, path: str | os.PathLike,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    store = Store(data_dir)
+    store = Store(data_dir, create=False)
     try:
         cols: dict[str, list] = {c: [] for c in _COLUMNS if c != "n_features"}
         cols["chosen_id"] = []
@@ -110,7 +110,7 @@ def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> s
 
 def to_dsjson(data_dir: str | os.PathLike, path: str | os.PathLike) -> int:
     """Write decisions that have a reward (joined or default) as DSJson; return the count."""
-    store = Store(data_dir)
+    store = Store(data_dir, create=False)
     n = 0
     try:
         names = feature_names(store)

@@ -102,6 +102,9 @@ class Store:
         Run group commits in a writer process (:mod:`engine.writer`) instead of the
         engine's thread. ``None``: yes, unless the environment sets ``LOOPWISE_WRITER=0``.
         Where the process cannot start or fails, the store warns and writes itself.
+    create
+        Create the directory and database if missing (``False``: readers such as export and
+        OPE refuse a directory that is not already an engine's).
 
     Examples
     --------
@@ -122,9 +125,12 @@ class Store:
     FLUSH_EVERY = 256
 
     def __init__(self, data_dir: str | os.PathLike, synchronous: str = "NORMAL",
-                 writer: bool | None = None):
+                 writer: bool | None = None, create: bool = True):
         if synchronous not in ("NORMAL", "FULL"):
             raise StoreError(f"synchronous: must be 'NORMAL' or 'FULL' (got {synchronous!r})")
+        if not create and not (Path(data_dir) / DB_NAME).is_file():
+            raise StoreError(f"{str(data_dir)!r} is not an engine data directory (it has no "
+                             f"{DB_NAME}); readers never create one")
         self.data_dir = Path(data_dir)
         _private_dir(self.data_dir)
         self._lock = _private_file(self.data_dir / "LOCK")

@@ -56,6 +56,19 @@ class VariantSpec(BaseModel):
             raise ValueError(f"unknown policy {v!r}; choose from {available()}")
         return v
 
+    @model_validator(mode="after")
+    def _params_accepted(self) -> VariantSpec:
+        """The policy is built once here, so a bad parameter is named in the config's terms
+        (``variants.b.params: ...``) before any worker starts."""
+        from policies import make
+
+        try:
+            make(self.policy, n_features=4, seed=0, **self.params)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"params: {str(err).removeprefix(f'policy {self.policy!r}: ')}"
+                             ) from None
+        return self
+
 
 class CompareConfig(BaseModel):
     """The YAML file of ``loopwise compare`` (see ``experiments/configs/``)."""
@@ -219,11 +232,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as err:
-        print(f"error: {err}")
-        return 2
+    cfg = load_config(args.config)  # a ConfigError is the CLI's one-line error
     out, report = run_compare(cfg, args.out)
     print(format_compare(report))
     print(f"\nreport written to {out}/report.md and report.json")

@@ -108,6 +108,9 @@ def validate(cfg: SimulateConfig) -> None:
     for p in cfg.policies:
         if p not in available():
             raise SystemExit(f"--policies: unknown policy {p!r}; choose from {available()}")
+    if cfg.preset not in PRESETS:
+        raise SystemExit(f"--preset: unknown preset {cfg.preset!r}; choose from {list(PRESETS)}")
+    _check_params(cfg)
     if not cfg.seeds:
         raise SystemExit("--seeds: give at least one seed")
     if not isinstance(cfg.workers, int) or cfg.workers < 1:
@@ -115,6 +118,28 @@ def validate(cfg: SimulateConfig) -> None:
     shift = cfg.resolved_shift()
     if shift is not None and not 0 < shift < cfg.steps:
         raise SystemExit(f"--shift-step: must lie in (0, {cfg.steps}) (got {shift})")
+
+
+def _check_params(cfg: SimulateConfig) -> None:
+    """``--params``: a mapping of policies that run to their parameters, each accepted by
+    the policy (checked here, once, rather than in every worker)."""
+    from policies import make
+
+    if not isinstance(cfg.policy_params, dict):
+        raise SystemExit("--params: must be a JSON object of policy name to parameters "
+                         f"(got {cfg.policy_params!r})")
+    for name, params in cfg.policy_params.items():
+        if name not in cfg.policies:
+            raise SystemExit(f"--params.{name}: {name!r} is not run (--policies "
+                             f"{','.join(cfg.policies)}); leave it out or add it there")
+        if not isinstance(params, dict):
+            raise SystemExit(f"--params.{name}: must be a JSON object of parameters "
+                             f"(got {params!r})")
+        try:
+            make(name, n_features=4, seed=0, **params)
+        except (TypeError, ValueError) as err:
+            reason = str(err).removeprefix(f"policy {name!r}: ")
+            raise SystemExit(f"--params.{name}: {reason}") from None
 
 
 def run(cfg: SimulateConfig, progress: bool = True) -> tuple[Path, list[PolicySummary]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main
+from experiments.cli import main
 from experiments.compare import ConfigError, load_config
 
 
@@ -42,13 +42,12 @@ def test_simulate_parallel_runs_equal_serial_runs(tmp_path):
     assert len(serial["reward"]) == 1600 and serial == parallel
 
 
-def test_simulate_rejects_bad_flags(tmp_path):
-    with pytest.raises(SystemExit, match="unknown policy 'nope'"):
-        main(["simulate", "--policies", "nope", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--steps: must be at least"):
-        main(["simulate", "--steps", "10", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--workers: must be an integer >= 1"):
-        main(["simulate", "--workers", "0", "--out", str(tmp_path)])
+def test_simulate_rejects_bad_flags(tmp_path, capsys):
+    for argv, message in [(["--policies", "nope"], "error: --policies: unknown policy 'nope'"),
+                          (["--steps", "10"], "error: --steps: must be at least"),
+                          (["--workers", "0"], "error: --workers: must be an integer >= 1")]:
+        assert main(["simulate", *argv, "--out", str(tmp_path)]) == 2
+        assert capsys.readouterr().err.startswith(message)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -98,7 +97,7 @@ def test_config_errors_name_the_key(tmp_path, text, message):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "experiments.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
     for command in ("simulate", "compare", "bench"):
         assert command in out

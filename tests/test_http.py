@@ -127,8 +127,9 @@ def test_engine_errors_answer_409_and_are_counted(server, monkeypatch):
     ({"user_id": "", "actions": actions()}, 422, "user_id"),
     ({"user_id": "u", "actions": []}, 422, "actions"),
     ({"user_id": "u", "actions": actions(51)}, 422, "actions"),
-    ({"user_id": "u", "actions": [{"id": "a", "features": [1.0]}]}, 422, "candidates[0].features"),
-    ({"user_id": "u", "actions": actions(), "contextFeatures": [{"hour": 3}]}, 422, "context.hour"),
+    ({"user_id": "u", "actions": [{"id": "a", "features": [1.0]}]}, 422, "actions[0].features"),
+    ({"user_id": "u", "actions": actions(), "contextFeatures": [{"hour": 3}]}, 422,
+     "contextFeatures.hour"),
     ({"user_id": "u", "actions": actions(2), "excludedActions": ["i0", "i1"]}, 422,
      "excludedActions"),
     ({"user_id": "u", "actions": actions(), "colour": 1}, 422, "colour"),
@@ -136,7 +137,7 @@ def test_engine_errors_answer_409_and_are_counted(server, monkeypatch):
 def test_bad_rank_requests_name_the_field(server, body, status, field):
     r = server.client.post("/v1/rank", json=body)
     assert r.status_code == status, r.text
-    assert field in r.json()["error"]["field"]
+    assert r.json()["error"]["field"] == field
 
 
 def test_limits_and_malformed_bodies(server):

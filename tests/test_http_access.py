@@ -19,8 +19,8 @@ pytest.importorskip("uvicorn")
 
 from test_http import TOKEN, Server, actions, free_port  # noqa: E402
 
-from engine.cli import main as cli  # noqa: E402
 from engine.serve import tokens  # noqa: E402
+from experiments.cli import main as cli  # noqa: E402
 
 
 class Process:
@@ -34,7 +34,7 @@ class Process:
                        "  context_features: [mobile]\n  seed: 0\n")
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", "serve", "--config", str(cfg),
+                [sys.executable, "-m", "experiments.cli", "serve", "--config", str(cfg),
                  "--data-dir", str(folder / "d"), "--port", str(self.port), *args],
                 env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=err)
         self.url = f"{scheme}://127.0.0.1:{self.port}"

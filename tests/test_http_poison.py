@@ -58,7 +58,7 @@ class Served:
         port = _free_port()
         env = {**os.environ, "LOOPWISE_TOKEN": TOKEN}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", "--data-dir", str(self.data_dir),
+            [sys.executable, "-m", "experiments.cli", "serve", "--data-dir", str(self.data_dir),
              "--port", str(port), "--config", str(self.config)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH,

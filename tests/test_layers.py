@@ -24,11 +24,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     "experiments": frozenset({"engine", "policies", "simulators"}),
 }
 
-#: (file, imported package) pairs that break the rule today and are being removed. The set
-#: must shrink to empty: an entry that is fixed must be deleted here (the test says so), and
-#: no entry may be added.
-KNOWN_VIOLATIONS = {("engine/engine.py", "experiments"), ("engine/cli.py", "experiments")}
-
 
 def _imported_names(tree: ast.AST) -> Iterable[tuple[str, int]]:
     """Absolute module names a module imports, with the relative level of ``from`` imports."""
@@ -95,11 +90,10 @@ def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
     return None
 
 
-def _graph(edges: Iterable[tuple[str, str, str]], skip: set[tuple[str, str]]):
+def _graph(edges: Iterable[tuple[str, str, str]]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
-    for file, src, dst in edges:
-        if (file, dst) not in skip:
-            graph.setdefault(src, set()).add(dst)
+    for _, src, dst in edges:
+        graph.setdefault(src, set()).add(dst)
     return graph
 
 
@@ -109,17 +103,14 @@ def edges():
 
 
 def test_packages_import_one_way(edges):
-    found = violations(edges, ALLOWED)
-    new = sorted(found - KNOWN_VIOLATIONS)
-    assert not new, (
+    found = sorted(violations(edges, ALLOWED))
+    assert not found, (
         f"imports against the layering (experiments > engine > policies; simulators alone): "
-        f"{new}; move what is shared down to the lower package instead")
-    fixed = sorted(KNOWN_VIOLATIONS - found)
-    assert not fixed, f"fixed, so delete from KNOWN_VIOLATIONS: {fixed}"
+        f"{found}; move what is shared down to the lower package instead")
 
 
 def test_no_cycles_between_packages(edges):
-    cycle = find_cycle(_graph(edges, KNOWN_VIOLATIONS))
+    cycle = find_cycle(_graph(edges))
     assert cycle is None, f"packages import each other: {' -> '.join(cycle)}"
 
 
@@ -167,5 +158,5 @@ def test_checker_finds_cycles_and_allows_the_layering(tmp_path):
         "experiments/y.py": "import engine.x\n",
     })
     edges = package_imports(tmp_path, ALLOWED)
-    assert find_cycle(_graph(edges, set())) == ["engine", "experiments", "engine"]
-    assert find_cycle(_graph(edges, {("engine/x.py", "experiments")})) is None
+    assert find_cycle(_graph(edges)) == ["engine", "experiments", "engine"]
+    assert violations(edges, ALLOWED) == {("engine/x.py", "experiments")}

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.cli import main
+from experiments.cli import main
 from experiments.ope import (
     IPS,
     Replay,

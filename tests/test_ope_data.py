@@ -11,7 +11,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main
+from experiments.cli import main
 from experiments.ope import OPEInputError, run_ope_on_arrays, run_ope_on_data
 
 

@@ -11,6 +11,7 @@ is valid. The engine is not thread-safe: one lock serializes its calls.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from contextlib import asynccontextmanager
 
@@ -107,10 +108,9 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
         err = exc.errors()[0]
-        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
         if err.get("type") == "json_invalid":
             return _error(400, "body", "is not valid JSON")
-        return _error(422, ".".join(loc) or "body", err.get("msg", "invalid"))
+        return _error(422, pydantic_field(err.get("loc", ())), err.get("msg", "invalid"))
 
     @app.exception_handler(ValidationError)
     async def _engine_invalid(_: Request, exc: ValidationError):
@@ -123,6 +123,47 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoopwiseError)
     async def _other(_: Request, exc: LoopwiseError):
         return engine_error(exc)
+
+
+_ENGINE_FIELD = re.compile(r"^(?:requests\[\d+\]\.)?(candidates|user_id|decision_id|context|"
+                           r"slate_size|value)(?:\[(\d+)\])?(.*)$")
+_HTTP_NAMES = {"candidates": "actions", "user_id": "user_id", "decision_id": "eventId",
+               "slate_size": "slateSize", "value": "value"}
+
+
+def http_field(field: str, kept: list[int], context: dict) -> str:
+    """An engine field path in the HTTP body's terms: candidate ``k`` is the ``kept[k]``-th
+    action (excluded actions are not sent to the engine), a context key sent in
+    ``contextFeatures`` is named there.
+
+    Examples
+    --------
+    >>> http_field("requests[0].candidates[1].features", [0, 2], {})
+    'actions[2].features'
+    >>> http_field("requests[0].context.age", [0], {}), http_field("decision_id", [], {})
+    ('contextFeatures.age', 'eventId')
+    """
+    m = _ENGINE_FIELD.match(field)
+    if m is None:
+        return field
+    name, index, rest = m.groups()
+    if name == "context":
+        key = rest.removeprefix(".")
+        return ("context." if key in context else "contextFeatures.") + key
+    if index is not None and name == "candidates":
+        k = int(index)
+        return f"actions[{kept[k] if k < len(kept) else k}]{rest}"
+    return _HTTP_NAMES[name] + (f"[{index}]" if index is not None else "") + rest
+
+
+def pydantic_field(loc) -> str:
+    """pydantic's location of an error as a field path: ``actions[1].features[1]``."""
+    out = ""
+    for part in loc:
+        if part == "body":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
 
 
 def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
@@ -154,9 +195,14 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
             context.update(obj)
         candidates = [{"id": a.id, "features": a.features, "topics": a.topics or (),
                        "tags": a.tags or ()} for a in actions]
-        with lock:
-            d = engine.rank(req.user_id, candidates, context or None,
-                            slate_size=req.slateSize, decision_id=req.eventId)
+        try:
+            with lock:
+                d = engine.rank(req.user_id, candidates, context or None,
+                                slate_size=req.slateSize, decision_id=req.eventId)
+        except ValidationError as exc:  # named in the request's own terms
+            kept = [i for i, a in enumerate(req.actions) if a.id not in excluded]
+            raise ValidationError(http_field(exc.field, kept, req.context or {}), exc.reason,
+                                  exc.value) from None
         metrics.decisions.labels(d.variant).inc()
         probs = dict(zip(d.candidate_ids, d.probabilities, strict=True))
         return {"ranking": [{"id": i, "probability": probs[i]} for i in d.ranking],
@@ -164,8 +210,11 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
                 "policyVersion": d.policy_version}
 
     def do_reward(event_id: str, req: RewardRequest) -> dict:
-        with lock:
-            r = engine.reward(event_id, req.value)
+        try:
+            with lock:
+                r = engine.reward(event_id, req.value)
+        except ValidationError as exc:
+            raise ValidationError(http_field(exc.field, [], {}), exc.reason, exc.value) from None
         metrics.rewards.labels(r.status).inc()
         return {"eventId": r.decision_id, "status": r.status, "learned": r.learned}
 

@@ -40,7 +40,7 @@ def start_server(token: str, data_dir: str, k: int, access_log: str = "all") -> 
     env = {**os.environ, "LOOPWISE_TOKEN": token}
     log = open(os.path.join(data_dir, "serve.log"), "w+b")  # noqa: SIM115 - the server's
     # stderr (its access log) goes to a file: a pipe nobody reads would fill and stall it
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--config", cfg],
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "serve", "--config", cfg],
                             env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

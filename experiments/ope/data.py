@@ -136,7 +136,7 @@ def engine_log(data_dir: str | Path, policy) -> dict[str, np.ndarray]:
     from engine.export import iter_decisions
     from engine.store import Store
 
-    store = Store(data_dir)
+    store = Store(data_dir, create=False)
     try:
         rows = list(iter_decisions(store))
     finally:

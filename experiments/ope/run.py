@@ -124,7 +124,7 @@ def target_policy(spec: str, params: dict, data_dir: str | Path, n_features: int
 
         from engine.store import Store
 
-        store = Store(data_dir)
+        store = Store(data_dir, create=False)
         try:
             row = store.load_policy(spec[6:])
         finally:
@@ -147,7 +147,7 @@ def run_ope_on_log(data_dir: str | Path, policy: str, params: dict | None = None
 
     from engine.store import Store
 
-    store = Store(data_dir)
+    store = Store(data_dir, create=False)
     try:
         n_features = _json.loads(store.get_meta("n_features") or "0")
     finally:
@@ -188,9 +188,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None, help="write a PNG of the estimates here")
 
 
+#: Flags that only mean something with --data (the columns of a file) or only with --log.
+DATA_ONLY = {"target_dist": None, "action_col": "action", "position_col": None,
+             "reward_col": "reward", "propensity_col": "propensity", "context_cols": ""}
+LOG_ONLY = {"policy": None, "policy_params": "{}"}
+
+
+def _refuse_ignored(args: argparse.Namespace) -> None:
+    """A flag the chosen source would ignore is a mistake: say so instead."""
+    ignored, source = (DATA_ONLY, "--log") if args.log else (LOG_ONLY, "--data")
+    for name, default in ignored.items():
+        if getattr(args, name) != default:
+            flag = "--" + name.replace("_", "-")
+            raise OPEInputError(flag, f"has no effect with {source}; leave it out")
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``loopwise ope``; 0 on success, 2 with a one-line error on bad input."""
     try:
+        _refuse_ignored(args)
         if args.log:
             if not args.policy:
                 raise OPEInputError("--policy", "required with --log")

@@ -1,10 +1,17 @@
-"""The ``loopwise`` command line. Each subcommand imports what it needs when it runs."""
+"""The ``loopwise`` command line. Each subcommand imports what it needs when it runs.
+
+A mistake the user can fix (a bad flag, a config key, a data directory that is not one or
+is held by a running engine) ends the command with one line, ``error: <what> ...``, and
+exit status 2; a traceback means a bug.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+from engine.errors import LoopwiseError
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -26,13 +33,12 @@ def _ope(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from engine.errors import ValidationError
     from engine.export import to_dsjson, to_parquet
 
-    if not (Path(args.log) / "loopwise.sqlite").exists():
-        print(f"error: --log: {args.log!r} is not an engine data directory", file=sys.stderr)
-        return 2
+    if args.include_pending and args.format != "parquet":
+        raise ValidationError("--include-pending", "applies to --format parquet only (DSJson "
+                              "holds rewarded decisions); leave it out")
     if args.format == "parquet":
         n = to_parquet(args.log, args.out, include_pending=args.include_pending)
     else:
@@ -51,6 +57,39 @@ def _token(args: argparse.Namespace) -> int:
     from engine.serve.tokens import main as token_main
 
     return token_main(args)
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.store import Store
+
+    store = Store(args.data_dir, create=False)
+    try:
+        released = 0
+        if args.release:
+            ids = None if args.release == "all" else _ids(args.release)
+            released = store.release_quarantine(ids)
+        count, rows = store.quarantined(args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"count": count, "released": released, "records": rows}))
+        return 0
+    for row in rows:
+        print(f"#{row['id']}  {row['reason']}\n    {row['record'][:300]}")
+    print(f"{count} record(s) in quarantine" + (f"; {released} released" if args.release else ""))
+    return 0
+
+
+def _ids(text: str) -> list[int]:
+    from engine.errors import ValidationError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValidationError("--release", "must be 'all' or comma-separated record ids",
+                              text) from None
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -107,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     token_arguments(token)
     token.set_defaults(func=_token)
 
+    quarantine = sub.add_parser("quarantine", help="records a data directory could not store: "
+                                "list them, release them once dealt with")
+    quarantine.add_argument("--data-dir", required=True, help="engine data directory")
+    quarantine.add_argument("--limit", type=int, default=20, help="newest records shown")
+    quarantine.add_argument("--release", default=None, help="'all', or record ids 3,7,...")
+    quarantine.add_argument("--json", action="store_true", help="one JSON object")
+    quarantine.set_defaults(func=_quarantine)
+
     bench = sub.add_parser("bench", help="speed figures, side by side with peers")
     bench.add_argument("what", choices=["engine", "policies", "simulator", "ray", "neural",
                                         "http"])
@@ -120,9 +167,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except LoopwiseError as exc:
+        return _error(str(exc))
+    except SystemExit as exc:  # a check that stops the command with its message
+        if isinstance(exc.code, str):
+            return _error(exc.code)
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _error(message: str) -> int:
+    message = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(message if message.startswith("error:") else f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
