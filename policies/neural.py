@@ -53,7 +53,7 @@ class NeuralTS(Policy):
     half_life, drift_factor, drift_period
         Forgetting, as :class:`~policies.linear.LinearPolicy`'s (``half_life`` None: every
         record in the buffer weighs the same, and the head never forgets). The default
-        half-life is shorter than the linear policies' (2,000 records, against 5,000): the
+        half-life is shorter than the linear policies' (1,000 records, against 5,000): the
         head's errors are noisier (its representation moves with each retraining), so its
         detector sees a change less readily and the half-life does more of the work.
     v
@@ -87,7 +87,7 @@ class NeuralTS(Policy):
     def __init__(self, n_features: int, seed: int | None = 0, hidden: int = 32, lr: float = 3e-3,
                  train_steps: int = 50, batch_size: int = 256, train_every: int = 256,
                  buffer_size: int = 20_000, l2: float = 1.0,
-                 half_life: float | None = 2000.0, drift_factor: float = DRIFT_FACTOR,
+                 half_life: float | None = 1000.0, drift_factor: float = DRIFT_FACTOR,
                  drift_period: int | None = None, v: float = 0.3, n_draws: int = 64,
                  epsilon: float = 0.01, device: str = "auto"):
         super().__init__(n_features, seed)
