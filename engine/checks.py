@@ -62,7 +62,7 @@ def check_string(value: object, where: str, *, max_length: int = MAX_ID_LENGTH,
     >>> check_string("\\ud83d", "topics[0]")
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: topics[0]: must be valid Unicode: it holds a lone surrogate (half of a UTF-16 pair, as when a string is cut inside an emoji), which cannot be stored as UTF-8 (got '\\ud83d')
+    policies.errors.ValidationError: topics[0]: must be valid Unicode: it holds a lone surrogate (half of a UTF-16 pair, as when a string is cut inside an emoji), which cannot be stored as UTF-8 (got '\\ud83d')
     """
     if value is None:
         if required:
@@ -113,7 +113,7 @@ def check_number(name: str, value: object, low: float | None = None,
     >>> check_number("value", 1e308, low=-1e6, high=1e6)
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: value: must lie in [-1000000.0, 1000000.0] (got 1e+308)
+    policies.errors.ValidationError: value: must lie in [-1000000.0, 1000000.0] (got 1e+308)
     """
     if not is_number(value):
         raise ValidationError(name, "must be a finite number", value)
@@ -137,7 +137,7 @@ def check_real(name: str, value: object) -> float:
     >>> check_real("theta0", "1")
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationTypeError: theta0: must be a real number (got '1')
+    policies.errors.ValidationTypeError: theta0: must be a real number (got '1')
     """
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ValidationTypeError(name, "must be a real number", value)
@@ -152,7 +152,7 @@ def check_positive(name: str, value: object) -> float:
     >>> check_positive("tau", -0.1)
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: tau: must be a finite number > 0 (got -0.1)
+    policies.errors.ValidationError: tau: must be a finite number > 0 (got -0.1)
     """
     x = check_real(name, value)
     if not (math.isfinite(x) and x > 0.0):
@@ -170,7 +170,7 @@ def check_probability(name: str, value: object, *, open_interval: bool = True) -
     >>> check_probability("alpha", 1.5)
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: alpha: must lie in (0, 1) (got 1.5)
+    policies.errors.ValidationError: alpha: must lie in (0, 1) (got 1.5)
     """
     x = check_real(name, value)
     if not (0.0 < x < 1.0 if open_interval else 0.0 <= x <= 1.0):
@@ -190,7 +190,7 @@ def check_int(name: str, value: object, low: int) -> int:
     >>> check_int("min_n", 1, 2)
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: min_n: must be an integer >= 2 (got 1)
+    policies.errors.ValidationError: min_n: must be an integer >= 2 (got 1)
     """
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise ValidationTypeError(name, f"must be an integer >= {low}", value)

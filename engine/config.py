@@ -34,7 +34,7 @@ class EngineConfig:
     >>> EngineConfig.from_mapping({"wait_window": -1})
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: engine.wait_window: must be >= 0.0 (got -1)
+    policies.errors.ValidationError: engine.wait_window: must be >= 0.0 (got -1)
     """
 
     policy: object = "lints"
@@ -144,7 +144,7 @@ class EngineConfig:
         >>> EngineConfig.from_mapping({"wait_widow": 5})
         Traceback (most recent call last):
         ...
-        engine.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'ray_address', 'reward_range', 'salt', 'seed', 'shards', 'snapshot_every', 'synchronous', 'variants', 'wait_window']
+        policies.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'ray_address', 'reward_range', 'salt', 'seed', 'shards', 'snapshot_every', 'synchronous', 'variants', 'wait_window']
         """
         if not isinstance(mapping, Mapping):
             raise ValidationTypeError(where, "must be a mapping of setting names to values",

@@ -1,57 +1,16 @@
 """Exceptions raised on purpose by Loopwise. Messages say what was wrong and how to fix it.
 
-Every bad input is a :class:`ValidationError` whose message is ``field: reason (got value)``;
-the engine, its A/B statistics and the experiments (off-policy evaluation, configs) share it.
+Every bad input is a :class:`ValidationError` whose message is ``field: reason (got value)``
+(defined in :mod:`policies.errors`, the lowest package, and shared by every package); the
+engine adds its own errors for decisions and the store here.
 """
 
 from __future__ import annotations
 
+from policies.errors import LoopwiseError, ValidationError, ValidationTypeError
 
-class LoopwiseError(Exception):
-    """Base class of every error the engine raises on purpose."""
-
-
-class ValidationError(LoopwiseError, ValueError):
-    """Bad input: names the field, the constraint and the value received.
-
-    Examples
-    --------
-    >>> err = ValidationError("events[3].ts", "must be a finite number", "abc")
-    >>> str(err)
-    "events[3].ts: must be a finite number (got 'abc')"
-    >>> err.field
-    'events[3].ts'
-    >>> import pickle
-    >>> str(pickle.loads(pickle.dumps(ValidationError("salt", "is required"))))
-    'salt: is required'
-    """
-
-    _MISSING = object()
-
-    def __init__(self, field: str, reason: str, value: object = _MISSING):
-        if not field.isascii():  # a key a client sent may hold what UTF-8 cannot encode
-            field = field.encode("utf-8", "backslashreplace").decode("utf-8")
-        self.field = field
-        self.reason = reason
-        self.value = value
-        got = "" if value is ValidationError._MISSING else f" (got {_short(value)})"
-        super().__init__(f"{field}: {reason}{got}")
-
-    def __reduce__(self):  # keep pickling (Ray, process pools) working with the custom __init__
-        if self.value is ValidationError._MISSING:  # a fresh sentinel would print as a value
-            return (type(self), (self.field, self.reason))
-        return (type(self), (self.field, self.reason, self.value))
-
-
-class ValidationTypeError(ValidationError, TypeError):
-    """Bad input of the wrong type; a ``TypeError`` as well, as Python's own checks raise.
-
-    Examples
-    --------
-    >>> err = ValidationTypeError("salt", "must be a string", None)
-    >>> str(err), isinstance(err, ValidationError), isinstance(err, TypeError)
-    ('salt: must be a string (got None)', True, True)
-    """
+__all__ = ["LoopwiseError", "StoreError", "UnknownDecisionError", "ValidationError",
+           "ValidationTypeError"]
 
 
 class UnknownDecisionError(LoopwiseError, KeyError):
@@ -63,8 +22,3 @@ class UnknownDecisionError(LoopwiseError, KeyError):
 
 class StoreError(LoopwiseError):
     """The data directory cannot be used as asked (e.g. opened with a different shard count)."""
-
-
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

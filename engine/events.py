@@ -237,7 +237,7 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
     >>> validate_event({"user_id": "u1", "type": "teleport", "ts": 1.0})
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'view'] or declare it in event_types (got 'teleport')
+    policies.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'view'] or declare it in event_types (got 'teleport')
     """
     ts_bounds, values = _bounds(limits, now)
     return _validate(raw, types or _DEFAULT_TYPES, where, ts_bounds, values)

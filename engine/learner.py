@@ -95,17 +95,21 @@ def make_policies(config: EngineConfig, n_features: int) -> dict[str, tuple[obje
     from policies import make
 
     out = {}
+    single = config.variants is None  # named as the settings were given
     for i, (name, spec) in enumerate(config.variant_specs().items()):
-        where, pol, params = f"variants.{name}", spec["policy"], spec["params"]
+        where = "policy" if single else f"variants.{name}.policy"
+        pol, params = spec["policy"], spec["params"]
         if isinstance(pol, str):
             try:
                 obj = make(pol, n_features=n_features, seed=config.seed + 7919 * i, **params)
-            except (TypeError, ValueError) as err:
-                raise ValidationError(f"{where}.policy", str(err), pol) from None
+            except ValidationError as err:  # names "policy" or the parameter
+                field = where if err.field == "policy" else \
+                    f"{'policy_params' if single else f'variants.{name}.params'}.{err.field}"
+                raise ValidationError(field, err.reason, err.value) from None
             out[name] = (obj, pol, params)
         else:
             if getattr(pol, "n_features", n_features) != n_features:
-                raise ValidationError(f"{where}.policy", f"has n_features={pol.n_features} but "
+                raise ValidationError(where, f"has n_features={pol.n_features} but "
                                       f"the featurizer makes {n_features}", pol)
             out[name] = (pol, type(pol).__name__, params)
     return out

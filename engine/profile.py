@@ -52,7 +52,7 @@ class ProfileConfig:
     >>> ProfileConfig(half_life=0)
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: profile.half_life: must be a finite number > 0 (got 0)
+    policies.errors.ValidationError: profile.half_life: must be a finite number > 0 (got 0)
     """
 
     half_life: float = 7 * 24 * 3600.0

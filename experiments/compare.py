@@ -64,8 +64,8 @@ class VariantSpec(BaseModel):
 
         try:
             make(self.policy, n_features=4, seed=0, **self.params)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"params: {str(err).removeprefix(f'policy {self.policy!r}: ')}"
+        except ValidationError as err:  # named by the parameter at fault
+            raise ValueError(str(ValidationError(f"params.{err.field}", err.reason, err.value))
                              ) from None
         return self
 

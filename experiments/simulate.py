@@ -124,6 +124,7 @@ def _check_params(cfg: SimulateConfig) -> None:
     """``--params``: a mapping of policies that run to their parameters, each accepted by
     the policy (checked here, once, rather than in every worker)."""
     from policies import make
+    from policies.errors import ValidationError
 
     if not isinstance(cfg.policy_params, dict):
         raise SystemExit("--params: must be a JSON object of policy name to parameters "
@@ -137,9 +138,8 @@ def _check_params(cfg: SimulateConfig) -> None:
                              f"(got {params!r})")
         try:
             make(name, n_features=4, seed=0, **params)
-        except (TypeError, ValueError) as err:
-            reason = str(err).removeprefix(f"policy {name!r}: ")
-            raise SystemExit(f"--params.{name}: {reason}") from None
+        except ValidationError as err:  # named by the parameter at fault
+            raise ValidationError(f"--params.{name}.{err.field}", err.reason, err.value) from None
 
 
 def run(cfg: SimulateConfig, progress: bool = True) -> tuple[Path, list[PolicySummary]]:

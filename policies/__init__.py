@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from policies.base import Policy
 from policies.egreedy import EpsilonGreedy
+from policies.errors import ValidationError
 from policies.lints import LinTS
 from policies.linucb import LinUCB
 from policies.slate import sample_slate
@@ -49,10 +50,13 @@ def make(name: str, n_features: int, seed: int | None = 0, **params) -> Policy:
     >>> make("lints", n_features=4, temperature=2)
     Traceback (most recent call last):
     ...
-    ValueError: policy 'lints': unknown parameter 'temperature'; allowed: ['discount', 'drift_factor', 'drift_period', 'epsilon', 'half_life', 'l2', 'n_draws', 'v']
+    policies.errors.ValidationError: temperature: unknown parameter of policy 'lints'; allowed: ['discount', 'drift_factor', 'drift_period', 'epsilon', 'half_life', 'l2', 'n_draws', 'v']
+
+    Every error is a :class:`~policies.errors.ValidationError` naming ``policy`` or the
+    parameter, so a caller can name it in its own terms (``variants.b.params.v``).
     """
     if not isinstance(name, str):
-        raise ValueError(f"policy: must be a name such as 'lints' (got {name!r})")
+        raise ValidationError("policy", "must be a name such as 'lints'", name)
     if name == "neural_ts":
         from policies.neural import NeuralTS as cls
     elif name.startswith("vw:") and name[3:] in EXPLORATIONS:
@@ -62,11 +66,12 @@ def make(name: str, n_features: int, seed: int | None = 0, **params) -> Policy:
     elif name in _REGISTRY:
         cls = _REGISTRY[name]
     else:
-        raise ValueError(f"policy: unknown policy {name!r}; choose from {available()}")
+        raise ValidationError("policy", f"unknown policy {name!r}; choose from {available()}")
     allowed = set(cls._params) - {"n_features", "seed"}
     for key in params:
         if key not in allowed:
-            raise ValueError(f"policy {name!r}: unknown parameter {key!r}; allowed: {sorted(allowed)}")
+            raise ValidationError(key, f"unknown parameter of policy {name!r}; allowed: "
+                                  f"{sorted(allowed)}")
     return cls(n_features=n_features, seed=seed, **params)
 
 

@@ -27,12 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from policies.errors import ValidationError
+
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order
 
 
 def check_param(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, integer: bool = False) -> None:
-    """Raise ``ValueError`` naming the parameter unless ``value`` is a number in range.
+    """Raise :class:`~policies.errors.ValidationError` (a ``ValueError``) naming the
+    parameter unless ``value`` is a number in range.
 
     Examples
     --------
@@ -40,16 +43,16 @@ def check_param(name: str, value: Any, *, low: float | None = None, high: float 
     >>> check_param("epsilon", 2.0, low=0.0, high=1.0)
     Traceback (most recent call last):
     ...
-    ValueError: epsilon: must be <= 1.0 (got 2.0)
+    policies.errors.ValidationError: epsilon: must be <= 1.0 (got 2.0)
     """
     ok_type = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name}: must be {kind} (got {value!r})")
+        raise ValidationError(name, f"must be {'an integer' if integer else 'a finite number'}",
+                              value)
     if low is not None and (value < low or (low_open and value <= low)):
-        raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low} (got {value!r})")
+        raise ValidationError(name, f"must be {'>' if low_open else '>='} {low}", value)
     if high is not None and value > high:
-        raise ValueError(f"{name}: must be <= {high} (got {value!r})")
+        raise ValidationError(name, f"must be <= {high}", value)
 
 
 def as_float_array(value: Any, name: str, copy_: bool = False,

@@ -263,7 +263,7 @@ def test_rank_batch_matches_shards_and_slates(tmp_path, clock):
 def test_constructor_validation(tmp_path):
     for kwargs, field in [
         ({"shards": 0}, "shards"), ({"wait_window": -1}, "wait_window"),
-        ({"backend": "spark"}, "backend"), ({"policy": "nonsense"}, "variants.default.policy"),
+        ({"backend": "spark"}, "backend"), ({"policy": "nonsense"}, "policy: unknown policy"),
         ({"profile": {"half_life": -3}}, "profile.half_life"), ({"learn_batch": 0}, "learn_batch"),
     ]:
         with pytest.raises(ValidationError, match=f"^{field}"):

@@ -24,7 +24,7 @@ def test_simulate_mistakes_are_one_line(tmp_path, capsys):
         "'trend', 'fatigue', 'cold_start', 'long_term']")
     assert cli_error(capsys, "simulate", "--policies", "lints", "--params",
                      '{"lints": {"vv": 0.2}}', "--out", out).startswith(
-        "error: --params.lints: unknown parameter 'vv'; allowed: [")
+        "error: --params.lints.vv: unknown parameter of policy 'lints'; allowed: [")
     assert cli_error(capsys, "simulate", "--policies", "lints", "--params",
                      '{"linucb": {"alpha": 0.2}}', "--out", out) == (
         "error: --params.linucb: 'linucb' is not run (--policies lints); leave it out or add "
@@ -38,7 +38,8 @@ def test_a_bad_policy_parameter_in_a_compare_config_is_named_before_any_worker(t
     cfg.write_text("horizon: 400\nbatch_size: 200\nseeds: [0]\nvariants:\n"
                    "  a: {policy: uniform}\n  b: {policy: lints, params: {vv: 1}}\n")
     err = cli_error(capsys, "compare", str(cfg))
-    assert err.startswith(f"error: {cfg}: variants.b: params: unknown parameter 'vv'; allowed")
+    assert err.startswith(f"error: {cfg}: variants.b: params.vv: unknown parameter of policy "
+                          "'lints'; allowed")
 
 
 def test_readers_never_create_a_data_directory(tmp_path, capsys):
@@ -83,7 +84,24 @@ def test_serve_refuses_an_unknown_policy_in_one_line(tmp_path, capsys, monkeypat
     cfg.write_text("engine:\n  policy: thompson\n")
     monkeypatch.setenv("LOOPWISE_TOKEN", "t")
     err = cli_error(capsys, "serve", "--config", str(cfg), "--data-dir", str(tmp_path / "d"))
-    assert "unknown policy 'thompson'; choose from" in err
+    assert err.startswith("error: engine.policy: unknown policy 'thompson'; choose from [")
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"policy_params": {"v": -1}}, "policy_params.v: must be > 0.0 (got -1)"),
+    ({"policy_params": {"vv": 1}}, "policy_params.vv: unknown parameter of policy 'lints'"),
+    ({"policy": "thompson"}, "policy: unknown policy 'thompson'; choose from ["),
+    ({"variants": {"a": {"policy": "uniform"}, "b": {"policy": "lints", "params": {"v": 0}}}},
+     "variants.b.params.v: must be > 0.0 (got 0)"),
+    ({"variants": {"a": {"policy": "uniform"}, "b": {"policy": "nope"}}},
+     "variants.b.policy: unknown policy 'nope'"),
+])
+def test_engine_settings_name_the_policy_parameter(settings, message):
+    from engine.errors import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        Engine(None, **settings)
+    assert str(err.value).startswith(message)
 
 
 httpx = pytest.importorskip("httpx")

@@ -233,7 +233,7 @@ def test_unknown_names_and_parameters():
         make("thompson", n_features=D)
     with pytest.raises(ValueError, match="unknown policy 'vw:softmax'"):
         make("vw:softmax", n_features=D)
-    with pytest.raises(ValueError, match="policy 'lints': unknown parameter 'alpha'"):
+    with pytest.raises(ValueError, match="alpha: unknown parameter of policy 'lints'"):
         make("lints", n_features=D, alpha=1.0)
 
 

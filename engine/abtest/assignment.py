@@ -40,7 +40,7 @@ def validate_weights(variants: Mapping[str, float], name: str = "variants") -> d
     >>> validate_weights({"a": -1.0})
     Traceback (most recent call last):
     ...
-    engine.errors.ValidationError: variants['a']: must be a finite number > 0 (got -1.0)
+    policies.errors.ValidationError: variants['a']: must be a finite number > 0 (got -1.0)
     """
     if not isinstance(variants, Mapping):
         raise ValidationTypeError(name, "must be a mapping of variant name to traffic weight",

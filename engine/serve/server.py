@@ -120,6 +120,7 @@ def _check_engine(engine_cfg) -> None:
 
 def build(cfg: dict):
     from engine import Engine
+    from engine.errors import ValidationError
     from engine.serve.app import create_app
     from engine.serve.tokens import Tokens
 
@@ -128,7 +129,10 @@ def build(cfg: dict):
     except ValueError as err:
         raise SystemExit(str(err)) from None
     engine_kwargs = {"max_candidates": cfg["max_candidates"], **cfg["engine"]}
-    eng = Engine(cfg["data_dir"], **engine_kwargs)
+    try:
+        eng = Engine(cfg["data_dir"], **engine_kwargs)
+    except ValidationError as err:  # named as in serve.yaml's engine: mapping
+        raise ValidationError(f"engine.{err.field}", err.reason, err.value) from None
     return create_app(eng, tokens, max_body_bytes=cfg["max_body_bytes"],
                       max_candidates=cfg["max_candidates"], max_headers=cfg["max_headers"],
                       api_docs=cfg["api_docs"], access_log=cfg["access_log"])

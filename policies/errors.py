@@ -1,0 +1,60 @@
+"""The exceptions every Loopwise package raises on purpose (policies, engine, experiments).
+
+They live in the lowest package so that all of them share one hierarchy: every bad input is
+a :class:`ValidationError` whose message is ``field: reason (got value)``. The engine adds
+errors of its own in :mod:`engine.errors` (which re-exports these).
+"""
+
+from __future__ import annotations
+
+
+class LoopwiseError(Exception):
+    """Base class of every error Loopwise raises on purpose."""
+
+
+class ValidationError(LoopwiseError, ValueError):
+    """Bad input: names the field, the constraint and the value received.
+
+    Examples
+    --------
+    >>> err = ValidationError("events[3].ts", "must be a finite number", "abc")
+    >>> str(err)
+    "events[3].ts: must be a finite number (got 'abc')"
+    >>> err.field
+    'events[3].ts'
+    >>> import pickle
+    >>> str(pickle.loads(pickle.dumps(ValidationError("salt", "is required"))))
+    'salt: is required'
+    """
+
+    _MISSING = object()
+
+    def __init__(self, field: str, reason: str, value: object = _MISSING):
+        if not field.isascii():  # a key a client sent may hold what UTF-8 cannot encode
+            field = field.encode("utf-8", "backslashreplace").decode("utf-8")
+        self.field = field
+        self.reason = reason
+        self.value = value
+        got = "" if value is ValidationError._MISSING else f" (got {_short(value)})"
+        super().__init__(f"{field}: {reason}{got}")
+
+    def __reduce__(self):  # keep pickling (Ray, process pools) working with the custom __init__
+        if self.value is ValidationError._MISSING:  # a fresh sentinel would print as a value
+            return (type(self), (self.field, self.reason))
+        return (type(self), (self.field, self.reason, self.value))
+
+
+class ValidationTypeError(ValidationError, TypeError):
+    """Bad input of the wrong type; a ``TypeError`` as well, as Python's own checks raise.
+
+    Examples
+    --------
+    >>> err = ValidationTypeError("salt", "must be a string", None)
+    >>> str(err), isinstance(err, ValidationError), isinstance(err, TypeError)
+    ('salt: must be a string (got None)', True, True)
+    """
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
