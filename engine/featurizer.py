@@ -18,10 +18,10 @@ from operator import itemgetter
 
 import numpy as np
 
+from engine import kernels
 from engine.checks import check_string, check_strings
 from engine.errors import ValidationError
 from engine.shard import INTERACTION_FEATURES, USER_FEATURES, Candidate, CandidateSet
-from policies import kernels
 
 
 class Featurizer:
@@ -215,9 +215,9 @@ class Featurizer:
                 items = None
             if items is not None and items.dtype.kind in _NUMERIC_KINDS \
                     and items.ndim == 1:  # (not rows of rows: the check below names them)
-                items = items.reshape(len(rows), d_i)
+                items = items.reshape(len(rows), d_i).astype(float, copy=False)
                 if _within_bound(items):
-                    return items.astype(float, copy=False)
+                    return items
         items = np.zeros((len(rows), d_i))
         for k, feats in enumerate(rows):
             if feats is None:
@@ -232,7 +232,7 @@ class Featurizer:
                 row = None
             if row is None or row.dtype.kind not in _NUMERIC_KINDS:
                 raise ValidationError(f"{where}[{k}].features", "must hold numbers only", feats)
-            if row.shape != (d_i,) or not _within_bound(row):
+            if row.shape != (d_i,) or not _within_bound(row.astype(float)):
                 raise ValidationError(f"{where}[{k}].features", _BOUND_REASON, feats)
             items[k] = row
         return items
@@ -281,22 +281,7 @@ class Featurizer:
     def _fill(self, row: np.ndarray, user: np.ndarray, inter: np.ndarray, item: np.ndarray,
               ctx: np.ndarray) -> None:
         """Write one request's candidates' features into ``row`` (K, D), every column."""
-        if kernels.AVAILABLE:  # one call instead of four or six numpy assignments
-            kernels.fill_features(row, user, inter, item, ctx)
-            return
-        k = len(inter)
-        d_i, d_c = self.item_features, len(self.context_features)
-        n_i, n_u = len(INTERACTION_FEATURES), len(USER_FEATURES)
-        row[:, 0] = 1.0
-        row[:, 1:1 + n_i] = inter
-        row[:, 1 + n_i:1 + n_i + n_u] = user
-        col = 1 + n_i + n_u
-        row[:, col:col + d_i] = item
-        col += d_i
-        if d_c:
-            row[:, col:col + d_i * d_c] = (item[:, :, None] * ctx[None, None, :]).reshape(k, -1)
-            col += d_i * d_c
-            row[:, col:col + d_c] = inter[:, :1] * ctx[None, :]
+        kernels.fill_features(row, user, inter, item, ctx)
 
 
 #: Largest magnitude of an item feature or a context value. Decisions log their features as
@@ -307,11 +292,10 @@ _BOUND_REASON = f"must be finite numbers of magnitude at most {MAX_FEATURE:g}"
 
 
 def _within_bound(values: np.ndarray) -> bool:
-    """True when every value is finite and at most :data:`MAX_FEATURE` in magnitude."""
-    if values.ndim == 2 and values.dtype == np.float64 and kernels.AVAILABLE:
-        return bool(kernels.max_abs(values) <= MAX_FEATURE)  # one pass; NaN fails
-    return bool(values.size == 0 or (values.max() <= MAX_FEATURE
-                                     and values.min() >= -MAX_FEATURE))  # NaN fails both
+    """True when every value of a float64 array (1-D or 2-D) is finite and at most
+    :data:`MAX_FEATURE` in magnitude."""
+    return bool(kernels.max_abs(values.reshape(1, -1) if values.ndim == 1 else values)
+                <= MAX_FEATURE)  # NaN fails
 
 
 _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})

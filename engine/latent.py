@@ -1,16 +1,13 @@
 """Latent factors of users and items, learned online by River's ``reco.FunkMF``.
 
 :class:`LatentFactors` *is* River's FunkMF (same state, initializer, optimizers and
-``predict_one``). Its ``learn_one`` restates River's update for the configuration the
-engine uses (plain SGD with a constant learning rate on the squared loss) with fewer
-temporaries and no per-call dicts: the same floating-point operations in the same order,
-so the latents are bit for bit River's (``tests/test_latent.py`` checks it on a stream).
-:meth:`LatentFactors.learn_many` runs a stream of such updates in one compiled call (numba,
-see :mod:`policies.kernels`) with the same operations, so its latents are bit for bit too.
-Any other loss, optimizer or schedule runs River's own ``learn_one``.
-
-The restatement is kept because it is worth more than 1.5x on the engine's ingest figure
-(README, Benchmarks); ``setup.py`` pins River to the versions it was checked against.
+``predict_one``). For the configuration the engine uses (plain SGD with a constant learning
+rate on the squared loss) it learns with a compiled kernel (:func:`engine.kernels.funk_sgd`)
+that does River's floating-point operations in River's order, a stream of events per call,
+on latent vectors kept as rows of one matrix: the latents are bit for bit River's
+(``tests/test_latent.py`` checks it on a stream). Any other loss, optimizer or schedule
+runs River's own ``learn_one``. ``setup.py`` pins River to the versions the restatement was
+checked against.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from itertools import count, repeat
 import numpy as np
 from river import optim, reco
 
-from policies import kernels
+from engine import kernels
 
 _ARENA_TOKENS = count(1)
 
@@ -31,7 +28,7 @@ def _plain(optimizer) -> bool:
 
 
 class LatentFactors(reco.FunkMF):
-    """River's FunkMF with a leaner ``learn_one`` for SGD + squared loss (same results).
+    """River's FunkMF, learning SGD + squared loss with a compiled kernel (same results).
 
     Examples
     --------
@@ -46,24 +43,7 @@ class LatentFactors(reco.FunkMF):
     """
 
     def learn_one(self, user, item, y, x=None):
-        uo, io = self.u_optimizer, self.i_optimizer
-        if not (type(self.loss) is optim.losses.Squared and _plain(uo) and _plain(io)):
-            return super().learn_one(user, item, y, x)
-        u = self.u_latents[user]  # looked up in predict_one's order (new latents drawn alike)
-        v = self.i_latents[item]
-        g = 2 * (np.dot(u, v).item() - y)  # Squared.gradient(y, predict_one(user, item))
-        clip = self.clip_gradient
-        g = max(min(g, clip), -clip)
-        l2 = self.l2
-        lr_u, lr_i = uo.lr.learning_rate, io.lr.learning_rate
-        # numpy's elementwise float64 ops on 8 numbers are the IEEE operations Python floats
-        # do, without a ufunc call each: both gradients from the old latents, then the steps
-        # (River: grad = g * other + l2 * own; SGD: w -= learning_rate * grad)
-        uu, vv = u.tolist(), v.tolist()
-        u[:] = [a - lr_u * (g * b + l2 * a) for a, b in zip(uu, vv, strict=True)]
-        v[:] = [b - lr_i * (g * a + l2 * b) for a, b in zip(uu, vv, strict=True)]
-        uo.n_iterations += 1
-        io.n_iterations += 1
+        self.learn_many([(user, item, y)])
 
     def learn_many(self, triples) -> None:
         """``learn_one(user, item, y)`` for each triple, in order, with the same results.
@@ -76,10 +56,9 @@ class LatentFactors(reco.FunkMF):
         if not triples:
             return
         uo, io = self.u_optimizer, self.i_optimizer
-        if not (kernels.AVAILABLE and type(self.loss) is optim.losses.Squared and _plain(uo)
-                and _plain(io)):
+        if not (type(self.loss) is optim.losses.Squared and _plain(uo) and _plain(io)):
             for user, item, y in triples:
-                self.learn_one(user, item, y)
+                super().learn_one(user, item, y)
             return
         users = self._arena("_user_arena", self.u_latents)
         items = self._arena("_item_arena", self.i_latents)
@@ -99,28 +78,16 @@ class LatentFactors(reco.FunkMF):
         uo.n_iterations += len(triples)
         io.n_iterations += len(triples)
 
-    def item_vectors(self, items: Sequence) -> np.ndarray:
-        """The items' latent vectors as rows of a new (len(items), n_factors) matrix; zeros
-        for an item never learned. Reading draws no vector (the model is unchanged)."""
-        arena = self._item_rows()
-        if arena is not None:  # row 0 holds the zeros of the items never learned
-            return arena.matrix.take([*map(arena.rows.get, items, repeat(0))], axis=0)
-        zero = np.zeros(self.n_factors)
-        return np.array([*map(self.i_latents.get, items, repeat(zero))], dtype=float)
-
     def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int,
                     memo: dict | None = None) -> None:
         """Write each item's latent score, its vector . ``user``, into ``out[:, col]`` (0 for
-        an item never learned); what ``item_vectors(items) @ user`` gives, up to rounding.
+        an item never learned). Reading draws no vector (the model is unchanged).
 
         ``memo``: a dict kept with a list of items that recurs. It remembers the items' rows
         in this model's matrix, so the next call with the same list skips the look-ups
         (rows never move; only an item learned since can change an unknown item's row).
         """
         arena = self._item_rows()
-        if arena is None or not kernels.AVAILABLE:
-            out[:, col] = self.item_vectors(items) @ user
-            return
         n = len(arena.rows)
         seen = None if memo is None else memo.get(arena.token)
         if seen is not None and (seen[0] or seen[1] == n):
@@ -134,14 +101,14 @@ class LatentFactors(reco.FunkMF):
                 memo[arena.token] = (0 not in found, n, rows)
         kernels.row_dots(arena.matrix, rows, user, out, col)
 
-    def _item_rows(self) -> _Arena | None:
-        """The item arena when every learned item has a row in it (else None: no arena
-        yet, a model restored since, or a vector learned outside it)."""
-        arena = self.__dict__.get("_item_arena")
-        if arena is not None and arena.latents is self.i_latents \
-                and len(arena.rows) == len(arena.latents):
-            return arena
-        return None
+    def _item_rows(self) -> _Arena:
+        """The item arena, with a row for every learned item (one is made for a model
+        restored since, and vectors learned outside it are taken in, in the dict's order)."""
+        arena = self._arena("_item_arena", self.i_latents)
+        if len(arena.rows) != len(arena.latents):
+            for key in [k for k in arena.latents if k not in arena.rows]:
+                arena.row(key)
+        return arena
 
     def forget_user(self, user) -> None:
         """Drop a user's latent vector (and its row)."""
@@ -167,10 +134,10 @@ class LatentFactors(reco.FunkMF):
 
 class _Arena:
     """Latent vectors as rows of one matrix: ``latents[key]`` is a view of row ``rows[key]``,
-    so the model's dict reads and writes them as before while a compiled loop indexes the
-    matrix. New keys get a row (the dict's own factory draws their initial values);
-    the matrix doubles when full, re-pointing every view; forgotten rows are reused. Row 0
-    stays zeros (no key's): what :meth:`LatentFactors.item_vectors` reads for unknown keys."""
+    so River's code reads and writes the dict's vectors while a compiled loop indexes the
+    matrix. New keys get a row (the dict's own factory draws their initial values); the
+    matrix doubles when full, re-pointing every view; forgotten rows are reused. Row 0
+    stays zeros (no key's): the row an unknown item's score reads."""
 
     def __init__(self, latents: dict, n_factors: int):
         self.token = next(_ARENA_TOKENS)  # names this arena in memos of item rows

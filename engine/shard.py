@@ -11,19 +11,18 @@ import io
 import math
 import pickle
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import accumulate, chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string
-from math import log1p
 from operator import attrgetter
 from sys import intern
 
 import numpy as np
 from river import feature_extraction, optim, reco
 
+from engine import kernels
 from engine.events import Event, EventTypes
 from engine.latent import LatentFactors
 from engine.profile import Profile, ProfileConfig
-from policies import kernels
 
 #: Names of the per-user features (same for every candidate).
 USER_FEATURES = ("engagement_rate", "log_events", "recency", "drift_active")
@@ -32,9 +31,11 @@ INTERACTION_FEATURES = ("topic_affinity", "tag_affinity", "keyword_affinity", "l
                         "topic_exposure")
 
 _topic_key_of = attrgetter("topic_key")
+_topic_keys_of = attrgetter("topic_keys")
 _tag_keys_of = attrgetter("tag_keys")
 _item_id_of = attrgetter("item_id")
 _NO_VALUES = np.empty(0)
+_ONE_EACH: dict[int, np.ndarray] = {}  # K -> [0, 1, ..., K]: the starts of K single topics
 _ENGAGED = {"click": 1.0, "purchase": 1.0, "view": 0.0, "dislike": 0.0}
 
 
@@ -115,6 +116,22 @@ class CandidateSet(tuple):
         return (CandidateSet, (tuple(self),))
 
 
+def _topic_keys(candidates: CandidateSet) -> tuple[list[str], np.ndarray]:
+    """Every candidate's topic keys in one list, and where each candidate's start (K + 1
+    offsets, the last one the list's length)."""
+    flat = candidates.topic_keys
+    if flat is not None:  # one topic each (the set found it out once)
+        k = len(flat)
+        starts = _ONE_EACH.get(k)
+        if starts is None:
+            starts = _ONE_EACH[k] = np.arange(k + 1)
+        return flat, starts
+    keys = [*chain.from_iterable(map(_topic_keys_of, candidates))]
+    starts = np.fromiter(accumulate(map(len, map(_topic_keys_of, candidates)), initial=0),
+                         np.int64, len(candidates) + 1)
+    return keys, starts
+
+
 # Interned table keys per topic/tag name: one dict look-up per event instead of a string
 # concatenation and an intern (bounded: cleared if a vocabulary grows past 100,000 names).
 _TOPIC_KEYS: dict[str, str] = {}
@@ -166,7 +183,7 @@ class ProfileShard:
         self._mf = LatentFactors(n_factors=profile_config.n_factors, optimizer=optim.SGD(0.05),
                                l2=0.001, seed=seed * 1009 + shard_id)
         self._bow = feature_extraction.BagOfWords()
-        kernels.warm_up()  # the latent kernel compiled (or loaded) now, not in an ingest
+        kernels.warm_up()  # compiled (or loaded) now, not in an ingest or a rank
         self.last_seq = 0
 
     # ---- writes ----------------------------------------------------------------------
@@ -256,16 +273,11 @@ class ProfileShard:
             latent = u_lat.get(user_id)
             expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
             inter = np.zeros((len(candidates), len(INTERACTION_FEATURES)))
-            flat = candidates.topic_keys
-            if flat is not None and kernels.AVAILABLE:  # one topic each: C-level look-ups
-                k = len(flat)
-                kernels.topic_columns(
-                    np.fromiter(map(interests.get, flat, repeat(0.0)), float, k),
-                    np.fromiter(map(exposure.get, flat, repeat(0.0)), float, k) if exposure
-                    else _NO_VALUES, decay, mass, expo_decay, inter)
-            else:  # (the same floats, candidate by candidate)
-                self._topic_columns(inter, candidates, interests, exposure, decay, mass,
-                                    expo_decay)
+            keys, starts = _topic_keys(candidates)
+            kernels.topic_columns(
+                np.fromiter(map(interests.get, keys, repeat(0.0)), float, len(keys)),
+                np.fromiter(map(exposure.get, keys, repeat(0.0)), float, len(keys))
+                if exposure else _NO_VALUES, starts, decay, mass, expo_decay, inter)
             if candidates.any_tags:
                 inter[:, 1] = [sum(interests.get(t, 0.0) for t in c.tag_keys) * decay / mass
                                if c.tag_keys else 0.0 for c in candidates]
@@ -280,27 +292,6 @@ class ProfileShard:
                 self._mf.item_scores(candidates.ids, latent, inter, 3, memo)
             out.append((user, inter))
         return out
-
-    @staticmethod
-    def _topic_columns(inter, candidates, interests, exposure, decay, mass, expo_decay) -> None:
-        """Topic affinity and exposure columns of candidates with any number of topics each."""
-        # columns as lists first: one numpy write per column, not one per value
-        aff = [0.0] * len(candidates)
-        expo = [0.0] * len(candidates) if exposure else None
-        for k, cand in enumerate(candidates):
-            keys = cand.topic_keys
-            if keys:
-                a = e = 0.0
-                for t in keys:  # a loop, not sum(generator): this runs per candidate
-                    a += interests.get(t, 0.0)
-                    if expo is not None:
-                        e += exposure.get(t, 0.0)
-                aff[k] = a * decay / mass
-                if e:
-                    expo[k] = log1p(e * expo_decay)
-        inter[:, 0] = aff
-        if expo is not None:
-            inter[:, 4] = expo
 
     def profile_json(self, user_id: str, now: float | None = None) -> dict | None:
         profile = self._profiles.get(user_id)

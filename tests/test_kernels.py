@@ -332,36 +332,3 @@ def test_lints_decisions_match_numpy_when_each_path_factors_its_own_root(monkeyp
     (fast, after_fast), (slow, after_slow) = both_paths(monkeypatch, decide)
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
     assert after_fast == after_slow
-
-
-def test_max_abs_is_the_largest_magnitude_and_reports_nan():
-    rng = np.random.default_rng(5)
-    values = rng.normal(size=(20, 8)) * 1e3
-    assert kernels.max_abs(values) == np.abs(values).max()
-    values[3, 4] = -np.inf
-    assert kernels.max_abs(values) == np.inf
-    values[19, 7] = np.nan  # after an infinity: still reported
-    assert np.isnan(kernels.max_abs(values))
-    assert kernels.max_abs(np.zeros((0, 8))) == 0.0
-
-
-@pytest.mark.parametrize("context", [(), ("hour", "mobile")])
-@pytest.mark.parametrize("frozen", [False, True])
-def test_fill_features_is_the_featurizers_numpy_layout(monkeypatch, context, frozen):
-    from engine.featurizer import Featurizer
-
-    f = Featurizer(item_features=3, context_features=context)
-    rng = np.random.default_rng(6)
-    users = [rng.normal(size=4), rng.normal(size=4)]
-    inters = [rng.normal(size=(5, 5)), rng.normal(size=(2, 5))]  # padded: a second row of 2
-    items = [rng.normal(size=(5, 3)), rng.normal(size=(2, 3))]
-    for item in items:
-        item.flags.writeable = not frozen  # a recurring list's item features are read-only
-    ctxs = [rng.normal(size=len(context)) for _ in range(2)]
-    (fast, slow) = both_paths(monkeypatch, lambda: f.build(users, inters, items, ctxs))
-    np.testing.assert_array_equal(fast[0], slow[0])  # bit for bit, padding zeros included
-    np.testing.assert_array_equal(fast[1], slow[1])
-    one = both_paths(monkeypatch, lambda: f.build_one(users[0], inters[0], items[0], ctxs[0]))
-    np.testing.assert_array_equal(one[0], one[1])
-    np.testing.assert_array_equal(one[0][0], fast[0][0])
-    assert fast[0].shape == (2, 5, f.n_features)

@@ -182,14 +182,14 @@ def test_pruning_keeps_the_strongest_interests():
     assert {int(key.split(":t")[1]) for key in profile.interests} == set(range(64))
 
 
-def test_shard_features_are_the_same_with_and_without_kernels(monkeypatch):
-    # one topic per candidate goes through kernels.topic_columns and kernels.row_dots;
-    # without numba, list comprehensions and a matrix product: the same floats (latent
-    # scores up to rounding: BLAS may sum a dot product in another order)
+def test_shard_features_are_the_oracles():
+    # topic columns through kernels.topic_columns (one topic each, or several), latent
+    # scores through kernels.row_dots: the oracles' floats (latent scores up to rounding:
+    # BLAS may sum a dot product in another order)
     import numpy as np
+    import oracles
 
     from engine.shard import Candidate, CandidateSet
-    from policies import kernels
 
     shard = ProfileShard(0, ProfileConfig(half_life=50.0), EventTypes())
     raw = [{"user_id": f"u{i % 3}", "type": ("view", "click", "dislike")[i % 3],
@@ -199,14 +199,22 @@ def test_shard_features_are_the_same_with_and_without_kernels(monkeypatch):
     events = validate_events(raw)
     shard.apply(events, list(range(1, len(events) + 1)))
     one = CandidateSet([Candidate(f"i{j}", [f"t{j % 6}"]) for j in range(9)])
-    many = CandidateSet([Candidate(f"i{j}", [f"t{j % 6}", "t0"]) for j in range(9)])
+    many = CandidateSet([Candidate(f"i{j}", [f"t{j % 6}", "t0"][:j % 3]) for j in range(9)])
     requests = [(u, c) for u in ("u0", "u1", "u3", "nobody") for c in (one, many)]
-    fast = shard.features(requests, 80.0)
-    monkeypatch.setattr(kernels, "AVAILABLE", False)
-    slow = shard.features([(u, CandidateSet(list(c))) for u, c in requests], 80.0)
-    for (fu, fi), (su, si) in zip(fast, slow, strict=True):
-        assert np.array_equal(fu, su)
-        assert np.array_equal(fi[:, [0, 1, 2, 4]], si[:, [0, 1, 2, 4]])
-        np.testing.assert_allclose(fi[:, 3], si[:, 3], rtol=1e-12, atol=1e-15)
-    assert fast[0][1][:, 4].any() and not fast[4][1][:, 4].any()  # u0 saw views; u3 did not
-    assert fast[0][1][:, 0].any() and fast[0][1][:, 3].any()  # affinities and latent scores
+    got = shard.features(requests, 80.0)
+    for (user_id, cands), (_, inter) in zip(requests, got, strict=True):
+        profile = shard._profiles.get(user_id)
+        if profile is None:
+            assert not inter.any()
+            continue
+        want = np.zeros_like(inter)
+        decay = profile.decay(80.0, 50.0)
+        oracles.topic_columns(want, cands, profile.interests, profile.exposure, decay,
+                              profile.mass.get("all", 0.0) * decay + 1.0,
+                              profile.decay(80.0, shard.profile_config.exposure_half_life))
+        assert np.array_equal(inter[:, [0, 4]], want[:, [0, 4]])
+        latent = shard._mf.u_latents[user_id]
+        np.testing.assert_allclose(inter[:, 3], oracles.item_vectors(shard._mf, cands.ids)
+                                   @ latent, rtol=1e-12, atol=1e-15)
+    assert got[0][1][:, 4].any() and not got[4][1][:, 4].any()  # u0 saw views; u3 did not
+    assert got[0][1][:, 0].any() and got[0][1][:, 3].any()  # affinities and latent scores
