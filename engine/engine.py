@@ -311,17 +311,9 @@ class Engine:
         control = control or names[0]
         if control not in self._weights:
             raise ValidationError("control", f"must be one of {names}", control)
-        stats = {name: VariantStats() for name in names}
-        for variant, n, mean, m2 in self.store.db.execute(
-                "WITH x AS (SELECT d.variant AS variant, r.value AS value FROM rewards r "
-                "JOIN decisions d USING (decision_id) WHERE r.status IN ('joined', 'default')), "
-                "m AS (SELECT variant, AVG(value) AS mean FROM x GROUP BY variant) "
-                "SELECT x.variant, COUNT(*), m.mean, SUM((x.value - m.mean) * (x.value - m.mean)) "
-                "FROM x JOIN m USING (variant) GROUP BY x.variant"):
-            if variant in stats:
-                stats[variant] = VariantStats.from_dict({"n": n, "mean": mean, "m2": max(0.0, m2)})
-        users = dict(self.store.db.execute(
-            "SELECT variant, COUNT(DISTINCT user_id) FROM decisions GROUP BY variant").fetchall())
+        rewards, users = self.store.variant_totals()
+        stats = {name: VariantStats.from_dict(rewards[name]) if name in rewards
+                 else VariantStats() for name in names}
         counts = {name: int(users.get(name, 0)) for name in names}
         previous = self._last_report
         if previous is not None and (previous.get("control"), previous.get("alpha")) != (control, alpha):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,7 @@ class Journal:
     def __init__(self, path: str | os.PathLike, fsync: bool = False):
         self.path = Path(path)
         self.fsync = fsync
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = private_fd(self.path)
         self._pos = self._end_of_records()
         size = os.fstat(self._fd).st_size
         if size > self._pos:  # a torn or corrupt tail: zeros from the last good record on
@@ -156,3 +157,29 @@ def _frames(data: bytes) -> Iterator[tuple[int, int]]:
             return
         yield start, length
         pos = start + length
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0700), or make an existing one so (the
+    data directory)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        try:
+            os.chmod(path, 0o700)
+        except OSError as exc:
+            warnings.warn(f"loopwise: cannot make {str(path)!r} private (0700): {exc}",
+                          RuntimeWarning, stacklevel=3)
+
+
+def private_fd(path: str | os.PathLike) -> int:
+    """Open (or create) ``path`` for reading and writing, readable by its owner only (0600,
+    an existing file made so): every file in a data directory."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    return fd
+
+
+def private_file(path: str | os.PathLike):
+    """:func:`private_fd` as a file object."""
+    return os.fdopen(private_fd(path), "r+")

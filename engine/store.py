@@ -9,12 +9,11 @@ WAL mode with ``synchronous=NORMAL``: a committed transaction survives the proce
 killed (not a power cut; set ``synchronous="FULL"`` for that). ``secure_delete`` is on so
 that :meth:`Store.forget` leaves no bytes of a forgotten user behind.
 
-Decisions, rewards and reward events (the one-at-a-time hot path) are *group committed*:
-each call's writes go to a :class:`~engine.journal.Journal`, one record copied into a
-mapped file (as durable as a commit), and queued calls move into SQLite in one transaction
-every ``FLUSH_EVERY`` calls. That transaction runs in a writer process beside the engine
-(:mod:`engine.writer`) while the engine appends to a second journal; with ``writer=False``,
-or where the process cannot start, it runs in the engine's own thread.
+Decisions, rewards and reward events (the one-at-a-time hot path) are *group committed*
+(:mod:`engine.groupcommit`): each call's writes are one record in a journal, as durable as
+a commit, and every ``FLUSH_EVERY`` calls a writer process (:mod:`engine.writer`) moves
+them into SQLite in one transaction while calls go on into a second journal; with
+``writer=False``, or where the process cannot start, that runs in the engine's own thread.
 Reading anything through the store, or through :attr:`Store.db`, first waits for the
 writer and moves the rest of the queue in, so readers always see every acknowledged write;
 reopening replays what the journals hold.
@@ -25,66 +24,28 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import pickle
-import select
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engine.errors import StoreError
 from engine.events import Event
-from engine.journal import Journal
-from engine.writer import Transaction, apply_queued, connect
+from engine.groupcommit import (  # noqa: F401 - the files' names
+    JOURNAL_NAME,
+    JOURNAL_NAMES,
+    WRITER_LOCK_NAME,
+    GroupCommit,
+    wait_for_writer,
+)
+from engine.journal import private_dir, private_file
+from engine.writer import SCHEMA, Transaction, connect
 
 SCHEMA_VERSION = 1
 #: ``json.dumps`` with compact separators, without building an encoder per call.
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 DB_NAME = "loopwise.sqlite"
 PAGE_SIZE = 16384
-JOURNAL_NAME = "journal"
-#: The two journals: calls append to one while the writer process commits the other.
-JOURNAL_NAMES = (JOURNAL_NAME, JOURNAL_NAME + ".1")
-#: Held by the writer process while it runs (see :mod:`engine.writer`).
-WRITER_LOCK_NAME = "LOCK.writer"
-#: Seconds a new store waits for a writer left running by a killed engine to finish.
-WRITER_WAIT = 30.0
-#: Seconds the store waits for one group commit of the writer before it kills the writer
-#: and commits in its own thread.
-WRITER_TIMEOUT = 60.0
-WRITER_SCRIPT = str(Path(__file__).with_name("writer.py"))
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY, event_id TEXT, user_id TEXT NOT NULL,
-    shard INTEGER NOT NULL, type TEXT NOT NULL, ts REAL NOT NULL, item_id TEXT, value REAL,
-    extra TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id) WHERE event_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS snapshots (
-    shard INTEGER PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS decisions (
-    decision_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, ts REAL NOT NULL, deadline REAL NOT NULL,
-    variant TEXT NOT NULL, policy TEXT NOT NULL, policy_version INTEGER NOT NULL,
-    candidate_ids TEXT NOT NULL, probabilities BLOB NOT NULL, chosen INTEGER NOT NULL,
-    ranking TEXT NOT NULL, slot_probabilities BLOB, phi BLOB NOT NULL, n_features INTEGER NOT NULL,
-    context TEXT, chosen_meta TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', reward REAL);
-CREATE INDEX IF NOT EXISTS decisions_pending ON decisions(deadline) WHERE status = 'pending';
-CREATE TABLE IF NOT EXISTS rewards (
-    seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, user_id TEXT NOT NULL,
-    value REAL NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS rewards_decision ON rewards(decision_id);
-CREATE TABLE IF NOT EXISTS quarantine (
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, reason TEXT NOT NULL, record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS policy (
-    variant TEXT PRIMARY KEY, reward_seq INTEGER NOT NULL, version INTEGER NOT NULL,
-    blob BLOB NOT NULL);
-"""
-
 
 class Store:
     """The engine's durable state in ``<data_dir>/loopwise.sqlite``.
@@ -132,8 +93,8 @@ class Store:
             raise StoreError(f"{str(data_dir)!r} is not an engine data directory (it has no "
                              f"{DB_NAME}); readers never create one")
         self.data_dir = Path(data_dir)
-        _private_dir(self.data_dir)
-        self._lock = _private_file(self.data_dir / "LOCK")
+        private_dir(self.data_dir)
+        self._lock = private_file(self.data_dir / "LOCK")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,42 +102,30 @@ class Store:
             raise StoreError(f"data directory {str(self.data_dir)!r} is in use by another engine; "
                              "close it first (one engine process per data directory)") from None
         try:
-            _wait_for_writer(self.data_dir / WRITER_LOCK_NAME)
+            wait_for_writer(self.data_dir / WRITER_LOCK_NAME)
         except BaseException:
             self._lock.close()
             raise
         self.path = self.data_dir / DB_NAME
         for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):  # SQLite keeps the mode
-            _private_file(self.data_dir / name).close()
-        self.error: str | None = None  # why the last group commit failed (None: it did not)
-        # every connection (this one, the checkpoint thread's, the writer process's) has the
-        # same settings: the chosen durability, secure_delete, and no checkpoint after a
-        # commit: checkpoints copy the WAL into the database file, and done inline they
-        # stall the commit that triggers them; a background thread runs passive ones
-        # instead (they never block writers)
+            private_file(self.data_dir / name).close()
+        # every connection (this one, the checkpoint thread's, the writer process's) has
+        # engine.writer.connect's settings: no checkpoint after a commit (inline, one would
+        # stall that commit); a thread here runs passive ones, which never block writers
         self._synchronous = synchronous
         self._db = db = connect(self.path, synchronous)
         # 16 KiB pages for a new database (fixed once it exists): a decision row carries a
         # few KiB of features, and a group commit writes a quarter as many WAL frames
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
                                               name="loopwise-checkpoint")
         self._checkpointer.start()
-        fsync = synchronous == "FULL"
-        self._journals = [Journal(self.data_dir / name, fsync=fsync) for name in JOURNAL_NAMES]
-        self._active = 0  # the journal calls append to
-        # the decision ids each journal holds until it is cleared (see has_decision)
-        self._queued_decisions: list[set[str]] = [set() for _ in self._journals]
-        self._n_queued = 0  # calls in it (the journals are the queue: no copy in memory)
-        # the writer process, started once calls queue up
-        self._use_writer = (os.environ.get("LOOPWISE_WRITER", "1") != "0"
-                            if writer is None else bool(writer))
-        self._writer: subprocess.Popen | None = None
-        self._ready = False
-        self._busy: int | None = None  # the journal the writer process is committing
+        self._commits = GroupCommit(
+            db, self.data_dir, self.path, synchronous, self.FLUSH_EVERY,
+            os.environ.get("LOOPWISE_WRITER", "1") != "0" if writer is None else bool(writer))
         self.flush()  # replay what a crash left in the journals
         self._next_seq = self._last_seq("events") + 1
         self._next_reward_seq = self._last_seq("rewards") + 1
@@ -188,125 +137,22 @@ class Store:
     @property
     def db(self) -> sqlite3.Connection | None:
         """The SQLite connection, with every queued write moved in first (None once closed)."""
-        if self._busy is not None or any(j.end for j in self._journals):
+        if self._commits.pending:
             self.flush()
         return self._db
 
     def flush(self) -> None:
-        """Move every queued write into SQLite: wait for the writer process's transaction,
-        then write what the journals still hold in one transaction here, and clear them.
-        (Both journals hold records only after a crash or a failed writer; one transaction
-        gives the same rows in any order of records, see :mod:`engine.writer`.)"""
-        if self._busy is not None:
-            self._await_writer()
-        journals = [j for j in self._journals if j.end]
-        if not journals:
-            return
-        try:
-            apply_queued(self._db, [p for j in journals for p in j.records()])
-        except Exception as exc:
-            self.error = f"group commit failed: {exc!r}"
-            raise
-        self.error = None
-        for journal in journals:
-            journal.clear()
-        for journal, ids in zip(self._journals, self._queued_decisions, strict=True):
-            if not journal.end:
-                ids.clear()
-        self._n_queued = 0
+        """Move every queued write into SQLite (see :meth:`GroupCommit.flush`)."""
+        self._commits.flush()
+
+    @property
+    def error(self) -> str | None:
+        """Why the last group commit failed (None: it did not)."""
+        return self._commits.error
 
     def _defer(self, ops: list[tuple[str, list]]) -> None:
         """Make one call's writes durable in the journal, queued for SQLite."""
-        self._journals[self._active].append(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
-        self._n_queued = n = self._n_queued + 1
-        if n >= self.FLUSH_EVERY // 4 and self._writer is None and self._use_writer:
-            self._start_writer()  # ready by the time the journal is full
-        if n >= self.FLUSH_EVERY:
-            self._hand_off()
-
-    # ---- the writer process ------------------------------------------------------------
-    def _hand_off(self) -> None:
-        """Give the full journal to the writer process and switch to the other one (after
-        the writer has finished with it); without a writer, flush here."""
-        if self._busy is not None:
-            self._await_writer()
-        if self._writer is None or not self._writer_ready():
-            self.flush()
-            return
-        index = self._active
-        try:
-            self._writer.stdin.write(f"F {index} {self._journals[index].end}\n".encode())
-            self._writer.stdin.flush()
-        except OSError as exc:  # the writer is gone: write here from now on
-            self._writer_failed(f"it could not be reached ({exc})")
-            self.flush()
-            return
-        self._busy, self._n_queued = index, 0
-        self._active = 1 - index
-
-    def _await_writer(self) -> None:
-        """Wait for the writer's transaction; then its journal is cleared. If it failed (or
-        died), the journal keeps its records, for :meth:`flush` to write in this process."""
-        index = self._busy
-        try:
-            if select.select([self._writer.stdout], [], [], WRITER_TIMEOUT)[0]:
-                reply = self._writer.stdout.readline()
-            else:  # stuck (stopped, or a disk that hangs): it is killed below
-                reply = f"E no answer in {WRITER_TIMEOUT:g} s".encode()
-        except OSError as exc:
-            reply = f"E {exc}".encode()
-        self._busy = None
-        if reply == b"D\n":
-            self._journals[index].clear()
-            self._queued_decisions[index].clear()
-            return
-        reason = reply.decode(errors="replace").strip()[2:] or "it exited"
-        self._writer_failed(f"its group commit failed: {reason}")
-
-    def _start_writer(self) -> None:
-        try:
-            self._writer = subprocess.Popen(
-                [sys.executable, WRITER_SCRIPT, str(self.path), self._synchronous,
-                 str(self.data_dir / WRITER_LOCK_NAME), *(str(j.path) for j in self._journals)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)  # (select sees all)
-        except OSError as exc:
-            self._writer_failed(f"it could not start ({exc})")
-
-    def _writer_ready(self) -> bool:
-        """Whether the writer has started (without waiting: until then, flush here)."""
-        if not self._ready:
-            stdout = self._writer.stdout
-            if not select.select([stdout], [], [], 0)[0]:
-                return False  # still starting
-            self._ready = stdout.readline() == b"R\n"
-            if not self._ready:
-                self._writer_failed("it did not start")
-        return self._ready
-
-    def _writer_failed(self, why: str) -> None:
-        warnings.warn(f"loopwise: the group-commit writer process stopped: {why}; group "
-                      "commits run in the engine's own thread from now on", RuntimeWarning,
-                      stacklevel=3)
-        self._use_writer = False
-        self._stop_writer(wait=1.0)  # (a killed writer's open transaction rolls back)
-
-    def _stop_writer(self, wait: float = 30.0) -> None:
-        """Ask the writer to exit (it finishes any transaction first) and reap it; kill it
-        if it has not exited after ``wait`` seconds."""
-        proc, self._writer, self._ready = self._writer, None, False
-        if proc is None:
-            return
-        try:
-            proc.stdin.write(b"Q\n")
-            proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        self._commits.append(ops)
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
         conn = connect(self.path, self._synchronous)
@@ -321,9 +167,10 @@ class Store:
 
     def _last_seq(self, table: str) -> int:
         """The highest seq ever issued in ``table``: never reused, even after :meth:`forget`
-        deleted the newest rows (snapshots and learners remember seqs). Databases created
-        before 2026-11 keep theirs in ``sqlite_sequence`` (AUTOINCREMENT), newer ones in
-        ``meta``; ``AUTOINCREMENT`` costs a second B-tree write per row."""
+        deleted the newest rows (snapshots and learners remember seqs). :meth:`forget`
+        records it in ``meta``; a database whose tables were declared ``AUTOINCREMENT``
+        also has it in ``sqlite_sequence`` (new tables are not: it costs a second B-tree
+        write per row)."""
         has_sequence = self._scalar(
             "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") is not None
         sources = [f"SELECT MAX(seq) AS seq FROM {table}",
@@ -454,14 +301,13 @@ class Store:
     # ---- decisions and rewards -------------------------------------------------------
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
-        self._queued_decisions[self._active].update(row[0] for row in rows)
-        self._defer([("decisions", list(rows))])
+        self._commits.append([("decisions", list(rows))], [row[0] for row in rows])
 
     def has_decision(self, decision_id: str) -> bool:
         """Whether a decision with this id is logged or queued to be, without moving the
         queue into SQLite (as :attr:`db` does): a rank that brings its own id checks it
         on every call."""
-        if any(decision_id in ids for ids in self._queued_decisions):
+        if self._commits.holds_decision(decision_id):
             return True
         return self._db.execute("SELECT 1 FROM decisions WHERE decision_id = ?",
                                 (decision_id,)).fetchone() is not None
@@ -524,6 +370,21 @@ class Store:
             "WHERE r.seq > ? AND d.variant = ? AND r.status IN ('joined', 'default') ORDER BY r.seq",
             (after_seq, variant)).fetchall()
 
+    def variant_totals(self) -> tuple[dict[str, dict], dict[str, int]]:
+        """Per variant, its learned rewards (joined or default) as ``{"n", "mean", "m2"}``
+        (``m2``: the sum of squared deviations from the mean), and how many distinct users
+        its decisions went to (what an A/B report counts, from the durable log)."""
+        rewards = {variant: {"n": n, "mean": mean, "m2": max(0.0, m2)}
+                   for variant, n, mean, m2 in self.db.execute(
+            "WITH x AS (SELECT d.variant AS variant, r.value AS value FROM rewards r "
+            "JOIN decisions d USING (decision_id) WHERE r.status IN ('joined', 'default')), "
+            "m AS (SELECT variant, AVG(value) AS mean FROM x GROUP BY variant) "
+            "SELECT x.variant, COUNT(*), m.mean, SUM((x.value - m.mean) * (x.value - m.mean)) "
+            "FROM x JOIN m USING (variant) GROUP BY x.variant")}
+        users = dict(self.db.execute(
+            "SELECT variant, COUNT(DISTINCT user_id) FROM decisions GROUP BY variant"))
+        return rewards, users
+
     # ---- policy ----------------------------------------------------------------------
     def save_policy(self, variant: str, reward_seq: int, version: int, blob: bytes) -> None:
         with self.transaction():
@@ -561,10 +422,7 @@ class Store:
 
     def close(self) -> None:
         if self._db is not None:
-            self.flush()
-            self._stop_writer()
-            for journal in self._journals:
-                journal.close()
+            self._commits.close()
             self._stop.set()
             self._checkpointer.join(timeout=10)
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -572,42 +430,6 @@ class Store:
             self._db = None
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
-
-
-def _private_dir(path: Path) -> None:
-    """Create ``path`` readable by its owner only (0700), or make an existing one so."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        try:
-            os.chmod(path, 0o700)
-        except OSError as exc:
-            warnings.warn(f"loopwise: cannot make {str(path)!r} private (0700): {exc}",
-                          RuntimeWarning, stacklevel=3)
-
-
-def _private_file(path: Path):
-    """Open (or create) ``path`` for writing, readable by its owner only (0600)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    if os.fstat(fd).st_mode & 0o077:
-        os.fchmod(fd, 0o600)
-    return os.fdopen(fd, "r+")
-
-
-def _wait_for_writer(path: Path, timeout: float = WRITER_WAIT) -> None:
-    """Wait until no writer process holds ``path`` (one left by a killed engine finishes
-    its transaction and exits when it sees the engine gone)."""
-    with _private_file(path) as lock:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return  # (released when the file closes)
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StoreError(f"{str(path)!r}: a writer process of an earlier engine "
-                                     f"still runs after {timeout:.0f} s; stop it, then "
-                                     "reopen") from None
-                time.sleep(0.01)
 
 
 _SEP = "\x1f"  # unit separator: starts a compact topics-only ``extra`` (JSON never does)

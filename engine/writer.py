@@ -33,15 +33,52 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
+import select
 import sqlite3
+import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 if __package__:
     from engine.journal import read_records
 else:  # the writer process: journal.py beside this file, without importing the engine
     from journal import read_records
+
+#: Seconds the store waits for one group commit of the writer before it kills the writer
+#: and commits in its own thread.
+WRITER_TIMEOUT = 60.0
+WRITER_SCRIPT = str(Path(__file__).resolve())
+
+#: The store's tables (created where missing).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, event_id TEXT, user_id TEXT NOT NULL,
+    shard INTEGER NOT NULL, type TEXT NOT NULL, ts REAL NOT NULL, item_id TEXT, value REAL,
+    extra TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id) WHERE event_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS snapshots (
+    shard INTEGER PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, ts REAL NOT NULL, deadline REAL NOT NULL,
+    variant TEXT NOT NULL, policy TEXT NOT NULL, policy_version INTEGER NOT NULL,
+    candidate_ids TEXT NOT NULL, probabilities BLOB NOT NULL, chosen INTEGER NOT NULL,
+    ranking TEXT NOT NULL, slot_probabilities BLOB, phi BLOB NOT NULL, n_features INTEGER NOT NULL,
+    context TEXT, chosen_meta TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', reward REAL);
+CREATE INDEX IF NOT EXISTS decisions_pending ON decisions(deadline) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS rewards (
+    seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, user_id TEXT NOT NULL,
+    value REAL NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rewards_decision ON rewards(decision_id);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, reason TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS policy (
+    variant TEXT PRIMARY KEY, reward_seq INTEGER NOT NULL, version INTEGER NOT NULL,
+    blob BLOB NOT NULL);
+"""
 
 # Journaled writes, applied in this order (a decision is inserted before it is settled).
 # Applying a record twice (a crash between the commit and clearing the journal) changes
@@ -192,6 +229,112 @@ def connect(path: str | os.PathLike, synchronous: str) -> sqlite3.Connection:
     db.execute("PRAGMA secure_delete=ON")
     db.execute("PRAGMA wal_autocheckpoint=0")
     return db
+
+
+class WriterClient:
+    """The store's side of the writer process: starts it, hands it a full journal, waits for
+    its answer, and stops it. Where it cannot start, cannot be reached, fails or hangs, the
+    client warns once, stops it and stays off (:attr:`enabled` False): the store then
+    commits in its own thread.
+
+    Parameters
+    ----------
+    db_path, synchronous, lock_path, journal_paths
+        What the process is started with (see :func:`main`).
+    enabled
+        Whether to start a process at all.
+    """
+
+    def __init__(self, db_path: str, synchronous: str, lock_path: str,
+                 journal_paths: Sequence[str], enabled: bool):
+        self.db_path = db_path
+        self.synchronous = synchronous
+        self.lock_path = lock_path
+        self.journal_paths = journal_paths
+        self.enabled = enabled
+        self.process: subprocess.Popen | None = None
+        self.ready = False  # the process said it started
+        self.busy: int | None = None  # the journal the process is committing
+
+    def start(self) -> None:
+        """Start the process (if enabled and not running); it readies while calls go on."""
+        if self.process is not None or not self.enabled:
+            return
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, WRITER_SCRIPT, self.db_path, self.synchronous,
+                 self.lock_path, *self.journal_paths],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)  # (select sees all)
+        except OSError as exc:
+            self._failed(f"it could not start ({exc})")
+
+    def hand_off(self, index: int, end: int) -> bool:
+        """Ask the process to commit journal ``index`` up to offset ``end``; False where
+        there is no started process to ask (the caller commits itself)."""
+        if self.process is None or not self._started():
+            return False
+        try:
+            self.process.stdin.write(f"F {index} {end}\n".encode())
+            self.process.stdin.flush()
+        except OSError as exc:  # the writer is gone: write here from now on
+            self._failed(f"it could not be reached ({exc})")
+            return False
+        self.busy = index
+        return True
+
+    def wait(self) -> int | None:
+        """Wait for the journal handed off: its index once committed (for the caller to
+        clear), or None where the process failed or died (the journal keeps its records)."""
+        index, self.busy = self.busy, None
+        try:
+            if select.select([self.process.stdout], [], [], WRITER_TIMEOUT)[0]:
+                reply = self.process.stdout.readline()
+            else:  # stuck (stopped, or a disk that hangs): it is killed below
+                reply = f"E no answer in {WRITER_TIMEOUT:g} s".encode()
+        except OSError as exc:
+            reply = f"E {exc}".encode()
+        if reply == b"D\n":
+            return index
+        reason = reply.decode(errors="replace").strip()[2:] or "it exited"
+        self._failed(f"its group commit failed: {reason}")
+        return None
+
+    def stop(self, wait: float = 30.0) -> None:
+        """Ask the process to exit (it finishes any transaction first) and reap it; kill it
+        if it has not exited after ``wait`` seconds."""
+        proc, self.process, self.ready = self.process, None, False
+        if proc is None:
+            return
+        try:
+            proc.stdin.write(b"Q\n")
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+    def _started(self) -> bool:
+        """Whether the process has started (without waiting: until then, the store
+        commits itself)."""
+        if not self.ready:
+            stdout = self.process.stdout
+            if not select.select([stdout], [], [], 0)[0]:
+                return False  # still starting
+            self.ready = stdout.readline() == b"R\n"
+            if not self.ready:
+                self._failed("it did not start")
+        return self.ready
+
+    def _failed(self, why: str) -> None:
+        warnings.warn(f"loopwise: the group-commit writer process stopped: {why}; group "
+                      "commits run in the engine's own thread from now on", RuntimeWarning,
+                      stacklevel=4)
+        self.enabled = False
+        self.stop(wait=1.0)  # (a killed writer's open transaction rolls back)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -12,8 +12,9 @@ import zlib
 import pytest
 
 from engine import Engine
+from engine.groupcommit import JOURNAL_NAMES
 from engine.journal import Journal
-from engine.store import JOURNAL_NAMES, Store
+from engine.store import Store
 
 WRITER = textwrap.dedent("""
     import itertools, sys
@@ -146,11 +147,11 @@ def test_a_record_cut_short_in_the_mapping_is_dropped_and_overwritten(tmp_path):
 def test_store_reads_see_queued_writes_and_reopen_replays(tmp_path):
     eng = Engine(tmp_path, policy="uniform", item_features=1, clock=lambda: 5.0)
     d = eng.rank("u1", [{"id": "a", "features": [1.0]}, {"id": "b", "features": [0.0]}])
-    assert eng.store._journals[0].end  # not in SQLite yet, only in the journal
+    assert eng.store._commits.journals[0].end  # not in SQLite yet, only in the journal
     assert eng.store.decision(d.decision_id)["chosen_meta"]  # any read moves it in first
-    assert not eng.store._journals[0].end
+    assert not eng.store._commits.journals[0].end
     eng.reward(d.decision_id, 1.0)
-    for journal in eng.store._journals:  # simulate a crash: no flush, no close
+    for journal in eng.store._commits.journals:  # simulate a crash: no flush, no close
         journal.close()
     eng.store._db.close()
     eng.store._stop.set()
@@ -215,7 +216,7 @@ def test_event_floats_and_strings_come_back_from_the_log_bit_for_bit(tmp_path):
 def test_full_durability_syncs_the_journal_too(tmp_path):
     eng = Engine(tmp_path, policy="uniform", item_features=1, clock=lambda: 5.0,
                  synchronous="FULL")
-    assert all(j.fsync for j in eng.store._journals)
+    assert all(j.fsync for j in eng.store._commits.journals)
     d = eng.rank("u1", [{"id": "a", "features": [1.0]}, {"id": "b", "features": [0.0]}])
     assert eng.reward(d.decision_id, 1.0).status == "joined"
     eng.close()

@@ -15,8 +15,9 @@ import time
 import pytest
 
 from engine import Engine, StoreError
+from engine.groupcommit import JOURNAL_NAMES, WRITER_LOCK_NAME, wait_for_writer
 from engine.journal import Journal
-from engine.store import JOURNAL_NAMES, WRITER_LOCK_NAME, Store, _wait_for_writer
+from engine.store import Store
 
 CANDS = [{"id": "a", "topics": ["jazz"], "features": [1.0, 0.0]},
          {"id": "b", "topics": ["rock"], "features": [0.0, 1.0]},
@@ -43,7 +44,7 @@ def run_loop(data, n, writer, monkeypatch, flush_every=16):
         names[d.decision_id] = f"d{i:04d}"
         if i % 3:
             eng.reward(d.decision_id, float(i % 2))
-    proc = eng.store._writer
+    proc = eng.store._commits.writer.process
     used = proc is not None
     db = eng.store.db
     def named(v):
@@ -73,15 +74,15 @@ def test_reads_wait_for_the_writer_and_see_every_acknowledged_write(tmp_path, mo
     monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
     eng = Engine(tmp_path, policy="uniform", item_features=2, clock=lambda: 1.0)
     ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
-    assert select.select([eng.store._writer.stdout], [], [], 60)[0]  # it is ready
+    assert select.select([eng.store._commits.writer.process.stdout], [], [], 60)[0]  # it is ready
     ids += [eng.rank("u1", CANDS).decision_id for _ in range(6)]  # the 8th hands off
-    assert eng.store._busy == 0 and eng.store._active == 1 and not eng.store._n_queued
+    assert eng.store._commits.writer.busy == 0 and eng.store._commits.active == 1 and not eng.store._commits.n_queued
     ids.append(eng.rank("u1", CANDS).decision_id)  # queued in the other journal
-    assert eng.store._active == 1
+    assert eng.store._commits.active == 1
     rows = eng.store.db.execute("SELECT decision_id FROM decisions").fetchall()
     assert sorted(r[0] for r in rows) == sorted(ids)
-    assert eng.store._busy is None and not eng.store._n_queued
-    assert not any(j.end for j in eng.store._journals)
+    assert eng.store._commits.writer.busy is None and not eng.store._commits.n_queued
+    assert not any(j.end for j in eng.store._commits.journals)
     eng.close()
 
 
@@ -89,15 +90,15 @@ def test_a_killed_writer_is_replaced_by_writing_in_the_engine_thread(tmp_path, m
     monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
     eng = Engine(tmp_path, policy="uniform", item_features=2, clock=lambda: 1.0)
     ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
-    assert select.select([eng.store._writer.stdout], [], [], 60)[0]
+    assert select.select([eng.store._commits.writer.process.stdout], [], [], 60)[0]
     ids += [eng.rank("u1", CANDS).decision_id for _ in range(6)]  # the 8th hands off
-    writer = eng.store._writer
-    assert eng.store._busy is not None
+    writer = eng.store._commits.writer.process
+    assert eng.store._commits.writer.busy is not None
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait(timeout=30)
     with pytest.warns(RuntimeWarning, match="writer process stopped"):
         ids += [eng.rank("u1", CANDS).decision_id for _ in range(20)]
-    assert eng.store._writer is None and not eng.store._use_writer
+    assert eng.store._commits.writer.process is None and not eng.store._commits.writer.enabled
     ids.append(eng.rank("u1", CANDS).decision_id)
     got = [r[0] for r in eng.store.db.execute("SELECT decision_id FROM decisions")]
     assert sorted(got) == sorted(ids)  # each once: none lost with the writer, none twice
@@ -107,14 +108,14 @@ def test_a_killed_writer_is_replaced_by_writing_in_the_engine_thread(tmp_path, m
 def test_a_stuck_writer_is_killed_and_its_journal_written_in_the_engine_thread(tmp_path,
                                                                               monkeypatch):
     monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
-    monkeypatch.setattr("engine.store.WRITER_TIMEOUT", 0.5)
+    monkeypatch.setattr("engine.writer.WRITER_TIMEOUT", 0.5)
     eng = Engine(tmp_path, policy="uniform", item_features=2, clock=lambda: 1.0)
     ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
-    assert select.select([eng.store._writer.stdout], [], [], 60)[0]
-    writer = eng.store._writer
+    assert select.select([eng.store._commits.writer.process.stdout], [], [], 60)[0]
+    writer = eng.store._commits.writer.process
     os.kill(writer.pid, signal.SIGSTOP)  # stuck: before or inside its transaction
     ids += [eng.rank("u1", CANDS).decision_id for _ in range(6)]  # the 8th hands off
-    assert eng.store._busy is not None
+    assert eng.store._commits.writer.busy is not None
     with pytest.warns(RuntimeWarning, match="no answer in 0.5 s"):
         got = [r[0] for r in eng.store.db.execute("SELECT decision_id FROM decisions")]
     assert writer.returncode == -signal.SIGKILL
@@ -124,10 +125,10 @@ def test_a_stuck_writer_is_killed_and_its_journal_written_in_the_engine_thread(t
 
 def test_a_writer_that_cannot_start_is_reported_and_the_engine_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "FLUSH_EVERY", 8)
-    monkeypatch.setattr("engine.store.WRITER_SCRIPT", str(tmp_path / "missing.py"))
+    monkeypatch.setattr("engine.writer.WRITER_SCRIPT", str(tmp_path / "missing.py"))
     eng = Engine(tmp_path / "d", policy="uniform", item_features=2, clock=lambda: 1.0)
     ids = [eng.rank("u1", CANDS).decision_id for _ in range(2)]  # the writer starts
-    assert eng.store._writer.wait(timeout=60) != 0  # python: no such script
+    assert eng.store._commits.writer.process.wait(timeout=60) != 0  # python: no such script
     with pytest.warns(RuntimeWarning, match="did not start"):
         ids += [eng.rank("u1", CANDS).decision_id for _ in range(20)]
     got = [r[0] for r in eng.store.db.execute("SELECT decision_id FROM decisions")]
@@ -149,7 +150,7 @@ LOOP = textwrap.dedent("""
     while True:
         d = eng.rank(f"u{i % 5}", cands)
         eng.reward(d.decision_id, float(i % 2))
-        w = eng.store._writer if eng.store._ready else None  # started: holds its lock
+        w = eng.store._commits.writer.process if eng.store._commits.writer.ready else None  # started: holds its lock
         out.write(f"W {d.decision_id} {i % 2} {w.pid if w else 0}\\n"); out.flush()
         i += 1
 """)
@@ -178,7 +179,7 @@ def test_a_killed_engines_writer_finishes_before_the_directory_reopens(tmp_path)
             _, did, value, _ = line.split()
             rewarded[did] = float(value)
         with pytest.raises(StoreError, match="writer process of an earlier engine"):
-            _wait_for_writer(data / WRITER_LOCK_NAME, timeout=0.3)
+            wait_for_writer(data / WRITER_LOCK_NAME, timeout=0.3)
         opened = []
         opener = threading.Thread(target=lambda: opened.append(
             Engine(data, policy="uniform", item_features=2, seed=0, clock=lambda: 1e6)))
@@ -219,7 +220,7 @@ def test_replay_gives_the_same_rows_whichever_journal_is_older(tmp_path, monkeyp
     eng = Engine(tmp_path / "src", policy="uniform", item_features=2, clock=lambda: 1.0)
     d = eng.rank("u1", CANDS)
     eng.reward(d.decision_id, 1.0)
-    decision_call, reward_call = eng.store._journals[0].records()  # (pickled)
+    decision_call, reward_call = eng.store._commits.journals[0].records()  # (pickled)
     eng.close()
     for order in ((decision_call, reward_call), (reward_call, decision_call)):
         data = tmp_path / f"d{order is decision_call}{len(os.listdir(tmp_path))}"
@@ -242,11 +243,11 @@ def test_forgetting_while_the_writer_commits_leaves_nothing_behind(tmp_path, mon
     data = tmp_path / "d"
     eng = Engine(data, policy="lints", item_features=2, seed=0, clock=lambda: 1.0)
     eng.rank(secret, CANDS)  # the writer starts
-    assert select.select([eng.store._writer.stdout], [], [], 60)[0]
+    assert select.select([eng.store._commits.writer.process.stdout], [], [], 60)[0]
     for i in range(6):
         d = eng.rank(secret if i % 2 else "u1", CANDS)
         eng.reward(d.decision_id, 1.0)
-    assert eng.store._busy is not None  # a journal was just handed over
+    assert eng.store._commits.writer.busy is not None  # a journal was just handed over
     counts = eng.forget(secret)
     assert counts["decisions"] == 4 and counts["rewards"] == 3 and counts["events"] == 3
     eng.rank("u1", CANDS)
