@@ -229,21 +229,42 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3,
                     help="runs of each rank+reward figure (a new engine each; this machine "
                          "is shared, so one run can be a quarter off either way)")
+    ap.add_argument("--parts", default="ingest,rank,batch,bytes",
+                    help="which figures to measure, comma-separated (default: all)")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if "ingest" in parts:
+        print_ingest(args.events)
+    if "rank" in parts:
+        print_rank_reward(args.decisions, args.policy, args.repeats)
+    if "batch" in parts:
+        for policy in ("uniform", args.policy):
+            rate = bench_rank_batch(40, 256, 20, 8, policy)
+            print(f"rank_batch B=256, K=20, {policy}: {rate:,.0f} decisions/s")
+    if "bytes" in parts:
+        mem, snap = bytes_per_profile(5000, 40)
+        print(f"bytes per profile (40 events each): {mem:,.0f} in memory (tracemalloc, incl. "
+              f"latent model), {snap:,.0f} pickled (target <= 4,096)")
 
-    rate, floor = bench_ingest(args.events, 1000)
+
+def print_ingest(n_events: int) -> None:
+    rate, floor = bench_ingest(n_events, 1000)
     print(f"ingest (batches of 1,000, SQLite WAL + River models): {rate:,.0f} events/s "
           f"(target >= 30,000 where the reference below reaches ~32,000)")
     print(f"  reference, batch for batch in alternation with it: River per-event models + "
           f"SQLite WAL rows alone: {floor:,.0f} events/s; the engine's ingest is "
           f"{rate / floor:.2f}x of it")
-    for policy in ("uniform", args.policy):
+
+
+def print_rank_reward(n: int, lints: str, repeats: int) -> None:
+    """The four rank+reward figures (uniform and ``lints``; a re-ranked pool and a new list
+    per request), each with the VW reference run in alternation with it."""
+    for policy in ("uniform", lints):
         for fresh in (False, True):
             rates, lat, stretches, ref_rates = [], [], [], []
-            reference = vw_reference(policy == args.policy and not fresh)
-            for _ in range(args.repeats):
-                rate, run_lat, ref = bench_rank_reward(args.decisions, 20, 8, policy, fresh,
-                                                       reference)
+            reference = vw_reference(True)
+            for _ in range(repeats):
+                rate, run_lat, ref = bench_rank_reward(n, 20, 8, policy, fresh, reference)
                 rates.append(rate)
                 ref_rates.append(ref)
                 lat += run_lat
@@ -268,12 +289,6 @@ def main() -> None:
                       f"features as text lines, a draw, learn): {ref:,.0f}/s, the median of "
                       + " / ".join(f"{r:,.0f}" for r in ref_rates)
                       + f"; the engine's pairs are {statistics.median(rates) / ref:.2f}x of it")
-    for policy in ("uniform", args.policy):
-        rate = bench_rank_batch(40, 256, 20, 8, policy)
-        print(f"rank_batch B=256, K=20, {policy}: {rate:,.0f} decisions/s")
-    mem, snap = bytes_per_profile(5000, 40)
-    print(f"bytes per profile (40 events each): {mem:,.0f} in memory (tracemalloc, incl. "
-          f"latent model), {snap:,.0f} pickled (target <= 4,096)")
 
 
 if __name__ == "__main__":
