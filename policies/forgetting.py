@@ -117,6 +117,7 @@ class Forgetting:
     def __init__(self, n_features: int, rate: float, drift_factor: float, period: int):
         self.n_features = n_features
         self.rate = rate
+        self._lam = math.exp(-rate)
         self.drift_factor = drift_factor
         self.period = period
         self.t = 0  # records scheduled (the prior refresh cycles with it)
@@ -132,11 +133,12 @@ class Forgetting:
 
     def next_record(self, prior: float) -> tuple[float, float, int]:
         """``(lam, refresh, j)`` for the next record learned, with ``prior`` = ``l2 D``."""
-        rate = self.rate
         if self.fast_left > 0:
             self.fast_left -= 1
-            rate *= self.drift_factor
-        lam = math.exp(-rate)
+            rate = self.rate * self.drift_factor
+            lam = math.exp(-rate)
+        else:
+            rate, lam = self.rate, self._lam
         j = self.t % self.n_features
         self.t += 1
         self.clock += rate
@@ -158,20 +160,21 @@ class Forgetting:
     def observe(self, error: float, leverage: float) -> bool:
         """Feed one learned record's prediction error (made before it was learned) and
         leverage to the detector; True if it fires (forgetting then speeds up)."""
-        v = error * error / (1.0 + max(leverage, 0.0))
+        spread = 1.0 + leverage if leverage > 0.0 else 1.0
+        v = error * error / spread
         weight = self._scale_weight
         fired = False
         if self.quiet > 0:
             self.quiet -= 1
         elif weight > 0.0 and self.drift_factor != 1.0:
-            s2 = self._scale_sum / weight * (1.0 + max(leverage, 0.0))
+            s2 = self._scale_sum / weight * spread
             z = error / math.sqrt(s2) if s2 > 0.0 else math.copysign(DRIFT_CLIP, error)
-            z = min(max(z, -DRIFT_CLIP), DRIFT_CLIP)
-            bias, spread = self.detectors
+            z = -DRIFT_CLIP if z < -DRIFT_CLIP else (DRIFT_CLIP if z > DRIFT_CLIP else z)
+            bias, wide = self.detectors
             bias.update(z)
-            spread.update(z * z)
-            fired = bias.drift_detected or spread.drift_detected
-        lam = math.exp(-self.rate)
+            wide.update(z * z)
+            fired = bias.drift_detected or wide.drift_detected
+        lam = self._lam
         self._scale_sum = lam * self._scale_sum + v
         self._scale_weight = lam * weight + 1.0
         if fired:

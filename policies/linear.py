@@ -133,7 +133,7 @@ class LinearPolicy(Policy):
 
     _params = ("n_features", "seed", "l2", "discount", "half_life", "drift_factor",
                "drift_period")
-    _state = ("_a", "_pending", "_a_inv", "_b", "_theta", "_pending_scale", "_pending_diag",
+    _state = ("_a", "_pending", "_a_inv", "_b", "_theta", "_pending_scale", "_pending_forget",
               "_forget")
     RESYNC = 256
     #: Batches of at least this many float32 candidates are scored in float32.
@@ -153,11 +153,10 @@ class LinearPolicy(Policy):
         self.drift_period = drift_period
         self._a = np.eye(n_features) * float(l2)
         self._pending: list[np.ndarray] = []  # single records not yet added to _a
-        # A = _pending_scale * (_a + sum of pending x x^T + diag(_pending_diag)): the
-        # pending rows are stored divided by the square root of the forgetting applied
-        # since the last fold (1 and None without forgetting)
+        # with forgetting, each pending record's (1 / s, refresh / s, j), s the product of
+        # the factors since the last fold, and that product: see _fold_pending
+        self._pending_forget: list[tuple[float, float, int]] = []
         self._pending_scale = 1.0
-        self._pending_diag: np.ndarray | None = None
         self._a_inv = np.eye(n_features) / float(l2)
         self._b = np.zeros(n_features)
         self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
@@ -190,12 +189,15 @@ class LinearPolicy(Policy):
     def _fold_pending(self) -> None:
         if self._pending:
             x = np.stack(self._pending)
-            self._a = self._a + x.T @ x
+            if self._pending_forget:  # A = scale (A + sum_i w_i x_i x_i^T + c_i e_j e_j^T)
+                w, c, j = np.array(self._pending_forget).T
+                a = self._a + (x.T * w) @ x
+                np.add.at(a.reshape(-1), j.astype(np.int64) * (self.n_features + 1), c)
+                self._a = a * self._pending_scale
+                self._pending_forget, self._pending_scale = [], 1.0
+            else:
+                self._a = self._a + x.T @ x
             self._pending = []
-        if self._pending_diag is not None:
-            self._a[np.diag_indices_from(self._a)] += self._pending_diag
-            self._a *= self._pending_scale
-            self._pending_scale, self._pending_diag = 1.0, None
 
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
         if len(self._pending) >= self.RESYNC or self._pending_scale < 1e-6:
@@ -204,16 +206,13 @@ class LinearPolicy(Policy):
         f = self._forget
         if f is None:
             self._ridge_step(x, reward, 1.0, 0.0, 0)
-            self._pending.append(x)
         else:
             lam, refresh, j = f.next_record(self.l2 * self.n_features)
             pred, quad = self._ridge_step(x, reward, lam, refresh, j)
-            self._pending_scale *= lam
-            self._pending.append(x * (1.0 / math.sqrt(self._pending_scale)))
-            if self._pending_diag is None:
-                self._pending_diag = np.zeros(self.n_features)
-            self._pending_diag[j] += refresh / self._pending_scale
+            scale = self._pending_scale = self._pending_scale * lam
+            self._pending_forget.append((1.0 / scale, refresh / scale, j))
             f.observe(reward - pred, quad)
+        self._pending.append(x)
         self._theta = None
         self._after_update_one()
 
@@ -302,7 +301,7 @@ class LinearPolicy(Policy):
         if "_forget" not in state:  # pickled before forgetting: the model it had
             discount = state.get("discount", 1.0)
             state = {**state, "half_life": None, "drift_factor": DRIFT_FACTOR,
-                     "drift_period": None, "_pending_scale": 1.0, "_pending_diag": None,
+                     "drift_period": None, "_pending_scale": 1.0, "_pending_forget": [],
                      "_forget": make_forgetting(state["n_features"], None, discount,
                                                 DRIFT_FACTOR, None)}
         self.__dict__.update(state)
