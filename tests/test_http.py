@@ -190,3 +190,18 @@ def test_experiment_report(tmp_path):
         assert sum(v["n"] for v in report["variants"].values()) == 40
     finally:
         s.stop()
+
+
+def test_metrics_carry_the_stores_and_policies_gauges(server):
+    import pickle
+
+    eng = server.engine
+    eng.learners["default"].policy._forget.detections = 2  # as if two drifts were found
+    eng.store._defer([("events", [(10**6, "e", "\ud83d", 0, "click", 1.0, None, None, None)])])
+    eng.store.flush()  # the bad record goes to quarantine
+    text = server.client.get("/metrics").text
+    assert "loopwise_quarantined_records 1.0" in text
+    assert 'loopwise_policy_drift_detections{variant="default"} 2.0' in text
+    assert 'loopwise_policy_version{variant="default"}' in text
+    assert server.client.get("/healthz").json()["status"] == "degraded"
+    assert pickle.dumps(eng.stats())  # stats stay plain data

@@ -179,7 +179,9 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
     @app.get("/metrics", tags=["ops"], responses=ERRORS, response_class=Response,
              openapi_extra=scoped("read"))
     async def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        with lock:
+            text = metrics.render(engine)
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     def do_rank(req: RankRequest) -> dict:
         """The rank endpoint's work; returns the response body."""

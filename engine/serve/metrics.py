@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
+    """The service's counters and histograms, plus gauges read from the engine when scraped:
+    records in quarantine, each policy's detected drifts and version."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("loopwise_http_requests", "HTTP requests",
@@ -20,5 +23,21 @@ class Metrics:
         self.events = Counter("loopwise_events", "behaviour events", ["result"],
                               registry=self.registry)
 
-    def render(self) -> bytes:
+        self.quarantined = Gauge("loopwise_quarantined_records", "acknowledged records the "
+                                 "store could not write (see loopwise quarantine)",
+                                 registry=self.registry)
+        self.drifts = Gauge("loopwise_policy_drift_detections", "changes each policy's detector "
+                            "found in its own prediction errors", ["variant"],
+                            registry=self.registry)
+        self.versions = Gauge("loopwise_policy_version", "policy version each variant decides "
+                              "with", ["variant"], registry=self.registry)
+
+    def render(self, engine=None) -> bytes:
+        """The metrics text; with ``engine``, its gauges are read first (call it holding
+        the engine's lock)."""
+        if engine is not None:
+            self.quarantined.set(engine.health()["quarantined"] or 0)
+            for variant, learner in engine.learners.items():
+                self.drifts.labels(variant).set(getattr(learner.policy, "drift_detections", 0))
+                self.versions.labels(variant).set(learner.version)
         return generate_latest(self.registry)
