@@ -64,11 +64,9 @@ class Featurizer:
         self.context_features = tuple(context_features)
         self.max_candidates = max_candidates
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
-        self._cand_cache: dict[str, tuple] = {}
-        self._list_cache: dict[tuple, tuple] = {}
+        self._views: dict[str, tuple] = {}  # item id -> cache entry (see _check)
         self._no_context = np.zeros(len(self.context_features))  # shared: read only
         self._no_context.flags.writeable = False
-        self._lists_seen: dict[tuple, None] = {}
 
     @property
     def feature_names(self) -> list[str]:
@@ -85,7 +83,12 @@ class Featurizer:
     # ---- request parsing -------------------------------------------------------------
     def prepare_candidates(self, candidates: object, where: str = "candidates"
                            ) -> tuple[CandidateSet, np.ndarray]:
-        """Validate a request's candidates; return shard-side views and item features (K, d_i)."""
+        """Validate a request's candidates; return shard-side views and item features (K, d_i).
+
+        Views are kept per item id: an id seen before with topics and tags equal (by value)
+        to the request's gets the view built then, unchecked again (a view is what its id,
+        topics and tags make), so a list of known items costs a few C-level passes.
+        """
         if type(candidates) is not list and (isinstance(candidates, (str, bytes, Mapping))
                                              or not isinstance(candidates, Sequence)):
             raise ValidationError(where, "must be a list of candidates (ids or objects)", candidates)
@@ -94,58 +97,54 @@ class Featurizer:
         if len(candidates) > self.max_candidates:
             raise ValidationError(where, f"must hold at most {self.max_candidates} candidates",
                                   len(candidates))
-        cached = self._cached_candidates(candidates, where)
-        if cached is not None:
-            return cached
-        out: list[Candidate] = []
-        ids: list[str] = []
-        feature_rows: list = []
-        # item id -> (topics, tags as given, their validated view, its topic key, whether it
-        # has tags, the id as a JSON string); a hit whose topics and tags compare equal to
-        # the request's reuses the view without re-validating them
-        cache = self._cand_cache
-        for k, cand in enumerate(candidates):
-            if type(cand) is dict and cand.keys() <= _CANDIDATE_KEYS:  # the common case
-                item_id = cand.get("id")
-                topics = cand.get("topics")
-                tags = cand.get("tags")
-                feats = cand.get("features")
-            elif isinstance(cand, str):
-                item_id, topics, tags, feats = cand, None, None, None
-            elif isinstance(cand, Mapping):
-                if len(cand) > 4 or not cand.keys() <= _CANDIDATE_KEYS:
-                    extra = cand.keys() - _CANDIDATE_KEYS
-                    raise ValidationError(f"{where}[{k}].{sorted(extra)[0]}",
-                                          "unknown field; allowed: id, topics, tags, features")
-                item_id = cand.get("id")
-                topics = cand.get("topics")
-                tags = cand.get("tags")
-                feats = cand.get("features")
-            else:
-                raise ValidationError(f"{where}[{k}]", "must be an item id or an object with 'id'",
-                                      cand)
-            hit = cache.get(item_id) if type(item_id) is str else None
-            if hit is not None and type(topics) in _PLAIN and type(tags) in _PLAIN \
-                    and hit[0] == topics and hit[1] == tags:
-                view = hit[2]
-            else:
-                check_string(item_id, f"{where}[{k}].id")
-                view = Candidate(item_id, check_strings(_listed(topics), f"{where}[{k}].topics"),
-                                 check_strings(_listed(tags), f"{where}[{k}].tags"))
-                if len(cache) > 200_000:
-                    cache.clear()
-                cache[item_id] = (_frozen(topics), _frozen(tags), view, view.topic_key,
-                                  bool(view.tag_keys), _json_string(item_id))
-            out.append(view)
-            ids.append(item_id)
-            feature_rows.append(feats)
+        ids, topics, tags, rows, problems = _fields(candidates, where)
+        entries = self._known(ids, topics, tags)
+        if entries is None:  # some item is new, changed or bad: checked in order
+            entries = self._check(ids, topics, tags, problems, where)
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
             for k, item_id in enumerate(ids):
                 if item_id in seen:
                     raise ValidationError(f"{where}[{k}].id", "duplicate candidate id", item_id)
                 seen.add(item_id)
-        return CandidateSet(out), self._item_features(feature_rows, where)
+        views = CandidateSet([*map(_VIEW, entries)],
+                             (tuple(ids), [*map(_TOPIC_KEY, entries)], any(map(_HAS_TAGS, entries)),
+                              tuple(map(_JSON_ID, entries))))
+        return views, self._item_features(rows, where)
+
+    def _known(self, ids: list, topics: list, tags: list) -> list[tuple] | None:
+        """The cache entries of the candidates when every one is known with equal topics
+        and tags (else None)."""
+        if not {*map(type, ids)} == _ONLY_STR or not {*map(type, topics), *map(type, tags)} <= _PLAIN:
+            return None
+        entries = [*map(self._views.get, ids)]
+        if None in entries or [*map(_TOPICS, entries)] != topics \
+                or [*map(_TAGS, entries)] != tags:
+            return None
+        return entries
+
+    def _check(self, ids: list, topics: list, tags: list, problems: list, where: str
+               ) -> list[tuple]:
+        """Every candidate's cache entry, checking (and keeping) those not already known,
+        in order: the first problem raised is the first candidate's."""
+        cache, entries = self._views, []
+        for k, item_id in enumerate(ids):
+            if problems[k] is not None:
+                raise problems[k]
+            hit = cache.get(item_id) if type(item_id) is str else None
+            if hit is None or type(topics[k]) not in _PLAIN or type(tags[k]) not in _PLAIN \
+                    or hit[0] != topics[k] or hit[1] != tags[k]:
+                check_string(item_id, f"{where}[{k}].id")
+                view = Candidate(item_id,
+                                 check_strings(_listed(topics[k]), f"{where}[{k}].topics"),
+                                 check_strings(_listed(tags[k]), f"{where}[{k}].tags"))
+                if len(cache) >= 200_000:
+                    cache.clear()
+                hit = cache[item_id] = (_frozen(topics[k]), _frozen(tags[k]), view,
+                                        view.topic_key, bool(view.tag_keys),
+                                        _json_string(item_id))
+            entries.append(hit)
+        return entries
 
     def _item_features(self, rows: list, where: str) -> np.ndarray:
         """The candidates' item features (K, d_i), from their ``features`` (None: zeros)."""
@@ -153,60 +152,12 @@ class Featurizer:
             return self._item_matrix(rows, where)
         return np.zeros((len(rows), 0))
 
-    def _cached_candidates(self, candidates: Sequence, where: str
-                           ) -> tuple[CandidateSet, np.ndarray] | None:
-        """The common request, without a Python loop per candidate: a list of plain dicts
-        whose items are all cached with equal topics and tags. A list kept from before (same
-        ids in the same order) that compares equal, by value, to the copy kept of it gets
-        that list's views and (read-only) item features back. ``None`` sends anything else
-        (first sightings, changed topics, errors to be named) through the general loop."""
-        if type(candidates) is not list:
-            return None
-        try:  # one comparison in C: every dict, key and value
-            ids = tuple(map(_ID, candidates))
-            seen = self._list_cache.get(ids)
-            if seen is not None and seen[0] == candidates:
-                return seen[1], seen[2]
-        except Exception:  # noqa: BLE001 - no id, an unhashable one, a value that won't compare
-            return None
-        if {*map(type, candidates)} != _ONLY_DICTS \
-                or not _CANDIDATE_KEYS.issuperset(chain.from_iterable(candidates)):
-            return None
-        topics = [*map(dict.get, candidates, repeat("topics"))]
-        tags = [*map(dict.get, candidates, repeat("tags"))]
-        rows = [*map(dict.get, candidates, repeat("features"))]
-        if not {*map(type, topics), *map(type, tags)} <= _PLAIN:
-            return None
-        hits = [*map(self._cand_cache.get, ids)]
-        if None in hits or len(set(ids)) != len(ids) \
-                or [h[0] for h in hits] != topics or [h[1] for h in hits] != tags:
-            return None
-        items = self._item_features(rows, where)
-        # what the set derives from its views, from the cache entries just read (the
-        # views themselves are not touched: on a new list they are cold in memory)
-        views = CandidateSet([*map(_VIEW, hits)], (ids, [*map(_TOPIC_KEY, hits)],
-                                                  any(map(_HAS_TAGS, hits)),
-                                                  tuple(map(_JSON_ID, hits))))
-        # a list is kept from its second sighting on: a stream of lists that never repeat
-        # adds no objects for the garbage collector to traverse (it untracks ids tuples)
-        if ids not in self._lists_seen:
-            if len(self._lists_seen) >= 8192:
-                self._lists_seen.clear()
-            self._lists_seen[ids] = None
-        elif {*map(type, rows)} <= _PLAIN and all(map(_numbers_only, rows)):
-            if len(self._list_cache) >= 4096:
-                self._list_cache.clear()
-            items.flags.writeable = False  # shared by every request with this list
-            copy = [{k: _frozen(v) for k, v in c.items()} for c in candidates]
-            self._list_cache[ids] = (copy, views, items)
-        return views, items
-
     def _item_matrix(self, rows: list, where: str) -> np.ndarray:
         """Stack candidates' features (None: zeros); one vectorized check, then a slow pass
         only to name the culprit when something is wrong."""
         d_i = self.item_features
         if not any(r is None for r in rows):  # (identity: rows may be arrays)
-            # one flat list to numpy (nested lists take twice as long); no dtype given:
+            # one flat list to numpy (it converts faster than nested lists); no dtype given:
             # numpy would turn the string "1.5" into a number
             try:
                 items = np.array([*chain.from_iterable(rows)]) \
@@ -258,11 +209,8 @@ class Featurizer:
     # ---- assembly --------------------------------------------------------------------
     def build_one(self, user: np.ndarray, inter: np.ndarray, item: np.ndarray,
                   ctx: np.ndarray) -> np.ndarray:
-        """:meth:`build` of one request: its ``phi`` (1, K, D); every candidate exists."""
-        k = len(inter)
-        phi = np.empty((1, k, self.n_features))
-        self._fill(phi[0], user, inter, item, ctx)
-        return phi
+        """:meth:`build` of one request, without its mask: ``phi`` (1, K, D)."""
+        return self.build([user], [inter], [item], [ctx])[0]
 
     def build(self, users: Sequence[np.ndarray], interactions: Sequence[np.ndarray],
               items: Sequence[np.ndarray], contexts: Sequence[np.ndarray]
@@ -300,22 +248,44 @@ def _within_bound(values: np.ndarray) -> bool:
 
 _CANDIDATE_KEYS = frozenset({"id", "topics", "tags", "features"})
 _PLAIN = frozenset({list, tuple, type(None)})  # compared with == to a cached entry
-_ONLY_DICTS = {dict}
-_ID = itemgetter("id")
-_VIEW, _TOPIC_KEY, _HAS_TAGS, _JSON_ID = map(itemgetter, (2, 3, 4, 5))  # of cache entries
-_NUMBER_TYPES = frozenset({int, float})
+_ONLY_DICTS, _ONLY_STR = {dict}, {str}
+#: Fields of a cache entry: topics, tags (as given), view, its topic key, whether it has
+#: tags, the id as a JSON string
+_TOPICS, _TAGS, _VIEW, _TOPIC_KEY, _HAS_TAGS, _JSON_ID = map(itemgetter, range(6))
 _NUMERIC_KINDS = "biuf"  # numpy dtype kinds of booleans, integers and floats
+
+
+def _fields(candidates: Sequence, where: str) -> tuple[list, list, list, list, list]:
+    """The candidates' ids, topics, tags and features, and per candidate the error its
+    shape gives (None: none), raised by :meth:`Featurizer._check` in the candidates' order."""
+    if type(candidates) is list and {*map(type, candidates)} == _ONLY_DICTS \
+            and _CANDIDATE_KEYS.issuperset(chain.from_iterable(candidates)):  # the common case
+        return ([*map(dict.get, candidates, repeat("id"))],
+                [*map(dict.get, candidates, repeat("topics"))],
+                [*map(dict.get, candidates, repeat("tags"))],
+                [*map(dict.get, candidates, repeat("features"))], [None] * len(candidates))
+    out: tuple[list, ...] = ([], [], [], [], [])
+    for k, cand in enumerate(candidates):
+        fields, problem = (None, None, None, None), None
+        if isinstance(cand, str):
+            fields = (cand, None, None, None)
+        elif not isinstance(cand, Mapping):
+            problem = ValidationError(f"{where}[{k}]", "must be an item id or an object with 'id'",
+                                      cand)
+        elif len(cand) > 4 or not cand.keys() <= _CANDIDATE_KEYS:
+            extra = cand.keys() - _CANDIDATE_KEYS
+            problem = ValidationError(f"{where}[{k}].{sorted(extra)[0]}",
+                                      "unknown field; allowed: id, topics, tags, features")
+        else:
+            fields = (cand.get("id"), cand.get("topics"), cand.get("tags"), cand.get("features"))
+        for column, value in zip(out, (*fields, problem), strict=True):
+            column.append(value)
+    return out
 
 
 def _frozen(value: object) -> object:
     """A copy of a list (so later changes by the caller cannot alter the cached entry)."""
     return list(value) if type(value) is list else value
-
-
-def _numbers_only(row: list | None) -> bool:
-    """True for None or a list of plain ints and floats: the feature rows a cached list
-    keeps (anything else, bools or numpy scalars included, is simply not cached)."""
-    return row is None or {*map(type, row)} <= _NUMBER_TYPES
 
 
 def _listed(value: object) -> object:

@@ -1,8 +1,7 @@
 """Group commit: an append-only journal that makes one-at-a-time writes durable cheaply.
 
-A SQLite commit costs about 100 microseconds on a typical disk, so committing every
-``rank`` and every ``reward`` would cap the engine at a few thousand calls per second. The
-store instead appends each call's writes to this journal and moves queued records into
+A SQLite commit per ``rank`` and per ``reward`` would cost more than the calls themselves
+(each commit writes and syncs the WAL). The store instead appends each call's writes to this journal and moves queued records into
 SQLite in one transaction every few hundred calls (see :class:`engine.store.Store`).
 Reopening the data directory replays whatever the journal still holds.
 

@@ -13,14 +13,12 @@ checked against.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import count, repeat
+from itertools import repeat
 
 import numpy as np
 from river import optim, reco
 
 from engine import kernels
-
-_ARENA_TOKENS = count(1)
 
 
 def _plain(optimizer) -> bool:
@@ -78,27 +76,11 @@ class LatentFactors(reco.FunkMF):
         uo.n_iterations += len(triples)
         io.n_iterations += len(triples)
 
-    def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int,
-                    memo: dict | None = None) -> None:
+    def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int) -> None:
         """Write each item's latent score, its vector . ``user``, into ``out[:, col]`` (0 for
-        an item never learned). Reading draws no vector (the model is unchanged).
-
-        ``memo``: a dict kept with a list of items that recurs. It remembers the items' rows
-        in this model's matrix, so the next call with the same list skips the look-ups
-        (rows never move; only an item learned since can change an unknown item's row).
-        """
+        an item never learned). Reading draws no vector (the model is unchanged)."""
         arena = self._item_rows()
-        n = len(arena.rows)
-        seen = None if memo is None else memo.get(arena.token)
-        if seen is not None and (seen[0] or seen[1] == n):
-            rows = seen[2]
-        else:
-            found = [*map(arena.rows.get, items, repeat(0))]
-            rows = np.array(found, dtype=np.int64)
-            if memo is not None:
-                if len(memo) >= 8:  # (one entry per shard's model; restores add more)
-                    memo.clear()
-                memo[arena.token] = (0 not in found, n, rows)
+        rows = np.fromiter(map(arena.rows.get, items, repeat(0)), np.int64, len(items))
         kernels.row_dots(arena.matrix, rows, user, out, col)
 
     def _item_rows(self) -> _Arena:
@@ -140,7 +122,6 @@ class _Arena:
     stays zeros (no key's): the row an unknown item's score reads."""
 
     def __init__(self, latents: dict, n_factors: int):
-        self.token = next(_ARENA_TOKENS)  # names this arena in memos of item rows
         self.latents = latents
         self.rows: dict = {}
         self.free: list[int] = []

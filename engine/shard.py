@@ -96,7 +96,6 @@ class CandidateSet(tuple):
         self.ids, keys, self.any_tags, self._encoded = derived
         self.topic_keys = None if None in keys else keys
         self._ids_json = None
-        self.latent_rows = None  # memo of the items' latent rows (LatentFactors.item_scores)
         return self
 
     @property
@@ -286,10 +285,7 @@ class ProfileShard:
                 inter[:, 2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
                                if c.words else 0.0 for c in candidates]
             if latent is not None:  # items without latents score 0 (a zero vector)
-                memo = candidates.latent_rows
-                if memo is None:
-                    memo = candidates.latent_rows = {}
-                self._mf.item_scores(candidates.ids, latent, inter, 3, memo)
+                self._mf.item_scores(candidates.ids, latent, inter, 3)
             out.append((user, inter))
         return out
 

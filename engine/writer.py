@@ -4,8 +4,8 @@
 and moves a few hundred queued calls into SQLite in one transaction: :func:`apply_queued`.
 By default that transaction runs in a process of its own, this module run as a script:
 the store hands it a full journal and goes on appending to a second one, so the engine's
-thread never waits on SQLite for its group commits (about a tenth of a rank+reward pair's
-time, and the cache it would evict). The protocol, one line each way per journal:
+thread never waits on SQLite for its group commits (a stall of the call that fills a
+journal, and the CPU cache that transaction would evict). The protocol, one line each way per journal:
 
 - the store writes ``F <journal index> <end offset>``; the writer reads that journal's
   records up to the offset, applies them in one transaction and answers ``D`` (done) or

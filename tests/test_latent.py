@@ -152,30 +152,22 @@ def test_one_step_at_a_time_through_arena_growth():
                           [river.i_latents["i5"], np.zeros(4)])
 
 
-def test_item_scores_remember_rows_until_an_unknown_item_is_learned():
+def test_item_scores_follow_items_learned_since():
     kw = {"n_factors": 4, "optimizer": optim.SGD(0.05), "l2": 0.001, "seed": 4}
     model = LatentFactors(**kw)
     user = np.array([0.5, -1.0, 2.0, 0.25])
     ids = ("i3", "fresh", "i9", "never")
     model.learn_one("u0", "i3", 1.0)
     out = np.full((4, 3), 7.0)
-    model.item_scores(ids, user, out, 1, {})
+    model.item_scores(ids, user, out, 1)
     assert np.allclose(out[:, 1], oracles.item_vectors(model, ids) @ user)
     assert np.array_equal(out[:, [0, 2]], np.full((4, 2), 7.0))  # other columns untouched
-    model.learn_many(stream(300))  # the arenas exist from here on
-    memo: dict = {}
+    model.learn_many(stream(300))
     for step in range(3):
         out = np.zeros((4, 2))
-        model.item_scores(ids, user, out, 0, memo)
+        model.item_scores(ids, user, out, 0)
         assert np.allclose(out[:, 0], oracles.item_vectors(model, ids) @ user)
         assert out[1, 0] != 0.0 if step else out[1, 0] == 0.0  # "fresh" learned after step 0
         assert out[3, 0] == 0.0  # never learned: scores 0, and reading draws nothing
         assert "never" not in model.i_latents
         model.learn_many([("u1", "fresh", 1.0), ("u2", "i9", 0.0)])  # moves i9's vector
-    assert len(memo) == 1
-    other = LatentFactors(**kw)  # another model (another shard) keeps its own rows in memo
-    other.learn_many(stream(50)[::-1])
-    out = np.zeros((4, 1))
-    other.item_scores(ids, user, out, 0, memo)
-    assert np.allclose(out[:, 0], oracles.item_vectors(other, ids) @ user)
-    assert len(memo) == 2
