@@ -1,4 +1,24 @@
-"""The A/B report: per-variant summaries, treatment-vs-control tests, SRM, as plain JSON."""
+"""The A/B report: per-variant summaries, treatment-vs-control tests, SRM, as plain JSON.
+
+The report of :func:`ab_report` holds, for each variant, ``n``, ``mean``, ``var``, its
+``1 - alpha`` Student-t ``ci`` and its configured (normalized) ``weight``. For each
+treatment, against the control:
+
+- ``diff`` (treatment mean minus control mean) with Welch's ``diff_ci``;
+- ``lift`` (relative, ``mean_t / mean_c - 1``) with a delta-method ``lift_ci``;
+- ``welch``: ``t``, ``df`` and two-sided ``p_value`` (valid for one look at a sample size
+  fixed in advance);
+- ``sequential``: the mixture-SPRT always-valid ``p_value`` and ``confidence_sequence``
+  for the difference (valid however often the report is looked at), see
+  :mod:`engine.abtest.sequential`;
+- ``decision``: ``"significant"`` when the sequential p-value is at most ``alpha``, else
+  ``"not significant"``. It uses the sequential test because a live report is peeked at;
+  ``fixed_horizon_significant`` gives Welch's verdict for a pre-planned single look.
+
+and ``srm``, the sample-ratio-mismatch check (:func:`engine.abtest.srm.srm_check`).
+``warnings`` lists anything that makes the numbers untrustworthy. Undefined numbers
+(too few observations, infinite bounds) are ``None``.
+"""
 
 from __future__ import annotations
 
@@ -113,6 +133,37 @@ def _compare(key: str, t: VariantStats, c: VariantStats, alpha: float,
     }
 
 
+def _summaries(accs: Mapping[str, VariantStats], share: Mapping[str, float],
+               alpha: float) -> dict[str, dict[str, Any]]:
+    """The ``variants`` entry of :func:`ab_report`: each variant's summary and weight."""
+    variants: dict[str, dict[str, Any]] = {}
+    for key, acc in accs.items():
+        lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
+        variants[key] = {
+            "n": acc.n,
+            "mean": _num(acc.mean),
+            "var": _num(acc.var),
+            "ci": _interval(lo, hi),
+            "weight": share[key],
+        }
+    return variants
+
+
+def _srm(accs: Mapping[str, VariantStats], share: Mapping[str, float],
+         counts: Mapping[str, int] | None, threshold: float,
+         warnings: list[str]) -> dict[str, Any]:
+    """The ``srm`` entry of :func:`ab_report`, on ``counts`` or else the accumulators' ``n``;
+    a mismatch is appended to ``warnings``."""
+    srm_counts = {key: acc.n for key, acc in accs.items()} if counts is None else counts
+    srm = srm_check(srm_counts, share, threshold)
+    if srm["mismatch"]:
+        warnings.append(
+            f"sample ratio mismatch (p={srm['p_value']:.3g} < {threshold}): traffic did not "
+            "split as configured; do not trust the comparisons until the cause is found"
+        )
+    return srm
+
+
 def ab_report(
     stats: Mapping[str, VariantStats],
     weights: Mapping[str, float],
@@ -128,24 +179,8 @@ def ab_report(
 ) -> dict[str, Any]:
     """Compare every treatment with the control; return a JSON-serializable report.
 
-    For each variant: ``n``, ``mean``, ``var``, its ``1 - alpha`` Student-t ``ci`` and its
-    configured (normalized) ``weight``. For each treatment, against the control:
-
-    - ``diff`` (treatment mean minus control mean) with Welch's ``diff_ci``;
-    - ``lift`` (relative, ``mean_t / mean_c - 1``) with a delta-method ``lift_ci``;
-    - ``welch``: ``t``, ``df`` and two-sided ``p_value`` (valid for one look at a sample size
-      fixed in advance);
-    - ``sequential``: the mixture-SPRT always-valid ``p_value`` and ``confidence_sequence``
-      for the difference (valid however often the report is looked at), see
-      :mod:`engine.abtest.sequential`;
-    - ``decision``: ``"significant"`` when the sequential p-value is at most ``alpha``, else
-      ``"not significant"``. It uses the sequential test because a live report is peeked at;
-      ``fixed_horizon_significant`` gives Welch's verdict for a pre-planned single look.
-
-    and ``srm``, the sample-ratio-mismatch check (:func:`engine.abtest.srm.srm_check`).
-    ``warnings`` lists anything that makes the numbers untrustworthy. Undefined numbers
-    (too few observations, infinite bounds) are ``None``. Each treatment is tested at level
-    ``alpha`` on its own; with several treatments, divide ``alpha`` by their number
+    The report's fields are described in this module's docstring. Each treatment is tested
+    at level ``alpha`` on its own; with several treatments, divide ``alpha`` by their number
     (Bonferroni) to bound the family-wise error.
 
     Parameters
@@ -176,10 +211,8 @@ def ab_report(
     >>> import json
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> stats = {
-    ...     "control": VariantStats().update(rng.binomial(1, 0.10, 20_000)),
-    ...     "treatment": VariantStats().update(rng.binomial(1, 0.12, 20_000)),
-    ... }
+    >>> stats = {"control": VariantStats().update(rng.binomial(1, 0.10, 20_000)),
+    ...          "treatment": VariantStats().update(rng.binomial(1, 0.12, 20_000))}
     >>> report = ab_report(stats, {"control": 1, "treatment": 1}, control="control")
     >>> cmp = report["comparisons"]["treatment"]
     >>> cmp["decision"], cmp["lift_ci"][0] <= 0.2 <= cmp["lift_ci"][1]
@@ -195,39 +228,18 @@ def ab_report(
         raise ValidationError("control", f"must be one of the variants {sorted(share)}", control)
     accs = _check_stats(stats, share)
     prev = _previous_sequential(previous, control, alpha)
-
-    variants: dict[str, dict[str, Any]] = {}
-    for key, acc in accs.items():
-        lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
-        variants[key] = {
-            "n": acc.n,
-            "mean": _num(acc.mean),
-            "var": _num(acc.var),
-            "ci": _interval(lo, hi),
-            "weight": share[key],
-        }
-
     warnings: list[str] = []
-    c = accs[control]
     comparisons = {
-        key: _compare(key, t, c, alpha, prev.get(key), warnings,
+        key: _compare(key, t, accs[control], alpha, prev.get(key), warnings,
                       tau=tau, target_n=target_n, min_n=min_n)
         for key, t in accs.items() if key != control
     }
-
-    srm_counts = {key: acc.n for key, acc in accs.items()} if counts is None else counts
-    srm = srm_check(srm_counts, share, srm_threshold)
-    if srm["mismatch"]:
-        warnings.append(
-            f"sample ratio mismatch (p={srm['p_value']:.3g} < {srm_threshold}): traffic did not "
-            "split as configured; do not trust the comparisons until the cause is found"
-        )
     return {
         "control": control,
         "alpha": alpha,
-        "variants": variants,
+        "variants": _summaries(accs, share, alpha),
         "comparisons": comparisons,
-        "srm": srm,
+        "srm": _srm(accs, share, counts, srm_threshold, warnings),
         "warnings": warnings,
     }
 
