@@ -67,6 +67,25 @@ def _bernoulli_var(successes: np.ndarray, n: np.ndarray) -> np.ndarray:
         return np.where(n > 1, p * (1.0 - p) * n / (n - 1.0), np.nan)
 
 
+def _cumulative_arms(p_control: float, p_treatment: float, shape: tuple[int, int],
+                     batch_size: int, treatment_share: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Draw every batch of every repetition; return each arm's cumulative mean, variance and
+    count at each look, ``(m_t, v_t, n_t, m_c, v_c, n_c)``, each of shape (n_reps, n_batches).
+
+    A mean is nan where its arm has no user yet; a variance where it has fewer than two."""
+    rng = np.random.default_rng(seed)
+    n_t = rng.binomial(batch_size, treatment_share, size=shape)
+    n_c = batch_size - n_t
+    s_t = rng.binomial(n_t, p_treatment)
+    s_c = rng.binomial(n_c, p_control)
+    n_t, n_c = np.cumsum(n_t, axis=1), np.cumsum(n_c, axis=1)
+    s_t, s_c = np.cumsum(s_t, axis=1), np.cumsum(s_c, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m_t = np.where(n_t > 0, s_t / n_t, np.nan)
+        m_c = np.where(n_c > 0, s_c / n_c, np.nan)
+    return m_t, _bernoulli_var(s_t, n_t), n_t, m_c, _bernoulli_var(s_c, n_c), n_c
+
+
 def simulate_peeking(
     p_control: float,
     p_treatment: float,
@@ -110,18 +129,8 @@ def simulate_peeking(
     n_reps = check_int("n_reps", n_reps, 1)
     n_batches = check_int("n_batches", n_batches, 1)
     batch_size = check_int("batch_size", batch_size, 1)
-    rng = np.random.default_rng(seed)
-    shape = (n_reps, n_batches)
-    n_t = rng.binomial(batch_size, treatment_share, size=shape)
-    n_c = batch_size - n_t
-    s_t = rng.binomial(n_t, p_treatment)
-    s_c = rng.binomial(n_c, p_control)
-    n_t, n_c = np.cumsum(n_t, axis=1), np.cumsum(n_c, axis=1)
-    s_t, s_c = np.cumsum(s_t, axis=1), np.cumsum(s_c, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        m_t = np.where(n_t > 0, s_t / n_t, np.nan)
-        m_c = np.where(n_c > 0, s_c / n_c, np.nan)
-    v_t, v_c = _bernoulli_var(s_t, n_t), _bernoulli_var(s_c, n_c)
+    m_t, v_t, n_t, m_c, v_c, n_c = _cumulative_arms(
+        p_control, p_treatment, (n_reps, n_batches), batch_size, treatment_share, seed)
 
     welch = welch_test(m_t, v_t, n_t, m_c, v_c, n_c, alpha)
     seq = msprt(m_t, v_t, n_t, m_c, v_c, n_c, alpha, target_n=target_n, min_n=min_n)
