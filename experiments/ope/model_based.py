@@ -56,7 +56,8 @@ class DR(Estimator):
     """Doubly robust (Dudik et al., 2011): ``V = mean_i (DM_i + w_i e_i)``.
 
     Unbiased when the propensities are right (whatever the model), and less variable than
-    IPS when the model explains part of the reward.
+    IPS when the model explains part of the reward. Switch-DR and DR-OS are this estimator
+    with other weights w'_i: they override ``effective_weights`` only.
 
     Examples
     --------
@@ -70,7 +71,7 @@ class DR(Estimator):
     needs_model = True
 
     def _terms(self, d: LoggedData) -> Terms:
-        return _dm(d) + d.weights() * _residual(d), None, None
+        return _dm(d) + self.effective_weights(d) * _residual(d), None, None
 
 
 class SNDR(Estimator):
@@ -95,7 +96,7 @@ class SNDR(Estimator):
         return w * _residual(d), w, _dm(d)
 
 
-class SwitchDR(Estimator):
+class SwitchDR(DR):
     """Switch-DR (Wang et al., 2017): ``V = mean_i (DM_i + 1[w_i <= tau] w_i e_i)``.
 
     The correction is dropped on rounds whose weight exceeds ``tau``, where it would add
@@ -115,8 +116,6 @@ class SwitchDR(Estimator):
     0.34375
     """
 
-    needs_model = True
-
     def __init__(self, tau: float = 10.0):
         _positive(tau, "tau")
         self.tau = tau
@@ -129,11 +128,8 @@ class SwitchDR(Estimator):
         w = d.weights()
         return np.where(w <= self.tau, w, 0.0)
 
-    def _terms(self, d: LoggedData) -> Terms:
-        return _dm(d) + self.effective_weights(d) * _residual(d), None, None
 
-
-class DROS(Estimator):
+class DROS(DR):
     """DR with optimistic shrinkage (Su et al., 2020):
     ``V = mean_i (DM_i + w'_i e_i)`` with ``w'_i = lam w_i / (w_i^2 + lam)``.
 
@@ -155,8 +151,6 @@ class DROS(Estimator):
     0.48213
     """
 
-    needs_model = True
-
     def __init__(self, lam: float = 100.0):
         _positive(lam, "lam")
         self.lam = lam
@@ -168,6 +162,3 @@ class DROS(Estimator):
     def effective_weights(self, d: LoggedData) -> np.ndarray:
         w = d.weights()
         return self.lam * w / (w ** 2 + self.lam)
-
-    def _terms(self, d: LoggedData) -> Terms:
-        return _dm(d) + self.effective_weights(d) * _residual(d), None, None
