@@ -1,4 +1,8 @@
-"""The ``loopwise`` command line. Each subcommand imports what it needs when it runs.
+"""The ``loopwise`` command line.
+
+A subcommand with a module of its own (simulate, compare, ope, serve, token) takes its flags
+from that module's ``add_arguments(parser)`` and runs its ``main(args)``; the small ones
+(export, quarantine, bench) live here and import what they need when they run.
 
 A mistake the user can fix (a bad flag, a config key, a data directory that is not one or
 is held by a running engine) ends the command with one line, ``error: <what> ...``, and
@@ -8,28 +12,11 @@ exit status 2; a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from engine.errors import LoopwiseError
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    from experiments.simulate import main as simulate_main
-
-    return simulate_main(args)
-
-
-def _compare(args: argparse.Namespace) -> int:
-    from experiments.compare import main as compare_main
-
-    return compare_main(args)
-
-
-def _ope(args: argparse.Namespace) -> int:
-    from experiments.ope.run import main as ope_main
-
-    return ope_main(args)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -45,18 +32,6 @@ def _export(args: argparse.Namespace) -> int:
         n = to_dsjson(args.log, args.out)
     print(f"{n} decisions written to {args.out} ({args.format})")
     return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from engine.serve.server import main as serve_main
-
-    return serve_main(args)
-
-
-def _token(args: argparse.Namespace) -> int:
-    from engine.serve.tokens import main as token_main
-
-    return token_main(args)
 
 
 def _quarantine(args: argparse.Namespace) -> int:
@@ -103,28 +78,26 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _module_command(sub: argparse._SubParsersAction, name: str, module: str,
+                    help_text: str) -> None:
+    """Subcommand ``name`` whose ``module`` defines ``add_arguments(parser)`` and ``main(args)``."""
+    mod = importlib.import_module(module)
+    parser = sub.add_parser(name, help=help_text)
+    mod.add_arguments(parser)
+    parser.set_defaults(func=mod.main)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loopwise", description="Loopwise: online learning engine for recommender loops.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sim = sub.add_parser("simulate", help="run the engine against the user simulator (main job)")
-    from experiments.simulate import add_arguments
-
-    add_arguments(sim)
-    sim.set_defaults(func=_simulate)
-
-    cmp_ = sub.add_parser("compare", help="A/B comparison of policy variants in simulation")
-    from experiments.compare import add_arguments as compare_arguments
-
-    compare_arguments(cmp_)
-    cmp_.set_defaults(func=_compare)
-
-    ope = sub.add_parser("ope", help="off-policy evaluation of a target policy on logged data")
-    from experiments.ope.run import add_arguments as ope_arguments
-
-    ope_arguments(ope)
-    ope.set_defaults(func=_ope)
+    _module_command(sub, "simulate", "experiments.simulate",
+                    "run the engine against the user simulator (main job)")
+    _module_command(sub, "compare", "experiments.compare",
+                    "A/B comparison of policy variants in simulation")
+    _module_command(sub, "ope", "experiments.ope.run",
+                    "off-policy evaluation of a target policy on logged data")
 
     export = sub.add_parser("export", help="export the decision log to Parquet or VW DSJson")
     export.add_argument("--log", required=True, help="engine data directory")
@@ -134,17 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Parquet only: also decisions still waiting for a reward")
     export.set_defaults(func=_export)
 
-    serve = sub.add_parser("serve", help="the HTTP decision service (FastAPI under uvicorn)")
-    from engine.serve.server import add_arguments as serve_arguments
-
-    serve_arguments(serve)
-    serve.set_defaults(func=_serve)
-
-    token = sub.add_parser("token", help="named HTTP tokens with scopes: add, list, remove")
-    from engine.serve.tokens import add_arguments as token_arguments
-
-    token_arguments(token)
-    token.set_defaults(func=_token)
+    _module_command(sub, "serve", "engine.serve.server",
+                    "the HTTP decision service (FastAPI under uvicorn)")
+    _module_command(sub, "token", "engine.serve.tokens",
+                    "named HTTP tokens with scopes: add, list, remove")
 
     quarantine = sub.add_parser("quarantine", help="records a data directory could not store: "
                                 "list them, release them once dealt with")
