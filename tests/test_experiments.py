@@ -110,7 +110,7 @@ def test_sample_mean_ci_is_the_t_interval():
     from experiments.metrics import sample_mean_ci
 
     x = np.array([0.31, 0.28, 0.35, 0.30, 0.29, 0.33, 0.27, 0.32, 0.34, 0.30, 0.31, 0.26, 0.36])
-    m, lo, hi = sample_mean_ci(x)  # 12 degrees of freedom, where the old lookup table erred
+    m, lo, hi = sample_mean_ci(x)  # 13 values: the half-width uses t_{0.975, 12}
     half = stats.t.ppf(0.975, 12) * x.std(ddof=1) / np.sqrt(13)
     assert m == pytest.approx(x.mean(), rel=1e-15)
     assert (lo, hi) == pytest.approx((x.mean() - half, x.mean() + half), rel=1e-12)

@@ -1,8 +1,6 @@
 """Simulator speed: user-steps/s of the gymnasium env (one user a step) and of the batched
-env (B users a step). Run: ``python -m experiments.benchmarks.bench_simulator``.
-
-Targets on the 2-core reference machine: >= 20,000 steps/s single, >= 200,000 user-steps/s
-batched with B = 256.
+env (B users a step), per preset, with the targets they are held to.
+Run: ``python -m experiments.benchmarks.bench_simulator``.
 """
 
 from __future__ import annotations

@@ -52,7 +52,9 @@ class Ridge:
         d = x.shape[1]
         gram = x.T @ x + self.l2 * np.eye(d)
         xty = x.T @ y
-        try:  # positive definite when l2 > 0: an LU solve, about ten times faster than an SVD
+        # l2 > 0 makes the gram matrix positive definite, so a direct solve suffices; with
+        # l2 = 0 it may be singular, and lstsq (an SVD) gives the minimum-norm solution
+        try:
             self.beta_ = np.linalg.solve(gram, xty) if self.l2 > 0 else None
         except np.linalg.LinAlgError:
             self.beta_ = None
