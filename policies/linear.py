@@ -2,94 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from policies import kernels
 from policies.base import Policy, check_param
 from policies.forgetting import DRIFT_FACTOR, HALF_LIFE, forgotten, make_forgetting
-
-try:  # BLAS updates in place (numpy builds a temporary first, a D x D one for the outer
-    # product); LAPACK inverts a triangular factor directly
-    from scipy.linalg.blas import daxpy as _daxpy
-    from scipy.linalg.blas import dger as _dger
-    from scipy.linalg.lapack import dpotrf as _dpotrf
-    from scipy.linalg.lapack import dtrtri as _dtrtri
-except ImportError:  # scipy is optional: the numpy paths compute the same results
-    _daxpy = _dger = _dpotrf = _dtrtri = None
-
-
-_NO_ROOT = np.empty((0, 0))  # ridge_step's "no Cholesky factor to downdate"
-
-
-def inverse_and_root(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """``A^-1`` (exactly symmetric) and a square root ``R`` of it (``R R^T = A^-1``) of a
-    symmetric positive definite ``a``, from its Cholesky factor: ``A = L L^T`` gives ``A^-1
-    = L^-T L^-1`` and ``R = L^-T``. If ``a`` is not numerically positive definite: its
-    symmetrized inverse and ``None``.
-
-    Examples
-    --------
-    >>> a_inv, root = inverse_and_root(np.array([[4.0, 2.0], [2.0, 2.0]]))
-    >>> np.allclose(a_inv, [[0.5, -0.5], [-0.5, 1.0]]), np.allclose(root @ root.T, a_inv)
-    (True, True)
-    """
-    lower = inv_lower = None
-    if _dpotrf is not None:
-        lower, info = _dpotrf(a, 1, 1)
-        if info == 0:
-            inv_lower, info = _dtrtri(lower, 1)
-            inv_lower = inv_lower if info == 0 else None
-    else:
-        try:
-            inv_lower = np.linalg.inv(np.linalg.cholesky(a))
-        except np.linalg.LinAlgError:
-            pass
-    if inv_lower is None:
-        a_inv = np.linalg.inv(a)
-        return (a_inv + a_inv.T) * 0.5, None
-    root = inv_lower.T
-    return np.dot(root, inv_lower), root  # numpy computes R R^T as a symmetric product
-
-
-def add_outer(m: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``m + alpha * outer(x, y)`` for float64 ``m`` (D, D) and ``x``, ``y`` (D,), written
-    into ``m`` when it is C-contiguous; returns the result (use it: another ``m`` gets a new
-    array).
-
-    Examples
-    --------
-    >>> m = np.eye(2)
-    >>> add_outer(m, -1.0, np.array([1.0, 2.0]), np.array([0.5, 1.0])).tolist()
-    [[0.5, -1.0], [-1.0, -1.0]]
-    >>> m.tolist()
-    [[0.5, -1.0], [-1.0, -1.0]]
-    """
-    if not m.flags.c_contiguous:
-        return m + np.multiply.outer(x * alpha, y)
-    if _dger is not None:  # m^T is a Fortran-ordered view of m: BLAS adds alpha y x^T to it
-        return _dger(alpha, y, x, 1, 1, m.T, 1, 1, 1).T
-    m -= np.multiply.outer(x * -alpha, y)
-    return m
-
-
-def add_scaled(y: np.ndarray, alpha: float, x: np.ndarray) -> np.ndarray:
-    """``y + alpha * x`` for float64 vectors, written into ``y`` when it is contiguous;
-    returns the result (use it).
-
-    Examples
-    --------
-    >>> y = np.ones(2)
-    >>> add_scaled(y, 2.0, np.array([1.0, -1.0])).tolist(), y.tolist()
-    ([3.0, -1.0], [3.0, -1.0])
-    """
-    if not y.flags.c_contiguous:
-        return y + alpha * x
-    if _daxpy is not None:
-        return _daxpy(x, y, len(x), alpha)
-    y += alpha * x
-    return y
 
 
 class LinearPolicy(Policy):
@@ -105,7 +22,7 @@ class LinearPolicy(Policy):
     prior ``l2 I`` one coordinate ``j`` at a time, so directions no recent record excites
     return to the prior (``A^-1`` stays bounded) instead of blowing up. Every term is a
     rank-one change: one record updates ``A^-1`` by Sherman-Morrison in O(D^2), in one
-    compiled call (:func:`policies.kernels.ridge_step`) where numba is available, and joins
+    compiled call (:func:`policies.kernels.ridge_step`), and joins
     a list of records to add to ``A`` later; ``A^-1`` is recomputed from ``A`` after a
     mini-batch and every ``RESYNC`` single records, so rounding never accumulates. A
     mini-batch learns the model the same records learn one at a time; its records'
@@ -205,16 +122,16 @@ class LinearPolicy(Policy):
             return
         f = self._forget
         if f is None:
-            self._ridge_step(x, reward, 1.0, 0.0, 0)
+            kernels.ridge_step(self._a_inv, self._b, x, reward, 1.0, 0.0, 0)
         else:
             lam, refresh, j = f.next_record(self.l2 * self.n_features)
-            pred, quad = self._ridge_step(x, reward, lam, refresh, j)
+            pred, quad = kernels.ridge_step(self._a_inv, self._b, x, reward, lam, refresh, j)
             scale = self._pending_scale = self._pending_scale * lam
             self._pending_forget.append((1.0 / scale, refresh / scale, j))
             f.observe(reward - pred, quad)
         self._pending.append(x)
         self._theta = None
-        self._after_update_one()
+        self._after_update()
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         self._refit(phi, rewards)  # a mini-batch (one record goes to _learn_one)
@@ -233,47 +150,14 @@ class LinearPolicy(Policy):
             rates = f.schedule(errors, leverage, self.l2 * self.n_features)
             a, self._b = forgotten(self._a, self._b, phi, rewards, *rates)
         self._a = (a + a.T) * 0.5
-        self._a_inv, root = inverse_and_root(self._a)
+        a_inv = np.linalg.inv(self._a)
+        self._a_inv = (a_inv + a_inv.T) * 0.5
         self._theta = self._a_inv @ self._b
         self._after_update()
-        self._after_refit(root)
-
-    def _ridge_step(self, x: np.ndarray, r: float, lam: float, refresh: float, j: int
-                    ) -> tuple[float, float]:
-        """One record into ``A^-1`` and ``b`` (:func:`policies.kernels.ridge_step`, one
-        compiled call where numba is available); returns its prediction and leverage
-        before. Subclasses that keep something derived from ``A^-1`` update it here."""
-        if kernels.AVAILABLE:
-            pred, quad, _ = kernels.ridge_step(self._a_inv, self._b, x, r, lam, refresh, j,
-                                               _NO_ROOT)
-            return pred, quad
-        ax = np.dot(self._a_inv, x)
-        quad, pred = float(np.dot(x, ax)), float(np.dot(ax, self._b))
-        scale = -1.0 / (lam + quad)
-        if lam == 1.0 and refresh == 0.0:
-            self._a_inv = add_outer(self._a_inv, scale, ax, ax)
-            self._b = add_scaled(self._b, r, x)
-            return pred, quad
-        a_inv = (self._a_inv + scale * np.multiply.outer(ax, ax)) / lam
-        if refresh > 0.0:
-            w = a_inv[j] * math.sqrt(refresh / (1.0 + refresh * a_inv[j, j]))
-            a_inv -= np.multiply.outer(w, w)
-        self._a_inv = a_inv
-        self._b = lam * self._b + r * x
-        return pred, quad
-
-    def _after_refit(self, root: np.ndarray | None) -> None:
-        """Hook: ``A^-1`` was recomputed from ``A`` (not updated by one record), with a
-        square root ``root`` of it (``None`` if ``A`` was not numerically positive definite)."""
 
     def _after_update(self) -> None:
         """Hook for subclasses that cache state derived from the model."""
         self._float32 = None
-
-    def _after_update_one(self) -> None:
-        """Hook: one record was learned by :meth:`_ridge_step` (a subclass whose
-        :meth:`_ridge_step` updates what it caches keeps it here)."""
-        self._after_update()
 
     def _float32_model(self) -> tuple[np.ndarray, np.ndarray]:
         """``A^-1`` and ``theta`` in float32 (cached until the next update), for scoring large

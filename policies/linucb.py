@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from policies import kernels
@@ -55,20 +53,10 @@ class LinUCB(LinearPolicy):
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape
-        if b == 1 and mask is None:  # one decision: its K bounds as Python floats
-            if kernels.AVAILABLE:
-                bound = np.empty(k)
-                kernels.linucb_one(phi[0], self._a_inv, self._b, self.alpha, bound)
-                bound = bound.tolist()
-            else:  # with b as one more row, one product gives phi A^-1 phi^T on the
-                # diagonal and phi A^-1 b = phi theta in the last column
-                xb = np.concatenate((phi[0], self._b[None]), dtype=np.float64)
-                g = np.dot(np.dot(xb, self._a_inv), xb.T)
-                alpha = self.alpha
-                bound = [m + alpha * math.sqrt(q) if q > 0.0 else m
-                         for m, q in zip(g[:k, k].tolist(), g.diagonal()[:k].tolist(),
-                                         strict=True)]
-            probs = greedy_mix_one(bound, self.epsilon)
+        if b == 1 and mask is None:  # one decision: its K bounds in one compiled call
+            bound = np.empty(k)
+            kernels.linucb_one(phi[0], self._a_inv, self._b, self.alpha, bound)
+            probs = greedy_mix_one(bound.tolist(), self.epsilon)
             if probs is not None:
                 return probs
         x = phi.reshape(b * k, d)

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from policies import kernels
-from policies.base import Policy, check_param, mix_uniform
+from policies.base import Policy, check_param
 from policies.forgetting import DRIFT_FACTOR, forgotten, make_forgetting, weights_after
-from policies.thompson import cholesky_psd, win_probabilities
+from policies.thompson import psd_root, win_probabilities
 
 _WARMUP = 3  # eager Adam steps before a CUDA graph is captured
 
@@ -174,13 +174,15 @@ class NeuralTS(Policy):
 
     # ---- hooks -----------------------------------------------------------------------
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        b, k, _ = phi.shape
-        h = self.features(phi)
-        cov = (self.v * self.v) * self._a_inv
-        if b * k >= self.hidden and self._chol is None:
-            self._chol = cholesky_psd(cov)
-        wins = win_probabilities(h, mask, self._theta, cov, self._chol, self.n_draws, self._rng)
-        return mix_uniform(wins, mask, self.epsilon)
+        return win_probabilities(self.features(phi), mask, self._a_inv, self._b, self._theta,
+                                 self._posterior_root, self.v, self.n_draws, self.epsilon,
+                                 self._rng)
+
+    def _posterior_root(self) -> np.ndarray:
+        """A square root of the head's ``A^-1`` for a batch's draws, once per version."""
+        if self._chol is None:
+            self._chol = psd_root(self._a_inv)
+        return self._chol
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         h = self.features(phi)
@@ -197,27 +199,21 @@ class NeuralTS(Policy):
             self._since_train = 0
             self.train()
             return
-        if rates is not None:  # Bayesian update of the head on the current representation
-            self._learn_head(h, rewards, rates)
-        else:
-            self._a = self._a + h.T @ h
-            if len(h) == 1:
-                ah = self._a_inv @ h[0]
-                self._a_inv = self._a_inv - np.outer(ah / (1.0 + h[0] @ ah), ah)
-            else:
-                self._a_inv = np.linalg.inv(self._a)
-            self._b = self._b + h.T @ rewards
+        if rates is None:  # no forgetting: every factor 1
+            n = len(h)
+            rates = (np.ones(n), np.zeros(n), np.zeros(n, np.int64))
+        self._learn_head(h, rewards, rates)  # Bayesian update on the current representation
         self._theta = self._a_inv @ self._b
         self._chol = None
 
     def _learn_head(self, h: np.ndarray, y: np.ndarray, rates: tuple) -> None:
         """The head learns records ``h`` (N, hidden) with forgetting ``rates``: one record
-        by the linear policies' step (O(hidden^2)), a mini-batch by a refit."""
+        by the linear policies' step (:func:`policies.kernels.ridge_step`, O(hidden^2)), a
+        mini-batch by a refit."""
         self._a, b = forgotten(self._a, self._b, h, y, *rates)
-        if len(h) == 1 and kernels.AVAILABLE:
+        if len(h) == 1:
             lam, refresh, j = (r[0].item() for r in rates)
-            kernels.ridge_step(self._a_inv, self._b, h[0], float(y[0]), lam, refresh, j,
-                               np.empty((0, 0)))
+            kernels.ridge_step(self._a_inv, self._b, h[0], float(y[0]), lam, refresh, j)
         else:
             self._a_inv = np.linalg.inv(self._a)
             self._b = b

@@ -1,9 +1,8 @@
 """Fast paths of the linear policies agree with their general paths.
 
 One decision (B = 1) and one record (N = 1, one-row arrays) take shorter code paths; here
-they are checked against the batch and mini-batch paths, LinTS's one-decision draws (K <= D)
-against the exact answer and against its batch draws, and the optional scipy BLAS/LAPACK
-calls against their numpy fallbacks.
+they are checked against the batch and mini-batch paths, and LinTS's one-decision draws
+against the exact answer and against its batch draws.
 """
 
 from __future__ import annotations
@@ -14,10 +13,8 @@ import pickle
 import numpy as np
 import pytest
 
-import policies.linear
-import policies.thompson
 from policies import make
-from policies.thompson import win_probabilities_root
+from policies.thompson import win_probabilities
 
 LINEAR = ["egreedy", "linucb", "lints", "squarecb"]
 D, K = 8, 5  # K <= D: LinTS draws one decision's scores jointly
@@ -152,33 +149,12 @@ def test_batch_draws_match_the_exact_answer_with_a_mask(dtype):
     mask = np.ones((b, 3), bool)
     mask[:, 2] = False  # the best candidate is masked away
     theta, root = np.array([1.0, 0.0, 1.0]), np.diag(np.sqrt([0.5, 0.6, 1.0]))
-    got = win_probabilities_root(phi, mask, theta, root, 1.0, 40_000, rng)
+    got = win_probabilities(phi, mask, None, None, theta, lambda: root, 1.0, 40_000, 0.0, rng)
     # s0 ~ N(1, 0.5), s1 ~ N(0, 4 * 0.6); the same draws for every row
     exact = 0.5 * (1 + math.erf(1.0 / math.sqrt(0.5 + 4 * 0.6) / math.sqrt(2)))
     np.testing.assert_allclose(got[:, 0], exact, atol=0.01)
     assert (got[:, 2] == 0).all()
     np.testing.assert_allclose(got.sum(axis=1), 1.0)
-
-
-@pytest.mark.parametrize("name", LINEAR)
-def test_numpy_fallbacks_compute_what_scipy_computes(name, monkeypatch):
-    phi, x = candidates(1), np.random.default_rng(4).normal(size=(50, 1, D))
-    runs = []
-    for without_scipy in (False, True):
-        if without_scipy:
-            monkeypatch.setattr(policies.linear, "_dger", None)
-            monkeypatch.setattr(policies.linear, "_daxpy", None)
-            monkeypatch.setattr(policies.linear, "_dpotrf", None)  # Cholesky: both modules
-        p = trained(name)
-        probs = []
-        for row in x:
-            probs.append(p.act(phi))
-            p.update(row, row[:, 0], np.full(1, 0.5))
-        runs.append((p, np.concatenate(probs)))
-    (blas, blas_probs), (numpy_, numpy_probs) = runs
-    np.testing.assert_allclose(blas._a_inv, numpy_._a_inv, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(blas._b, numpy_._b, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(blas_probs, numpy_probs, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["egreedy", "linucb", "squarecb"])

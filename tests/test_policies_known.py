@@ -58,20 +58,21 @@ def test_lints_reports_the_exact_win_probability_of_its_posterior():
     np.testing.assert_allclose(probs[0, 0], 0.9 * exact + 0.05, atol=0.01)
 
 
-@pytest.mark.parametrize("b", [1, 4])  # B*K < D: joint score draws; otherwise weight draws
+@pytest.mark.parametrize("b", [1, 4])  # one decision: joint score draws; a batch: weights
 def test_win_probabilities_both_paths_match_the_exact_answer(b):
     d = 6
     rng = np.random.default_rng(0)
     phi = np.zeros((b, 2, d))
     phi[:, 0, 0], phi[:, 1, 1] = 1.0, 2.0
+    cov = np.diag(np.linspace(0.5, 1.0, d))  # A^-1, with b = A theta
     theta = np.zeros(d)
     theta[0] = 1.0
-    cov = np.diag(np.linspace(0.5, 1.0, d))
-    got = win_probabilities(phi, np.ones((b, 2), bool), theta, cov, None, 40_000, rng)
+    got = win_probabilities(phi, None, cov, np.linalg.solve(cov, theta), theta,
+                            lambda: np.sqrt(cov), 1.0, 40_000, 0.0, rng)
     # s0 ~ N(1, 0.5), s1 ~ N(0, 4 * 0.6): P(s0 > s1)
     exact = 0.5 * (1 + math.erf(1.0 / math.sqrt(0.5 + 4 * 0.6) / math.sqrt(2)))
     np.testing.assert_allclose(got[:, 0], exact, atol=0.01)
-    assert (got.sum(axis=1) == 1).all()
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-12)
 
 
 # ---- ridge algebra ------------------------------------------------------------------
