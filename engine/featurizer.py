@@ -65,6 +65,7 @@ class Featurizer:
         self.max_candidates = max_candidates
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
         self._views: dict[str, tuple] = {}  # item id -> cache entry (see _check)
+        self._lists: dict[tuple, tuple | None] = {}  # ids -> a list's result (see _memo)
         self._no_context = np.zeros(len(self.context_features))  # shared: read only
         self._no_context.flags.writeable = False
 
@@ -87,7 +88,10 @@ class Featurizer:
 
         Views are kept per item id: an id seen before with topics and tags equal (by value)
         to the request's gets the view built then, unchecked again (a view is what its id,
-        topics and tags make), so a list of known items costs a few C-level passes.
+        topics and tags make), so a list of known items costs a few C-level passes. A list
+        that recurs (a pool re-ranked for many users) is answered from its own result, kept
+        from its second sighting on and returned only to a list equal to it by value: the
+        same views and (read-only) item features this method computed for it.
         """
         if type(candidates) is not list and (isinstance(candidates, (str, bytes, Mapping))
                                              or not isinstance(candidates, Sequence)):
@@ -97,6 +101,9 @@ class Featurizer:
         if len(candidates) > self.max_candidates:
             raise ValidationError(where, f"must hold at most {self.max_candidates} candidates",
                                   len(candidates))
+        key, memo = self._memo(candidates)
+        if memo is not None:
+            return memo
         ids, topics, tags, rows, problems = _fields(candidates, where)
         entries = self._known(ids, topics, tags)
         if entries is None:  # some item is new, changed or bad: checked in order
@@ -110,7 +117,35 @@ class Featurizer:
         views = CandidateSet([*map(_VIEW, entries)],
                              (tuple(ids), [*map(_TOPIC_KEY, entries)], any(map(_HAS_TAGS, entries)),
                               tuple(map(_JSON_ID, entries))))
-        return views, self._item_features(rows, where)
+        items = self._item_features(rows, where)
+        if key is not None:
+            self._remember(key, candidates, rows, views, items)
+        return views, items
+
+    def _memo(self, candidates: list) -> tuple[tuple | None, tuple | None]:
+        """(the list's key, its kept result if the list equals the one kept) — the key is
+        its ids, ``None`` for a list that is not plain dicts with hashable ids."""
+        try:
+            key = tuple(map(_ID, candidates))
+            kept = self._lists.get(key)
+            if kept is not None and kept[0] == candidates:  # one C-level comparison
+                return key, kept[1]
+        except Exception:  # noqa: BLE001 - not dicts, no id, an unhashable or odd value
+            return None, None
+        return key, None
+
+    def _remember(self, key: tuple, candidates: list, rows: list, views, items) -> None:
+        """Note a list's first sighting (its ids only: a stream of lists that never recur
+        keeps nothing else); keep its result at the second, if it can be compared by value
+        later (plain dicts, features lists of plain numbers)."""
+        if key not in self._lists:
+            if len(self._lists) >= 8192:
+                self._lists.clear()
+            self._lists[key] = None
+        elif {*map(type, candidates)} == _ONLY_DICTS and all(map(_numbers_only, rows)):
+            items.flags.writeable = False  # shared by every request with this list
+            copy = [{k: _frozen(v) for k, v in c.items()} for c in candidates]
+            self._lists[key] = (copy, (views, items))
 
     def _known(self, ids: list, topics: list, tags: list) -> list[tuple] | None:
         """The cache entries of the candidates when every one is known with equal topics
@@ -253,6 +288,8 @@ _ONLY_DICTS, _ONLY_STR = {dict}, {str}
 #: tags, the id as a JSON string
 _TOPICS, _TAGS, _VIEW, _TOPIC_KEY, _HAS_TAGS, _JSON_ID = map(itemgetter, range(6))
 _NUMERIC_KINDS = "biuf"  # numpy dtype kinds of booleans, integers and floats
+_NUMBER_TYPES = frozenset({int, float})
+_ID = itemgetter("id")
 
 
 def _fields(candidates: Sequence, where: str) -> tuple[list, list, list, list, list]:
@@ -281,6 +318,11 @@ def _fields(candidates: Sequence, where: str) -> tuple[list, list, list, list, l
         for column, value in zip(out, (*fields, problem), strict=True):
             column.append(value)
     return out
+
+
+def _numbers_only(row: object) -> bool:
+    """None, or a list of plain ints and floats: feature rows a kept list may hold."""
+    return row is None or (type(row) is list and {*map(type, row)} <= _NUMBER_TYPES)
 
 
 def _frozen(value: object) -> object:

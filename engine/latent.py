@@ -13,12 +13,14 @@ checked against.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import count, repeat
 
 import numpy as np
 from river import optim, reco
 
 from engine import kernels
+
+_ARENA_TOKENS = count(1)
 
 
 def _plain(optimizer) -> bool:
@@ -76,11 +78,25 @@ class LatentFactors(reco.FunkMF):
         uo.n_iterations += len(triples)
         io.n_iterations += len(triples)
 
-    def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int) -> None:
+    def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int,
+                    memo: dict | None = None) -> None:
         """Write each item's latent score, its vector . ``user``, into ``out[:, col]`` (0 for
-        an item never learned). Reading draws no vector (the model is unchanged)."""
+        an item never learned). Reading draws no vector (the model is unchanged).
+
+        ``memo``: a dict kept with a list of items that recurs (a re-ranked pool); it keeps
+        the items' rows in this model's matrix. Rows never move, so they stay right while
+        every item has one, or while no item has been learned since (an unknown item's row
+        0 may have become a real row)."""
         arena = self._item_rows()
-        rows = np.fromiter(map(arena.rows.get, items, repeat(0)), np.int64, len(items))
+        n = len(arena.rows)
+        seen = None if memo is None else memo.get(arena.token)
+        if seen is not None and (seen[0] or seen[1] == n):
+            rows = seen[2]
+        else:
+            rows = np.fromiter(map(arena.rows.get, items, repeat(0)), np.int64, len(items))
+            if memo is not None:
+                memo.clear()  # (one model's rows: a restored model gets a new token)
+                memo[arena.token] = (bool(rows.all()), n, rows)
         kernels.row_dots(arena.matrix, rows, user, out, col)
 
     def _item_rows(self) -> _Arena:
@@ -122,6 +138,7 @@ class _Arena:
     stays zeros (no key's): the row an unknown item's score reads."""
 
     def __init__(self, latents: dict, n_factors: int):
+        self.token = next(_ARENA_TOKENS)  # names this arena in memos of item rows
         self.latents = latents
         self.rows: dict = {}
         self.free: list[int] = []

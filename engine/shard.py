@@ -96,6 +96,7 @@ class CandidateSet(tuple):
         self.ids, keys, self.any_tags, self._encoded = derived
         self.topic_keys = None if None in keys else keys
         self._ids_json = None
+        self.latent_rows: dict = {}  # for LatentFactors.item_scores, per model
         return self
 
     @property
@@ -285,7 +286,7 @@ class ProfileShard:
                 inter[:, 2] = [sum(keywords.get(w, 0.0) for w in c.words) * decay / kw_mass
                                if c.words else 0.0 for c in candidates]
             if latent is not None:  # items without latents score 0 (a zero vector)
-                self._mf.item_scores(candidates.ids, latent, inter, 3)
+                self._mf.item_scores(candidates.ids, latent, inter, 3, candidates.latent_rows)
             out.append((user, inter))
         return out
 

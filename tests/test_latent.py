@@ -163,9 +163,12 @@ def test_item_scores_follow_items_learned_since():
     assert np.allclose(out[:, 1], oracles.item_vectors(model, ids) @ user)
     assert np.array_equal(out[:, [0, 2]], np.full((4, 2), 7.0))  # other columns untouched
     model.learn_many(stream(300))
+    memo: dict = {}  # kept with the list, as a re-ranked pool's candidate set keeps it
     for step in range(3):
         out = np.zeros((4, 2))
-        model.item_scores(ids, user, out, 0)
+        model.item_scores(ids, user, out, 0, memo if step % 2 else None)
+        model.item_scores(ids, user, out, 1, memo)  # the memo's rows give the same scores
+        assert np.array_equal(out[:, 0], out[:, 1]) and memo
         assert np.allclose(out[:, 0], oracles.item_vectors(model, ids) @ user)
         assert out[1, 0] != 0.0 if step else out[1, 0] == 0.0  # "fresh" learned after step 0
         assert out[3, 0] == 0.0  # never learned: scores 0, and reading draws nothing
