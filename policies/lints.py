@@ -33,9 +33,8 @@ class LinTS(LinearPolicy):
         Posterior scale (exploration strength).
     n_draws
         Posterior draws per decision used to estimate win probabilities (in antithetic
-        pairs). 64 keeps one decision at tens of microseconds and a batch of 256 decisions
-        near a millisecond; the estimate only needs to be good enough to explore well,
-        since the caller samples from exactly the reported numbers.
+        pairs). The estimate only needs to be good enough to explore well, since the
+        caller samples from exactly the reported numbers; its cost grows with it.
     epsilon
         Uniform floor: every valid candidate gets at least ``epsilon / K``.
 

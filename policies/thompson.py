@@ -103,15 +103,28 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
                         normals(rng, scale, n_draws, k), n_draws, epsilon, probs[0])
         return probs
     z = normals(rng, scale, n_draws, d)
-    half = len(z)
     dtype = np.float32 if phi.dtype == np.float32 else np.float64
     plus = (theta + np.dot(z, root().T)).astype(dtype, copy=False)  # (half, D): theta + R z
-    twice_theta = (2.0 * theta).astype(dtype, copy=False)  # w- = 2 theta - w+
-    ones = np.ones(n_draws, dtype)
-    counts = np.empty((k, batch), dtype)
-    for first in range(0, batch, CHUNK):
+    counts = _batch_counts(phi, mask, plus, (2.0 * theta).astype(dtype, copy=False), n_draws)
+    total = counts.sum(axis=1, keepdims=True)
+    incomparable = total[:, 0] == 0.0  # NaN scores: uniform over the valid candidates
+    if incomparable.any():
+        counts[incomparable] = 1.0 if mask is None else mask[incomparable]
+        total = counts.sum(axis=1, keepdims=True)
+    return mix_uniform(counts / total, mask, epsilon)
+
+
+def _batch_counts(phi: np.ndarray, mask: np.ndarray | None, plus: np.ndarray,
+                  twice_theta: np.ndarray, n_draws: int) -> np.ndarray:
+    """Draws (B, K) in which each candidate has its row's best score, for the weight draws
+    ``plus`` (half, D) and their antithetic twins ``2 theta - plus``."""
+    b, k, _ = phi.shape
+    half = len(plus)
+    ones = np.ones(n_draws, plus.dtype)
+    counts = np.empty((k, b), plus.dtype)
+    for first in range(0, b, CHUNK):
         xt = phi[first:first + CHUNK].transpose(1, 2, 0)  # (K, D, decisions), a view
-        scores = np.empty((k, 2 * half, xt.shape[2]), dtype)
+        scores = np.empty((k, 2 * half, xt.shape[2]), plus.dtype)
         np.matmul(plus, xt, out=scores[:, :half])
         np.subtract(np.matmul(twice_theta, xt)[:, None, :], scores[:, :half],
                     out=scores[:, half:])
@@ -121,13 +134,7 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
             np.copyto(scores, -np.inf, where=~mask[first:first + CHUNK].T[:, None, :])
         hits = np.equal(scores, scores.max(axis=0), out=scores)
         counts[:, first:first + CHUNK] = np.matmul(ones, hits)
-    counts = counts.T.astype(np.float64)
-    total = counts.sum(axis=1, keepdims=True)
-    incomparable = total[:, 0] == 0.0  # NaN scores: uniform over the valid candidates
-    if incomparable.any():
-        counts[incomparable] = 1.0 if mask is None else mask[incomparable]
-        total = counts.sum(axis=1, keepdims=True)
-    return mix_uniform(counts / total, mask, epsilon)
+    return counts.T.astype(np.float64)
 
 
 _ALL_VALID: dict[int, np.ndarray] = {}

@@ -29,7 +29,7 @@ def action_lines(x: np.ndarray, template: str) -> list[str]:
     VW reads text in C++, so the cost from Python is building the lines. Sparse rows (at
     most half non-zero, as with one-hot features) list only their non-zero features, with
     one f-string per feature; dense rows are formatted whole by one ``%`` call on
-    ``template`` (about 4x faster than joining per-feature f-strings). Both give VW the same
+    ``template`` (faster than joining per-feature f-strings). Both give VW the same
     example: a zero-valued feature adds nothing to a prediction or an update. Passing the
     list of lines to ``Workspace.predict``/``learn`` costs the same as ``parse`` +
     ``predict`` + ``finish_example``; building ``pyvw.Example`` objects feature by feature is
