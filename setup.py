@@ -25,7 +25,7 @@ setup(
         # engine.latent restates FunkMF's SGD step (bit for bit River's, tests/test_latent.py);
         # checked against these versions only
         "river>=0.26,<0.27",
-        # compiled one-record kernels for the linear policies (numpy paths where it is missing)
+        # compiled kernels: the policies' one-record decide and learn, the engine's per-request work
         "numba>=0.60",
         "gymnasium>=1.0",
         "pyarrow>=14",
