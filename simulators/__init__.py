@@ -17,6 +17,7 @@ from gymnasium.envs.registration import register, registry
 from simulators.config import PRESETS, SimConfig, make_config
 from simulators.core import SimCore
 from simulators.envs import BatchedRecEnv, RecSessionEnv, RecStreamEnv
+from simulators.sessions import BatchedSessionEnv
 
 #: Registered ids and their default keyword arguments.
 ENV_IDS: dict[str, tuple[str, dict]] = {
@@ -33,5 +34,5 @@ for _id, (_entry, _kwargs) in ENV_IDS.items():
     if _id not in registry:
         register(id=_id, entry_point=_entry, kwargs=_kwargs)
 
-__all__ = ["ENV_IDS", "PRESETS", "BatchedRecEnv", "RecSessionEnv", "RecStreamEnv", "SimConfig",
-           "SimCore", "make_config"]
+__all__ = ["ENV_IDS", "PRESETS", "BatchedRecEnv", "BatchedSessionEnv", "RecSessionEnv",
+           "RecStreamEnv", "SimConfig", "SimCore", "make_config"]
