@@ -21,6 +21,7 @@ from policies.errors import ValidationError
 from policies.lints import LinTS
 from policies.linucb import LinUCB
 from policies.slate import sample_slate
+from policies.slateq import SlateQ
 from policies.squarecb import SquareCB
 from policies.uniform import Uniform
 from policies.vw import EXPLORATIONS
@@ -31,6 +32,7 @@ _REGISTRY: dict[str, type[Policy]] = {
     "linucb": LinUCB,
     "lints": LinTS,
     "squarecb": SquareCB,
+    "slateq": SlateQ,
 }
 
 
