@@ -55,6 +55,29 @@ def check_param(name: str, value: Any, *, low: float | None = None, high: float 
         raise ValidationError(name, f"must be <= {high}", value)
 
 
+def check_mask(mask: Any, b: int, k: int, name: str, like: str) -> np.ndarray:
+    """``mask`` as a boolean array of shape (b, k), the first two axes of ``like``."""
+    mask = np.asarray(mask)
+    if mask.shape != (b, k):
+        raise ValueError(f"{name}: must have shape ({b}, {k}) like {like}'s first two axes "
+                         f"(got {mask.shape})")
+    if mask.dtype != bool:
+        raise TypeError(f"{name}: must be boolean (got dtype {mask.dtype})")
+    return mask
+
+
+class PickledByState:
+    """Pickles through ``state_dict``: unpickling builds the policy from its parameters
+    (a torch policy's network and optimizer on this machine's device), then loads the state."""
+
+    def __getstate__(self):
+        return self.state_dict()
+
+    def __setstate__(self, state):
+        self.__init__(**state["params"])
+        self.load_state_dict(state)
+
+
 def as_float_array(value: Any, name: str, copy_: bool = False,
                    keep_float32: bool = False) -> np.ndarray:
     """``value`` as a float64 array (float32 kept if asked); ``TypeError`` naming ``name``
@@ -171,12 +194,7 @@ class Policy:
                 return probs
             return probs / probs.sum(axis=1, keepdims=True)
         b, k, _ = phi.shape
-        mask = np.asarray(mask)
-        if mask.shape != (b, k):
-            raise ValueError(f"mask: must have shape ({b}, {k}) like phi's first two axes "
-                             f"(got {mask.shape})")
-        if mask.dtype != bool:
-            raise TypeError(f"mask: must be boolean (got dtype {mask.dtype})")
+        mask = check_mask(mask, b, k, "mask", "phi")
         valid = mask.any(axis=1)
         if not valid.all():
             raise ValueError(f"mask: row {int(np.argmin(valid))} has no valid candidate")

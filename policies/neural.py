@@ -8,14 +8,15 @@ import numpy as np
 import torch
 
 from policies import kernels
-from policies.base import Policy, check_param
+from policies.base import PickledByState, Policy, check_param
 from policies.forgetting import DRIFT_FACTOR, forgotten, make_forgetting, weights_after
 from policies.thompson import psd_root, win_probabilities
+from policies.torchnet import pick_device, seeded_mlp
 
 _WARMUP = 3  # eager Adam steps before a CUDA graph is captured
 
 
-class NeuralTS(Policy):
+class NeuralTS(PickledByState, Policy):
     """Neural-linear Thompson sampling (Riquelme et al., 2018): torch MLP, Bayesian head.
 
     An MLP (two ReLU layers of width ``hidden``) maps each candidate's features to a
@@ -99,30 +100,15 @@ class NeuralTS(Policy):
         for name, value in (("lr", lr), ("l2", l2), ("v", v)):
             check_param(name, value, low=0.0, low_open=True)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device: must be 'auto', 'cpu' or 'cuda' (got {device!r})")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: 'cuda' requested but torch sees no CUDA device "
-                             "(use 'auto' to fall back to the CPU)")
+        self._torch_device = pick_device(device)
         self.hidden, self.lr, self.batch_size = hidden, lr, batch_size
         self.train_steps = train_steps
         self.train_every, self.buffer_size, self.l2, self.v = train_every, buffer_size, l2, v
         self.n_draws, self.epsilon, self.device = n_draws, epsilon, device
         self.half_life, self.drift_factor, self.drift_period = half_life, drift_factor, drift_period
         self._forget = make_forgetting(hidden, half_life, None, drift_factor, drift_period)
-        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        self._torch_device = torch.device("cuda" if use_cuda else "cpu")
-        gen = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
-        self._net = torch.nn.Sequential(
-            torch.nn.Linear(n_features, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, 1))
-        with torch.no_grad():
-            for layer in self._net[::2]:
-                bound = (1.0 / layer.in_features) ** 0.5  # torch's default init, seeded here
-                layer.weight.uniform_(-bound, bound, generator=gen)
-                layer.bias.uniform_(-bound, bound, generator=gen)
-        self._net.to(self._torch_device)
+        self._net = seeded_mlp(n_features, hidden, int(self._rng.integers(2**62)),
+                               self._torch_device)
         # capturable: the step counter lives on the device, so CUDA graphs can hold the step
         self._opt = torch.optim.Adam(self._net.parameters(), lr=lr,
                                      capturable=self._torch_device.type == "cuda")
@@ -326,9 +312,3 @@ class NeuralTS(Policy):
                 st["step"] = st["step"].to(self._torch_device, torch.float32)
         return super().load_state_dict(state)  # ends with _after_load: weights copied
 
-    def __getstate__(self):
-        return self.state_dict()
-
-    def __setstate__(self, state):
-        self.__init__(**state["params"])
-        self.load_state_dict(state)

@@ -13,18 +13,9 @@ import io
 import numpy as np
 import torch
 
+from policies.torchnet import seeded_mlp
+
 _WARMUP = 3  # eager Adam steps before a CUDA graph is captured (as policies.neural)
-
-
-def pick_device(device: str) -> torch.device:
-    """``"auto"``: CUDA when torch sees it, else the CPU; ``"cuda"`` without one raises."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device: must be 'auto', 'cpu' or 'cuda' (got {device!r})")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' requested but torch sees no CUDA device "
-                         "(use 'auto' to fall back to the CPU)")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
 
 
 class QLearner:
@@ -45,17 +36,7 @@ class QLearner:
     def __init__(self, n_features: int, hidden: int, lr: float, gamma: float, tau: float,
                  slate_size: int, device: torch.device, seed: int):
         self.gamma, self.tau, self.slate_size, self.device = gamma, tau, slate_size, device
-        gen = torch.Generator().manual_seed(seed)
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(n_features, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, 1))
-        with torch.no_grad():
-            for layer in self.net[::2]:
-                bound = (1.0 / layer.in_features) ** 0.5  # torch's default init, seeded here
-                layer.weight.uniform_(-bound, bound, generator=gen)
-                layer.bias.uniform_(-bound, bound, generator=gen)
-        self.net.to(device)
+        self.net = seeded_mlp(n_features, hidden, seed, device)
         self.target = copy.deepcopy(self.net)
         for p in self.target.parameters():
             p.requires_grad_(False)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.base import Policy, as_float_array, check_param, greedy, mix_uniform
+from policies.base import (
+    PickledByState,
+    Policy,
+    as_float_array,
+    check_mask,
+    check_param,
+    greedy,
+    mix_uniform,
+)
 
 
-class SlateQ(Policy):
+class SlateQ(PickledByState, Policy):
     """Double Q-learning over (state, item) features, with SlateQ's slate decomposition.
 
     A bandit maximizes today's reward; SlateQ maximizes the session's discounted return
@@ -95,7 +103,8 @@ class SlateQ(Policy):
         if epsilon == 0.0 and temperature == 0.0:
             raise ValueError("epsilon: must be > 0 when temperature is 0, or a greedy policy "
                              "would report certain choices (got 0.0)")
-        from policies.qlearner import QLearner, pick_device  # torch, only when built
+        from policies.qlearner import QLearner  # torch, only when built
+        from policies.torchnet import pick_device
 
         self.gamma, self.hidden, self.lr, self.batch_size = gamma, hidden, lr, batch_size
         self.train_steps, self.train_every, self.buffer_size = train_steps, train_every, buffer_size
@@ -180,14 +189,8 @@ class SlateQ(Policy):
             raise ValueError(f"next_phi: must have shape ({n}, K, {self.n_features}) with K >= 1 "
                              f"(got {next_phi.shape})")
         k = next_phi.shape[1]
-        if next_mask is None:
-            next_mask = np.ones((n, k), bool)
-        next_mask = np.asarray(next_mask)
-        if next_mask.shape != (n, k):
-            raise ValueError(f"next_mask: must have shape ({n}, {k}) like next_phi's first two "
-                             f"axes (got {next_mask.shape})")
-        if next_mask.dtype != bool:
-            raise TypeError(f"next_mask: must be boolean (got dtype {next_mask.dtype})")
+        next_mask = np.ones((n, k), bool) if next_mask is None else \
+            check_mask(next_mask, n, k, "next_mask", "next_phi")
         done = np.asarray(done)
         if done.shape != (n,) or done.dtype.kind not in "biuf" or not np.isin(done, (0, 1)).all():
             raise ValueError(f"done: must have shape ({n},) and hold booleans or 0/1 "
@@ -287,12 +290,6 @@ class SlateQ(Policy):
         self._learner.load_bytes(state["torch"])
         return super().load_state_dict(state)  # ends with _after_load: weights copied
 
-    def __getstate__(self):
-        return self.state_dict()
-
-    def __setstate__(self, state):
-        self.__init__(**state["params"])
-        self.load_state_dict(state)
 
 
 def _grown(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
