@@ -18,6 +18,10 @@ from collections.abc import Sequence
 
 from engine.errors import LoopwiseError
 
+#: ``loopwise bench NAME`` runs ``experiments.benchmarks.<module>``.
+BENCHMARKS = {"engine": "bench_engine", "policies": "bench_policies",
+              "simulator": "bench_simulator", "ray": "bench_ray", "neural": "bench_neural",
+              "slateq": "bench_slateq", "http": "load_http"}
 
 def _export(args: argparse.Namespace) -> int:
     from engine.errors import ValidationError
@@ -70,9 +74,7 @@ def _ids(text: str) -> list[int]:
 def _bench(args: argparse.Namespace) -> int:
     import runpy
 
-    module = {"engine": "bench_engine", "policies": "bench_policies",
-              "simulator": "bench_simulator", "ray": "bench_ray", "neural": "bench_neural",
-              "http": "load_http"}[args.what]
+    module = BENCHMARKS[args.what]
     sys.argv = [module, *args.rest]
     runpy.run_module(f"experiments.benchmarks.{module}", run_name="__main__")
     return 0
@@ -121,8 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.set_defaults(func=_quarantine)
 
     bench = sub.add_parser("bench", help="speed figures, side by side with peers")
-    bench.add_argument("what", choices=["engine", "policies", "simulator", "ray", "neural",
-                                        "http"])
+    bench.add_argument("what", choices=list(BENCHMARKS))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(func=_bench)
     return parser
