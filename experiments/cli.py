@@ -23,6 +23,7 @@ BENCHMARKS = {"engine": "bench_engine", "policies": "bench_policies",
               "simulator": "bench_simulator", "ray": "bench_ray", "neural": "bench_neural",
               "slateq": "bench_slateq", "http": "load_http"}
 
+
 def _export(args: argparse.Namespace) -> int:
     from engine.errors import ValidationError
     from engine.export import to_dsjson, to_parquet
