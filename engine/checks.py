@@ -93,6 +93,8 @@ def check_strings(value: object, where: str) -> tuple[str, ...]:
 
 def is_number(x: object) -> bool:
     """A finite int or float (not a bool)."""
+    if type(x) is float:  # (the common case, without the two isinstance tests)
+        return math.isfinite(x)
     if not isinstance(x, (int, float)) or isinstance(x, bool):
         return False
     try:
@@ -192,7 +194,7 @@ def check_int(name: str, value: object, low: int) -> int:
     ...
     policies.errors.ValidationError: min_n: must be an integer >= 2 (got 1)
     """
-    if isinstance(value, bool) or not isinstance(value, Integral):
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, Integral)):
         raise ValidationTypeError(name, f"must be an integer >= {low}", value)
     if value < low:
         raise ValidationError(name, f"must be an integer >= {low}", value)

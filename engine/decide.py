@@ -11,7 +11,7 @@ import struct
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from itertools import accumulate
-from secrets import token_hex
+from os import urandom
 
 import numpy as np
 
@@ -115,7 +115,8 @@ class Decider:
         """Decide parsed requests: one feature call per shard and one policy call per
         variant; log the decisions, then await their rewards."""
         phi, mask = self._features(parsed, now)
-        variants = [self.variant_of(p[0]) for p in parsed]
+        variants = [self._names[0]] * len(parsed) if len(self._names) == 1 else \
+            [self.variant_of(p[0]) for p in parsed]
         probs, versions, names = self._act(phi, mask, variants)
         slots, slot_props = sample(probs, mask, slate_size, self.rng)
         decisions, rows, pending = [], [], []
@@ -134,12 +135,13 @@ class Decider:
 
     def _features(self, parsed: list[tuple], now: float) -> tuple[np.ndarray, np.ndarray | None]:
         """``phi`` (B, K_max, D) and the mask (B, K_max), ``None`` where no request is
-        padded (every candidate exists: the policies' and the draw's plain case)."""
-        if len(parsed) == 1:  # one request: no grouping by shard, no padding
+        padded (see :meth:`Featurizer.build <engine.featurizer.Featurizer.build>`): one
+        feature call per shard."""
+        if len(parsed) == 1:  # one request: no grouping by shard
             uid, cands, items, ctx = parsed[0][:4]
             shard = self.router.shard_of(uid)
             user, inter = self.backend.features({shard: [(uid, cands)]}, now)[shard][0]
-            return self.featurizer.build_one(user, inter, items, ctx), None
+            return self.featurizer.build([user], [inter], [items], [ctx])
         groups: dict[int, list[int]] = {}
         for i, p in enumerate(parsed):
             groups.setdefault(self.router.shard_of(p[0]), []).append(i)
@@ -149,9 +151,8 @@ class Decider:
         for s, idx in groups.items():
             for i, (u, inter) in zip(idx, feats[s], strict=True):
                 users[i], inters[i] = u, inter
-        phi, mask = self.featurizer.build(users, inters, [p[2] for p in parsed],
-                                          [p[3] for p in parsed])
-        return phi, (None if len({len(p[1]) for p in parsed}) == 1 else mask)
+        return self.featurizer.build(users, inters, [p[2] for p in parsed],
+                                     [p[3] for p in parsed])
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None, variants: list[str]):
         """Each request's probabilities from its variant's policy (one call per variant),
@@ -193,7 +194,7 @@ class Decider:
             chosen_set = set(slots)
             order = slots + [j for j in order if j not in chosen_set]
         ids = list(cands.ids)  # cands: a CandidateSet
-        did = did or token_hex(16)  # 128 random bits: a decision id cannot be guessed
+        did = did or urandom(16).hex()  # 128 random bits: a decision id cannot be guessed
         chosen = cands[c0]
         prop = slot_props[0]
         ranking = [ids[j] for j in order]

@@ -242,29 +242,22 @@ class Featurizer:
         return vec
 
     # ---- assembly --------------------------------------------------------------------
-    def build_one(self, user: np.ndarray, inter: np.ndarray, item: np.ndarray,
-                  ctx: np.ndarray) -> np.ndarray:
-        """:meth:`build` of one request, without its mask: ``phi`` (1, K, D)."""
-        return self.build([user], [inter], [item], [ctx])[0]
-
     def build(self, users: Sequence[np.ndarray], interactions: Sequence[np.ndarray],
               items: Sequence[np.ndarray], contexts: Sequence[np.ndarray]
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """Stack B requests into ``phi`` (B, K_max, D) float64 and ``mask`` (B, K_max) bool."""
-        b = len(users)
-        k_max = max(len(x) for x in interactions)
-        phi = np.zeros((b, k_max, self.n_features))
-        mask = np.zeros((b, k_max), dtype=bool)
-        for r in range(b):
-            k = len(interactions[r])
-            mask[r, :k] = True
-            self._fill(phi[r, :k], users[r], interactions[r], items[r], contexts[r])
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Stack B requests into ``phi`` (B, K_max, D) float64 and ``mask`` (B, K_max) bool,
+        ``None`` where no request is padded (every candidate exists: the policies' and the
+        draw's plain case); padding rows are zeros."""
+        ks = [*map(len, interactions)]
+        k_max = max(ks)
+        phi = np.empty((len(ks), k_max, self.n_features))  # the kernel writes every column
+        for r, k in enumerate(ks):
+            kernels.fill_features(phi[r, :k], users[r], interactions[r], items[r], contexts[r])
+        if min(ks) == k_max:
+            return phi, None
+        mask = np.arange(k_max) < np.array(ks)[:, None]
+        phi[~mask] = 0.0
         return phi, mask
-
-    def _fill(self, row: np.ndarray, user: np.ndarray, inter: np.ndarray, item: np.ndarray,
-              ctx: np.ndarray) -> None:
-        """Write one request's candidates' features into ``row`` (K, D), every column."""
-        kernels.fill_features(row, user, inter, item, ctx)
 
 
 #: Largest magnitude of an item feature or a context value. Decisions log their features as

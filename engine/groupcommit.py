@@ -15,7 +15,7 @@ import fcntl
 import pickle
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import StoreError
@@ -46,6 +46,7 @@ class GroupCommit:
         self.queued_decisions: list[set[str]] = [set() for _ in self.journals]
         self.n_queued = 0  # calls in the active journal (the journals are the queue)
         self.flush_every = flush_every
+        self._start_at = max(1, flush_every // 4)  # calls queued when the writer is started
         self.writer = WriterClient(str(db_path), synchronous, str(data_dir / WRITER_LOCK_NAME),
                                    [str(j.path) for j in self.journals], use_writer)
         self.error: str | None = None  # why the last group commit failed (None: it did not)
@@ -55,12 +56,13 @@ class GroupCommit:
         """Whether anything is queued or being committed."""
         return self.writer.busy is not None or any(j.end for j in self.journals)
 
-    def append(self, ops: list[tuple[str, list]], decision_ids: Iterable[str] = ()) -> None:
+    def append(self, ops: list[tuple[str, list]], decision_ids: Sequence[str] = ()) -> None:
         """Make one call's writes durable in the active journal, queued for SQLite."""
-        self.queued_decisions[self.active].update(decision_ids)
+        if decision_ids:
+            self.queued_decisions[self.active].update(decision_ids)
         self.journals[self.active].append(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
         self.n_queued = n = self.n_queued + 1
-        if n >= self.flush_every // 4:
+        if n == self._start_at:
             self.writer.start()  # ready by the time the journal is full (if not running)
         if n >= self.flush_every:
             self._hand_off()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 
-from engine.checks import check_number, check_string
+from engine.checks import check_number, check_string, storable
 from engine.decisions import Pending, RewardResult
 from engine.errors import UnknownDecisionError, ValidationError
 from engine.events import RESERVED_EVENT_ID_PREFIX, Event
@@ -118,13 +119,17 @@ class Joiner:
                                           or not isinstance(rewards, Sequence)):
             raise ValidationError("rewards", "must be a list of (decision_id, value) pairs", rewards)
         checked = []
+        low, high = self.reward_range  # finite (engine.events.Limits)
         for i, pair in enumerate(rewards):
-            where = "" if len(rewards) == 1 else f"rewards[{i}]."
             if type(pair) is not tuple and not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise ValidationError(f"rewards[{i}]", "must be a (decision_id, value) pair", pair)
             did, value = pair
+            if type(value) is float and low <= value <= high and storable(did):
+                checked.append(pair if type(pair) is tuple else (did, value))  # (NaN fails)
+                continue
+            where = "" if len(rewards) == 1 else f"rewards[{i}]."
             check_string(did, f"{where}decision_id")
-            checked.append((did, check_number(f"{where}value", value, *self.reward_range)))
+            checked.append((did, check_number(f"{where}value", value, low, high)))
         return checked
 
     def record(self, checked: list[tuple[str, float]], now: float) -> list[RewardResult]:
@@ -140,17 +145,18 @@ class Joiner:
         late_rows = self._settle_others(others, events, now) if others else []
         # one durable write for the whole call: reward rows, settled decisions, and the
         # reward events (unique by construction: one per joined or first-late reward)
-        shard_of = self.shard_of
-        shards = [shard_of(e.user_id) for e in events]
+        shards = [*map(self.shard_of, map(_USER_ID, events))]
         seqs, event_seqs = self.store.record_rewards(
             rows + [r for r in late_rows if r[1]] if late_rows else rows, settle, events, shards)
         self.apply_events(events, shards, event_seqs)
-        for (p, v), seq in zip(joined, seqs[:len(joined)], strict=True):
-            self.waiting.pop(p.decision_id)
-            self.learners[p.variant].add(p.phi, v, p.propensity, seq)
+        unwait, learners, results = self.waiting.pop, self.learners, []
+        for (p, v), seq in zip(joined, seqs, strict=False):  # (the joined rows come first)
+            unwait(p.decision_id)
+            learners[p.variant].add(p.phi, v, p.propensity, seq)
+            results.append(RewardResult(p.decision_id, "joined", v, True))
         if not others:  # every reward joined: the results in request order
-            return [RewardResult(p.decision_id, "joined", v, True) for p, v in joined]
-        by_id = {p.decision_id: RewardResult(p.decision_id, "joined", v, True) for p, v in joined}
+            return results
+        by_id = {r.decision_id: r for r in results}
         late_iter = iter(late_rows)
         results = []
         for did, value in checked:
@@ -214,6 +220,9 @@ class Joiner:
         seqs, _ = self.store.record_rewards(rows, settle)
         for p, seq in zip(expired, seqs, strict=True):
             self.learners[p.variant].add(p.phi, default, p.propensity, seq)
+
+
+_USER_ID = attrgetter("user_id")
 
 
 def _reward_event(user_id: str, decision_id: str, item_id: str, topics, tags, value: float,

@@ -27,6 +27,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from pathlib import Path
 
 from engine.errors import StoreError
@@ -301,7 +302,7 @@ class Store:
     # ---- decisions and rewards -------------------------------------------------------
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
-        self._commits.append([("decisions", list(rows))], [row[0] for row in rows])
+        self._commits.append([("decisions", list(rows))], [*map(_FIRST, rows)])
 
     def has_decision(self, decision_id: str) -> bool:
         """Whether a decision with this id is logged or queued to be, without moving the
@@ -432,6 +433,7 @@ class Store:
             self._lock.close()
 
 
+_FIRST = itemgetter(0)  # a decision row's id
 _SEP = "\x1f"  # unit separator: starts a compact topics-only ``extra`` (JSON never does)
 
 

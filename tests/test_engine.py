@@ -352,7 +352,7 @@ def test_item_feature_rows_are_checked_one_by_one(row, reason):
     assert items.dtype == np.float64 and items.tolist() == [[1.0, 3.0], [0.5, 2.0]]
 
 
-def test_build_one_is_build_of_one_request():
+def test_build_pads_only_shorter_requests():
     from engine.featurizer import Featurizer
 
     f = Featurizer(item_features=3, context_features=("mobile", "hour"))
@@ -360,8 +360,13 @@ def test_build_one_is_build_of_one_request():
     user, inter, items = rng.random(4), rng.random((6, 5)), rng.random((6, 3))
     ctx = f.context_vector({"mobile": 1, "hour": 0.5})
     phi, mask = f.build([user], [inter], [items], [ctx])
-    assert mask.all() and np.array_equal(f.build_one(user, inter, items, ctx), phi)
-    assert np.array_equal(f.build_one(user, inter, items, f.context_vector(None))[0, :, -2:], 0 * inter[:, :2])
+    assert mask is None and phi.shape == (1, 6, f.n_features)  # no padding: no mask
+    both, mask = f.build([user, user], [inter, inter[:4]], [items, items[:4]], [ctx, ctx])
+    assert mask.tolist() == [[True] * 6, [True] * 4 + [False] * 2]
+    assert np.array_equal(both[0], phi[0]) and np.array_equal(both[1, :4], phi[0, :4])
+    assert not both[1, 4:].any()  # padding rows are zeros
+    none = f.build([user], [inter], [items], [f.context_vector(None)])[0]
+    assert np.array_equal(none[0, :, -2:], 0 * inter[:, :2])
 
 
 def test_decision_log_rows_hold_what_the_decisions_say(eng):
