@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Callable, Mapping, Sequence
+from itertools import count
 from operator import attrgetter
 
 from engine.checks import check_number, check_string, storable
@@ -35,7 +36,11 @@ class WaitList:
 
     def __init__(self) -> None:
         self._pending: dict[str, Pending] = {}
-        self._heap: list[tuple[float, str]] = []
+        # (deadline, order added, decision id): decisions due at the same time expire in
+        # the order they were made, never in the order of their random ids (the default
+        # rewards are learned in that order, so a seeded run learns alike every time)
+        self._heap: list[tuple[float, int, str]] = []
+        self._added = count()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -48,13 +53,16 @@ class WaitList:
 
     def add(self, pending: Pending) -> None:
         self._pending[pending.decision_id] = pending
-        heapq.heappush(self._heap, (pending.deadline, pending.decision_id))
+        heapq.heappush(self._heap, (pending.deadline, next(self._added), pending.decision_id))
         if len(self._heap) > 2 * len(self._pending) + 1024:
             # joined decisions leave their entries behind until their deadline: drop them
             # all at once, so the heap holds at most about twice the pending decisions
-            # (expiry order is unchanged: live entries sort as before)
-            self._heap = [(p.deadline, p.decision_id) for p in self._pending.values()]
+            # (expiry order is unchanged: live entries sort as before, the dict keeps the
+            # order they were added in)
+            self._heap = [(p.deadline, i, p.decision_id)
+                          for i, p in enumerate(self._pending.values())]
             heapq.heapify(self._heap)
+            self._added = count(len(self._heap))
 
     def pop(self, decision_id: str) -> Pending | None:
         return self._pending.pop(decision_id, None)
@@ -64,7 +72,7 @@ class WaitList:
         out = []
         heap = self._heap
         while heap and heap[0][0] < now:
-            _, did = heapq.heappop(heap)
+            did = heapq.heappop(heap)[2]
             pending = self._pending.pop(did, None)
             if pending is not None:  # None: joined or forgotten already
                 out.append(pending)

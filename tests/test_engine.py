@@ -411,3 +411,22 @@ def test_joined_decisions_leave_no_expiry_entries_behind():
     assert [p.decision_id for p in joiner.expire(1025.0)] == [d for t, d in sorted(kept) if t < 1025.0]
     assert [p.decision_id for p in joiner.expire(2000.0)] == [d for t, d in sorted(kept) if t >= 1025.0]
     assert len(joiner) == 0
+
+
+def test_decisions_due_together_expire_in_the_order_they_were_made():
+    from engine.decisions import Pending
+    from engine.join import WaitList
+
+    w = WaitList()
+    ids = ["f3", "a1", "c2", "0b"]  # random ids sort in no particular order
+    for did in ids:
+        w.add(Pending(did, "u1", deadline=10.0, variant="default", phi=np.zeros(2),
+                      propensity=0.5, item_id="i1"))
+    w.pop("c2")
+    for i in range(3000):  # enough joined entries left behind to compact the heap
+        w.add(Pending(f"z{i}", "u1", deadline=5.0, variant="default", phi=np.zeros(2),
+                      propensity=0.5, item_id="i1"))
+        w.pop(f"z{i}")
+    w.add(Pending("00", "u1", deadline=10.0, variant="default", phi=np.zeros(2),
+                  propensity=0.5, item_id="i1"))
+    assert [p.decision_id for p in w.expire(now=11.0)] == ["f3", "a1", "0b", "00"]
