@@ -95,10 +95,15 @@ class EngineConfig:
     ``clock`` of your own)."""
     max_event_lead: float = 86_400.0
     """How far past the engine's clock an event time may lie, in seconds."""
+    session_gap: float = 1800.0
+    """Seconds (engine clock) after a decision within which the user's next decision
+    continues the session (a ``session_end`` event ends it sooner); also the event-time gap
+    that starts a new session in the profile's ``session`` view."""
     _limits: Limits = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_number("wait_window", self.wait_window, low=0.0)
+        check_number("session_gap", self.session_gap, low=0.0, strict=True)
         if not isinstance(self.reward_range, (tuple, list)) or len(self.reward_range) != 2:
             raise ValidationError("reward_range", "must be a (low, high) pair", self.reward_range)
         min_time = self.min_event_time
@@ -127,7 +132,9 @@ class EngineConfig:
         Router(self.shards)
         _check_variants(self.variants, self.policy_params)
         set_ = object.__setattr__  # frozen: the normalized values, once
-        set_(self, "profile", profile or ProfileConfig())
+        set_(self, "profile", dataclasses.replace(profile or ProfileConfig(),
+                                                  session_gap=float(self.session_gap)))
+        set_(self, "session_gap", float(self.session_gap))
         set_(self, "context_features", tuple(self.context_features))
         set_(self, "reward_range", limits.reward_range)
         set_(self, "wait_window", float(self.wait_window))
@@ -144,7 +151,7 @@ class EngineConfig:
         >>> EngineConfig.from_mapping({"wait_widow": 5})
         Traceback (most recent call last):
         ...
-        policies.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'ray_address', 'reward_range', 'salt', 'seed', 'shards', 'snapshot_every', 'synchronous', 'variants', 'wait_window']
+        policies.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'ray_address', 'reward_range', 'salt', 'seed', 'session_gap', 'shards', 'snapshot_every', 'synchronous', 'variants', 'wait_window']
         """
         if not isinstance(mapping, Mapping):
             raise ValidationTypeError(where, "must be a mapping of setting names to values",

@@ -59,6 +59,7 @@ class Decider:
         self.waiting = waiting
         self.rng = rng
         self.wait_window = wait_window
+        self.sessions = None  # engine.session.Sessions when a variant learns transitions
         self._names = list(learners)
         cum = np.cumsum([weights[k] for k in self._names])
         self._cum_weights = cum / cum[-1]
@@ -131,7 +132,20 @@ class Decider:
         self.store.insert_decisions(rows)
         for p in pending:  # awaited only once their decisions are logged
             self.waiting.add(p)
+        if self.sessions is not None:
+            self._sessions(parsed, phi, pending, now)
         return decisions
+
+    def _sessions(self, parsed: list[tuple], phi: np.ndarray, pending: list[Pending],
+                  now: float) -> None:
+        """Decisions of variants that learn transitions join their users' sessions, with
+        their candidates' features (the next state of each user's previous decision)."""
+        sessions = self.sessions
+        for i, p in enumerate(pending):
+            if p.variant in sessions.variants:
+                k = len(parsed[i][1])
+                sessions.decided(p.user_id, p.variant, p.decision_id, p.phi, p.propensity,
+                                 phi[i, :k].copy(), now)
 
     def _features(self, parsed: list[tuple], now: float) -> tuple[np.ndarray, np.ndarray | None]:
         """``phi`` (B, K_max, D) and the mask (B, K_max), ``None`` where no request is

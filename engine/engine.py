@@ -30,6 +30,7 @@ from engine.featurizer import Featurizer
 from engine.join import Joiner
 from engine.learner import Learner, make_policies, open_learners
 from engine.router import Router
+from engine.session import Sessions
 from engine.store import Store
 
 
@@ -125,6 +126,10 @@ class Engine:
         self.decider = Decider(self.featurizer, self.router, self.backend, self.learners,
                                self._weights, cfg.salt, self.store, self.joiner.waiting,
                                self._rng, cfg.wait_window)
+        sessions = Sessions(self.learners, cfg.session_gap)
+        self.sessions = sessions if sessions.variants else None
+        self._expire = self.joiner.expire if self.sessions is None else self._expire_both
+        self.joiner.sessions = self.decider.sessions = self.sessions
         recovery.recover(self.store, self.backend, self.router.n_shards, self.joiner.waiting,
                          self.learners, self._rng)
 
@@ -134,12 +139,23 @@ class Engine:
         is invalid, nothing is stored. Events repeating a stored ``event_id`` are ignored."""
         now = float(self.clock())
         evs = validate_events(events, self.event_types, self.limits, now)
-        self.joiner.expire(now)
+        self._expire(now)
         if not evs:
             return IngestResult(0, 0)
         shard_of = self.router.shard_of
         shards = [shard_of(e.user_id) for e in evs]
-        return self._apply_logged(evs, shards, self.store.append_events(evs, shards))
+        seqs = self.store.append_events(evs, shards)
+        if self.sessions is not None:  # a logged session_end closes its user's session
+            for e, seq in zip(evs, seqs, strict=True):
+                if seq is not None and e.type == "session_end":
+                    self.sessions.end(e.user_id)
+        return self._apply_logged(evs, shards, seqs)
+
+    def _expire_both(self, now: float) -> None:
+        """Default rewards for decisions whose window closed, then sessions whose gap
+        passed (engines with a variant that learns transitions)."""
+        self.joiner.expire(now)
+        self.sessions.expire(now)
 
     def _apply_logged(self, evs, shards, seqs) -> IngestResult:
         """Apply logged events to the profiles (a seq of None: a duplicate, skipped), and
@@ -174,7 +190,7 @@ class Engine:
         A request of :meth:`rank_batch` (its errors name ``requests[0]``'s fields)."""
         check_int("slate_size", slate_size, 1)
         now = float(self.clock())
-        self.joiner.expire(now)
+        self._expire(now)
         request = self.decider.parse(user_id, candidates, context, decision_id, "requests[0]",
                                      slate_size)
         return self.decider.decide([request], slate_size, now)[0]
@@ -187,7 +203,7 @@ class Engine:
                 or not requests:
             raise ValidationError("requests", "must be a non-empty list of rank requests", requests)
         now = float(self.clock())
-        self.joiner.expire(now)
+        self._expire(now)
         return self.decider.decide(self.decider.parse_batch(requests, slate_size), slate_size, now)
 
     # ---- rewards ---------------------------------------------------------------------
@@ -205,7 +221,7 @@ class Engine:
         """
         checked = self.joiner.check(rewards)
         now = float(self.clock())
-        self.joiner.expire(now)
+        self._expire(now)
         return self.joiner.record(checked, now)
 
     # ---- profiles --------------------------------------------------------------------
@@ -221,6 +237,8 @@ class Engine:
         shard = self.router.shard_of(user_id)
         had = self.backend.forget(shard, user_id)
         self.joiner.waiting.drop_user(user_id)
+        if self.sessions is not None:
+            self.sessions.drop_user(user_id)
         counts = self.store.forget(user_id)
         recovery.save_shard(self.store, self.backend, shard)
         self.store.scrub()

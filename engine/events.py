@@ -34,6 +34,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "search": 0.5,
     "dislike": -2.0,
     "reward": 1.0,
+    "session_end": 0.0,
 }
 
 #: Implicit-feedback targets for the latent-factor model (``None``: the type does not train it).
@@ -45,6 +46,7 @@ DEFAULT_IMPLICIT: dict[str, float | None] = {
     "search": None,
     "dislike": 0.0,
     "reward": None,  # derived from the reward value
+    "session_end": None,  # the application ended the user's session (engine.session)
 }
 
 __all__ = ["MAX_ID_LENGTH", "MAX_LIST_LENGTH", "MAX_TEXT_LENGTH", "Event", "EventTypes", "Limits",
@@ -237,7 +239,7 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
     >>> validate_event({"user_id": "u1", "type": "teleport", "ts": 1.0})
     Traceback (most recent call last):
     ...
-    policies.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'view'] or declare it in event_types (got 'teleport')
+    policies.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'session_end', 'view'] or declare it in event_types (got 'teleport')
     """
     ts_bounds, values = _bounds(limits, now)
     return _validate(raw, types or _DEFAULT_TYPES, where, ts_bounds, values)

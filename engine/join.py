@@ -115,6 +115,7 @@ class Joiner:
         self.default_reward = default_reward
         self.reward_range = reward_range
         self.waiting = WaitList()
+        self.sessions = None  # engine.session.Sessions when a variant learns transitions
 
     def __len__(self) -> int:
         """Decisions waiting for their rewards."""
@@ -158,10 +159,16 @@ class Joiner:
             rows + [r for r in late_rows if r[1]] if late_rows else rows, settle, events, shards)
         self.apply_events(events, shards, event_seqs)
         unwait, learners, results = self.waiting.pop, self.learners, []
-        for (p, v), seq in zip(joined, seqs, strict=False):  # (the joined rows come first)
-            unwait(p.decision_id)
-            learners[p.variant].add(p.phi, v, p.propensity, seq)
-            results.append(RewardResult(p.decision_id, "joined", v, True))
+        if self.sessions is None:
+            for (p, v), seq in zip(joined, seqs, strict=False):  # (joined rows come first)
+                unwait(p.decision_id)
+                learners[p.variant].add(p.phi, v, p.propensity, seq)
+                results.append(RewardResult(p.decision_id, "joined", v, True))
+        else:
+            for (p, v), seq in zip(joined, seqs, strict=False):
+                unwait(p.decision_id)
+                self._learn(p, v, seq)
+                results.append(RewardResult(p.decision_id, "joined", v, True))
         if not others:  # every reward joined: the results in request order
             return results
         by_id = {r.decision_id: r for r in results}
@@ -226,8 +233,20 @@ class Joiner:
         rows = [(p.decision_id, p.user_id, default, now, "default") for p in expired]
         settle = [(p.decision_id, default, "default") for p in expired]
         seqs, _ = self.store.record_rewards(rows, settle)
-        for p, seq in zip(expired, seqs, strict=True):
-            self.learners[p.variant].add(p.phi, default, p.propensity, seq)
+        if self.sessions is None:
+            for p, seq in zip(expired, seqs, strict=True):
+                self.learners[p.variant].add(p.phi, default, p.propensity, seq)
+        else:
+            for p, seq in zip(expired, seqs, strict=True):
+                self._learn(p, default, seq)
+
+    def _learn(self, p: Pending, value: float, seq: int) -> None:
+        """A learned reward: to its session's transition for an RL variant (see
+        :mod:`engine.session`), else to the variant's learner as a bandit record."""
+        if p.variant in self.sessions.variants:
+            self.sessions.rewarded(p.decision_id, value, seq)
+        else:
+            self.learners[p.variant].add(p.phi, value, p.propensity, seq)
 
 
 _USER_ID = attrgetter("user_id")

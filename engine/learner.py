@@ -46,6 +46,7 @@ class Learner:
         self._rewards: list[float] = []
         self._props: list[float] = []
         self._seqs: list[int] = []
+        self._trans: list[tuple] = []  # (phi, reward, propensity, next candidates, done, seq)
 
     @property
     def version(self) -> int:
@@ -53,7 +54,7 @@ class Learner:
 
     @property
     def pending(self) -> int:
-        return len(self._rewards)
+        return len(self._rewards) + len(self._trans)
 
     def add(self, phi: np.ndarray, reward: float, propensity: float, reward_seq: int) -> None:
         if self.batch_size == 1 and not self._rewards:
@@ -69,7 +70,35 @@ class Learner:
         if len(self._rewards) >= self.batch_size:
             self.flush()
 
+    def add_transition(self, phi: np.ndarray, reward: float, propensity: float,
+                       next_candidates: np.ndarray | None, done: bool, reward_seq: int) -> None:
+        """One session transition (see :mod:`engine.session`): the chosen features (D,),
+        its reward, the next decision's candidates (K, D) or None where ``done``."""
+        self._trans.append((phi, reward, propensity, next_candidates, done, reward_seq))
+        if len(self._trans) >= self.batch_size:
+            self._flush_transitions()
+
+    def _flush_transitions(self) -> None:
+        """Hand the buffered transitions to ``policy.learn_transitions`` in one call: the
+        next candidates padded to the longest with a mask, zeros where done."""
+        trans, self._trans = self._trans, []
+        d = trans[0][0].shape[-1]
+        k = max([1] + [len(t[3]) for t in trans if t[3] is not None])
+        next_phi = np.zeros((len(trans), k, d))
+        mask = np.zeros((len(trans), k), bool)
+        for i, t in enumerate(trans):
+            if t[3] is not None:
+                next_phi[i, :len(t[3])] = t[3]
+                mask[i, :len(t[3])] = True
+        self.policy.learn_transitions(
+            np.stack([t[0] for t in trans]), np.array([t[1] for t in trans], dtype=float),
+            np.array([t[2] for t in trans], dtype=float), next_phi, mask,
+            np.array([t[4] for t in trans], dtype=bool))
+        self.learned_seq = max(self.learned_seq, max(t[5] for t in trans))
+
     def flush(self) -> None:
+        if self._trans:
+            self._flush_transitions()
         if not self._rewards:
             return
         phi = self._phi[0][None] if len(self._phi) == 1 else np.stack(self._phi)  # (N, D)

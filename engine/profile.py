@@ -44,6 +44,9 @@ class ProfileConfig:
         Size of the latent factors learned online from implicit feedback.
     exposure_half_life
         Half-life of topic exposure (views), which measures fatigue.
+    session_gap
+        Seconds of event time without an event after which the next one starts a new
+        session (the engine sets it from ``EngineConfig.session_gap``).
 
     Examples
     --------
@@ -63,9 +66,11 @@ class ProfileConfig:
     engagement_alpha: float = 0.05
     n_factors: int = 8
     exposure_half_life: float = 3600.0
+    session_gap: float = 1800.0
 
     def __post_init__(self) -> None:
-        for name in ("half_life", "drift_period", "drift_threshold", "exposure_half_life"):
+        for name in ("half_life", "drift_period", "drift_threshold", "exposure_half_life",
+                     "session_gap"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValidationError(f"profile.{name}", "must be a finite number > 0", v)
@@ -94,7 +99,7 @@ class Profile:
 
     __slots__ = ("user_id", "attributes", "interests", "exposure", "keywords", "n_events",
                  "type_counts", "first_ts", "last_ts", "engagement", "detector", "fast_windows",
-                 "n_drifts", "mass", "_anchor", "_cfg")
+                 "n_drifts", "mass", "session", "_anchor", "_cfg")
 
     def __init__(self, user_id: str, config: ProfileConfig):
         self.user_id = user_id
@@ -114,6 +119,8 @@ class Profile:
         self.fast_windows: list[list[float]] = []  # [start, end] of faster forgetting
         self.n_drifts = 0
         self.mass: dict[str, float] = {}  # anchored total of positive interest weight
+        # the current session: [start ts, events, clicks, rewards, reward total, ended]
+        self.session: list | None = None
 
     # ---- decay -----------------------------------------------------------------------
     # Each table maps a key to sum_i w_i * 2 ** ((tau(t_i) - anchor) / half_life): one float
@@ -194,6 +201,7 @@ class Profile:
                 attributes: dict | None, words: dict[str, int] | None) -> None:
         """Apply one event (already validated and weighted by the shard)."""
         self.n_events += 1
+        self._track_session(type_, ts, weight)
         counts = self.type_counts
         counts[type_] = counts.get(type_, 0) + 1
         first = self.first_ts
@@ -235,6 +243,25 @@ class Profile:
         last = self.last_ts
         if last is None or ts > last:
             self.last_ts = ts
+
+    def _track_session(self, type_: str, ts: float, weight: float) -> None:
+        """Count the event in the user's session: a new one starts after ``session_gap``
+        seconds without events or after a ``session_end`` (an event older than the last
+        one counts in the current session)."""
+        sess, last = self.session, self.last_ts
+        if sess is None or sess[5] or ts - last > self._cfg.session_gap:
+            if type_ == "session_end":
+                return
+            sess = self.session = [ts, 0, 0, 0, 0.0, False]
+        if type_ == "session_end":
+            sess[5] = True
+            return
+        sess[1] += 1
+        if type_ == "click":
+            sess[2] += 1
+        elif type_ == "reward":  # a decision's reward: its weight is the value
+            sess[3] += 1
+            sess[4] += weight
 
     def _track_drift(self, keys: list[str], ts: float) -> None:
         """Feed the change detector with how surprising this event is under the profile."""
@@ -287,11 +314,23 @@ class Profile:
             },
             "drift": {"detections": self.n_drifts, "active": self.drift_active(now),
                       "windows": [list(w) for w in self.fast_windows]},
+            "session": self.session_json(now),
             "evaluated_at": now,
         }
         if latent is not None:
             out["latent_factors"] = latent
         return out
+
+    def session_json(self, now: float) -> dict | None:
+        """The user's current session: start, events, clicks, rewarded decisions (steps)
+        and their reward total, and whether it is still open at ``now``; ``None`` before
+        the first event."""
+        sess = self.session
+        if sess is None:
+            return None
+        open_ = not sess[5] and now - self.last_ts <= self._cfg.session_gap
+        return {"started": sess[0], "events": sess[1], "clicks": sess[2], "steps": sess[3],
+                "reward": round(sess[4], 6), "open": open_}
 
     def events_per_day(self) -> float:
         if self.first_ts is None or self.n_events < 2:
@@ -302,6 +341,7 @@ class Profile:
         return {s: getattr(self, s) for s in Profile.__slots__}
 
     def __setstate__(self, state):
+        self.session = None  # snapshots from before sessions were tracked
         for k, v in state.items():
             setattr(self, k, v)
 
