@@ -1,14 +1,12 @@
 """Durable store: one SQLite database under the data directory.
 
-Tables: ``events`` (the write-ahead log, one row per accepted event, numbered by ``seq``),
-``snapshots`` (one pickled :class:`~engine.shard.ProfileShard` per shard with the last
-``seq`` it holds), ``decisions``, ``rewards`` (every reward report with its join status),
-``policy`` (the learner's state with the last reward it learned), ``quarantine`` (records
-that could not be written, see :func:`engine.writer.apply_queued`) and ``meta``.
-
-WAL mode with ``synchronous=NORMAL``: a committed transaction survives a killed process
-(``synchronous="FULL"``: a power cut too). ``secure_delete`` is on so that
-:meth:`Store.forget` leaves no bytes of a forgotten user behind.
+Tables: ``events`` (the write-ahead log, numbered by ``seq``), ``snapshots`` (a pickled
+:class:`~engine.shard.ProfileShard` per shard with its last ``seq``), ``decisions``,
+``rewards`` (each report with its join status), ``policy`` (the learner's state and last
+reward learned), ``quarantine`` (records that could not be written: see
+:func:`engine.writer.apply_queued`) and ``meta``. WAL mode with ``synchronous=NORMAL``: a
+commit survives a killed process (``"FULL"``: a power cut too); ``secure_delete`` is on so
+that :meth:`Store.forget` leaves no bytes of a forgotten user behind.
 
 Decisions, rewards and reward events (the one-at-a-time hot path) are *group committed*
 (:mod:`engine.groupcommit`): each call's writes are one record in a journal, as durable as
