@@ -1,5 +1,8 @@
 """The engine against the simulator, exactly as in production: the simulator's users send
 behaviour events, the engine ranks their candidates, and their responses come back as rewards.
+On a session preset the users come in sessions (:class:`~simulators.BatchedSessionEnv`): a
+user's finished session reaches the engine as a ``session_end`` event, and the run records
+every finished session's return and length.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import Engine
-from simulators import BatchedRecEnv, SimConfig
+from simulators import BatchedRecEnv, BatchedSessionEnv, SimConfig
+
+#: Presets whose users come in sessions, each until they leave (run on BatchedSessionEnv).
+SESSION_PRESETS = frozenset({"long_term"})
 
 
 @dataclass
 class RunResult:
-    """Per-step outcomes of one policy on one seed (arrays of length ``steps``)."""
+    """Per-step outcomes of one policy on one seed (arrays of length ``steps``); in session
+    runs also the return and length of every session that finished, in the order they did."""
 
     policy: str
     seed: int
@@ -24,6 +31,8 @@ class RunResult:
     clicks: np.ndarray
     phases: np.ndarray
     extra: dict = field(default_factory=dict)
+    episode_returns: np.ndarray | None = None
+    episode_lengths: np.ndarray | None = None
 
 
 def engine_for(sim: SimConfig, policy: str | None, params: Mapping | None, seed: int,
@@ -57,13 +66,20 @@ def to_requests(obs: dict, context_names: tuple[str, ...]) -> list[dict]:
 
 def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, seed: int = 0,
                steps: int = 20_000, batch_size: int = 200, feed_events: bool = True,
-               progress: Callable[[int], None] | None = None, **engine_kwargs) -> RunResult:
-    """Run ``steps`` user-steps of the simulator with one policy inside the engine."""
-    env = BatchedRecEnv(sim, batch_size=batch_size, emit_events=feed_events)
+               progress: Callable[[int], None] | None = None, sessions: bool = False,
+               **engine_kwargs) -> RunResult:
+    """Run ``steps`` user-steps of the simulator with one policy inside the engine. With
+    ``sessions``, B users in sessions: each session's end is ingested as ``session_end``."""
+    env = (BatchedSessionEnv if sessions else BatchedRecEnv)(sim, batch_size=batch_size,
+                                                              emit_events=feed_events)
     obs = env.reset(seed=seed)
     n_batches = max(1, steps // batch_size)
     # rewards arrive one batch later in simulated time: keep the window well above that
     engine_kwargs.setdefault("wait_window", 4.0 * batch_size * sim.step_seconds)
+    if sessions:  # a user in session decides once a batch: the gap must span a batch's time
+        engine_kwargs.setdefault("session_gap", 2.0 * batch_size * sim.step_seconds)
+    returns: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
     eng = engine_for(sim, policy, params, seed, lambda: env.clock, **engine_kwargs)
     context = eng.featurizer.context_features
     rewards = np.zeros(n_batches * batch_size)
@@ -82,8 +98,14 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
             phases[sl] = info["phase"]
             variants[sl] = [d.variant for d in decisions]
             eng.reward_batch([(d.decision_id, float(v)) for d, v in zip(decisions, r, strict=True)])
-            if feed_events:
-                eng.ingest([e for row in info["events"] for e in row])
+            events = [e for row in info["events"] for e in row] if feed_events else []
+            if sessions:
+                ended = info["ended"]
+                returns.append(info["session_return"][ended])
+                lengths.append(info["session_length"][ended])
+                events += session_ends(info, t)
+            if feed_events or events:
+                eng.ingest(events)
             if progress is not None:
                 progress(batch_size)
         extra = {"variants": variants, **eng.stats()}
@@ -91,4 +113,15 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
             extra["ab_report"] = eng.ab_report()
     finally:
         eng.close()
-    return RunResult(policy, seed, rewards, regrets, clicks, phases, extra)
+    if not sessions:
+        return RunResult(policy, seed, rewards, regrets, clicks, phases, extra)
+    return RunResult(policy, seed, rewards, regrets, clicks, phases, extra,
+                     np.concatenate(returns), np.concatenate(lengths).astype(float))
+
+
+def session_ends(info: dict, t: int) -> list[dict]:
+    """``session_end`` events of the users whose session ended in batch step ``t``."""
+    slots = np.flatnonzero(info["ended"]).tolist()
+    users = info["users"][slots].tolist()
+    return [{"user_id": f"u{u}", "type": "session_end", "ts": float(info["ts"]),
+             "event_id": f"end-{t}-{b}"} for b, u in zip(slots, users, strict=True)]

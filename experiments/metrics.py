@@ -94,9 +94,12 @@ class PolicySummary:
     ctr_before: float
     ctr_after: float
     recovery_steps: float
+    sessions: dict | None = None
+    """Session presets: :func:`summarize_sessions` of the finished sessions."""
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
+        d.update(d.pop("sessions") or {})
         d["reward_ci_low"], d["reward_ci_high"] = d.pop("reward_ci")
         d["regret_ci_low"], d["regret_ci_high"] = d.pop("regret_ci")
         return d
@@ -124,3 +127,22 @@ def summarize(policy: str, rewards: np.ndarray, regrets: np.ndarray, clicks: np.
         recovery = math.nan
     return PolicySummary(policy, n_seeds, steps, m_r, (lo_r, hi_r), m_g, (lo_g, hi_g),
                          float(regrets.sum(axis=1).mean()), ctr_before, ctr_after, recovery)
+
+
+def summarize_sessions(returns: npt.ArrayLike, lengths: npt.ArrayLike) -> dict:
+    """Mean return and length of finished sessions with 95% t-intervals over the sessions
+    (each one unit; ``nan`` where none finished, intervals ``nan`` under two).
+
+    Examples
+    --------
+    >>> s = summarize_sessions([1.0, 2.0, 3.0], [2, 4, 6])
+    >>> s["episode_return"], round(s["episode_return_lo"], 5), s["session_length"], s["n_sessions"]
+    (2.0, -0.48414, 4.0, 3)
+    """
+    out: dict = {}
+    for name, values in (("episode_return", returns), ("session_length", lengths)):
+        values = np.asarray(values, dtype=float)
+        m, lo, hi = sample_mean_ci(values) if len(values) else (math.nan,) * 3
+        out.update({name: m, f"{name}_lo": lo, f"{name}_hi": hi})
+    out["n_sessions"] = int(len(np.asarray(returns)))
+    return out

@@ -35,6 +35,14 @@ def format_table(summaries: list[PolicySummary]) -> str:
              f"{_fmt(s.mean_regret)} [{_fmt(s.regret_ci[0])}, {_fmt(s.regret_ci[1])}]",
              _fmt(s.ctr_before, ".3f"), _fmt(s.ctr_after, ".3f"), _fmt(s.recovery_steps, ".0f")]
             for s in summaries]
+    if any(s.sessions for s in summaries):  # session presets: return and length per session
+        head += ["return/session [95% CI]", "session length [95% CI]", "sessions"]
+        for row, s in zip(rows, summaries, strict=True):
+            e = s.sessions or {}
+            row += [f"{_fmt(e.get('episode_return'), '.3f')} [{_fmt(e.get('episode_return_lo'), '.3f')}, "
+                    f"{_fmt(e.get('episode_return_hi'), '.3f')}]",
+                    f"{_fmt(e.get('session_length'), '.2f')} [{_fmt(e.get('session_length_lo'), '.2f')}, "
+                    f"{_fmt(e.get('session_length_hi'), '.2f')}]", str(e.get("n_sessions", "-"))]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
     sep = "  ".join("-" * w for w in widths)
@@ -82,7 +90,10 @@ def write_report(out: Path, cfg, sim, results, summaries: list[PolicySummary], s
         "",
         f"Best mean reward: **{best.policy}** ({best.mean_reward:.4f}). CIs are 95% t-intervals "
         "over seeds (one seed: over 20 batch means of the run). Recovery: steps after the "
-        f"shift until the {window}-step trailing regret returns within 10% of its pre-shift level.",
+        f"shift until the {window}-step trailing regret returns within 10% of its pre-shift level."
+        + (" Return/session and session length: means over the sessions that finished in the "
+           "run (all seeds; sessions still open at the end are left out), 95% t-intervals over "
+           "those sessions." if any(s.sessions for s in summaries) else ""),
         "",
         "![reward over time](reward.png)",
         "",

@@ -2,6 +2,9 @@
 
 Writes ``results/<run-name>/`` with ``steps.parquet`` (every step of every run),
 ``summary.parquet``, ``reward.png``, ``regret.png`` and ``report.md``, and prints the table.
+On a session preset (``long_term``) users come in sessions and the table and
+``summary.parquet`` add each policy's mean return and length per finished session with 95%
+CIs (``episode_return``, ``episode_return_lo``, ``episode_return_hi``, ``session_length``, ...).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.loop import RunResult, run_policy
-from experiments.metrics import PolicySummary, summarize
+from experiments.loop import SESSION_PRESETS, RunResult, run_policy
+from experiments.metrics import PolicySummary, summarize, summarize_sessions
 from simulators import PRESETS, make_config
 
 DEFAULT_POLICIES = ("uniform", "egreedy", "linucb", "squarecb", "lints")
@@ -170,9 +173,14 @@ def run(cfg: SimulateConfig, progress: bool = True) -> tuple[Path, list[PolicySu
     summaries = []
     for policy in cfg.policies:
         runs = [r for r in results if r.policy == policy]
-        summaries.append(summarize(policy, np.stack([r.rewards for r in runs]),
-                                   np.stack([r.regrets for r in runs]),
-                                   np.stack([r.clicks for r in runs]), shift, window))
+        summary = summarize(policy, np.stack([r.rewards for r in runs]),
+                            np.stack([r.regrets for r in runs]),
+                            np.stack([r.clicks for r in runs]), shift, window)
+        if cfg.preset in SESSION_PRESETS:  # every finished session of every seed is a unit
+            summary.sessions = summarize_sessions(
+                np.concatenate([r.episode_returns for r in runs]),
+                np.concatenate([r.episode_lengths for r in runs]))
+        summaries.append(summary)
     from experiments.report import write_report
 
     write_report(out, cfg, sim, results, summaries, shift, window)
@@ -181,7 +189,8 @@ def run(cfg: SimulateConfig, progress: bool = True) -> tuple[Path, list[PolicySu
 
 def _one(sim, cfg: SimulateConfig, policy: str, seed: int, progress=None) -> RunResult:
     return run_policy(sim, policy, cfg.policy_params.get(policy), seed=seed, steps=cfg.steps,
-                      batch_size=cfg.batch_size, progress=progress)
+                      batch_size=cfg.batch_size, progress=progress,
+                      sessions=cfg.preset in SESSION_PRESETS)
 
 
 def _run_jobs(sim, cfg: SimulateConfig, jobs: list[tuple[str, int]], bar) -> list[RunResult]:
