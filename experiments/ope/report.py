@@ -12,31 +12,9 @@ from pathlib import Path
 from experiments.ope.base import Estimate
 
 
-@dataclass
-class OPEResult:
-    """The estimates of one evaluation, in estimator order.
-
-    Iterate over it for :class:`~experiments.ope.base.Estimate` records, or index it by
-    position or estimator name.
-
-    Examples
-    --------
-    >>> from experiments.ope.base import Estimate
-    >>> r = OPEResult([Estimate("IPS", 0.5, 0.4, 0.6, 80.0, 3.0, 1.0, 0.1, 100)], n_rounds=100,
-    ...               n_actions=3, len_list=1, n_bootstrap=200, alpha=0.05)
-    >>> r["IPS"].estimate, len(r)
-    (0.5, 1)
-    >>> print(r.to_json_lines())  # doctest: +ELLIPSIS
-    {"name": "IPS", "estimate": 0.5, "low": 0.4, "high": 0.6, "confidence": 0.95, ...}
-    """
-
-    estimates: list[Estimate]
-    n_rounds: int
-    n_actions: int
-    len_list: int
-    n_bootstrap: int
-    alpha: float
-    refit: bool = False
+class Estimates:
+    """A result's estimates (``self.estimates``, a list of :class:`Estimate`): iterable,
+    indexed by position or estimator name, and written as JSON lines."""
 
     def __iter__(self) -> Iterator[Estimate]:
         return iter(self.estimates)
@@ -64,6 +42,34 @@ class OPEResult:
         effective_sample_size and the weight diagnostics (NaN written as null)."""
         return "\n".join(json.dumps({k: _plain(v) for k, v in d.items()})
                          for d in self.to_dicts())
+
+
+@dataclass
+class OPEResult(Estimates):
+    """The estimates of one evaluation, in estimator order.
+
+    Iterate over it for :class:`~experiments.ope.base.Estimate` records, or index it by
+    position or estimator name.
+
+    Examples
+    --------
+    >>> from experiments.ope.base import Estimate
+    >>> r = OPEResult([Estimate("IPS", 0.5, 0.4, 0.6, 80.0, 3.0, 1.0, 0.1, 100)], n_rounds=100,
+    ...               n_actions=3, len_list=1, n_bootstrap=200, alpha=0.05)
+    >>> r["IPS"].estimate, len(r)
+    (0.5, 1)
+    >>> print(r.to_json_lines())  # doctest: +ELLIPSIS
+    {"name": "IPS", "estimate": 0.5, "low": 0.4, "high": 0.6, "confidence": 0.95, ...}
+    """
+
+    estimates: list[Estimate]
+    n_rounds: int
+    n_actions: int
+    len_list: int
+    n_bootstrap: int
+    alpha: float
+    refit: bool = False
+
 
     def to_table(self) -> str:
         """A fixed-width table for the terminal."""

@@ -39,8 +39,7 @@ True
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +54,7 @@ from experiments.ope.bootstrap import (
     effective_sample_size,
     percentile_interval,
 )
-from experiments.ope.report import _plain
+from experiments.ope.report import Estimates
 from experiments.ope.session_data import SessionLog, validate_sessions
 
 
@@ -245,7 +244,7 @@ def ess_warning(ess: float, n_sessions: int, max_weight: float, min_ess: float =
 
 
 @dataclass
-class SessionOPEResult:
+class SessionOPEResult(Estimates):
     """The estimates of one session evaluation, in estimator order; iterate over it or
     index it by position or name for :class:`~experiments.ope.base.Estimate` records.
 
@@ -263,31 +262,6 @@ class SessionOPEResult:
     alpha: float
     warning: str | None = None
 
-    def __iter__(self) -> Iterator[Estimate]:
-        return iter(self.estimates)
-
-    def __len__(self) -> int:
-        return len(self.estimates)
-
-    def __getitem__(self, key: int | str) -> Estimate:
-        if isinstance(key, str):
-            for e in self.estimates:
-                if e.name == key:
-                    return e
-            raise KeyError(f"no estimator named {key!r}; have {self.names}")
-        return self.estimates[key]
-
-    @property
-    def names(self) -> list[str]:
-        return [e.name for e in self.estimates]
-
-    def to_dicts(self) -> list[dict]:
-        return [e.to_json() for e in self.estimates]
-
-    def to_json_lines(self) -> str:
-        """One JSON object per estimator per line (NaN written as null)."""
-        return "\n".join(json.dumps({k: _plain(v) for k, v in d.items()})
-                         for d in self.to_dicts())
 
     def to_table(self) -> str:
         """A fixed-width table for the terminal, with the warning (if any) below it."""
