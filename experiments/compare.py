@@ -4,6 +4,9 @@ Each seed runs one engine whose users are split stickily between the variants (t
 mechanism as production traffic); seeds run in parallel processes. The report gives each
 variant's reward with a CI over seeds, the paired per-seed differences against the control,
 and the engine's own online A/B statistics per seed (Welch, always-valid sequential test, SRM).
+On a session preset (``long_term``) it adds each variant's mean return per session and
+session length with 95% CIs (over seeds where there are several, else over the sessions of
+the one seed) and the paired per-seed differences of return per session against the control.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticError
 
 from engine.errors import ValidationError
-from experiments.metrics import sample_mean_ci
+from experiments.metrics import sample_mean_ci, summarize_sessions
 
 
 class SimulatorSpec(BaseModel):
@@ -138,15 +141,16 @@ def load_config(path: str | Path) -> CompareConfig:
 
 def _run_seed(cfg_json: str, seed: int) -> dict:
     """One seed (in a worker process): the engine with all variants against the simulator."""
-    from experiments.loop import run_policy
+    from experiments.loop import SESSION_PRESETS, run_policy
     from simulators import make_config
 
     cfg = CompareConfig.model_validate_json(cfg_json)
     sim = make_config(cfg.simulator.preset, **cfg._sim_overrides())
     variants = {k: {"policy": v.policy, "params": v.params, "weight": v.weight}
                 for k, v in cfg.variants.items()}
+    sessions = cfg.simulator.preset in SESSION_PRESETS
     res = run_policy(sim, "ab", seed=seed, steps=cfg.horizon, batch_size=cfg.batch_size,
-                     variants=variants, salt=f"{cfg.name}-{seed}")
+                     variants=variants, salt=f"{cfg.name}-{seed}", sessions=sessions)
     names = res.extra["variants"]
     per_variant = {}
     for v in cfg.variants:
@@ -154,6 +158,10 @@ def _run_seed(cfg_json: str, seed: int) -> dict:
         per_variant[v] = {"n": int(sel.sum()), "mean_reward": float(res.rewards[sel].mean())
                           if sel.any() else math.nan,
                           "mean_regret": float(res.regrets[sel].mean()) if sel.any() else math.nan}
+        if sessions:  # the finished sessions of the variant's users, in the order they ended
+            ended = res.episode_variants == v
+            per_variant[v]["episode_returns"] = res.episode_returns[ended].tolist()
+            per_variant[v]["episode_lengths"] = res.episode_lengths[ended].tolist()
     return {"seed": seed, "variants": per_variant, "ab_report": res.extra["ab_report"]}
 
 
@@ -193,8 +201,45 @@ def summarize_seeds(cfg: CompareConfig, per_seed: list[dict]) -> dict:
         for t, c in s["ab_report"]["comparisons"].items()},
         "srm_p": s["ab_report"]["srm"]["p_value"], "srm_mismatch": s["ab_report"]["srm"]["mismatch"]}
         for s in per_seed]
-    return {"name": cfg.name, "control": cfg.control, "config": cfg.model_dump(),
-            "variants": variants, "paired_differences": diffs, "online_ab": online}
+    report = {"name": cfg.name, "control": cfg.control, "config": cfg.model_dump(),
+              "variants": variants, "paired_differences": diffs, "online_ab": online}
+    if "episode_returns" in per_seed[0]["variants"][cfg.control]:
+        report["sessions"] = summarize_session_seeds(cfg, per_seed)
+    return report
+
+
+def _seed_mean(values: list) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def summarize_session_seeds(cfg: CompareConfig, per_seed: list[dict]) -> dict:
+    """Return per session and session length per variant, 95% CIs over the seeds' means
+    (one seed: over its sessions), and paired per-seed differences of return per session
+    against the control."""
+    over = "seeds" if len(per_seed) >= 2 else "sessions"
+    variants = {}
+    for v in cfg.variants:
+        rets = [s["variants"][v]["episode_returns"] for s in per_seed]
+        lens = [s["variants"][v]["episode_lengths"] for s in per_seed]
+        if over == "seeds":
+            out = {"n_sessions": sum(len(r) for r in rets)}
+            for key, vals in (("episode_return", rets), ("session_length", lens)):
+                m, lo, hi = sample_mean_ci([_seed_mean(x) for x in vals])
+                out.update({key: m, f"{key}_lo": lo, f"{key}_hi": hi})
+        else:
+            out = summarize_sessions(rets[0], lens[0])
+        out["per_seed_return"] = [_seed_mean(x) for x in rets]
+        variants[v] = out
+    ctrl = np.array(variants[cfg.control]["per_seed_return"])
+    diffs = {}
+    for v in cfg.variants:
+        if v == cfg.control:
+            continue
+        d = np.array(variants[v]["per_seed_return"]) - ctrl
+        m, lo, hi = sample_mean_ci(d)
+        diffs[v] = {"mean_diff": m, "ci": [lo, hi], "per_seed": d.tolist(),
+                    "wins": int((d > 0).sum()), "seeds": len(d)}
+    return {"ci_over": over, "variants": variants, "paired_differences": diffs}
 
 
 def _jsonable(x):
@@ -216,6 +261,8 @@ def format_compare(report: dict) -> str:
     for v, d in report["paired_differences"].items():
         lines.append(f"  {v}: {_f(d['mean_diff'], '+.4f')} [{_f(d['ci'][0], '+.4f')}, "
                      f"{_f(d['ci'][1], '+.4f')}], better in {d['wins']}/{d['seeds']} seeds")
+    if "sessions" in report:
+        lines += ["", *format_sessions(report["sessions"])]
     lines += ["", "online A/B inside the engine, per seed (lift, Welch p, sequential p, SRM p):"]
     for s in report["online_ab"]:
         for t, c in s["comparisons"].items():
@@ -224,6 +271,26 @@ def format_compare(report: dict) -> str:
                          f"Welch p={_f(c['welch_p'], '.3g')}, sequential p={_f(c['sequential_p'], '.3g')}"
                          f" -> {c['decision']}; SRM p={_f(s['srm_p'], '.3g')}")
     return "\n".join(lines)
+
+
+def format_sessions(sessions: dict) -> list[str]:
+    """The session section of the report: return and length per session, paired differences."""
+    over = ("over seeds (each seed's mean over its finished sessions)"
+            if sessions["ci_over"] == "seeds" else "over the finished sessions (one seed)")
+    lines = [f"per session (sessions that finished; 95% CIs {over}):",
+             "variant      return/session [95% CI]       session length [95% CI]   sessions",
+             "-----------  ----------------------------  ------------------------  --------"]
+    for v, r in sessions["variants"].items():
+        ret = (f"{_f(r['episode_return'], '.3f')} [{_f(r['episode_return_lo'], '.3f')}, "
+               f"{_f(r['episode_return_hi'], '.3f')}]")
+        length = (f"{_f(r['session_length'], '.2f')} [{_f(r['session_length_lo'], '.2f')}, "
+                  f"{_f(r['session_length_hi'], '.2f')}]")
+        lines.append(f"{v:<11}  {ret:<28}  {length:<24}  {r['n_sessions']:>8}")
+    lines += ["", "paired difference of return per session vs control (per seed):"]
+    for v, d in sessions["paired_differences"].items():
+        lines.append(f"  {v}: {_f(d['mean_diff'], '+.3f')} [{_f(d['ci'][0], '+.3f')}, "
+                     f"{_f(d['ci'][1], '+.3f')}], better in {d['wins']}/{d['seeds']} seeds")
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

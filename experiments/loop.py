@@ -22,7 +22,8 @@ SESSION_PRESETS = frozenset({"long_term"})
 @dataclass
 class RunResult:
     """Per-step outcomes of one policy on one seed (arrays of length ``steps``); in session
-    runs also the return and length of every session that finished, in the order they did."""
+    runs also the return and length of every session that finished, in the order they did,
+    with the step it ended at (the user-steps run by then) and its user's variant."""
 
     policy: str
     seed: int
@@ -33,6 +34,8 @@ class RunResult:
     extra: dict = field(default_factory=dict)
     episode_returns: np.ndarray | None = None
     episode_lengths: np.ndarray | None = None
+    episode_steps: np.ndarray | None = None
+    episode_variants: np.ndarray | None = None
 
 
 def engine_for(sim: SimConfig, policy: str | None, params: Mapping | None, seed: int,
@@ -80,6 +83,8 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
         engine_kwargs.setdefault("session_gap", 2.0 * batch_size * sim.step_seconds)
     returns: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
+    ended_at: list[np.ndarray] = []
+    ended_mask: list[np.ndarray] = []
     eng = engine_for(sim, policy, params, seed, lambda: env.clock, **engine_kwargs)
     context = eng.featurizer.context_features
     rewards = np.zeros(n_batches * batch_size)
@@ -103,6 +108,8 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
                 ended = info["ended"]
                 returns.append(info["session_return"][ended])
                 lengths.append(info["session_length"][ended])
+                ended_at.append(np.full(int(ended.sum()), (t + 1) * batch_size))
+                ended_mask.append(np.asarray(ended, dtype=bool))
                 events += session_ends(info, t)
             if feed_events or events:
                 eng.ingest(events)
@@ -115,8 +122,10 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
         eng.close()
     if not sessions:
         return RunResult(policy, seed, rewards, regrets, clicks, phases, extra)
+    done = np.concatenate(ended_mask)  # a session ends on its user's decision in its slot
     return RunResult(policy, seed, rewards, regrets, clicks, phases, extra,
-                     np.concatenate(returns), np.concatenate(lengths).astype(float))
+                     np.concatenate(returns), np.concatenate(lengths).astype(float),
+                     np.concatenate(ended_at).astype(float), variants[done])
 
 
 def session_ends(info: dict, t: int) -> list[dict]:

@@ -68,3 +68,26 @@ def cumulative_regret(regrets: Mapping[str, np.ndarray], shift: int | None, path
     ax.set_ylabel("cumulative regret (expected reward lost)")
     ax.set_title(title)
     return finish(fig, ax, path)
+
+
+def return_over_training(sessions: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                         path: str | Path, window: int,
+                         title: str = "Return per session over training") -> Path:
+    """Per policy, the trailing mean return of the last ``window`` finished sessions against
+    the step they ended at (one point per step, once all that ended there are in);
+    ``sessions`` maps a policy to (end steps, returns) of its
+    sessions (seeds pooled, ordered here by end step)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for name, (steps, returns) in sessions.items():
+        steps, returns = np.asarray(steps, dtype=float), np.asarray(returns, dtype=float)
+        if not len(steps):
+            continue
+        order = np.argsort(steps, kind="stable")
+        steps, trail = steps[order], rolling_mean(returns[order], window)
+        last = np.r_[steps[1:] != steps[:-1], True]  # one point per step: after its sessions
+        ax.plot(steps[last], trail[last], label=name, linewidth=1.4)
+    ax.set_xlabel("step (decisions) at which the session ended")
+    ax.set_ylabel(f"return per session, trailing mean over {window} sessions")
+    ax.set_title(title)
+    return finish(fig, ax, path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.metrics import PolicySummary
-from experiments.plots import cumulative_regret, reward_over_time
+from experiments.plots import cumulative_regret, return_over_training, reward_over_time
 
 
 def _fmt(x: float, spec: str = ".4f") -> str:
@@ -75,6 +75,9 @@ def write_report(out: Path, cfg, sim, results, summaries: list[PolicySummary], s
                      title=f"Reward over time ({cfg.preset}, {len(cfg.seeds)} seed(s))")
     cumulative_regret(regrets, shift, out / "regret.png",
                       title=f"Cumulative regret ({cfg.preset})")
+    sessions = any(s.sessions for s in summaries)
+    if sessions:
+        session_window = _plot_sessions(out, cfg, results, names)
     config = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
     best = max(summaries, key=lambda s: s.mean_reward)
     lines = [
@@ -99,6 +102,9 @@ def write_report(out: Path, cfg, sim, results, summaries: list[PolicySummary], s
         "",
         "![cumulative regret](regret.png)",
         "",
+        *([f"Return per session over training (`return.png`): trailing mean over the last "
+           f"{session_window} finished sessions (seeds pooled) against the step each ended at.",
+           "", "![return per session over training](return.png)", ""] if sessions else []),
         "## Configuration",
         "",
         "```json",
@@ -106,3 +112,16 @@ def write_report(out: Path, cfg, sim, results, summaries: list[PolicySummary], s
         "```",
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _plot_sessions(out: Path, cfg, results, names: list[str]) -> int:
+    """``return.png``: return per session over training; returns the window (sessions)."""
+    per = {p: (np.concatenate([r.episode_steps for r in results if r.policy == p]),
+               np.concatenate([r.episode_returns for r in results if r.policy == p]))
+           for p in names}
+    fewest = min((len(v[1]) for v in per.values()), default=0)
+    window = max(5, fewest // 20)
+    return_over_training(per, out / "return.png", window,
+                         title=f"Return per session over training ({cfg.preset}, "
+                               f"{len(cfg.seeds)} seed(s))")
+    return window

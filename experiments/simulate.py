@@ -4,7 +4,8 @@ Writes ``results/<run-name>/`` with ``steps.parquet`` (every step of every run),
 ``summary.parquet``, ``reward.png``, ``regret.png`` and ``report.md``, and prints the table.
 On a session preset (``long_term``) users come in sessions and the table and
 ``summary.parquet`` add each policy's mean return and length per finished session with 95%
-CIs (``episode_return``, ``episode_return_lo``, ``episode_return_hi``, ``session_length``, ...).
+CIs (``episode_return``, ``episode_return_lo``, ``episode_return_hi``, ``session_length``, ...),
+and ``return.png`` plots the return per session over training.
 """
 
 from __future__ import annotations
@@ -237,8 +238,8 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out, summaries = run(cfg, progress=not args.no_progress)
     print(format_table(summaries))
-    print(f"\nresults written to {out}/ (steps.parquet, summary.parquet, reward.png, regret.png, "
-          "report.md)")
+    plots = "reward.png, regret.png" + (", return.png" if cfg.preset in SESSION_PRESETS else "")
+    print(f"\nresults written to {out}/ (steps.parquet, summary.parquet, {plots}, report.md)")
     return 0
 
 

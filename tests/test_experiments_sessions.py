@@ -1,10 +1,13 @@
-"""Smoke test: `loopwise simulate` on the session preset reports return and length per session."""
+"""Smoke tests: `loopwise simulate` and `loopwise compare` on the session preset report return
+and length per session (compare: with paired per-seed differences), simulate plots return."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pyarrow.parquet as pq
+import yaml
 
 from experiments.cli import main
 from experiments.loop import session_ends
@@ -29,7 +32,9 @@ def test_simulate_long_term_reports_return_and_length_per_session(tmp_path, caps
         assert row["session_length"] >= 1
     printed = capsys.readouterr().out
     assert "return/session [95% CI]" in printed and "session length [95% CI]" in printed
-    assert "Return/session and session length" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Return/session and session length" in report
+    assert (out / "return.png").stat().st_size > 0 and "](return.png)" in report
 
 
 def test_presets_without_sessions_keep_their_columns(tmp_path):
@@ -38,6 +43,58 @@ def test_presets_without_sessions_keep_their_columns(tmp_path):
                  "--no-progress"]) == 0
     columns = set(pq.read_table(tmp_path / "plain" / "summary.parquet").column_names)
     assert not columns & {*SESSION_COLUMNS, "n_sessions"}
+    assert not (tmp_path / "plain" / "return.png").exists()
+
+
+def _compare(tmp_path, preset: str, seeds: list[int]) -> tuple[dict, str]:
+    cfg = {"name": "smoke", "simulator": {"preset": preset, "n_users": 300}, "horizon": 600,
+           "batch_size": 50, "seeds": seeds, "workers": 1, "control": "lints",
+           "variants": {"lints": {"policy": "lints"},
+                        "slateq": {"policy": "slateq",
+                                   "params": {"train_every": 64, "train_steps": 1}}}}
+    path = tmp_path / f"{preset}-{len(seeds)}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["compare", str(path), "--out", str(tmp_path / path.stem)]) == 0
+    (out,) = (tmp_path / path.stem).iterdir()
+    return json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+
+
+def test_compare_long_term_reports_sessions_and_paired_differences(tmp_path):
+    report, md = _compare(tmp_path, "long_term", [0, 1])
+    sessions = report["sessions"]
+    assert sessions["ci_over"] == "seeds"
+    for v in ("lints", "slateq"):
+        r = sessions["variants"][v]
+        assert r["n_sessions"] >= 2 and len(r["per_seed_return"]) == 2
+        assert r["episode_return_lo"] <= r["episode_return"] <= r["episode_return_hi"]
+        assert r["session_length_lo"] <= r["session_length"] <= r["session_length_hi"]
+    d = sessions["paired_differences"]["slateq"]
+    expected = [a - b for a, b in zip(sessions["variants"]["slateq"]["per_seed_return"],
+                                      sessions["variants"]["lints"]["per_seed_return"],
+                                      strict=True)]
+    assert d["per_seed"] == expected and d["ci"][0] <= d["mean_diff"] <= d["ci"][1]
+    assert "return/session [95% CI]" in md and "95% CIs over seeds" in md
+    assert "paired difference of return per session vs control" in md
+
+
+def test_compare_one_seed_gives_session_cis_over_sessions(tmp_path):
+    report, md = _compare(tmp_path, "long_term", [3])
+    r = report["sessions"]["variants"]["slateq"]
+    assert report["sessions"]["ci_over"] == "sessions"
+    assert r["episode_return_lo"] <= r["episode_return"] <= r["episode_return_hi"]
+    assert "over the finished sessions (one seed)" in md
+
+
+def test_compare_without_sessions_has_no_session_section(tmp_path):
+    report, md = _compare(tmp_path, "stationary", [0])
+    assert "sessions" not in report and "return/session" not in md
+
+
+def test_example_long_term_config_loads():
+    from experiments.compare import load_config
+
+    cfg = load_config("experiments/configs/long_term_slateq.yaml")
+    assert cfg.simulator.preset == "long_term" and set(cfg.variants) == {"lints", "slateq"}
 
 
 def test_session_ends_names_the_users_whose_session_ended():
