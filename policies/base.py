@@ -356,37 +356,11 @@ def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> n
     """
     if mask is not None:
         return mix_uniform(greedy(scores, mask), mask, epsilon)
-    b, k = scores.shape
-    if b == 1:
-        probs = greedy_mix_one(scores[0].tolist(), epsilon)
-        if probs is not None:
-            return probs
+    k = scores.shape[1]
     best = scores == scores.max(axis=1, keepdims=True)
     floor = epsilon / k
     share = (1.0 - epsilon) / best.sum(axis=1, keepdims=True)
     return np.where(best, share + floor, floor)
-
-
-def greedy_mix_one(scores: list[float], epsilon: float) -> np.ndarray | None:
-    """:func:`greedy_mix` of one decision whose K scores are Python floats (faster than
-    array work at this size): (1, K); ``None`` if no score equals the maximum (NaN).
-
-    Examples
-    --------
-    >>> greedy_mix_one([1.0, 3.0, 3.0, 0.0], 0.2).tolist()
-    [[0.05, 0.45, 0.45, 0.05]]
-    """
-    top = max(scores)
-    best = [j for j, v in enumerate(scores) if v == top]
-    if not best:
-        return None
-    k = len(scores)
-    floor = epsilon / k
-    probs = np.full((1, k), floor)
-    share = (1.0 - epsilon) / len(best) + floor
-    for j in best:
-        probs[0, j] = share
-    return probs
 
 
 def greedy(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

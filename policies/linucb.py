@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from policies import kernels
-from policies.base import check_param, greedy_mix, greedy_mix_one
+from policies.base import check_param, greedy_mix
 from policies.forgetting import DRIFT_FACTOR, HALF_LIFE
 from policies.linear import LinearPolicy
 
@@ -53,14 +53,12 @@ class LinUCB(LinearPolicy):
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape
-        if b == 1 and mask is None:  # one decision: its K bounds in one compiled call
+        if b == 1:  # one decision, masked or not: its K bounds in one compiled call
             bound = np.empty(k)
             kernels.linucb_one(phi[0], self._a_inv, self._b, self.alpha, bound)
-            probs = greedy_mix_one(bound.tolist(), self.epsilon)
-            if probs is not None:
-                return probs
+            return greedy_mix(bound[None], mask, self.epsilon)
         x = phi.reshape(b * k, d)
-        if b * k >= self.FLOAT32_ROWS and x.dtype == np.float32:
+        if b * k >= self.FLOAT32_ROWS and x.dtype == np.float32:  # see FLOAT32_ROWS
             a_inv, theta = self._float32_model()
         else:
             a_inv, theta = self._a_inv, self._model_theta()

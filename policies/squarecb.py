@@ -64,15 +64,6 @@ class SquareCB(LinearPolicy):
         t = self._t if self._forget is None else self._forget.count
         gamma = self.gamma_scale * max(1, t) ** self.gamma_exponent
         y = self._predictions(phi)
-        if mask is None and len(y) == 1:  # one decision: its K predictions as Python floats
-            row = y[0].tolist()
-            k = len(row)
-            best = row.index(max(row))  # the first best, as argmax
-            top = row[best]
-            probs = [1.0 / (k + gamma * (top - v)) for v in row]
-            probs[best] = 0.0
-            probs[best] = 1.0 - sum(probs)
-            return np.array([probs])
         if mask is None or mask.all():
             k = float(y.shape[1])
         else:

@@ -87,12 +87,6 @@ class VariantStats:
         """
         if isinstance(values, (bool, np.bool_)):
             raise ValidationTypeError("values", "must be numeric, not a bool", values)
-        if type(values) is float or type(values) is int:  # fast path for one outcome
-            x = float(values)
-            if not math.isfinite(x):
-                raise ValidationError("values", "must all be finite", values)
-            self._combine(1, x, 0.0)
-            return self
         try:
             arr = np.asarray(values, dtype=float)
         except (TypeError, ValueError):
