@@ -137,21 +137,13 @@ def run_side_by_side(factories: list, batch_size: int, n_steps: int, seed: int,
     rngs = [np.random.default_rng(seed + 1) for _ in factories]
     rewards = np.zeros((len(factories), n_steps, batch_size))
     regrets = np.zeros_like(rewards)
-    busy = np.zeros(len(factories))
-    for first in range(0, n_steps, block):
-        for i, (runner, env, rng) in enumerate(zip(runners, envs, rngs, strict=True)):
-            for t in range(first, min(first + block, n_steps)):
-                phi = phis[i]
-                start = time.perf_counter()
-                probs = runner.act(phi)
-                chosen = sample(probs, rng)
-                busy[i] += time.perf_counter() - start
-                obs, r, info = env.step(chosen)
-                start = time.perf_counter()
-                runner.learn(phi, chosen, r, probs)
-                busy[i] += time.perf_counter() - start
-                rewards[i, t], regrets[i, t] = r, info["regret"]
-                phis[i] = features(obs)
+
+    def step(i, t, chosen):
+        obs, r, info = envs[i].step(chosen)
+        rewards[i, t], regrets[i, t] = r, info["regret"]
+        return r, features(obs)
+
+    busy = alternate_in_blocks(runners, phis, rngs, n_steps, block, step)
     half = n_steps // 2
     return [{"reward": rewards[i].mean(), "regret": regrets[i].mean(),
              "after_shift": rewards[i, half:].mean(), "rate": n_steps * batch_size / busy[i]}
@@ -202,6 +194,28 @@ class LinearDriftStream:
         return click, mean, float(self.means.max())
 
 
+def alternate_in_blocks(runners: list, phis: list, rngs: list, n_steps: int, block: int,
+                        step) -> np.ndarray:
+    """Run each runner ``n_steps`` decisions in turns of ``block`` steps (runner 1 steps
+    0-249, runner 2 steps 0-249, ...): decide on ``phis[i]``, draw with ``rngs[i]``, let
+    ``step(i, t, chosen)`` move runner i's world and return ``(reward, next phi)``, learn.
+    Returns each runner's seconds in its policy (decide, draw, learn)."""
+    busy = np.zeros(len(runners))
+    for first in range(0, n_steps, block):
+        for i, (runner, rng) in enumerate(zip(runners, rngs, strict=True)):
+            for t in range(first, min(first + block, n_steps)):
+                phi = phis[i]
+                start = time.perf_counter()
+                probs = runner.act(phi)
+                chosen = sample(probs, rng)
+                busy[i] += time.perf_counter() - start
+                reward, phis[i] = step(i, t, chosen)
+                start = time.perf_counter()
+                runner.learn(phi, chosen, reward, probs)
+                busy[i] += time.perf_counter() - start
+    return busy
+
+
 def run_linear_drift(factories: list, d_user: int, d_item: int, n_steps: int, seed: int,
                      block: int = 250) -> list[dict]:
     """Every runner against its own :class:`LinearDriftStream` (same seed), one decision at
@@ -214,22 +228,14 @@ def run_linear_drift(factories: list, d_user: int, d_item: int, n_steps: int, se
     clicks = np.zeros((len(factories), n_steps))
     means = np.zeros_like(clicks)
     best = np.zeros_like(clicks)
-    busy = np.zeros(len(factories))
     phis = [stream.candidates() for stream in streams]
-    for first in range(0, n_steps, block):
-        for i, (runner, stream, rng) in enumerate(zip(runners, streams, rngs, strict=True)):
-            for t in range(first, min(first + block, n_steps)):
-                phi = phis[i]
-                start = time.perf_counter()
-                probs = runner.act(phi)
-                chosen = sample(probs, rng)
-                busy[i] += time.perf_counter() - start
-                click, mean, top = stream.step(int(chosen[0]))
-                start = time.perf_counter()
-                runner.learn(phi, chosen, np.array([click]), probs)
-                busy[i] += time.perf_counter() - start
-                clicks[i, t], means[i, t], best[i, t] = click, mean, top
-                phis[i] = stream.candidates()
+
+    def step(i, t, chosen):
+        click, mean, top = streams[i].step(int(chosen[0]))
+        clicks[i, t], means[i, t], best[i, t] = click, mean, top
+        return np.array([click]), streams[i].candidates()
+
+    busy = alternate_in_blocks(runners, phis, rngs, n_steps, block, step)
     return [summarize_drift(clicks[i], means[i], best[i], change, n_steps / busy[i],
                             drift_count(runners[i])) for i in range(len(factories))]
 

@@ -70,7 +70,6 @@ class OPEResult(Estimates):
     alpha: float
     refit: bool = False
 
-
     def to_table(self) -> str:
         """A fixed-width table for the terminal."""
         level = f"{1 - self.alpha:.0%} interval"

@@ -262,7 +262,6 @@ class SessionOPEResult(Estimates):
     alpha: float
     warning: str | None = None
 
-
     def to_table(self) -> str:
         """A fixed-width table for the terminal, with the warning (if any) below it."""
         level = f"{1 - self.alpha:.0%} interval"
