@@ -52,8 +52,9 @@ def storable(value: object) -> bool:
 
 
 def check_string(value: object, where: str, *, max_length: int = MAX_ID_LENGTH,
-                 required: bool = True) -> str | None:
-    """``value`` as a checked non-empty string (``None`` where allowed and absent).
+                 required: bool = True, allow_empty: bool = False) -> str | None:
+    """``value`` as a checked string, non-empty unless ``allow_empty`` (``None`` where
+    allowed and absent).
 
     Examples
     --------
@@ -68,8 +69,9 @@ def check_string(value: object, where: str, *, max_length: int = MAX_ID_LENGTH,
         if required:
             raise ValidationError(where, "is required")
         return None
-    if not isinstance(value, str) or not value:
-        raise ValidationError(where, "must be a non-empty string", value)
+    if not isinstance(value, str) or not (value or allow_empty):
+        raise ValidationError(where, "must be a string" if allow_empty
+                              else "must be a non-empty string", value)
     if len(value) > max_length:
         raise ValidationError(where, f"must be at most {max_length} characters", len(value))
     problem = text_problem(value)

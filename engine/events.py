@@ -18,7 +18,6 @@ from engine.checks import (
     check_string,
     check_strings,
     storable,
-    text_problem,
 )
 from engine.checks import is_number as _is_number
 from engine.errors import ValidationError
@@ -297,7 +296,7 @@ def _validate(raw: Mapping | Event, types: EventTypes, where: str,
     if type_ in _VALUED_TYPES:
         _check_valued(type_, value, types, f"{where}.value")
     if text is not None:
-        _check_text(text, f"{where}.text")
+        check_string(text, f"{where}.text", max_length=MAX_TEXT_LENGTH, allow_empty=True)
     if type_ == "search" and not text:
         raise ValidationError(f"{where}.text", "is required for 'search' events")
     if attributes is not None:
@@ -349,16 +348,6 @@ def _check_valued(type_: str, value: float | None, types: EventTypes, where: str
         low, high = types.rating_scale
         if not low <= value <= high:
             raise ValidationError(where, f"rating must lie in [{low}, {high}]", value)
-
-
-def _check_text(text: object, where: str) -> None:
-    if not isinstance(text, str):
-        raise ValidationError(where, "must be a string", text)
-    if len(text) > MAX_TEXT_LENGTH:
-        raise ValidationError(where, f"must be at most {MAX_TEXT_LENGTH} characters", len(text))
-    problem = text_problem(text)
-    if problem is not None:
-        raise ValidationError(where, problem, text)
 
 
 def _checked_attributes(attributes: object, where: str) -> dict:
