@@ -186,9 +186,9 @@ class Store:
 
     def quarantined(self, limit: int | None = None) -> tuple[int, list[dict]]:
         """How many records are in quarantine, and the newest ``limit`` of them (id, ts,
-        reason, record): acknowledged writes that could not be stored (see
-        :func:`engine.writer.apply_queued`)."""
-        db = self.db
+        reason, record): writes that could not be stored (:func:`engine.writer.apply_queued`).
+        The count alone reads what is committed: a health check leaves the queue alone."""
+        db = self.db if limit else self._db
         n = int(db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
         rows = [] if not limit else db.execute(
             "SELECT id, ts, reason, record FROM quarantine ORDER BY id DESC LIMIT ?", (limit,))
