@@ -1,26 +1,10 @@
 """Online A/B statistics: sticky assignment, per-variant accumulators and the report.
 
 The engine assigns users with :func:`assign_variant`, accumulates each variant's outcomes
-in a :class:`VariantStats`, and asks :func:`ab_report` for the comparison; the statistics
-themselves live here and nowhere else. Offline peeking simulations of these tests live in
+in a :class:`VariantStats` and asks :func:`ab_report` for the comparison: fixed-horizon
+tests in :mod:`.fixed`, the always-valid sequential test in :mod:`.sequential`, the
+sample-ratio check in :mod:`.srm`. Offline peeking simulations live in
 :mod:`experiments.abstats`.
-
-Modules
--------
-assignment
-    Sticky salted-hash assignment and traffic-split validation.
-accumulator
-    :class:`VariantStats`, a mergeable Welford accumulator.
-fixed
-    Mean CI, Welch's t-test, difference and relative-lift CIs (fixed horizon).
-sequential
-    Mixture SPRT / asymptotic confidence sequence (valid under continuous peeking).
-srm
-    Sample-ratio-mismatch chi-square check.
-report
-    :func:`ab_report` and :func:`format_report`.
-
-Distributions come from ``scipy.stats``; errors are :class:`engine.errors.ValidationError`.
 
 Examples
 --------
@@ -44,21 +28,7 @@ from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, SequentialResult, mixtu
 from .srm import DEFAULT_SRM_THRESHOLD, srm_check
 
 __all__ = [
-    "DEFAULT_MIN_N",
-    "DEFAULT_SRM_THRESHOLD",
-    "DEFAULT_TARGET_N",
-    "SequentialResult",
-    "VariantStats",
-    "WelchResult",
-    "ab_report",
-    "assign_variant",
-    "format_report",
-    "hash_unit",
-    "lift_ci",
-    "mean_ci",
-    "mixture_tau2",
-    "msprt",
-    "srm_check",
-    "validate_weights",
-    "welch_test",
+    "DEFAULT_MIN_N", "DEFAULT_SRM_THRESHOLD", "DEFAULT_TARGET_N", "SequentialResult",
+    "VariantStats", "WelchResult", "ab_report", "assign_variant", "format_report", "hash_unit",
+    "lift_ci", "mean_ci", "mixture_tau2", "msprt", "srm_check", "validate_weights", "welch_test",
 ]

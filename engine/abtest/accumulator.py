@@ -19,17 +19,7 @@ class VariantStats:
 
     Batches are folded in with the parallel update of Chan, Golub and LeVeque, so
     ``a.merge(b)`` gives the same state (to rounding) as one pass over both data sets. The
-    state is three numbers, so it crosses a Ray boundary cheaply (the object pickles) and
-    survives a restart through :meth:`to_dict` / :meth:`from_dict`.
-
-    Attributes
-    ----------
-    n : int
-        Number of outcomes seen.
-    mean : float
-        Their mean (``nan`` while ``n == 0``).
-    var : float
-        Their sample variance with ``ddof=1`` (``nan`` while ``n < 2``).
+    state is three numbers: it pickles cheaply and survives a restart via :meth:`to_dict`.
 
     Examples
     --------
@@ -45,20 +35,21 @@ class VariantStats:
     __slots__ = ("_n", "_mean", "_m2")
 
     def __init__(self) -> None:
-        self._n = 0
-        self._mean = 0.0
-        self._m2 = 0.0
+        self._n, self._mean, self._m2 = 0, 0.0, 0.0
 
     @property
     def n(self) -> int:
+        """Number of outcomes seen."""
         return self._n
 
     @property
     def mean(self) -> float:
+        """Their mean (``nan`` while ``n == 0``)."""
         return self._mean if self._n > 0 else math.nan
 
     @property
     def var(self) -> float:
+        """Their sample variance with ``ddof=1`` (``nan`` while ``n < 2``)."""
         return self._m2 / (self._n - 1) if self._n > 1 else math.nan
 
     def _combine(self, n: int, mean: float, m2: float) -> None:
@@ -71,20 +62,9 @@ class VariantStats:
         self._n = total
 
     def update(self, values: float | Iterable[float] | np.ndarray) -> VariantStats:
-        """Fold in one outcome or a batch of outcomes; returns ``self``.
-
-        Parameters
-        ----------
-        values : float or array_like of float
-            Finite outcomes (rewards, conversions as 0/1, revenue ...).
-
-        Raises
-        ------
-        engine.errors.ValidationTypeError
-            If ``values`` is not numeric (a ``TypeError``).
-        engine.errors.ValidationError
-            If any value is nan or infinite, or ``values`` is not one-dimensional.
-        """
+        """Fold in one finite outcome or a one-dimensional batch of them; returns ``self``.
+        A non-numeric ``values`` raises :class:`~engine.errors.ValidationTypeError`, a nan,
+        infinite or higher-dimensional one :class:`~engine.errors.ValidationError`."""
         if isinstance(values, (bool, np.bool_)):
             raise ValidationTypeError("values", "must be numeric, not a bool", values)
         try:
@@ -102,8 +82,7 @@ class VariantStats:
         if not np.all(np.isfinite(arr)):
             raise ValidationError("values", "must all be finite", values)
         mean = float(arr.mean())
-        m2 = float(np.sum((arr - mean) ** 2))
-        self._combine(int(arr.size), mean, m2)
+        self._combine(int(arr.size), mean, float(np.sum((arr - mean) ** 2)))
         return self
 
     def merge(self, other: VariantStats) -> VariantStats:
@@ -144,12 +123,6 @@ class VariantStats:
         return (self._n, self._mean, self._m2) == (other._n, other._mean, other._m2)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __getstate__(self) -> dict[str, float | int]:
-        return self.to_dict()
-
-    def __setstate__(self, state: dict[str, float | int]) -> None:
-        self._n, self._mean, self._m2 = int(state["n"]), state["mean"], state["m2"]
 
     def __repr__(self) -> str:
         return f"VariantStats(n={self._n}, mean={self.mean:.6g}, var={self.var:.6g})"

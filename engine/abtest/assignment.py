@@ -25,13 +25,8 @@ def check_name(name: str, value: object) -> str:
 def validate_weights(variants: Mapping[str, float], name: str = "variants") -> dict[str, float]:
     """Check a traffic split and return it normalized to sum to one, in the given order.
 
-    Parameters
-    ----------
-    variants : mapping of str to float
-        Variant name -> traffic weight. Weights are relative (``{"a": 1, "b": 3}`` sends a
-        quarter of users to ``a``); each must be finite and > 0, and names non-empty strings.
-    name : str
-        Parameter name used in error messages.
+    Weights are relative (``{"a": 1, "b": 3}`` sends a quarter of users to ``a``), each
+    finite and > 0; names are non-empty strings. ``name`` is the parameter named in errors.
 
     Examples
     --------
@@ -68,33 +63,18 @@ def hash_unit(user_id: str, salt: str) -> float:
     >>> 0.0 <= hash_unit("user-1", "exp-2") < 1.0
     True
     """
-    digest = hashlib.blake2b(
-        salt.encode("utf-8") + _SEP + user_id.encode("utf-8"), digest_size=8
-    ).digest()
+    digest = hashlib.blake2b(salt.encode("utf-8") + _SEP + user_id.encode("utf-8"),
+                             digest_size=8).digest()
     return (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
 
 
 def assign_variant(user_id: str, variants: Mapping[str, float], salt: str) -> str:
     """Assign a user to a variant, stickily: same user, split and salt give the same variant.
 
-    The user's :func:`hash_unit` is located in the cumulative normalized weights, taken in
-    the mapping's order. Changing the salt reshuffles everyone (use a new salt per
-    experiment); changing weights moves only the users whose hash falls in the moved band.
-
-    Parameters
-    ----------
-    user_id : str
-        Non-empty user identifier.
-    variants : mapping of str to float
-        Variant name -> relative traffic weight (see :func:`validate_weights`).
-    salt : str
-        Experiment salt (may be empty, but a per-experiment salt keeps experiments
-        independent).
-
-    Returns
-    -------
-    str
-        The chosen variant name.
+    The user's :func:`hash_unit` is located in the cumulative normalized weights
+    (:func:`validate_weights`), taken in the mapping's order. A new salt reshuffles everyone
+    (use one per experiment; it may be empty); changing weights moves only the users whose
+    hash falls in the moved band.
 
     Examples
     --------
@@ -106,10 +86,8 @@ def assign_variant(user_id: str, variants: Mapping[str, float], salt: str) -> st
     check_name("user_id", user_id)
     if not isinstance(salt, str):
         raise ValidationTypeError("salt", "must be a string", salt)
-    weights = validate_weights(variants)
-    u = hash_unit(user_id, salt)
-    cumulative = 0.0
-    for key, w in weights.items():
+    u, cumulative = hash_unit(user_id, salt), 0.0
+    for key, w in validate_weights(variants).items():
         cumulative += w
         if u < cumulative:
             return key

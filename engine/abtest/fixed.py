@@ -1,13 +1,10 @@
 """Fixed-horizon statistics: mean CI, Welch's t-test, difference and relative-lift CIs.
 
-All functions take summary statistics (mean, sample variance with ``ddof=1``, count) as
-scalars or numpy arrays and broadcast, so the same code serves one report and a simulation
-of 10^5 peeks. They are valid when the sample size is fixed in advance and the data are
-looked at once; under repeated peeking use :mod:`engine.abtest.sequential`.
-
-Undefined results (fewer than two observations in an arm, a zero control mean for the lift)
-come back as ``nan``; :func:`engine.abtest.report.ab_report` turns them into ``None``.
-Distributions are ``scipy.stats``'s.
+Functions take summary statistics (mean, sample variance with ``ddof=1``, count) as scalars
+or broadcastable arrays, so one code path serves a report and a simulation of many peeks.
+Valid for one look at a sample size fixed in advance (under peeking use
+:mod:`engine.abtest.sequential`). Undefined results (an arm under two observations, a zero
+control mean for the lift) are ``nan``.
 """
 
 from __future__ import annotations
@@ -30,15 +27,14 @@ def _out(x: np.ndarray):
     return float(x) if np.ndim(x) == 0 else x
 
 
+def _where(ok: np.ndarray, x: np.ndarray):
+    """``x`` where ``ok``, else nan (a float for scalar input)."""
+    return _out(np.where(ok, x, np.nan))
+
+
 def mean_ci(mean, var, n, alpha: float = 0.05):
-    """Two-sided ``1 - alpha`` Student-t confidence interval of a mean.
-
-    :math:`\\bar x \\pm t_{1-\\alpha/2,\\, n-1} \\sqrt{s^2 / n}`.
-
-    Returns
-    -------
-    (lower, upper)
-        Floats for scalar input, arrays otherwise; ``nan`` where ``n < 2``.
+    """Two-sided ``1 - alpha`` Student-t confidence interval of a mean, ``(lower, upper)``:
+    :math:`\\bar x \\pm t_{1-\\alpha/2,\\, n-1} \\sqrt{s^2 / n}` (``nan`` where ``n < 2``).
 
     Examples
     --------
@@ -51,29 +47,15 @@ def mean_ci(mean, var, n, alpha: float = 0.05):
     ok = n >= 2
     df = np.where(ok, n - 1.0, 1.0)
     half = stats.t.ppf(1.0 - alpha / 2.0, df) * np.sqrt(var / np.where(ok, n, 1.0))
-    half = np.where(ok, half, np.nan)
-    return _out(mean - half), _out(mean + half)
+    return _where(ok, mean - half), _where(ok, mean + half)
 
 
 @dataclass(frozen=True)
 class WelchResult:
-    """Welch's unequal-variance t-test of ``mean_t - mean_c``.
-
-    Attributes
-    ----------
-    diff : float or ndarray
-        ``mean_t - mean_c``.
-    se : float or ndarray
-        :math:`\\sqrt{s_t^2/n_t + s_c^2/n_c}`.
-    t : float or ndarray
-        ``diff / se``.
-    df : float or ndarray
-        Welch-Satterthwaite degrees of freedom.
-    p_value : float or ndarray
-        Two-sided p-value.
-    ci : tuple
-        ``(lower, upper)`` two-sided ``1 - alpha`` interval of ``diff``.
-    """
+    """Welch's unequal-variance t-test of ``diff = mean_t - mean_c``: its standard error
+    ``se`` :math:`= \\sqrt{s_t^2/n_t + s_c^2/n_c}`, ``t = diff / se``, the Welch-Satterthwaite
+    ``df``, the two-sided ``p_value`` and ``ci``, the two-sided ``1 - alpha`` interval of
+    ``diff`` as ``(lower, upper)``. Floats for scalar input, arrays otherwise."""
 
     diff: float | np.ndarray
     se: float | np.ndarray
@@ -114,27 +96,21 @@ def welch_test(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05) -> W
     se = np.sqrt(v)
     degenerate = v <= 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        df = np.where(
-            degenerate, nt + nc - 2.0, v * v / (vt * vt / (nt - 1.0) + vc * vc / (nc - 1.0))
-        )
+        df = np.where(degenerate, nt + nc - 2.0,
+                      v * v / (vt * vt / (nt - 1.0) + vc * vc / (nc - 1.0)))
         t = np.where(degenerate, np.where(diff == 0.0, 0.0, np.sign(diff) * np.inf), diff / se)
     with np.errstate(invalid="ignore"):
         p_t = 2.0 * stats.t.sf(np.abs(t), df)
     p = np.where(degenerate, np.where(diff == 0.0, 1.0, 0.0), p_t)
     half = stats.t.ppf(1.0 - alpha / 2.0, df) * se
-    nan = np.nan
-    return WelchResult(
-        diff=_out(np.where(ok, diff, nan)),
-        se=_out(np.where(ok, se, nan)),
-        t=_out(np.where(ok, t, nan)),
-        df=_out(np.where(ok, df, nan)),
-        p_value=_out(np.where(ok, p, nan)),
-        ci=(_out(np.where(ok, diff - half, nan)), _out(np.where(ok, diff + half, nan))),
-    )
+    return WelchResult(diff=_where(ok, diff), se=_where(ok, se), t=_where(ok, t),
+                       df=_where(ok, df), p_value=_where(ok, p),
+                       ci=(_where(ok, diff - half), _where(ok, diff + half)))
 
 
 def lift_ci(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05):
-    """Relative lift ``mean_t / mean_c - 1`` with a delta-method normal CI.
+    """Relative lift ``mean_t / mean_c - 1`` with a delta-method normal CI, as
+    ``(lift, lower, upper)``.
 
     .. math::
 
@@ -144,10 +120,6 @@ def lift_ci(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05):
     (the two arms are independent). The interval is :math:`\\hat L \\pm z_{1-\\alpha/2}
     \\sqrt{\\widehat{\\mathrm{Var}}}`; it is ``nan`` when ``mean_c == 0`` or an arm has fewer
     than two observations.
-
-    Returns
-    -------
-    (lift, lower, upper)
 
     Examples
     --------
@@ -163,9 +135,4 @@ def lift_ci(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05):
     lift = mean_t / mc - 1.0
     var = (var_t / nt) / mc**2 + mean_t**2 * (var_c / nc) / mc**4
     half = stats.norm.ppf(1.0 - alpha / 2.0) * np.sqrt(var)
-    nan = np.nan
-    return (
-        _out(np.where(ok, lift, nan)),
-        _out(np.where(ok, lift - half, nan)),
-        _out(np.where(ok, lift + half, nan)),
-    )
+    return _where(ok, lift), _where(ok, lift - half), _where(ok, lift + half)

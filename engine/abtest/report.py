@@ -1,23 +1,16 @@
 """The A/B report: per-variant summaries, treatment-vs-control tests, SRM, as plain JSON.
 
-The report of :func:`ab_report` holds, for each variant, ``n``, ``mean``, ``var``, its
-``1 - alpha`` Student-t ``ci`` and its configured (normalized) ``weight``. For each
-treatment, against the control:
-
-- ``diff`` (treatment mean minus control mean) with Welch's ``diff_ci``;
-- ``lift`` (relative, ``mean_t / mean_c - 1``) with a delta-method ``lift_ci``;
-- ``welch``: ``t``, ``df`` and two-sided ``p_value`` (valid for one look at a sample size
-  fixed in advance);
-- ``sequential``: the mixture-SPRT always-valid ``p_value`` and ``confidence_sequence``
-  for the difference (valid however often the report is looked at), see
-  :mod:`engine.abtest.sequential`;
-- ``decision``: ``"significant"`` when the sequential p-value is at most ``alpha``, else
-  ``"not significant"``. It uses the sequential test because a live report is peeked at;
-  ``fixed_horizon_significant`` gives Welch's verdict for a pre-planned single look.
-
-and ``srm``, the sample-ratio-mismatch check (:func:`engine.abtest.srm.srm_check`).
-``warnings`` lists anything that makes the numbers untrustworthy. Undefined numbers
-(too few observations, infinite bounds) are ``None``.
+For each variant: ``n``, ``mean``, ``var``, its ``1 - alpha`` Student-t ``ci`` and its
+normalized ``weight``. For each treatment against the control: ``diff`` with Welch's
+``diff_ci``; the relative ``lift`` (``mean_t / mean_c - 1``) with a delta-method
+``lift_ci``; ``welch`` (``t``, ``df``, two-sided ``p_value``: valid for one look at a sample
+size fixed in advance); ``sequential``, the mixture-SPRT always-valid ``p_value`` and
+``confidence_sequence`` (valid however often the report is looked at, see
+:mod:`engine.abtest.sequential`); ``decision``, ``"significant"`` when the sequential
+p-value is at most ``alpha`` (a live report is peeked at), and ``fixed_horizon_significant``,
+Welch's verdict for a pre-planned single look. Then ``srm``
+(:func:`engine.abtest.srm.srm_check`) and ``warnings``, anything that makes the numbers
+untrustworthy. Undefined numbers (too few observations, infinite bounds) are ``None``.
 """
 
 from __future__ import annotations
@@ -31,7 +24,7 @@ from engine.errors import ValidationError, ValidationTypeError
 
 from .accumulator import VariantStats
 from .assignment import check_name, validate_weights
-from .fixed import lift_ci, mean_ci, welch_test
+from .fixed import WelchResult, lift_ci, mean_ci, welch_test
 from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, msprt
 from .srm import DEFAULT_SRM_THRESHOLD, srm_check
 
@@ -88,48 +81,38 @@ def _compare(key: str, t: VariantStats, c: VariantStats, alpha: float,
     args = (t.mean, t.var, t.n, c.mean, c.var, c.n)
     if t.n >= 2 and c.n >= 2:
         welch = welch_test(*args, alpha=alpha)
-        lift, lift_lo, lift_hi = lift_ci(*args, alpha=alpha)
+        lift = lift_ci(*args, alpha=alpha)
         seq = msprt(*args, alpha, tau=tau, target_n=target_n, min_n=min_n)
-        w_diff, w_lo, w_hi = welch.diff, welch.ci[0], welch.ci[1]
-        w_t, w_df, w_p = welch.t, welch.df, welch.p_value
-        s_p, s_lo, s_hi, s_tau2 = seq.p_value, seq.ci[0], seq.ci[1], seq.tau2
+        s_p, (s_lo, s_hi), s_tau2 = seq.p_value, seq.ci, seq.tau2
     else:
         nan = math.nan
-        w_diff = w_lo = w_hi = w_t = w_df = w_p = lift = lift_lo = lift_hi = s_tau2 = nan
-        s_p, s_lo, s_hi = 1.0, -math.inf, math.inf
+        welch, lift = WelchResult(nan, nan, nan, nan, nan, (nan, nan)), (nan, nan, nan)
+        s_p, s_lo, s_hi, s_tau2 = 1.0, -math.inf, math.inf, nan
     if before is not None:
         s_p = min(s_p, before["p_value"])
         b_lo, b_hi = before["confidence_sequence"]
         new_lo = s_lo if b_lo is None else max(s_lo, b_lo)
         new_hi = s_hi if b_hi is None else min(s_hi, b_hi)
         if new_lo > new_hi:
-            warnings.append(
-                f"{key}: the running confidence sequence became empty; the sequential "
-                "test's assumptions (stable means, i.i.d. outcomes) look violated, "
-                "showing this look's interval"
-            )
+            warnings.append(f"{key}: the running confidence sequence became empty; the "
+                            "sequential test's assumptions (stable means, i.i.d. outcomes) "
+                            "look violated, showing this look's interval")
         else:
             s_lo, s_hi = new_lo, new_hi
     if t.n < min_n or c.n < min_n:
-        warnings.append(
-            f"{key}: fewer than min_n={min_n} observations in an arm; "
-            "the sequential test has not started"
-        )
+        warnings.append(f"{key}: fewer than min_n={min_n} observations in an arm; "
+                        "the sequential test has not started")
     return {
-        "diff": _num(w_diff),
-        "diff_ci": _interval(w_lo, w_hi),
-        "lift": _num(lift),
-        "lift_ci": _interval(lift_lo, lift_hi),
-        "welch": {"t": _num(w_t), "df": _num(w_df), "p_value": _num(w_p)},
-        "sequential": {
-            "p_value": float(s_p),
-            "confidence_sequence": _interval(s_lo, s_hi),
-            "tau2": _num(s_tau2),
-            "target_n": None if tau is not None else float(target_n),
-            "min_n": int(min_n),
-        },
+        "diff": _num(welch.diff), "diff_ci": _interval(*welch.ci),
+        "lift": _num(lift[0]), "lift_ci": _interval(*lift[1:]),
+        "welch": {"t": _num(welch.t), "df": _num(welch.df), "p_value": _num(welch.p_value)},
+        "sequential": {"p_value": float(s_p), "confidence_sequence": _interval(s_lo, s_hi),
+                       "tau2": _num(s_tau2),
+                       "target_n": None if tau is not None else float(target_n),
+                       "min_n": int(min_n)},
         "decision": "significant" if s_p <= alpha else "not significant",
-        "fixed_horizon_significant": bool(math.isfinite(w_p) and w_p < alpha),
+        "fixed_horizon_significant": bool(math.isfinite(welch.p_value)
+                                          and welch.p_value < alpha),
     }
 
 
@@ -139,13 +122,8 @@ def _summaries(accs: Mapping[str, VariantStats], share: Mapping[str, float],
     variants: dict[str, dict[str, Any]] = {}
     for key, acc in accs.items():
         lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
-        variants[key] = {
-            "n": acc.n,
-            "mean": _num(acc.mean),
-            "var": _num(acc.var),
-            "ci": _interval(lo, hi),
-            "weight": share[key],
-        }
+        variants[key] = {"n": acc.n, "mean": _num(acc.mean), "var": _num(acc.var),
+                         "ci": _interval(lo, hi), "weight": share[key]}
     return variants
 
 
@@ -157,26 +135,17 @@ def _srm(accs: Mapping[str, VariantStats], share: Mapping[str, float],
     srm_counts = {key: acc.n for key, acc in accs.items()} if counts is None else counts
     srm = srm_check(srm_counts, share, threshold)
     if srm["mismatch"]:
-        warnings.append(
-            f"sample ratio mismatch (p={srm['p_value']:.3g} < {threshold}): traffic did not "
-            "split as configured; do not trust the comparisons until the cause is found"
-        )
+        warnings.append(f"sample ratio mismatch (p={srm['p_value']:.3g} < {threshold}): traffic "
+                        "did not split as configured; do not trust the comparisons until the "
+                        "cause is found")
     return srm
 
 
-def ab_report(
-    stats: Mapping[str, VariantStats],
-    weights: Mapping[str, float],
-    control: str,
-    alpha: float = 0.05,
-    *,
-    previous: Mapping[str, Any] | None = None,
-    counts: Mapping[str, int] | None = None,
-    tau: float | None = None,
-    target_n: float = DEFAULT_TARGET_N,
-    min_n: int = DEFAULT_MIN_N,
-    srm_threshold: float = DEFAULT_SRM_THRESHOLD,
-) -> dict[str, Any]:
+def ab_report(stats: Mapping[str, VariantStats], weights: Mapping[str, float], control: str,
+              alpha: float = 0.05, *, previous: Mapping[str, Any] | None = None,
+              counts: Mapping[str, int] | None = None, tau: float | None = None,
+              target_n: float = DEFAULT_TARGET_N, min_n: int = DEFAULT_MIN_N,
+              srm_threshold: float = DEFAULT_SRM_THRESHOLD) -> dict[str, Any]:
     """Compare every treatment with the control; return a JSON-serializable report.
 
     The report's fields are described in this module's docstring. Each treatment is tested
@@ -234,14 +203,9 @@ def ab_report(
                       tau=tau, target_n=target_n, min_n=min_n)
         for key, t in accs.items() if key != control
     }
-    return {
-        "control": control,
-        "alpha": alpha,
-        "variants": _summaries(accs, share, alpha),
-        "comparisons": comparisons,
-        "srm": _srm(accs, share, counts, srm_threshold, warnings),
-        "warnings": warnings,
-    }
+    return {"control": control, "alpha": alpha, "variants": _summaries(accs, share, alpha),
+            "comparisons": comparisons,
+            "srm": _srm(accs, share, counts, srm_threshold, warnings), "warnings": warnings}
 
 
 def _f(x: float | None, spec: str = ".4g") -> str:
@@ -255,11 +219,8 @@ def _ci(pair: list[float | None], spec: str = ".4g") -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
-    out = [line, "-" * len(line)]
-    out += [
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    ]
-    return out
+    return [line, "-" * len(line)] + [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def format_report(report: Mapping[str, Any]) -> str:
@@ -279,44 +240,21 @@ def format_report(report: Mapping[str, Any]) -> str:
         raise ValidationTypeError("report", "must be a dict returned by ab_report", report)
     level = f"{100 * (1 - report['alpha']):g}%"
     lines = [f"A/B report: control {report['control']!r}, alpha {report['alpha']:g}", ""]
-    rows = [
-        [name, f"{v['weight']:.3f}", str(v["n"]), _f(v["mean"]), _ci(v["ci"])]
-        for name, v in report["variants"].items()
-    ]
+    rows = [[name, f"{v['weight']:.3f}", str(v["n"]), _f(v["mean"]), _ci(v["ci"])]
+            for name, v in report["variants"].items()]
     lines += _table(["variant", "weight", "n", "mean", f"{level} CI"], rows)
     if report["comparisons"]:
-        lines.append("")
-        rows = [
-            [
-                name,
-                _f(c["diff"], "+.4g"),
-                _ci(c["diff_ci"]),
-                _f(c["lift"], "+.2%"),
-                _ci(c["lift_ci"], ".2%"),
-                _f(c["welch"]["p_value"], ".3g"),
-                _f(c["sequential"]["p_value"], ".3g"),
-                _ci(c["sequential"]["confidence_sequence"]),
-                c["decision"],
-            ]
-            for name, c in report["comparisons"].items()
-        ]
-        header = [
-            "treatment",
-            "diff",
-            "diff CI",
-            "lift",
-            "lift CI",
-            "Welch p",
-            "seq p",
-            "conf. sequence",
-            "decision",
-        ]
-        lines += _table(header, rows)
+        rows = [[name, _f(c["diff"], "+.4g"), _ci(c["diff_ci"]), _f(c["lift"], "+.2%"),
+                 _ci(c["lift_ci"], ".2%"), _f(c["welch"]["p_value"], ".3g"),
+                 _f(c["sequential"]["p_value"], ".3g"),
+                 _ci(c["sequential"]["confidence_sequence"]), c["decision"]]
+                for name, c in report["comparisons"].items()]
+        header = ["treatment", "diff", "diff CI", "lift", "lift CI", "Welch p", "seq p",
+                  "conf. sequence", "decision"]
+        lines += ["", *_table(header, rows)]
     srm = report["srm"]
-    lines += [
-        "",
-        f"SRM: chi2={srm['statistic']:.3g}, df={srm['df']}, p={srm['p_value']:.3g} -> "
-        + ("MISMATCH" if srm["mismatch"] else "ok"),
-    ]
+    verdict = "MISMATCH" if srm["mismatch"] else "ok"
+    lines += ["", f"SRM: chi2={srm['statistic']:.3g}, df={srm['df']}, "
+                  f"p={srm['p_value']:.3g} -> {verdict}"]
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)

@@ -27,19 +27,17 @@ Ramdas ("Time-uniform central limit theory and asymptotic confidence sequences",
 Statistics, 2024) applied to the difference. Both are asymptotic: they plug in the sample
 variances, so ``min_n`` observations per arm are required before the test speaks.
 
-Tuning. The mixture variance :math:`\\tau^2` sets where the sequence is tightest. By default
-it is chosen, as in Waudby-Smith et al., to make the boundary tightest when the two arms
-together hold ``target_n`` observations:
+By default :math:`\\tau^2` makes the boundary tightest when the two arms together hold
+``target_n`` observations (Waudby-Smith et al.), free of the outcome's scale since
+:math:`V (n_t + n_c)` estimates the per-observation variance of the difference:
 
 .. math::
 
     \\tau^2 = \\left(2\\log\\tfrac1\\alpha + \\log\\big(1 + 2\\log\\tfrac1\\alpha\\big)\\right)
               \\frac{V\\,(n_t + n_c)}{\\mathrm{target\\_n}}
 
-(:math:`V (n_t + n_c)` estimates the per-observation variance of the difference, so the
-default is free of the outcome's scale). Pass ``tau`` to fix the mixture standard deviation
-in outcome units instead, e.g. the smallest effect worth detecting. Any choice keeps the
-guarantee; a poor one costs power only.
+``tau`` fixes the mixture standard deviation in outcome units instead (e.g. the smallest
+effect worth detecting). Any choice keeps the guarantee; a poor one costs power only.
 """
 
 from __future__ import annotations
@@ -51,6 +49,8 @@ import numpy as np
 
 from engine.checks import check_int, check_positive, check_probability, check_real
 
+from .fixed import _arrays, _out
+
 __all__ = ["DEFAULT_MIN_N", "DEFAULT_TARGET_N", "SequentialResult", "msprt", "mixture_tau2"]
 
 DEFAULT_TARGET_N = 10_000
@@ -60,23 +60,10 @@ DEFAULT_MIN_N = 100
 """Default observations per arm before the sequential test reports anything."""
 
 
-def _out(x: np.ndarray):
-    return float(x) if np.ndim(x) == 0 else x
-
-
 def mixture_tau2(var_diff, n_total, alpha: float = 0.05, target_n: float = DEFAULT_TARGET_N):
-    """Default mixture variance :math:`\\tau^2` (see the module docstring).
-
-    Parameters
-    ----------
-    var_diff : float or ndarray
-        :math:`V = s_t^2/n_t + s_c^2/n_c`.
-    n_total : float or ndarray
-        :math:`n_t + n_c`.
-    alpha : float
-        Level the boundary is tuned for.
-    target_n : float
-        Total sample size of the two arms at which the boundary is tightest.
+    """Default mixture variance :math:`\\tau^2` (see the module docstring) for
+    ``var_diff`` :math:`= V` and ``n_total`` :math:`= n_t + n_c`, tuned for level ``alpha``
+    and tightest at ``target_n`` observations in the two arms.
 
     Examples
     --------
@@ -92,24 +79,13 @@ def mixture_tau2(var_diff, n_total, alpha: float = 0.05, target_n: float = DEFAU
 
 @dataclass(frozen=True)
 class SequentialResult:
-    """Outcome of :func:`msprt` at one look.
-
-    Attributes
-    ----------
-    diff : float or ndarray
-        :math:`\\hat\\Delta = \\bar x_t - \\bar x_c`.
-    log_lr : float or ndarray
-        :math:`\\log \\Lambda` at this look.
-    p_value : float or ndarray
-        :math:`\\min(1, 1/\\Lambda)` at this look. Take the running minimum over looks
-        (:func:`engine.abtest.report.ab_report` does, given the previous report) for
-        the always-valid p-value; rejecting whenever this falls to ``alpha`` is valid as is.
-    ci : tuple
-        ``(lower, upper)`` of the ``1 - alpha`` confidence sequence at this look; intersect
-        over looks for the running sequence.
-    tau2 : float or ndarray
-        Mixture variance used.
-    """
+    """Outcome of :func:`msprt` at one look: ``diff`` :math:`= \\hat\\Delta`, ``log_lr``
+    :math:`= \\log \\Lambda`, ``p_value`` :math:`= \\min(1, 1/\\Lambda)`, ``ci`` the
+    ``(lower, upper)`` of the ``1 - alpha`` confidence sequence and ``tau2`` the mixture
+    variance used. Take the running minimum of ``p_value`` and the running intersection of
+    ``ci`` over looks for the always-valid ones (:func:`engine.abtest.report.ab_report`
+    does, given the previous report); rejecting whenever ``p_value`` falls to ``alpha`` is
+    valid as is."""
 
     diff: float | np.ndarray
     log_lr: float | np.ndarray
@@ -118,20 +94,9 @@ class SequentialResult:
     tau2: float | np.ndarray
 
 
-def msprt(
-    mean_t,
-    var_t,
-    n_t,
-    mean_c,
-    var_c,
-    n_c,
-    alpha: float = 0.05,
-    *,
-    tau: float | None = None,
-    target_n: float = DEFAULT_TARGET_N,
-    theta0: float = 0.0,
-    min_n: int = DEFAULT_MIN_N,
-) -> SequentialResult:
+def msprt(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05, *,
+          tau: float | None = None, target_n: float = DEFAULT_TARGET_N, theta0: float = 0.0,
+          min_n: int = DEFAULT_MIN_N) -> SequentialResult:
     """Mixture SPRT p-value and confidence sequence for ``mean_t - mean_c``.
 
     Inputs are summary statistics (means, sample variances with ``ddof=1``, counts), scalars
@@ -164,9 +129,7 @@ def msprt(
     min_n = check_int("min_n", min_n, 2)
     if tau is not None:
         tau = check_positive("tau", tau)
-    mean_t, var_t, n_t, mean_c, var_c, n_c = np.broadcast_arrays(
-        *(np.asarray(x, dtype=float) for x in (mean_t, var_t, n_t, mean_c, var_c, n_c))
-    )
+    mean_t, var_t, n_t, mean_c, var_c, n_c = _arrays(mean_t, var_t, n_t, mean_c, var_c, n_c)
     ready = (n_t >= min_n) & (n_c >= min_n)
     nt, nc = np.where(ready, n_t, 2.0), np.where(ready, n_c, 2.0)
     v = var_t / nt + var_c / nc
@@ -184,10 +147,6 @@ def msprt(
     p = np.minimum(1.0, np.exp(-log_lr))
     radius = np.sqrt(v_s * (v_s + t2) / t2 * (np.log1p(t2 / v_s) + 2.0 * math.log(1.0 / alpha)))
     radius = np.where(live, radius, np.inf)
-    return SequentialResult(
-        diff=_out(diff),
-        log_lr=_out(log_lr),
-        p_value=_out(p),
-        ci=(_out(diff - radius), _out(diff + radius)),
-        tau2=_out(np.where(live, tau2, np.nan)),
-    )
+    return SequentialResult(diff=_out(diff), log_lr=_out(log_lr), p_value=_out(p),
+                            ci=(_out(diff - radius), _out(diff + radius)),
+                            tau2=_out(np.where(live, tau2, np.nan)))

@@ -18,11 +18,8 @@ DEFAULT_SRM_THRESHOLD = 0.001
 """p-value below which a mismatch is flagged (the usual, deliberately strict, choice)."""
 
 
-def srm_check(
-    counts: Mapping[str, int],
-    weights: Mapping[str, float],
-    threshold: float = DEFAULT_SRM_THRESHOLD,
-) -> dict[str, object]:
+def srm_check(counts: Mapping[str, int], weights: Mapping[str, float],
+              threshold: float = DEFAULT_SRM_THRESHOLD) -> dict[str, object]:
     """Chi-square goodness-of-fit test of observed assignment counts against the split.
 
     .. math::
@@ -33,20 +30,10 @@ def srm_check(
     split as configured (a bug in assignment, logging or filtering), which invalidates the
     comparison whatever the other tests say.
 
-    Parameters
-    ----------
-    counts : mapping of str to int
-        Observed units per variant; must name exactly the variants in ``weights``.
-    weights : mapping of str to float
-        Configured relative traffic weights (normalized here).
-    threshold : float
-        Flag a mismatch when ``p_value < threshold``.
-
-    Returns
-    -------
-    dict
-        ``statistic``, ``df``, ``p_value``, ``threshold``, ``mismatch`` (bool),
-        ``observed`` and ``expected`` (per variant). With no observations the p-value is 1.
+    ``counts`` (observed units per variant) must name exactly the variants of ``weights``
+    (relative, normalized here); a mismatch is flagged when ``p_value < threshold``.
+    Returns ``statistic``, ``df``, ``p_value`` (1 with no observations), ``threshold``,
+    ``mismatch`` (bool), ``observed`` and ``expected`` (per variant).
 
     Examples
     --------
@@ -62,9 +49,7 @@ def srm_check(
     if set(counts) != set(share):
         raise ValidationError("counts", f"must name exactly the variants {sorted(share)}",
                               sorted(counts))
-    observed: dict[str, int] = {}
-    for key in share:
-        observed[key] = check_int(f"counts[{key!r}]", counts[key], 0)
+    observed = {key: check_int(f"counts[{key!r}]", counts[key], 0) for key in share}
     total = sum(observed.values())
     expected = {key: w * total for key, w in share.items()}
     df = len(share) - 1
@@ -73,12 +58,5 @@ def srm_check(
     else:
         statistic = math.fsum((observed[k] - expected[k]) ** 2 / expected[k] for k in share)
         p_value = float(stats.chi2.sf(statistic, df))
-    return {
-        "statistic": statistic,
-        "df": df,
-        "p_value": p_value,
-        "threshold": threshold,
-        "mismatch": bool(p_value < threshold),
-        "observed": observed,
-        "expected": expected,
-    }
+    return {"statistic": statistic, "df": df, "p_value": p_value, "threshold": threshold,
+            "mismatch": bool(p_value < threshold), "observed": observed, "expected": expected}
