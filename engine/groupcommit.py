@@ -1,12 +1,9 @@
 """The store's queue of group-committed writes: two journals and the writer process.
 
-Each one-at-a-time call's writes become one record in the active
-:class:`~engine.journal.Journal` (durable when the call returns). Every ``flush_every``
-calls the full journal is handed to the writer process (:class:`engine.writer.WriterClient`),
-which moves it into SQLite in one transaction while calls go on into the other journal;
-without a writer, or once it has failed, :meth:`GroupCommit.flush` does that transaction in
-the engine's thread. Only this queue clears a journal, after its records are committed, so
-whatever a crash interrupts is still in a journal when the directory reopens.
+Each call's writes are one record in the active :class:`~engine.journal.Journal` (durable when
+the call returns). Every ``flush_every`` calls the full journal goes to the writer process
+(:class:`engine.writer.WriterClient`) while calls go on into the other; without a writer,
+:meth:`GroupCommit.flush` commits in this thread. A journal is cleared only once committed.
 """
 
 from __future__ import annotations
@@ -73,9 +70,8 @@ class GroupCommit:
 
     def flush(self) -> None:
         """Move every queued write into SQLite: wait for the writer process's transaction,
-        then write what the journals still hold in one transaction here, and clear them.
-        (Both journals hold records only after a crash or a failed writer; one transaction
-        gives the same rows in any order of records, see :mod:`engine.writer`.)"""
+        then write what the journals still hold (both only after a crash or a failed writer)
+        in one transaction here, and clear them."""
         if self.writer.busy is not None:
             self._await_writer()
         journals = [j for j in self.journals if j.end]
@@ -102,8 +98,8 @@ class GroupCommit:
             journal.close()
 
     def _hand_off(self) -> None:
-        """Give the full journal to the writer process and switch to the other one (after
-        the writer has finished with it); without a writer, commit it here."""
+        """Give the full journal to the writer process and switch to the other one; without a
+        writer, commit it here."""
         if self.writer.busy is not None:
             self._await_writer()
         index = self.active
@@ -114,8 +110,8 @@ class GroupCommit:
         self.active = 1 - index
 
     def _await_writer(self) -> None:
-        """Wait for the writer's transaction, then clear its journal. If it failed (or
-        died), the journal keeps its records, for :meth:`flush` to write in this process."""
+        """Wait for the writer's transaction, then clear its journal (if it failed, the journal
+        keeps its records for :meth:`flush`)."""
         index = self.writer.wait()
         if index is not None:
             self.journals[index].clear()
@@ -123,8 +119,7 @@ class GroupCommit:
 
 
 def wait_for_writer(path: Path, timeout: float = WRITER_WAIT) -> None:
-    """Wait until no writer process holds ``path`` (one left by a killed engine finishes
-    its transaction and exits when it sees the engine gone)."""
+    """Wait until no writer process (one left by a killed engine) holds ``path``."""
     with private_file(path) as lock:
         deadline = time.monotonic() + timeout
         while True:

@@ -1,24 +1,15 @@
-"""Group commit: an append-only journal that makes one-at-a-time writes durable cheaply.
+"""Group commit's journal: an append-only file that makes one-at-a-time writes durable cheaply.
 
-A SQLite commit per ``rank`` and per ``reward`` would cost more than the calls themselves
-(each commit writes and syncs the WAL). The store instead appends each call's writes to this journal and moves queued records into
-SQLite in one transaction every few hundred calls (see :class:`engine.store.Store`).
-Reopening the data directory replays whatever the journal still holds.
+The store appends each call's writes here instead of a SQLite commit per call, and moves the
+records into SQLite every few hundred calls (:mod:`engine.groupcommit`). The file is
+preallocated (``posix_fallocate`` where the platform has it: a full disk fails the append
+that grows it, with an ``OSError``) and mapped into memory: an append is a copy into the page
+cache, which outlives the process as a ``write`` would; with ``fsync=True`` each record is
+also synced to disk (``msync``), which survives a power cut.
 
-The journal is a preallocated file mapped into memory (``mmap``, shared): appending a
-record is a copy into the operating system's page cache, which outlives the process as a
-``write`` would (durable against the process being killed, as SQLite's WAL with
-``synchronous=NORMAL`` is), without a system call per record. With ``fsync=True`` each
-record's pages are also synced to disk (``msync``), which survives a power cut. The space
-is reserved with ``posix_fallocate`` before it is mapped (where the platform has it: Linux),
-so a full disk fails the append that grows the file with an ``OSError`` instead of faulting
-later.
-
-Each record is framed as ``length (4 bytes) | CRC-32 (4 bytes) | payload``; the bytes after
-the last record are zeros. Reading stops at a zero length (the end), at a record cut short
-(a crash mid-copy: that call never returned, so nothing acknowledged is lost) or at a
-checksum that fails. Clearing zeroes the records (no stale record is read again, and no
-copy of forgotten data stays in the file).
+A record is ``length (4 bytes) | CRC-32 (4 bytes) | payload``; zeros follow the last one.
+Reading stops at a zero length, a record cut short (a crash mid-copy: that call never
+returned) or a bad checksum. Clearing zeroes the records (no copy of forgotten data stays).
 """
 
 from __future__ import annotations
@@ -94,8 +85,7 @@ class Journal:
         return self._pos
 
     def records(self) -> Iterator[bytes]:
-        """The complete records from the start, in order; stops at the end, or at a torn or
-        corrupt record. Read from the mapping (the file was read once, at open)."""
+        """The complete records, in order (read from the mapping)."""
         return read_records(self._map[:self._pos])
 
     def clear(self) -> None:
@@ -115,7 +105,6 @@ class Journal:
         os.close(self._fd)
         self._fd = -1
 
-    # ---- internals -------------------------------------------------------------------
     def _end_of_records(self) -> int:
         """Offset just past the last complete record already in the file."""
         with open(self.path, "rb") as fh:
@@ -140,8 +129,7 @@ class Journal:
 
 
 def read_records(data: bytes) -> Iterator[bytes]:
-    """The payloads of the complete records at the start of ``data`` (a journal's bytes), in
-    order (standard library only: the writer process reads journals with it)."""
+    """The payloads of the complete records at the start of ``data`` (a journal's bytes)."""
     for start, length in _frames(data):
         yield data[start:start + length]
 
@@ -159,8 +147,7 @@ def _frames(data: bytes) -> Iterator[tuple[int, int]]:
 
 
 def private_dir(path: Path) -> None:
-    """Create ``path`` readable by its owner only (0700), or make an existing one so (the
-    data directory)."""
+    """Create ``path`` (the data directory) readable by its owner only (0700), or make it so."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.stat().st_mode & 0o077:
         try:
@@ -171,8 +158,7 @@ def private_dir(path: Path) -> None:
 
 
 def private_fd(path: str | os.PathLike) -> int:
-    """Open (or create) ``path`` for reading and writing, readable by its owner only (0600,
-    an existing file made so): every file in a data directory."""
+    """Open (or create) ``path`` read-write, readable by its owner only (0600, made so)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     if os.fstat(fd).st_mode & 0o077:
         os.fchmod(fd, 0o600)

@@ -1,21 +1,16 @@
 """Durable store: one SQLite database under the data directory.
 
-Tables: ``events`` (the write-ahead log, numbered by ``seq``), ``snapshots`` (a pickled
+Tables: ``events`` (the write-ahead log, by ``seq``), ``snapshots`` (a pickled
 :class:`~engine.shard.ProfileShard` per shard with its last ``seq``), ``decisions``,
-``rewards`` (each report with its join status), ``policy`` (the learner's state and last
-reward learned), ``quarantine`` (records that could not be written: see
-:func:`engine.writer.apply_queued`) and ``meta``. WAL mode with ``synchronous=NORMAL``: a
-commit survives a killed process (``"FULL"``: a power cut too); ``secure_delete`` is on so
-that :meth:`Store.forget` leaves no bytes of a forgotten user behind.
+``rewards`` (with join status), ``policy`` (learner state and last reward learned),
+``quarantine`` (records that could not be written) and ``meta``. WAL mode: a commit survives
+a killed process (``synchronous="FULL"``: a power cut too); ``secure_delete`` makes
+:meth:`Store.forget` leave no bytes behind.
 
-Decisions, rewards and reward events (the one-at-a-time hot path) are *group committed*
-(:mod:`engine.groupcommit`): each call's writes are one record in a journal, as durable as
-a commit, and every ``FLUSH_EVERY`` calls a writer process (:mod:`engine.writer`) moves
-them into SQLite in one transaction while calls go on into a second journal; with
-``writer=False``, or where the process cannot start, that runs in the engine's own thread.
-Reading anything through the store, or through :attr:`Store.db`, first waits for the
-writer and moves the rest of the queue in, so readers always see every acknowledged write;
-reopening replays what the journals hold.
+Decisions, rewards and reward events are group committed (:mod:`engine.groupcommit`):
+durable in a journal when the call returns, moved into SQLite every ``FLUSH_EVERY`` calls.
+Every read first moves the queue in, so readers see every acknowledged write; reopening
+replays the journals.
 """
 
 from __future__ import annotations
@@ -31,9 +26,8 @@ from pathlib import Path
 
 from engine.errors import StoreError
 from engine.events import Event
-from engine.groupcommit import (  # noqa: F401 - the files' names
-    JOURNAL_NAME,
-    JOURNAL_NAMES,
+from engine.groupcommit import (
+    JOURNAL_NAME,  # noqa: F401 - the journal's name, for tests
     WRITER_LOCK_NAME,
     GroupCommit,
     wait_for_writer,
@@ -60,12 +54,11 @@ class Store:
         ``"NORMAL"``: committed writes survive the process being killed; ``"FULL"``: a
         power cut too (every journal record and commit is synced to disk; much slower).
     writer
-        Run group commits in a writer process (:mod:`engine.writer`) instead of the
-        engine's thread. ``None``: yes, unless the environment sets ``LOOPWISE_WRITER=0``.
-        Where the process cannot start or fails, the store warns and writes itself.
+        Run group commits in a writer process (:mod:`engine.writer`); ``None``: unless
+        ``LOOPWISE_WRITER=0``. Where it cannot start or fails, the store writes itself.
     create
-        Create the directory and database if missing (``False``: readers such as export and
-        OPE refuse a directory that is not already an engine's).
+        Create the directory and database if missing (``False``: readers refuse a directory
+        that is not already an engine's).
 
     Examples
     --------
@@ -109,13 +102,10 @@ class Store:
         self.path = self.data_dir / DB_NAME
         for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):  # SQLite keeps the mode
             private_file(self.data_dir / name).close()
-        # every connection (this one, the checkpoint thread's, the writer process's) has
-        # engine.writer.connect's settings: no checkpoint after a commit (inline, one would
-        # stall that commit); a thread here runs passive ones, which never block writers
+        # no checkpoint after a commit (it would stall it): a thread runs passive ones
         self._synchronous = synchronous
         self._db = db = connect(self.path, synchronous)
-        # 16 KiB pages for a new database (fixed once it exists): a decision row carries a
-        # few KiB of features, so larger pages mean fewer WAL frames per group commit
+        # a new database's pages: a decision row has a few KiB of features
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
@@ -166,11 +156,9 @@ class Store:
             conn.close()
 
     def _last_seq(self, table: str) -> int:
-        """The highest seq ever issued in ``table``: never reused, even after :meth:`forget`
-        deleted the newest rows (snapshots and learners remember seqs). :meth:`forget`
-        records it in ``meta``; a database whose tables were declared ``AUTOINCREMENT``
-        also has it in ``sqlite_sequence`` (new tables are not: it costs a second B-tree
-        write per row)."""
+        """The highest seq ever issued in ``table``, never reused after :meth:`forget` deleted
+        the newest rows: in ``meta`` (from :meth:`forget`) or, in an older database whose
+        tables were ``AUTOINCREMENT``, in ``sqlite_sequence``."""
         has_sequence = self._scalar(
             "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") is not None
         sources = [f"SELECT MAX(seq) AS seq FROM {table}",
@@ -186,8 +174,7 @@ class Store:
 
     def quarantined(self, limit: int | None = None) -> tuple[int, list[dict]]:
         """How many records are in quarantine, and the newest ``limit`` of them (id, ts,
-        reason, record): writes that could not be stored (:func:`engine.writer.apply_queued`).
-        The count alone reads what is committed: a health check leaves the queue alone."""
+        reason, record). The count alone reads what is committed: it leaves the queue alone."""
         db = self.db if limit else self._db
         n = int(db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
         rows = [] if not limit else db.execute(
@@ -224,16 +211,13 @@ class Store:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    # ---- transactions ----------------------------------------------------------------
     def transaction(self) -> Transaction:
         return Transaction(self.db)
 
     # ---- events ----------------------------------------------------------------------
     def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
         """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
-        # Duplicates of stored events are skipped by the unique index (ON CONFLICT DO NOTHING:
-        # any other constraint still raises); the row count says whether any was, and only
-        # then are the stored rows looked up. Duplicates inside the batch are caught here.
+        # stored duplicates are skipped by the unique index; only if any was are rows looked up
         seqs: list[int | None] = []
         rows = []
         seq = first = self._next_seq
@@ -304,9 +288,8 @@ class Store:
         self._commits.append([("decisions", list(rows))], [*map(_FIRST, rows)])
 
     def has_decision(self, decision_id: str) -> bool:
-        """Whether a decision with this id is logged or queued to be, without moving the
-        queue into SQLite (as :attr:`db` does): a rank that brings its own id checks it
-        on every call."""
+        """Whether a decision with this id is logged or queued, without moving the queue into
+        SQLite (a rank that brings its own id checks it on every call)."""
         if self._commits.holds_decision(decision_id):
             return True
         return self._db.execute("SELECT 1 FROM decisions WHERE decision_id = ?",
@@ -334,20 +317,14 @@ class Store:
             ops.append(("rewards", [(s, *r) for s, r in zip(seqs, rows, strict=True)]))
         if settle:
             ops.append(("settle", [(reward, status, did) for did, reward, status in settle]))
-        event_seqs: list[int] = []
+        event_seqs = list(range(self._next_seq, self._next_seq + len(events)))
         if events:
-            event_rows = []
-            seq = self._next_seq
-            for event, shard in zip(events, shards, strict=True):
-                event_rows.append(_event_row(seq, event, shard))
-                event_seqs.append(seq)
-                seq += 1
-            ops.append(("events", event_rows))
+            ops.append(("events", [_event_row(seq, event, shard) for seq, event, shard
+                                   in zip(event_seqs, events, shards, strict=True)]))
         if ops:
             self._defer(ops)
         self._next_reward_seq = first + len(rows)
-        if events:
-            self._next_seq = event_seqs[-1] + 1
+        self._next_seq += len(events)
         return seqs, event_seqs
 
     def pending_decisions(self) -> list[tuple]:
@@ -371,9 +348,8 @@ class Store:
             (after_seq, variant)).fetchall()
 
     def variant_totals(self) -> tuple[dict[str, dict], dict[str, int]]:
-        """Per variant, its learned rewards (joined or default) as ``{"n", "mean", "m2"}``
-        (``m2``: the sum of squared deviations from the mean), and how many distinct users
-        its decisions went to (what an A/B report counts, from the durable log)."""
+        """Per variant, its learned rewards as ``{"n", "mean", "m2"}`` (``m2``: the sum of
+        squared deviations from the mean), and how many distinct users its decisions went to."""
         rewards = {variant: {"n": n, "mean": mean, "m2": max(0.0, m2)}
                    for variant, n, mean, m2 in self.db.execute(
             "WITH x AS (SELECT d.variant AS variant, r.value AS value FROM rewards r "

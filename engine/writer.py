@@ -1,31 +1,22 @@
-"""Group commits into SQLite, and the writer process that runs them beside the engine.
+"""Group commits into SQLite (:func:`apply_queued`), and the writer process that runs them.
 
-:class:`engine.store.Store` journals each one-at-a-time call (see :mod:`engine.journal`)
-and moves a few hundred queued calls into SQLite in one transaction: :func:`apply_queued`.
-By default that transaction runs in a process of its own, this module run as a script:
-the store hands it a full journal and goes on appending to a second one, so the engine's
-thread never waits on SQLite for its group commits (a stall of the call that fills a
-journal, and the CPU cache that transaction would evict). The protocol, one line each way per journal:
+The store journals each one-at-a-time call (:mod:`engine.journal`) and hands a full journal
+to this module, run as a script, while calls go on into a second journal. The protocol, one
+line each way per journal:
 
-- the store writes ``F <journal index> <end offset>``; the writer reads that journal's
-  records up to the offset, applies them in one transaction and answers ``D`` (done) or
-  ``E <error>`` (rolled back; the store then writes in its own process from then on);
-- the store writes ``Q`` (or closes the pipe, or dies): the writer finishes the
-  transaction it is in, if any, and exits.
+- the store writes ``F <journal index> <end offset>``; the writer applies that journal's
+  records up to the offset in one transaction and answers ``D`` (done) or ``E <error>``
+  (rolled back; the store then writes in its own process from then on);
+- the store writes ``Q`` (or closes the pipe, or dies): the writer finishes the transaction
+  it is in, if any, and exits.
 
-Only the store clears a journal, after ``D``. A journal handed over is therefore never
-written to, nor cleared, while the writer reads it, and whatever a crash interrupts is
-still in a journal at the next open, which replays both journals in one transaction
-(:func:`apply_queued` gives the same rows in any order of records: each row is keyed,
-inserts ignore rows already there, and a decision is settled once).
-
-The writer holds ``LOCK.writer`` in the data directory while it runs; a new store waits
-for it before replaying, so a writer orphaned by a killed engine finishes first. (It sees
-the engine gone when its standard input closes: a child forked without ``exec`` from the
-engine's process, which inherits that pipe, keeps it open until the child exits too.)
-
-Run as a script, this module imports the standard library and :mod:`engine.journal` (from
-beside it) only: starting it costs tens of milliseconds, not the engine's imports.
+Only the store clears a journal, after ``D``: a journal handed over is never changed while
+the writer reads it, and what a crash interrupts is replayed at the next open (in one
+transaction: :func:`apply_queued` gives the same rows in any order of records). The writer
+holds ``LOCK.writer`` while it runs; a new store waits for it, so a writer orphaned by a
+killed engine finishes first (it sees the engine gone when its standard input closes; a child
+forked from the engine keeps that pipe open until it exits too). As a script it imports the
+standard library and :mod:`engine.journal` only, so it starts in tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -47,8 +38,7 @@ if __package__:
 else:  # the writer process: journal.py beside this file, without importing the engine
     from journal import read_records
 
-#: Seconds the store waits for one group commit of the writer before it kills the writer
-#: and commits in its own thread.
+#: Seconds the store waits for one group commit of the writer before it kills the writer.
 WRITER_TIMEOUT = 60.0
 WRITER_SCRIPT = str(Path(__file__).resolve())
 
@@ -81,8 +71,7 @@ CREATE TABLE IF NOT EXISTS policy (
 """
 
 # Journaled writes, applied in this order (a decision is inserted before it is settled).
-# Applying a record twice (a crash between the commit and clearing the journal) changes
-# nothing: inserts ignore rows already there, keyed by id/seq.
+# Applying a record twice (a crash before the journal was cleared) changes nothing.
 DEFERRED = {
     "decisions": "INSERT INTO decisions (decision_id, user_id, ts, deadline, variant, "
                  "policy, policy_version, candidate_ids, probabilities, chosen, ranking, "
@@ -96,9 +85,7 @@ DEFERRED = {
     "events": "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?)",
 }
 
-
-#: A record that cannot be read or written goes here, with the reason, instead of blocking
-#: every record queued behind it (see :func:`apply_queued`).
+#: Where a record that cannot be read or written goes (see :func:`apply_queued`).
 QUARANTINE = "INSERT INTO quarantine (ts, reason, record) VALUES (?, ?, ?)"
 
 
@@ -106,10 +93,9 @@ def apply_queued(db: sqlite3.Connection, payloads: Sequence[bytes]) -> int:
     """Write queued calls (pickled lists of ``(op, rows)``, ``op`` a key of
     :data:`DEFERRED`) into ``db`` in one transaction; return how many were quarantined.
 
-    A record that cannot be unpickled, or whose rows cannot be written, is moved into the
-    ``quarantine`` table (the time, the reason, the record as ``ascii()`` text) and the
-    rest is written: one bad record never blocks the store. A failure that no single
-    record causes (a full disk, a locked database) is raised, and nothing is written.
+    A record that cannot be unpickled or written goes to the ``quarantine`` table (time,
+    reason, the record as ``ascii()`` text) and the rest is written: one bad record never
+    blocks the store. A failure no single record causes (a full disk) raises, writing nothing.
 
     Examples
     --------
@@ -160,8 +146,7 @@ def _write(db: sqlite3.Connection, calls: Sequence[Sequence[tuple[str, list]]]) 
     for ops in calls:
         for op, rows in ops:
             grouped[op].extend(rows)
-    # a decision settled before its row reached SQLite is inserted settled: one row
-    # write instead of an insert and an update of the same (wide) row
+    # a decision settled before its row reached SQLite is inserted settled (one row write)
     settle = {did: (reward, status) for reward, status, did in grouped["settle"]}
     decisions = []
     for row in grouped["decisions"]:
@@ -221,9 +206,8 @@ class Transaction:
 
 
 def connect(path: str | os.PathLike, synchronous: str) -> sqlite3.Connection:
-    """A connection to the store's database with the settings every connection to it has:
-    ``synchronous``, secure deletes, and no checkpoint after a commit (the store's
-    checkpoint thread runs them, so none stalls a group commit)."""
+    """A connection with the settings every connection to the store has: ``synchronous``,
+    secure deletes, and no checkpoint after a commit (the store's thread runs them)."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA secure_delete=ON")
@@ -232,18 +216,10 @@ def connect(path: str | os.PathLike, synchronous: str) -> sqlite3.Connection:
 
 
 class WriterClient:
-    """The store's side of the writer process: starts it, hands it a full journal, waits for
-    its answer, and stops it. Where it cannot start, cannot be reached, fails or hangs, the
-    client warns once, stops it and stays off (:attr:`enabled` False): the store then
-    commits in its own thread.
-
-    Parameters
-    ----------
-    db_path, synchronous, lock_path, journal_paths
-        What the process is started with (see :func:`main`).
-    enabled
-        Whether to start a process at all.
-    """
+    """The store's side of the writer process (started with the arguments of :func:`main`,
+    if ``enabled``): hands it a full journal and waits for its answer. Where it cannot
+    start, cannot be reached, fails or hangs, the client warns once, stops it and stays off
+    (:attr:`enabled` False): the store then commits in its own thread."""
 
     def __init__(self, db_path: str, synchronous: str, lock_path: str,
                  journal_paths: Sequence[str], enabled: bool):
@@ -318,8 +294,7 @@ class WriterClient:
         proc.stdout.close()
 
     def _started(self) -> bool:
-        """Whether the process has started (without waiting: until then, the store
-        commits itself)."""
+        """Whether the process has started (without waiting: until then the store commits)."""
         if not self.ready:
             stdout = self.process.stdout
             if not select.select([stdout], [], [], 0)[0]:
@@ -338,8 +313,7 @@ class WriterClient:
 
 
 def main(argv: Sequence[str]) -> int:
-    """The writer process: ``writer.py DB SYNCHRONOUS LOCK JOURNAL...`` (see the module
-    docstring for the protocol on standard input and output)."""
+    """The writer process: ``writer.py DB SYNCHRONOUS LOCK JOURNAL...`` (protocol above)."""
     db_path, synchronous, lock_path, *journals = argv
     lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)  # held until the process ends
     try:
