@@ -1,21 +1,14 @@
-"""The front door of the HTTP app: every request passes here first, once.
+"""The front door of the HTTP app: every request passes :class:`Front` first, once.
 
-:class:`Front` is the outermost ASGI middleware of the app. In order, for each request it
-
-1. refuses more than ``max_headers`` header lines (431), before anything else is read;
-2. finds the route template and the scope it needs (:class:`RouteTable`, built from the
-   routes' ``x-scope`` declarations) and calls :meth:`Tokens.authorize` — the one access
-   check of every route (401 without a usable token, 403 naming
-   the missing scope); unknown paths and methods need a valid token too, then answer
-   404/405, so nothing about the API is told to strangers;
-3. catches any unexpected exception and answers 500, logging the route, the exception's type
-   and the code locations only: never its message, which may quote the request body;
-4. counts the request in the Prometheus metrics and writes one access-log line (token name,
-   method, route template, status, milliseconds). The route template, not the path, is
-   logged, so a user id never reaches the log (an erasure leaves no byte behind).
-
-Access-log modes: ``all`` (every request), ``changes`` (erasures and settings changes, which
-need the ``admin`` scope, and refused tokens) and ``off``.
+In order, for each request: more than ``max_headers`` header lines are refused (431); the
+route template and its scope are found (:class:`RouteTable`) and :meth:`Tokens.authorize`
+checks the token, the one access check of every route (401, 403 naming the missing scope;
+unknown paths and methods need a valid token too, so strangers learn nothing of the API);
+an unexpected exception answers 500 and is logged with the route, its type and code
+locations only (its message may quote the body); the request is counted in the metrics and
+gets one access-log line naming the route template, never the path, so no user id is
+logged. Access-log modes: ``all``, ``changes`` (``admin``-scope requests and refused
+tokens), ``off``.
 """
 
 from __future__ import annotations
@@ -35,13 +28,13 @@ access_log = logging.getLogger("loopwise.access")
 error_log = logging.getLogger("loopwise.error")
 
 
-def error_body(status: int, field: str, reason: str, headers=()) -> tuple[dict, bytes]:
-    """An ASGI response start message and body in the API's error shape."""
+async def send_error(send, status: int, field: str, reason: str, headers=()) -> None:
+    """Answer with ``status`` and a body in the API's error shape (raw ASGI)."""
     body = json.dumps({"error": {"field": field, "reason": reason}}).encode()
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode()), *headers]}
-    return start, body
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RouteTable:
@@ -67,27 +60,20 @@ class RouteTable:
     """
 
     def __init__(self, routes, extra: dict[str, str] | None = None):
-        self._exact: dict[str, dict[str, str]] = {}
-        self._patterns: dict[str, tuple[re.Pattern, dict[str, str]]] = {}
+        self._by_path: dict[str, tuple[re.Pattern, dict[str, str]]] = {}
         for route in routes:
             path = route.path
             scope = (getattr(route, "openapi_extra", None) or {}).get("x-scope")
             scope = scope or (extra or {}).get(path)
             if scope is None:
                 raise ValueError(f"route {path}: declares no scope (openapi_extra x-scope)")
-            if "{" in path:
-                methods = self._patterns.setdefault(path, (route.path_regex, {}))[1]
-            else:
-                methods = self._exact.setdefault(path, {})
+            methods = self._by_path.setdefault(path, (route.path_regex, {}))[1]
             methods.update((m, scope) for m in route.methods or ())
 
     def match(self, method: str, path: str) -> tuple[str, str | None]:
         """(route template, scope); scope None where any valid token will do (a path or
         method that no route serves: the app answers 404 or 405)."""
-        methods = self._exact.get(path)
-        if methods is not None:
-            return path, methods.get(method)
-        for template, (regex, by_method) in self._patterns.items():
+        for template, (regex, by_method) in self._by_path.items():
             if regex.match(path):
                 return template, by_method.get(method)
         return "unmatched", None
@@ -128,14 +114,14 @@ class Front:
             await self.app(scope, receive, send_wrapper)
         except _Refused as exc:
             who = exc.who or who
-            await _answer(send_wrapper, exc.status, exc.field, exc.reason, exc.headers)
+            await send_error(send_wrapper, exc.status, exc.field, exc.reason, exc.headers)
         except Exception as exc:  # noqa: BLE001 - the last line: log safely, answer 500
             frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
                                  for f in reversed(traceback.extract_tb(exc.__traceback__)))
             error_log.error("500 on %s %s: %s at %s", method, template, type(exc).__name__,
                             frames)
             if not status[1]:
-                await _answer(send_wrapper, 500, "server", "internal error (logged)")
+                await send_error(send_wrapper, 500, "server", "internal error (logged)")
         finally:
             elapsed = time.perf_counter() - start
             self.metrics.requests.labels(template, method, str(status[0])).inc()
@@ -146,22 +132,12 @@ class Front:
                                 method, template, status[0], elapsed * 1e3)
 
     def _authorize(self, headers, needed: str | None):
-        authorization = None
-        for name, value in headers:
-            if name == b"authorization":
-                authorization = value
-                break
+        authorization = next((v for k, v in headers if k == b"authorization"), None)
         try:
             return self.tokens.authorize(authorization, needed)
         except AuthError as err:
             extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
             raise _Refused(err.status, "authorization", err.reason, extra, err.who) from None
-
-
-async def _answer(send, status: int, field: str, reason: str, headers=()) -> None:
-    start, body = error_body(status, field, reason, headers)
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
 
 
 class _Refused(Exception):

@@ -1,12 +1,9 @@
 """Size limits on what a client sends, enforced before anything is authenticated or parsed.
 
-* Header bytes: :func:`http_protocol` gives uvicorn an HTTP protocol that counts the bytes
-  of each request's head (request line and headers) as they arrive and answers 431 once
-  they pass ``max_header_bytes``, before the parser buffers them: a client sending an
-  endless header costs a few kilobytes and one short answer, not memory and CPU.
-* Header lines: counted by :class:`engine.serve.front.Front` (431).
-* Body bytes: :class:`BodyLimit` (413), after the access check, so a stranger cannot make the
-  server buffer a body at all.
+Request heads (request line and headers) are bounded in the HTTP protocol itself
+(:func:`http_protocol`, 431), so an endless header costs a few kilobytes, not memory; header
+lines are counted by :class:`engine.serve.front.Front` (431); bodies by :class:`BodyLimit`
+(413), after the access check, so a stranger cannot make the server buffer a body at all.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from engine.serve.front import error_body
+from engine.serve.front import send_error
 
 log = logging.getLogger("loopwise.access")
 
@@ -87,7 +84,8 @@ def http_protocol(max_header_bytes: int):
 
 class BodyLimit:
     """ASGI middleware: refuse bodies over ``max_bytes`` (413), with or without a
-    Content-Length header (chunked bodies are counted as they stream in)."""
+    Content-Length header (chunked bodies are counted as they stream in). The body is read
+    whole (at most ``max_bytes`` of it) before the app sees it, then replayed to it."""
 
     def __init__(self, app, max_bytes: int):
         self.app = app
@@ -104,50 +102,27 @@ class BodyLimit:
                     too_big = False
                 if too_big:
                     return await self._refuse(send)
-        # read the whole body first (at most max_bytes of it), then replay it to the app
-        try:
-            body = await read_body(receive, self.max_bytes)
-        except BodyTooLarge:
-            return await self._refuse(send)
-        if body is not None:
-            await self.app(scope, replay(body, receive), send)
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                return await self._refuse(send)
+            if not message.get("more_body", False):
+                break
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send):
-        start, body = error_body(413, "body", f"must be at most {self.max_bytes} bytes")
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
-
-
-class BodyTooLarge(Exception):
-    """A request body longer than the limit given to :func:`read_body`."""
-
-
-async def read_body(receive, max_bytes: int | None = None) -> bytes | None:
-    """The whole request body (``None`` if the client went away first); raises
-    :class:`BodyTooLarge` as soon as more than ``max_bytes`` arrived."""
-    chunks, seen = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        seen += len(chunk)
-        if max_bytes is not None and seen > max_bytes:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def replay(body: bytes, receive):
-    """A ``receive`` that yields ``body`` (already read) once, then defers to ``receive``."""
-    sent = False
-
-    async def again():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
+        await send_error(send, 413, "body", f"must be at most {self.max_bytes} bytes")
