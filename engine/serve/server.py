@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import logging
 import os
 import sys
@@ -95,23 +94,12 @@ def _read_config(path: str) -> dict:
     return loaded
 
 
-def _engine_settings() -> set[str]:
-    """The names an ``engine:`` mapping may hold: EngineConfig's fields where the engine
-    takes one, else the keyword arguments of ``Engine``."""
-    try:
-        from engine.config import EngineConfig
-    except ImportError:
-        from engine import Engine
-
-        return set(inspect.signature(Engine.__init__).parameters) - {"self", "data_dir",
-                                                                     "clock"}
-    return {f.name for f in dataclasses.fields(EngineConfig)} - {"clock"}
-
-
 def _check_engine(engine_cfg) -> None:
+    from engine.config import EngineConfig
+
     if not isinstance(engine_cfg, dict):
         raise SystemExit("config: engine must be a mapping of Engine settings")
-    allowed = _engine_settings()
+    allowed = {f.name for f in dataclasses.fields(EngineConfig)} - {"clock"}
     for key in engine_cfg:
         if key not in allowed:
             raise SystemExit(f"config: engine.{key} is not an Engine setting; allowed: "
