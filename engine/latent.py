@@ -1,13 +1,10 @@
 """Latent factors of users and items, learned online by River's ``reco.FunkMF``.
 
-:class:`LatentFactors` *is* River's FunkMF (same state, initializer, optimizers and
-``predict_one``). For the configuration the engine uses (plain SGD with a constant learning
-rate on the squared loss) it learns with a compiled kernel (:func:`engine.kernels.funk_sgd`)
-that does River's floating-point operations in River's order, a stream of events per call,
-on latent vectors kept as rows of one matrix: the latents are bit for bit River's
-(``tests/test_latent.py`` checks it on a stream). Any other loss, optimizer or schedule
-runs River's own ``learn_one``. ``setup.py`` pins River to the versions the restatement was
-checked against.
+:class:`LatentFactors` *is* River's FunkMF. For plain SGD with a constant learning rate on the
+squared loss it learns with a compiled kernel (:func:`engine.kernels.funk_sgd`) that does
+River's floating-point operations in River's order on latent vectors kept as rows of one
+matrix: the latents are bit for bit River's (``tests/test_latent.py``). Any other loss,
+optimizer or schedule runs River's own ``learn_one``. ``setup.py`` pins River accordingly.
 """
 
 from __future__ import annotations
@@ -46,13 +43,8 @@ class LatentFactors(reco.FunkMF):
         self.learn_many([(user, item, y)])
 
     def learn_many(self, triples) -> None:
-        """``learn_one(user, item, y)`` for each triple, in order, with the same results.
-
-        For SGD on the squared loss the latent vectors live as rows of two matrices (the
-        dicts hold views of those rows, see :class:`_Arena`), so one compiled call updates
-        them event after event with no copying in or out; new latents are drawn in
-        ``learn_one``'s order (user, then item, event by event).
-        """
+        """``learn_one(user, item, y)`` for each triple, in order, with the same results (for
+        SGD on the squared loss, one compiled call on the rows of :class:`_Arena` matrices)."""
         if not triples:
             return
         uo, io = self.u_optimizer, self.i_optimizer
@@ -62,8 +54,8 @@ class LatentFactors(reco.FunkMF):
             return
         users = self._arena("_user_arena", self.u_latents)
         items = self._arena("_item_arena", self.i_latents)
-        # rows looked up event by event, user first (new vectors drawn in learn_one's
-        # order); either look-up may grow its matrix, so the matrices are read after
+        # new vectors drawn in learn_one's order (user, then item); the matrices are read
+        # after, as either look-up may grow its matrix
         rows = [(users.row(user), items.row(item)) for user, item, _ in triples]
         rates = (uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
                  float(self.clip_gradient))
@@ -81,12 +73,9 @@ class LatentFactors(reco.FunkMF):
     def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int,
                     memo: dict | None = None) -> None:
         """Write each item's latent score, its vector . ``user``, into ``out[:, col]`` (0 for
-        an item never learned). Reading draws no vector (the model is unchanged).
-
-        ``memo``: a dict kept with a list of items that recurs (a re-ranked pool); it keeps
-        the items' rows in this model's matrix. Rows never move, so they stay right while
-        every item has one, or while no item has been learned since (an unknown item's row
-        0 may have become a real row)."""
+        an item never learned); the model is unchanged. ``memo``: a dict kept with a list of
+        items that recurs, holding their rows (valid while every item has one, or while no
+        item has been learned since)."""
         arena = self._item_rows()
         n = len(arena.rows)
         seen = None if memo is None else memo.get(arena.token)
@@ -100,8 +89,8 @@ class LatentFactors(reco.FunkMF):
         kernels.row_dots(arena.matrix, rows, user, out, col)
 
     def _item_rows(self) -> _Arena:
-        """The item arena, with a row for every learned item (one is made for a model
-        restored since, and vectors learned outside it are taken in, in the dict's order)."""
+        """The item arena, with a row for every learned item (vectors learned outside it are
+        taken in, in the dict's order)."""
         arena = self._arena("_item_arena", self.i_latents)
         if len(arena.rows) != len(arena.latents):
             for key in [k for k in arena.latents if k not in arena.rows]:
@@ -132,10 +121,8 @@ class LatentFactors(reco.FunkMF):
 
 class _Arena:
     """Latent vectors as rows of one matrix: ``latents[key]`` is a view of row ``rows[key]``,
-    so River's code reads and writes the dict's vectors while a compiled loop indexes the
-    matrix. New keys get a row (the dict's own factory draws their initial values); the
-    matrix doubles when full, re-pointing every view; forgotten rows are reused. Row 0
-    stays zeros (no key's): the row an unknown item's score reads."""
+    so River's code and a compiled loop share them. The matrix doubles when full, re-pointing
+    every view; forgotten rows are reused; row 0 stays zeros (an unknown item's row)."""
 
     def __init__(self, latents: dict, n_factors: int):
         self.token = next(_ARENA_TOKENS)  # names this arena in memos of item rows
