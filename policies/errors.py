@@ -1,8 +1,6 @@
-"""The exceptions every Loopwise package raises on purpose (policies, engine, experiments).
-
-They live in the lowest package so that all of them share one hierarchy: every bad input is
-a :class:`ValidationError` whose message is ``field: reason (got value)``. The engine adds
-errors of its own in :mod:`engine.errors` (which re-exports these).
+"""The exceptions every Loopwise package raises on purpose, in the lowest package so all share
+one hierarchy: a bad input is a :class:`ValidationError` reading ``field: reason (got value)``.
+:mod:`engine.errors` adds the engine's own and re-exports these.
 """
 
 from __future__ import annotations

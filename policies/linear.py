@@ -13,22 +13,15 @@ class LinearPolicy(Policy):
     """A policy over an online ridge model ``r ~ phi . theta`` that forgets old records.
 
     The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``. Each
-    record first fades what came before (:mod:`policies.forgetting`)::
+    record first fades what came before (see :class:`~policies.forgetting.Forgetting`)::
 
         A <- lam A + x x^T + refresh e_j e_j^T,    b <- lam b + r x
 
-    with ``lam = 2 ** (-1 / half_life)`` (faster for a while after the change detector on
-    the model's own prediction errors fires) and ``refresh = (1 - lam) l2 D`` restoring the
-    prior ``l2 I`` one coordinate ``j`` at a time, so directions no recent record excites
-    return to the prior (``A^-1`` stays bounded) instead of blowing up. Every term is a
-    rank-one change: one record updates ``A^-1`` by Sherman-Morrison in O(D^2), in one
-    compiled call (:func:`policies.kernels.ridge_step`), and joins
-    a list of records to add to ``A`` later; ``A^-1`` is recomputed from ``A`` after a
-    mini-batch and every ``RESYNC`` single records, so rounding never accumulates. A
-    mini-batch learns the model the same records learn one at a time; its records'
-    errors, for the detector, are those of the model that started the batch. After a single
-    record ``theta`` is left to be recomputed when next needed (one D x D product, which a
-    decision that computes ``phi A^-1`` anyway replaces by ``(phi A^-1) b``).
+    One record updates ``A^-1`` by Sherman-Morrison in O(D^2)
+    (:func:`policies.kernels.ridge_step`) and waits in a list to be added to ``A``; ``A^-1``
+    is recomputed from ``A`` after a mini-batch and every ``RESYNC`` single records, so
+    rounding never accumulates. A mini-batch learns what its records would one at a time
+    (the detector sees the errors of the model that started it).
 
     Parameters
     ----------
@@ -41,11 +34,9 @@ class LinearPolicy(Policy):
         The factor ``lam`` per record instead of ``half_life`` (``None``: from
         ``half_life``); 1 keeps the stationary model.
     drift_factor
-        How many times faster records are forgotten after a detected change (1: no
-        detector).
+        How many times faster records are forgotten after a detected change (1: no detector).
     drift_period
-        For how many records after a detected change (``None``: a tenth of the
-        half-life).
+        For how many records after a detected change (``None``: a tenth of the half-life).
     """
 
     _params = ("n_features", "seed", "l2", "discount", "half_life", "drift_factor",
@@ -53,11 +44,8 @@ class LinearPolicy(Policy):
     _state = ("_a", "_pending", "_a_inv", "_b", "_theta", "_pending_scale", "_pending_forget",
               "_forget")
     RESYNC = 256
-    #: Batches of at least this many float32 candidates are scored in float32. Kept as a
-    #: second path because it pays: measured in alternation against scoring in float64 (policy
-    #: ``act``, B=256, K=20, D=64, float32 phi as bench_policies feeds), egreedy and SquareCB
-    #: decide 3.0-3.1M/s against 0.74-0.85M/s (3.6x). The engine passes float64 and never
-    #: takes it (rank_batch unchanged).
+    #: Batches of at least this many float32 candidates are scored in float32 (3.6x the
+    #: decisions/s of float64 in bench_policies' batched act; the engine passes float64).
     FLOAT32_ROWS = 512
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
@@ -75,7 +63,7 @@ class LinearPolicy(Policy):
         self._a = np.eye(n_features) * float(l2)
         self._pending: list[np.ndarray] = []  # single records not yet added to _a
         # with forgetting, each pending record's (1 / s, refresh / s, j), s the product of
-        # the factors since the last fold, and that product: see _fold_pending
+        # the factors since the last fold, and that product
         self._pending_forget: list[tuple[float, float, int]] = []
         self._pending_scale = 1.0
         self._a_inv = np.eye(n_features) / float(l2)
@@ -83,12 +71,6 @@ class LinearPolicy(Policy):
         self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
         self._float32: tuple[np.ndarray, np.ndarray] | None = None
         kernels.warm_up()  # compiled (or loaded) now, not during the first decision
-
-    @property
-    def drift_detections(self) -> int:
-        """Changes the detector on this policy's prediction errors has found (0 without
-        forgetting)."""
-        return 0 if self._forget is None else self._forget.detections
 
     @property
     def theta(self) -> np.ndarray:
@@ -160,13 +142,12 @@ class LinearPolicy(Policy):
         self._after_update()
 
     def _after_update(self) -> None:
-        """Hook for subclasses that cache state derived from the model."""
+        """Drop caches derived from the model (subclasses extend it)."""
         self._float32 = None
 
     def _float32_model(self) -> tuple[np.ndarray, np.ndarray]:
-        """``A^-1`` and ``theta`` in float32 (cached until the next update), for scoring large
-        float32 batches: half the memory traffic, and the ranking they feed is unaffected by
-        rounding at 1e-7."""
+        """``A^-1`` and ``theta`` in float32 (cached until the next update) for large float32
+        batches: half the memory traffic; rounding at 1e-7 leaves rankings alone."""
         if self._float32 is None:
             self._float32 = (self._a_inv.astype(np.float32),
                              self._model_theta().astype(np.float32))
@@ -195,8 +176,7 @@ class LinearPolicy(Policy):
         self.__dict__.update(state)
 
     def _after_load(self) -> None:
-        self._float32 = None
-
+        self._after_update()
     def predict(self, phi: np.ndarray) -> np.ndarray:
         """Predicted reward of each candidate, shape ``phi.shape[:-1]``."""
         return np.asarray(phi, dtype=np.float64) @ self._model_theta()

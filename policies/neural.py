@@ -19,29 +19,18 @@ _WARMUP = 3  # eager Adam steps before a CUDA graph is captured
 class NeuralTS(PickledByState, Policy):
     """Neural-linear Thompson sampling (Riquelme et al., 2018): torch MLP, Bayesian head.
 
-    An MLP (two ReLU layers of width ``hidden``) maps each candidate's features to a
-    representation ``h``; a Bayesian linear regression on ``h`` gives the posterior
-    ``N(theta, v^2 A^-1)`` over rewards, and win probabilities are estimated from
-    ``n_draws`` posterior draws with a uniform floor ``epsilon``, as in
-    :class:`~policies.lints.LinTS`. Every ``train_every`` records the MLP (with a linear
-    output layer) takes ``train_steps`` Adam steps on squared error, each on a mini-batch of
-    ``batch_size`` records drawn from a replay buffer of the latest ``buffer_size`` records
-    (as in Riquelme et al.'s NeuralLinear: the cost of a retraining does not grow with the
-    buffer), on the GPU when torch sees one (``device="auto"``; there the steps after the
-    first three replay one captured CUDA graph, since a small network's step costs more in
-    kernel launches than in maths); then the head is refit on the buffer's new
-    representation. Between retrainings each record updates the head at once.
+    An MLP (two ReLU layers of width ``hidden``) maps each candidate's features to ``h``; a
+    Bayesian linear regression on ``h`` gives the posterior ``N(theta, v^2 A^-1)``, whose win
+    probabilities are estimated as :class:`~policies.lints.LinTS`'s. Each record updates the
+    head at once; every ``train_every`` records the MLP (with a linear output layer) takes
+    ``train_steps`` Adam steps on squared error, each on ``batch_size`` records drawn from a
+    replay buffer of the latest ``buffer_size``, and the head is refit on the buffer's new
+    representation. On CUDA the steps replay one captured CUDA graph.
 
-    It forgets as the linear policies do (:mod:`policies.forgetting`): a record ``a``
-    records old weighs ``2 ** (-a / half_life)`` (less after a detected change) in the head,
-    which is updated with the same O(hidden^2) step (:func:`policies.kernels.ridge_step`)
-    and refit on the buffer with those weights, and in the representation's training,
-    whose mini-batches draw records with probability proportional to their weights; a
-    change detector on the head's prediction errors speeds forgetting for a while.
-
-    Decisions run the MLP forward pass in numpy on a copy of the weights taken after each
-    training: one decision at a time, torch's per-call overhead (and its CPU thread pool)
-    would cost more than the whole decision.
+    It forgets as the linear policies do: the head weighs a record ``a`` records old by
+    ``2 ** (-a / half_life)`` (less after a detected change in its errors), and training
+    draws records in proportion to those weights. Decisions run the MLP in numpy on a copy
+    of the weights, as torch's per-call overhead would cost more than one whole decision.
 
     Parameters
     ----------
@@ -52,11 +41,9 @@ class NeuralTS(PickledByState, Policy):
     l2
         Prior precision of the linear head.
     half_life, drift_factor, drift_period
-        Forgetting, as :class:`~policies.linear.LinearPolicy`'s (``half_life`` None: every
-        record in the buffer weighs the same, and the head never forgets). The default
-        half-life is shorter than the linear policies' (1,000 records, against 5,000): the
-        head's errors are noisier (its representation moves with each retraining), so its
-        detector sees a change less readily and the half-life does more of the work.
+        Forgetting, as :class:`~policies.linear.LinearPolicy`'s (``half_life`` None: never).
+        The default half-life is shorter (1,000 records): the head's errors are noisier (its
+        representation moves with each retraining), so its detector fires less readily.
     v
         Posterior scale (exploration strength).
     n_draws
@@ -93,18 +80,16 @@ class NeuralTS(PickledByState, Policy):
                  epsilon: float = 0.01, device: str = "auto"):
         super().__init__(n_features, seed)
         for name, value in (("hidden", hidden), ("train_steps", train_steps),
-                            ("batch_size", batch_size),
-                            ("train_every", train_every), ("buffer_size", buffer_size),
-                            ("n_draws", n_draws)):
+                            ("batch_size", batch_size), ("train_every", train_every),
+                            ("buffer_size", buffer_size), ("n_draws", n_draws)):
             check_param(name, value, low=1, integer=True)
         for name, value in (("lr", lr), ("l2", l2), ("v", v)):
             check_param(name, value, low=0.0, low_open=True)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
         self._torch_device = pick_device(device)
-        self.hidden, self.lr, self.batch_size = hidden, lr, batch_size
-        self.train_steps = train_steps
-        self.train_every, self.buffer_size, self.l2, self.v = train_every, buffer_size, l2, v
-        self.n_draws, self.epsilon, self.device = n_draws, epsilon, device
+        self.hidden, self.lr, self.train_steps = hidden, lr, train_steps
+        self.batch_size, self.train_every, self.buffer_size = batch_size, train_every, buffer_size
+        self.l2, self.v, self.n_draws, self.epsilon, self.device = l2, v, n_draws, epsilon, device
         self.half_life, self.drift_factor, self.drift_period = half_life, drift_factor, drift_period
         self._forget = make_forgetting(hidden, half_life, None, drift_factor, drift_period)
         self._net = seeded_mlp(n_features, hidden, int(self._rng.integers(2**62)),
@@ -140,12 +125,6 @@ class NeuralTS(PickledByState, Policy):
         self._chol = None
         if len(self._stamp) != len(self._y):  # a state saved before forgetting: equal weights
             self._stamp = np.zeros(len(self._y))
-
-    @property
-    def drift_detections(self) -> int:
-        """Changes the detector on the head's prediction errors has found (0 without
-        forgetting)."""
-        return 0 if self._forget is None else self._forget.detections
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """The representation ``h`` (..., hidden) of features x (..., D), float64."""
@@ -194,8 +173,7 @@ class NeuralTS(PickledByState, Policy):
 
     def _learn_head(self, h: np.ndarray, y: np.ndarray, rates: tuple) -> None:
         """The head learns records ``h`` (N, hidden) with forgetting ``rates``: one record
-        by the linear policies' step (:func:`policies.kernels.ridge_step`, O(hidden^2)), a
-        mini-batch by a refit."""
+        by :func:`policies.kernels.ridge_step`, a mini-batch by a refit."""
         self._a, b = forgotten(self._a, self._b, h, y, *rates)
         if len(h) == 1:
             lam, refresh, j = (r[0].item() for r in rates)
@@ -223,10 +201,8 @@ class NeuralTS(PickledByState, Policy):
         self._filled = min(cap, self._filled + n)
 
     def train(self) -> NeuralTS:
-        """Retrain the representation on the replay buffer, then refit the linear head.
-
-        Returns ``self``; ``train_steps * min(batch_size, records)`` samples are seen.
-        """
+        """Retrain the representation on the replay buffer (``train_steps`` steps of
+        ``min(batch_size, records)``), then refit the linear head; returns ``self``."""
         n = self._filled
         if n == 0:
             return self
@@ -270,8 +246,8 @@ class NeuralTS(PickledByState, Policy):
         self._opt.step()
 
     def _train_graphed(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> None:
-        """The same Adam steps on CUDA, replayed from one captured CUDA graph: a small
-        network's step is a few dozen kernel launches, which cost more than the maths."""
+        """The same Adam steps replayed from one captured CUDA graph (a small network's
+        step is a few dozen kernel launches, which cost more than the maths)."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # capture needs warmed-up kernels and optimizer state
