@@ -108,13 +108,18 @@ class Front:
 
         try:
             if len(scope["headers"]) > self.max_headers:
-                raise _Refused(431, "headers", f"at most {self.max_headers} header lines")
+                return await send_error(send_wrapper, 431, "headers",
+                                        f"at most {self.max_headers} header lines")
             if needed != PUBLIC:
-                who = self._authorize(scope["headers"], needed).name
+                auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+                try:
+                    who = self.tokens.authorize(auth, needed).name
+                except AuthError as err:
+                    who = err.who or who
+                    extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
+                    return await send_error(send_wrapper, err.status, "authorization",
+                                            err.reason, extra)
             await self.app(scope, receive, send_wrapper)
-        except _Refused as exc:
-            who = exc.who or who
-            await send_error(send_wrapper, exc.status, exc.field, exc.reason, exc.headers)
         except Exception as exc:  # noqa: BLE001 - the last line: log safely, answer 500
             frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
                                  for f in reversed(traceback.extract_tb(exc.__traceback__)))
@@ -130,17 +135,3 @@ class Front:
                     needed == "admin" or status[0] in (401, 403))):
                 access_log.info("token=%s method=%s route=%s status=%d ms=%.2f", who,
                                 method, template, status[0], elapsed * 1e3)
-
-    def _authorize(self, headers, needed: str | None):
-        authorization = next((v for k, v in headers if k == b"authorization"), None)
-        try:
-            return self.tokens.authorize(authorization, needed)
-        except AuthError as err:
-            extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
-            raise _Refused(err.status, "authorization", err.reason, extra, err.who) from None
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, field: str, reason: str, headers=(), who: str | None = None):
-        self.status, self.field, self.reason, self.headers = status, field, reason, headers
-        self.who = who  # the token's name where it was known (a 403)

@@ -8,15 +8,12 @@ and its scopes::
       analyst: {sha256: 60303a..., scopes: [read], created: "2026-11-26T14:05:00Z"}
 
 Scopes: ``rank`` (rank, reward, events), ``read`` (profiles, reports, metrics, the OpenAPI
-spec), ``admin`` (erasure, settings). A scope grants only itself. The single static token
-(``LOOPWISE_TOKEN``/``--token``) holds every scope under the name ``static``. The server
-looks at the file at most once a second and re-reads it when its size, mtime or inode
-changed, so adding a new token, moving clients to it and then removing the old one needs no
-restart. A file that cannot be read or parsed at that moment leaves the last good set in
-force (and is logged); a file that is gone revokes every token it held.
-
-``loopwise token add NAME --scopes rank,read --file tokens.yaml`` prints a new token once;
-``loopwise token list`` and ``loopwise token remove NAME`` do the rest.
+spec), ``admin`` (erasure, settings); a scope grants only itself. The static token
+(``LOOPWISE_TOKEN``/``--token``) holds every scope under the name ``static``. The file is
+looked at at most once a second and re-read when its size, mtime or inode changed, so
+tokens rotate without a restart; a file that cannot be read leaves the last good set in
+force (logged), a file that is gone revokes its tokens. ``loopwise token add|list|remove``
+manages the file (``add`` prints the new token once).
 """
 
 from __future__ import annotations
@@ -55,8 +52,7 @@ class AuthError(Exception):
 
     def __init__(self, status: int, reason: str, who: str | None = None):
         super().__init__(reason)
-        self.status = status
-        self.reason = reason
+        self.status, self.reason = status, reason
         self.who = who  # the token's name on a 403
 
 
