@@ -111,15 +111,10 @@ class Learner:
         """The policy as of the last flushed record (call :meth:`flush` first to include all)."""
         return pickle.dumps(self.policy, protocol=pickle.HIGHEST_PROTOCOL)
 
-    @staticmethod
-    def load_policy(blob: bytes):
-        return pickle.loads(blob)
-
 
 def make_policies(config: EngineConfig, n_features: int) -> dict[str, tuple[object, str, dict]]:
-    """Each variant's new policy, its name for the store and its params:
-    ``{variant: (policy, policy name, params)}``. A named policy is built with a seed of its
-    own (the engine's seed + 7919 x its variant's position); a policy object is checked to
+    """``{variant: (new policy, its name for the store, params)}``. A named policy gets a seed
+    of its own (the engine's seed + 7919 x the variant's position); a policy object must
     take the featurizer's ``n_features``."""
     from policies import make
 
@@ -154,7 +149,7 @@ def open_learners(config: EngineConfig, policies: dict[str, tuple[object, str, d
     learners: dict[str, Learner] = {}
     for name, (policy, _, _) in policies.items():
         saved = store.load_policy(name)
-        pol = Learner.load_policy(saved[2]) if saved else policy
+        pol = pickle.loads(saved[2]) if saved else policy
         if kind == "ray":
             from engine.ray_learner import RayLearner
             lrn = RayLearner(pol, config.learn_batch, num_gpus=config.learner_gpus,
