@@ -50,8 +50,8 @@ def _check_stats(stats: object, weights: Mapping[str, float]) -> dict[str, Varia
     for key, value in stats.items():
         check_name("stats key", key)
         if key not in weights:
-            raise ValidationError(
-                "stats", f"names variant {key!r} that is not in weights {sorted(weights)}", key)
+            raise ValidationError("stats", f"names variant {key!r} that is not in weights "
+                                  f"{sorted(weights)}", key)
         if not isinstance(value, VariantStats):
             raise ValidationTypeError(f"stats[{key!r}]", "must be a VariantStats", value)
     # A configured variant that has seen no traffic yet is an empty accumulator.
@@ -65,11 +65,9 @@ def _previous_sequential(previous: object, control: str, alpha: float) -> dict[s
         raise ValidationTypeError("previous", "must be a report returned by ab_report, or None",
                                   previous)
     if previous.get("control") != control or previous.get("alpha") != alpha:
-        raise ValidationError(
-            "previous",
-            f"must come from a report with the same control ({control!r}) and alpha ({alpha})",
-            {"control": previous.get("control"), "alpha": previous.get("alpha")},
-        )
+        raise ValidationError("previous", f"must come from a report with the same control "
+                              f"({control!r}) and alpha ({alpha})",
+                              {"control": previous.get("control"), "alpha": previous.get("alpha")})
     return {t: c["sequential"] for t, c in previous["comparisons"].items()}
 
 
@@ -148,32 +146,17 @@ def ab_report(stats: Mapping[str, VariantStats], weights: Mapping[str, float], c
               srm_threshold: float = DEFAULT_SRM_THRESHOLD) -> dict[str, Any]:
     """Compare every treatment with the control; return a JSON-serializable report.
 
-    The report's fields are described in this module's docstring. Each treatment is tested
-    at level ``alpha`` on its own; with several treatments, divide ``alpha`` by their number
-    (Bonferroni) to bound the family-wise error.
-
-    Parameters
-    ----------
-    stats : mapping of str to VariantStats
-        Outcome accumulators per variant; variants missing here count as empty.
-    weights : mapping of str to float
-        The configured traffic split (variant -> relative weight).
-    control : str
-        The variant every other one is compared with.
-    alpha : float
-        Level of all tests and intervals.
-    previous : dict, optional
-        The last report of this experiment (same control and alpha). When given, the
-        sequential p-value is the running minimum and the confidence sequence the running
-        intersection, so conclusions never flip back as data arrive.
-    counts : mapping of str to int, optional
-        Units randomized per variant (e.g. users) for the SRM check; by default the
-        accumulators' ``n``. Give unit counts when outcomes are per decision and
-        assignment is per user.
-    tau, target_n, min_n
-        Tuning of the sequential test (:func:`engine.abtest.sequential.msprt`).
-    srm_threshold : float
-        Flag a sample-ratio mismatch when its p-value is below this.
+    The report's fields are described in this module's docstring. ``stats`` holds each
+    variant's outcome accumulator (a variant missing counts as empty), ``weights`` the
+    configured traffic split; every treatment is tested against ``control`` at level
+    ``alpha`` on its own (with several, divide ``alpha`` by their number, Bonferroni).
+    ``previous``, the last report of this experiment (same control and alpha), makes the
+    sequential p-value a running minimum and the confidence sequence a running
+    intersection, so conclusions never flip back as data arrive. ``counts``: units
+    randomized per variant for the SRM check (default the accumulators' ``n``; give user
+    counts when outcomes are per decision and assignment per user), flagged below
+    ``srm_threshold``. ``tau``, ``target_n``, ``min_n`` tune the sequential test
+    (:func:`engine.abtest.sequential.msprt`).
 
     Examples
     --------

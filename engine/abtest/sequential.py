@@ -100,21 +100,11 @@ def msprt(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05, *,
     """Mixture SPRT p-value and confidence sequence for ``mean_t - mean_c``.
 
     Inputs are summary statistics (means, sample variances with ``ddof=1``, counts), scalars
-    or broadcastable arrays.
-
-    Parameters
-    ----------
-    alpha : float
-        Level of the confidence sequence (and of the default tuning).
-    tau : float, optional
-        Mixture standard deviation in outcome units; overrides ``target_n``.
-    target_n : float
-        Total sample size of both arms at which the default mixture is tightest.
-    theta0 : float
-        Null value of the difference.
-    min_n : int
-        Observations required in each arm; before that the p-value is 1 and the confidence
-        sequence is ``(-inf, inf)``.
+    or broadcastable arrays. ``alpha`` is the level of the confidence sequence (and of the
+    default tuning); ``tau``, the mixture standard deviation in outcome units, overrides
+    ``target_n``, the total sample size of both arms at which the default mixture is
+    tightest; ``theta0`` is the null value of the difference. Until each arm holds ``min_n``
+    observations the p-value is 1 and the confidence sequence ``(-inf, inf)``.
 
     Examples
     --------

@@ -16,14 +16,6 @@ from engine.serve.front import send_error
 log = logging.getLogger("loopwise.access")
 
 
-def refusal(status: int, phrase: str, field: str, reason: str) -> bytes:
-    """A complete HTTP/1.1 error response (the API's error shape) that closes the
-    connection."""
-    body = json.dumps({"error": {"field": field, "reason": reason}}).encode()
-    return (f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
-
-
 def http_protocol(max_header_bytes: int):
     """The uvicorn ``http`` setting that bounds request heads to ``max_header_bytes``: a
     subclass of uvicorn's httptools protocol, or h11 with its own bound where httptools is
@@ -65,19 +57,23 @@ def http_protocol(max_header_bytes: int):
             super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:  # a request that is not HTTP/1.1
-            self.transport.write(refusal(400, "Bad Request", "request",
-                                         "is not a valid HTTP/1.1 request"))
-            self.transport.close()
+            self._answer(400, "Bad Request", "request", "is not a valid HTTP/1.1 request")
 
         def _refuse(self) -> None:
             self._head_bytes = None
             if not self.transport.is_closing():
                 log.info("token=- method=- route=- status=431 (request head over %d bytes)",
                          max_header_bytes)
-                self.transport.write(refusal(
-                    431, "Request Header Fields Too Large", "headers",
-                    f"request line and headers must be at most {max_header_bytes} bytes"))
-                self.transport.close()
+                self._answer(431, "Request Header Fields Too Large", "headers",
+                             f"request line and headers must be at most {max_header_bytes} bytes")
+
+        def _answer(self, status: int, phrase: str, field: str, reason: str) -> None:
+            """Write an error in the API's shape and close the connection."""
+            body = json.dumps({"error": {"field": field, "reason": reason}}).encode()
+            head = (f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+            self.transport.write(head.encode() + body)
+            self.transport.close()
 
     return BoundedHead, {}
 

@@ -62,16 +62,9 @@ def digest(token: str) -> str:
 
 
 class Tokens:
-    """The tokens a server accepts: one static token with every scope, and/or a token file.
-
-    Parameters
-    ----------
-    token
-        A static token holding every scope (``LOOPWISE_TOKEN``), or None.
-    token_file
-        Path of a token file (see the module docstring), or None.
-    clock
-        Seconds, monotonic; how often the file is looked at is measured with it.
+    """The tokens a server accepts: a static ``token`` holding every scope
+    (``LOOPWISE_TOKEN``) and/or a ``token_file`` (see the module docstring). ``clock``
+    (seconds, monotonic) paces the looks at the file.
 
     Examples
     --------
