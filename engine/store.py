@@ -90,12 +90,11 @@ class Store:
         self._lock = private_file(self.data_dir / "LOCK")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            wait_for_writer(self.data_dir / WRITER_LOCK_NAME)
         except BlockingIOError:
             self._lock.close()
             raise StoreError(f"data directory {str(self.data_dir)!r} is in use by another engine; "
                              "close it first (one engine process per data directory)") from None
-        try:
-            wait_for_writer(self.data_dir / WRITER_LOCK_NAME)
         except BaseException:
             self._lock.close()
             raise
@@ -189,7 +188,6 @@ class Store:
             return self.db.executemany("DELETE FROM quarantine WHERE id = ?",
                                        [(int(i),) for i in ids]).rowcount
 
-    # ---- meta ------------------------------------------------------------------------
     def check_meta(self, expected: dict[str, object]) -> None:
         """Record settings a data directory depends on; refuse to reopen it with others."""
         rows = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
@@ -214,7 +212,6 @@ class Store:
     def transaction(self) -> Transaction:
         return Transaction(self.db)
 
-    # ---- events ----------------------------------------------------------------------
     def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
         """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
         # stored duplicates are skipped by the unique index; only if any was are rows looked up
@@ -273,16 +270,14 @@ class Store:
             return int(self._scalar("SELECT COUNT(*) FROM events"))
         return int(self._scalar("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)))
 
-    # ---- snapshots -------------------------------------------------------------------
     def save_snapshot(self, shard: int, seq: int, blob: bytes) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (shard, seq, blob))
 
     def load_snapshot(self, shard: int) -> tuple[int, bytes] | None:
-        row = self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?", (shard,)).fetchone()
-        return None if row is None else (row[0], row[1])
+        return self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?",
+                               (shard,)).fetchone()
 
-    # ---- decisions and rewards -------------------------------------------------------
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
         self._commits.append([("decisions", list(rows))], [*map(_FIRST, rows)])
@@ -307,9 +302,8 @@ class Store:
                        events: Sequence[Event] = (), shards: Sequence[int] = ()
                        ) -> tuple[list[int], list[int]]:
         """Append reward rows (decision_id, user_id, value, ts, status), settle decisions
-        (decision_id, reward, new status) and log ``events`` (whose ids must be new: reward
-        events are unique by construction) as one group-committed write, durable when this
-        returns. Returns the reward rows' seqs and the events' seqs."""
+        (decision_id, reward, new status) and log ``events`` (whose ids must be new) as one
+        group-committed write, durable when this returns; return the rows' and events' seqs."""
         first = self._next_reward_seq
         seqs = list(range(first, first + len(rows)))
         ops: list[tuple[str, list]] = []
@@ -361,7 +355,6 @@ class Store:
             "SELECT variant, COUNT(DISTINCT user_id) FROM decisions GROUP BY variant"))
         return rewards, users
 
-    # ---- policy ----------------------------------------------------------------------
     def save_policy(self, variant: str, reward_seq: int, version: int, blob: bytes) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO policy VALUES (?, ?, ?, ?)",
@@ -371,7 +364,6 @@ class Store:
         return self.db.execute("SELECT reward_seq, version, blob FROM policy WHERE variant = ?",
                                (variant,)).fetchone()
 
-    # ---- privacy ---------------------------------------------------------------------
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete the user's events, decisions and rewards, and scrub freed pages and the WAL."""
         with self.transaction():
@@ -379,17 +371,13 @@ class Store:
                                 ("rewards", self._next_reward_seq - 1)):
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 (f"last_seq:{table}", str(last)))
-            counts = {
-                "events": self.db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount,
-                "decisions": self.db.execute("DELETE FROM decisions WHERE user_id = ?",
-                                             (user_id,)).rowcount,
-                "rewards": self.db.execute("DELETE FROM rewards WHERE user_id = ?",
-                                           (user_id,)).rowcount,
-                # quarantined records keep their rows as ascii() text: any naming the user
-                "quarantine": self.db.execute(
-                    "DELETE FROM quarantine WHERE instr(record, ?) > 0",
-                    (ascii(user_id)[1:-1],)).rowcount,
-            }
+            counts = {table: self.db.execute(f"DELETE FROM {table} WHERE user_id = ?",
+                                             (user_id,)).rowcount
+                      for table in ("events", "decisions", "rewards")}
+            # quarantined records keep their rows as ascii() text: any naming the user
+            counts["quarantine"] = self.db.execute(
+                "DELETE FROM quarantine WHERE instr(record, ?) > 0", (ascii(user_id)[1:-1],)
+            ).rowcount
         return counts
 
     def scrub(self) -> None:

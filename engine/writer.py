@@ -160,8 +160,7 @@ def _write(db: sqlite3.Connection, calls: Sequence[Sequence[tuple[str, list]]]) 
 
 
 def _savepoint(db: sqlite3.Connection, work, keep: bool = True) -> None:
-    """Run ``work()`` inside a savepoint: kept if it succeeds and ``keep``, undone if not
-    (and the error raised)."""
+    """Run ``work()`` inside a savepoint: kept if it succeeds and ``keep``, else undone."""
     db.execute("SAVEPOINT queued")
     try:
         work()
@@ -223,10 +222,8 @@ class WriterClient:
 
     def __init__(self, db_path: str, synchronous: str, lock_path: str,
                  journal_paths: Sequence[str], enabled: bool):
-        self.db_path = db_path
-        self.synchronous = synchronous
-        self.lock_path = lock_path
-        self.journal_paths = journal_paths
+        self.argv = [sys.executable, WRITER_SCRIPT, db_path, synchronous, lock_path,
+                     *journal_paths]
         self.enabled = enabled
         self.process: subprocess.Popen | None = None
         self.ready = False  # the process said it started
@@ -237,16 +234,14 @@ class WriterClient:
         if self.process is not None or not self.enabled:
             return
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, WRITER_SCRIPT, self.db_path, self.synchronous,
-                 self.lock_path, *self.journal_paths],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)  # (select sees all)
+            self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, bufsize=0)  # (for select)
         except OSError as exc:
             self._failed(f"it could not start ({exc})")
 
     def hand_off(self, index: int, end: int) -> bool:
-        """Ask the process to commit journal ``index`` up to offset ``end``; False where
-        there is no started process to ask (the caller commits itself)."""
+        """Ask the process to commit journal ``index`` up to offset ``end``; False where no
+        started process can be asked (the caller commits itself)."""
         if self.process is None or not self._started():
             return False
         try:
@@ -260,7 +255,7 @@ class WriterClient:
 
     def wait(self) -> int | None:
         """Wait for the journal handed off: its index once committed (for the caller to
-        clear), or None where the process failed or died (the journal keeps its records)."""
+        clear), or None where the process failed (the journal keeps its records)."""
         index, self.busy = self.busy, None
         try:
             if select.select([self.process.stdout], [], [], WRITER_TIMEOUT)[0]:
@@ -276,8 +271,7 @@ class WriterClient:
         return None
 
     def stop(self, wait: float = 30.0) -> None:
-        """Ask the process to exit (it finishes any transaction first) and reap it; kill it
-        if it has not exited after ``wait`` seconds."""
+        """Ask the process to exit (after its transaction); kill it after ``wait`` seconds."""
         proc, self.process, self.ready = self.process, None, False
         if proc is None:
             return
