@@ -1,21 +1,15 @@
 """Forgetting for the policies' models: a half-life, and a change detector that shortens it.
 
-A policy that keeps every record with equal weight learns anything new with weight about
-``1 / n`` after ``n`` records: a service that runs for months stops learning. The linear
-policies (and the Bayesian head of ``neural_ts``) therefore weigh a record ``a`` records old
-by ``lam ** a``, ``lam = 2 ** (-1 / half_life)``, and a change detector on the policy's own
-prediction errors shortens the half-life ``drift_factor`` times for ``drift_period`` records
-when the errors jump: the two speeds the profiles use, now for the policy.
+With equal weights, a record after ``n`` others counts ``1 / n``: a service that runs for
+months stops learning. The linear policies (and ``neural_ts``'s head) weigh a record ``a``
+records old by ``2 ** (-a / half_life)``, and shorten the half-life ``drift_factor`` times
+for ``drift_period`` records when a detector sees their own prediction errors jump.
 
-:class:`Forgetting` holds the schedule and the detector; the policy does the algebra (see
-:class:`policies.linear.LinearPolicy` and :func:`policies.kernels.ridge_step`).
-
-Choosing the half-life: it is how long the world may be trusted to stay the same while
-nothing visibly breaks. Longer costs less on a stationary stream (more records behind each
-estimate; keep it well above the number of features D, say 20 D or more); shorter follows
-gradual drift sooner. Abrupt changes are the detector's job, whatever the half-life. The
-default (5,000 records) loses under 1% of reward on a stationary stream against no
-forgetting (``tests/test_forgetting.py``); ``half_life=None`` keeps the stationary model.
+Choosing the half-life: how long the world may be trusted to stay the same. Longer costs
+less on a stationary stream (keep it above 20 D, D the number of features); shorter follows
+gradual drift sooner; abrupt changes are the detector's job. The default (5,000 records)
+loses under 1% of reward against no forgetting on a stationary stream
+(``tests/test_forgetting.py``); ``half_life=None`` keeps the stationary model.
 """
 
 from __future__ import annotations
@@ -30,15 +24,13 @@ from policies.base import check_param
 
 #: Default half-life of a record's weight, in records.
 HALF_LIFE = 5000.0
-#: Default speed-up of forgetting after a detected change, and the default length of that
-#: faster forgetting as a share of the half-life: together, old records lose a factor of
-#: ``2 ** (DRIFT_FACTOR * DRIFT_SHARE)`` (64) of their weight.
+#: Default speed-up of forgetting after a detected change, and its default length as a share
+#: of the half-life: old records lose a factor ``2 ** (DRIFT_FACTOR * DRIFT_SHARE)`` (64).
 DRIFT_FACTOR = 60.0
 DRIFT_SHARE = 0.1
 #: Page-Hinkley settings of the change detector (see :class:`Forgetting`): the drift each
-#: record must exceed in the standardized error ``z`` (bias) and in ``z^2`` (scale), the
-#: cumulative excess at which it fires, the records each detector needs first, and the
-#: clip of ``z`` (one wild record moves the sums by at most this).
+#: record must exceed in ``z`` (bias) and in ``z^2`` (scale), the cumulative excess at which
+#: it fires, the records each detector needs first, and the clip of ``z``.
 DRIFT_DELTA = 0.2
 DRIFT_SCALE_DELTA = 0.5
 DRIFT_THRESHOLD = 50.0
@@ -46,9 +38,10 @@ DRIFT_MIN_RECORDS = 100
 DRIFT_CLIP = 3.0
 
 
-def check_forgetting(half_life, discount, drift_factor, drift_period) -> None:
-    """Validate the forgetting parameters shared by the policies (``ValueError`` naming
-    the one at fault)."""
+def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_period
+                    ) -> Forgetting | None:
+    """The :class:`Forgetting` these (validated) parameters ask for, or ``None`` for a
+    stationary model (``half_life`` None, or ``discount`` 1)."""
     if half_life is not None:
         check_param("half_life", half_life, low=1.0)
     if discount is not None:
@@ -56,13 +49,6 @@ def check_forgetting(half_life, discount, drift_factor, drift_period) -> None:
     check_param("drift_factor", drift_factor, low=1.0)
     if drift_period is not None:
         check_param("drift_period", drift_period, low=1, integer=True)
-
-
-def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_period
-                    ) -> Forgetting | None:
-    """The :class:`Forgetting` these parameters ask for, or ``None`` for a stationary model
-    (``half_life`` None, or ``discount`` 1)."""
-    check_forgetting(half_life, discount, drift_factor, drift_period)
     if discount is not None:
         if discount == 1.0:
             return None
@@ -79,27 +65,22 @@ def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_pe
 class Forgetting:
     """The forgetting schedule of one model and the change detector that speeds it up.
 
-    Each record gets a factor ``lam = exp(-rate)`` (``rate * drift_factor`` while a detected
-    change is being forgotten) and a share of the prior to restore, ``refresh = (1 - lam)
-    l2 D``, added to one coordinate ``j`` in turn (``j`` cycles over the D features): the
-    model's precision then evolves as ``A <- lam A + x x^T + refresh e_j e_j^T``, a rank-one
-    change per term (O(D^2) by Sherman-Morrison), and its prior part stays between about
-    ``lam ** D`` and 1 times ``l2 I``, so directions no recent record excites return to the
-    prior instead of blowing up. ``clock`` adds up the rates: a record learned when the clock
-    read ``c`` now weighs ``exp(c - clock)``; ``count`` is the records' total weight.
+    Each record gets a factor ``lam = exp(-rate)`` (``rate * drift_factor`` after a detected
+    change) and a share of the prior to restore, ``refresh = (1 - lam) l2 D``, added to one
+    coordinate ``j`` cycling over the D features: the precision evolves as ``A <- lam A + x
+    x^T + refresh e_j e_j^T`` (rank-one terms), and its prior part stays between about ``lam
+    ** D`` and 1 times ``l2 I``, so directions no recent record excites return to the prior
+    instead of blowing up. A record learned when ``clock`` (the sum of the rates) read ``c``
+    now weighs ``exp(c - clock)``; ``count`` is the records' total weight.
 
     The detector watches the standardized error ``z = e / sqrt(s^2 (1 + q))``: ``e`` a
-    record's prediction error before it is learned, ``q`` its leverage ``x A^-1 x`` and
-    ``s^2`` the recent mean of ``e^2 / (1 + q)`` (half-life as the model's), so ``z`` has
-    mean 0 and variance about 1 while the model fits, whatever the scale of the rewards.
-    A change shows as a bias (a bandit's chosen candidates are those it over-rates: when
-    the world changes they disappoint) or as a larger spread (a regression whose weights
-    change), so two River Page-Hinkley detectors watch it, one on ``z`` clipped to
-    +-``DRIFT_CLIP`` (both ways), one on ``z^2`` (up), with ``alpha = 1`` (no fading: a
-    faded sum settles near ``-delta / (1 - alpha)`` and then fluctuates past any threshold).
-    They wait ``DRIFT_MIN_RECORDS + 2 D`` records while the model first learns. When one
-    fires, the next ``period`` records are forgotten ``drift_factor`` times faster, and the
-    detectors wait that long again, plus the first wait.
+    record's prediction error before it is learned, ``q`` its leverage ``x A^-1 x``, ``s^2``
+    the recent mean of ``e^2 / (1 + q)``, so ``z`` is about N(0, 1) while the model fits. A
+    change shows as a bias (the chosen candidates disappoint) or a wider spread, so two
+    River Page-Hinkley detectors watch ``z`` clipped to +-``DRIFT_CLIP`` (both ways) and
+    ``z^2`` (up), with ``alpha = 1`` (a faded sum fluctuates past any threshold). They wait
+    ``DRIFT_MIN_RECORDS + 2 D`` records first; when one fires, the next ``period`` records
+    are forgotten ``drift_factor`` times faster, and they wait that long plus the first wait.
 
     Examples
     --------
@@ -147,9 +128,8 @@ class Forgetting:
 
     def schedule(self, errors: np.ndarray, leverage: np.ndarray, prior: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The rates ``(lam, refresh, j)`` (arrays (N,)) of a mini-batch's records, as one
-        record at a time: each record's rates, then its error and leverage (from the model
-        that started the batch) to the detector."""
+        """The rates ``(lam, refresh, j)`` (arrays (N,)) of a mini-batch's records, each
+        scheduled then observed (errors and leverage of the model that started the batch)."""
         n = len(errors)
         lams, refresh, js = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
         for i, (e, q) in enumerate(zip(errors.tolist(), leverage.tolist(), strict=True)):

@@ -7,7 +7,7 @@ import tempfile
 
 import numpy as np
 
-from policies.base import Policy, check_param
+from policies.base import PickledByState, Policy, check_param
 
 EXPLORATIONS = ("squarecb", "epsilon", "cover", "bag", "regcb")
 
@@ -24,16 +24,11 @@ def action_template(n_features: int) -> str:
 
 
 def action_lines(x: np.ndarray, template: str) -> list[str]:
-    """One VW action line per candidate row of ``x`` (K, D), the fastest way we found.
+    """One VW action line per candidate row of ``x`` (K, D).
 
-    VW reads text in C++, so the cost from Python is building the lines. Sparse rows (at
-    most half non-zero, as with one-hot features) list only their non-zero features, with
-    one f-string per feature; dense rows are formatted whole by one ``%`` call on
-    ``template`` (faster than joining per-feature f-strings). Both give VW the same
-    example: a zero-valued feature adds nothing to a prediction or an update. Passing the
-    list of lines to ``Workspace.predict``/``learn`` costs the same as ``parse`` +
-    ``predict`` + ``finish_example``; building ``pyvw.Example`` objects feature by feature is
-    slower (the benchmark prints all of these).
+    Sparse rows (at most half non-zero) list only their non-zero features; dense rows are
+    formatted whole by one ``%`` call on ``template``. Both give VW the same example (a zero
+    feature adds nothing); building the text is the whole cost seen from Python.
 
     Examples
     --------
@@ -51,23 +46,15 @@ def action_lines(x: np.ndarray, template: str) -> list[str]:
     return ["|f " + " ".join(p) for p in parts]
 
 
-class VWPolicy(Policy):
+class VWPolicy(PickledByState, Policy):
     """VW ``--cb_explore_adf`` with a chosen exploration, behind the Loopwise contract.
 
-    Each candidate becomes one action line ``|f 0:x0 1:x1 ...`` (no shared features; see
-    :func:`action_lines`); VW's
-    probability mass function comes back aligned to candidate order, and masked candidates
-    are left out of the example. Learning labels the chosen action ``0:cost:probability``
-    with ``cost = 1 - reward`` (rewards are expected in [0, 1]; VW minimizes cost, and
-    regcb assumes costs in [0, 1]) and the logged propensity, inside the whole candidate set
-    it was chosen from: the sets of the latest :attr:`REMEMBER` candidates shown by ``act``
-    are remembered (cover, bag and regcb learn from every action). A chosen row that this
-    object never showed (for example when another process decided) is learned as a
-    one-action example.
-
-    VW's own distributions are reported verbatim: bag and regcb can give a candidate
-    probability 0 (and another 1) when their models agree, so those logs cover less for
-    off-policy evaluation than the Loopwise policies' logs.
+    Each candidate becomes one action line ``|f 0:x0 1:x1 ...`` (:func:`action_lines`);
+    masked candidates are left out. Learning labels the chosen action ``0:cost:propensity``
+    with ``cost = 1 - reward`` (rewards in [0, 1]) inside the candidate set it was chosen
+    from, remembered for the latest :attr:`REMEMBER` candidates shown (cover, bag and regcb
+    learn from every action); a row this object never showed is learned alone. VW's
+    distributions are reported verbatim: bag and regcb can give a valid candidate 0.
 
     Parameters
     ----------
@@ -178,20 +165,17 @@ class VWPolicy(Policy):
                 lines[pos] = label + lines[pos]
                 self._vw.learn(lines)
 
-    def _model_bytes(self) -> bytes:
+    def state_dict(self) -> dict:
+        """Parameters, VW's model bytes (VW 9 saves resumable state), remembered sets, RNG."""
+        sd = super().state_dict()
         fd, path = tempfile.mkstemp(suffix=".vw")
         os.close(fd)
         try:
             self._vw.save(path)
             with open(path, "rb") as fh:
-                return fh.read()
+                sd["vw_model"] = fh.read()
         finally:
             os.unlink(path)
-
-    def state_dict(self) -> dict:
-        """Parameters, VW's model bytes (VW 9 saves resumable state), remembered sets, RNG."""
-        sd = super().state_dict()
-        sd["vw_model"] = self._model_bytes()
         sd["vw_recent"] = dict(self._recent)
         return sd
 
@@ -203,10 +187,3 @@ class VWPolicy(Policy):
         self._vw = self._workspace(state["vw_model"])
         self._recent = dict(state.get("vw_recent", {}))
         return self
-
-    def __getstate__(self):
-        return self.state_dict()
-
-    def __setstate__(self, state):
-        self.__init__(**state["params"])
-        self.load_state_dict(state)
