@@ -76,7 +76,10 @@ class LatentFactors(reco.FunkMF):
         an item never learned); the model is unchanged. ``memo``: a dict kept with a list of
         items that recurs, holding their rows (valid while every item has one, or while no
         item has been learned since)."""
-        arena = self._item_rows()
+        arena = self._arena("_item_arena", self.i_latents)
+        if len(arena.rows) != len(arena.latents):  # take in vectors learned outside it
+            for key in [k for k in arena.latents if k not in arena.rows]:
+                arena.row(key)
         n = len(arena.rows)
         seen = None if memo is None else memo.get(arena.token)
         if seen is not None and (seen[0] or seen[1] == n):
@@ -87,15 +90,6 @@ class LatentFactors(reco.FunkMF):
                 memo.clear()  # (one model's rows: a restored model gets a new token)
                 memo[arena.token] = (bool(rows.all()), n, rows)
         kernels.row_dots(arena.matrix, rows, user, out, col)
-
-    def _item_rows(self) -> _Arena:
-        """The item arena, with a row for every learned item (vectors learned outside it are
-        taken in, in the dict's order)."""
-        arena = self._arena("_item_arena", self.i_latents)
-        if len(arena.rows) != len(arena.latents):
-            for key in [k for k in arena.latents if k not in arena.rows]:
-                arena.row(key)
-        return arena
 
     def forget_user(self, user) -> None:
         """Drop a user's latent vector (and its row)."""
