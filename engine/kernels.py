@@ -65,30 +65,25 @@ def funk_sgd(users, items, user_rows, item_rows, targets, lr_user, lr_item, l2, 
     pairs row ``user_rows[t]`` of ``users`` with row ``item_rows[t]`` of ``items``; ``g =
     clip(2 (u . v - y))``, then from the old values ``u -= lr_user (g v + l2 u)`` and ``v
     -= lr_item (g u + l2 v)``: River's FunkMF update, operation for operation."""
-    old_u = np.empty(users.shape[1])
     for t in range(targets.shape[0]):
         _funk_step(users[user_rows[t]], items[item_rows[t]], targets[t], lr_user, lr_item, l2,
-                   clip, old_u)
+                   clip)
 
 
 @_jit
 def funk_sgd_one(users, items, user_row, item_row, target, lr_user, lr_item, l2, clip):
     """:func:`funk_sgd` of one event (no index arrays to build)."""
-    _funk_step(users[user_row], items[item_row], target, lr_user, lr_item, l2, clip,
-               np.empty(users.shape[1]))
+    _funk_step(users[user_row], items[item_row], target, lr_user, lr_item, l2, clip)
 
 
 @_jit
-def _funk_step(u, v, y, lr_user, lr_item, l2, clip, old_u):
+def _funk_step(u, v, y, lr_user, lr_item, l2, clip):
     g = 2.0 * (np.dot(u, v) - y)
     g = max(min(g, clip), -clip)
-    f = u.shape[0]
-    for m in range(f):
-        old_u[m] = u[m]
-    for m in range(f):
-        u[m] = old_u[m] - lr_user * (g * v[m] + l2 * old_u[m])
-    for m in range(f):
-        v[m] = v[m] - lr_item * (g * old_u[m] + l2 * v[m])
+    for m in range(u.shape[0]):
+        old_u = u[m]
+        u[m] = old_u - lr_user * (g * v[m] + l2 * old_u)
+        v[m] = v[m] - lr_item * (g * old_u + l2 * v[m])
 
 
 @_jit
