@@ -68,12 +68,10 @@ class VariantStats:
         if isinstance(values, (bool, np.bool_)):
             raise ValidationTypeError("values", "must be numeric, not a bool", values)
         try:
-            arr = np.asarray(values, dtype=float)
+            arr = np.atleast_1d(np.asarray(values, dtype=float))
         except (TypeError, ValueError):
             raise ValidationTypeError("values", "must be a number or a sequence of numbers",
                                       values) from None
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
         if arr.ndim != 1:
             raise ValidationError("values", "must be a scalar or one-dimensional",
                                   f"shape {arr.shape}")

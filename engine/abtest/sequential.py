@@ -130,8 +130,7 @@ def msprt(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05, *,
         tau2 = np.full(v.shape, tau * tau)
     # Zero variance in both arms (e.g. no conversion yet anywhere): nothing to learn from.
     live = ready & (v > 0.0) & (tau2 > 0.0)
-    v_s = np.where(live, v, 1.0)
-    t2 = np.where(live, tau2, 1.0)
+    v_s, t2 = np.where(live, v, 1.0), np.where(live, tau2, 1.0)
     log_lr = 0.5 * np.log(v_s / (v_s + t2)) + t2 * (diff - theta0) ** 2 / (2.0 * v_s * (v_s + t2))
     log_lr = np.where(live, log_lr, 0.0)
     p = np.minimum(1.0, np.exp(-log_lr))

@@ -107,16 +107,12 @@ def _error_handlers(app: FastAPI) -> None:
             return _error(400, "body", "is not valid JSON")
         return _error(422, pydantic_field(err.get("loc", ())), err.get("msg", "invalid"))
 
-    @app.exception_handler(ValidationError)
-    async def _engine_invalid(_: Request, exc: ValidationError):
-        return _error(422, exc.field, str(exc).split(": ", 1)[-1])
-
-    @app.exception_handler(UnknownDecisionError)
-    async def _unknown(_: Request, exc: UnknownDecisionError):
-        return _error(404, "eventId", str(exc).split(": ", 1)[-1])
-
     @app.exception_handler(LoopwiseError)
-    async def _other(_: Request, exc: LoopwiseError):  # neither bad input nor unknown id
+    async def _engine(_: Request, exc: LoopwiseError):
+        if isinstance(exc, ValidationError):
+            return _error(422, exc.field, str(exc).split(": ", 1)[-1])
+        if isinstance(exc, UnknownDecisionError):
+            return _error(404, "eventId", str(exc).split(": ", 1)[-1])
         return _error(409, "engine", str(exc))
 
 

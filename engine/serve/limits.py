@@ -9,11 +9,8 @@ lines are counted by :class:`engine.serve.front.Front` (431); bodies by :class:`
 from __future__ import annotations
 
 import json
-import logging
 
-from engine.serve.front import send_error
-
-log = logging.getLogger("loopwise.access")
+from engine.serve.front import access_log, send_error
 
 
 def http_protocol(max_header_bytes: int):
@@ -62,8 +59,8 @@ def http_protocol(max_header_bytes: int):
         def _refuse(self) -> None:
             self._head_bytes = None
             if not self.transport.is_closing():
-                log.info("token=- method=- route=- status=431 (request head over %d bytes)",
-                         max_header_bytes)
+                access_log.info("token=- method=- route=- status=431 (request head over %d bytes)",
+                                max_header_bytes)
                 self._answer(431, "Request Header Fields Too Large", "headers",
                              f"request line and headers must be at most {max_header_bytes} bytes")
 

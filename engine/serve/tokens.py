@@ -207,8 +207,7 @@ def add(path: str, name: str, scopes: list[str]) -> str:
     only time it exists in clear)."""
     if not NAME.fullmatch(name):
         raise ValueError(f"name: 1-64 letters, digits, '_', '.' or '-' (got {name!r})")
-    bad = sorted(set(scopes) - set(SCOPES))
-    if not scopes or bad:
+    if not scopes or not set(scopes) <= set(SCOPES):
         raise ValueError(f"scopes: choose from {list(SCOPES)} (got {scopes!r})")
     entries = read_file(path)
     if name in entries:
