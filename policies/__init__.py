@@ -1,8 +1,7 @@
 """Loopwise policies: contextual bandits over action-dependent features.
 
-Every policy follows one contract (:class:`policies.base.Policy`): ``act(phi, mask)`` with
-``phi`` of shape (B, K, D) returns probabilities (B, K); ``update(phi, rewards,
-propensities)`` learns from the chosen candidates. Build one by name:
+Every policy follows :class:`policies.base.Policy`'s contract: ``act(phi, mask)`` with ``phi``
+(B, K, D) returns probabilities (B, K); ``update`` learns. Build one by name:
 
 >>> import numpy as np
 >>> from policies import make

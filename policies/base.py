@@ -1,17 +1,11 @@
 """The policy contract: action-dependent features in, honest probabilities out.
 
-A batch of decisions is ``phi`` (B, K, D) (K candidates of D features each) and a boolean
-``mask`` (B, K) of the candidates that exist. :meth:`Policy.act` returns the probability
-(B, K) of choosing each candidate; the caller samples, so the propensity of what was shown is
-known exactly. :meth:`Policy.update` learns from the chosen candidates' features (N, D),
-rewards (N,) and the propensities (N,) they were chosen with.
-
-Public methods validate, then call the hooks subclasses implement (as River's ``learn_one``
-calls ``_learn_one``): ``_act`` gets ``phi`` as float32 or float64 and ``mask`` None when every
-candidate exists; ``_update`` gets float64 copies of mini-batches (N >= 2) and ``_learn_one``
-each single record (a float64 copy of the row and two floats). Hooks never modify their
-inputs. Policies compute with numpy: deciding one request at a time, torch's dispatch per
-operation would cost more than the whole decision.
+:meth:`Policy.act` maps candidate features ``phi`` (B, K, D) and a ``mask`` (B, K) of the
+candidates that exist to choice probabilities (B, K); the caller samples, so the propensity
+of what was shown is known exactly. Public methods validate, then call the hooks subclasses
+implement (``_act``, ``_update``, ``_learn_one``), as River's ``learn_one`` calls
+``_learn_one``. Policies compute with numpy: deciding one request at a time, torch's
+dispatch per operation would cost more than the whole decision.
 """
 
 from __future__ import annotations
@@ -91,8 +85,7 @@ class Policy:
 
     Subclasses list their constructor parameters in ``_params`` (stored verbatim under the
     same names) and implement ``_act`` and ``_update``; learned state lives in attributes
-    named in ``_state`` so that :meth:`state_dict` can save it. ``opt_out`` names the checks
-    of the shared contract suite a class cannot meet, with the reason.
+    named in ``_state`` so that :meth:`state_dict` can save it.
 
     Parameters
     ----------
@@ -315,16 +308,18 @@ class Policy:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    # ---- hooks -----------------------------------------------------------------------
-    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    # ---- hooks (never modify their inputs) ---------------------------------------------
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """``phi`` float32 or float64, as given; ``mask`` None when every candidate exists."""
         raise NotImplementedError
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
+        """A mini-batch (N >= 2), float64 copies."""
         raise NotImplementedError
 
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
-        """Hook for one record: ``x`` (D,) a float64 copy, the rest Python floats. Learns
-        exactly what ``_update`` learns from the same record; override for speed."""
+        """One record: ``x`` (D,) a float64 copy, the rest Python floats. Learns exactly
+        what ``_update`` learns from the same record; override for speed."""
         self._update(x[None], np.array([reward]), np.array([propensity]))
 
     def _after_load(self) -> None:

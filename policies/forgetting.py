@@ -126,10 +126,13 @@ class Forgetting:
         self.count = lam * self.count + 1.0
         return lam, (1.0 - lam) * prior, j
 
-    def schedule(self, errors: np.ndarray, leverage: np.ndarray, prior: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The rates ``(lam, refresh, j)`` (arrays (N,)) of a mini-batch's records, each
-        scheduled then observed (errors and leverage of the model that started the batch)."""
+    def schedule(self, x: np.ndarray, y: np.ndarray, theta: np.ndarray, a_inv: np.ndarray,
+                 prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rates ``(lam, refresh, j)`` (arrays (N,)) of a mini-batch's records ``x`` (N,
+        D), ``y`` (N,), each scheduled then observed against the model ``theta``, ``A^-1``
+        that starts the batch."""
+        errors = y - x @ theta
+        leverage = np.einsum("ij,ij->i", x @ a_inv, x)
         n = len(errors)
         lams, refresh, js = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
         for i, (e, q) in enumerate(zip(errors.tolist(), leverage.tolist(), strict=True)):

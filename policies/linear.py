@@ -125,15 +125,13 @@ class LinearPolicy(Policy):
     def _refit(self, phi: np.ndarray, rewards: np.ndarray) -> None:
         """Add records (N, D) to ``A`` and ``b`` (with forgetting) and recompute ``A^-1``."""
         f = self._forget
-        if f is not None:  # the errors of the model that starts the batch
-            errors = rewards - phi @ self._model_theta()
-            leverage = np.einsum("ij,ij->i", phi @ self._a_inv, phi)
-        self._fold_pending()
+        self._fold_pending()  # (changes A, not the model that starts the batch)
         if f is None:
             a = self._a + phi.T @ phi
             self._b = self._b + phi.T @ rewards
         else:
-            rates = f.schedule(errors, leverage, self.l2 * self.n_features)
+            rates = f.schedule(phi, rewards, self._model_theta(), self._a_inv,
+                               self.l2 * self.n_features)
             a, self._b = forgotten(self._a, self._b, phi, rewards, *rates)
         self._a = (a + a.T) * 0.5
         a_inv = np.linalg.inv(self._a)

@@ -154,9 +154,7 @@ class NeuralTS(PickledByState, Policy):
         f = self._forget
         rates = None
         if f is not None:  # each record's forgetting; the head's errors to the detector
-            errors = rewards - h @ self._theta
-            leverage = np.einsum("ij,ij->i", h @ self._a_inv, h)
-            rates = f.schedule(errors, leverage, self.l2 * self.hidden)
+            rates = f.schedule(h, rewards, self._theta, self._a_inv, self.l2 * self.hidden)
         self._remember(phi, rewards, None if rates is None else
                        f.clock + np.log(weights_after(rates[0])))
         self._since_train += len(rewards)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from policies.base import as_float_array
+
 
 def sample_slate(probs: np.ndarray, slate_size: int, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -29,10 +31,7 @@ def sample_slate(probs: np.ndarray, slate_size: int, rng: np.random.Generator
     >>> sorted(slots[0].tolist()), float(p[0, 2])   # the last slot takes the one left
     ([0, 1, 2], 1.0)
     """
-    probs = np.asarray(probs)
-    if probs.dtype.kind not in "biuf":
-        raise TypeError(f"probs: must be a numeric array (got dtype {probs.dtype})")
-    probs = probs.astype(np.float64, copy=False)
+    probs = as_float_array(probs, "probs")
     if probs.ndim != 2:
         raise ValueError(f"probs: must have shape (B, K) (got {probs.shape})")
     if not (np.isfinite(probs).all() and (probs >= 0).all()):

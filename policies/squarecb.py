@@ -16,8 +16,7 @@ class SquareCB(LinearPolicy):
     candidate gets ``p_a = 1 / (K + gamma * (y* - y_a))`` and the best gets the rest (at
     least ``1 / K``). ``gamma`` grows as ``gamma_scale * t ** gamma_exponent`` with the
     number of records learned t (VW's ``--squarecb`` schedule and defaults); with forgetting,
-    t is their total weight, so a model that forgets keeps exploring as a young one does. Every valid
-    candidate keeps a positive probability.
+    t is their total weight, so a model that forgets keeps exploring as a young one does.
 
     Parameters
     ----------

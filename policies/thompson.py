@@ -69,11 +69,9 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
         The model: ``A^-1`` (D, D), ``b`` (D,) and ``theta = A^-1 b``.
     root
         Gives a square root of ``A^-1`` (called for batches only).
-    scale, n_draws, epsilon
-        Posterior scale, draws, and the floor: every valid candidate gets at least
-        ``epsilon / K``.
-    rng
-        The policy's generator.
+    scale, n_draws, epsilon, rng
+        Posterior scale, draws, the floor (each valid candidate gets at least ``epsilon /
+        K``) and the policy's generator.
 
     Returns
     -------
