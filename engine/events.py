@@ -209,9 +209,9 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
                    now: float | None = None) -> Event:
     """Check one event and return it as an :class:`Event`.
 
-    Raises :class:`~engine.errors.ValidationError` naming the field (prefixed by ``where``).
-    With ``limits``, ``ts`` must lie in ``limits.ts_bounds(now)`` and ``value`` in
-    ``limits.reward_range``; without, any finite time >= 0 and value is accepted.
+    A bad field raises :class:`~engine.errors.ValidationError` naming it after ``where``.
+    ``ts`` must lie in ``limits.ts_bounds(now)``, ``value`` in ``limits.reward_range`` (no
+    ``limits``: any finite time >= 0 and value).
 
     Examples
     --------

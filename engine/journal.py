@@ -55,8 +55,7 @@ class Journal:
         self.fsync = fsync
         self._fd = private_fd(self.path)
         self._pos = self._end_of_records()
-        size = os.fstat(self._fd).st_size
-        if size > self._pos:  # a torn or corrupt tail: zeros from the last good record on
+        if os.fstat(self._fd).st_size > self._pos:  # a torn or corrupt tail: cut it off
             os.ftruncate(self._fd, self._pos)
         self._map: mmap.mmap | None = None
         try:
@@ -108,11 +107,7 @@ class Journal:
     def _end_of_records(self) -> int:
         """Offset just past the last complete record already in the file."""
         with open(self.path, "rb") as fh:
-            data = fh.read()
-        end = 0
-        for start, length in _frames(data):
-            end = start + length
-        return end
+            return max((start + length for start, length in _frames(fh.read())), default=0)
 
     def _reserve(self, size: int) -> None:
         """Grow the file to at least ``size`` reserved bytes and map all of it."""

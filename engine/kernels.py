@@ -20,9 +20,8 @@ def _jit(fn):
 
 
 def _jit_typed(signature):
-    """:func:`_jit` with one explicit signature, ``signature(numba.types)`` (one compiled
-    version for every array layout), compiled at the first call rather than at import; the
-    compiled function then replaces the module's name."""
+    """:func:`_jit` with one signature, ``signature(numba.types)``, for every array layout;
+    compiled at the first call, not at import, then put in place of the module's name."""
     def decorate(fn):
         compiled = []  # (kept here too: a name imported before the first call still works)
 

@@ -106,9 +106,8 @@ class Learner:
 
 
 def make_policies(config: EngineConfig, n_features: int) -> dict[str, tuple[object, str, dict]]:
-    """``{variant: (new policy, its name for the store, params)}``. A named policy gets a seed
-    of its own (the engine's seed + 7919 x the variant's position); a policy object must
-    take the featurizer's ``n_features``."""
+    """``{variant: (new policy, its name for the store, params)}``; a named policy is seeded
+    with the engine's seed + 7919 x the variant's position."""
     from policies import make
 
     out = {}

@@ -1,10 +1,7 @@
-"""Recovery: bring an engine back to where its data directory left it.
-
-Shards come back from their snapshots plus the tail of the event log; decisions still
-awaiting rewards wait again; rewards learned after each variant's last saved policy are
-learned again; the sampling generator resumes from its saved state. :func:`save` writes
-what :func:`recover` reads.
-"""
+"""Recovery: bring an engine back to where its data directory left it (:func:`save` writes
+what :func:`recover` reads). Shards come back from their snapshots plus the tail of the event
+log; pending decisions wait again; rewards learned after each variant's last saved policy are
+learned again; the sampling generator resumes from its saved state."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ PAGE_SIZE = 16384
 class Store:
     """The engine's durable state in ``<data_dir>/loopwise.sqlite``.
 
-    One engine process owns a data directory at a time (an exclusive lock file enforces it).
+    One engine process owns a data directory at a time (an exclusive lock enforces it).
 
     Parameters
     ----------
@@ -155,9 +155,8 @@ class Store:
             conn.close()
 
     def _last_seq(self, table: str) -> int:
-        """The highest seq ever issued in ``table``, never reused after :meth:`forget` deleted
-        the newest rows: in ``meta`` (from :meth:`forget`) or, in an older database whose
-        tables were ``AUTOINCREMENT``, in ``sqlite_sequence``."""
+        """The highest seq ever issued in ``table`` (never reused after :meth:`forget`: kept in
+        ``meta``, or ``sqlite_sequence`` in an older database of ``AUTOINCREMENT`` tables)."""
         has_sequence = self._scalar(
             "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") is not None
         sources = [f"SELECT MAX(seq) AS seq FROM {table}",

@@ -215,10 +215,9 @@ def connect(path: str | os.PathLike, synchronous: str) -> sqlite3.Connection:
 
 
 class WriterClient:
-    """The store's side of the writer process (started with the arguments of :func:`main`,
-    if ``enabled``): hands it a full journal and waits for its answer. Where it cannot
-    start, cannot be reached, fails or hangs, the client warns once, stops it and stays off
-    (:attr:`enabled` False): the store then commits in its own thread."""
+    """The store's side of the writer process (see :func:`main`): hands it a full journal and
+    waits for its answer. Where it cannot start, cannot be reached, fails or hangs, the client
+    warns once, stops it and stays off (``enabled`` False): the store then commits itself."""
 
     def __init__(self, db_path: str, synchronous: str, lock_path: str,
                  journal_paths: Sequence[str], enabled: bool):
