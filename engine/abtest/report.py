@@ -114,15 +114,11 @@ def _compare(key: str, t: VariantStats, c: VariantStats, alpha: float,
     }
 
 
-def _summaries(accs: Mapping[str, VariantStats], share: Mapping[str, float],
-               alpha: float) -> dict[str, dict[str, Any]]:
-    """The ``variants`` entry of :func:`ab_report`: each variant's summary and weight."""
-    variants: dict[str, dict[str, Any]] = {}
-    for key, acc in accs.items():
-        lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
-        variants[key] = {"n": acc.n, "mean": _num(acc.mean), "var": _num(acc.var),
-                         "ci": _interval(lo, hi), "weight": share[key]}
-    return variants
+def _summary(acc: VariantStats, weight: float, alpha: float) -> dict[str, Any]:
+    """A variant's entry in the ``variants`` of :func:`ab_report`."""
+    lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
+    return {"n": acc.n, "mean": _num(acc.mean), "var": _num(acc.var), "ci": _interval(lo, hi),
+            "weight": weight}
 
 
 def _srm(accs: Mapping[str, VariantStats], share: Mapping[str, float],
@@ -181,13 +177,11 @@ def ab_report(stats: Mapping[str, VariantStats], weights: Mapping[str, float], c
     accs = _check_stats(stats, share)
     prev = _previous_sequential(previous, control, alpha)
     warnings: list[str] = []
-    comparisons = {
-        key: _compare(key, t, accs[control], alpha, prev.get(key), warnings,
-                      tau=tau, target_n=target_n, min_n=min_n)
-        for key, t in accs.items() if key != control
-    }
-    return {"control": control, "alpha": alpha, "variants": _summaries(accs, share, alpha),
-            "comparisons": comparisons,
+    comparisons = {key: _compare(key, t, accs[control], alpha, prev.get(key), warnings,
+                                 tau=tau, target_n=target_n, min_n=min_n)
+                   for key, t in accs.items() if key != control}
+    variants = {key: _summary(acc, share[key], alpha) for key, acc in accs.items()}
+    return {"control": control, "alpha": alpha, "variants": variants, "comparisons": comparisons,
             "srm": _srm(accs, share, counts, srm_threshold, warnings), "warnings": warnings}
 
 
@@ -201,9 +195,9 @@ def _ci(pair: list[float | None], spec: str = ".4g") -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
-    return [line, "-" * len(line)] + [
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+           for r in [header, *rows]]
+    return [out[0], "-" * len(out[0]), *out[1:]]
 
 
 def format_report(report: Mapping[str, Any]) -> str:

@@ -1,11 +1,10 @@
 """The HTTP face of one :class:`engine.Engine` (FastAPI).
 
-Every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>`` with the endpoint's
-scope (see :mod:`engine.serve.tokens`): ``rank`` for rank, reward and events, ``read`` for
-profiles, reports, metrics and the OpenAPI spec, ``admin`` for erasure. The one access check
-is :class:`engine.serve.front.Front`. Every error, routing and parsing ones included, has the
-body ``{"error": {"field": ..., "reason": ...}}``; nothing is stored unless the whole request
-is valid. The engine is not thread-safe: one lock serializes its calls.
+Every endpoint but ``/healthz`` needs a bearer token with the endpoint's scope
+(:mod:`engine.serve.tokens`), checked once by :class:`engine.serve.front.Front`. Every error,
+routing and parsing ones included, has the body ``{"error": {"field": ..., "reason": ...}}``;
+nothing is stored unless the whole request is valid. One lock serializes the engine's calls
+(it is not thread-safe).
 """
 
 from __future__ import annotations
@@ -48,9 +47,7 @@ def _error(status: int, field: str, reason: str, headers: dict | None = None) ->
 
 def scoped(scope: str) -> dict:
     """``openapi_extra`` of a route needing ``scope`` (read by :class:`RouteTable`)."""
-    if scope == PUBLIC:
-        return {"x-scope": PUBLIC, "security": []}
-    return {"x-scope": scope, "security": [{"bearer": []}]}
+    return {"x-scope": scope, "security": [] if scope == PUBLIC else [{"bearer": []}]}
 
 
 def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,

@@ -87,13 +87,10 @@ class Tokens:
             raise ValueError("token: give a static token (LOOPWISE_TOKEN, --token) or a "
                              "token file (LOOPWISE_TOKEN_FILE, --token-file), or both")
         self._static = digest(token) if token else None
-        self._by_digest: dict[str, Identity] = {}
-        self._stamp: tuple | None = None
-        self._checked = -float("inf")
-        if token_file:
-            self._by_digest = _identities(read_file(token_file))  # errors surface at start
-            self._stamp = _stamp(token_file)
-            self._checked = clock()
+        # the file is read now, so that its errors surface at start
+        self._by_digest = _identities(read_file(token_file)) if token_file else {}
+        self._stamp = _stamp(token_file) if token_file else None
+        self._checked = clock() if token_file else -float("inf")
 
     def authenticate(self, authorization: bytes | None) -> Identity:
         """The identity behind an ``Authorization`` header value; :class:`AuthError` 401
