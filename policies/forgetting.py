@@ -1,15 +1,10 @@
 """Forgetting for the policies' models: a half-life, and a change detector that shortens it.
 
-With equal weights, a record after ``n`` others counts ``1 / n``: a service that runs for
-months stops learning. The linear policies (and ``neural_ts``'s head) weigh a record ``a``
-records old by ``2 ** (-a / half_life)``, and shorten the half-life ``drift_factor`` times
-for ``drift_period`` records when a detector sees their own prediction errors jump.
-
-Choosing the half-life: how long the world may be trusted to stay the same. Longer costs
-less on a stationary stream (keep it above 20 D, D the number of features); shorter follows
-gradual drift sooner; abrupt changes are the detector's job. The default (5,000 records)
-loses under 1% of reward against no forgetting on a stationary stream
-(``tests/test_forgetting.py``); ``half_life=None`` keeps the stationary model.
+With equal weights a record counts ``1 / n`` after ``n`` others, so a long-running service
+stops learning. Choosing the half-life: longer costs less on a stationary stream (keep it
+above 20 D), shorter follows gradual drift sooner; abrupt changes are the detector's job.
+The default (5,000 records) loses under 1% of reward against no forgetting on a stationary
+stream (``tests/test_forgetting.py``); ``half_life=None`` keeps the stationary model.
 """
 
 from __future__ import annotations
@@ -49,14 +44,9 @@ def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_pe
     check_param("drift_factor", drift_factor, low=1.0)
     if drift_period is not None:
         check_param("drift_period", drift_period, low=1, integer=True)
-    if discount is not None:
-        if discount == 1.0:
-            return None
-        rate = -math.log(discount)
-    elif half_life is None:
+    if discount == 1.0 or (discount is None and half_life is None):
         return None
-    else:
-        rate = math.log(2.0) / half_life
+    rate = -math.log(discount) if discount is not None else math.log(2.0) / half_life
     period = drift_period if drift_period is not None else max(
         1, round(DRIFT_SHARE * math.log(2.0) / rate))
     return Forgetting(n_features, rate, drift_factor, period)
@@ -65,22 +55,19 @@ def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_pe
 class Forgetting:
     """The forgetting schedule of one model and the change detector that speeds it up.
 
-    Each record gets a factor ``lam = exp(-rate)`` (``rate * drift_factor`` after a detected
-    change) and a share of the prior to restore, ``refresh = (1 - lam) l2 D``, added to one
-    coordinate ``j`` cycling over the D features: the precision evolves as ``A <- lam A + x
-    x^T + refresh e_j e_j^T`` (rank-one terms), and its prior part stays between about ``lam
-    ** D`` and 1 times ``l2 I``, so directions no recent record excites return to the prior
-    instead of blowing up. A record learned when ``clock`` (the sum of the rates) read ``c``
-    now weighs ``exp(c - clock)``; ``count`` is the records' total weight.
+    Each record gets a factor ``lam = exp(-rate)`` (``rate * drift_factor`` for ``period``
+    records after a detected change) and ``refresh = (1 - lam) l2 D`` on a coordinate ``j``
+    cycling over the D features: ``A <- lam A + x x^T + refresh e_j e_j^T`` keeps the prior
+    part of ``A`` near ``l2 I``, so unexcited directions return to the prior instead of
+    blowing up. A record learned when ``clock`` (the sum of rates) read ``c`` now weighs
+    ``exp(c - clock)``; ``count`` is the records' total weight.
 
-    The detector watches the standardized error ``z = e / sqrt(s^2 (1 + q))``: ``e`` a
-    record's prediction error before it is learned, ``q`` its leverage ``x A^-1 x``, ``s^2``
-    the recent mean of ``e^2 / (1 + q)``, so ``z`` is about N(0, 1) while the model fits. A
-    change shows as a bias (the chosen candidates disappoint) or a wider spread, so two
-    River Page-Hinkley detectors watch ``z`` clipped to +-``DRIFT_CLIP`` (both ways) and
-    ``z^2`` (up), with ``alpha = 1`` (a faded sum fluctuates past any threshold). They wait
-    ``DRIFT_MIN_RECORDS + 2 D`` records first; when one fires, the next ``period`` records
-    are forgotten ``drift_factor`` times faster, and they wait that long plus the first wait.
+    The detector watches ``z = e / sqrt(s^2 (1 + q))``, ``e`` a record's error before it is
+    learned, ``q`` its leverage ``x A^-1 x``, ``s^2`` the recent mean of ``e^2 / (1 + q)``:
+    River Page-Hinkley on ``z`` clipped to +-``DRIFT_CLIP`` (a bias, both ways) and on
+    ``z^2`` (a wider spread, up), unfaded (a faded sum fluctuates past any threshold). They
+    are quiet for the first ``DRIFT_MIN_RECORDS + 2 D`` records, and ``period`` plus that
+    many after each detection.
 
     Examples
     --------

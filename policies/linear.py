@@ -12,16 +12,11 @@ from policies.forgetting import DRIFT_FACTOR, HALF_LIFE, forgotten, make_forgett
 class LinearPolicy(Policy):
     """A policy over an online ridge model ``r ~ phi . theta`` that forgets old records.
 
-    The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``. Each
-    record first fades what came before (see :class:`~policies.forgetting.Forgetting`)::
-
-        A <- lam A + x x^T + refresh e_j e_j^T,    b <- lam b + r x
-
-    One record updates ``A^-1`` by Sherman-Morrison in O(D^2)
-    (:func:`policies.kernels.ridge_step`) and waits in a list to be added to ``A``; ``A^-1``
-    is recomputed from ``A`` after a mini-batch and every ``RESYNC`` single records, so
-    rounding never accumulates. A mini-batch learns what its records would one at a time
-    (the detector sees the errors of the model that started it).
+    The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``; each
+    record fades what came before (:class:`~policies.forgetting.Forgetting`). One record
+    updates ``A^-1`` in O(D^2) (:func:`policies.kernels.ridge_step`) and waits to be added
+    to ``A``; ``A^-1`` is recomputed from ``A`` after a mini-batch and every ``RESYNC``
+    single records, so rounding never accumulates.
 
     Parameters
     ----------

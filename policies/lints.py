@@ -24,8 +24,7 @@ class LinTS(LinearPolicy):
     v
         Posterior scale (exploration strength).
     n_draws
-        Posterior draws per decision (in antithetic pairs); the estimate only needs to
-        explore well, since the caller samples from exactly the reported numbers.
+        Posterior draws per decision (in antithetic pairs).
     epsilon
         Uniform floor: every valid candidate gets at least ``epsilon / K``.
 

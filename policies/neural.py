@@ -19,25 +19,20 @@ _WARMUP = 3  # eager Adam steps before a CUDA graph is captured
 class NeuralTS(PickledByState, Policy):
     """Neural-linear Thompson sampling (Riquelme et al., 2018): torch MLP, Bayesian head.
 
-    An MLP (two ReLU layers of width ``hidden``) maps each candidate's features to ``h``; a
-    Bayesian linear regression on ``h`` gives the posterior ``N(theta, v^2 A^-1)``, whose win
-    probabilities are estimated as :class:`~policies.lints.LinTS`'s. Each record updates the
-    head at once; every ``train_every`` records the MLP (with a linear output layer) takes
-    ``train_steps`` Adam steps on squared error, each on ``batch_size`` records drawn from a
-    replay buffer of the latest ``buffer_size``, and the head is refit on the buffer's new
-    representation. On CUDA the steps replay one captured CUDA graph.
-
-    It forgets as the linear policies do: the head weighs a record ``a`` records old by
-    ``2 ** (-a / half_life)`` (less after a detected change in its errors), and training
-    draws records in proportion to those weights. Decisions run the MLP in numpy on a copy
-    of the weights, as torch's per-call overhead would cost more than one whole decision.
+    An MLP (two ReLU layers of width ``hidden``) maps features to ``h``; a Bayesian linear
+    head on ``h`` (posterior ``N(theta, v^2 A^-1)``, forgetting as the linear policies do)
+    gives win probabilities as :class:`~policies.lints.LinTS`'s. Each record updates the
+    head; every ``train_every`` records the MLP takes ``train_steps`` Adam steps on
+    ``batch_size`` records drawn (by forgetting weight) from a replay buffer of the latest
+    ``buffer_size``, then the head is refit. Decisions run the MLP in numpy (torch's
+    per-call overhead would cost more than one decision).
 
     Parameters
     ----------
     hidden
         Width of the two hidden layers (and of ``h``).
     lr, train_steps, batch_size, train_every, buffer_size
-        Training of the representation (see above).
+        Training of the representation.
     l2
         Prior precision of the linear head.
     half_life, drift_factor, drift_period

@@ -52,14 +52,12 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
                       scale: float, n_draws: int, epsilon: float, rng: np.random.Generator
                       ) -> np.ndarray:
     """Each candidate's probability of the highest score under the ridge posterior
-    ``N(theta, scale^2 A^-1)``, ``theta = A^-1 b``, estimated from ``n_draws`` draws in
-    antithetic pairs, with a uniform floor ``epsilon``.
+    ``N(theta, scale^2 A^-1)``, estimated from ``n_draws`` antithetic draws, with a uniform
+    floor ``epsilon``.
 
-    One decision draws its K scores jointly in one compiled call
-    (:func:`policies.kernels.win_one`). A batch draws weight vectors ``theta +/- scale R z``
-    shared by its rows (``R`` a root of ``A^-1``); each draw credits every candidate with
-    its row's best score (exact ties share it). Scores are float32 for float32 features
-    (they only rank); a row whose scores cannot be compared (NaN) gets uniform.
+    One decision is :func:`policies.kernels.win_one`. A batch shares weight draws ``theta
+    +/- scale R z`` (``R`` a root of ``A^-1``) across its rows, scored in float32 for
+    float32 features; exact ties share a draw, and a row of NaN scores gets uniform.
 
     Parameters
     ----------
