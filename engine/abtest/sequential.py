@@ -117,17 +117,14 @@ def msprt(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05, *,
     alpha = check_probability("alpha", alpha)
     theta0 = check_real("theta0", theta0)
     min_n = check_int("min_n", min_n, 2)
-    if tau is not None:
-        tau = check_positive("tau", tau)
+    tau = None if tau is None else check_positive("tau", tau)
     mean_t, var_t, n_t, mean_c, var_c, n_c = _arrays(mean_t, var_t, n_t, mean_c, var_c, n_c)
     ready = (n_t >= min_n) & (n_c >= min_n)
     nt, nc = np.where(ready, n_t, 2.0), np.where(ready, n_c, 2.0)
     v = var_t / nt + var_c / nc
     diff = mean_t - mean_c
-    if tau is None:
-        tau2 = mixture_tau2(v, nt + nc, alpha, target_n)
-    else:
-        tau2 = np.full(v.shape, tau * tau)
+    tau2 = (mixture_tau2(v, nt + nc, alpha, target_n) if tau is None
+            else np.full(v.shape, tau * tau))
     # Zero variance in both arms (e.g. no conversion yet anywhere): nothing to learn from.
     live = ready & (v > 0.0) & (tau2 > 0.0)
     v_s, t2 = np.where(live, v, 1.0), np.where(live, tau2, 1.0)

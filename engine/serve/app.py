@@ -148,9 +148,8 @@ def pydantic_field(loc) -> str:
     """pydantic's location of an error as a field path: ``actions[1].features[1]``."""
     out = ""
     for part in loc:
-        if part == "body":
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if part != "body":
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
 
 

@@ -1,14 +1,13 @@
 """The front door of the HTTP app: every request passes :class:`Front` first, once.
 
-In order, for each request: more than ``max_headers`` header lines are refused (431); the
-route template and its scope are found (:class:`RouteTable`) and :meth:`Tokens.authorize`
-checks the token, the one access check of every route (401, 403 naming the missing scope;
-unknown paths and methods need a valid token too, so strangers learn nothing of the API);
-an unexpected exception answers 500 and is logged with the route, its type and code
-locations only (its message may quote the body); the request is counted in the metrics and
-gets one access-log line naming the route template, never the path, so no user id is
-logged. Access-log modes: ``all``, ``changes`` (``admin``-scope requests and refused
-tokens), ``off``.
+In order: more than ``max_headers`` header lines are refused (431); the route template and
+its scope are found (:class:`RouteTable`) and :meth:`Tokens.authorize` checks the token,
+the one access check of every route (401; 403 naming the missing scope; unknown paths and
+methods need a valid token too, so strangers learn nothing of the API); an unexpected
+exception answers 500, logged with its type and code locations only (its message may quote
+the body); the request is counted and access-logged by route template, never by path, so
+no user id is logged. Access-log modes: ``all``, ``changes`` (``admin``-scope requests and
+refused tokens), ``off``.
 """
 
 from __future__ import annotations
@@ -86,12 +85,8 @@ class Front:
                  max_headers: int = 100, access_log: str = "all"):
         if access_log not in ACCESS_LOG_MODES:
             raise ValueError(f"access_log: one of {ACCESS_LOG_MODES} (got {access_log!r})")
-        self.app = app
-        self.tokens = tokens
-        self.routes = routes
-        self.metrics = metrics
-        self.max_headers = max_headers
-        self.access_log = access_log
+        self.app, self.tokens, self.routes, self.metrics = app, tokens, routes, metrics
+        self.max_headers, self.access_log = max_headers, access_log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
