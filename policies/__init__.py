@@ -25,14 +25,9 @@ from policies.squarecb import SquareCB
 from policies.uniform import Uniform
 from policies.vw import EXPLORATIONS
 
-_REGISTRY: dict[str, type[Policy]] = {
-    "uniform": Uniform,
-    "egreedy": EpsilonGreedy,
-    "linucb": LinUCB,
-    "lints": LinTS,
-    "squarecb": SquareCB,
-    "slateq": SlateQ,
-}
+_REGISTRY: dict[str, type[Policy]] = {"uniform": Uniform, "egreedy": EpsilonGreedy,
+                                       "linucb": LinUCB, "lints": LinTS, "squarecb": SquareCB,
+                                       "slateq": SlateQ}
 
 
 def available() -> list[str]:

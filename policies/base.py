@@ -147,7 +147,8 @@ class Policy:
         return self._version
 
     def act(self, phi: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Probabilities of choosing each candidate.
+        """Probabilities (B, K) of choosing each candidate, float64: rows sum to 1 and
+        masked candidates get exactly 0.
 
         Parameters
         ----------
@@ -156,11 +157,6 @@ class Policy:
         mask
             (B, K) boolean, True where a candidate exists; every row needs one. ``None``:
             all exist.
-
-        Returns
-        -------
-        np.ndarray
-            (B, K) float64 in [0, 1]; rows sum to 1 and masked candidates get exactly 0.
         """
         if not (type(phi) is np.ndarray and phi.dtype in _FAST_DTYPES and phi.ndim == 3
                 and phi.shape[2] == self.n_features and phi.size):

@@ -50,11 +50,8 @@ class LinearPolicy(Policy):
         check_param("l2", l2, low=0.0, low_open=True)
         self._forget = make_forgetting(n_features, half_life, discount, drift_factor,
                                        drift_period)
-        self.l2 = l2
-        self.discount = discount
-        self.half_life = half_life
-        self.drift_factor = drift_factor
-        self.drift_period = drift_period
+        self.l2, self.discount, self.half_life = l2, discount, half_life
+        self.drift_factor, self.drift_period = drift_factor, drift_period
         self._a = np.eye(n_features) * float(l2)
         self._pending: list[np.ndarray] = []  # single records not yet added to _a
         # with forgetting, each pending record's (1 / s, refresh / s, j), s the product of

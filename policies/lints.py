@@ -51,9 +51,7 @@ class LinTS(LinearPolicy):
         check_param("v", v, low=0.0, low_open=True)
         check_param("n_draws", n_draws, low=1, integer=True)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
-        self.v = v
-        self.n_draws = n_draws
-        self.epsilon = epsilon
+        self.v, self.n_draws, self.epsilon = v, n_draws, epsilon
         self._root: np.ndarray | None = None  # a square root of A^-1, once a batch needs it
 
     def _after_update(self) -> None:

@@ -45,8 +45,7 @@ class LinUCB(LinearPolicy):
         super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("alpha", alpha, low=0.0)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
-        self.alpha = alpha
-        self.epsilon = epsilon
+        self.alpha, self.epsilon = alpha, epsilon
 
     #: Candidates whose confidence widths are computed together.
     CHUNK_ROWS = 1024

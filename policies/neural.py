@@ -95,9 +95,7 @@ class NeuralTS(PickledByState, Policy):
         self._x = np.zeros((0, n_features))  # replay ring buffer, grown on demand
         self._y = np.zeros(0)
         self._stamp = np.zeros(0)  # the forgetting clock when each record was learned
-        self._filled = 0
-        self._pos = 0
-        self._since_train = 0
+        self._filled = self._pos = self._since_train = 0
         self._a = np.eye(hidden) * float(l2)
         self._a_inv = np.eye(hidden) / float(l2)
         self._b = np.zeros(hidden)

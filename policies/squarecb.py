@@ -47,8 +47,7 @@ class SquareCB(LinearPolicy):
         super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("gamma_scale", gamma_scale, low=0.0, low_open=True)
         check_param("gamma_exponent", gamma_exponent, low=0.0)
-        self.gamma_scale = gamma_scale
-        self.gamma_exponent = gamma_exponent
+        self.gamma_scale, self.gamma_exponent = gamma_scale, gamma_exponent
         self._t = 0
 
     def _update(self, phi, rewards, propensities) -> None:

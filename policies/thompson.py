@@ -51,9 +51,9 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
                       b: np.ndarray, theta: np.ndarray, root: Callable[[], np.ndarray],
                       scale: float, n_draws: int, epsilon: float, rng: np.random.Generator
                       ) -> np.ndarray:
-    """Each candidate's probability of the highest score under the ridge posterior
+    """Each candidate's probability (B, K) of the highest score under the ridge posterior
     ``N(theta, scale^2 A^-1)``, estimated from ``n_draws`` antithetic draws, with a uniform
-    floor ``epsilon``.
+    floor ``epsilon``; rows sum to 1, masked candidates get 0.
 
     One decision is :func:`policies.kernels.win_one`. A batch shares weight draws ``theta
     +/- scale R z`` (``R`` a root of ``A^-1``) across its rows, scored in float32 for
@@ -70,11 +70,6 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
     scale, n_draws, epsilon, rng
         Posterior scale, draws, the floor (each valid candidate gets at least ``epsilon /
         K``) and the policy's generator.
-
-    Returns
-    -------
-    np.ndarray
-        (B, K) probabilities; rows sum to 1, masked candidates get 0.
 
     Examples
     --------

@@ -98,9 +98,7 @@ class VWPolicy(PickledByState, Policy):
         check_param("epsilon", epsilon, low=0.0, high=1.0)
         if not isinstance(extra_args, str):
             raise ValueError(f"extra_args: must be a string (got {extra_args!r})")
-        self.exploration = exploration
-        self.epsilon = epsilon
-        self.extra_args = extra_args
+        self.exploration, self.epsilon, self.extra_args = exploration, epsilon, extra_args
         self._template = action_template(n_features)
         self._vw = self._workspace()
         self._recent: dict[bytes, tuple[list[str], int]] = {}
@@ -135,16 +133,11 @@ class VWPolicy(PickledByState, Policy):
         if mask is None:
             mask = np.ones(phi.shape[:2], dtype=bool)
         probs = np.zeros(mask.shape)
-        recent, template = self._recent, self._template
-        everything = mask.all()
+        recent = self._recent
         for b in range(len(phi)):
-            rows = phi[b] if everything else phi[b, mask[b]]
-            lines = action_lines(rows, template)
-            pmf = self._vw.predict(lines)
-            if everything:
-                probs[b] = pmf
-            else:
-                probs[b, mask[b]] = pmf
+            rows = phi[b, mask[b]]
+            lines = action_lines(rows, self._template)
+            probs[b, mask[b]] = self._vw.predict(lines)
             for pos, x in enumerate(rows):  # remember the set, to learn on all its actions
                 recent[x.tobytes()] = (lines, pos)
         while len(recent) > self.REMEMBER:
