@@ -122,5 +122,11 @@ class VariantStats:
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
+    def __getstate__(self) -> dict[str, float | int]:
+        return self.to_dict()
+
+    def __setstate__(self, state: dict[str, float | int]) -> None:
+        self._n, self._mean, self._m2 = int(state["n"]), state["mean"], state["m2"]
+
     def __repr__(self) -> str:
         return f"VariantStats(n={self._n}, mean={self.mean:.6g}, var={self.var:.6g})"

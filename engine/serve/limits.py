@@ -106,14 +106,10 @@ class BodyLimit:
                 return await self._refuse(send)
             if not message.get("more_body", False):
                 break
-        sent = False
+        whole = iter([{"type": "http.request", "body": b"".join(chunks), "more_body": False}])
 
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
+        async def replay():  # the body once, then whatever the client sends (a disconnect)
+            return next(whole, None) or await receive()
 
         await self.app(scope, replay, send)
 

@@ -52,8 +52,7 @@ class AuthError(Exception):
 
     def __init__(self, status: int, reason: str, who: str | None = None):
         super().__init__(reason)
-        self.status, self.reason = status, reason
-        self.who = who  # the token's name on a 403
+        self.status, self.reason, self.who = status, reason, who  # who: the name, on a 403
 
 
 def digest(token: str) -> str:
