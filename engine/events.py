@@ -220,8 +220,7 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
     ...
     policies.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'session_end', 'view'] or declare it in event_types (got 'teleport')
     """
-    ts_bounds, values = _bounds(limits, now)
-    return _validate(raw, types or _DEFAULT_TYPES, where, ts_bounds, values)
+    return _validate(raw, types or _DEFAULT_TYPES, where, *_bounds(limits, now))
 
 
 def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = None,

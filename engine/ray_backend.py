@@ -32,35 +32,22 @@ class ShardActor:
         self.shard = ProfileShard(shard_id, profile_config, event_types, seed)
         self.ready = False
 
-    def _check(self) -> ProfileShard:
-        if not self.ready:
-            raise ShardNotReady(f"shard {self.shard.shard_id} restarted and awaits restore")
-        return self.shard
-
     def restore(self, blob: bytes | None) -> int:
         if blob is not None:
             self.shard.restore(blob)
         self.ready = True
         return self.shard.last_seq
 
-    def apply(self, events: list[Event], seqs: list[int]) -> int:
-        return self._check().apply(events, seqs)
-
-    def features(self, requests, now: float):
-        return self._check().features(requests, now)
-
-    def profile_json(self, user_id: str, now: float | None):
-        return self._check().profile_json(user_id, now)
-
-    def forget(self, user_id: str) -> bool:
-        return self._check().forget(user_id)
-
-    def snapshot(self) -> tuple[int, bytes]:
-        shard = self._check()
-        return shard.last_seq, shard.snapshot()
-
-    def n_profiles(self) -> int:
-        return len(self._check())
+    def call(self, method: str, *args):
+        """``shard.<method>(*args)`` once restored; ``"snapshot"`` gives ``(last seq, blob)``
+        and ``"n_profiles"`` the number of profiles, as the inline backend's do."""
+        if not self.ready:
+            raise ShardNotReady(f"shard {self.shard.shard_id} restarted and awaits restore")
+        if method == "snapshot":
+            return self.shard.last_seq, self.shard.snapshot()
+        if method == "n_profiles":
+            return len(self.shard)
+        return getattr(self.shard, method)(*args)
 
     def pid(self) -> int:
         return os.getpid()
@@ -103,7 +90,7 @@ class RayBackend:
 
     def _call(self, calls: dict[int, tuple[str, tuple]]) -> dict[int, object]:
         """Run one method call per shard in parallel; revive and retry shards that failed."""
-        futures = {s: getattr(self.actors[s], m).remote(*a) for s, (m, a) in calls.items()}
+        futures = {s: self.actors[s].call.remote(m, *a) for s, (m, a) in calls.items()}
         return {s: self._get(s, fut, *calls[s]) for s, fut in futures.items()}
 
     def _get(self, shard: int, future, method: str, args: tuple) -> object:
@@ -115,7 +102,7 @@ class RayBackend:
             try:
                 if deadline is not None:
                     self._revive(shard)
-                    future = getattr(self.actors[shard], method).remote(*args)
+                    future = self.actors[shard].call.remote(method, *args)
                 return ray.get(future)
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
                 if isinstance(err, ray.exceptions.RayTaskError) and not isinstance(
@@ -137,7 +124,7 @@ class RayBackend:
         actor = self.actors[shard]
         ray.get(actor.restore.remote(blob))
         for events, seqs in tail:
-            ray.get(actor.apply.remote(events, seqs))
+            ray.get(actor.call.remote("apply", events, seqs))
         self.restarts += 1
 
     def apply(self, batches: dict[int, tuple[list[Event], list[int]]]) -> int:

@@ -289,12 +289,10 @@ class Store:
         return self._db.execute("SELECT 1 FROM decisions WHERE decision_id = ?",
                                 (decision_id,)).fetchone() is not None
 
-    def decision(self, decision_id: str) -> sqlite3.Row | None:
+    def decision(self, decision_id: str) -> dict | None:
         cur = self.db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))
         row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([c[0] for c in cur.description], row, strict=True))
+        return None if row is None else dict(zip([c[0] for c in cur.description], row, strict=True))
 
     def record_rewards(self, rows: Sequence[tuple[str, str, float, float, str]],
                        settle: Sequence[tuple[str, float | None, str]],
