@@ -23,10 +23,7 @@ def iter_decisions(store: Store, include_pending: bool = False, batch: int = 200
     """Decisions in time order as dicts; ``phi`` is (K, D) float32, ``probabilities`` (K,)."""
     where = "" if include_pending else "WHERE status != 'pending'"
     cur = store.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM decisions {where} ORDER BY ts, rowid")
-    while True:
-        rows = cur.fetchmany(batch)
-        if not rows:
-            return
+    while rows := cur.fetchmany(batch):
         for row in rows:
             d = dict(zip(_COLUMNS, row, strict=True))
             d["candidate_ids"] = json.loads(d["candidate_ids"])

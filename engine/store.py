@@ -247,10 +247,7 @@ class Store:
         cursor = self.db.execute(
             "SELECT seq, event_id, user_id, type, ts, item_id, value, extra FROM events "
             "WHERE seq > ? AND shard = ? ORDER BY seq", (after_seq, shard))
-        while True:
-            rows = cursor.fetchmany(batch)
-            if not rows:
-                return
+        while rows := cursor.fetchmany(batch):
             events, seqs = [], []
             for seq, eid, uid, type_, ts, item, value, extra in rows:
                 if not extra:

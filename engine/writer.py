@@ -147,13 +147,10 @@ def _write(db: sqlite3.Connection, calls: Sequence[Sequence[tuple[str, list]]]) 
         for op, rows in ops:
             grouped[op].extend(rows)
     # a decision settled before its row reached SQLite is inserted settled (one row write)
-    settle = {did: (reward, status) for reward, status, did in grouped["settle"]}
-    decisions = []
-    for row in grouped["decisions"]:
-        done = settle.pop(row[0], None)
-        decisions.append((*row, "pending", None) if done is None else (*row, done[1], done[0]))
-    grouped["decisions"] = decisions
-    grouped["settle"] = [(reward, status, did) for did, (reward, status) in settle.items()]
+    settle = {did: (status, reward) for reward, status, did in grouped["settle"]}
+    grouped["decisions"] = [(*row, *settle.pop(row[0], ("pending", None)))
+                            for row in grouped["decisions"]]
+    grouped["settle"] = [(reward, status, did) for did, (status, reward) in settle.items()]
     for op, rows in grouped.items():
         if rows:
             db.executemany(DEFERRED[op], rows)
