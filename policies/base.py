@@ -334,8 +334,6 @@ def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> n
     """``mix_uniform(greedy(scores, mask), mask, epsilon)``, in fewer steps when ``mask`` is
     ``None``.
 
-    Examples
-    --------
     >>> greedy_mix(np.array([[1.0, 3.0, 3.0, 0.0]]), None, 0.2).tolist()
     [[0.05, 0.45, 0.45, 0.05]]
     """

@@ -18,8 +18,8 @@ _jit = numba.njit(cache=True)  # holds the GIL: calls of microseconds, from one 
 
 @functools.cache
 def warm_up() -> None:
-    """Compile (or load from the disk cache) every kernel for float32 and float64 features,
-    so that the first real decision does not pay for it; once per process."""
+    """Compile (or load from the disk cache) every kernel for float32 and float64 features;
+    once per process."""
     k, d = 2, 3
     a_inv, b = np.eye(d), np.zeros(d)
     for dtype in (np.float32, np.float64):

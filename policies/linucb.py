@@ -13,9 +13,8 @@ from policies.linear import LinearPolicy
 class LinUCB(LinearPolicy):
     """Chooses the highest upper confidence bound ``phi.theta + alpha * sqrt(phi A^-1 phi)``.
 
-    LinUCB itself is deterministic; a deterministic logging policy leaves off-policy
-    estimators nothing to work with, so with probability ``epsilon`` (default 0.02) a uniform
-    candidate is shown instead. Reported probabilities are exactly that mixture.
+    With probability ``epsilon`` a uniform candidate is shown instead, so that off-policy
+    estimators have a stochastic log; reported probabilities are exactly that mixture.
 
     Parameters
     ----------

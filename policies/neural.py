@@ -36,15 +36,11 @@ class NeuralTS(PickledByState, Policy):
     l2
         Prior precision of the linear head.
     half_life, drift_factor, drift_period
-        Forgetting, as :class:`~policies.linear.LinearPolicy`'s (``half_life`` None: never).
-        The default half-life is shorter (1,000 records): the head's errors are noisier (its
-        representation moves with each retraining), so its detector fires less readily.
-    v
-        Posterior scale (exploration strength).
-    n_draws
-        Posterior draws per decision.
-    epsilon
-        Uniform floor: every valid candidate gets at least ``epsilon / K``.
+        Forgetting, as :class:`~policies.linear.LinearPolicy`'s (``half_life`` None: never);
+        a shorter default half-life, as the head's errors are noisier (its representation
+        moves with each retraining), so its detector fires less readily.
+    v, n_draws, epsilon
+        Posterior scale, draws per decision and uniform floor, as LinTS's.
     device
         ``"auto"`` (CUDA when torch sees it), ``"cpu"`` or ``"cuda"``.
 
@@ -107,14 +103,11 @@ class NeuralTS(PickledByState, Policy):
         """Where the representation trains (``"cuda"`` or ``"cpu"``)."""
         return str(self._torch_device)
 
-    # ---- representation --------------------------------------------------------------
-    def _refresh_weights(self) -> None:
+    def _after_load(self) -> None:
+        """Copy the MLP's weights for numpy decisions; drop the head's cached root."""
         layers = [m for m in self._net if isinstance(m, torch.nn.Linear)][:2]
         self._np_weights = [(m.weight.detach().cpu().numpy().T.copy(),
                              m.bias.detach().cpu().numpy().copy()) for m in layers]
-
-    def _after_load(self) -> None:
-        self._refresh_weights()
         self._chol = None
         if len(self._stamp) != len(self._y):  # a state saved before forgetting: equal weights
             self._stamp = np.zeros(len(self._y))
@@ -130,7 +123,6 @@ class NeuralTS(PickledByState, Policy):
         """Posterior mean reward of each candidate, shape ``phi.shape[:-1]``."""
         return self.features(phi) @ self._theta
 
-    # ---- hooks -----------------------------------------------------------------------
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return win_probabilities(self.features(phi), mask, self._a_inv, self._b, self._theta,
                                  self._posterior_root, self.v, self.n_draws, self.epsilon,
@@ -215,7 +207,6 @@ class NeuralTS(PickledByState, Policy):
         else:
             for idx in picks:
                 self._step(x, y, idx)
-        self._refresh_weights()
         with torch.no_grad():  # refit the head where the network lives (one pass, float64 sums)
             h = self._net[:4](x).double()
             hw = h if weights is None else h * torch.as_tensor(weights, device=dev)[:, None]
@@ -224,7 +215,7 @@ class NeuralTS(PickledByState, Policy):
         self._a_inv = np.linalg.inv(self._a)
         self._b = hty
         self._theta = self._a_inv @ self._b
-        self._chol = None
+        self._after_load()  # the new weights for decisions
         return self
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -257,7 +248,6 @@ class NeuralTS(PickledByState, Policy):
         self._opt.zero_grad(set_to_none=True)  # let go of the graph's gradient buffers
         del graph
 
-    # ---- persistence -----------------------------------------------------------------
     def state_dict(self) -> dict:
         sd = super().state_dict()
         buf = io.BytesIO()

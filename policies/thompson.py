@@ -1,8 +1,5 @@
-"""Win probabilities under a Gaussian posterior, estimated from many draws at once.
-
-Plain Thompson sampling shows the winner of one posterior draw, whose probability nobody
-knows; LinTS and NeuralTS's head report each candidate's probability of winning instead, so
-the logged propensity is the one used.
+"""Win probabilities under a Gaussian posterior, estimated from many draws at once: LinTS and
+NeuralTS report them instead of one draw's winner, so the logged propensity is the one used.
 """
 
 from __future__ import annotations
@@ -24,8 +21,6 @@ def psd_root(cov: np.ndarray) -> np.ndarray:
     Cholesky factor, or where rounding left ``cov`` indefinite, the eigen root with the
     negative eigenvalues clipped to 0.
 
-    Examples
-    --------
     >>> psd_root(np.array([[4.0, 2.0], [2.0, 2.0]])).round(6).tolist()
     [[2.0, 0.0], [1.0, 1.0]]
     >>> r = psd_root(np.diag([1.0, -1e-3]))   # not factorable: the eigen root

@@ -15,8 +15,6 @@ EXPLORATIONS = ("squarecb", "epsilon", "cover", "bag", "regcb")
 def action_template(n_features: int) -> str:
     """``%``-format template of one dense VW action line (features ``0 .. D-1`` in ``f``).
 
-    Examples
-    --------
     >>> action_template(3) % (0.5, 0.0, -2.0)
     '|f 0:0.5 1:0 2:-2'
     """
@@ -30,8 +28,6 @@ def action_lines(x: np.ndarray, template: str) -> list[str]:
     formatted whole by one ``%`` call on ``template``. Both give VW the same example (a zero
     feature adds nothing); building the text is the whole cost seen from Python.
 
-    Examples
-    --------
     >>> action_lines(np.array([[0.0, 1.5, 0.0], [2.0, 0.0, 0.0]]), action_template(3))
     ['|f 1:1.5', '|f 0:2']
     >>> action_lines(np.array([[0.0, 1.5, 0.0], [2.0, 0.25, -1.0]]), action_template(3))
