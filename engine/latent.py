@@ -107,10 +107,8 @@ class LatentFactors(reco.FunkMF):
         return arena
 
     def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_user_arena", None)  # the dicts' values pickle as plain vectors; the
-        state.pop("_item_arena", None)  # arenas are rebuilt from them when next needed
-        return state
+        # the dicts' values pickle as plain vectors; the arenas are rebuilt when next needed
+        return {k: v for k, v in self.__dict__.items() if k not in ("_user_arena", "_item_arena")}
 
 
 class _Arena:

@@ -15,6 +15,7 @@ replays the journals.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -144,15 +145,10 @@ class Store:
         self._commits.append(ops)
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
-        conn = connect(self.path, self._synchronous)
-        try:
+        with contextlib.closing(connect(self.path, self._synchronous)) as conn:
             while not self._stop.wait(every):
-                try:
+                with contextlib.suppress(sqlite3.OperationalError):  # busy: next time
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.OperationalError:
-                    pass  # busy: try again next time
-        finally:
-            conn.close()
 
     def _last_seq(self, table: str) -> int:
         """The highest seq ever issued in ``table`` (never reused after :meth:`forget`: kept in

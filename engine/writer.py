@@ -21,6 +21,7 @@ standard library and :mod:`engine.journal` only, so it starts in tens of millise
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pickle
@@ -271,11 +272,9 @@ class WriterClient:
         proc, self.process, self.ready = self.process, None, False
         if proc is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             proc.stdin.write(b"Q\n")
             proc.stdin.close()
-        except OSError:
-            pass
         try:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
