@@ -23,11 +23,10 @@ class LinearPolicy(Policy):
     l2
         Ridge penalty (prior precision).
     half_life
-        Records after which a record's weight has halved; ``None``: never forget (a
-        stationary model). See :mod:`policies.forgetting` for how to choose it.
+        Records after which a record's weight has halved (``None``: never forget); see
+        :mod:`policies.forgetting` to choose it.
     discount
-        The factor ``lam`` per record instead of ``half_life`` (``None``: from
-        ``half_life``); 1 keeps the stationary model.
+        The factor ``lam`` per record, instead of ``half_life``; 1: never forget.
     drift_factor
         How many times faster records are forgotten after a detected change (1: no detector).
     drift_period

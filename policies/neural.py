@@ -136,34 +136,29 @@ class NeuralTS(PickledByState, Policy):
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         h = self.features(phi)
-        f = self._forget
-        rates = None
-        if f is not None:  # each record's forgetting; the head's errors to the detector
+        f, n = self._forget, len(rewards)
+        if f is None:  # every factor 1
+            rates, stamps = (np.ones(n), np.zeros(n), np.zeros(n, np.int64)), None
+        else:  # each record's forgetting; the head's errors to the detector
             rates = f.schedule(h, rewards, self._theta, self._a_inv, self.l2 * self.hidden)
-        self._remember(phi, rewards, None if rates is None else
-                       f.clock + np.log(weights_after(rates[0])))
-        self._since_train += len(rewards)
+            stamps = f.clock + np.log(weights_after(rates[0]))
+        self._remember(phi, rewards, stamps)
+        self._since_train += n
         if self._since_train >= self.train_every:
             self._since_train = 0
             self.train()
             return
-        if rates is None:  # no forgetting: every factor 1
-            n = len(h)
-            rates = (np.ones(n), np.zeros(n), np.zeros(n, np.int64))
-        self._learn_head(h, rewards, rates)  # Bayesian update on the current representation
-        self._theta = self._a_inv @ self._b
-        self._chol = None
-
-    def _learn_head(self, h: np.ndarray, y: np.ndarray, rates: tuple) -> None:
-        """The head learns records ``h`` (N, hidden) with forgetting ``rates``: one record
-        by :func:`policies.kernels.ridge_step`, a mini-batch by a refit."""
-        self._a, b = forgotten(self._a, self._b, h, y, *rates)
-        if len(h) == 1:
+        # the head learns the records on the current representation: one record by
+        # ridge_step (O(hidden^2)), a mini-batch by a refit
+        self._a, b = forgotten(self._a, self._b, h, rewards, *rates)
+        if n == 1:
             lam, refresh, j = (r[0].item() for r in rates)
-            kernels.ridge_step(self._a_inv, self._b, h[0], float(y[0]), lam, refresh, j)
+            kernels.ridge_step(self._a_inv, self._b, h[0], float(rewards[0]), lam, refresh, j)
         else:
             self._a_inv = np.linalg.inv(self._a)
             self._b = b
+        self._theta = self._a_inv @ self._b
+        self._chol = None
 
     def _remember(self, x: np.ndarray, y: np.ndarray, stamps: np.ndarray | None) -> None:
         n, cap = len(y), self.buffer_size
