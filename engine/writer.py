@@ -1,22 +1,17 @@
 """Group commits into SQLite (:func:`apply_queued`), and the writer process that runs them.
 
-The store journals each one-at-a-time call (:mod:`engine.journal`) and hands a full journal
-to this module, run as a script, while calls go on into a second journal. The protocol, one
-line each way per journal:
+The store hands a full journal (:mod:`engine.journal`) to this module, run as a script, while
+calls go on into a second journal. One line each way per journal:
 
-- the store writes ``F <journal index> <end offset>``; the writer applies that journal's
-  records up to the offset in one transaction and answers ``D`` (done) or ``E <error>``
-  (rolled back; the store then writes in its own process from then on);
-- the store writes ``Q`` (or closes the pipe, or dies): the writer finishes the transaction
-  it is in, if any, and exits.
+- store: ``F <journal index> <end offset>``; writer: applies those records in one transaction
+  and answers ``D`` (done) or ``E <error>`` (rolled back; the store then writes itself);
+- store: ``Q`` (or closes the pipe, or dies): the writer finishes its transaction and exits.
 
-Only the store clears a journal, after ``D``: a journal handed over is never changed while
-the writer reads it, and what a crash interrupts is replayed at the next open (in one
-transaction: :func:`apply_queued` gives the same rows in any order of records). The writer
-holds ``LOCK.writer`` while it runs; a new store waits for it, so a writer orphaned by a
-killed engine finishes first (it sees the engine gone when its standard input closes; a child
-forked from the engine keeps that pipe open until it exits too). As a script it imports the
-standard library and :mod:`engine.journal` only, so it starts in tens of milliseconds.
+Only the store clears a journal, after ``D``, so what a crash interrupts is replayed at the next
+open (:func:`apply_queued` gives the same rows in any order of records). The writer holds
+``LOCK.writer`` while it runs; a new store waits for it, so an orphaned writer finishes first
+(it sees the engine gone when its standard input closes, and every forked child's copy of it).
+As a script it imports the standard library and :mod:`engine.journal` only: it starts fast.
 """
 
 from __future__ import annotations
@@ -128,7 +123,12 @@ def apply_queued(db: sqlite3.Connection, payloads: Sequence[bytes]) -> int:
         try:
             _savepoint(db, lambda: _write(db, calls))
         except Exception:
-            culprits = _culprits(db, calls)
+            culprits = {}  # the calls that fail when written alone (tried and undone)
+            for i, ops in enumerate(calls):
+                try:
+                    _savepoint(db, lambda ops=ops: _write(db, [ops]), keep=False)
+                except Exception as exc:  # noqa: BLE001 - whatever the record's rows raise
+                    culprits[i] = repr(exc)
             if not culprits:
                 raise  # not the records' fault
             bad.extend((reason, calls[i]) for i, reason in culprits.items())
@@ -169,17 +169,6 @@ def _savepoint(db: sqlite3.Connection, work, keep: bool = True) -> None:
         if not keep:
             db.execute("ROLLBACK TO queued")
         db.execute("RELEASE queued")
-
-
-def _culprits(db: sqlite3.Connection, calls: Sequence) -> dict[int, str]:
-    """The calls that fail when written alone (tried and undone), with their errors."""
-    out = {}
-    for i, ops in enumerate(calls):
-        try:
-            _savepoint(db, lambda ops=ops: _write(db, [ops]), keep=False)
-        except Exception as exc:  # noqa: BLE001 - whatever the record's rows raise
-            out[i] = repr(exc)
-    return out
 
 
 class Transaction:
