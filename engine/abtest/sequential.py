@@ -9,11 +9,11 @@ Monitoring of A/B Tests" (Operations Research, 2022): with the estimated differe
 .. math::
 
     \\Lambda = \\sqrt{\\frac{V}{V + \\tau^2}}
-               \\exp\\!\\left(\\frac{\\tau^2 (\\hat\\Delta - \\theta_0)^2}{2 V (V + \\tau^2)}\\right).
+        \\exp\\!\\left(\\frac{\\tau^2 (\\hat\\Delta - \\theta_0)^2}{2 V (V + \\tau^2)}\\right).
 
 Under :math:`H_0: \\Delta = \\theta_0` it is (asymptotically) a nonnegative martingale, so by
-Ville's inequality :math:`P(\\exists n: \\Lambda_n \\ge 1/\\alpha) \\le \\alpha`: rejecting the first
-time :math:`p_n = \\min_{m \\le n} \\min(1, 1/\\Lambda_m)` falls to ``alpha`` keeps the type-I
+Ville's inequality :math:`P(\\exists n: \\Lambda_n \\ge 1/\\alpha) \\le \\alpha`: rejecting the
+first time :math:`p_n = \\min_{m \\le n} \\min(1, 1/\\Lambda_m)` falls to ``alpha`` keeps the type-I
 error at most ``alpha`` however often one peeks. Inverting the test gives the confidence
 sequence :math:`\\hat\\Delta \\pm r` with
 
