@@ -29,7 +29,7 @@ WRITER_WAIT = 30.0
 
 
 class GroupCommit:
-    """Writes queued in journals under ``data_dir`` on their way into ``db`` (at ``db_path``),
+    """The queue of writes under ``data_dir`` on their way into ``db`` (at ``db_path``),
     handed to a writer process (``use_writer``) every ``flush_every`` calls."""
 
     def __init__(self, db: sqlite3.Connection, data_dir: Path, db_path: Path, synchronous: str,

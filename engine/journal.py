@@ -1,11 +1,6 @@
-"""Group commit's journal: an append-only file that makes one-at-a-time writes durable cheaply.
-
-The store appends each call's writes here instead of a SQLite commit per call, and moves the
-records into SQLite every few hundred calls (:mod:`engine.groupcommit`). The file is
-preallocated (``posix_fallocate`` where the platform has it: a full disk fails the append
-that grows it, with an ``OSError``) and mapped into memory: an append is a copy into the page
-cache, which outlives the process as a ``write`` would; with ``fsync=True`` each record is
-also synced to disk (``msync``), which survives a power cut.
+"""Group commit's journal (:mod:`engine.groupcommit`): a preallocated file (a full disk fails
+the append that grows it) mapped into memory, so an append is a copy into the page cache,
+which outlives the process; with ``fsync=True`` each record is also synced to disk.
 
 A record is ``length (4 bytes) | CRC-32 (4 bytes) | payload``; zeros follow the last one.
 Reading stops at a zero length, a record cut short (a crash mid-copy: that call never

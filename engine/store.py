@@ -9,8 +9,7 @@ a killed process (``synchronous="FULL"``: a power cut too); ``secure_delete`` ma
 
 Decisions, rewards and reward events are group committed (:mod:`engine.groupcommit`):
 durable in a journal when the call returns, moved into SQLite every ``FLUSH_EVERY`` calls.
-Every read first moves the queue in, so readers see every acknowledged write; reopening
-replays the journals.
+Reads move the queue in first (readers see every acknowledged write); reopening replays it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Group commits into SQLite (:func:`apply_queued`), and the writer process that runs them.
 
-The store hands a full journal (:mod:`engine.journal`) to this module, run as a script, while
-calls go on into a second journal. One line each way per journal:
+:mod:`engine.groupcommit` hands a full journal to this module, run as a script. One line
+each way per journal:
 
 - store: ``F <journal index> <end offset>``; writer: applies those records in one transaction
   and answers ``D`` (done) or ``E <error>`` (rolled back; the store then writes itself);
