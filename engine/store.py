@@ -104,7 +104,7 @@ class Store:
         # no checkpoint after a commit (it would stall it): a thread runs passive ones
         self._synchronous = synchronous
         self._db = db = connect(self.path, synchronous)
-        # a new database's pages: a decision row has a few KiB of features
+        # a new database's page size (fixed once it exists): decision rows are a few KiB
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
@@ -208,7 +208,8 @@ class Store:
 
     def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
         """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
-        # stored duplicates are skipped by the unique index; only if any was are rows looked up
+        # duplicates in the batch are skipped here; stored ones by the unique index (any other
+        # constraint still raises), and only if one was are the stored rows looked up
         seqs: list[int | None] = []
         rows = []
         seq = first = self._next_seq
