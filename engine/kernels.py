@@ -14,9 +14,7 @@ import math
 import numba
 import numpy as np
 
-
-def _jit(fn):
-    return numba.njit(cache=True)(fn)  # holds the GIL: calls of microseconds, from one thread
+_jit = numba.njit(cache=True)  # holds the GIL: calls of microseconds, from one thread
 
 
 def _jit_typed(signature):

@@ -16,9 +16,8 @@ from engine.decisions import Pending
 def shard_state(store, shard: int) -> tuple[bytes | None, Iterator]:
     """A shard's latest snapshot (or None) and the log events after it, in batches
     (``(events, seqs)``). The Ray backend calls it to restart a lost actor."""
-    snap = store.load_snapshot(shard)
-    after = 0 if snap is None else snap[0]
-    return (None if snap is None else snap[1]), store.iter_events(shard, after)
+    seq, blob = store.load_snapshot(shard) or (0, None)
+    return blob, store.iter_events(shard, seq)
 
 
 def recover(store, backend, n_shards: int, waiting, learners: dict,
