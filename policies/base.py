@@ -1,11 +1,8 @@
 """The policy contract: action-dependent features in, honest probabilities out.
 
-:meth:`Policy.act` maps candidate features ``phi`` (B, K, D) and a ``mask`` (B, K) of the
-candidates that exist to choice probabilities (B, K); the caller samples, so the propensity
-of what was shown is known exactly. Public methods validate, then call the hooks subclasses
-implement (``_act``, ``_update``, ``_learn_one``), as River's ``learn_one`` calls
-``_learn_one``. Policies compute with numpy: deciding one request at a time, torch's
-dispatch per operation would cost more than the whole decision.
+:meth:`Policy.act` maps candidate features ``phi`` (B, K, D) to choice probabilities (B, K);
+the caller samples, so the propensity of what was shown is known exactly. Policies compute
+with numpy: one decision at a time, torch's dispatch would cost more than the whole decision.
 """
 
 from __future__ import annotations
@@ -84,8 +81,9 @@ class Policy:
     """Base class of every Loopwise policy.
 
     Subclasses list their constructor parameters in ``_params`` (stored verbatim under the
-    same names) and implement ``_act`` and ``_update``; learned state lives in attributes
-    named in ``_state`` so that :meth:`state_dict` can save it.
+    same names) and implement the hooks the public methods call after validating (``_act``,
+    ``_update``, optionally ``_learn_one``); learned state lives in attributes named in
+    ``_state`` so that :meth:`state_dict` can save it.
 
     Parameters
     ----------

@@ -83,18 +83,14 @@ class Forgetting:
     """
 
     def __init__(self, n_features: int, rate: float, drift_factor: float, period: int):
-        self.n_features = n_features
-        self.rate = rate
-        self._lam = math.exp(-rate)
-        self.drift_factor = drift_factor
-        self.period = period
+        self.n_features, self.rate, self._lam = n_features, rate, math.exp(-rate)
+        self.drift_factor, self.period = drift_factor, period
         self.t = 0  # records scheduled (the prior refresh cycles with it)
         self.count = 0.0  # their total weight now
         self.clock = 0.0
-        self.fast_left = 0
-        self.detections = 0
-        self._scale_sum = 0.0  # recency-weighted sum of e^2 / (1 + q), and of weights
-        self._scale_weight = 0.0
+        self.fast_left = self.detections = 0
+        # recency-weighted sum of e^2 / (1 + q), and of weights
+        self._scale_sum = self._scale_weight = 0.0
         self.warm_up = DRIFT_MIN_RECORDS + 2 * n_features
         self.quiet = self.warm_up  # records before the detector watches
         self.detectors = _detectors()

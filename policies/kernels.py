@@ -1,7 +1,5 @@
-"""Compiled kernels (numba) for deciding and learning one record at a time, where a dozen
-small numpy calls cost more than the arithmetic they do.
-
-Kernels are cached on disk (``cache=True``); :func:`warm_up` compiles or loads them when a
+"""Compiled kernels (numba) for one decision or one record, where a dozen small numpy calls
+cost more than their arithmetic. Cached on disk; :func:`warm_up` compiles or loads them when a
 policy is built. Callers draw the random numbers. Numpy oracles: ``tests/oracles_policies.py``.
 """
 
