@@ -62,12 +62,9 @@ class Pending:
 
 @dataclass
 class RewardResult:
-    """Outcome of one reward report.
-
-    ``status`` is ``"joined"`` (learned), ``"duplicate"`` (ignored: the decision already had a
-    reward), or ``"late"`` (recorded, not learned: its window had closed and the default
-    reward was learned instead).
-    """
+    """Outcome of one reward report: ``status`` is ``"joined"`` (learned), ``"duplicate"``
+    (ignored: the decision already had a reward), or ``"late"`` (recorded, not learned: its
+    window had closed and the default reward was learned instead)."""
 
     decision_id: str
     status: str

@@ -3,6 +3,7 @@ can learn from or evaluate on it). Both read a data directory's store; neither c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -45,8 +46,7 @@ def to_parquet(data_dir: str | os.PathLike, path: str | os.PathLike,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    store = Store(data_dir, create=False)
-    try:
+    with contextlib.closing(Store(data_dir, create=False)) as store:
         cols: dict[str, list] = {c: [] for c in (*_COLUMNS, "chosen_id") if c != "n_features"}
         for d in iter_decisions(store, include_pending):
             d["chosen_id"] = d["candidate_ids"][d["chosen"]]
@@ -55,13 +55,10 @@ def to_parquet(data_dir: str | os.PathLike, path: str | os.PathLike,
             d["context"] = None if d["context"] is None else json.dumps(d["context"])
             for c, col in cols.items():
                 col.append(d[c])
-        table = pa.table(cols)
-        meta = {b"loopwise.feature_names": json.dumps(feature_names(store)).encode()}
-        table = table.replace_schema_metadata(meta)
+        table = pa.table(cols).replace_schema_metadata(
+            {b"loopwise.feature_names": json.dumps(feature_names(store)).encode()})
         pq.write_table(table, path)
         return table.num_rows
-    finally:
-        store.close()
 
 
 def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> str:
@@ -99,14 +96,11 @@ def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> s
 
 def to_dsjson(data_dir: str | os.PathLike, path: str | os.PathLike) -> int:
     """Write decisions that have a reward (joined or default) as DSJson; return the count."""
-    store = Store(data_dir, create=False)
     n = 0
-    try:
+    with contextlib.closing(Store(data_dir, create=False)) as store:
         names = feature_names(store)
         with open(Path(path), "w", encoding="utf-8") as fh:
             for d in iter_decisions(store):
                 fh.write(dsjson_line(d, names) + "\n")
                 n += 1
-    finally:
-        store.close()
     return n
