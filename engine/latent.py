@@ -113,8 +113,8 @@ class LatentFactors(reco.FunkMF):
 
 class _Arena:
     """Latent vectors as rows of one matrix: ``latents[key]`` is a view of row ``rows[key]``,
-    so River's code and a compiled loop share them. The matrix doubles when full, re-pointing
-    every view; forgotten rows are reused; row 0 stays zeros (an unknown item's row)."""
+    so River's code and a compiled loop share them. Forgotten rows are reused; row 0 stays
+    zeros (an unknown item's row)."""
 
     def __init__(self, latents: dict, n_factors: int):
         self.token = next(_ARENA_TOKENS)  # names this arena in memos of item rows
@@ -137,20 +137,14 @@ class _Arena:
             row = self.free.pop()
         else:
             row = len(self.rows) + 1  # rows 1..n are in use (row 0: the zeros)
-            if row == len(self.matrix):
-                self._grow()
+            if row == len(self.matrix):  # full: double it, re-pointing every view
+                self.matrix = np.concatenate([self.matrix, np.empty_like(self.matrix)])
+                for k, r in self.rows.items():
+                    self.latents[k] = self.matrix[r]
         self.matrix[row] = vector
         self.latents[key] = self.matrix[row]
         self.rows[key] = row
         return row
-
-    def _grow(self) -> None:
-        bigger = np.empty((2 * len(self.matrix), self.matrix.shape[1]))
-        bigger[:len(self.matrix)] = self.matrix
-        self.matrix = bigger
-        latents = self.latents
-        for key, row in self.rows.items():
-            latents[key] = bigger[row]
 
     def drop(self, key) -> None:
         self.latents.pop(key, None)
