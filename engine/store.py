@@ -101,14 +101,13 @@ class Store:
         self.path = self.data_dir / DB_NAME
         for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):  # SQLite keeps the mode
             private_file(self.data_dir / name).close()
-        # no checkpoint after a commit (it would stall it): a thread runs passive ones
         self._synchronous = synchronous
         self._db = db = connect(self.path, synchronous)
         # a new database's page size (fixed once it exists): decision rows are a few KiB
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # connections never checkpoint on commit: this thread does
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
                                               name="loopwise-checkpoint")
         self._checkpointer.start()
@@ -152,11 +151,9 @@ class Store:
     def _last_seq(self, table: str) -> int:
         """The highest seq ever issued in ``table`` (never reused after :meth:`forget`: kept in
         ``meta``, or ``sqlite_sequence`` in an older database of ``AUTOINCREMENT`` tables)."""
-        has_sequence = self._scalar(
-            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") is not None
         sources = [f"SELECT MAX(seq) AS seq FROM {table}",
                    f"SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_seq:{table}'"]
-        if has_sequence:
+        if self._scalar("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") is not None:
             sources.append(f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'")
         return int(self._scalar(
             f"SELECT COALESCE(MAX(seq), 0) FROM ({' UNION ALL '.join(sources)})"))
