@@ -57,7 +57,6 @@ def make(name: str, n_features: int, seed: int | None = 0, **params) -> Policy:
         from policies.neural import NeuralTS as cls
     elif name.startswith("vw:") and name[3:] in EXPLORATIONS:
         from policies.vw import VWPolicy as cls
-
         params = {**params, "exploration": name[3:]}
     elif name in _REGISTRY:
         cls = _REGISTRY[name]

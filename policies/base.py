@@ -72,9 +72,7 @@ def as_float_array(value: Any, name: str, copy_: bool = False,
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: must be a numeric array (got dtype {arr.dtype})")
     dtype = np.float32 if keep_float32 and arr.dtype == np.float32 else np.float64
-    if copy_:
-        return np.array(arr, dtype=dtype)
-    return arr.astype(dtype, copy=False)
+    return np.array(arr, dtype=dtype) if copy_ else arr.astype(dtype, copy=False)
 
 
 class Policy:
@@ -146,16 +144,9 @@ class Policy:
 
     def act(self, phi: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Probabilities (B, K) of choosing each candidate, float64: rows sum to 1 and
-        masked candidates get exactly 0.
-
-        Parameters
-        ----------
-        phi
-            (B, K, D) candidate features, float32 or float64, finite on unmasked candidates.
-        mask
-            (B, K) boolean, True where a candidate exists; every row needs one. ``None``:
-            all exist.
-        """
+        masked candidates get exactly 0. ``phi`` (B, K, D) holds the candidates' features
+        (float32 or float64, finite where unmasked); ``mask`` (B, K) is True where a
+        candidate exists (at least one per row), ``None`` if all do."""
         if not (type(phi) is np.ndarray and phi.dtype in _FAST_DTYPES and phi.ndim == 3
                 and phi.shape[2] == self.n_features and phi.size):
             # (the common call, a float array of the right shape, skips this)
@@ -189,17 +180,9 @@ class Policy:
         return probs / probs.sum(axis=1, keepdims=True)
 
     def update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> Policy:
-        """Learn from N chosen candidates; returns ``self``. Inputs are never modified.
-
-        Parameters
-        ----------
-        phi
-            (N, D) features of the chosen candidates.
-        rewards
-            (N,) finite rewards.
-        propensities
-            (N,) probabilities in (0, 1] with which they were chosen.
-        """
+        """Learn from N chosen candidates: their features ``phi`` (N, D), finite ``rewards``
+        (N,) and the ``propensities`` (N,) in (0, 1] they were chosen with; returns ``self``.
+        Inputs are never modified."""
         if (type(phi) is np.ndarray and type(rewards) is np.ndarray
                 and type(propensities) is np.ndarray and phi.shape == (1, self.n_features)
                 and rewards.shape == (1,) and propensities.shape == (1,)

@@ -30,9 +30,7 @@ class ValidationError(LoopwiseError, ValueError):
     def __init__(self, field: str, reason: str, value: object = _MISSING):
         if not field.isascii():  # a key a client sent may hold what UTF-8 cannot encode
             field = field.encode("utf-8", "backslashreplace").decode("utf-8")
-        self.field = field
-        self.reason = reason
-        self.value = value
+        self.field, self.reason, self.value = field, reason, value
         got = "" if value is ValidationError._MISSING else f" (got {_short(value)})"
         super().__init__(f"{field}: {reason}{got}")
 

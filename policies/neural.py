@@ -217,9 +217,8 @@ class NeuralTS(PickledByState, Policy):
         return torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
-        loss = self._loss(x, y, idx)
         self._opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self._loss(x, y, idx).backward()
         self._opt.step()
 
     def _train_graphed(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> None:

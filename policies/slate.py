@@ -9,20 +9,13 @@ from policies.base import as_float_array
 
 def sample_slate(probs: np.ndarray, slate_size: int, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``slate_size`` distinct candidates per row, in slot order.
+    """Sample ``slate_size`` (L, at most the non-zero candidates of any row) distinct
+    candidates per row of ``probs`` (B, K) with the caller's ``rng``, in slot order.
 
     Slot 0 is drawn from ``probs``; each later slot from the remaining candidates with their
-    probabilities renormalized. ``slot_probs[b, j]`` is the probability of ``slots[b, j]``
-    given the earlier slots, so the probability of the whole slate is their product.
-
-    Parameters
-    ----------
-    probs
-        (B, K) probabilities (rows sum to 1; zeros are never drawn).
-    slate_size
-        L, at most the number of non-zero candidates in every row.
-    rng
-        The caller's generator.
+    probabilities renormalized (zeros are never drawn). ``slot_probs[b, j]`` is the
+    probability of ``slots[b, j]`` given the earlier slots, so the probability of the whole
+    slate is their product.
 
     Examples
     --------

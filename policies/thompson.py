@@ -47,24 +47,13 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
                       scale: float, n_draws: int, epsilon: float, rng: np.random.Generator
                       ) -> np.ndarray:
     """Each candidate's probability (B, K) of the highest score under the ridge posterior
-    ``N(theta, scale^2 A^-1)``, estimated from ``n_draws`` antithetic draws, with a uniform
-    floor ``epsilon``; rows sum to 1, masked candidates get 0.
+    ``N(theta, scale^2 A^-1)`` (``a_inv`` (D, D), ``b`` (D,), ``theta = A^-1 b``), estimated
+    from ``n_draws`` antithetic draws with ``rng``, with a floor: each valid candidate (of
+    ``mask`` (B, K), ``None``: all) gets at least ``epsilon / K``. Rows sum to 1.
 
     One decision is :func:`policies.kernels.win_one`. A batch shares weight draws ``theta
-    +/- scale R z`` (``R`` a root of ``A^-1``) across its rows, scored in float32 for
+    +/- scale R z`` across its rows, ``R = root()`` a root of ``A^-1``, scored in float32 for
     float32 features; exact ties share a draw, and a row of NaN scores gets uniform.
-
-    Parameters
-    ----------
-    phi, mask
-        (B, K, D) features and (B, K) valid candidates (``None``: all valid).
-    a_inv, b, theta
-        The model: ``A^-1`` (D, D), ``b`` (D,) and ``theta = A^-1 b``.
-    root
-        Gives a square root of ``A^-1`` (called for batches only).
-    scale, n_draws, epsilon, rng
-        Posterior scale, draws, the floor (each valid candidate gets at least ``epsilon /
-        K``) and the policy's generator.
 
     Examples
     --------
