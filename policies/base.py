@@ -123,8 +123,7 @@ class Policy:
         check_param("n_features", n_features, low=1, integer=True)
         if seed is not None:
             check_param("seed", seed, low=0, integer=True)
-        self.n_features = n_features
-        self.seed = seed
+        self.n_features, self.seed = n_features, seed
         self._rng = np.random.default_rng(seed)
         self._version = 0
 
@@ -301,7 +300,7 @@ class Policy:
 
 
 def mix_uniform(probs: np.ndarray, mask: np.ndarray | None, epsilon: float) -> np.ndarray:
-    """``(1 - epsilon) * probs + epsilon *`` uniform over the valid (``mask`` None: all)."""
+    """``(1 - epsilon) * probs + epsilon * uniform`` over the valid (``mask`` None: all)."""
     if mask is None or mask.all():
         return (1.0 - epsilon) * probs + epsilon / probs.shape[1]
     return (1.0 - epsilon) * probs + (epsilon / mask.sum(axis=1, keepdims=True)) * mask
