@@ -6,7 +6,8 @@
 2. finds the route template and the scope it needs (:class:`RouteTable`, built from the
    routes' ``x-scope`` declarations) and calls :meth:`Tokens.authorize` — the one access
    check of every route (401 without a usable token, 403 naming
-   the missing scope); unknown paths and methods need a valid token too, then answer
+   the missing scope; Personalizer's routes also take the token as
+   ``Ocp-Apim-Subscription-Key``); unknown paths and methods need a valid token too, then answer
    404/405, so nothing about the API is told to strangers;
 3. catches any unexpected exception and answers 500, logging the route, the exception's type
    and the code locations only: never its message, which may quote the request body;
@@ -30,6 +31,7 @@ from engine.serve.metrics import Metrics
 from engine.serve.tokens import AuthError, Tokens
 
 PUBLIC = "public"  # x-scope of a route that needs no token
+PERSONALIZER = "/personalizer/"  # routes that also take Ocp-Apim-Subscription-Key
 ACCESS_LOG_MODES = ("all", "changes", "off")
 access_log = logging.getLogger("loopwise.access")
 error_log = logging.getLogger("loopwise.error")
@@ -124,7 +126,7 @@ class Front:
             if len(scope["headers"]) > self.max_headers:
                 raise _Refused(431, "headers", f"at most {self.max_headers} header lines")
             if needed != PUBLIC:
-                who = self._authorize(scope["headers"], needed).name
+                who = self._authorize(scope["headers"], needed, template).name
             await self.app(scope, receive, send_wrapper)
         except _Refused as exc:
             who = exc.who or who
@@ -145,12 +147,15 @@ class Front:
                 access_log.info("token=%s method=%s route=%s status=%d ms=%.2f", who,
                                 method, template, status[0], elapsed * 1e3)
 
-    def _authorize(self, headers, needed: str | None):
-        authorization = None
+    def _authorize(self, headers, needed: str | None, template: str):
+        authorization = key = None
         for name, value in headers:
             if name == b"authorization":
                 authorization = value
-                break
+            elif name == b"ocp-apim-subscription-key":
+                key = value
+        if authorization is None and key is not None and template.startswith(PERSONALIZER):
+            authorization = b"Bearer " + key  # Personalizer's header: the same token check
         try:
             return self.tokens.authorize(authorization, needed)
         except AuthError as err:
