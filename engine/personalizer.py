@@ -277,10 +277,11 @@ class Personalizer:
 
     def _activate(self, decision_id: str) -> None:
         pending = self._deferred.pop(decision_id, None)
+        known = decision_id in self.engine.joiner.waiting \
+            or self.engine.store.has_decision(decision_id)  # (not if its user was forgotten)
+        if not known:
+            raise UnknownDecisionError(f"eventId: no event {decision_id!r}")
         if pending is None:  # not deferred, or activated already: nothing to do
-            if decision_id not in self.engine.joiner.waiting \
-                    and not self.engine.store.has_decision(decision_id):
-                raise UnknownDecisionError(f"eventId: no event {decision_id!r}")
             return
         deadline = float(self.engine.clock()) + self.settings.reward_wait_time
         self.engine.joiner.waiting.add(dataclasses.replace(pending, deadline=deadline))

@@ -5,6 +5,8 @@ features; excluded actions; deferred activation)."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import numpy as np
 import pytest
@@ -136,8 +138,6 @@ def test_rank_bodies_from_the_reference(server):
     ({"eventId": ""}, "eventId"),
 ])
 def test_bad_bodies_name_the_field(server, change, field):
-    import json
-
     body = {**RANK_BODY, "eventId": None, **change}
     r = server.client.post(f"{P}/rank", content=json.dumps(body, allow_nan=True),
                            headers={"content-type": "application/json"})
@@ -237,3 +237,76 @@ def test_jsonfeatures_deterministic_and_bounded():
     jf = JsonFeatures(width=256)
     v = {(u, g): jf.vectors([{"u": u}], [[{"g": g}]])[0] for u in "xy" for g in "pq"}
     assert not np.allclose(v["x", "p"] - v["x", "q"], v["y", "p"] - v["y", "q"])
+
+
+def test_profile_features_join_the_sent_ones(server):
+    """A user id at ``user.id`` in the context: its profile (interests in the actions'
+    categories, from its rewards) fills the engine's user x item columns of the decision."""
+    c = server.client
+    body = {"contextFeatures": [{"user": {"id": "fan"}}],
+            "actions": [{"id": "j", "features": [{"genre": "jazz"}]},
+                        {"id": "r", "features": [{"genre": "rock"}]}]}
+    for _ in range(6):
+        out = c.post(f"{P}/rank", json={**body, "excludedActions": ["r"]}).json()
+        assert c.post(f"{P}/events/{out['eventId']}/reward", json={"value": 1}).status_code == 204
+    profile = c.get("/v1/profiles/fan").json()
+    assert "genre=jazz" in str(profile["interests"])
+    out = c.post(f"{P}/rank", json={**body, "eventId": "look"}).json()
+    assert out["eventId"] == "look"
+    eng = server.engine
+    names = eng.featurizer.feature_names
+    blob, ids = eng.store.db.execute(
+        "SELECT phi, candidate_ids FROM decisions WHERE decision_id = 'look'").fetchone()
+    phi = np.frombuffer(blob, dtype=np.float32).reshape(2, len(names))
+    jazz = json.loads(ids).index("j")
+    col = names.index("topic_affinity")
+    assert phi[jazz, col] > 0 and phi[1 - jazz, col] == 0
+
+
+def test_official_client_against_loopwise_serve(tmp_path):
+    """``loopwise serve`` in a child process, its Personalizer settings from serve.yaml."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from azure.cognitiveservices.personalizer import PersonalizerClient
+    from azure.cognitiveservices.personalizer.models import RankableAction, RankRequest
+    from msrest.authentication import CognitiveServicesCredentials
+    from test_http import free_port
+
+    port = free_port()
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("engine:\n  policy: lints\n  item_features: 64\n  seed: 0\n"
+                   "personalizer:\n  learning_mode: Apprentice\n  reward_wait_time: 120\n"
+                   "  user_path: user.id\n")
+    with open(tmp_path / "serve.log", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "experiments.cli", "serve", "--config", str(cfg),
+             "--data-dir", str(tmp_path / "d"), "--port", str(port)],
+            env={**os.environ, "LOOPWISE_TOKEN": TOKEN}, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline and proc.poll() is None, \
+                (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.1)
+        client = PersonalizerClient(url, CognitiveServicesCredentials(TOKEN))
+        actions = [RankableAction(id=a["id"], features=a["features"])
+                   for a in RANK_BODY["actions"]]
+        for _ in range(3):  # apprentice: the first action, every time
+            resp = client.rank(RankRequest(actions=actions,
+                                           context_features=RANK_BODY["contextFeatures"]))
+            assert resp.reward_action_id == "NewsArticle"
+            client.events.reward(resp.event_id, 1.0)
+        settings = httpx.get(f"{url}{P}/configurations/service", headers=KEY).json()
+        assert settings["learningMode"] == "Apprentice" and settings["rewardWaitTime"] == "PT2M"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
