@@ -74,14 +74,16 @@ class ServiceSettings:
 
     @classmethod
     def from_mapping(cls, mapping: object, base: ServiceSettings | None = None,
-                     where: str = "personalizer") -> ServiceSettings:
-        """Settings from a ``serve.yaml`` mapping (snake_case keys) over ``base``."""
+                     where: str = "personalizer", also: tuple[str, ...] = ()) -> ServiceSettings:
+        """Settings from a ``serve.yaml`` mapping (snake_case keys) over ``base``; ``also``:
+        other keys the mapping may hold (named in the error about an unknown key)."""
         if not isinstance(mapping, Mapping):
             raise ValidationError(where, "must be a mapping of settings", mapping)
         names = [f.name for f in dataclasses.fields(cls)]
         for key in mapping:
             if key not in names:
-                raise ValidationError(f"{where}.{key}", f"unknown setting; allowed: {names}")
+                raise ValidationError(f"{where}.{key}",
+                                      f"unknown setting; allowed: {[*names, *also]}")
         try:
             return dataclasses.replace(base or cls(), **mapping)
         except ValidationError as err:

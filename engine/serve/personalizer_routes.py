@@ -99,7 +99,7 @@ def personalizer_of(engine, options: Mapping | None) -> Personalizer:
     options = dict(options or {})
     extra = {k: options.pop(k) for k in OPTIONS if k in options}
     p = Personalizer(engine, **extra)
-    p.configure(ServiceSettings.from_mapping(options, p.settings))
+    p.configure(ServiceSettings.from_mapping(options, p.settings, also=OPTIONS))
     return p
 
 
