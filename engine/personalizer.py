@@ -261,7 +261,11 @@ class Personalizer:
         self._reward(pairs)
 
     def _reward(self, pairs: list[tuple[str, float]]) -> None:
-        results = self.engine.reward_batch([(d, float(v)) for d, v in pairs])
+        try:
+            results = self.engine.reward_batch([(d, float(v)) for d, v in pairs])
+        except ValidationError as exc:  # rewards[i].value: the body's reward[i].value
+            field = exc.field.replace("rewards[", "reward[", 1)
+            raise ValidationError(field, exc.reason, exc.value) from None
         for r in results:
             match = self._matches.pop(r.decision_id, None)
             if match is not None and r.learned:

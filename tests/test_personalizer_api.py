@@ -310,3 +310,51 @@ def test_official_client_against_loopwise_serve(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_deferred_over_http(server):
+    """Through the server: a deferred event's reward before activation is recorded as late
+    and learned by nothing; an activated one is joined."""
+    c = server.client
+    body = {**RANK_BODY, "eventId": None, "deferActivation": True}
+    never = c.post(f"{P}/rank", json=body).json()["eventId"]
+    shown = c.post(f"{P}/rank", json=body).json()["eventId"]
+    assert c.post(f"{P}/events/{never}/reward", json={"value": 1}).status_code == 204
+    assert c.post(f"{P}/events/{shown}/activate").status_code == 204
+    assert c.post(f"{P}/events/{shown}/activate").status_code == 204  # again: no change
+    assert c.post(f"{P}/events/{shown}/reward", json={"value": 1}).status_code == 204
+    statuses = dict(server.engine.store.db.execute(
+        "SELECT decision_id, status FROM rewards").fetchall())
+    assert statuses == {never: "late", shown: "joined"}
+    assert c.post(f"{P}/events/nope/activate").status_code == 404
+
+
+def test_multislot_apprentice_returns_each_baseline(server):
+    c = server.client
+    assert c.put(f"{P}/configurations/service",
+                 json={"learningMode": "Apprentice"}).status_code == 200
+    body = {"contextFeatures": [{"user": {"id": "u9"}}],
+            "actions": [{"id": f"a{k}", "features": [{"kind": f"k{k}"}]} for k in range(4)],
+            "slots": [{"id": "s1", "baselineAction": "a2"}, {"id": "s2", "baselineAction": "a0"},
+                      {"id": "s3", "baselineAction": "a3"}]}
+    for _ in range(3):
+        out = c.post(f"{P}/multislot/rank", json=body).json()
+        assert [s["rewardActionId"] for s in out["slots"]] == ["a2", "a0", "a3"]
+        r = c.post(f"{P}/multislot/events/{out['eventId']}/reward",
+                   json={"reward": [{"slotId": "s1", "value": 1}]})
+        assert r.status_code == 204
+    assert c.get("/v1/apprentice").json()["events"] == 3
+
+
+def test_reward_values_out_of_range_are_named(server):
+    c = server.client
+    one = c.post(f"{P}/rank", json={**RANK_BODY, "eventId": None}).json()["eventId"]
+    r = c.post(f"{P}/events/{one}/reward", content=b'{"value": 1e300}',
+               headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "value", r.text
+    body = {"actions": [{"id": "a"}, {"id": "b"}],
+            "slots": [{"id": "s1", "baselineAction": "a"}, {"id": "s2", "baselineAction": "b"}]}
+    ms = c.post(f"{P}/multislot/rank", json=body).json()["eventId"]
+    r = c.post(f"{P}/multislot/events/{ms}/reward", json={"reward": [
+        {"slotId": "s1", "value": 1}, {"slotId": "s2", "value": 1e300}]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "reward[1].value", r.text
