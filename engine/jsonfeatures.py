@@ -140,36 +140,41 @@ class JsonFeatures:
             self._slots[key] = hit
         return hit
 
-    def _add(self, row: np.ndarray, key: str, value: float) -> None:
-        slot, sign = self._slot(key)
-        row[slot] += sign * value
-
     def vectors(self, context: object, actions: Sequence[object],
                 context_where: str = "contextFeatures",
                 action_where: Sequence[str] | None = None) -> np.ndarray:
         """The (K, width) vectors of K actions' feature lists under one context: each
         action's features, the context's, and every context x action product.
         ``action_where[k]`` names action k's features in errors."""
-        ctx = self.flatten(context, context_where)
-        shared = np.zeros(self.width)
-        for ns, name, value in ctx:
-            self._add(shared, f"c\x1f{ns}\x1f{name}", value)
+        ctx = [(f"{ns}\x1f{name}", value) for ns, name, value
+               in self.flatten(context, context_where)]
+        slot = self._slot
+        shared = self._sum([slot(f"c\x1f{key}") for key, _ in ctx], [v for _, v in ctx])
         out = np.empty((len(actions), self.width))
         for k, feats in enumerate(actions):
             where = action_where[k] if action_where is not None else f"actions[{k}].features"
-            row = out[k]
-            row[:] = shared
             own = self.flatten(feats, where)
             if len(own) * len(ctx) > self.max_pairs:
                 raise ValidationError(where, f"its features times the context's make "
                                       f"{len(own) * len(ctx)} interactions; at most "
                                       f"{self.max_pairs}")
+            slots, values = [], []
             for ns_a, name_a, value_a in own:
-                self._add(row, f"a\x1f{ns_a}\x1f{name_a}", value_a)
-                for ns_c, name_c, value_c in ctx:
-                    self._add(row, f"x\x1f{ns_c}\x1f{name_c}\x1f{ns_a}\x1f{name_a}",
-                              value_c * value_a)
+                key_a = f"{ns_a}\x1f{name_a}"
+                slots.append(slot(f"a\x1f{key_a}"))
+                values.append(value_a)
+                for key_c, value_c in ctx:
+                    slots.append(slot(f"x\x1f{key_c}\x1f{key_a}"))
+                    values.append(value_c * value_a)
+            out[k] = shared + self._sum(slots, values)
         return out
+
+    def _sum(self, slots: list[tuple[int, float]], values: list[float]) -> np.ndarray:
+        """The (width,) vector of signed values summed into their slots."""
+        if not slots:
+            return np.zeros(self.width)
+        index, sign = zip(*slots, strict=True)
+        return np.bincount(index, weights=np.multiply(sign, values), minlength=self.width)
 
     @staticmethod
     def categories(objects: object, limit: int = 32) -> list[str]:
