@@ -129,16 +129,20 @@ class Decider:
         if self.explore:
             probs = _spread(probs, mask, self.explore)
         slots, slot_props = sample(probs, mask, slate_size, self.rng)
-        if choose is not None:
+        logged = None  # the logging policy's probabilities where they are not the policy's
+        if choose is not None:  # a choice made outside the policy: logged as certain
+            logged = np.zeros(probs.shape)
             for i in range(len(parsed)):
                 c = int(np.argmax(probs[i])) if choose == GREEDY else choose
                 slots[i], slot_props[i] = [c], [1.0]
+                logged[i, c] = 1.0
         decisions, rows, pending = [], [], []
         for i, (uid, cands, _, _, ctx_raw, did) in enumerate(parsed):
             variant = variants[i]
             dec, row, pend = self._decision(uid, cands, ctx_raw, did, probs[i], slots[i],
                                             slot_props[i], phi[i], variant, names[variant],
-                                            versions[variant], now)
+                                            versions[variant], now,
+                                            None if logged is None else logged[i])
             decisions.append(dec)
             rows.append(row)
             pending.append(pend)
@@ -205,9 +209,12 @@ class Decider:
 
     def _decision(self, uid, cands, ctx_raw, did, probs, slots: list[int],
                   slot_props: list[float], phi, variant: str, policy_name: str, version: int,
-                  now: float) -> tuple[Decision, tuple, Pending]:
+                  now: float, logged: np.ndarray | None = None
+                  ) -> tuple[Decision, tuple, Pending]:
         """One request's decision, its row for the decision log, and its pending join, from
-        its probabilities (K_max,), sampled slots and their propensities."""
+        its probabilities (K_max,), sampled slots and their propensities. ``logged``: the
+        probabilities the log keeps instead (a choice made outside the policy); the
+        decision still reports the policy's."""
         k = len(cands)
         p_row = probs if len(probs) == k else probs[:k]
         p_list = p_row.tolist()
@@ -229,7 +236,7 @@ class Decider:
                        variant, version, now)
         deadline = now + self.wait_window
         row = (did, uid, now, deadline, variant, policy_name, version, cands.ids_json,
-               p_row.tobytes(), c0, cands.json_of(order),
+               (p_row if logged is None else logged[:k]).tobytes(), c0, cands.json_of(order),
                _DOUBLE.pack(prop) if len(slot_props) == 1
                else struct.pack(f"<{len(slot_props)}d", *slot_props),
                (phi if len(phi) == k else phi[:k]).astype(np.float32).tobytes(), phi.shape[-1],

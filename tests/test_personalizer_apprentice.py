@@ -99,6 +99,9 @@ def test_apprentice_logs_the_baseline_with_propensity_one():
     assert out["rewardActionId"] == pick
     assert d is not None and d["status"] == "pending"
     assert eng.joiner.waiting.get(out["eventId"]).propensity == 1.0
+    # the log keeps the logging policy's probabilities (certain), for OPE and re-learning
+    logged = np.frombuffer(d["probabilities"], dtype=np.float64)
+    assert logged.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0] and d["chosen"] == 0
     eng.close()
 
 
