@@ -149,10 +149,10 @@ class Front:
 
     def _authorize(self, headers, needed: str | None, template: str):
         authorization = key = None
-        for name, value in headers:
-            if name == b"authorization":
+        for name, value in headers:  # the first of each counts
+            if name == b"authorization" and authorization is None:
                 authorization = value
-            elif name == b"ocp-apim-subscription-key":
+            elif name == b"ocp-apim-subscription-key" and key is None:
                 key = value
         if authorization is None and key is not None and template.startswith(PERSONALIZER):
             authorization = b"Bearer " + key  # Personalizer's header: the same token check
