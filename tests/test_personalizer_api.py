@@ -179,6 +179,9 @@ def test_multislot_rank_reward_activate(server):
 
 def test_settings_get_put(server):
     c = server.client
+    policy = c.get(f"{P}/configurations/policy").json()
+    assert policy["name"] == "lints" and json.loads(policy["arguments"]) == {}
+    assert c.put(f"{P}/configurations/policy", json={}).status_code == 405
     got = c.get(f"{P}/configurations/service").json()
     assert got["learningMode"] == "Online" and got["rewardWaitTime"] == "PT1H"
     r = c.put(f"{P}/configurations/service",

@@ -10,6 +10,7 @@ check, :class:`engine.serve.front.Front`, as a bearer token). The work is
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -162,6 +163,20 @@ def register(app: FastAPI, engine, lock, options: Mapping | None, scoped, errors
         with lock:
             settings = p.configure(ServiceSettings.from_wire(body, p.settings))
         return JSONResponse(settings.to_wire())
+
+    @app.get(f"{PREFIX}/configurations/policy", responses=errors, tags=["personalizer"],
+             openapi_extra=scoped("read"))
+    async def get_policy() -> JSONResponse:
+        """Personalizer's ``PolicyContract``: the policy each variant runs and its
+        parameters (read only: a policy is set in ``serve.yaml``'s ``engine:``)."""
+        specs = engine.config.variant_specs()
+        name, spec = next(iter(specs.items()))
+        return JSONResponse({"name": str(spec["policy"]),
+                             "arguments": json.dumps(spec["params"], sort_keys=True,
+                                                     default=str),
+                             "variants": {k: {"policy": str(v["policy"]),
+                                              "weight": v["weight"]} for k, v in specs.items()},
+                             "variant": name})
 
     @app.get("/v1/apprentice", responses=errors, tags=["personalizer"],
              openapi_extra=scoped("read"))
