@@ -148,6 +148,12 @@ def register(app: FastAPI, engine, lock, options: Mapping | None, scoped, errors
         run(p.multislot_activate, eventId)
         return Response(status_code=204)
 
+    _settings_routes(app, engine, p, lock, scoped, errors)
+
+
+def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors: dict) -> None:
+    """The settings and report routes: service and policy configuration, apprentice."""
+
     @app.get(f"{PREFIX}/configurations/service", responses=errors, tags=["personalizer"],
              openapi_extra=scoped("read"))
     async def get_settings() -> JSONResponse:
