@@ -51,6 +51,9 @@ setup(
             "httpx>=0.27",
             "prometheus_client>=0.17",
             "schemathesis>=4",
+            # the official Personalizer client, run unchanged against `loopwise serve`
+            # (tests/test_personalizer_api.py); it brings msrest
+            "azure-cognitiveservices-personalizer==0.1.1",
         ],
     },
     entry_points={"console_scripts": ["loopwise=experiments.cli:main"]},

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
+from engine.serve import personalizer_routes
 from engine.serve.front import PUBLIC, Front, RouteTable
 from engine.serve.limits import BodyLimit
 from engine.serve.metrics import Metrics
@@ -52,12 +53,13 @@ def scoped(scope: str) -> dict:
 
 def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
                max_candidates: int = 200, max_headers: int = 100, api_docs: str = "token",
-               access_log: str = "all") -> FastAPI:
+               access_log: str = "all", personalizer: dict | None = None) -> FastAPI:
     """The FastAPI app over ``engine``; ``token`` is a static all-scopes token or a
     :class:`Tokens`. ``api_docs``: ``"token"`` serves ``/openapi.json`` to tokens with the
     ``read`` scope, ``"off"`` serves no spec; there are never HTML docs pages (they load
     scripts from a CDN). Closing the app (lifespan shutdown) closes the engine: learners
-    flushed, snapshots written, the data directory released."""
+    flushed, snapshots written, the data directory released. ``personalizer``: settings
+    of the Personalizer routes (:mod:`engine.serve.personalizer_routes`)."""
     tokens = token if isinstance(token, Tokens) else Tokens(token)
     if api_docs not in API_DOCS:
         raise ValueError(f"api_docs: one of {API_DOCS} (got {api_docs!r})")
@@ -79,6 +81,7 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
     app.state.metrics = metrics
     _error_handlers(app)
     _routes(app, engine, lock, metrics, max_candidates)
+    personalizer_routes.register(app, engine, lock, personalizer, scoped, ERRORS)
     _secure_spec(app)
     routes = RouteTable(app.routes, extra={"/openapi.json": "read"})
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

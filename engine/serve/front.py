@@ -2,7 +2,8 @@
 
 In order: more than ``max_headers`` header lines are refused (431); the route template and
 its scope are found (:class:`RouteTable`) and :meth:`Tokens.authorize` checks the token,
-the one access check of every route (401; 403 naming the missing scope; unknown paths and
+the one access check of every route (401; 403 naming the missing scope; Personalizer's routes also take
+the token as ``Ocp-Apim-Subscription-Key``; unknown paths and
 methods need a valid token too, so strangers learn nothing of the API); an unexpected
 exception answers 500, logged with its type and code locations only (its message may quote
 the body); the request is counted and access-logged by route template, never by path, so
@@ -22,6 +23,7 @@ from engine.serve.metrics import Metrics
 from engine.serve.tokens import AuthError, Tokens
 
 PUBLIC = "public"  # x-scope of a route that needs no token
+PERSONALIZER = "/personalizer/"  # routes that also take Ocp-Apim-Subscription-Key
 ACCESS_LOG_MODES = ("all", "changes", "off")
 access_log = logging.getLogger("loopwise.access")
 error_log = logging.getLogger("loopwise.error")
@@ -106,7 +108,7 @@ class Front:
                 return await send_error(send_wrapper, 431, "headers",
                                         f"at most {self.max_headers} header lines")
             if needed != PUBLIC:
-                auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+                auth = _credential(scope["headers"], template)
                 try:
                     who = self.tokens.authorize(auth, needed).name
                 except AuthError as err:
@@ -130,3 +132,17 @@ class Front:
                     needed == "admin" or status[0] in (401, 403))):
                 access_log.info("token=%s method=%s route=%s status=%d ms=%.2f", who,
                                 method, template, status[0], elapsed * 1e3)
+
+
+def _credential(headers, template: str) -> bytes | None:
+    """The request's ``Authorization`` value (the first counts); on Personalizer's routes,
+    without one, its ``Ocp-Apim-Subscription-Key`` as a bearer token (the same check)."""
+    authorization = key = None
+    for name, value in headers:
+        if name == b"authorization" and authorization is None:
+            authorization = value
+        elif name == b"ocp-apim-subscription-key" and key is None:
+            key = value
+    if authorization is None and key is not None and template.startswith(PERSONALIZER):
+        return b"Bearer " + key
+    return authorization
