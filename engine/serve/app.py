@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
+from engine.serve import console, console_api
 from engine.serve.front import PUBLIC, Front, RouteTable
 from engine.serve.limits import BodyLimit
 from engine.serve.metrics import Metrics
@@ -55,11 +56,12 @@ def scoped(scope: str) -> dict:
 
 def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
                max_candidates: int = 200, max_headers: int = 100, api_docs: str = "token",
-               access_log: str = "all") -> FastAPI:
+               access_log: str = "all", results_dir: str | None = None) -> FastAPI:
     """The FastAPI app over ``engine``; ``token`` is a static all-scopes token or a
     :class:`Tokens`. ``api_docs``: ``"token"`` serves ``/openapi.json`` to tokens with the
     ``read`` scope, ``"off"`` serves no spec; there are never HTML docs pages (they load
-    scripts from a CDN). Closing the app (lifespan shutdown) closes the engine: learners
+    scripts from a CDN). The console (``/ui``) lists offline reports found in the data
+    directory and ``results_dir``. Closing the app (lifespan shutdown) closes the engine: learners
     flushed, snapshots written, the data directory released."""
     tokens = token if isinstance(token, Tokens) else Tokens(token)
     if api_docs not in API_DOCS:
@@ -82,11 +84,13 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
     app.state.metrics = metrics
     _error_handlers(app)
     _routes(app, engine, lock, metrics, max_candidates)
+    console_api.mount(app, engine, lock, [str(engine.data_dir), *filter(None, [results_dir])])
+    sessions = console.mount(app, tokens)
     _secure_spec(app)
     routes = RouteTable(app.routes, extra={"/openapi.json": "read"})
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Front, tokens=tokens, routes=routes, metrics=metrics,
-                       max_headers=max_headers, access_log=access_log)
+                       max_headers=max_headers, access_log=access_log, sessions=sessions)
     return app
 
 

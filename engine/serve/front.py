@@ -18,8 +18,10 @@ import logging
 import re
 import time
 import traceback
+from urllib.parse import quote
 
 from engine.serve.metrics import Metrics
+from engine.serve.sessions import CsrfError, Sessions
 from engine.serve.tokens import AuthError, Tokens
 
 PUBLIC = "public"  # x-scope of a route that needs no token
@@ -83,7 +85,8 @@ class Front:
     """ASGI middleware: header count limit, access check, 500s, metrics and access log."""
 
     def __init__(self, app, tokens: Tokens, routes: RouteTable, metrics: Metrics,
-                 max_headers: int = 100, access_log: str = "all"):
+                 max_headers: int = 100, access_log: str = "all",
+                 sessions: Sessions | None = None):
         if access_log not in ACCESS_LOG_MODES:
             raise ValueError(f"access_log: one of {ACCESS_LOG_MODES} (got {access_log!r})")
         self.app = app
@@ -92,6 +95,7 @@ class Front:
         self.metrics = metrics
         self.max_headers = max_headers
         self.access_log = access_log
+        self.sessions = sessions  # the console's sign-in cookies, a second way to send a token
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -110,11 +114,21 @@ class Front:
             if len(scope["headers"]) > self.max_headers:
                 raise _Refused(431, "headers", f"at most {self.max_headers} header lines")
             if needed != PUBLIC:
-                who = self._authorize(scope["headers"], needed).name
+                identity = self._authorize(scope["headers"], needed, method)
+                who = identity.name
+                scope.setdefault("state", {})["identity"] = identity  # for the console
             await self.app(scope, receive, send_wrapper)
         except _Refused as exc:
             who = exc.who or who
-            await send_error(send_wrapper, exc.status, exc.field, exc.reason, exc.headers)
+            if exc.status == 401 and method == "GET" and scope["path"].startswith("/ui"):
+                # a console page without a session: to sign-in, coming back here after
+                target = "/ui/login?next=" + quote(scope["path"], safe="/")
+                await send_wrapper({"type": "http.response.start", "status": 303,
+                                    "headers": [(b"location", target.encode()),
+                                                (b"content-length", b"0")]})
+                await send_wrapper({"type": "http.response.body", "body": b""})
+            else:
+                await send_error(send_wrapper, exc.status, exc.field, exc.reason, exc.headers)
         except Exception as exc:  # noqa: BLE001 - the last line: log safely, answer 500
             frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
                                  for f in reversed(traceback.extract_tb(exc.__traceback__)))
@@ -131,8 +145,13 @@ class Front:
                 access_log.info("token=%s method=%s route=%s status=%d ms=%.2f", who,
                                 method, template, status[0], elapsed * 1e3)
 
-    def _authorize(self, headers, needed: str | None):
+    def _authorize(self, headers, needed: str | None, method: str):
         authorization = next((v for k, v in headers if k == b"authorization"), None)
+        if authorization is None and self.sessions is not None:
+            try:  # the console's cookie stands for its token: the same check follows
+                authorization = self.sessions.credential(headers, method)
+            except CsrfError as err:
+                raise _Refused(403, "csrf", str(err)) from None
         try:
             return self.tokens.authorize(authorization, needed)
         except AuthError as err:
