@@ -14,7 +14,7 @@ function el(tag, attrs, ...kids) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v);
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid !== null && kid !== undefined) node.append(kid instanceof Node ? kid : String(kid));
   }
   return node;
@@ -23,7 +23,7 @@ function el(tag, attrs, ...kids) {
 function svg(tag, attrs, ...kids) {
   const node = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  for (const kid of kids.flat()) if (kid) node.append(kid instanceof Node ? kid : String(kid));
+  for (const kid of kids.flat(Infinity)) if (kid) node.append(kid instanceof Node ? kid : String(kid));
   return node;
 }
 
@@ -221,7 +221,7 @@ function parseMetrics(text) {  // Prometheus text -> {"name{labels}": value}
 }
 
 PAGES.live = async () => {
-  const [m, l] = await Promise.all([api("/metrics"), api("/v1/live")]);
+  const [m, l] = await Promise.all([api("/metrics"), api("/v1/live?minutes=120")]);
   const metrics = parseMetrics(m.body), live = l.body;
   const get = (k) => metrics[k] || 0;
   const byVariant = (field) => live.variants.map((v) => ({ name: v, points: live.decisions.filter((r) => r.variant === v).map((r) => [r.minute, r[field]]) }));
