@@ -88,7 +88,7 @@ class Site:
 
     def __init__(self, folder: Path, backend: str = "inline"):
         self.folder = folder
-        seed(folder / "d", backend)
+        seed(folder / "d")  # the store is the same whichever backend serves it
         token_file = folder / "tokens.yaml"
         self.admin = tokens.add(str(token_file), "console-admin", ["read", "admin"])
         self.reader = tokens.add(str(token_file), "console-reader", ["read"])
