@@ -13,23 +13,6 @@ forgets every session (people sign in again).
 Cross-site request forgery: ``SameSite=Strict`` keeps the cookie off requests other sites
 start; on top, a request authenticated by the cookie with a method that changes state must
 carry the session's CSRF token in ``X-CSRF-Token`` and an ``Origin`` naming this host.
-
-Examples
---------
->>> s = Sessions(clock=lambda: 0.0)
->>> sid, csrf = s.open("s3cret")
->>> headers = [(b"cookie", f"{COOKIE}={sid}".encode()), (b"host", b"127.0.0.1:8080")]
->>> s.credential(headers, "GET")
-b'Bearer s3cret'
->>> s.credential(headers, "DELETE")
-Traceback (most recent call last):
-...
-engine.serve.sessions.CsrfError: a console request that changes state needs the session's X-CSRF-Token header
->>> ok = headers + [(b"x-csrf-token", csrf.encode()), (b"origin", b"http://127.0.0.1:8080")]
->>> s.credential(ok, "DELETE")
-b'Bearer s3cret'
->>> s.close(sid); s.credential(headers, "GET") is None
-True
 """
 
 from __future__ import annotations
@@ -52,7 +35,25 @@ class CsrfError(Exception):
 
 
 class Sessions:
-    """Session id -> (token, CSRF token, expiry), in memory, thread-safe."""
+    """Session id -> (token, CSRF token, expiry), in memory, thread-safe.
+
+    Examples
+    --------
+    >>> s = Sessions(clock=lambda: 0.0)
+    >>> sid, csrf = s.open("s3cret")
+    >>> headers = [(b"cookie", f"{COOKIE}={sid}".encode()), (b"host", b"127.0.0.1:8080")]
+    >>> s.credential(headers, "GET")
+    b'Bearer s3cret'
+    >>> s.credential(headers, "DELETE")
+    Traceback (most recent call last):
+    ...
+    engine.serve.sessions.CsrfError: a console request that changes state needs the session's X-CSRF-Token header
+    >>> ok = headers + [(b"x-csrf-token", csrf.encode()), (b"origin", b"http://127.0.0.1:8080")]
+    >>> s.credential(ok, "DELETE")
+    b'Bearer s3cret'
+    >>> s.close(sid); s.credential(headers, "GET") is None
+    True
+    """
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
