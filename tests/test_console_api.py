@@ -176,3 +176,28 @@ def test_read_side_routes_are_bounded_and_checked(site):
     assert live["reward_totals"] == {"joined": 5}
     for path in ("/ui/files/0/../../../etc/passwd", "/ui/files/0/LOCK", "/ui/files/7/report.md"):
         assert c.get(path).status_code == 404, path
+
+
+def test_offline_reports_are_found_by_their_files(tmp_path):
+    from engine.serve.console_api import find_reports, report_file
+
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "report.md").write_text("intro\n## Drifting\n![r](reward.png)\n")
+    (tmp_path / "sim" / "reward.png").write_bytes(b"\x89PNG")
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "report.md").write_text("# A/B lints vs squarecb\n")
+    (tmp_path / "ab" / "report.json").write_text("{}")
+    (tmp_path / "ope" / "deep").mkdir(parents=True)
+    (tmp_path / "ope" / "deep" / "estimates.png").write_bytes(b"\x89PNG")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "report.md").write_text("# hidden\n")
+    found = {r["id"]: (r["title"], r["kind"], r["markdown"], r["plots"])
+             for r in find_reports([str(tmp_path)])}
+    assert found == {"0/sim": ("Drifting", "simulate", True, ["reward.png"]),
+                     "0/ab": ("A/B lints vs squarecb", "compare", True, []),
+                     "0/ope/deep": ("deep", "ope", False, ["estimates.png"])}
+    assert report_file([str(tmp_path)], "0/sim", "reward.png") == tmp_path / "sim" / "reward.png"
+    assert report_file([str(tmp_path)], "0/sim", "report.py") is None  # not a report's type
+    (tmp_path.parent / "outside.md").write_text("secret")
+    assert report_file([str(tmp_path)], "0/..", "outside.md") is None  # outside the folder
+    assert report_file([str(tmp_path)], "1/sim", "reward.png") is None  # no such folder

@@ -145,7 +145,7 @@ def mount(app: FastAPI, tokens: Tokens) -> Sessions:
     def add_page(path: str, name: str, title: str) -> None:
         async def show():
             return HTMLResponse(shell(name, f"{title} · Loopwise"), headers=HEADERS)
-        app.get(path, **page, name=f"ui_{name}_{len(path)}")(show)
+        app.get(path, **page, name=f"ui_{name}")(show)
 
     for path, name, title in [
             ("/ui/users", "users", "Users"), ("/ui/users/{user_id}", "user", "User"),

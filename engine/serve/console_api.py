@@ -4,7 +4,7 @@ user search, live per-minute figures, the A/B report over time, and offline repo
 
 Every answer comes from bounded, indexed queries (:mod:`engine.insight`), made under the
 engine's lock. Offline reports are the ``report.md`` files that ``loopwise simulate``,
-``compare`` and ``ope`` write, with their plots, found under the results folders.
+``compare`` and ``ope`` write, with their plots, found under the results folders, or the PNG plots ``loopwise ope --plot`` wrote.
 
 Examples
 --------
@@ -45,8 +45,10 @@ def _error(status: int, field: str, reason: str) -> JSONResponse:
 
 
 def find_reports(folders: list[str]) -> list[dict]:
-    """Reports (``report.md``) under ``folders``, newest first: id (``<folder index>/<path>``),
-    title (the first heading), kind (simulate, compare, ope), modified time and plots."""
+    """Reports under ``folders``, newest first: a folder with a ``report.md`` (``loopwise
+    simulate``, ``compare``) or with PNG plots only (``loopwise ope --plot``). Each: id
+    (``<folder index>/<path>``), title (the first heading, else the folder's name), kind,
+    whether it has Markdown, modified time and plots."""
     found = []
     for k, folder in enumerate(folders):
         root = Path(folder)
@@ -54,26 +56,27 @@ def find_reports(folders: list[str]) -> list[dict]:
             continue
         for here, dirs, files in os.walk(root):
             depth = len(Path(here).relative_to(root).parts)
-            if depth >= MAX_DEPTH:
-                dirs[:] = []
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            if "report.md" in files:
+            dirs[:] = [] if depth >= MAX_DEPTH else sorted(d for d in dirs if not d.startswith("."))
+            if "report.md" in files or any(f.endswith(".png") for f in files):
                 found.append(_report_entry(k, root, Path(here)))
     found.sort(key=lambda r: -r["modified"])
     return found[:MAX_REPORTS]
 
 
 def _report_entry(k: int, root: Path, folder: Path) -> dict:
-    text = (folder / "report.md").read_text(encoding="utf-8", errors="replace")
-    title = next((line.lstrip("# ").strip() for line in text.splitlines()
-                  if line.startswith("#")), folder.name)
-    lowered = title.lower()
-    kind = next((w for w in ("compare", "ope", "off-policy") if w in lowered), "simulate")
+    md = folder / "report.md"
+    plots = sorted(p.name for p in folder.glob("*.png"))
+    title = folder.name
+    if md.is_file():
+        text = md.read_text(encoding="utf-8", errors="replace")
+        title = next((line.lstrip("# ").strip() for line in text.splitlines()
+                      if line.startswith("#")), title)
+    kind = ("compare" if (folder / "report.json").is_file() else "simulate") if md.is_file() \
+        else "ope"
     rel = folder.relative_to(root).as_posix()
-    return {"id": f"{k}/{rel}" if rel != "." else f"{k}", "title": title,
-            "kind": "ope" if kind == "off-policy" else kind,
-            "modified": (folder / "report.md").stat().st_mtime,
-            "plots": sorted(p.name for p in folder.glob("*.png"))}
+    newest = max((folder / n).stat().st_mtime for n in ([md.name] if md.is_file() else plots))
+    return {"id": f"{k}/{rel}" if rel != "." else f"{k}", "title": title, "kind": kind,
+            "markdown": md.is_file(), "modified": newest, "plots": plots}
 
 
 def report_file(folders: list[str], report: str, name: str) -> Path | None:

@@ -269,9 +269,12 @@ PAGES.reports = async () => {
 
 PAGES.report = async () => {
   const id = location.pathname.slice("/ui/reports/".length);
-  const r = await api(`/ui/files/${id}/report.md`);
-  if (!r.ok) { main().replaceChildren(el("p", { id: "not-found", class: "notice" }, "Not found: no such report.")); return; }
-  main().replaceChildren(el("article", { id: "report" }, markdown(r.body, `/ui/files/${id}/`)));
+  const entry = (await api("/v1/reports")).body.reports.find((r) => r.id === decodeURIComponent(id));
+  if (!entry) { main().replaceChildren(el("p", { id: "not-found", class: "notice" }, "Not found: no such report.")); return; }
+  const base = `/ui/files/${id}/`;
+  const body = entry.markdown ? markdown((await api(base + "report.md")).body, base)
+    : [el("h1", {}, entry.title), entry.plots.map((p) => el("img", { src: base + encodeURIComponent(p), alt: p, class: "plot" }))];
+  main().replaceChildren(el("article", { id: "report" }, body));
 };
 
 // A small Markdown subset as DOM: headings, tables, lists, code blocks, images, paragraphs.
