@@ -84,7 +84,7 @@ function lineChart(series, opts) {
   const ts = [], ys = [];
   for (const s of series) for (const [t, y] of s.points) { ts.push(t); if (y !== null) ys.push(y); }
   for (const b of o.bands) for (const [t, a, c] of b.points) { ts.push(t); if (a !== null) ys.push(a); if (c !== null) ys.push(c); }
-  for (const m of o.marks) ts.push(m.t0, m.t1);
+  for (const m of o.marks) ts.push(m.t0);  // a window may run past the data: clipped below
   if (o.hline !== null) ys.push(o.hline);
   if (!ts.length) return el("p", { class: "muted" }, "No data yet.");
   const t0 = Math.min(...ts), t1 = Math.max(...ts), y0 = Math.min(0, ...ys), y1 = Math.max(...ys, y0 + 1e-9);
@@ -92,7 +92,7 @@ function lineChart(series, opts) {
   const Y = (y) => pad.t + h - ((y - y0) / (y1 - y0)) * h;
   const path = (pts) => pts.filter((p) => p[1] !== null).map((p, i) => `${i ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join("");
   const chart = svg("svg", { viewBox: `0 0 ${o.width} ${o.height}`, class: "chart lines", role: "img", id: o.id || "" },
-    o.marks.map((m) => svg("rect", { x: X(m.t0), width: Math.max(2, X(m.t1) - X(m.t0)), y: pad.t, height: h, class: "mark" },
+    o.marks.map((m) => svg("rect", { x: X(m.t0), width: Math.max(2, X(Math.min(m.t1, t1)) - X(m.t0)), y: pad.t, height: h, class: "mark" },
       svg("title", {}, m.label))),
     svg("line", { x1: pad.l, x2: pad.l, y1: pad.t, y2: pad.t + h, class: "axis" }),
     svg("line", { x1: pad.l, x2: pad.l + w, y1: Y(y0), y2: Y(y0), class: "axis" }),
