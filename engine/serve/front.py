@@ -2,10 +2,8 @@
 
 In order, for each request: more than ``max_headers`` header lines are refused (431); the
 route template and its scope are found (:class:`RouteTable`) and :meth:`Tokens.authorize`
-checks the token (the ``Authorization`` header's, or the one a console session cookie
-stands for: :mod:`engine.serve.sessions`), the one access check of every route (401, 403
-naming the missing scope; unknown paths and methods need a valid token too, so strangers
-learn nothing of the API; a console page asked for without one goes to sign-in);
+checks the token, the one access check of every route (401, 403 naming the missing scope;
+unknown paths and methods need a valid token too, so strangers learn nothing of the API);
 an unexpected exception answers 500 and is logged with the route, its type and code
 locations only (its message may quote the body); the request is counted in the metrics and
 gets one access-log line naming the route template, never the path, so no user id is
