@@ -60,8 +60,7 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
     """The FastAPI app over ``engine``; ``token`` is a static all-scopes token or a
     :class:`Tokens`. ``api_docs``: ``"token"`` serves ``/openapi.json`` to tokens with the
     ``read`` scope, ``"off"`` serves no spec; there are never HTML docs pages (they load
-    scripts from a CDN). The console (``/ui``) lists offline reports found in the data
-    directory and ``results_dir``. Closing the app (lifespan shutdown) closes the engine: learners
+    scripts from a CDN). Closing the app (lifespan shutdown) closes the engine: learners
     flushed, snapshots written, the data directory released."""
     tokens = token if isinstance(token, Tokens) else Tokens(token)
     if api_docs not in API_DOCS:
@@ -84,6 +83,7 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
     app.state.metrics = metrics
     _error_handlers(app)
     _routes(app, engine, lock, metrics, max_candidates)
+    # the console (/ui) and its JSON; offline reports from the data dir and results_dir
     console_api.mount(app, engine, lock, [str(engine.data_dir), *filter(None, [results_dir])])
     sessions = console.mount(app, tokens)
     _secure_spec(app)

@@ -20,7 +20,8 @@ import yaml
 DEFAULTS = {"data_dir": "loopwise-data", "host": "127.0.0.1", "port": 8080, "workers": 1,
             "max_body_bytes": 1 << 20, "max_candidates": 200, "max_header_bytes": 16384,
             "max_headers": 100, "token": None, "token_file": None, "api_docs": "token",
-            "access_log": "all", "ssl_certfile": None, "ssl_keyfile": None, "results_dir": None, "engine": {}}
+            "access_log": "all", "ssl_certfile": None, "ssl_keyfile": None, "engine": {},
+            "results_dir": None}
 POSITIVE = ("port", "max_body_bytes", "max_candidates", "max_header_bytes", "max_headers")
 CHOICES = {"api_docs": ("off", "token"), "access_log": ("all", "changes", "off")}
 
