@@ -95,7 +95,7 @@ class Site:
         self.ranker = tokens.add(str(token_file), "console-ranker", ["rank"])
         results = folder / "results"
         subprocess.run([sys.executable, "-m", "experiments.cli", "simulate", "--policies",
-                        "uniform,lints", "--steps", "200", "--users", "20", "--out", str(results),
+                        "uniform,lints", "--steps", "600", "--users", "20", "--out", str(results),
                         "--name", "drifting-tiny", "--workers", "1", "--no-progress"],
                        cwd=ROOT, check=True, capture_output=True, timeout=300)
         cfg = folder / "serve.yaml"

@@ -9,6 +9,7 @@ here (``docs/console/*.png``).
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from console_site import SHOTS, USERS, Site, browser_path, fmt
@@ -64,6 +65,16 @@ class Tab:
 
     def close(self):
         self.context.close()
+
+
+def until(page, expression: str, seconds: float = 15.0) -> None:
+    """Poll a JavaScript expression from here until it is true. (Playwright's own
+    ``wait_for_function`` polls with ``eval`` in the page, which the console's
+    Content-Security-Policy rightly forbids.)"""
+    deadline = time.time() + seconds
+    while not page.evaluate(expression):
+        assert time.time() < deadline, f"never true: {expression}"
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -141,7 +152,7 @@ def test_user_search(admin, site):
     page = admin.open("/ui/users", shot="users")
     page.fill("#user-search", "user-1")
     expected = site.get("/v1/users?prefix=user-1").json()["users"]
-    page.wait_for_function(f"document.querySelectorAll('#user-results li').length == {len(expected)}")
+    until(page, f"document.querySelectorAll('#user-results li').length == {len(expected)}")
     assert admin.texts("#user-results li") == expected == [u for u in USERS if u.startswith("user-1")]
     page.fill("#user-search", USERS[5])
     page.press("#user-search", "Enter")
@@ -217,7 +228,7 @@ def test_offline_reports_with_their_plots(admin, site):
     assert admin.texts("#reports tbody td:first-child") == ["drifting-tiny"]
     page.click("#reports a")
     page.wait_for_selector("body[data-ready='1']")
-    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    until(page, "[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
     assert page.locator("#report img.plot").count() == len(listed[0]["plots"]) == 2

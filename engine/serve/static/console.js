@@ -277,6 +277,12 @@ PAGES.report = async () => {
   main().replaceChildren(el("article", { id: "report" }, body));
 };
 
+// Inline `code` and **bold** as nodes (still text only: no markup from the report).
+function inline(text) {
+  return text.split(/(`[^`]+`|\*\*[^*]+\*\*)/).filter((p) => p).map((p) =>
+    /^`.+`$/.test(p) ? el("code", {}, p.slice(1, -1)) : /^\*\*.+\*\*$/.test(p) ? el("b", {}, p.slice(2, -2)) : p);
+}
+
 // A small Markdown subset as DOM: headings, tables, lists, code blocks, images, paragraphs.
 function markdown(text, base) {
   const out = [], lines = text.split("\n");
@@ -287,22 +293,22 @@ function markdown(text, base) {
       while (++i < lines.length && !lines[i].startsWith("```")) code.push(lines[i]);
       out.push(el("pre", {}, code.join("\n")));
     } else if (/^#{1,4} /.test(line)) {
-      out.push(el("h" + Math.min(4, line.indexOf(" ") + 0), {}, line.replace(/^#+ /, "")));
+      out.push(el("h" + Math.min(4, line.indexOf(" ")), {}, inline(line.replace(/^#+ /, ""))));
     } else if (line.startsWith("|")) {
       const rows = [];
       for (; i < lines.length && lines[i].startsWith("|"); i++) rows.push(lines[i].split("|").slice(1, -1).map((c) => c.trim()));
       i--;
-      out.push(table(rows[0], rows.slice(1).filter((r) => !r.every((c) => /^:?-+:?$/.test(c)))));
+      out.push(table(rows[0], rows.slice(1).filter((r) => !r.every((c) => /^:?-+:?$/.test(c))).map((r) => r.map(inline))));
     } else if (/^!\[[^\]]*\]\([^)/]+\)/.test(line)) {
       const [, alt, src] = line.match(/^!\[([^\]]*)\]\(([^)]+)\)/);
       out.push(el("img", { src: base + encodeURIComponent(src), alt, class: "plot" }));
     } else if (/^[-*] /.test(line)) {
       const items = [];
-      for (; i < lines.length && /^[-*] /.test(lines[i]); i++) items.push(el("li", {}, lines[i].slice(2)));
+      for (; i < lines.length && /^[-*] /.test(lines[i]); i++) items.push(el("li", {}, inline(lines[i].slice(2))));
       i--;
       out.push(el("ul", {}, items));
     } else if (line.trim()) {
-      out.push(el("p", {}, line));
+      out.push(el("p", {}, inline(line)));
     }
   }
   return out;
