@@ -42,7 +42,8 @@ async function api(path, options) {
   const opts = Object.assign({ credentials: "same-origin", headers: {} }, options || {});
   if (opts.method && opts.method !== "GET") opts.headers["X-CSRF-Token"] = session.csrf || "";
   const r = await fetch(path, opts);
-  if (r.status === 401) { location.assign("/ui/login?next=" + encodeURIComponent(location.pathname)); throw new Error("signed out"); }
+  // 401 from the API, or a console path sent to sign-in (the session ended meanwhile)
+  if (r.status === 401 || (r.redirected && new URL(r.url).pathname === "/ui/login")) { location.assign("/ui/login?next=" + encodeURIComponent(location.pathname)); throw new Error("signed out"); }
   const type = r.headers.get("content-type") || "";
   const body = type.includes("json") ? await r.json() : await r.text();
   return { status: r.status, ok: r.ok, body };
