@@ -18,8 +18,10 @@ import logging
 import re
 import time
 import traceback
+from urllib.parse import quote
 
 from engine.serve.metrics import Metrics
+from engine.serve.sessions import CsrfError, Sessions
 from engine.serve.tokens import AuthError, Tokens
 
 PUBLIC = "public"  # x-scope of a route that needs no token
@@ -84,11 +86,13 @@ class Front:
     """ASGI middleware: header count limit, access check, 500s, metrics and access log."""
 
     def __init__(self, app, tokens: Tokens, routes: RouteTable, metrics: Metrics,
-                 max_headers: int = 100, access_log: str = "all"):
+                 max_headers: int = 100, access_log: str = "all",
+                 sessions: Sessions | None = None):
         if access_log not in ACCESS_LOG_MODES:
             raise ValueError(f"access_log: one of {ACCESS_LOG_MODES} (got {access_log!r})")
         self.app, self.tokens, self.routes, self.metrics = app, tokens, routes, metrics
         self.max_headers, self.access_log = max_headers, access_log
+        self.sessions = sessions  # the console's sign-in cookies stand for their tokens
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -108,14 +112,22 @@ class Front:
                 return await send_error(send_wrapper, 431, "headers",
                                         f"at most {self.max_headers} header lines")
             if needed != PUBLIC:
-                auth = _credential(scope["headers"], template)
                 try:
-                    who = self.tokens.authorize(auth, needed).name
+                    auth = _credential(scope["headers"], template)
+                    if auth is None and self.sessions is not None:  # the console's cookie
+                        auth = self.sessions.credential(scope["headers"], method)
+                    identity = self.tokens.authorize(auth, needed)
+                except CsrfError as err:
+                    return await send_error(send_wrapper, 403, "csrf", str(err))
                 except AuthError as err:
                     who = err.who or who
+                    if err.status == 401 and method == "GET" and scope["path"].startswith("/ui"):
+                        return await _to_sign_in(send_wrapper, scope["path"])
                     extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
                     return await send_error(send_wrapper, err.status, "authorization",
                                             err.reason, extra)
+                who = identity.name
+                scope.setdefault("state", {})["identity"] = identity  # for the console
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:  # noqa: BLE001 - the last line: log safely, answer 500
             frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
@@ -146,3 +158,11 @@ def _credential(headers, template: str) -> bytes | None:
     if authorization is None and key is not None and template.startswith(PERSONALIZER):
         return b"Bearer " + key
     return authorization
+
+
+async def _to_sign_in(send, path: str) -> None:
+    """A console page asked for without a session: 303 to sign-in, coming back after."""
+    target = "/ui/login?next=" + quote(path, safe="/")
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", target.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
