@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +24,10 @@ from engine import Engine
 from engine.serve import tokens
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "console"
+# the README's screenshots, rewritten where asked (LOOPWISE_SCREENSHOTS=1); a scratch folder
+# otherwise, so a test run leaves the checkout as it was
+SHOTS = (ROOT / "docs" / "console" if os.environ.get("LOOPWISE_SCREENSHOTS")
+         else Path(tempfile.mkdtemp(prefix="loopwise-shots-")))
 USERS = [f"user-{k:02d}" for k in range(16)]
 TOPICS = ["jazz", "rock", "news", "sport"]
 ENGINE_YAML = ("engine:\n  item_features: 2\n  context_features: [mobile]\n  seed: 0\n"
