@@ -40,7 +40,14 @@ from .accumulator import VariantStats
 from .assignment import assign_variant, hash_unit, validate_weights
 from .fixed import WelchResult, lift_ci, mean_ci, welch_test
 from .report import ab_report, format_report
-from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, SequentialResult, mixture_tau2, msprt
+from .sequential import (
+    DEFAULT_MIN_N,
+    DEFAULT_TARGET_N,
+    SequentialResult,
+    cs_radius,
+    mixture_tau2,
+    msprt,
+)
 from .srm import DEFAULT_SRM_THRESHOLD, srm_check
 
 __all__ = [
@@ -52,6 +59,7 @@ __all__ = [
     "WelchResult",
     "ab_report",
     "assign_variant",
+    "cs_radius",
     "format_report",
     "hash_unit",
     "lift_ci",
