@@ -137,6 +137,10 @@ class Engine:
                                         self.data_dir, float(self.clock()))
             self.decider.rollout = self.joiner.rollout = self.rollout
             self.joiner.learners = {**self.learners, CHALLENGER: self.rollout.learner}
+        else:  # decisions a past rollout's challenger served, still awaiting rewards after
+            # a restart without it, are learned by the (first) variant, from their propensities
+            self.joiner.learners = {CHALLENGER: next(iter(self.learners.values())),
+                                    **self.learners}
         recovery.recover(self.store, self.backend, self.router.n_shards, self.joiner.waiting,
                          self.learners, self._rng)
 

@@ -144,17 +144,10 @@ class OffPolicyGap:
 
     def add(self, w: float, r: float) -> None:
         """One logged round: its importance weight and reward."""
-        s = self.sums
-        wr, ww = w * r, w * w
-        s["n"] += 1.0
-        s["w"] += w
-        s["r"] += r
-        s["wr"] += wr
-        s["rr"] += r * r
-        s["ww"] += ww
-        s["wwr"] += ww * r
-        s["wwrr"] += ww * r * r
-        s["wrr"] += wr * r
+        s, wr, ww = self.sums, w * r, w * w
+        for key, x in zip(self._FIELDS, (1.0, w, r, wr, r * r, ww, ww * r, ww * r * r, wr * r),
+                          strict=True):
+            s[key] += x
 
     def estimate(self, alpha: float, target_n: float = DEFAULT_TARGET_N) -> dict:
         """``{"n", "champion", "challenger", "difference", "low", "high"}`` (values None
@@ -434,11 +427,11 @@ def open_rollout(cfg, n_features: int, store, data_dir: str | None, now: float) 
     elif getattr(policy, "n_features", n_features) != n_features:
         raise ValidationError("rollout.challenger.policy", f"has n_features="
                               f"{policy.n_features} but the featurizer makes {n_features}")
-    saved = store.load_policy(CHALLENGER)
+    saved = store.load_policy(CHALLENGER)  # as of the last snapshot (not re-learned since)
     state = read_state(data_dir) if data_dir else None
-    if saved is not None and state is not None and state.get("settings") == rc.describe():
-        policy = Learner.load_policy(saved[2])
-    learner = Learner(policy, cfg.learn_batch)
+    resumed = saved is not None and state is not None and state.get("settings") == rc.describe()
+    learner = Learner(Learner.load_policy(saved[2]) if resumed else policy, cfg.learn_batch)
+    learner.learned_seq = saved[0] if resumed else 0
     rollout = Rollout(rc, champion, learner, cfg.salt, data_dir, cfg.wait_window)
     rollout.start(now)
     return rollout

@@ -240,3 +240,21 @@ def test_http_rollout_route(tmp_path):
         assert r.status_code == 404 and r.json()["error"]["field"] == "rollout"
     finally:
         plain.stop()
+
+
+def test_challenger_decisions_pending_at_a_restart_without_the_rollout_are_learned(tmp_path):
+    clock = [1000.0]
+    settings = {"challenger": {"policy": "uniform"}}
+    eng = Engine(tmp_path / "d", policy="linucb", item_features=3, seed=0,
+                 clock=lambda: clock[0], rollout=settings)
+    eng.rollout.stage, eng.rollout.state = 3, "promoted"  # it serves everyone
+    d = eng.rank("u1", ITEMS)
+    assert d.variant == CHALLENGER
+    eng.close()
+    eng = Engine(tmp_path / "d", policy="linucb", item_features=3, seed=0,
+                 clock=lambda: clock[0])  # the rollout is gone from the settings
+    assert eng.variant_of("u1") == "default"
+    before = eng.learners["default"].version
+    assert eng.reward(d.decision_id, 1.0).status == "joined"
+    assert eng.learners["default"].version == before + 1  # the champion learned it
+    eng.close()
