@@ -154,8 +154,9 @@ class Decider:
                                             slot_props[i], phi[i], variant, names[variant],
                                             versions[variant], now,
                                             None if logged is None else logged[i])
-            if shadow is not None and variant != CHALLENGER:
-                pend.shadow = float(shadow[i, slots[i][0]])
+            if shadow is not None and variant != CHALLENGER:  # logged with the decision
+                pend.shadow = x = float(shadow[i, slots[i][0]])
+                row = (*row[:-1], f'{row[-1][:-1]},"shadow":{x!r}}}')
             decisions.append(dec)
             rows.append(row)
             pending.append(pend)

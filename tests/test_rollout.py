@@ -258,3 +258,19 @@ def test_challenger_decisions_pending_at_a_restart_without_the_rollout_are_learn
     assert eng.reward(d.decision_id, 1.0).status == "joined"
     assert eng.learners["default"].version == before + 1  # the champion learned it
     eng.close()
+
+
+def test_shadow_probability_is_logged_with_the_decision_and_survives_a_restart(tmp_path):
+    def open_engine():
+        return Engine(tmp_path / "d", policy="uniform", item_features=3, seed=0,
+                      clock=lambda: 1000.0, rollout={"challenger": {"policy": "uniform"}})
+
+    eng = open_engine()
+    d = eng.rank("u1", ITEMS)
+    meta = json.loads(eng.store.decision(d.decision_id)["chosen_meta"])
+    assert meta["shadow"] == pytest.approx(1 / 3) and meta["p"] == pytest.approx(1 / 3)
+    eng.close()
+    eng = open_engine()  # the decision waits again, with its challenger's probability
+    assert eng.reward(d.decision_id, 1.0).status == "joined"
+    assert eng.rollout_report()["off_policy"]["n"] == 1
+    eng.close()
