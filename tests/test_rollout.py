@@ -261,9 +261,12 @@ def test_challenger_decisions_pending_at_a_restart_without_the_rollout_are_learn
 
 
 def test_shadow_probability_is_logged_with_the_decision_and_survives_a_restart(tmp_path):
+    clock = [1000.0]
+
     def open_engine():
         return Engine(tmp_path / "d", policy="uniform", item_features=3, seed=0,
-                      clock=lambda: 1000.0, rollout={"challenger": {"policy": "uniform"}})
+                      clock=lambda: clock[0], wait_window=60.0,
+                      rollout={"challenger": {"policy": "uniform"}})
 
     eng = open_engine()
     d = eng.rank("u1", ITEMS)
@@ -273,4 +276,24 @@ def test_shadow_probability_is_logged_with_the_decision_and_survives_a_restart(t
     eng = open_engine()  # the decision waits again, with its challenger's probability
     assert eng.reward(d.decision_id, 1.0).status == "joined"
     assert eng.rollout_report()["off_policy"]["n"] == 1
+    eng.rank("u2", ITEMS)  # never rewarded: its default reward counts when its window closes
+    clock[0] += 61.0
+    eng.rank("u3", ITEMS)
+    gap = eng.rollout_report()["off_policy"]
+    assert gap["n"] == 2 and gap["champion"] == 0.5
     eng.close()
+
+
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("  rollout:\n    challenger: {policy: linucb}\n    steps: [0.1, 0.5]\n",
+     "error: engine.rollout.steps: must rise strictly to 1.0"),
+    ("  rollout:\n    challenger: {policy: thompson}\n",
+     "error: engine.rollout.challenger.policy: unknown policy 'thompson'"),
+])
+def test_serve_yaml_rollout_mistakes_name_the_key(tmp_path, capsys, monkeypatch, yaml, message):
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("engine:\n  policy: uniform\n  item_features: 3\n" + yaml)
+    monkeypatch.setenv("LOOPWISE_TOKEN", "t")
+    assert cli(["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
