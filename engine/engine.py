@@ -29,6 +29,7 @@ from engine.events import EventTypes, validate_events
 from engine.featurizer import Featurizer
 from engine.join import Joiner
 from engine.learner import Learner, make_policies, open_learners
+from engine.rollout import CHALLENGER, open_rollout, save_rollout
 from engine.router import Router
 from engine.session import Sessions
 from engine.store import Store
@@ -130,6 +131,16 @@ class Engine:
         self.sessions = sessions if sessions.variants else None
         self._expire = self.joiner.expire if self.sessions is None else self._expire_both
         self.joiner.sessions = self.decider.sessions = self.sessions
+        self.rollout = None
+        if cfg.rollout is not None:  # a challenger in shadow, or serving a share of users
+            self.rollout = open_rollout(cfg, self.featurizer.n_features, self.store,
+                                        self.data_dir, float(self.clock()))
+            self.decider.rollout = self.joiner.rollout = self.rollout
+            self.joiner.learners = {**self.learners, CHALLENGER: self.rollout.learner}
+        else:  # decisions a past rollout's challenger served, still awaiting rewards after
+            # a restart without it, are learned by the (first) variant, from their propensities
+            self.joiner.learners = {CHALLENGER: next(iter(self.learners.values())),
+                                    **self.learners}
         recovery.recover(self.store, self.backend, self.router.n_shards, self.joiner.waiting,
                          self.learners, self._rng)
 
@@ -255,6 +266,8 @@ class Engine:
     def snapshot(self) -> None:
         """Save every shard's profiles and every policy (recovery replays only what follows)."""
         recovery.save(self.store, self.backend, self.router.n_shards, self.learners, self._rng)
+        if self.rollout is not None:
+            save_rollout(self.rollout, self.store)
         self._since_snapshot = 0
 
     def close(self) -> None:
@@ -322,6 +335,11 @@ class Engine:
             released = self.store.release_quarantine(list(release))
         n, rows = self.store.quarantined(limit)
         return {"count": n, "released": released, "records": rows}
+
+    def rollout_report(self) -> dict | None:
+        """The rollout's state, settings, off-policy estimate, online A/B comparison and
+        steps with their reasons (:meth:`engine.rollout.Rollout.report`); None without one."""
+        return None if self.rollout is None else self.rollout.report()
 
     def ab_report(self, control: str | None = None, alpha: float = 0.05) -> dict:
         """Compare the variants' rewards (learned rewards: joined or default).
