@@ -39,7 +39,7 @@ def test_learns_the_long_term_optimum_and_the_myopic_twin_the_myopic_one(gamma, 
     # 6.4, ignoring the bootstrap the patient one 0.6
     np.testing.assert_allclose(p.q_values(PHI), q_star, atol=0.15)
     probs = p.act(PHI[None])[0]
-    assert probs[best] > 0.9, probs  # the softmax at temperature 0.1 plus the 5% floor
+    assert probs[best] > 0.9, probs  # the softmax at the default temperature plus the 5% floor
     assert probs[1 - best] >= p.epsilon / 2  # explored, honestly reported
 
 
