@@ -10,7 +10,7 @@ It prints each policy's mean over seeds with a 95% Student-t interval, the paire
 differences ``slateq - other`` with theirs, and the ratio of ``slateq``'s mean return to the
 better of the two others'. Runs go to ``--workers`` processes, one torch thread each::
 
-    python -m experiments.benchmarks.bench_long_term                  # seeds 0-4, 40k steps
+    python -m experiments.benchmarks.bench_long_term                  # seeds 0-4, 20k steps
     python -m experiments.benchmarks.bench_long_term --seeds 100,101  # tuning seeds
     python -m experiments.benchmarks.bench_long_term --quick          # a smoke run
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from experiments.metrics import sample_mean_ci
 
@@ -103,7 +103,7 @@ def report(out: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
-    parser.add_argument("--steps", type=int, default=40_000, help="user-steps per run")
+    parser.add_argument("--steps", type=int, default=20_000, help="user-steps per run")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--policies", default=",".join(POLICIES),
@@ -122,12 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--policies: unknown {unknown}; choose from {list(POLICIES)}")
     jobs = [(n, s, steps, users, args.batch_size) for s in seeds for n in names]
     start = time.perf_counter()
+    runs = []
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        runs = [f.result() for f in [pool.submit(run_one, *job) for job in jobs]]
+        for f in as_completed([pool.submit(run_one, *job) for job in jobs]):
+            r = f.result()
+            runs.append(r)
+            print(f"{r['policy']:14s} seed {r['seed']:3d}  return {r['return']:.3f}  (2nd half "
+                  f"{r['return_2nd_half']:.3f})  length {r['length']:.2f}  "
+                  f"({r['seconds']:.0f}s)", flush=True)
     wall = time.perf_counter() - start
-    for r in runs:
-        print(f"{r['policy']:14s} seed {r['seed']:3d}  return {r['return']:.3f}  (2nd half "
-              f"{r['return_2nd_half']:.3f})  length {r['length']:.2f}  ({r['seconds']:.0f}s)")
     out = summarize(runs)
     print(report(out))
     print(f"{len(jobs)} runs of {steps} steps in {wall:.0f}s with {args.workers} workers")
