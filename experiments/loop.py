@@ -131,6 +131,17 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
                      np.concatenate(ended_at).astype(float), variants[done])
 
 
+def one_thread() -> None:
+    """Initializer of a worker process that runs beside others: torch's small networks get
+    one thread each (two workers of two threads on two cores run several times slower)."""
+    import os
+    import sys
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # read when torch is imported (later, in the run)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
 def session_ends(info: dict, t: int) -> list[dict]:
     """``session_end`` events of the users whose session ended in batch step ``t``."""
     slots = np.flatnonzero(info["ended"]).tolist()

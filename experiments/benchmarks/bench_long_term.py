@@ -33,12 +33,9 @@ FIGURES = ("return", "return_2nd_half", "length", "length_2nd_half")
 
 def run_one(name: str, seed: int, steps: int, n_users: int, batch_size: int) -> dict:
     """One policy on one seed: its session figures and the wall time."""
-    import torch
-
     from experiments.loop import run_policy
     from simulators import make_config
 
-    torch.set_num_threads(1)  # a small network: threads cost more than they save
     policy, params = POLICIES[name]
     start = time.perf_counter()
     res = run_policy(make_config("long_term", n_users=n_users), policy, params, seed=seed,
@@ -123,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(n, s, steps, users, args.batch_size) for s in seeds for n in names]
     start = time.perf_counter()
     runs = []
-    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+    from experiments.loop import one_thread
+
+    with ProcessPoolExecutor(max_workers=max(1, args.workers), initializer=one_thread) as pool:
         for f in as_completed([pool.submit(run_one, *job) for job in jobs]):
             r = f.result()
             runs.append(r)
