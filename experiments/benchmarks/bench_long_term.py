@@ -10,7 +10,7 @@ It prints each policy's mean over seeds with a 95% Student-t interval, the paire
 differences ``slateq - other`` with theirs, and the ratio of ``slateq``'s mean return to the
 better of the two others'. Runs go to ``--workers`` processes, one torch thread each::
 
-    python -m experiments.benchmarks.bench_long_term                  # seeds 0-4, 20k steps
+    loopwise bench long_term                                          # seeds 0-4, 20k steps
     python -m experiments.benchmarks.bench_long_term --seeds 100,101  # tuning seeds
     python -m experiments.benchmarks.bench_long_term --quick          # a smoke run
 """
