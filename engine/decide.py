@@ -257,11 +257,41 @@ class Decider:
                None if ctx_raw is None else compact_json(ctx_raw), chosen.meta_json(prop))
         pending = Pending(did, uid, deadline, variant, phi[c0].copy(), prop, ids[c0],
                           chosen.topics, chosen.tags)
+        if len(slots) > 1:
+            pending.slots = _slot_decisions(row, p_row, slots, slot_props, cands, phi)
         return dec, row, pending
 
 
 #: ``choose`` of :meth:`Decider.decide`: the policy's most probable candidate
 GREEDY = -1
+
+
+def slot_id(decision_id: str, slot: int) -> str:
+    """The decision id slot ``slot`` of a slate is logged and joined under (slot 0: the
+    decision's own)."""
+    return decision_id if slot == 0 else f"{decision_id}#{slot}"
+
+
+def _slot_decisions(row: tuple, p_row: np.ndarray, slots: list[int], slot_props: list[float],
+                    cands, phi: np.ndarray) -> list[tuple[Pending, tuple]]:
+    """A slate's slots after the first as one-slot decisions of their own (logged only once
+    a per-slot reward comes): slot ``i`` chose among the candidates not yet placed, with the
+    probabilities renormalized over them, and its propensity is the one it was filled with."""
+    did, uid, now, deadline, variant, policy, version, ids_json = row[:8]
+    out = []
+    for i in range(1, len(slots)):
+        c, prop = slots[i], slot_props[i]
+        cond = p_row.copy()
+        cond[slots[:i]] = 0.0
+        cond /= cond.sum()
+        cond[c] = prop  # exactly the propensity drawn with
+        item = cands[c]
+        sid = slot_id(did, i)
+        out.append((Pending(sid, uid, deadline, variant, phi[c].copy(), prop, item.item_id,
+                            item.topics, item.tags),
+                    (sid, uid, now, deadline, variant, policy, version, ids_json, cond.tobytes(),
+                     c, row[10], _DOUBLE.pack(prop), *row[12:15], item.meta_json(prop))))
+    return out
 
 
 def _spread(probs: np.ndarray, mask: np.ndarray | None, share: float) -> np.ndarray:
