@@ -68,6 +68,22 @@ def test_unreported_slots_get_the_default_and_survive_a_restart(tmp_path):
         eng.close()
 
 
+def test_a_slate_without_per_slot_rewards_yet_takes_them_after_a_restart(tmp_path):
+    t = [100.0]
+    eng = engine(tmp_path / "d", lambda: t[0])
+    d = eng.rank("u1", CANDS, slate_size=3)
+    eng.close()
+    eng = engine(tmp_path / "d", lambda: t[0])
+    try:
+        results = eng.reward(d.decision_id, [0.0, 1.0, 1.0])
+        assert [r.status for r in results] == ["joined"] * 3
+        assert [r[2] for r in eng.learners["default"]._records] == d.slot_propensities
+        row = eng.store.decision(f"{d.decision_id}#2")
+        assert json.loads(row["candidate_ids"])[row["chosen"]] == d.ranking[2]
+    finally:
+        eng.close()
+
+
 def test_a_slate_reward_without_slot_is_the_first_slots(tmp_path):
     t = [100.0]
     eng = engine(tmp_path / "d", lambda: t[0])
