@@ -14,6 +14,11 @@ from engine.errors import ValidationError
 
 LEARNING_MODES = ("Online", "Apprentice", "Inference")
 #: Personalizer's wire names -> the fields of :class:`ServiceSettings`
+#: Whether ``logRetentionDays`` deletes anything: not yet (the engine keeps every log), so
+#: the settings' body says so rather than let a migrating user believe it.
+RETENTION_ENFORCED = False
+#: Keys of the settings body a client may send back but cannot set (ignored by ``PUT``).
+READ_ONLY = ("lastConfigurationEditDate", "logRetentionEnforced")
 WIRE_NAMES = {"rewardWaitTime": "reward_wait_time", "defaultReward": "default_reward",
               "explorationPercentage": "exploration_percentage",
               "learningMode": "learning_mode", "logRetentionDays": "log_retention_days",
@@ -51,8 +56,9 @@ class ServiceSettings:
     learn from its rewards) or ``Inference`` (the policy's best, no exploring, no
     learning)."""
     log_retention_days: int | None = None
-    """Days decision logs are meant to be kept (``None``: forever). Recorded and reported;
-    the store does not yet delete by age."""
+    """Days decision logs are meant to be kept (``None``: forever). Recorded and reported,
+    NOT enforced: the store does not delete logs by age yet, and :meth:`to_wire` says so
+    (``logRetentionEnforced: false``)."""
     reward_aggregation: str = "earliest"
     """How repeated rewards of one event combine: ``earliest`` (the first counts) is the
     only one supported."""
@@ -99,7 +105,7 @@ class ServiceSettings:
             raise ValidationError("body", "must be an object of settings", body)
         changes = {}
         for key, value in body.items():
-            if key == "lastConfigurationEditDate":
+            if key in READ_ONLY:
                 continue
             if key not in WIRE_NAMES:
                 raise ValidationError(key, f"unknown setting; allowed: {sorted(WIRE_NAMES)}")
@@ -111,6 +117,7 @@ class ServiceSettings:
         """The settings as Personalizer's ``ServiceConfiguration`` body."""
         out = {wire: getattr(self, name) for wire, name in WIRE_NAMES.items()}
         out["rewardWaitTime"] = format_duration(self.reward_wait_time)
+        out["logRetentionEnforced"] = RETENTION_ENFORCED
         return out
 
 
