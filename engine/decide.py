@@ -12,13 +12,12 @@ import struct
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from itertools import accumulate
-from os import urandom
 
 import numpy as np
 
 from engine.abtest import hash_unit
 from engine.checks import check_string, storable
-from engine.decisions import Decision, Pending
+from engine.decisions import Decision, Pending, new_decision_id
 from engine.errors import ValidationError
 from engine.rollout import CHALLENGER
 from engine.store import compact_json
@@ -249,7 +248,7 @@ class Decider:
             chosen_set = set(slots)
             order = slots + [j for j in order if j not in chosen_set]
         ids = list(cands.ids)  # cands: a CandidateSet
-        did = did or urandom(16).hex()  # 128 random bits: a decision id cannot be guessed
+        did = did or new_decision_id()
         chosen = cands[c0]
         prop = slot_props[0]
         ranking = [ids[j] for j in order]

@@ -23,6 +23,7 @@ from collections import OrderedDict, deque
 import numpy as np
 
 from engine.decide import GREEDY
+from engine.decisions import new_decision_id
 from engine.errors import UnknownDecisionError, ValidationError
 from engine.jsonfeatures import JsonFeatures
 from engine.personalizer_settings import ServiceSettings
@@ -313,9 +314,7 @@ class Personalizer:
 
     @staticmethod
     def _new_event_id() -> str:
-        from os import urandom
-
-        return urandom(16).hex()
+        return new_decision_id()
 
 
 def _body_field(field: str, kept: list[int], where: str) -> str:

@@ -128,11 +128,13 @@ def test_decision_ids_carry_128_random_bits(tmp_path):
     eng = make(tmp_path / "d")
     ids = [eng.rank("u1", cands()).decision_id for _ in range(200)]
     eng.close()
-    assert len(set(ids)) == 200 and all(len(i) == 32 for i in ids)
-    assert all(int(i, 16) >= 0 for i in ids)  # hexadecimal: 32 digits, 128 bits
-    # no shared prefix or counter: neighbours differ in their leading digits as often as
-    # independent draws do (a counter or a per-run prefix would share them every time)
-    same_lead = sum(a[:4] == b[:4] for a, b in zip(ids, ids[1:], strict=False))
+    assert len(set(ids)) == 200 and all(len(i) == 44 for i in ids)
+    assert all(int(i, 16) >= 0 for i in ids)  # hexadecimal: 12 digits of time, 32 random
+    # the time prefix never goes back: new ids extend the decision log's index at its end
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
+    # the random part has no shared prefix or counter: neighbours differ in its leading
+    # digits as often as independent draws do (a counter or a per-run prefix would share them)
+    same_lead = sum(a[12:16] == b[12:16] for a, b in zip(ids, ids[1:], strict=False))
     assert same_lead <= 2
 
 

@@ -209,7 +209,7 @@ def test_the_reported_bodies_are_refused_naming_the_field(served):
     assert r.status_code == 422
     d = _checked(served.post("/v1/rank", {"user_id": "u1", "actions": [{"id": "a"},
                                                                         {"id": "b"}]})).json()
-    assert len(d["eventId"]) == 32  # 128 random bits
+    assert len(d["eventId"]) == 44  # a time prefix, then 128 random bits
     r = _checked(served.post(_reward_path(d["eventId"]), {"value": 1e308}))
     assert r.status_code == 422 and r.json()["error"]["field"] == "value"
     assert _checked(served.post(_reward_path(d["eventId"]), {"value": 1.0})).json()[
