@@ -1,6 +1,6 @@
 """The ``loopwise`` command line.
 
-A subcommand with a module of its own (simulate, compare, ope, serve, token) takes its flags
+A subcommand with a module of its own (simulate, compare, ope, report, serve, token) takes its flags
 from that module's ``add_arguments(parser)`` and runs its ``main(args)``; the small ones
 (export, quarantine, bench) live here and import what they need when they run.
 
@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "A/B comparison of policy variants in simulation")
     _module_command(sub, "ope", "experiments.ope.run",
                     "off-policy evaluation of a target policy on logged data")
+    _module_command(sub, "report", "experiments.dp_report",
+                    "differentially private aggregates of a data directory, within its budget")
 
     export = sub.add_parser("export", help="export the decision log to Parquet or VW DSJson")
     export.add_argument("--log", required=True, help="engine data directory")
