@@ -60,6 +60,7 @@ class Decider:
         self.rng = rng
         self.wait_window = wait_window
         self.sessions = None  # engine.session.Sessions when a variant learns transitions
+        self.pseudonyms = None  # engine.privacy.pseudonym.Pseudonyms: stored ids, with a key
         self._names = list(learners)
         cum = np.cumsum([weights[k] for k in self._names])
         self._cum_weights = cum / cum[-1]
@@ -91,6 +92,8 @@ class Decider:
         context as given, decision id or None). Errors name fields under ``where``."""
         if not storable(uid):
             check_string(uid, f"{where}.user_id")
+        if self.pseudonyms is not None:
+            uid = self.pseudonyms(uid)
         cands, items = self.featurizer.prepare_candidates(candidates, f"{where}.candidates")
         if slate_size > len(cands):
             raise ValidationError("slate_size", f"must be at most the number of candidates "

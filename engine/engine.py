@@ -29,6 +29,8 @@ from engine.events import EventTypes, validate_events
 from engine.featurizer import Featurizer
 from engine.join import Joiner
 from engine.learner import Learner, make_policies, open_learners
+from engine.privacy.minimal import keywords_only
+from engine.privacy.pseudonym import check_directory, open_pseudonyms
 from engine.router import Router
 from engine.session import Sessions
 from engine.store import Store
@@ -91,6 +93,8 @@ class Engine:
         self.router = Router(cfg.shards)
         self._tmpdir = tempfile.mkdtemp(prefix="loopwise-") if data_dir is None else None
         self.data_dir = str(self._tmpdir if data_dir is None else data_dir)
+        # the key is checked (outside the data directory, long enough) before the store opens
+        self.pseudonyms = open_pseudonyms(cfg.pseudonym_key_file, self.data_dir)
         self.store = Store(self.data_dir, synchronous=cfg.synchronous)
         self.backend = None
         try:
@@ -108,6 +112,7 @@ class Engine:
         """Check the data directory's settings, start shards and learners, wire the decide
         and join paths, and recover what the data directory holds."""
         policies = make_policies(cfg, self.featurizer.n_features)
+        check_directory(self.store, self.pseudonyms)
         self.store.check_meta({
             "shards": cfg.shards,
             "n_features": self.featurizer.n_features,
@@ -130,6 +135,7 @@ class Engine:
         self.sessions = sessions if sessions.variants else None
         self._expire = self.joiner.expire if self.sessions is None else self._expire_both
         self.joiner.sessions = self.decider.sessions = self.sessions
+        self.decider.pseudonyms = self.pseudonyms
         recovery.recover(self.store, self.backend, self.router.n_shards, self.joiner.waiting,
                          self.learners, self._rng)
 
@@ -138,7 +144,7 @@ class Engine:
         """Validate, log durably, then apply events to profiles. All-or-nothing: if any event
         is invalid, nothing is stored. Events repeating a stored ``event_id`` are ignored."""
         now = float(self.clock())
-        evs = validate_events(events, self.event_types, self.limits, now)
+        evs = self._private(validate_events(events, self.event_types, self.limits, now))
         self._expire(now)
         if not evs:
             return IngestResult(0, 0)
@@ -150,6 +156,24 @@ class Engine:
                 if seq is not None and e.type == "session_end":
                     self.sessions.end(e.user_id)
         return self._apply_logged(evs, shards, seqs)
+
+    def _private(self, evs: list) -> list:
+        """Events as they may be stored: user ids as pseudonyms (with a key), text as its
+        keywords (unless ``store_text``). The events are the validator's own copies."""
+        pseudo, keep_text = self.pseudonyms, self.config.store_text
+        if pseudo is None and keep_text:
+            return evs
+        for e in evs:
+            if pseudo is not None:
+                e.user_id = pseudo(e.user_id)
+            if not keep_text and e.text:
+                e.text = keywords_only(e.text)
+        return evs
+
+    def _uid(self, user_id: str) -> str:
+        """The id the store knows ``user_id`` by (its pseudonym, with a key), checked."""
+        check_string(user_id, "user_id")
+        return user_id if self.pseudonyms is None else self.pseudonyms(user_id)
 
     def _expire_both(self, now: float) -> None:
         """Default rewards for decisions whose window closed, then sessions whose gap
@@ -181,7 +205,7 @@ class Engine:
     def variant_of(self, user_id: str) -> str:
         """The variant a user is assigned to: sticky, by a salted hash of the id (the hash
         of :func:`engine.abtest.assign_variant`, so offline tools assign users alike)."""
-        return self.decider.variant_of(user_id)
+        return self.decider.variant_of(self._uid(user_id))
 
     def rank(self, user_id: str, candidates: Sequence, context: Mapping | None = None, *,
              slate_size: int = 1, decision_id: str | None = None) -> Decision:
@@ -193,7 +217,9 @@ class Engine:
         self._expire(now)
         request = self.decider.parse(user_id, candidates, context, decision_id, "requests[0]",
                                      slate_size)
-        return self.decider.decide([request], slate_size, now)[0]
+        decision = self.decider.decide([request], slate_size, now)[0]
+        decision.user_id = user_id  # stored under the pseudonym, answered by the caller's id
+        return decision
 
     def rank_batch(self, requests: Sequence[Mapping], *, slate_size: int = 1) -> list[Decision]:
         """Rank many requests at once: one feature call per shard and one policy call per
@@ -204,7 +230,10 @@ class Engine:
             raise ValidationError("requests", "must be a non-empty list of rank requests", requests)
         now = float(self.clock())
         self._expire(now)
-        return self.decider.decide(self.decider.parse_batch(requests, slate_size), slate_size, now)
+        out = self.decider.decide(self.decider.parse_batch(requests, slate_size), slate_size, now)
+        for decision, req in zip(out, requests, strict=True):
+            decision.user_id = req["user_id"]
+        return out
 
     # ---- rewards ---------------------------------------------------------------------
     def reward(self, decision_id: str, value: float) -> RewardResult:
@@ -227,13 +256,16 @@ class Engine:
     # ---- profiles --------------------------------------------------------------------
     def profile(self, user_id: str, now: float | None = None) -> dict | None:
         """The user's profile as JSON-ready dict (``None`` for an unknown user)."""
-        check_string(user_id, "user_id")
-        return self.backend.profile_json(self.router.shard_of(user_id), user_id, now)
+        uid = self._uid(user_id)
+        out = self.backend.profile_json(self.router.shard_of(uid), uid, now)
+        if out is not None:
+            out["user_id"] = user_id
+        return out
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Erase the user: profile, latent factors, logged events, decisions and rewards.
         The shard is re-snapshotted and the WAL truncated, so no file keeps the user's data."""
-        check_string(user_id, "user_id")
+        user_id = self._uid(user_id)
         shard = self.router.shard_of(user_id)
         had = self.backend.forget(shard, user_id)
         self.joiner.waiting.drop_user(user_id)

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 from pathlib import Path
 
-from engine.errors import ValidationError
+from engine.errors import StoreError, ValidationError
 
 ENV = "LOOPWISE_PSEUDONYM_KEY_FILE"
 #: Shortest key accepted, in bytes (after stripping surrounding whitespace).
@@ -122,6 +123,38 @@ def open_pseudonyms(configured: str | os.PathLike | None,
                         "stored as given", ENV)
         return None
     return Pseudonyms.from_file(path, data_dir)
+
+
+#: The id whose pseudonym a data directory records, to recognise its key (not the key).
+KEY_CHECK = "\x00loopwise pseudonym key check"
+_CHECK_META = "pseudonym_key_check"
+
+
+def check_directory(store, pseudonyms: Pseudonyms | None) -> None:
+    """Refuse to mix ids: a data directory written under one key (or with raw ids) is only
+    reopened the same way. The directory records the pseudonym of :data:`KEY_CHECK`, from
+    which the key cannot be recovered."""
+    check = None if pseudonyms is None else pseudonyms(KEY_CHECK)
+    recorded = store.get_meta(_CHECK_META)
+    if recorded is None:
+        has_data = store.db.execute("SELECT EXISTS (SELECT 1 FROM events) OR "
+                                    "EXISTS (SELECT 1 FROM decisions)").fetchone()[0]
+        if has_data and check is not None:
+            raise StoreError("pseudonym_key_file: the data directory holds raw user ids; "
+                             "open it without a key (or start a new data directory)")
+        store.set_meta(_CHECK_META, json.dumps(check))
+        return
+    recorded = json.loads(recorded)
+    if recorded == check:
+        return
+    if recorded is None:
+        why = "holds raw user ids; open it without a key (or start a new data directory)"
+    elif check is None:
+        why = (f"holds pseudonyms; set pseudonym_key_file or {ENV} to the key it was "
+               "written with")
+    else:
+        why = "was written with another key; use that key (or re-key the directory)"
+    raise StoreError(f"pseudonym_key_file: the data directory {why}")
 
 
 def new_key(path: str | os.PathLike) -> None:
