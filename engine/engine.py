@@ -29,6 +29,7 @@ from engine.events import EventTypes, validate_events
 from engine.featurizer import Featurizer
 from engine.join import Joiner
 from engine.learner import Learner, make_policies, open_learners
+from engine.privacy import erase
 from engine.privacy.minimal import keywords_only
 from engine.privacy.pseudonym import check_directory, open_pseudonyms
 from engine.router import Router
@@ -262,19 +263,38 @@ class Engine:
             out["user_id"] = user_id
         return out
 
-    def forget(self, user_id: str) -> dict[str, int]:
-        """Erase the user: profile, latent factors, logged events, decisions and rewards.
-        The shard is re-snapshotted and the WAL truncated, so no file keeps the user's data."""
-        user_id = self._uid(user_id)
-        shard = self.router.shard_of(user_id)
-        had = self.backend.forget(shard, user_id)
-        self.joiner.waiting.drop_user(user_id)
+    def forget(self, user_id: str) -> dict:
+        """Erase the user from memory and from every file: profile, latent factors (and those
+        of items that only this user touched), logged events, decisions, rewards and
+        quarantined records naming them. The shard is re-snapshotted and the WAL truncated,
+        checked: while another connection holds a read transaction it is retried (here for
+        up to 2 s, then on later calls and at close) and reported.
+
+        Returns the counts erased and where: ``{"profile", "events", "decisions", "rewards",
+        "quarantine", "items", "database", "snapshot" (the shard re-written), "wal"
+        ("truncated" or "held"), "tries", "reason"?}``."""
+        uid = self._uid(user_id)
+        shard = self.router.shard_of(uid)
+        items = erase.items_only_of(self.store, uid, shard)
+        had = self.backend.forget(shard, uid, items)
+        self.joiner.waiting.drop_user(uid)
         if self.sessions is not None:
-            self.sessions.drop_user(user_id)
-        counts = self.store.forget(user_id)
+            self.sessions.drop_user(uid)
+        counts = self.store.forget(uid)
         recovery.save_shard(self.store, self.backend, shard)
-        self.store.scrub()
-        return {"profile": int(had), **counts}
+        wal = erase.scrub(self.store)
+        if wal["wal"] != "truncated" and self._expire.__name__ != "_expire_scrub":
+            self._expire_unscrubbed = self._expire
+            self._expire = self._expire_scrub
+        return {"profile": int(had), **counts, "items": len(items),
+                "database": self.store.path.name, "snapshot": shard, **wal}
+
+    def _expire_scrub(self, now: float) -> None:
+        """The expiry path while an erasure waits for its WAL truncation: try again (once,
+        without waiting), and go back to the plain path when it worked."""
+        self._expire_unscrubbed(now)
+        if erase.scrub(self.store, timeout=0.0)["wal"] == "truncated":
+            self._expire = self._expire_unscrubbed
 
     # ---- durability ------------------------------------------------------------------
     def snapshot(self) -> None:

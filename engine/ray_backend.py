@@ -54,8 +54,8 @@ class ShardActor:
     def profile_json(self, user_id: str, now: float | None):
         return self._check().profile_json(user_id, now)
 
-    def forget(self, user_id: str) -> bool:
-        return self._check().forget(user_id)
+    def forget(self, user_id: str, items=()) -> bool:
+        return self._check().forget(user_id, items)
 
     def snapshot(self) -> tuple[int, bytes]:
         shard = self._check()
@@ -161,8 +161,8 @@ class RayBackend:
     def profile_json(self, shard: int, user_id: str, now: float | None) -> dict | None:
         return self._call({shard: ("profile_json", (user_id, now))})[shard]
 
-    def forget(self, shard: int, user_id: str) -> bool:
-        return self._call({shard: ("forget", (user_id,))})[shard]
+    def forget(self, shard: int, user_id: str, items=()) -> bool:
+        return self._call({shard: ("forget", (user_id, tuple(items)))})[shard]
 
     def snapshot(self, shard: int) -> tuple[int, bytes]:
         return self._call({shard: ("snapshot", ())})[shard]

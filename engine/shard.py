@@ -230,9 +230,12 @@ class ProfileShard:
         self._mf.learn_many(latent_steps)  # nothing in the loop reads latents
         return applied
 
-    def forget(self, user_id: str) -> bool:
-        """Drop everything this shard holds about ``user_id``; True when there was a profile."""
+    def forget(self, user_id: str, items: Sequence[str] = ()) -> bool:
+        """Drop everything this shard holds about ``user_id``, and the latent vectors of
+        ``items`` (those only this user touched); True when there was a profile."""
         self._mf.forget_user(user_id)
+        for item in items:
+            self._mf.forget_item(item)
         return self._profiles.pop(user_id, None) is not None
 
     # ---- reads -----------------------------------------------------------------------
