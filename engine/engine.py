@@ -32,6 +32,7 @@ from engine.learner import Learner, make_policies, open_learners
 from engine.privacy import erase
 from engine.privacy.minimal import keywords_only
 from engine.privacy.pseudonym import check_directory, open_pseudonyms
+from engine.privacy.retention import Upkeep
 from engine.router import Router
 from engine.session import Sessions
 from engine.store import Store
@@ -134,11 +135,28 @@ class Engine:
                                self._rng, cfg.wait_window)
         sessions = Sessions(self.learners, cfg.session_gap)
         self.sessions = sessions if sessions.variants else None
-        self._expire = self.joiner.expire if self.sessions is None else self._expire_both
+        self._expire_plain = self.joiner.expire if self.sessions is None else self._expire_both
         self.joiner.sessions = self.decider.sessions = self.sessions
         self.decider.pseudonyms = self.pseudonyms
         recovery.recover(self.store, self.backend, self.router.n_shards, self.joiner.waiting,
                          self.learners, self._rng)
+        self.upkeep = Upkeep(self.store, cfg.retention_days, self.snapshot,
+                             lambda: min(lrn.learned_seq for lrn in self.learners.values()))
+        if self.upkeep.window is not None:  # what aged out while the engine was closed
+            now = float(self.clock())
+            self._expire_plain(now)  # decisions whose window closed meanwhile settle first
+            self.upkeep.retain(now)
+        self._rewire()
+
+    def _rewire(self) -> None:
+        """The expiry path of every call: the plain one, or with the privacy chores."""
+        self._expire = self._expire_upkeep if self.upkeep.active else self._expire_plain
+
+    def _expire_upkeep(self, now: float) -> None:
+        self._expire_plain(now)
+        self.upkeep.tick(now)
+        if not self.upkeep.active:
+            self._rewire()
 
     # ---- events ----------------------------------------------------------------------
     def ingest(self, events: Sequence[Mapping]) -> IngestResult:
@@ -146,6 +164,7 @@ class Engine:
         is invalid, nothing is stored. Events repeating a stored ``event_id`` are ignored."""
         now = float(self.clock())
         evs = self._private(validate_events(events, self.event_types, self.limits, now))
+        self.upkeep.check_events(evs, now)
         self._expire(now)
         if not evs:
             return IngestResult(0, 0)
@@ -283,18 +302,10 @@ class Engine:
         counts = self.store.forget(uid)
         recovery.save_shard(self.store, self.backend, shard)
         wal = erase.scrub(self.store)
-        if wal["wal"] != "truncated" and self._expire.__name__ != "_expire_scrub":
-            self._expire_unscrubbed = self._expire
-            self._expire = self._expire_scrub
+        self.upkeep.erased(wal)
+        self._rewire()
         return {"profile": int(had), **counts, "items": len(items),
                 "database": self.store.path.name, "snapshot": shard, **wal}
-
-    def _expire_scrub(self, now: float) -> None:
-        """The expiry path while an erasure waits for its WAL truncation: try again (once,
-        without waiting), and go back to the plain path when it worked."""
-        self._expire_unscrubbed(now)
-        if erase.scrub(self.store, timeout=0.0)["wal"] == "truncated":
-            self._expire = self._expire_unscrubbed
 
     # ---- durability ------------------------------------------------------------------
     def snapshot(self) -> None:
