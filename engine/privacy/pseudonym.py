@@ -157,6 +157,12 @@ def check_directory(store, pseudonyms: Pseudonyms | None) -> None:
     raise StoreError(f"pseudonym_key_file: the data directory {why}")
 
 
+def record_key(store, pseudonyms: Pseudonyms | None) -> None:
+    """Record which key (or none) the directory is now written with (after re-keying)."""
+    check = None if pseudonyms is None else pseudonyms(KEY_CHECK)
+    store.set_meta(_CHECK_META, json.dumps(check))
+
+
 def new_key(path: str | os.PathLike) -> None:
     """Write a new random key (32 bytes, hex) to ``path``, readable by its owner only;
     refuse to overwrite a file."""
