@@ -15,7 +15,7 @@ from engine.events import Event, EventTypes, validate_event, validate_events
 from engine.profile import ProfileConfig
 
 __all__ = [
-    "Decision", "Engine", "EngineConfig", "Event", "EventTypes", "IngestResult", "LoopwiseError", "ProfileConfig",
-    "RewardResult", "StoreError", "UnknownDecisionError", "ValidationError", "validate_event",
-    "validate_events",
+    "Decision", "Engine", "EngineConfig", "Event", "EventTypes", "IngestResult", "LoopwiseError",
+    "ProfileConfig", "RewardResult", "StoreError", "UnknownDecisionError", "ValidationError",
+    "validate_event", "validate_events",
 ]

@@ -1,8 +1,5 @@
-"""Shard backends: where the shards live. The engine talks to every backend the same way.
-
-Each method takes work for many shards and makes at most one call per shard, so the Ray
-backend (:mod:`engine.ray_backend`) can send one batch per actor.
-"""
+"""Shard backends: where the shards live, behind one interface. Each method makes at most one
+call per shard, so the Ray backend (:mod:`engine.ray_backend`) sends one batch per actor."""
 
 from __future__ import annotations
 
@@ -50,9 +47,6 @@ class InlineBackend:
     def restore(self, shard: int, blob: bytes | None) -> None:
         if blob is not None:
             self.shards[shard].restore(blob)
-
-    def last_seq(self, shard: int) -> int:
-        return self.shards[shard].last_seq
 
     def n_profiles(self) -> int:
         return sum(len(s) for s in self.shards)

@@ -1,9 +1,7 @@
 """Checks every face of the engine applies at its boundary (Python, HTTP, Ray, replay).
 
-A value accepted here can be stored, exported and served back: strings are Unicode that
-encodes to UTF-8 (SQLite, JSON and HTTP all need that; a lone surrogate such as
-``"\\ud83d"``, what a client sends when it cuts a string inside an emoji, does not), hold
-no NUL character, and have a bounded length; numbers are finite and lie in their domain.
+A value accepted here can be stored, exported and served back: strings encode to UTF-8 (no
+lone surrogate), hold no NUL and have a bounded length; numbers are finite and in their domain.
 """
 
 from __future__ import annotations
@@ -46,15 +44,14 @@ def text_problem(value: str) -> str | None:
 
 def storable(value: object) -> bool:
     """Whether ``value`` is a non-empty string of at most :data:`MAX_ID_LENGTH` characters
-    that :func:`text_problem` accepts (the fast test of ids, topics, tags and keys)."""
+    that :func:`text_problem` accepts (the fast test of ids, topics and tags)."""
     return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and (
         value.isascii() and "\x00" not in value or text_problem(value) is None)
 
 
 def check_string(value: object, where: str, *, max_length: int = MAX_ID_LENGTH,
                  required: bool = True, allow_empty: bool = False) -> str | None:
-    """``value`` as a checked string, non-empty unless ``allow_empty`` (``None`` where
-    allowed and absent).
+    """``value`` as a checked string, non-empty unless ``allow_empty`` (``None``: absent).
 
     Examples
     --------
@@ -107,8 +104,7 @@ def is_number(x: object) -> bool:
 
 def check_number(name: str, value: object, low: float | None = None,
                  high: float | None = None, strict: bool = False) -> float:
-    """``value`` as a float, if it is a finite number in ``[low, high]`` (``(low, high]``
-    with ``strict``).
+    """``value`` as a float if it is a finite number in ``[low, high]`` (``strict``: > low).
 
     Examples
     --------
@@ -131,8 +127,7 @@ def check_number(name: str, value: object, low: float | None = None,
 
 
 def check_real(name: str, value: object) -> float:
-    """``value`` as a float if it is a real number (not a bool); ``nan`` and ``inf`` pass,
-    for the caller's range check.
+    """``value`` as a float if it is a real number (not a bool); ``nan`` and ``inf`` pass.
 
     Examples
     --------
@@ -184,8 +179,8 @@ def check_probability(name: str, value: object, *, open_interval: bool = True) -
 
 
 def check_int(name: str, value: object, low: int) -> int:
-    """``value`` as an ``int`` if it is an integer (Python or numpy, not a bool) >= ``low``;
-    one of another type raises :class:`~engine.errors.ValidationTypeError`.
+    """``value`` as an ``int`` if it is an integer (not a bool) >= ``low``; one of another
+    type raises :class:`~engine.errors.ValidationTypeError`.
 
     Examples
     --------

@@ -1,7 +1,5 @@
 """The records of the loop: a decision, a decision awaiting its reward, a reward's outcome.
-
-Decisions are made in :mod:`engine.decide`; rewards are joined in :mod:`engine.join`.
-"""
+Decisions are made in :mod:`engine.decide`; rewards are joined in :mod:`engine.join`."""
 
 from __future__ import annotations
 
@@ -16,20 +14,14 @@ class Decision:
 
     Attributes
     ----------
-    decision_id
-        Id to report the reward under.
-    user_id
-        The user the decision was made for.
+    decision_id, user_id
+        Id to report the reward under; the user the decision was made for.
     ranking
         Candidate ids, best first: the sampled slate first, then the rest by probability.
-    probabilities
-        The policy's probability of choosing each candidate (in request order).
-    candidate_ids
-        The candidates' ids in request order.
-    chosen
-        The item shown in the first slot (sampled from ``probabilities``).
-    propensity
-        Probability with which ``chosen`` was sampled.
+    probabilities, candidate_ids
+        The policy's probability of choosing each candidate, and their ids, in request order.
+    chosen, propensity
+        The item shown in the first slot, sampled from ``probabilities`` with ``propensity``.
     slot_propensities
         Conditional probability of each slot's item given the earlier slots (slates).
     variant, policy_version, ts
@@ -54,8 +46,8 @@ class Decision:
 
 @dataclass(slots=True)
 class Pending:
-    """A decision awaiting its reward (kept in memory; its row is in the store). Slotted:
-    every decision waits as one, for up to the wait window (about 700 bytes each)."""
+    """A decision awaiting its reward (in memory, slotted: one per decision in the wait
+    window; its row is in the store)."""
 
     decision_id: str
     user_id: str
@@ -70,12 +62,9 @@ class Pending:
 
 @dataclass
 class RewardResult:
-    """Outcome of one reward report.
-
-    ``status`` is ``"joined"`` (learned), ``"duplicate"`` (ignored: the decision already had a
-    reward), or ``"late"`` (recorded, not learned: its window had closed and the default
-    reward was learned instead).
-    """
+    """Outcome of one reward report: ``status`` is ``"joined"`` (learned), ``"duplicate"``
+    (ignored: the decision already had a reward), or ``"late"`` (recorded, not learned: its
+    window had closed and the default reward was learned instead)."""
 
     decision_id: str
     status: str

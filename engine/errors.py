@@ -1,9 +1,7 @@
 """Exceptions raised on purpose by Loopwise. Messages say what was wrong and how to fix it.
 
-Every bad input is a :class:`ValidationError` whose message is ``field: reason (got value)``
-(defined in :mod:`policies.errors`, the lowest package, and shared by every package); the
-engine adds its own errors for decisions and the store here.
-"""
+Every bad input is a :class:`ValidationError`, ``field: reason (got value)``, shared by every
+package from :mod:`policies.errors`; the engine adds its errors for decisions and the store."""
 
 from __future__ import annotations
 

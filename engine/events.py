@@ -26,26 +26,15 @@ from engine.errors import ValidationError
 #: ``rate`` is scaled by its value (see :meth:`EventTypes.weight`); ``reward`` is the
 #: value a decision's reward reported, so a rewarded recommendation counts like a click.
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "view": 0.2,
-    "click": 1.0,
-    "purchase": 3.0,
-    "rate": 1.0,
-    "search": 0.5,
-    "dislike": -2.0,
-    "reward": 1.0,
-    "session_end": 0.0,
+    "view": 0.2, "click": 1.0, "purchase": 3.0, "rate": 1.0, "search": 0.5, "dislike": -2.0,
+    "reward": 1.0, "session_end": 0.0,
 }
 
-#: Implicit-feedback targets for the latent-factor model (``None``: the type does not train it).
+#: Implicit-feedback targets for the latent-factor model (``None``: the type does not train
+#: it; ``rate`` and ``reward`` derive theirs from the value, see EventTypes.implicit_target).
 DEFAULT_IMPLICIT: dict[str, float | None] = {
-    "view": 0.0,
-    "click": 1.0,
-    "purchase": 1.0,
-    "rate": None,  # derived from the rating, see EventTypes.implicit_target
-    "search": None,
-    "dislike": 0.0,
-    "reward": None,  # derived from the reward value
-    "session_end": None,  # the application ended the user's session (engine.session)
+    "view": 0.0, "click": 1.0, "purchase": 1.0, "rate": None, "search": None, "dislike": 0.0,
+    "reward": None, "session_end": None,
 }
 
 __all__ = ["MAX_ID_LENGTH", "MAX_LIST_LENGTH", "MAX_TEXT_LENGTH", "Event", "EventTypes", "Limits",
@@ -92,8 +81,6 @@ class Limits:
         """The window of event times accepted when the engine's clock reads ``now``."""
         high = _MAX_FLOAT if now is None else float(now) + self.max_event_lead
         return float(self.min_event_time), high
-
-
 
 @dataclass(frozen=True)
 class EventTypes:
@@ -157,6 +144,7 @@ class EventTypes:
         return 1.0 if self._weights[type_] > 0 else 0.0  # type: ignore[attr-defined]
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Event:
     """One validated behaviour event. Build it with :func:`validate_event`.
 
@@ -170,23 +158,16 @@ class Event:
     ['jazz']
     """
 
-    __slots__ = ("user_id", "type", "ts", "item_id", "value", "topics", "tags", "text",
-                 "attributes", "event_id")
-
-    def __init__(self, user_id: str, type: str, ts: float, item_id: str | None = None,
-                 value: float | None = None, topics: tuple[str, ...] = (),
-                 tags: tuple[str, ...] = (), text: str | None = None,
-                 attributes: dict | None = None, event_id: str | None = None):
-        self.user_id = user_id
-        self.type = type
-        self.ts = ts
-        self.item_id = item_id
-        self.value = value
-        self.topics = topics
-        self.tags = tags
-        self.text = text
-        self.attributes = attributes
-        self.event_id = event_id
+    user_id: str
+    type: str
+    ts: float
+    item_id: str | None = None
+    value: float | None = None
+    topics: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    text: str | None = None
+    attributes: dict | None = None
+    event_id: str | None = None
 
     def to_dict(self) -> dict:
         """The event as a plain JSON-ready dict (empty optional fields left out)."""
@@ -215,9 +196,8 @@ class Event:
 
 _FIELDS = frozenset(Event.__slots__)
 
-#: Event ids the engine gives the behaviour events it derives from rewards
-#: (``reward:<decision_id>``); an ingested event may not take one (it would displace the
-#: reward event's row in the log, so a replay would miss that reward).
+#: Event ids of the events the engine derives from rewards (``reward:<decision_id>``); an
+#: ingested event may not take one (a replay would miss that reward).
 RESERVED_EVENT_ID_PREFIX = "reward:"
 
 _VALUED_TYPES = frozenset(("rate", "reward"))  # types whose events must carry a value
@@ -229,9 +209,9 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
                    now: float | None = None) -> Event:
     """Check one event and return it as an :class:`Event`.
 
-    Raises :class:`~engine.errors.ValidationError` naming the field (prefixed by ``where``).
-    With ``limits``, ``ts`` must lie in ``limits.ts_bounds(now)`` and ``value`` in
-    ``limits.reward_range``; without, any finite time >= 0 and value is accepted.
+    A bad field raises :class:`~engine.errors.ValidationError` naming it after ``where``.
+    ``ts`` must lie in ``limits.ts_bounds(now)``, ``value`` in ``limits.reward_range`` (no
+    ``limits``: any finite time >= 0 and value).
 
     Examples
     --------
@@ -240,8 +220,7 @@ def validate_event(raw: Mapping | Event, types: EventTypes | None = None,
     ...
     policies.errors.ValidationError: event.type: unknown event type; use one of ['click', 'dislike', 'purchase', 'rate', 'reward', 'search', 'session_end', 'view'] or declare it in event_types (got 'teleport')
     """
-    ts_bounds, values = _bounds(limits, now)
-    return _validate(raw, types or _DEFAULT_TYPES, where, ts_bounds, values)
+    return _validate(raw, types or _DEFAULT_TYPES, where, *_bounds(limits, now))
 
 
 def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = None,
@@ -257,11 +236,10 @@ def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = 
 
 def _validate(raw: Mapping | Event, types: EventTypes, where: str,
               ts_bounds: tuple[float, float], values: tuple[float, float]) -> Event:
-    """:func:`validate_event` with its bounds worked out. Each field is first given the
-    test that plain input passes in a comparison or two (a short ASCII id, a float time in
-    range, a list of such strings); whatever fails it goes to the field's full check, which
-    either raises naming the field or accepts the value (an int time, a str subclass).
-    The fields are checked in a fixed order, so the first problem is the one named."""
+    """:func:`validate_event` with its bounds worked out. Each field gets a quick test that
+    plain input passes; what fails it gets the field's full check, which raises naming the
+    field or accepts it (an int time, a str subclass). The first problem, in field order, is
+    the one named."""
     if type(raw) is not dict:
         if isinstance(raw, Event):
             raw = raw.to_dict()
@@ -294,7 +272,11 @@ def _validate(raw: Mapping | Event, types: EventTypes, where: str,
         value = _checked_value(value, type_, values, f"{where}.value")
     text, attributes = get("text"), get("attributes")
     if type_ in _VALUED_TYPES:
-        _check_valued(type_, value, types, f"{where}.value")
+        if value is None:
+            raise ValidationError(f"{where}.value", f"is required for '{type_}' events")
+        low, high = types.rating_scale
+        if type_ == "rate" and not low <= value <= high:
+            raise ValidationError(f"{where}.value", f"rating must lie in [{low}, {high}]", value)
     if text is not None:
         check_string(text, f"{where}.text", max_length=MAX_TEXT_LENGTH, allow_empty=True)
     if type_ == "search" and not text:
@@ -308,7 +290,11 @@ def _validate(raw: Mapping | Event, types: EventTypes, where: str,
         else check_strings(tags, f"{where}.tags")
     if event_id is not None and (not storable(event_id)
                                  or event_id.startswith(RESERVED_EVENT_ID_PREFIX)):
-        _check_event_id(event_id, f"{where}.event_id")
+        check_string(event_id, f"{where}.event_id")
+        if event_id.startswith(RESERVED_EVENT_ID_PREFIX):
+            raise ValidationError(f"{where}.event_id", f"must not start with "
+                                  f"{RESERVED_EVENT_ID_PREFIX!r}, which is reserved for the "
+                                  "engine's reward events", event_id)
     return Event(user_id, type_, ts, item_id, value, topics, tags, text, attributes or None,
                  event_id)
 
@@ -340,16 +326,6 @@ def _checked_value(value: object, type_: str, values: tuple[float, float], where
     return value
 
 
-def _check_valued(type_: str, value: float | None, types: EventTypes, where: str) -> None:
-    """The value rules of ``rate`` and ``reward`` events (after the value's own check)."""
-    if value is None:
-        raise ValidationError(where, f"is required for '{type_}' events")
-    if type_ == "rate":
-        low, high = types.rating_scale
-        if not low <= value <= high:
-            raise ValidationError(where, f"rating must lie in [{low}, {high}]", value)
-
-
 def _checked_attributes(attributes: object, where: str) -> dict:
     if not isinstance(attributes, Mapping):
         raise ValidationError(where, "must be a mapping", attributes)
@@ -366,13 +342,6 @@ def _checked_attributes(attributes: object, where: str) -> dict:
             raise ValidationError(f"{where}.{k}", "must be a string, a boolean or a finite number",
                                   v)
     return dict(attributes)
-
-
-def _check_event_id(value: object, where: str) -> None:
-    check_string(value, where)
-    if value.startswith(RESERVED_EVENT_ID_PREFIX):  # type: ignore[union-attr]
-        raise ValidationError(where, f"must not start with {RESERVED_EVENT_ID_PREFIX!r}, which "
-                              "is reserved for the engine's reward events", value)
 
 
 def _bounds(limits: Limits | None, now: float | None

@@ -1,14 +1,13 @@
 """Export the decision log: Parquet (columnar, for analysis) and VW's DSJson (so VW tooling
-can learn from or evaluate on it).
-
-Both read a data directory's store; neither changes it.
-"""
+can learn from or evaluate on it). Both read a data directory's store; neither changes it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,7 @@ def iter_decisions(store: Store, include_pending: bool = False, batch: int = 200
     """Decisions in time order as dicts; ``phi`` is (K, D) float32, ``probabilities`` (K,)."""
     where = "" if include_pending else "WHERE status != 'pending'"
     cur = store.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM decisions {where} ORDER BY ts, rowid")
-    while True:
-        rows = cur.fetchmany(batch)
-        if not rows:
-            return
+    while rows := cur.fetchmany(batch):
         for row in rows:
             d = dict(zip(_COLUMNS, row, strict=True))
             d["candidate_ids"] = json.loads(d["candidate_ids"])
@@ -50,29 +46,19 @@ def to_parquet(data_dir: str | os.PathLike, path: str | os.PathLike,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    store = Store(data_dir, create=False)
-    try:
-        cols: dict[str, list] = {c: [] for c in _COLUMNS if c != "n_features"}
-        cols["chosen_id"] = []
+    with contextlib.closing(Store(data_dir, create=False)) as store:
+        cols: dict[str, list] = {c: [] for c in (*_COLUMNS, "chosen_id") if c != "n_features"}
         for d in iter_decisions(store, include_pending):
-            for c in cols:
-                if c == "chosen_id":
-                    cols[c].append(d["candidate_ids"][d["chosen"]])
-                elif c == "probabilities":
-                    cols[c].append(d[c].tolist())
-                elif c == "phi":
-                    cols[c].append(d[c].astype(float).tolist())
-                elif c == "context":
-                    cols[c].append(None if d[c] is None else json.dumps(d[c]))
-                else:
-                    cols[c].append(d[c])
-        table = pa.table(cols)
-        meta = {b"loopwise.feature_names": json.dumps(feature_names(store)).encode()}
-        table = table.replace_schema_metadata(meta)
+            d["chosen_id"] = d["candidate_ids"][d["chosen"]]
+            d["probabilities"] = d["probabilities"].tolist()
+            d["phi"] = d["phi"].astype(float).tolist()
+            d["context"] = None if d["context"] is None else json.dumps(d["context"])
+            for c, col in cols.items():
+                col.append(d[c])
+        table = pa.table(cols).replace_schema_metadata(
+            {b"loopwise.feature_names": json.dumps(feature_names(store)).encode()})
         pq.write_table(table, path)
         return table.num_rows
-    finally:
-        store.close()
 
 
 def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> str:
@@ -92,13 +78,13 @@ def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> s
              for k in range(len(ids))]
     chosen = int(d["chosen"])
     reward = 0.0 if d["reward"] is None else float(d["reward"])
-    ts = d["ts"] if event_time is None else event_time
+    ts = datetime.fromtimestamp(d["ts"] if event_time is None else event_time, tz=timezone.utc)
     line = {
         "_label_cost": -reward,
         "_label_probability": float(probs[chosen]),
         "_label_Action": chosen + 1,
         "_labelIndex": chosen,
-        "Timestamp": _iso(ts),
+        "Timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "Version": "1",
         "EventId": d["decision_id"],
         "a": [k + 1 for k in order],
@@ -110,20 +96,11 @@ def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> s
 
 def to_dsjson(data_dir: str | os.PathLike, path: str | os.PathLike) -> int:
     """Write decisions that have a reward (joined or default) as DSJson; return the count."""
-    store = Store(data_dir, create=False)
     n = 0
-    try:
+    with contextlib.closing(Store(data_dir, create=False)) as store:
         names = feature_names(store)
         with open(Path(path), "w", encoding="utf-8") as fh:
             for d in iter_decisions(store):
                 fh.write(dsjson_line(d, names) + "\n")
                 n += 1
-    finally:
-        store.close()
     return n
-
-
-def _iso(ts: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -29,9 +29,8 @@ WRITER_WAIT = 30.0
 
 
 class GroupCommit:
-    """Writes queued in journals under ``data_dir`` on their way into the database at
-    ``db_path`` (``db``: this process's connection to it), handed to a writer process
-    (``use_writer``) every ``flush_every`` calls."""
+    """The queue of writes under ``data_dir`` on their way into ``db`` (at ``db_path``),
+    handed to a writer process (``use_writer``) every ``flush_every`` calls."""
 
     def __init__(self, db: sqlite3.Connection, data_dir: Path, db_path: Path, synchronous: str,
                  flush_every: int, use_writer: bool):
@@ -72,8 +71,7 @@ class GroupCommit:
         """Move every queued write into SQLite: wait for the writer process's transaction,
         then write what the journals still hold (both only after a crash or a failed writer)
         in one transaction here, and clear them."""
-        if self.writer.busy is not None:
-            self._await_writer()
+        self._await_writer()
         journals = [j for j in self.journals if j.end]
         if not journals:
             return
@@ -83,11 +81,9 @@ class GroupCommit:
             self.error = f"group commit failed: {exc!r}"
             raise
         self.error = None
-        for journal in journals:
-            journal.clear()
         for journal, ids in zip(self.journals, self.queued_decisions, strict=True):
-            if not journal.end:
-                ids.clear()
+            journal.clear()
+            ids.clear()
         self.n_queued = 0
 
     def close(self) -> None:
@@ -100,8 +96,7 @@ class GroupCommit:
     def _hand_off(self) -> None:
         """Give the full journal to the writer process and switch to the other one; without a
         writer, commit it here."""
-        if self.writer.busy is not None:
-            self._await_writer()
+        self._await_writer()
         index = self.active
         if not self.writer.hand_off(index, self.journals[index].end):
             self.flush()
@@ -110,8 +105,10 @@ class GroupCommit:
         self.active = 1 - index
 
     def _await_writer(self) -> None:
-        """Wait for the writer's transaction, then clear its journal (if it failed, the journal
-        keeps its records for :meth:`flush`)."""
+        """Wait for the writer's transaction, if any, then clear its journal (if it failed, the
+        journal keeps its records for :meth:`flush`)."""
+        if self.writer.busy is None:
+            return
         index = self.writer.wait()
         if index is not None:
             self.journals[index].clear()

@@ -1,11 +1,6 @@
-"""Group commit's journal: an append-only file that makes one-at-a-time writes durable cheaply.
-
-The store appends each call's writes here instead of a SQLite commit per call, and moves the
-records into SQLite every few hundred calls (:mod:`engine.groupcommit`). The file is
-preallocated (``posix_fallocate`` where the platform has it: a full disk fails the append
-that grows it, with an ``OSError``) and mapped into memory: an append is a copy into the page
-cache, which outlives the process as a ``write`` would; with ``fsync=True`` each record is
-also synced to disk (``msync``), which survives a power cut.
+"""Group commit's journal (:mod:`engine.groupcommit`): a preallocated file (a full disk fails
+the append that grows it) mapped into memory, so an append is a copy into the page cache,
+which outlives the process; with ``fsync=True`` each record is also synced to disk.
 
 A record is ``length (4 bytes) | CRC-32 (4 bytes) | payload``; zeros follow the last one.
 Reading stops at a zero length, a record cut short (a crash mid-copy: that call never
@@ -55,8 +50,7 @@ class Journal:
         self.fsync = fsync
         self._fd = private_fd(self.path)
         self._pos = self._end_of_records()
-        size = os.fstat(self._fd).st_size
-        if size > self._pos:  # a torn or corrupt tail: zeros from the last good record on
+        if os.fstat(self._fd).st_size > self._pos:  # a torn or corrupt tail: cut it off
             os.ftruncate(self._fd, self._pos)
         self._map: mmap.mmap | None = None
         try:
@@ -108,11 +102,7 @@ class Journal:
     def _end_of_records(self) -> int:
         """Offset just past the last complete record already in the file."""
         with open(self.path, "rb") as fh:
-            data = fh.read()
-        end = 0
-        for start, length in _frames(data):
-            end = start + length
-        return end
+            return max((start + length for start, length in _frames(fh.read())), default=0)
 
     def _reserve(self, size: int) -> None:
         """Grow the file to at least ``size`` reserved bytes and map all of it."""

@@ -1,30 +1,25 @@
 """The engine's compiled kernels (numba): latent-factor SGD, latent scores, topic columns,
-candidate features and bounds checks, each one call where a loop of numpy calls would cost
-more than the arithmetic it does.
+candidate features and bounds checks, each one call where a loop of numpy calls would cost more.
 
-Kernels compile on first use and are cached on disk (``cache=True``: ``__pycache__``, or
-``NUMBA_CACHE_DIR``); :func:`warm_up` compiles or loads them all up front (a
-:class:`~engine.shard.ProfileShard` calls it when built), so no ingest or rank pays for it.
-Their numpy statements, used to check them, live in ``tests/oracles.py``.
+Kernels are cached on disk (``cache=True``); :func:`warm_up` compiles or loads them all when a
+:class:`~engine.shard.ProfileShard` is built, so no ingest or rank pays for it. Their numpy
+statements, used to check them, live in ``tests/oracles.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
 import numpy as np
 
-
-def _jit(fn):
-    return numba.njit(cache=True)(fn)  # holds the GIL: calls of microseconds, from one thread
+_jit = numba.njit(cache=True)  # holds the GIL: calls of microseconds, from one thread
 
 
 def _jit_typed(signature):
-    """:func:`_jit` with one explicit signature, ``signature(numba.types)``: one compiled
-    version for every array layout it admits. Compiled at the first call, not at import (an
-    explicit signature compiles eagerly); the compiled function then replaces the module's
-    name, so later calls go straight to it."""
+    """:func:`_jit` with one signature, ``signature(numba.types)``, for every array layout;
+    compiled at the first call, not at import, then put in place of the module's name."""
     def decorate(fn):
         compiled = []  # (kept here too: a name imported before the first call still works)
 
@@ -40,21 +35,14 @@ def _jit_typed(signature):
 
 
 def _read_only(t, ndim: int):
-    """A float64 array argument that may be read-only or not, contiguous or not: one type
-    for all, so that no compilation waits for a request (arrays come back read-only from
-    Ray, and a recurring list's item features are read-only)."""
+    """A float64 array argument, read-only or not (as from Ray), contiguous or not: one type
+    for all, so that no compilation waits for a request."""
     return t.Array(t.float64, ndim, "A", readonly=True)
 
 
-_warm = False
-
-
+@functools.cache
 def warm_up() -> None:
     """Compile (or load from the disk cache) every kernel, once per process."""
-    global _warm
-    if _warm:
-        return
-    _warm = True
     k, d = 2, 3
     funk_sgd(np.ones((1, d)), np.ones((1, d)), np.zeros(1, np.int64), np.zeros(1, np.int64),
              np.ones(1), 0.1, 0.1, 0.0, 1.0)
@@ -73,39 +61,32 @@ def funk_sgd(users, items, user_rows, item_rows, targets, lr_user, lr_item, l2, 
     """SGD on the squared loss of a stream of (user, item, y) events, in place: event ``t``
     pairs row ``user_rows[t]`` of ``users`` with row ``item_rows[t]`` of ``items``; ``g =
     clip(2 (u . v - y))``, then from the old values ``u -= lr_user (g v + l2 u)`` and ``v
-    -= lr_item (g u + l2 v)``: River's FunkMF update, operation for operation (the dot
-    product is numpy's, through BLAS, as ``np.dot`` computes it)."""
-    old_u = np.empty(users.shape[1])
+    -= lr_item (g u + l2 v)``: River's FunkMF update, operation for operation."""
     for t in range(targets.shape[0]):
         _funk_step(users[user_rows[t]], items[item_rows[t]], targets[t], lr_user, lr_item, l2,
-                   clip, old_u)
+                   clip)
 
 
 @_jit
 def funk_sgd_one(users, items, user_row, item_row, target, lr_user, lr_item, l2, clip):
     """:func:`funk_sgd` of one event (no index arrays to build)."""
-    _funk_step(users[user_row], items[item_row], target, lr_user, lr_item, l2, clip,
-               np.empty(users.shape[1]))
+    _funk_step(users[user_row], items[item_row], target, lr_user, lr_item, l2, clip)
 
 
 @_jit
-def _funk_step(u, v, y, lr_user, lr_item, l2, clip, old_u):
+def _funk_step(u, v, y, lr_user, lr_item, l2, clip):
     g = 2.0 * (np.dot(u, v) - y)
     g = max(min(g, clip), -clip)
-    f = u.shape[0]
-    for m in range(f):
-        old_u[m] = u[m]
-    for m in range(f):
-        u[m] = old_u[m] - lr_user * (g * v[m] + l2 * old_u[m])
-    for m in range(f):
-        v[m] = v[m] - lr_item * (g * old_u[m] + l2 * v[m])
+    for m in range(u.shape[0]):
+        old_u = u[m]
+        u[m] = old_u - lr_user * (g * v[m] + l2 * old_u)
+        v[m] = v[m] - lr_item * (g * old_u + l2 * v[m])
 
 
 @_jit
 def row_dots(matrix, rows, vector, out, col):
-    """``out[k, col] = matrix[rows[k]] . vector`` for every ``k``, summed in order: the
-    latent scores of a request's candidates, without gathering their rows first. ``rows``
-    must index ``matrix`` (no bounds are checked)."""
+    """``out[k, col] = matrix[rows[k]] . vector`` for every ``k``, summed in order (the
+    candidates' latent scores); ``rows`` must index ``matrix`` (no bounds are checked)."""
     f = vector.shape[0]
     for k in range(rows.shape[0]):
         r = matrix[rows[k]]
@@ -120,8 +101,7 @@ def topic_columns(affinity, exposure, starts, decay, mass, exposure_decay, out):
     """A shard's topic columns: candidate ``k``'s topics are entries ``starts[k]`` to
     ``starts[k + 1]`` of ``affinity`` and (when not empty) ``exposure``; ``out[k, 0]`` gets
     the sum of its affinities ``* decay / mass`` and ``out[k, 4]`` ``log1p(sum of its
-    exposures * exposure_decay)`` (0 for a sum of 0), each sum in order from 0.0: the floats
-    Python computes."""
+    exposures * exposure_decay)`` (0 for a sum of 0), each sum in order from 0.0."""
     for k in range(starts.shape[0] - 1):
         a = 0.0
         for j in range(starts[k], starts[k + 1]):
@@ -166,8 +146,7 @@ def fill_features(row, user, inter, item, ctx):
 
 @_jit
 def max_abs(values):
-    """The largest magnitude in a 2-D float array (0 when empty), or NaN if it holds one:
-    one pass where ``max()`` and ``min()`` take two."""
+    """The largest magnitude in a 2-D float array (0 when empty), or NaN if it holds one."""
     top = 0.0
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):

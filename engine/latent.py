@@ -1,13 +1,10 @@
 """Latent factors of users and items, learned online by River's ``reco.FunkMF``.
 
-:class:`LatentFactors` *is* River's FunkMF (same state, initializer, optimizers and
-``predict_one``). For the configuration the engine uses (plain SGD with a constant learning
-rate on the squared loss) it learns with a compiled kernel (:func:`engine.kernels.funk_sgd`)
-that does River's floating-point operations in River's order, a stream of events per call,
-on latent vectors kept as rows of one matrix: the latents are bit for bit River's
-(``tests/test_latent.py`` checks it on a stream). Any other loss, optimizer or schedule
-runs River's own ``learn_one``. ``setup.py`` pins River to the versions the restatement was
-checked against.
+:class:`LatentFactors` *is* River's FunkMF. For plain SGD with a constant learning rate on the
+squared loss it learns with a compiled kernel (:func:`engine.kernels.funk_sgd`) that does
+River's floating-point operations in River's order on latent vectors kept as rows of one
+matrix: the latents are bit for bit River's (``tests/test_latent.py``). Any other loss,
+optimizer or schedule runs River's own ``learn_one``. ``setup.py`` pins River accordingly.
 """
 
 from __future__ import annotations
@@ -46,13 +43,8 @@ class LatentFactors(reco.FunkMF):
         self.learn_many([(user, item, y)])
 
     def learn_many(self, triples) -> None:
-        """``learn_one(user, item, y)`` for each triple, in order, with the same results.
-
-        For SGD on the squared loss the latent vectors live as rows of two matrices (the
-        dicts hold views of those rows, see :class:`_Arena`), so one compiled call updates
-        them event after event with no copying in or out; new latents are drawn in
-        ``learn_one``'s order (user, then item, event by event).
-        """
+        """``learn_one(user, item, y)`` for each triple, in order, with the same results (for
+        SGD on the squared loss, one compiled call on the rows of :class:`_Arena` matrices)."""
         if not triples:
             return
         uo, io = self.u_optimizer, self.i_optimizer
@@ -62,8 +54,8 @@ class LatentFactors(reco.FunkMF):
             return
         users = self._arena("_user_arena", self.u_latents)
         items = self._arena("_item_arena", self.i_latents)
-        # rows looked up event by event, user first (new vectors drawn in learn_one's
-        # order); either look-up may grow its matrix, so the matrices are read after
+        # new vectors drawn in learn_one's order (user, then item); the matrices are read
+        # after, as either look-up may grow its matrix
         rows = [(users.row(user), items.row(item)) for user, item, _ in triples]
         rates = (uo.lr.learning_rate, io.lr.learning_rate, float(self.l2),
                  float(self.clip_gradient))
@@ -81,13 +73,13 @@ class LatentFactors(reco.FunkMF):
     def item_scores(self, items: Sequence, user: np.ndarray, out: np.ndarray, col: int,
                     memo: dict | None = None) -> None:
         """Write each item's latent score, its vector . ``user``, into ``out[:, col]`` (0 for
-        an item never learned). Reading draws no vector (the model is unchanged).
-
-        ``memo``: a dict kept with a list of items that recurs (a re-ranked pool); it keeps
-        the items' rows in this model's matrix. Rows never move, so they stay right while
-        every item has one, or while no item has been learned since (an unknown item's row
-        0 may have become a real row)."""
-        arena = self._item_rows()
+        an item never learned); the model is unchanged. ``memo``: a dict kept with a list of
+        items that recurs, holding their rows (valid while every item has one, or while no
+        item has been learned since)."""
+        arena = self._arena("_item_arena", self.i_latents)
+        if len(arena.rows) != len(arena.latents):  # take in vectors learned outside it
+            for key in [k for k in arena.latents if k not in arena.rows]:
+                arena.row(key)
         n = len(arena.rows)
         seen = None if memo is None else memo.get(arena.token)
         if seen is not None and (seen[0] or seen[1] == n):
@@ -98,15 +90,6 @@ class LatentFactors(reco.FunkMF):
                 memo.clear()  # (one model's rows: a restored model gets a new token)
                 memo[arena.token] = (bool(rows.all()), n, rows)
         kernels.row_dots(arena.matrix, rows, user, out, col)
-
-    def _item_rows(self) -> _Arena:
-        """The item arena, with a row for every learned item (one is made for a model
-        restored since, and vectors learned outside it are taken in, in the dict's order)."""
-        arena = self._arena("_item_arena", self.i_latents)
-        if len(arena.rows) != len(arena.latents):
-            for key in [k for k in arena.latents if k not in arena.rows]:
-                arena.row(key)
-        return arena
 
     def forget_user(self, user) -> None:
         """Drop a user's latent vector (and its row)."""
@@ -131,18 +114,14 @@ class LatentFactors(reco.FunkMF):
         return arena
 
     def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_user_arena", None)  # the dicts' values pickle as plain vectors; the
-        state.pop("_item_arena", None)  # arenas are rebuilt from them when next needed
-        return state
+        # the dicts' values pickle as plain vectors; the arenas are rebuilt when next needed
+        return {k: v for k, v in self.__dict__.items() if k not in ("_user_arena", "_item_arena")}
 
 
 class _Arena:
     """Latent vectors as rows of one matrix: ``latents[key]`` is a view of row ``rows[key]``,
-    so River's code reads and writes the dict's vectors while a compiled loop indexes the
-    matrix. New keys get a row (the dict's own factory draws their initial values); the
-    matrix doubles when full, re-pointing every view; forgotten rows are reused. Row 0
-    stays zeros (no key's): the row an unknown item's score reads."""
+    so River's code and a compiled loop share them. Forgotten rows are reused; row 0 stays
+    zeros (an unknown item's row)."""
 
     def __init__(self, latents: dict, n_factors: int):
         self.token = next(_ARENA_TOKENS)  # names this arena in memos of item rows
@@ -165,20 +144,14 @@ class _Arena:
             row = self.free.pop()
         else:
             row = len(self.rows) + 1  # rows 1..n are in use (row 0: the zeros)
-            if row == len(self.matrix):
-                self._grow()
+            if row == len(self.matrix):  # full: double it, re-pointing every view
+                self.matrix = np.concatenate([self.matrix, np.empty_like(self.matrix)])
+                for k, r in self.rows.items():
+                    self.latents[k] = self.matrix[r]
         self.matrix[row] = vector
         self.latents[key] = self.matrix[row]
         self.rows[key] = row
         return row
-
-    def _grow(self) -> None:
-        bigger = np.empty((2 * len(self.matrix), self.matrix.shape[1]))
-        bigger[:len(self.matrix)] = self.matrix
-        self.matrix = bigger
-        latents = self.latents
-        for key, row in self.rows.items():
-            latents[key] = bigger[row]
 
     def drop(self, key) -> None:
         self.latents.pop(key, None)

@@ -42,10 +42,7 @@ class Learner:
         self.policy = policy
         self.batch_size = batch_size
         self.learned_seq = 0
-        self._phi: list[np.ndarray] = []
-        self._rewards: list[float] = []
-        self._props: list[float] = []
-        self._seqs: list[int] = []
+        self._records: list[tuple] = []  # (phi, reward, propensity, seq)
         self._trans: list[tuple] = []  # (phi, reward, propensity, next candidates, done, seq)
 
     @property
@@ -54,20 +51,17 @@ class Learner:
 
     @property
     def pending(self) -> int:
-        return len(self._rewards) + len(self._trans)
+        return len(self._records) + len(self._trans)
 
     def add(self, phi: np.ndarray, reward: float, propensity: float, reward_seq: int) -> None:
-        if self.batch_size == 1 and not self._rewards:
+        if self.batch_size == 1 and not self._records:
             learn_one = getattr(self.policy, "learn_one", None)
             if learn_one is not None:  # one record straight to the policy, no arrays built
                 learn_one(phi, reward, propensity)
                 self.learned_seq = max(self.learned_seq, reward_seq)
                 return
-        self._phi.append(phi)
-        self._rewards.append(reward)
-        self._props.append(propensity)
-        self._seqs.append(reward_seq)
-        if len(self._rewards) >= self.batch_size:
+        self._records.append((phi, reward, propensity, reward_seq))
+        if len(self._records) >= self.batch_size:
             self.flush()
 
     def add_transition(self, phi: np.ndarray, reward: float, propensity: float,
@@ -81,46 +75,39 @@ class Learner:
     def _flush_transitions(self) -> None:
         """Hand the buffered transitions to ``policy.learn_transitions`` in one call: the
         next candidates padded to the longest with a mask, zeros where done."""
-        trans, self._trans = self._trans, []
-        d = trans[0][0].shape[-1]
-        k = max([1] + [len(t[3]) for t in trans if t[3] is not None])
-        next_phi = np.zeros((len(trans), k, d))
-        mask = np.zeros((len(trans), k), bool)
-        for i, t in enumerate(trans):
-            if t[3] is not None:
-                next_phi[i, :len(t[3])] = t[3]
-                mask[i, :len(t[3])] = True
-        self.policy.learn_transitions(
-            np.stack([t[0] for t in trans]), np.array([t[1] for t in trans], dtype=float),
-            np.array([t[2] for t in trans], dtype=float), next_phi, mask,
-            np.array([t[4] for t in trans], dtype=bool))
-        self.learned_seq = max(self.learned_seq, max(t[5] for t in trans))
+        phi, rewards, props, nexts, done, seqs = zip(*self._trans, strict=True)
+        self._trans = []
+        k = max([1] + [len(n) for n in nexts if n is not None])
+        next_phi = np.zeros((len(phi), k, phi[0].shape[-1]))
+        mask = np.zeros((len(phi), k), bool)
+        for i, n in enumerate(nexts):
+            if n is not None:
+                next_phi[i, :len(n)] = n
+                mask[i, :len(n)] = True
+        self.policy.learn_transitions(np.stack(phi), np.array(rewards, dtype=float),
+                                      np.array(props, dtype=float), next_phi, mask,
+                                      np.array(done, dtype=bool))
+        self.learned_seq = max(self.learned_seq, *seqs)
 
     def flush(self) -> None:
         if self._trans:
             self._flush_transitions()
-        if not self._rewards:
+        if not self._records:
             return
-        phi = self._phi[0][None] if len(self._phi) == 1 else np.stack(self._phi)  # (N, D)
-        self.policy.update(phi, np.array(self._rewards, dtype=float),
-                           np.array(self._props, dtype=float))
-        self.learned_seq = max(self.learned_seq, max(self._seqs))
-        self._phi, self._rewards, self._props, self._seqs = [], [], [], []
+        phi, rewards, props, seqs = zip(*self._records, strict=True)
+        self.policy.update(phi[0][None] if len(phi) == 1 else np.stack(phi),  # (N, D)
+                           np.array(rewards, dtype=float), np.array(props, dtype=float))
+        self.learned_seq = max(self.learned_seq, *seqs)
+        self._records = []
 
     def state(self) -> bytes:
         """The policy as of the last flushed record (call :meth:`flush` first to include all)."""
         return pickle.dumps(self.policy, protocol=pickle.HIGHEST_PROTOCOL)
 
-    @staticmethod
-    def load_policy(blob: bytes):
-        return pickle.loads(blob)
-
 
 def make_policies(config: EngineConfig, n_features: int) -> dict[str, tuple[object, str, dict]]:
-    """Each variant's new policy, its name for the store and its params:
-    ``{variant: (policy, policy name, params)}``. A named policy is built with a seed of its
-    own (the engine's seed + 7919 x its variant's position); a policy object is checked to
-    take the featurizer's ``n_features``."""
+    """``{variant: (new policy, its name for the store, params)}``; a named policy is seeded
+    with the engine's seed + 7919 x the variant's position."""
     from policies import make
 
     out = {}
@@ -154,7 +141,7 @@ def open_learners(config: EngineConfig, policies: dict[str, tuple[object, str, d
     learners: dict[str, Learner] = {}
     for name, (policy, _, _) in policies.items():
         saved = store.load_policy(name)
-        pol = Learner.load_policy(saved[2]) if saved else policy
+        pol = pickle.loads(saved[2]) if saved else policy
         if kind == "ray":
             from engine.ray_learner import RayLearner
             lrn = RayLearner(pol, config.learn_batch, num_gpus=config.learner_gpus,

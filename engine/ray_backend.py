@@ -1,11 +1,9 @@
 """The Ray backend: each :class:`~engine.shard.ProfileShard` runs in an actor.
 
-The driver (the :class:`~engine.engine.Engine`) keeps the durable store; actors hold only
-in-memory state. Work travels in batches: one remote call per shard per engine call. An actor
-that dies is restarted by Ray (``max_restarts=-1``); its first call afterwards fails, the
-backend restores it from the shard's snapshot plus the tail of the event log (read by the
-driver from its store) and re-sends the batch. Re-sent events carry the same log sequence
-numbers, so applying them twice is impossible.
+The driver keeps the durable store; actors hold only in-memory state, and get one batch per
+engine call. Ray restarts an actor that dies (``max_restarts=-1``); its first call then fails,
+and the backend restores it from the shard's snapshot plus the tail of the event log and
+re-sends the batch (re-sent events carry their log seqs, so none is applied twice).
 """
 
 from __future__ import annotations
@@ -34,38 +32,22 @@ class ShardActor:
         self.shard = ProfileShard(shard_id, profile_config, event_types, seed)
         self.ready = False
 
-    def _check(self) -> ProfileShard:
-        if not self.ready:
-            raise ShardNotReady(f"shard {self.shard.shard_id} restarted and awaits restore")
-        return self.shard
-
     def restore(self, blob: bytes | None) -> int:
         if blob is not None:
             self.shard.restore(blob)
         self.ready = True
         return self.shard.last_seq
 
-    def apply(self, events: list[Event], seqs: list[int]) -> int:
-        return self._check().apply(events, seqs)
-
-    def features(self, requests, now: float):
-        return self._check().features(requests, now)
-
-    def profile_json(self, user_id: str, now: float | None):
-        return self._check().profile_json(user_id, now)
-
-    def forget(self, user_id: str, items=()) -> bool:
-        return self._check().forget(user_id, items)
-
-    def snapshot(self) -> tuple[int, bytes]:
-        shard = self._check()
-        return shard.last_seq, shard.snapshot()
-
-    def last_seq(self) -> int:
-        return self._check().last_seq
-
-    def n_profiles(self) -> int:
-        return len(self._check())
+    def call(self, method: str, *args):
+        """``shard.<method>(*args)`` once restored; ``"snapshot"`` gives ``(last seq, blob)``
+        and ``"n_profiles"`` the number of profiles, as the inline backend's do."""
+        if not self.ready:
+            raise ShardNotReady(f"shard {self.shard.shard_id} restarted and awaits restore")
+        if method == "snapshot":
+            return self.shard.last_seq, self.shard.snapshot()
+        if method == "n_profiles":
+            return len(self.shard)
+        return getattr(self.shard, method)(*args)
 
     def pid(self) -> int:
         return os.getpid()
@@ -106,37 +88,33 @@ class RayBackend:
         #: Set by the engine: shard -> (snapshot blob or None, iterable of (events, seqs)).
         self.recovery: Callable[[int], tuple[bytes | None, Iterable]] | None = None
 
-    # ---- calls with recovery -----------------------------------------------------------
     def _call(self, calls: dict[int, tuple[str, tuple]]) -> dict[int, object]:
         """Run one method call per shard in parallel; revive and retry shards that failed."""
-        ray = self._ray
-        futures = {s: getattr(self.actors[s], m).remote(*a) for s, (m, a) in calls.items()}
-        out: dict[int, object] = {}
-        for s, fut in futures.items():
-            try:
-                out[s] = ray.get(fut)
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
-                if isinstance(err, ray.exceptions.RayTaskError) and not isinstance(
-                        err.as_instanceof_cause(), ShardNotReady):
-                    raise err.as_instanceof_cause() from None
-                out[s] = self._revive_and_retry(s, *calls[s])
-        return out
+        futures = {s: self.actors[s].call.remote(m, *a) for s, (m, a) in calls.items()}
+        return {s: self._get(s, fut, *calls[s]) for s, fut in futures.items()}
 
-    def _revive_and_retry(self, shard: int, method: str, args: tuple) -> object:
+    def _get(self, shard: int, future, method: str, args: tuple) -> object:
+        """``future``'s result; where the actor was lost, revive it and call again until
+        ``retry_seconds`` have passed. An error the shard raised is raised as it is."""
         ray = self._ray
-        deadline = time.monotonic() + self.retry_seconds
+        deadline = None
         while True:
             try:
-                self._revive(shard)
-                return ray.get(getattr(self.actors[shard], method).remote(*args))
+                if deadline is not None:
+                    self._revive(shard)
+                    future = self.actors[shard].call.remote(method, *args)
+                return ray.get(future)
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
                 if isinstance(err, ray.exceptions.RayTaskError) and not isinstance(
                         err.as_instanceof_cause(), ShardNotReady):
                     raise err.as_instanceof_cause() from None
-                if time.monotonic() > deadline:
+                if deadline is None:
+                    deadline = time.monotonic() + self.retry_seconds
+                elif time.monotonic() > deadline:
                     raise LoopwiseError(f"shard {shard}: actor did not come back within "
                                         f"{self.retry_seconds} s") from err
-                time.sleep(0.2)
+                else:
+                    time.sleep(0.2)
 
     def _revive(self, shard: int) -> None:
         if self.recovery is None:
@@ -146,10 +124,9 @@ class RayBackend:
         actor = self.actors[shard]
         ray.get(actor.restore.remote(blob))
         for events, seqs in tail:
-            ray.get(actor.apply.remote(events, seqs))
+            ray.get(actor.call.remote("apply", events, seqs))
         self.restarts += 1
 
-    # ---- backend interface -------------------------------------------------------------
     def apply(self, batches: dict[int, tuple[list[Event], list[int]]]) -> int:
         res = self._call({s: ("apply", (evs, seqs)) for s, (evs, seqs) in batches.items()})
         return sum(res.values())
@@ -169,9 +146,6 @@ class RayBackend:
 
     def restore(self, shard: int, blob: bytes | None) -> None:
         self._ray.get(self.actors[shard].restore.remote(blob))
-
-    def last_seq(self, shard: int) -> int:
-        return self._call({shard: ("last_seq", ())})[shard]
 
     def n_profiles(self) -> int:
         return sum(self._call({s: ("n_profiles", ()) for s in range(self.n_shards)}).values())

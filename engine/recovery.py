@@ -1,10 +1,7 @@
-"""Recovery: bring an engine back to where its data directory left it.
-
-Shards come back from their snapshots plus the tail of the event log; decisions still
-awaiting rewards wait again; rewards learned after each variant's last saved policy are
-learned again; the sampling generator resumes from its saved state. :func:`save` writes
-what :func:`recover` reads.
-"""
+"""Recovery: bring an engine back to where its data directory left it (:func:`save` writes
+what :func:`recover` reads). Shards come back from their snapshots plus the tail of the event
+log; pending decisions wait again; rewards learned after each variant's last saved policy are
+learned again; the sampling generator resumes from its saved state."""
 
 from __future__ import annotations
 
@@ -19,9 +16,8 @@ from engine.decisions import Pending
 def shard_state(store, shard: int) -> tuple[bytes | None, Iterator]:
     """A shard's latest snapshot (or None) and the log events after it, in batches
     (``(events, seqs)``). The Ray backend calls it to restart a lost actor."""
-    snap = store.load_snapshot(shard)
-    after = 0 if snap is None else snap[0]
-    return (None if snap is None else snap[1]), store.iter_events(shard, after)
+    seq, blob = store.load_snapshot(shard) or (0, None)
+    return blob, store.iter_events(shard, seq)
 
 
 def recover(store, backend, n_shards: int, waiting, learners: dict,

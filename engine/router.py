@@ -28,8 +28,6 @@ class Router:
     >>> router = Router(4)
     >>> router.shard_of("alice") == router.shard_of("alice")
     True
-    >>> set(router.split(["a", "b", "c", "d", "e"])) <= {0, 1, 2, 3}
-    True
     """
 
     def __init__(self, n_shards: int):
@@ -46,10 +44,3 @@ class Router:
                 self._cache.clear()
             self._cache[user_id] = shard
         return shard
-
-    def split(self, user_ids) -> dict[int, list[int]]:
-        """Positions of ``user_ids`` grouped by shard (order kept within each shard)."""
-        groups: dict[int, list[int]] = {}
-        for i, uid in enumerate(user_ids):
-            groups.setdefault(self.shard_of(uid), []).append(i)
-        return groups

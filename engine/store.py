@@ -9,12 +9,12 @@ a killed process (``synchronous="FULL"``: a power cut too); ``secure_delete`` ma
 
 Decisions, rewards and reward events are group committed (:mod:`engine.groupcommit`):
 durable in a journal when the call returns, moved into SQLite every ``FLUSH_EVERY`` calls.
-Every read first moves the queue in, so readers see every acknowledged write; reopening
-replays the journals.
+Reads move the queue in first (readers see every acknowledged write); reopening replays it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -44,7 +44,7 @@ PAGE_SIZE = 16384
 class Store:
     """The engine's durable state in ``<data_dir>/loopwise.sqlite``.
 
-    One engine process owns a data directory at a time (an exclusive lock file enforces it).
+    One engine process owns a data directory at a time (an exclusive lock enforces it).
 
     Parameters
     ----------
@@ -90,26 +90,24 @@ class Store:
         self._lock = private_file(self.data_dir / "LOCK")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            wait_for_writer(self.data_dir / WRITER_LOCK_NAME)
         except BlockingIOError:
             self._lock.close()
             raise StoreError(f"data directory {str(self.data_dir)!r} is in use by another engine; "
                              "close it first (one engine process per data directory)") from None
-        try:
-            wait_for_writer(self.data_dir / WRITER_LOCK_NAME)
         except BaseException:
             self._lock.close()
             raise
         self.path = self.data_dir / DB_NAME
         for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):  # SQLite keeps the mode
             private_file(self.data_dir / name).close()
-        # no checkpoint after a commit (it would stall it): a thread runs passive ones
         self._synchronous = synchronous
         self._db = db = connect(self.path, synchronous)
-        # a new database's pages: a decision row has a few KiB of features
+        # a new database's page size (fixed once it exists): decision rows are a few KiB
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # connections never checkpoint on commit: this thread does
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
                                               name="loopwise-checkpoint")
         self._checkpointer.start()
@@ -145,25 +143,17 @@ class Store:
         self._commits.append(ops)
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
-        conn = connect(self.path, self._synchronous)
-        try:
+        with contextlib.closing(connect(self.path, self._synchronous)) as conn:
             while not self._stop.wait(every):
-                try:
+                with contextlib.suppress(sqlite3.OperationalError):  # busy: next time
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.OperationalError:
-                    pass  # busy: try again next time
-        finally:
-            conn.close()
 
     def _last_seq(self, table: str) -> int:
-        """The highest seq ever issued in ``table``, never reused after :meth:`forget` deleted
-        the newest rows: in ``meta`` (from :meth:`forget`) or, in an older database whose
-        tables were ``AUTOINCREMENT``, in ``sqlite_sequence``."""
-        has_sequence = self._scalar(
-            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") is not None
+        """The highest seq ever issued in ``table`` (never reused after :meth:`forget`: kept in
+        ``meta``, or ``sqlite_sequence`` in an older database of ``AUTOINCREMENT`` tables)."""
         sources = [f"SELECT MAX(seq) AS seq FROM {table}",
                    f"SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_seq:{table}'"]
-        if has_sequence:
+        if self._scalar("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") is not None:
             sources.append(f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'")
         return int(self._scalar(
             f"SELECT COALESCE(MAX(seq), 0) FROM ({' UNION ALL '.join(sources)})"))
@@ -189,7 +179,6 @@ class Store:
             return self.db.executemany("DELETE FROM quarantine WHERE id = ?",
                                        [(int(i),) for i in ids]).rowcount
 
-    # ---- meta ------------------------------------------------------------------------
     def check_meta(self, expected: dict[str, object]) -> None:
         """Record settings a data directory depends on; refuse to reopen it with others."""
         rows = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
@@ -214,10 +203,10 @@ class Store:
     def transaction(self) -> Transaction:
         return Transaction(self.db)
 
-    # ---- events ----------------------------------------------------------------------
     def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
         """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
-        # stored duplicates are skipped by the unique index; only if any was are rows looked up
+        # duplicates in the batch are skipped here; stored ones by the unique index (any other
+        # constraint still raises), and only if one was are the stored rows looked up
         seqs: list[int | None] = []
         rows = []
         seq = first = self._next_seq
@@ -251,10 +240,7 @@ class Store:
         cursor = self.db.execute(
             "SELECT seq, event_id, user_id, type, ts, item_id, value, extra FROM events "
             "WHERE seq > ? AND shard = ? ORDER BY seq", (after_seq, shard))
-        while True:
-            rows = cursor.fetchmany(batch)
-            if not rows:
-                return
+        while rows := cursor.fetchmany(batch):
             events, seqs = [], []
             for seq, eid, uid, type_, ts, item, value, extra in rows:
                 if not extra:
@@ -273,16 +259,14 @@ class Store:
             return int(self._scalar("SELECT COUNT(*) FROM events"))
         return int(self._scalar("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)))
 
-    # ---- snapshots -------------------------------------------------------------------
     def save_snapshot(self, shard: int, seq: int, blob: bytes) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (shard, seq, blob))
 
     def load_snapshot(self, shard: int) -> tuple[int, bytes] | None:
-        row = self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?", (shard,)).fetchone()
-        return None if row is None else (row[0], row[1])
+        return self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?",
+                               (shard,)).fetchone()
 
-    # ---- decisions and rewards -------------------------------------------------------
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
         self._commits.append([("decisions", list(rows))], [*map(_FIRST, rows)])
@@ -295,21 +279,18 @@ class Store:
         return self._db.execute("SELECT 1 FROM decisions WHERE decision_id = ?",
                                 (decision_id,)).fetchone() is not None
 
-    def decision(self, decision_id: str) -> sqlite3.Row | None:
+    def decision(self, decision_id: str) -> dict | None:
         cur = self.db.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))
         row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([c[0] for c in cur.description], row, strict=True))
+        return None if row is None else dict(zip([c[0] for c in cur.description], row, strict=True))
 
     def record_rewards(self, rows: Sequence[tuple[str, str, float, float, str]],
                        settle: Sequence[tuple[str, float | None, str]],
                        events: Sequence[Event] = (), shards: Sequence[int] = ()
                        ) -> tuple[list[int], list[int]]:
         """Append reward rows (decision_id, user_id, value, ts, status), settle decisions
-        (decision_id, reward, new status) and log ``events`` (whose ids must be new: reward
-        events are unique by construction) as one group-committed write, durable when this
-        returns. Returns the reward rows' seqs and the events' seqs."""
+        (decision_id, reward, new status) and log ``events`` (whose ids must be new) as one
+        group-committed write, durable when this returns; return the rows' and events' seqs."""
         first = self._next_reward_seq
         seqs = list(range(first, first + len(rows)))
         ops: list[tuple[str, list]] = []
@@ -361,7 +342,6 @@ class Store:
             "SELECT variant, COUNT(DISTINCT user_id) FROM decisions GROUP BY variant"))
         return rewards, users
 
-    # ---- policy ----------------------------------------------------------------------
     def save_policy(self, variant: str, reward_seq: int, version: int, blob: bytes) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO policy VALUES (?, ?, ?, ?)",
@@ -371,7 +351,6 @@ class Store:
         return self.db.execute("SELECT reward_seq, version, blob FROM policy WHERE variant = ?",
                                (variant,)).fetchone()
 
-    # ---- privacy ---------------------------------------------------------------------
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete the user's events, decisions and rewards, and scrub freed pages and the WAL."""
         with self.transaction():
@@ -379,17 +358,13 @@ class Store:
                                 ("rewards", self._next_reward_seq - 1)):
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 (f"last_seq:{table}", str(last)))
-            counts = {
-                "events": self.db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount,
-                "decisions": self.db.execute("DELETE FROM decisions WHERE user_id = ?",
-                                             (user_id,)).rowcount,
-                "rewards": self.db.execute("DELETE FROM rewards WHERE user_id = ?",
-                                           (user_id,)).rowcount,
-                # quarantined records keep their rows as ascii() text: any naming the user
-                "quarantine": self.db.execute(
-                    "DELETE FROM quarantine WHERE instr(record, ?) > 0",
-                    (ascii(user_id)[1:-1],)).rowcount,
-            }
+            counts = {table: self.db.execute(f"DELETE FROM {table} WHERE user_id = ?",
+                                             (user_id,)).rowcount
+                      for table in ("events", "decisions", "rewards")}
+            # quarantined records keep their rows as ascii() text: any naming the user
+            counts["quarantine"] = self.db.execute(
+                "DELETE FROM quarantine WHERE instr(record, ?) > 0", (ascii(user_id)[1:-1],)
+            ).rowcount
         return counts
 
     def scrub(self) -> None:

@@ -1,26 +1,22 @@
 """Group commits into SQLite (:func:`apply_queued`), and the writer process that runs them.
 
-The store journals each one-at-a-time call (:mod:`engine.journal`) and hands a full journal
-to this module, run as a script, while calls go on into a second journal. The protocol, one
-line each way per journal:
+:mod:`engine.groupcommit` hands a full journal to this module, run as a script. One line
+each way per journal:
 
-- the store writes ``F <journal index> <end offset>``; the writer applies that journal's
-  records up to the offset in one transaction and answers ``D`` (done) or ``E <error>``
-  (rolled back; the store then writes in its own process from then on);
-- the store writes ``Q`` (or closes the pipe, or dies): the writer finishes the transaction
-  it is in, if any, and exits.
+- store: ``F <journal index> <end offset>``; writer: applies those records in one transaction
+  and answers ``D`` (done) or ``E <error>`` (rolled back; the store then writes itself);
+- store: ``Q`` (or closes the pipe, or dies): the writer finishes its transaction and exits.
 
-Only the store clears a journal, after ``D``: a journal handed over is never changed while
-the writer reads it, and what a crash interrupts is replayed at the next open (in one
-transaction: :func:`apply_queued` gives the same rows in any order of records). The writer
-holds ``LOCK.writer`` while it runs; a new store waits for it, so a writer orphaned by a
-killed engine finishes first (it sees the engine gone when its standard input closes; a child
-forked from the engine keeps that pipe open until it exits too). As a script it imports the
-standard library and :mod:`engine.journal` only, so it starts in tens of milliseconds.
+Only the store clears a journal, after ``D``, so what a crash interrupts is replayed at the next
+open (:func:`apply_queued` gives the same rows in any order of records). The writer holds
+``LOCK.writer`` while it runs; a new store waits for it, so an orphaned writer finishes first
+(it sees the engine gone when its standard input closes, and every forked child's copy of it).
+As a script it imports the standard library and :mod:`engine.journal` only: it starts fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pickle
@@ -127,7 +123,12 @@ def apply_queued(db: sqlite3.Connection, payloads: Sequence[bytes]) -> int:
         try:
             _savepoint(db, lambda: _write(db, calls))
         except Exception:
-            culprits = _culprits(db, calls)
+            culprits = {}  # the calls that fail when written alone (tried and undone)
+            for i, ops in enumerate(calls):
+                try:
+                    _savepoint(db, lambda ops=ops: _write(db, [ops]), keep=False)
+                except Exception as exc:  # noqa: BLE001 - whatever the record's rows raise
+                    culprits[i] = repr(exc)
             if not culprits:
                 raise  # not the records' fault
             bad.extend((reason, calls[i]) for i, reason in culprits.items())
@@ -147,21 +148,17 @@ def _write(db: sqlite3.Connection, calls: Sequence[Sequence[tuple[str, list]]]) 
         for op, rows in ops:
             grouped[op].extend(rows)
     # a decision settled before its row reached SQLite is inserted settled (one row write)
-    settle = {did: (reward, status) for reward, status, did in grouped["settle"]}
-    decisions = []
-    for row in grouped["decisions"]:
-        done = settle.pop(row[0], None)
-        decisions.append((*row, "pending", None) if done is None else (*row, done[1], done[0]))
-    grouped["decisions"] = decisions
-    grouped["settle"] = [(reward, status, did) for did, (reward, status) in settle.items()]
+    settle = {did: (status, reward) for reward, status, did in grouped["settle"]}
+    grouped["decisions"] = [(*row, *settle.pop(row[0], ("pending", None)))
+                            for row in grouped["decisions"]]
+    grouped["settle"] = [(reward, status, did) for did, (status, reward) in settle.items()]
     for op, rows in grouped.items():
         if rows:
             db.executemany(DEFERRED[op], rows)
 
 
 def _savepoint(db: sqlite3.Connection, work, keep: bool = True) -> None:
-    """Run ``work()`` inside a savepoint: kept if it succeeds and ``keep``, undone if not
-    (and the error raised)."""
+    """Run ``work()`` inside a savepoint: kept if it succeeds and ``keep``, else undone."""
     db.execute("SAVEPOINT queued")
     try:
         work()
@@ -172,17 +169,6 @@ def _savepoint(db: sqlite3.Connection, work, keep: bool = True) -> None:
         if not keep:
             db.execute("ROLLBACK TO queued")
         db.execute("RELEASE queued")
-
-
-def _culprits(db: sqlite3.Connection, calls: Sequence) -> dict[int, str]:
-    """The calls that fail when written alone (tried and undone), with their errors."""
-    out = {}
-    for i, ops in enumerate(calls):
-        try:
-            _savepoint(db, lambda ops=ops: _write(db, [ops]), keep=False)
-        except Exception as exc:  # noqa: BLE001 - whatever the record's rows raise
-            out[i] = repr(exc)
-    return out
 
 
 class Transaction:
@@ -216,17 +202,14 @@ def connect(path: str | os.PathLike, synchronous: str) -> sqlite3.Connection:
 
 
 class WriterClient:
-    """The store's side of the writer process (started with the arguments of :func:`main`,
-    if ``enabled``): hands it a full journal and waits for its answer. Where it cannot
-    start, cannot be reached, fails or hangs, the client warns once, stops it and stays off
-    (:attr:`enabled` False): the store then commits in its own thread."""
+    """The store's side of the writer process (see :func:`main`): hands it a full journal and
+    waits for its answer. Where it cannot start, cannot be reached, fails or hangs, the client
+    warns once, stops it and stays off (``enabled`` False): the store then commits itself."""
 
     def __init__(self, db_path: str, synchronous: str, lock_path: str,
                  journal_paths: Sequence[str], enabled: bool):
-        self.db_path = db_path
-        self.synchronous = synchronous
-        self.lock_path = lock_path
-        self.journal_paths = journal_paths
+        self.argv = [sys.executable, WRITER_SCRIPT, db_path, synchronous, lock_path,
+                     *journal_paths]
         self.enabled = enabled
         self.process: subprocess.Popen | None = None
         self.ready = False  # the process said it started
@@ -237,16 +220,14 @@ class WriterClient:
         if self.process is not None or not self.enabled:
             return
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, WRITER_SCRIPT, self.db_path, self.synchronous,
-                 self.lock_path, *self.journal_paths],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)  # (select sees all)
+            self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, bufsize=0)  # (for select)
         except OSError as exc:
             self._failed(f"it could not start ({exc})")
 
     def hand_off(self, index: int, end: int) -> bool:
-        """Ask the process to commit journal ``index`` up to offset ``end``; False where
-        there is no started process to ask (the caller commits itself)."""
+        """Ask the process to commit journal ``index`` up to offset ``end``; False where no
+        started process can be asked (the caller commits itself)."""
         if self.process is None or not self._started():
             return False
         try:
@@ -260,7 +241,7 @@ class WriterClient:
 
     def wait(self) -> int | None:
         """Wait for the journal handed off: its index once committed (for the caller to
-        clear), or None where the process failed or died (the journal keeps its records)."""
+        clear), or None where the process failed (the journal keeps its records)."""
         index, self.busy = self.busy, None
         try:
             if select.select([self.process.stdout], [], [], WRITER_TIMEOUT)[0]:
@@ -276,16 +257,13 @@ class WriterClient:
         return None
 
     def stop(self, wait: float = 30.0) -> None:
-        """Ask the process to exit (it finishes any transaction first) and reap it; kill it
-        if it has not exited after ``wait`` seconds."""
+        """Ask the process to exit (after its transaction); kill it after ``wait`` seconds."""
         proc, self.process, self.ready = self.process, None, False
         if proc is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             proc.stdin.write(b"Q\n")
             proc.stdin.close()
-        except OSError:
-            pass
         try:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:

@@ -1,8 +1,7 @@
 """Loopwise policies: contextual bandits over action-dependent features.
 
-Every policy follows one contract (:class:`policies.base.Policy`): ``act(phi, mask)`` with
-``phi`` of shape (B, K, D) returns probabilities (B, K); ``update(phi, rewards,
-propensities)`` learns from the chosen candidates. Build one by name:
+Every policy follows :class:`policies.base.Policy`'s contract: ``act(phi, mask)`` with ``phi``
+(B, K, D) returns probabilities (B, K); ``update`` learns. Build one by name:
 
 >>> import numpy as np
 >>> from policies import make
@@ -26,14 +25,9 @@ from policies.squarecb import SquareCB
 from policies.uniform import Uniform
 from policies.vw import EXPLORATIONS
 
-_REGISTRY: dict[str, type[Policy]] = {
-    "uniform": Uniform,
-    "egreedy": EpsilonGreedy,
-    "linucb": LinUCB,
-    "lints": LinTS,
-    "squarecb": SquareCB,
-    "slateq": SlateQ,
-}
+_REGISTRY: dict[str, type[Policy]] = {"uniform": Uniform, "egreedy": EpsilonGreedy,
+                                       "linucb": LinUCB, "lints": LinTS, "squarecb": SquareCB,
+                                       "slateq": SlateQ}
 
 
 def available() -> list[str]:
@@ -63,7 +57,6 @@ def make(name: str, n_features: int, seed: int | None = 0, **params) -> Policy:
         from policies.neural import NeuralTS as cls
     elif name.startswith("vw:") and name[3:] in EXPLORATIONS:
         from policies.vw import VWPolicy as cls
-
         params = {**params, "exploration": name[3:]}
     elif name in _REGISTRY:
         cls = _REGISTRY[name]

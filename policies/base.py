@@ -1,22 +1,8 @@
 """The policy contract: action-dependent features in, honest probabilities out.
 
-A batch of decisions is ``phi`` of shape (B, K, D) (K candidates with D features each) and a
-boolean ``mask`` (B, K) of the candidates that exist. :meth:`Policy.act` returns the
-probability (B, K) of choosing each candidate; the caller samples, so the propensity of what
-was shown is exactly known. :meth:`Policy.update` learns from the chosen candidates'
-features (N, D), their rewards (N,) and the propensities (N,) they were chosen with.
-
-Public methods validate and then call private hooks (``_act``, ``_update``) that subclasses
-implement, as River does with ``learn_one``/``_learn_one``. ``_act`` receives ``phi`` as
-float32 or float64 (as given; other numbers become float64) and ``mask`` as ``None`` when every
-candidate exists (the common case, which then costs no (B, K) mask work); ``_update``
-receives float64 copies of mini-batches (N >= 2), and ``_learn_one`` every single record (the
-common online call; by default it calls ``_update``) as a float64 copy of the row and two
-Python floats. Hooks never modify their inputs in place.
-
-The linear policies compute with numpy rather than torch: the engine often decides one
-request at a time (B = 1, K = 20, D of a few dozen), where a torch call costs several
-microseconds of dispatch per operation and a whole numpy decision costs tens.
+:meth:`Policy.act` maps candidate features ``phi`` (B, K, D) to choice probabilities (B, K);
+the caller samples, so the propensity of what was shown is known exactly. Policies compute
+with numpy: one decision at a time, torch's dispatch would cost more than the whole decision.
 """
 
 from __future__ import annotations
@@ -86,18 +72,16 @@ def as_float_array(value: Any, name: str, copy_: bool = False,
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: must be a numeric array (got dtype {arr.dtype})")
     dtype = np.float32 if keep_float32 and arr.dtype == np.float32 else np.float64
-    if copy_:
-        return np.array(arr, dtype=dtype)
-    return arr.astype(dtype, copy=False)
+    return np.array(arr, dtype=dtype) if copy_ else arr.astype(dtype, copy=False)
 
 
 class Policy:
     """Base class of every Loopwise policy.
 
     Subclasses list their constructor parameters in ``_params`` (stored verbatim under the
-    same names) and implement ``_act`` and ``_update``; learned state lives in attributes
-    named in ``_state`` so that :meth:`state_dict` can save it. ``opt_out`` names the checks
-    of the shared contract suite a class cannot meet, with the reason.
+    same names) and implement the hooks the public methods call after validating (``_act``,
+    ``_update``, optionally ``_learn_one``); learned state lives in attributes named in
+    ``_state`` so that :meth:`state_dict` can save it.
 
     Parameters
     ----------
@@ -134,6 +118,8 @@ class Policy:
     #: True if ``_act`` with ``mask`` None returns rows that already sum to 1 (up to
     #: rounding), so :meth:`act` need not renormalize them.
     _act_normalized: bool = False
+    #: The :class:`~policies.forgetting.Forgetting` of a policy that forgets, else None.
+    _forget = None
 
     def __init__(self, n_features: int, seed: int | None = 0):
         check_param("n_features", n_features, low=1, integer=True)
@@ -149,7 +135,7 @@ class Policy:
     def drift_detections(self) -> int:
         """Changes detected in this policy's own prediction errors so far (each sped up its
         forgetting for a while); 0 for a policy without a detector."""
-        return 0
+        return 0 if self._forget is None else self._forget.detections
 
     @property
     def version(self) -> int:
@@ -157,25 +143,13 @@ class Policy:
         return self._version
 
     def act(self, phi: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Probabilities of choosing each candidate.
-
-        Parameters
-        ----------
-        phi
-            (B, K, D) candidate features, float32 or float64, finite on unmasked candidates.
-        mask
-            (B, K) boolean, True where a candidate exists; every row needs one. ``None``:
-            all exist.
-
-        Returns
-        -------
-        np.ndarray
-            (B, K) float64 in [0, 1]; rows sum to 1 and masked candidates get exactly 0.
-        """
+        """Probabilities (B, K) of choosing each candidate, float64: rows sum to 1 and
+        masked candidates get exactly 0. ``phi`` (B, K, D) holds the candidates' features
+        (float32 or float64, finite where unmasked); ``mask`` (B, K) is True where a
+        candidate exists (at least one per row), ``None`` if all do."""
         if not (type(phi) is np.ndarray and phi.dtype in _FAST_DTYPES and phi.ndim == 3
                 and phi.shape[2] == self.n_features and phi.size):
-            # the common call skips this: a float array of the right shape, checked in a few
-            # microseconds (one decision at a time matters)
+            # (the common call, a float array of the right shape, skips this)
             phi = as_float_array(phi, "phi", keep_float32=True)
             if phi.ndim != 3 or phi.shape[2] != self.n_features:
                 raise ValueError(f"phi: must have shape (B, K, {self.n_features}) "
@@ -184,8 +158,7 @@ class Policy:
                 raise ValueError("phi: needs at least one decision and one candidate "
                                  f"(got {phi.shape})")
         if mask is None:
-            # one sum of squares (a dot product: a third of np.sum's cost on one decision)
-            # says "all finite" almost always; the exact check settles the rest (overflow)
+            # one dot product says "all finite" almost always; the exact check settles overflow
             flat = phi.reshape(-1)
             if not math.isfinite(np.dot(flat, flat)) and not np.isfinite(phi).all():
                 raise ValueError("phi: must be finite (got NaN or infinity)")
@@ -207,17 +180,9 @@ class Policy:
         return probs / probs.sum(axis=1, keepdims=True)
 
     def update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> Policy:
-        """Learn from N chosen candidates; returns ``self``. Inputs are never modified.
-
-        Parameters
-        ----------
-        phi
-            (N, D) features of the chosen candidates.
-        rewards
-            (N,) finite rewards.
-        propensities
-            (N,) probabilities in (0, 1] with which they were chosen.
-        """
+        """Learn from N chosen candidates: their features ``phi`` (N, D), finite ``rewards``
+        (N,) and the ``propensities`` (N,) in (0, 1] they were chosen with; returns ``self``.
+        Inputs are never modified."""
         if (type(phi) is np.ndarray and type(rewards) is np.ndarray
                 and type(propensities) is np.ndarray and phi.shape == (1, self.n_features)
                 and rewards.shape == (1,) and propensities.shape == (1,)
@@ -235,6 +200,8 @@ class Policy:
             raise ValueError(f"rewards: must have shape ({n},) (got {rewards.shape})")
         if propensities.shape != (n,):
             raise ValueError(f"propensities: must have shape ({n},) (got {propensities.shape})")
+        if n == 1:  # one record, whatever form it came in
+            return self._learn_checked(phi[0], float(rewards[0]), float(propensities[0]))
         if n:
             # one cheap sum says "all finite" almost always; the exact checks name the culprit
             low, high = propensities.min(), propensities.max()
@@ -246,10 +213,7 @@ class Policy:
                     raise ValueError("rewards: must be finite (got NaN or infinity)")
             if not (low > 0 and high <= 1):  # NaN fails both
                 raise ValueError(f"propensities: must lie in (0, 1] (got min {low}, max {high})")
-            if n == 1:  # one record, whatever form it came in: the one-record hook
-                self._learn_one(phi[0], float(rewards[0]), float(propensities[0]))
-            else:
-                self._update(phi, rewards, propensities)
+            self._update(phi, rewards, propensities)
             self._version += 1
         return self
 
@@ -271,7 +235,7 @@ class Policy:
     def _learn_checked(self, x: np.ndarray, reward: float, propensity: float) -> Policy:
         """One record whose ``x`` is a (D,) float array: the value checks, then the hook."""
         x = x.astype(np.float64)  # a copy: inputs are never modified
-        if not math.isfinite(float(np.dot(x, x)) + reward):  # (see act)
+        if not math.isfinite(float(np.dot(x, x)) + reward):
             if not np.isfinite(x).all():
                 raise ValueError("phi: must be finite (got NaN or infinity)")
             if not math.isfinite(reward):
@@ -321,16 +285,18 @@ class Policy:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    # ---- hooks -----------------------------------------------------------------------
-    def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    # ---- hooks (never modify their inputs) ---------------------------------------------
+    def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """``phi`` float32 or float64, as given; ``mask`` None when every candidate exists."""
         raise NotImplementedError
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
+        """A mini-batch (N >= 2), float64 copies."""
         raise NotImplementedError
 
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
-        """Hook for one record: ``x`` (D,) a float64 copy, the rest Python floats. Learns
-        exactly what ``_update`` learns from the same record; override for speed."""
+        """One record: ``x`` (D,) a float64 copy, the rest Python floats. Learns exactly
+        what ``_update`` learns from the same record; override for speed."""
         self._update(x[None], np.array([reward]), np.array([propensity]))
 
     def _after_load(self) -> None:
@@ -346,19 +312,16 @@ def mix_uniform(probs: np.ndarray, mask: np.ndarray | None, epsilon: float) -> n
 
 
 def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> np.ndarray:
-    """``mix_uniform(greedy(scores, mask), mask, epsilon)`` in fewer steps when ``mask`` is
+    """``mix_uniform(greedy(scores, mask), mask, epsilon)``, in fewer steps when ``mask`` is
     ``None``.
 
-    Examples
-    --------
     >>> greedy_mix(np.array([[1.0, 3.0, 3.0, 0.0]]), None, 0.2).tolist()
     [[0.05, 0.45, 0.45, 0.05]]
     """
     if mask is not None:
         return mix_uniform(greedy(scores, mask), mask, epsilon)
-    k = scores.shape[1]
     best = scores == scores.max(axis=1, keepdims=True)
-    floor = epsilon / k
+    floor = epsilon / scores.shape[1]
     share = (1.0 - epsilon) / best.sum(axis=1, keepdims=True)
     return np.where(best, share + floor, floor)
 

@@ -1,8 +1,6 @@
-"""The exceptions every Loopwise package raises on purpose (policies, engine, experiments).
-
-They live in the lowest package so that all of them share one hierarchy: every bad input is
-a :class:`ValidationError` whose message is ``field: reason (got value)``. The engine adds
-errors of its own in :mod:`engine.errors` (which re-exports these).
+"""The exceptions every Loopwise package raises on purpose, in the lowest package so all share
+one hierarchy: a bad input is a :class:`ValidationError` reading ``field: reason (got value)``.
+:mod:`engine.errors` adds the engine's own and re-exports these.
 """
 
 from __future__ import annotations
@@ -32,9 +30,7 @@ class ValidationError(LoopwiseError, ValueError):
     def __init__(self, field: str, reason: str, value: object = _MISSING):
         if not field.isascii():  # a key a client sent may hold what UTF-8 cannot encode
             field = field.encode("utf-8", "backslashreplace").decode("utf-8")
-        self.field = field
-        self.reason = reason
-        self.value = value
+        self.field, self.reason, self.value = field, reason, value
         got = "" if value is ValidationError._MISSING else f" (got {_short(value)})"
         super().__init__(f"{field}: {reason}{got}")
 

@@ -1,21 +1,10 @@
 """Forgetting for the policies' models: a half-life, and a change detector that shortens it.
 
-A policy that keeps every record with equal weight learns anything new with weight about
-``1 / n`` after ``n`` records: a service that runs for months stops learning. The linear
-policies (and the Bayesian head of ``neural_ts``) therefore weigh a record ``a`` records old
-by ``lam ** a``, ``lam = 2 ** (-1 / half_life)``, and a change detector on the policy's own
-prediction errors shortens the half-life ``drift_factor`` times for ``drift_period`` records
-when the errors jump: the two speeds the profiles use, now for the policy.
-
-:class:`Forgetting` holds the schedule and the detector; the policy does the algebra (see
-:class:`policies.linear.LinearPolicy` and :func:`policies.kernels.ridge_step`).
-
-Choosing the half-life: it is how long the world may be trusted to stay the same while
-nothing visibly breaks. Longer costs less on a stationary stream (more records behind each
-estimate; keep it well above the number of features D, say 20 D or more); shorter follows
-gradual drift sooner. Abrupt changes are the detector's job, whatever the half-life. The
-default (5,000 records) loses under 1% of reward on a stationary stream against no
-forgetting (``tests/test_forgetting.py``); ``half_life=None`` keeps the stationary model.
+With equal weights a record counts ``1 / n`` after ``n`` others, so a long-running service
+stops learning. Choosing the half-life: longer costs less on a stationary stream (keep it
+above 20 D), shorter follows gradual drift sooner; abrupt changes are the detector's job.
+The default (5,000 records) loses under 1% of reward against no forgetting on a stationary
+stream (``tests/test_forgetting.py``); ``half_life=None`` keeps the stationary model.
 """
 
 from __future__ import annotations
@@ -30,15 +19,13 @@ from policies.base import check_param
 
 #: Default half-life of a record's weight, in records.
 HALF_LIFE = 5000.0
-#: Default speed-up of forgetting after a detected change, and the default length of that
-#: faster forgetting as a share of the half-life: together, old records lose a factor of
-#: ``2 ** (DRIFT_FACTOR * DRIFT_SHARE)`` (64) of their weight.
+#: Default speed-up of forgetting after a detected change, and its default length as a share
+#: of the half-life: old records lose a factor ``2 ** (DRIFT_FACTOR * DRIFT_SHARE)`` (64).
 DRIFT_FACTOR = 60.0
 DRIFT_SHARE = 0.1
 #: Page-Hinkley settings of the change detector (see :class:`Forgetting`): the drift each
-#: record must exceed in the standardized error ``z`` (bias) and in ``z^2`` (scale), the
-#: cumulative excess at which it fires, the records each detector needs first, and the
-#: clip of ``z`` (one wild record moves the sums by at most this).
+#: record must exceed in ``z`` (bias) and in ``z^2`` (scale), the cumulative excess at which
+#: it fires, the records each detector needs first, and the clip of ``z``.
 DRIFT_DELTA = 0.2
 DRIFT_SCALE_DELTA = 0.5
 DRIFT_THRESHOLD = 50.0
@@ -46,9 +33,10 @@ DRIFT_MIN_RECORDS = 100
 DRIFT_CLIP = 3.0
 
 
-def check_forgetting(half_life, discount, drift_factor, drift_period) -> None:
-    """Validate the forgetting parameters shared by the policies (``ValueError`` naming
-    the one at fault)."""
+def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_period
+                    ) -> Forgetting | None:
+    """The :class:`Forgetting` these (validated) parameters ask for, or ``None`` for a
+    stationary model (``half_life`` None, or ``discount`` 1)."""
     if half_life is not None:
         check_param("half_life", half_life, low=1.0)
     if discount is not None:
@@ -56,21 +44,9 @@ def check_forgetting(half_life, discount, drift_factor, drift_period) -> None:
     check_param("drift_factor", drift_factor, low=1.0)
     if drift_period is not None:
         check_param("drift_period", drift_period, low=1, integer=True)
-
-
-def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_period
-                    ) -> Forgetting | None:
-    """The :class:`Forgetting` these parameters ask for, or ``None`` for a stationary model
-    (``half_life`` None, or ``discount`` 1)."""
-    check_forgetting(half_life, discount, drift_factor, drift_period)
-    if discount is not None:
-        if discount == 1.0:
-            return None
-        rate = -math.log(discount)
-    elif half_life is None:
+    if discount == 1.0 or (discount is None and half_life is None):
         return None
-    else:
-        rate = math.log(2.0) / half_life
+    rate = -math.log(discount) if discount is not None else math.log(2.0) / half_life
     period = drift_period if drift_period is not None else max(
         1, round(DRIFT_SHARE * math.log(2.0) / rate))
     return Forgetting(n_features, rate, drift_factor, period)
@@ -79,27 +55,19 @@ def make_forgetting(n_features: int, half_life, discount, drift_factor, drift_pe
 class Forgetting:
     """The forgetting schedule of one model and the change detector that speeds it up.
 
-    Each record gets a factor ``lam = exp(-rate)`` (``rate * drift_factor`` while a detected
-    change is being forgotten) and a share of the prior to restore, ``refresh = (1 - lam)
-    l2 D``, added to one coordinate ``j`` in turn (``j`` cycles over the D features): the
-    model's precision then evolves as ``A <- lam A + x x^T + refresh e_j e_j^T``, a rank-one
-    change per term (O(D^2) by Sherman-Morrison), and its prior part stays between about
-    ``lam ** D`` and 1 times ``l2 I``, so directions no recent record excites return to the
-    prior instead of blowing up. ``clock`` adds up the rates: a record learned when the clock
-    read ``c`` now weighs ``exp(c - clock)``; ``count`` is the records' total weight.
+    Each record gets a factor ``lam = exp(-rate)`` (``rate * drift_factor`` for ``period``
+    records after a detected change) and ``refresh = (1 - lam) l2 D`` on a coordinate ``j``
+    cycling over the D features: ``A <- lam A + x x^T + refresh e_j e_j^T`` keeps the prior
+    part of ``A`` near ``l2 I``, so unexcited directions return to the prior instead of
+    blowing up. A record learned when ``clock`` (the sum of rates) read ``c`` now weighs
+    ``exp(c - clock)``; ``count`` is the records' total weight.
 
-    The detector watches the standardized error ``z = e / sqrt(s^2 (1 + q))``: ``e`` a
-    record's prediction error before it is learned, ``q`` its leverage ``x A^-1 x`` and
-    ``s^2`` the recent mean of ``e^2 / (1 + q)`` (half-life as the model's), so ``z`` has
-    mean 0 and variance about 1 while the model fits, whatever the scale of the rewards.
-    A change shows as a bias (a bandit's chosen candidates are those it over-rates: when
-    the world changes they disappoint) or as a larger spread (a regression whose weights
-    change), so two River Page-Hinkley detectors watch it, one on ``z`` clipped to
-    +-``DRIFT_CLIP`` (both ways), one on ``z^2`` (up), with ``alpha = 1`` (no fading: a
-    faded sum settles near ``-delta / (1 - alpha)`` and then fluctuates past any threshold).
-    They wait ``DRIFT_MIN_RECORDS + 2 D`` records while the model first learns. When one
-    fires, the next ``period`` records are forgotten ``drift_factor`` times faster, and the
-    detectors wait that long again, plus the first wait.
+    The detector watches ``z = e / sqrt(s^2 (1 + q))``, ``e`` a record's error before it is
+    learned, ``q`` its leverage ``x A^-1 x``, ``s^2`` the recent mean of ``e^2 / (1 + q)``:
+    River Page-Hinkley on ``z`` clipped to +-``DRIFT_CLIP`` (a bias, both ways) and on
+    ``z^2`` (a wider spread, up), unfaded (a faded sum fluctuates past any threshold). They
+    are quiet for the first ``DRIFT_MIN_RECORDS + 2 D`` records, and ``period`` plus that
+    many after each detection.
 
     Examples
     --------
@@ -115,18 +83,14 @@ class Forgetting:
     """
 
     def __init__(self, n_features: int, rate: float, drift_factor: float, period: int):
-        self.n_features = n_features
-        self.rate = rate
-        self._lam = math.exp(-rate)
-        self.drift_factor = drift_factor
-        self.period = period
+        self.n_features, self.rate, self._lam = n_features, rate, math.exp(-rate)
+        self.drift_factor, self.period = drift_factor, period
         self.t = 0  # records scheduled (the prior refresh cycles with it)
         self.count = 0.0  # their total weight now
         self.clock = 0.0
-        self.fast_left = 0
-        self.detections = 0
-        self._scale_sum = 0.0  # recency-weighted sum of e^2 / (1 + q), and of weights
-        self._scale_weight = 0.0
+        self.fast_left = self.detections = 0
+        # recency-weighted sum of e^2 / (1 + q), and of weights
+        self._scale_sum = self._scale_weight = 0.0
         self.warm_up = DRIFT_MIN_RECORDS + 2 * n_features
         self.quiet = self.warm_up  # records before the detector watches
         self.detectors = _detectors()
@@ -145,11 +109,13 @@ class Forgetting:
         self.count = lam * self.count + 1.0
         return lam, (1.0 - lam) * prior, j
 
-    def schedule(self, errors: np.ndarray, leverage: np.ndarray, prior: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The rates ``(lam, refresh, j)`` (arrays (N,)) of a mini-batch's records, as one
-        record at a time: each record's rates, then its error and leverage (from the model
-        that started the batch) to the detector."""
+    def schedule(self, x: np.ndarray, y: np.ndarray, theta: np.ndarray, a_inv: np.ndarray,
+                 prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rates ``(lam, refresh, j)`` (arrays (N,)) of a mini-batch's records ``x`` (N,
+        D), ``y`` (N,), each scheduled then observed against the model ``theta``, ``A^-1``
+        that starts the batch."""
+        errors = y - x @ theta
+        leverage = np.einsum("ij,ij->i", x @ a_inv, x)
         n = len(errors)
         lams, refresh, js = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
         for i, (e, q) in enumerate(zip(errors.tolist(), leverage.tolist(), strict=True)):

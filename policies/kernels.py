@@ -1,31 +1,23 @@
-"""Compiled kernels (numba) for deciding and learning one record at a time, where a dozen
-small numpy calls cost more than the arithmetic they do.
-
-Kernels are compiled on first use and cached on disk (``cache=True``): the first process on a
-machine pays a few seconds, later ones load the cache in a fraction of a second;
-:func:`warm_up` does either up front, when a policy is built, so no decision pays for it.
-Random numbers are drawn by the callers with their own ``numpy.random.Generator``. Plain
-numpy statements of these kernels, for the tests, live in ``tests/oracles_policies.py``.
+"""Compiled kernels (numba) for one decision or one record, where a dozen small numpy calls
+cost more than their arithmetic. Cached on disk; :func:`warm_up` compiles or loads them when a
+policy is built. Callers draw the random numbers. Numpy oracles: ``tests/oracles_policies.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
 import numpy as np
 
 _jit = numba.njit(cache=True)  # holds the GIL: calls of microseconds, from one thread
-_warm = False
 
 
+@functools.cache
 def warm_up() -> None:
-    """Compile (or load from the disk cache) every kernel for float32 and float64 features,
-    so that the first real decision does not pay for it; once per process."""
-    global _warm
-    if _warm:
-        return
-    _warm = True
+    """Compile (or load from the disk cache) every kernel for float32 and float64 features;
+    once per process."""
     k, d = 2, 3
     a_inv, b = np.eye(d), np.zeros(d)
     for dtype in (np.float32, np.float64):
@@ -37,16 +29,14 @@ def warm_up() -> None:
 
 
 #: The jitter :func:`cholesky` adds to the diagonal, relative to the mean variance: far below
-#: what changes a ranking (scores move by about 1e-5 of their spread), enough to factor
-#: the singular covariances of candidates that share features.
+#: what changes a ranking, enough to factor the covariances of candidates sharing features.
 JITTER = 1e-10
 
 
 @_jit
 def cholesky(cov, lower):
-    """The one Cholesky factorization of the policies: ``lower`` (N, N) becomes the lower
-    factor of ``cov`` plus the jitter of :func:`_factor_upper` (only the upper triangle of
-    ``cov`` is read). False, ``lower`` undefined, if it cannot be factored."""
+    """``lower`` (N, N) becomes the lower Cholesky factor of ``cov`` (its upper triangle
+    read) plus :func:`_factor_upper`'s jitter; False, ``lower`` undefined, if not PD."""
     n = cov.shape[0]
     upper = np.empty((n, n))
     for r in range(n):
@@ -63,9 +53,8 @@ def cholesky(cov, lower):
 @_jit
 def _factor_upper(upper):
     """In place: the upper triangle of a symmetric matrix (N, N) plus ``(JITTER * trace / N
-    + tiny) I`` becomes ``U = L^T`` with ``L L^T`` that matrix (right-looking, row by row,
-    contiguous inner loops; the lower triangle is not read). False if a pivot is not
-    positive (also NaN)."""
+    + tiny) I`` becomes ``U = L^T`` with ``L L^T`` that matrix (right-looking, row by row).
+    False if a pivot is not positive (also NaN)."""
     n = upper.shape[0]
     trace = 0.0
     for i in range(n):
@@ -108,9 +97,8 @@ def _times_a_inv(x, a_inv):
 
 @_jit
 def linucb_one(x, a_inv, b, alpha, bound):
-    """LinUCB's bounds for one decision (numba): ``bound[i] = x_i theta + alpha sqrt(x_i
-    A^-1 x_i)`` (the mean alone where the quadratic form is not positive), with ``x_i
-    theta = (x_i A^-1) b``; ``x A^-1`` skips zero features."""
+    """LinUCB's bounds for one decision: ``bound[i] = x_i theta + alpha sqrt(x_i A^-1 x_i)``
+    (the mean alone where the quadratic form is not positive), ``x_i theta = (x_i A^-1) b``."""
     k = x.shape[0]
     xa, nz, n_nz = _times_a_inv(x, a_inv)
     d = xa.shape[1]
@@ -127,19 +115,15 @@ def linucb_one(x, a_inv, b, alpha, bound):
 
 @_jit
 def win_one(x, mask, a_inv, b, z, n_draws, epsilon, probs):
-    """Thompson sampling's win probabilities for one decision (numba).
+    """Thompson sampling's win probabilities for one decision.
 
-    ``x`` (K, D) candidate features, ``mask`` (K,) bool, ``a_inv`` (D, D) and ``b`` (D,) the
-    ridge model (posterior ``N(A^-1 b, v^2 A^-1)``), ``z`` (half, K) the normals ``N(0,
-    v^2)`` with ``half = (n_draws + 1) // 2``, ``probs`` (K,) the output. The K scores are
-    drawn jointly: each row of ``z`` gives the antithetic draws ``x theta +/- L z`` with
-    ``L`` the Cholesky factor of ``x A^-1 x^T`` (plus :func:`_factor_upper`'s jitter, which
-    makes the covariance of candidates that share features factorable and splits identical
-    candidates' wins); the last minus draw is dropped when ``n_draws`` is odd. Every draw
-    credits its best valid candidate (the first of equals), and ``probs`` gets ``(1 -
-    epsilon) * wins / n_draws + epsilon / n_valid`` (0 where masked); a covariance that
-    cannot be factored (a broken model, NaN) gives uniform over the valid. ``x A^-1`` skips
-    zero features.
+    ``x`` (K, D) features, ``mask`` (K,) bool, ``a_inv`` (D, D) and ``b`` (D,) the ridge
+    model (posterior ``N(A^-1 b, v^2 A^-1)``), ``z`` ((n_draws + 1) // 2, K) normals ``N(0,
+    v^2)``, ``probs`` (K,) the output. Each row of ``z`` gives the antithetic score draws ``x
+    theta +/- L z``, ``L`` the Cholesky factor of ``x A^-1 x^T`` (the last minus draw dropped
+    when ``n_draws`` is odd); each credits its best valid candidate (the first of equals).
+    ``probs = (1 - epsilon) wins / n_draws + epsilon / n_valid`` (0 where masked); a
+    covariance that cannot be factored (NaN) gives uniform over the valid.
     """
     k = x.shape[0]
     xa, nz, n_nz = _times_a_inv(x, a_inv)
@@ -206,16 +190,15 @@ def _best_counts(upper, mean, mask, z, n_draws):
 
 @_jit
 def ridge_step(a_inv, b, x, reward, lam, refresh, j):
-    """One record ``x`` (D,) with ``reward`` into a ridge model with forgetting, in place
-    (numba), in O(D^2): with ``P = A^-1``,
+    """One record ``x`` (D,) with ``reward`` into a ridge model with forgetting, in place,
+    in O(D^2): with ``P = A^-1``,
 
     ``A <- lam A + x x^T + refresh e_j e_j^T``,  ``b <- lam b + reward x``,
 
     ``P`` by Sherman-Morrison twice in one pass: ``P1 = (P - P x x^T P / (lam + x P x)) /
     lam``, then ``P1 - w w^T`` with ``w = sqrt(refresh) P1 e_j / sqrt(1 + refresh P1_jj)``
-    (``lam`` = 1 and ``refresh`` = 0: the plain ridge step). ``A^-1 x`` skips zero
-    features. Returns ``(x theta, x P x)`` with ``theta`` and ``P`` as they were before the
-    record: its prediction and its leverage, free here.
+    (``lam`` = 1 and ``refresh`` = 0: the plain ridge step). Returns ``(x theta, x P x)``
+    from before the record: its prediction and its leverage.
     """
     d = x.shape[0]
     ax = np.zeros(d)
@@ -239,7 +222,7 @@ def ridge_step(a_inv, b, x, reward, lam, refresh, j):
         f = math.sqrt(refresh / (1.0 + refresh * w[j]))
         for m in range(d):
             w[m] *= f
-    if lam == 1.0 and refresh == 0.0:  # (the same operations as before forgetting)
+    if lam == 1.0 and refresh == 0.0:  # the plain step
         for i in range(d):
             ci = scale * ax[i]
             for m in range(d):

@@ -12,40 +12,25 @@ from policies.forgetting import DRIFT_FACTOR, HALF_LIFE, forgotten, make_forgett
 class LinearPolicy(Policy):
     """A policy over an online ridge model ``r ~ phi . theta`` that forgets old records.
 
-    The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``. Each
-    record first fades what came before (:mod:`policies.forgetting`)::
-
-        A <- lam A + x x^T + refresh e_j e_j^T,    b <- lam b + r x
-
-    with ``lam = 2 ** (-1 / half_life)`` (faster for a while after the change detector on
-    the model's own prediction errors fires) and ``refresh = (1 - lam) l2 D`` restoring the
-    prior ``l2 I`` one coordinate ``j`` at a time, so directions no recent record excites
-    return to the prior (``A^-1`` stays bounded) instead of blowing up. Every term is a
-    rank-one change: one record updates ``A^-1`` by Sherman-Morrison in O(D^2), in one
-    compiled call (:func:`policies.kernels.ridge_step`), and joins
-    a list of records to add to ``A`` later; ``A^-1`` is recomputed from ``A`` after a
-    mini-batch and every ``RESYNC`` single records, so rounding never accumulates. A
-    mini-batch learns the model the same records learn one at a time; its records'
-    errors, for the detector, are those of the model that started the batch. After a single
-    record ``theta`` is left to be recomputed when next needed (one D x D product, which a
-    decision that computes ``phi A^-1`` anyway replaces by ``(phi A^-1) b``).
+    The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``; each
+    record fades what came before (:class:`~policies.forgetting.Forgetting`). One record
+    updates ``A^-1`` in O(D^2) (:func:`policies.kernels.ridge_step`) and waits to be added
+    to ``A``; ``A^-1`` is recomputed from ``A`` after a mini-batch and every ``RESYNC``
+    single records, so rounding never accumulates.
 
     Parameters
     ----------
     l2
         Ridge penalty (prior precision).
     half_life
-        Records after which a record's weight has halved; ``None``: never forget (a
-        stationary model). See :mod:`policies.forgetting` for how to choose it.
+        Records after which a record's weight has halved (``None``: never forget); see
+        :mod:`policies.forgetting` to choose it.
     discount
-        The factor ``lam`` per record instead of ``half_life`` (``None``: from
-        ``half_life``); 1 keeps the stationary model.
+        The factor ``lam`` per record, instead of ``half_life``; 1: never forget.
     drift_factor
-        How many times faster records are forgotten after a detected change (1: no
-        detector).
+        How many times faster records are forgotten after a detected change (1: no detector).
     drift_period
-        For how many records after a detected change (``None``: a tenth of the
-        half-life).
+        For how many records after a detected change (``None``: a tenth of the half-life).
     """
 
     _params = ("n_features", "seed", "l2", "discount", "half_life", "drift_factor",
@@ -53,11 +38,8 @@ class LinearPolicy(Policy):
     _state = ("_a", "_pending", "_a_inv", "_b", "_theta", "_pending_scale", "_pending_forget",
               "_forget")
     RESYNC = 256
-    #: Batches of at least this many float32 candidates are scored in float32. Kept as a
-    #: second path because it pays: measured in alternation against scoring in float64 (policy
-    #: ``act``, B=256, K=20, D=64, float32 phi as bench_policies feeds), egreedy and SquareCB
-    #: decide 3.0-3.1M/s against 0.74-0.85M/s (3.6x). The engine passes float64 and never
-    #: takes it (rank_batch unchanged).
+    #: Batches of at least this many float32 candidates are scored in float32 (3.6x the
+    #: decisions/s of float64 in bench_policies' batched act; the engine passes float64).
     FLOAT32_ROWS = 512
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
@@ -67,15 +49,12 @@ class LinearPolicy(Policy):
         check_param("l2", l2, low=0.0, low_open=True)
         self._forget = make_forgetting(n_features, half_life, discount, drift_factor,
                                        drift_period)
-        self.l2 = l2
-        self.discount = discount
-        self.half_life = half_life
-        self.drift_factor = drift_factor
-        self.drift_period = drift_period
+        self.l2, self.discount, self.half_life = l2, discount, half_life
+        self.drift_factor, self.drift_period = drift_factor, drift_period
         self._a = np.eye(n_features) * float(l2)
         self._pending: list[np.ndarray] = []  # single records not yet added to _a
         # with forgetting, each pending record's (1 / s, refresh / s, j), s the product of
-        # the factors since the last fold, and that product: see _fold_pending
+        # the factors since the last fold, and that product
         self._pending_forget: list[tuple[float, float, int]] = []
         self._pending_scale = 1.0
         self._a_inv = np.eye(n_features) / float(l2)
@@ -83,12 +62,6 @@ class LinearPolicy(Policy):
         self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
         self._float32: tuple[np.ndarray, np.ndarray] | None = None
         kernels.warm_up()  # compiled (or loaded) now, not during the first decision
-
-    @property
-    def drift_detections(self) -> int:
-        """Changes the detector on this policy's prediction errors has found (0 without
-        forgetting)."""
-        return 0 if self._forget is None else self._forget.detections
 
     @property
     def theta(self) -> np.ndarray:
@@ -143,15 +116,13 @@ class LinearPolicy(Policy):
     def _refit(self, phi: np.ndarray, rewards: np.ndarray) -> None:
         """Add records (N, D) to ``A`` and ``b`` (with forgetting) and recompute ``A^-1``."""
         f = self._forget
-        if f is not None:  # the errors of the model that starts the batch
-            errors = rewards - phi @ self._model_theta()
-            leverage = np.einsum("ij,ij->i", phi @ self._a_inv, phi)
-        self._fold_pending()
+        self._fold_pending()  # (changes A, not the model that starts the batch)
         if f is None:
             a = self._a + phi.T @ phi
             self._b = self._b + phi.T @ rewards
         else:
-            rates = f.schedule(errors, leverage, self.l2 * self.n_features)
+            rates = f.schedule(phi, rewards, self._model_theta(), self._a_inv,
+                               self.l2 * self.n_features)
             a, self._b = forgotten(self._a, self._b, phi, rewards, *rates)
         self._a = (a + a.T) * 0.5
         a_inv = np.linalg.inv(self._a)
@@ -160,13 +131,12 @@ class LinearPolicy(Policy):
         self._after_update()
 
     def _after_update(self) -> None:
-        """Hook for subclasses that cache state derived from the model."""
+        """Drop caches derived from the model (subclasses extend it)."""
         self._float32 = None
 
     def _float32_model(self) -> tuple[np.ndarray, np.ndarray]:
-        """``A^-1`` and ``theta`` in float32 (cached until the next update), for scoring large
-        float32 batches: half the memory traffic, and the ranking they feed is unaffected by
-        rounding at 1e-7."""
+        """``A^-1`` and ``theta`` in float32 (cached until the next update) for large float32
+        batches: half the memory traffic; rounding at 1e-7 leaves rankings alone."""
         if self._float32 is None:
             self._float32 = (self._a_inv.astype(np.float32),
                              self._model_theta().astype(np.float32))
@@ -195,8 +165,7 @@ class LinearPolicy(Policy):
         self.__dict__.update(state)
 
     def _after_load(self) -> None:
-        self._float32 = None
-
+        self._after_update()
     def predict(self, phi: np.ndarray) -> np.ndarray:
         """Predicted reward of each candidate, shape ``phi.shape[:-1]``."""
         return np.asarray(phi, dtype=np.float64) @ self._model_theta()

@@ -13,17 +13,9 @@ from policies.thompson import psd_root, win_probabilities
 class LinTS(LinearPolicy):
     """Linear Thompson sampling with honest propensities.
 
-    The posterior of the ridge model is ``N(theta, v^2 A^-1)``. Plain Thompson sampling shows
-    the winner of one posterior draw, whose probability is unknown; here ``n_draws`` draws
-    estimate each candidate's probability of winning (see
-    :func:`policies.thompson.win_probabilities`), a floor ``epsilon`` mixes in uniform so
-    no candidate that could win gets 0, and the caller samples from exactly those
-    probabilities. That is still Thompson sampling (sampling by probability of being best),
-    with a logged propensity that is the true one.
-
-    One decision draws its K scores jointly, a batch shares weight draws across its rows,
-    with ``R`` the Cholesky factor of ``A^-1`` factored once per model version when a batch
-    needs it (:func:`policies.thompson.psd_root`).
+    Reports each candidate's probability of winning under the ridge posterior ``N(theta, v^2
+    A^-1)``, estimated from ``n_draws`` draws (:func:`policies.thompson.win_probabilities`)
+    with a uniform floor ``epsilon``; the caller samples from exactly those numbers.
 
     Parameters
     ----------
@@ -32,9 +24,7 @@ class LinTS(LinearPolicy):
     v
         Posterior scale (exploration strength).
     n_draws
-        Posterior draws per decision used to estimate win probabilities (in antithetic
-        pairs). The estimate only needs to be good enough to explore well, since the
-        caller samples from exactly the reported numbers; its cost grows with it.
+        Posterior draws per decision (in antithetic pairs).
     epsilon
         Uniform floor: every valid candidate gets at least ``epsilon / K``.
 
@@ -61,17 +51,11 @@ class LinTS(LinearPolicy):
         check_param("v", v, low=0.0, low_open=True)
         check_param("n_draws", n_draws, low=1, integer=True)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
-        self.v = v
-        self.n_draws = n_draws
-        self.epsilon = epsilon
+        self.v, self.n_draws, self.epsilon = v, n_draws, epsilon
         self._root: np.ndarray | None = None  # a square root of A^-1, once a batch needs it
 
     def _after_update(self) -> None:
         super()._after_update()
-        self._root = None
-
-    def _after_load(self) -> None:
-        super()._after_load()
         self._root = None
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

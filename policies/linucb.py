@@ -13,9 +13,8 @@ from policies.linear import LinearPolicy
 class LinUCB(LinearPolicy):
     """Chooses the highest upper confidence bound ``phi.theta + alpha * sqrt(phi A^-1 phi)``.
 
-    LinUCB itself is deterministic; a deterministic logging policy leaves off-policy
-    estimators nothing to work with, so with probability ``epsilon`` (default 0.02) a uniform
-    candidate is shown instead. Reported probabilities are exactly that mixture.
+    With probability ``epsilon`` a uniform candidate is shown instead, so that off-policy
+    estimators have a stochastic log; reported probabilities are exactly that mixture.
 
     Parameters
     ----------
@@ -45,8 +44,7 @@ class LinUCB(LinearPolicy):
         super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("alpha", alpha, low=0.0)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
-        self.alpha = alpha
-        self.epsilon = epsilon
+        self.alpha, self.epsilon = alpha, epsilon
 
     #: Candidates whose confidence widths are computed together.
     CHUNK_ROWS = 1024

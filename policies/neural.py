@@ -19,50 +19,28 @@ _WARMUP = 3  # eager Adam steps before a CUDA graph is captured
 class NeuralTS(PickledByState, Policy):
     """Neural-linear Thompson sampling (Riquelme et al., 2018): torch MLP, Bayesian head.
 
-    An MLP (two ReLU layers of width ``hidden``) maps each candidate's features to a
-    representation ``h``; a Bayesian linear regression on ``h`` gives the posterior
-    ``N(theta, v^2 A^-1)`` over rewards, and win probabilities are estimated from
-    ``n_draws`` posterior draws with a uniform floor ``epsilon``, as in
-    :class:`~policies.lints.LinTS`. Every ``train_every`` records the MLP (with a linear
-    output layer) takes ``train_steps`` Adam steps on squared error, each on a mini-batch of
-    ``batch_size`` records drawn from a replay buffer of the latest ``buffer_size`` records
-    (as in Riquelme et al.'s NeuralLinear: the cost of a retraining does not grow with the
-    buffer), on the GPU when torch sees one (``device="auto"``; there the steps after the
-    first three replay one captured CUDA graph, since a small network's step costs more in
-    kernel launches than in maths); then the head is refit on the buffer's new
-    representation. Between retrainings each record updates the head at once.
-
-    It forgets as the linear policies do (:mod:`policies.forgetting`): a record ``a``
-    records old weighs ``2 ** (-a / half_life)`` (less after a detected change) in the head,
-    which is updated with the same O(hidden^2) step (:func:`policies.kernels.ridge_step`)
-    and refit on the buffer with those weights, and in the representation's training,
-    whose mini-batches draw records with probability proportional to their weights; a
-    change detector on the head's prediction errors speeds forgetting for a while.
-
-    Decisions run the MLP forward pass in numpy on a copy of the weights taken after each
-    training: one decision at a time, torch's per-call overhead (and its CPU thread pool)
-    would cost more than the whole decision.
+    An MLP (two ReLU layers of width ``hidden``) maps features to ``h``; a Bayesian linear
+    head on ``h`` (posterior ``N(theta, v^2 A^-1)``, forgetting as the linear policies do)
+    gives win probabilities as :class:`~policies.lints.LinTS`'s. Each record updates the
+    head; every ``train_every`` records the MLP takes ``train_steps`` Adam steps on
+    ``batch_size`` records drawn (by forgetting weight) from a replay buffer of the latest
+    ``buffer_size``, then the head is refit. Decisions run the MLP in numpy (torch's
+    per-call overhead would cost more than one decision).
 
     Parameters
     ----------
     hidden
         Width of the two hidden layers (and of ``h``).
     lr, train_steps, batch_size, train_every, buffer_size
-        Training of the representation (see above).
+        Training of the representation.
     l2
         Prior precision of the linear head.
     half_life, drift_factor, drift_period
-        Forgetting, as :class:`~policies.linear.LinearPolicy`'s (``half_life`` None: every
-        record in the buffer weighs the same, and the head never forgets). The default
-        half-life is shorter than the linear policies' (1,000 records, against 5,000): the
-        head's errors are noisier (its representation moves with each retraining), so its
-        detector sees a change less readily and the half-life does more of the work.
-    v
-        Posterior scale (exploration strength).
-    n_draws
-        Posterior draws per decision.
-    epsilon
-        Uniform floor: every valid candidate gets at least ``epsilon / K``.
+        Forgetting, as :class:`~policies.linear.LinearPolicy`'s (``half_life`` None: never);
+        a shorter default half-life, as the head's errors are noisier (its representation
+        moves with each retraining), so its detector fires less readily.
+    v, n_draws, epsilon
+        Posterior scale, draws per decision and uniform floor, as LinTS's.
     device
         ``"auto"`` (CUDA when torch sees it), ``"cpu"`` or ``"cuda"``.
 
@@ -93,18 +71,16 @@ class NeuralTS(PickledByState, Policy):
                  epsilon: float = 0.01, device: str = "auto"):
         super().__init__(n_features, seed)
         for name, value in (("hidden", hidden), ("train_steps", train_steps),
-                            ("batch_size", batch_size),
-                            ("train_every", train_every), ("buffer_size", buffer_size),
-                            ("n_draws", n_draws)):
+                            ("batch_size", batch_size), ("train_every", train_every),
+                            ("buffer_size", buffer_size), ("n_draws", n_draws)):
             check_param(name, value, low=1, integer=True)
         for name, value in (("lr", lr), ("l2", l2), ("v", v)):
             check_param(name, value, low=0.0, low_open=True)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
         self._torch_device = pick_device(device)
-        self.hidden, self.lr, self.batch_size = hidden, lr, batch_size
-        self.train_steps = train_steps
-        self.train_every, self.buffer_size, self.l2, self.v = train_every, buffer_size, l2, v
-        self.n_draws, self.epsilon, self.device = n_draws, epsilon, device
+        self.hidden, self.lr, self.train_steps = hidden, lr, train_steps
+        self.batch_size, self.train_every, self.buffer_size = batch_size, train_every, buffer_size
+        self.l2, self.v, self.n_draws, self.epsilon, self.device = l2, v, n_draws, epsilon, device
         self.half_life, self.drift_factor, self.drift_period = half_life, drift_factor, drift_period
         self._forget = make_forgetting(hidden, half_life, None, drift_factor, drift_period)
         self._net = seeded_mlp(n_features, hidden, int(self._rng.integers(2**62)),
@@ -115,9 +91,7 @@ class NeuralTS(PickledByState, Policy):
         self._x = np.zeros((0, n_features))  # replay ring buffer, grown on demand
         self._y = np.zeros(0)
         self._stamp = np.zeros(0)  # the forgetting clock when each record was learned
-        self._filled = 0
-        self._pos = 0
-        self._since_train = 0
+        self._filled = self._pos = self._since_train = 0
         self._a = np.eye(hidden) * float(l2)
         self._a_inv = np.eye(hidden) / float(l2)
         self._b = np.zeros(hidden)
@@ -129,23 +103,14 @@ class NeuralTS(PickledByState, Policy):
         """Where the representation trains (``"cuda"`` or ``"cpu"``)."""
         return str(self._torch_device)
 
-    # ---- representation --------------------------------------------------------------
-    def _refresh_weights(self) -> None:
+    def _after_load(self) -> None:
+        """Copy the MLP's weights for numpy decisions; drop the head's cached root."""
         layers = [m for m in self._net if isinstance(m, torch.nn.Linear)][:2]
         self._np_weights = [(m.weight.detach().cpu().numpy().T.copy(),
                              m.bias.detach().cpu().numpy().copy()) for m in layers]
-
-    def _after_load(self) -> None:
-        self._refresh_weights()
         self._chol = None
         if len(self._stamp) != len(self._y):  # a state saved before forgetting: equal weights
             self._stamp = np.zeros(len(self._y))
-
-    @property
-    def drift_detections(self) -> int:
-        """Changes the detector on the head's prediction errors has found (0 without
-        forgetting)."""
-        return 0 if self._forget is None else self._forget.detections
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """The representation ``h`` (..., hidden) of features x (..., D), float64."""
@@ -158,7 +123,6 @@ class NeuralTS(PickledByState, Policy):
         """Posterior mean reward of each candidate, shape ``phi.shape[:-1]``."""
         return self.features(phi) @ self._theta
 
-    # ---- hooks -----------------------------------------------------------------------
     def _act(self, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return win_probabilities(self.features(phi), mask, self._a_inv, self._b, self._theta,
                                  self._posterior_root, self.v, self.n_draws, self.epsilon,
@@ -172,37 +136,29 @@ class NeuralTS(PickledByState, Policy):
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         h = self.features(phi)
-        f = self._forget
-        rates = None
-        if f is not None:  # each record's forgetting; the head's errors to the detector
-            errors = rewards - h @ self._theta
-            leverage = np.einsum("ij,ij->i", h @ self._a_inv, h)
-            rates = f.schedule(errors, leverage, self.l2 * self.hidden)
-        self._remember(phi, rewards, None if rates is None else
-                       f.clock + np.log(weights_after(rates[0])))
-        self._since_train += len(rewards)
+        f, n = self._forget, len(rewards)
+        if f is None:  # every factor 1
+            rates, stamps = (np.ones(n), np.zeros(n), np.zeros(n, np.int64)), None
+        else:  # each record's forgetting; the head's errors to the detector
+            rates = f.schedule(h, rewards, self._theta, self._a_inv, self.l2 * self.hidden)
+            stamps = f.clock + np.log(weights_after(rates[0]))
+        self._remember(phi, rewards, stamps)
+        self._since_train += n
         if self._since_train >= self.train_every:
             self._since_train = 0
             self.train()
             return
-        if rates is None:  # no forgetting: every factor 1
-            n = len(h)
-            rates = (np.ones(n), np.zeros(n), np.zeros(n, np.int64))
-        self._learn_head(h, rewards, rates)  # Bayesian update on the current representation
-        self._theta = self._a_inv @ self._b
-        self._chol = None
-
-    def _learn_head(self, h: np.ndarray, y: np.ndarray, rates: tuple) -> None:
-        """The head learns records ``h`` (N, hidden) with forgetting ``rates``: one record
-        by the linear policies' step (:func:`policies.kernels.ridge_step`, O(hidden^2)), a
-        mini-batch by a refit."""
-        self._a, b = forgotten(self._a, self._b, h, y, *rates)
-        if len(h) == 1:
+        # the head learns the records on the current representation: one record by
+        # ridge_step (O(hidden^2)), a mini-batch by a refit
+        self._a, b = forgotten(self._a, self._b, h, rewards, *rates)
+        if n == 1:
             lam, refresh, j = (r[0].item() for r in rates)
-            kernels.ridge_step(self._a_inv, self._b, h[0], float(y[0]), lam, refresh, j)
+            kernels.ridge_step(self._a_inv, self._b, h[0], float(rewards[0]), lam, refresh, j)
         else:
             self._a_inv = np.linalg.inv(self._a)
             self._b = b
+        self._theta = self._a_inv @ self._b
+        self._chol = None
 
     def _remember(self, x: np.ndarray, y: np.ndarray, stamps: np.ndarray | None) -> None:
         n, cap = len(y), self.buffer_size
@@ -223,10 +179,8 @@ class NeuralTS(PickledByState, Policy):
         self._filled = min(cap, self._filled + n)
 
     def train(self) -> NeuralTS:
-        """Retrain the representation on the replay buffer, then refit the linear head.
-
-        Returns ``self``; ``train_steps * min(batch_size, records)`` samples are seen.
-        """
+        """Retrain the representation on the replay buffer (``train_steps`` steps of
+        ``min(batch_size, records)``), then refit the linear head; returns ``self``."""
         n = self._filled
         if n == 0:
             return self
@@ -248,7 +202,6 @@ class NeuralTS(PickledByState, Policy):
         else:
             for idx in picks:
                 self._step(x, y, idx)
-        self._refresh_weights()
         with torch.no_grad():  # refit the head where the network lives (one pass, float64 sums)
             h = self._net[:4](x).double()
             hw = h if weights is None else h * torch.as_tensor(weights, device=dev)[:, None]
@@ -257,21 +210,20 @@ class NeuralTS(PickledByState, Policy):
         self._a_inv = np.linalg.inv(self._a)
         self._b = hty
         self._theta = self._a_inv @ self._b
-        self._chol = None
+        self._after_load()  # the new weights for decisions
         return self
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
-        loss = self._loss(x, y, idx)
         self._opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self._loss(x, y, idx).backward()
         self._opt.step()
 
     def _train_graphed(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> None:
-        """The same Adam steps on CUDA, replayed from one captured CUDA graph: a small
-        network's step is a few dozen kernel launches, which cost more than the maths."""
+        """The same Adam steps replayed from one captured CUDA graph (a small network's
+        step is a few dozen kernel launches, which cost more than the maths)."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # capture needs warmed-up kernels and optimizer state
@@ -290,7 +242,6 @@ class NeuralTS(PickledByState, Policy):
         self._opt.zero_grad(set_to_none=True)  # let go of the graph's gradient buffers
         del graph
 
-    # ---- persistence -----------------------------------------------------------------
     def state_dict(self) -> dict:
         sd = super().state_dict()
         buf = io.BytesIO()

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from policies.base import as_float_array
+
 
 def sample_slate(probs: np.ndarray, slate_size: int, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``slate_size`` distinct candidates per row, in slot order.
+    """Sample ``slate_size`` (L, at most the non-zero candidates of any row) distinct
+    candidates per row of ``probs`` (B, K) with the caller's ``rng``, in slot order.
 
     Slot 0 is drawn from ``probs``; each later slot from the remaining candidates with their
-    probabilities renormalized. ``slot_probs[b, j]`` is the probability of ``slots[b, j]``
-    given the earlier slots, so the probability of the whole slate is their product.
-
-    Parameters
-    ----------
-    probs
-        (B, K) probabilities (rows sum to 1; zeros are never drawn).
-    slate_size
-        L, at most the number of non-zero candidates in every row.
-    rng
-        The caller's generator.
+    probabilities renormalized (zeros are never drawn). ``slot_probs[b, j]`` is the
+    probability of ``slots[b, j]`` given the earlier slots, so the probability of the whole
+    slate is their product.
 
     Examples
     --------
@@ -29,10 +24,7 @@ def sample_slate(probs: np.ndarray, slate_size: int, rng: np.random.Generator
     >>> sorted(slots[0].tolist()), float(p[0, 2])   # the last slot takes the one left
     ([0, 1, 2], 1.0)
     """
-    probs = np.asarray(probs)
-    if probs.dtype.kind not in "biuf":
-        raise TypeError(f"probs: must be a numeric array (got dtype {probs.dtype})")
-    probs = probs.astype(np.float64, copy=False)
+    probs = as_float_array(probs, "probs")
     if probs.ndim != 2:
         raise ValueError(f"probs: must have shape (B, K) (got {probs.shape})")
     if not (np.isfinite(probs).all() and (probs >= 0).all()):

@@ -16,8 +16,7 @@ class SquareCB(LinearPolicy):
     candidate gets ``p_a = 1 / (K + gamma * (y* - y_a))`` and the best gets the rest (at
     least ``1 / K``). ``gamma`` grows as ``gamma_scale * t ** gamma_exponent`` with the
     number of records learned t (VW's ``--squarecb`` schedule and defaults); with forgetting,
-    t is their total weight, so a model that forgets keeps exploring as a young one does. Every valid
-    candidate keeps a positive probability.
+    t is their total weight, so a model that forgets keeps exploring as a young one does.
 
     Parameters
     ----------
@@ -48,8 +47,7 @@ class SquareCB(LinearPolicy):
         super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("gamma_scale", gamma_scale, low=0.0, low_open=True)
         check_param("gamma_exponent", gamma_exponent, low=0.0)
-        self.gamma_scale = gamma_scale
-        self.gamma_exponent = gamma_exponent
+        self.gamma_scale, self.gamma_exponent = gamma_scale, gamma_exponent
         self._t = 0
 
     def _update(self, phi, rewards, propensities) -> None:

@@ -1,13 +1,10 @@
-"""Win probabilities under a Gaussian posterior, estimated from many draws at once.
-
-Plain Thompson sampling shows the winner of one posterior draw, whose probability nobody
-knows. Loopwise's Thompson policies (LinTS, and NeuralTS's head) report instead the
-probability that each candidate wins, estimated from ``n_draws`` draws of the weights, and
-the caller samples from exactly those numbers, so the logged propensity is the one used.
+"""Win probabilities under a Gaussian posterior, estimated from many draws at once: LinTS and
+NeuralTS report them instead of one draw's winner, so the logged propensity is the one used.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -15,19 +12,15 @@ import numpy as np
 from policies import kernels
 from policies.base import mix_uniform
 
-#: Decisions scored together (times K candidates times the draws): a chunk's scores stay
-#: a few MB at most.
+#: Decisions scored together, so a chunk's (K, draws, decisions) scores stay a few MB.
 CHUNK = 256
 
 
 def psd_root(cov: np.ndarray) -> np.ndarray:
-    """A square root ``R`` (D, D) of a symmetric positive semi-definite ``cov`` (``R R^T =
-    cov`` up to the jitter): its Cholesky factor (:func:`policies.kernels.cholesky`), or,
-    where rounding has left ``cov`` indefinite, the eigendecomposition's root with the
+    """A root ``R`` (``R R^T = cov`` up to jitter) of a symmetric PSD ``cov`` (D, D): its
+    Cholesky factor, or where rounding left ``cov`` indefinite, the eigen root with the
     negative eigenvalues clipped to 0.
 
-    Examples
-    --------
     >>> psd_root(np.array([[4.0, 2.0], [2.0, 2.0]])).round(6).tolist()
     [[2.0, 0.0], [1.0, 1.0]]
     >>> r = psd_root(np.diag([1.0, -1e-3]))   # not factorable: the eigen root
@@ -42,9 +35,8 @@ def psd_root(cov: np.ndarray) -> np.ndarray:
 
 
 def normals(rng: np.random.Generator, scale: float, n_draws: int, width: int) -> np.ndarray:
-    """The ``N(0, scale^2)`` normals of ``n_draws`` antithetic draws, ((n_draws + 1) // 2,
-    ``width``): the generator's ``normal(0, scale, ...)`` values, drawn as standard normals
-    and scaled in place (faster than ``normal`` with its broadcasting)."""
+    """The ``N(0, scale^2)`` normals ((n_draws + 1) // 2, width) of ``n_draws`` antithetic
+    draws: ``rng.normal(0, scale, ...)``'s values, scaled in place (faster)."""
     z = rng.standard_normal(((n_draws + 1) // 2, width))
     z *= scale
     return z
@@ -54,39 +46,14 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
                       b: np.ndarray, theta: np.ndarray, root: Callable[[], np.ndarray],
                       scale: float, n_draws: int, epsilon: float, rng: np.random.Generator
                       ) -> np.ndarray:
-    """Each candidate's probability of the highest score under the ridge posterior
-    ``N(theta, scale^2 A^-1)``, ``theta = A^-1 b``, estimated from ``n_draws`` draws (in
-    antithetic pairs: each draw exactly distributed, half the normals, less variance), with
-    a uniform floor ``epsilon``.
+    """Each candidate's probability (B, K) of the highest score under the ridge posterior
+    ``N(theta, scale^2 A^-1)`` (``a_inv`` (D, D), ``b`` (D,), ``theta = A^-1 b``), estimated
+    from ``n_draws`` antithetic draws with ``rng``, with a floor: each valid candidate (of
+    ``mask`` (B, K), ``None``: all) gets at least ``epsilon / K``. Rows sum to 1.
 
-    One decision draws its K scores jointly from ``N(x theta, scale^2 x A^-1 x^T)`` in one
-    compiled call (:func:`policies.kernels.win_one`: K normals per draw, no square root of
-    ``A^-1``; each draw credits its best candidate). A batch draws weight vectors ``theta
-    +/- scale R z`` shared by all its rows, ``R`` a square root of ``A^-1``; each draw
-    credits every candidate with its row's best score (exact ties share it) and each row's
-    counts are normalized. Its scores are computed ``CHUNK`` decisions at a time, in float32
-    for float32 features (the scores only need ranking), laid out (K, draws, decisions) so
-    that each draw's best is an element-wise maximum over K; a row whose scores cannot be
-    compared (NaN) gets uniform.
-
-    Parameters
-    ----------
-    phi, mask
-        (B, K, D) features and (B, K) valid candidates (``None``: all valid).
-    a_inv, b, theta
-        The model: ``A^-1`` (D, D), ``b`` (D,) and ``theta = A^-1 b``.
-    root
-        Gives a square root of ``A^-1`` (called for batches only).
-    scale, n_draws, epsilon
-        Posterior scale, draws, and the floor: every valid candidate gets at least
-        ``epsilon / K``.
-    rng
-        The policy's generator.
-
-    Returns
-    -------
-    np.ndarray
-        (B, K) probabilities; rows sum to 1, masked candidates get 0.
+    One decision is :func:`policies.kernels.win_one`. A batch shares weight draws ``theta
+    +/- scale R z`` across its rows, ``R = root()`` a root of ``A^-1``, scored in float32 for
+    float32 features; exact ties share a draw, and a row of NaN scores gets uniform.
 
     Examples
     --------
@@ -137,12 +104,7 @@ def _batch_counts(phi: np.ndarray, mask: np.ndarray | None, plus: np.ndarray,
     return counts.T.astype(np.float64)
 
 
-_ALL_VALID: dict[int, np.ndarray] = {}
-
-
+@functools.cache
 def _all_valid(k: int) -> np.ndarray:
     """A mask of ``k`` valid candidates (cached per K; never written)."""
-    mask = _ALL_VALID.get(k)
-    if mask is None:
-        mask = _ALL_VALID[k] = np.ones(k, dtype=bool)
-    return mask
+    return np.ones(k, dtype=bool)

@@ -7,7 +7,7 @@ import tempfile
 
 import numpy as np
 
-from policies.base import Policy, check_param
+from policies.base import PickledByState, Policy, check_param
 
 EXPLORATIONS = ("squarecb", "epsilon", "cover", "bag", "regcb")
 
@@ -15,8 +15,6 @@ EXPLORATIONS = ("squarecb", "epsilon", "cover", "bag", "regcb")
 def action_template(n_features: int) -> str:
     """``%``-format template of one dense VW action line (features ``0 .. D-1`` in ``f``).
 
-    Examples
-    --------
     >>> action_template(3) % (0.5, 0.0, -2.0)
     '|f 0:0.5 1:0 2:-2'
     """
@@ -24,19 +22,12 @@ def action_template(n_features: int) -> str:
 
 
 def action_lines(x: np.ndarray, template: str) -> list[str]:
-    """One VW action line per candidate row of ``x`` (K, D), the fastest way we found.
+    """One VW action line per candidate row of ``x`` (K, D).
 
-    VW reads text in C++, so the cost from Python is building the lines. Sparse rows (at
-    most half non-zero, as with one-hot features) list only their non-zero features, with
-    one f-string per feature; dense rows are formatted whole by one ``%`` call on
-    ``template`` (faster than joining per-feature f-strings). Both give VW the same
-    example: a zero-valued feature adds nothing to a prediction or an update. Passing the
-    list of lines to ``Workspace.predict``/``learn`` costs the same as ``parse`` +
-    ``predict`` + ``finish_example``; building ``pyvw.Example`` objects feature by feature is
-    slower (the benchmark prints all of these).
+    Sparse rows (at most half non-zero) list only their non-zero features; dense rows are
+    formatted whole by one ``%`` call on ``template``. Both give VW the same example (a zero
+    feature adds nothing); building the text is the whole cost seen from Python.
 
-    Examples
-    --------
     >>> action_lines(np.array([[0.0, 1.5, 0.0], [2.0, 0.0, 0.0]]), action_template(3))
     ['|f 1:1.5', '|f 0:2']
     >>> action_lines(np.array([[0.0, 1.5, 0.0], [2.0, 0.25, -1.0]]), action_template(3))
@@ -51,23 +42,15 @@ def action_lines(x: np.ndarray, template: str) -> list[str]:
     return ["|f " + " ".join(p) for p in parts]
 
 
-class VWPolicy(Policy):
+class VWPolicy(PickledByState, Policy):
     """VW ``--cb_explore_adf`` with a chosen exploration, behind the Loopwise contract.
 
-    Each candidate becomes one action line ``|f 0:x0 1:x1 ...`` (no shared features; see
-    :func:`action_lines`); VW's
-    probability mass function comes back aligned to candidate order, and masked candidates
-    are left out of the example. Learning labels the chosen action ``0:cost:probability``
-    with ``cost = 1 - reward`` (rewards are expected in [0, 1]; VW minimizes cost, and
-    regcb assumes costs in [0, 1]) and the logged propensity, inside the whole candidate set
-    it was chosen from: the sets of the latest :attr:`REMEMBER` candidates shown by ``act``
-    are remembered (cover, bag and regcb learn from every action). A chosen row that this
-    object never showed (for example when another process decided) is learned as a
-    one-action example.
-
-    VW's own distributions are reported verbatim: bag and regcb can give a candidate
-    probability 0 (and another 1) when their models agree, so those logs cover less for
-    off-policy evaluation than the Loopwise policies' logs.
+    Each candidate becomes one action line ``|f 0:x0 1:x1 ...`` (:func:`action_lines`);
+    masked candidates are left out. Learning labels the chosen action ``0:cost:propensity``
+    with ``cost = 1 - reward`` (rewards in [0, 1]) inside the candidate set it was chosen
+    from, remembered for the latest :attr:`REMEMBER` candidates shown (cover, bag and regcb
+    learn from every action); a row this object never showed is learned alone. VW's
+    distributions are reported verbatim: bag and regcb can give a valid candidate 0.
 
     Parameters
     ----------
@@ -111,9 +94,7 @@ class VWPolicy(Policy):
         check_param("epsilon", epsilon, low=0.0, high=1.0)
         if not isinstance(extra_args, str):
             raise ValueError(f"extra_args: must be a string (got {extra_args!r})")
-        self.exploration = exploration
-        self.epsilon = epsilon
-        self.extra_args = extra_args
+        self.exploration, self.epsilon, self.extra_args = exploration, epsilon, extra_args
         self._template = action_template(n_features)
         self._vw = self._workspace()
         self._recent: dict[bytes, tuple[list[str], int]] = {}
@@ -148,16 +129,11 @@ class VWPolicy(Policy):
         if mask is None:
             mask = np.ones(phi.shape[:2], dtype=bool)
         probs = np.zeros(mask.shape)
-        recent, template = self._recent, self._template
-        everything = mask.all()
+        recent = self._recent
         for b in range(len(phi)):
-            rows = phi[b] if everything else phi[b, mask[b]]
-            lines = action_lines(rows, template)
-            pmf = self._vw.predict(lines)
-            if everything:
-                probs[b] = pmf
-            else:
-                probs[b, mask[b]] = pmf
+            rows = phi[b, mask[b]]
+            lines = action_lines(rows, self._template)
+            probs[b, mask[b]] = self._vw.predict(lines)
             for pos, x in enumerate(rows):  # remember the set, to learn on all its actions
                 recent[x.tobytes()] = (lines, pos)
         while len(recent) > self.REMEMBER:
@@ -178,20 +154,17 @@ class VWPolicy(Policy):
                 lines[pos] = label + lines[pos]
                 self._vw.learn(lines)
 
-    def _model_bytes(self) -> bytes:
+    def state_dict(self) -> dict:
+        """Parameters, VW's model bytes (VW 9 saves resumable state), remembered sets, RNG."""
+        sd = super().state_dict()
         fd, path = tempfile.mkstemp(suffix=".vw")
         os.close(fd)
         try:
             self._vw.save(path)
             with open(path, "rb") as fh:
-                return fh.read()
+                sd["vw_model"] = fh.read()
         finally:
             os.unlink(path)
-
-    def state_dict(self) -> dict:
-        """Parameters, VW's model bytes (VW 9 saves resumable state), remembered sets, RNG."""
-        sd = super().state_dict()
-        sd["vw_model"] = self._model_bytes()
         sd["vw_recent"] = dict(self._recent)
         return sd
 
@@ -203,10 +176,3 @@ class VWPolicy(Policy):
         self._vw = self._workspace(state["vw_model"])
         self._recent = dict(state.get("vw_recent", {}))
         return self
-
-    def __getstate__(self):
-        return self.state_dict()
-
-    def __setstate__(self, state):
-        self.__init__(**state["params"])
-        self.load_state_dict(state)

@@ -68,12 +68,10 @@ class VariantStats:
         if isinstance(values, (bool, np.bool_)):
             raise ValidationTypeError("values", "must be numeric, not a bool", values)
         try:
-            arr = np.asarray(values, dtype=float)
+            arr = np.atleast_1d(np.asarray(values, dtype=float))
         except (TypeError, ValueError):
             raise ValidationTypeError("values", "must be a number or a sequence of numbers",
                                       values) from None
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
         if arr.ndim != 1:
             raise ValidationError("values", "must be a scalar or one-dimensional",
                                   f"shape {arr.shape}")
@@ -123,6 +121,12 @@ class VariantStats:
         return (self._n, self._mean, self._m2) == (other._n, other._mean, other._m2)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __getstate__(self) -> dict[str, float | int]:
+        return self.to_dict()
+
+    def __setstate__(self, state: dict[str, float | int]) -> None:
+        self._n, self._mean, self._m2 = int(state["n"]), state["mean"], state["m2"]
 
     def __repr__(self) -> str:
         return f"VariantStats(n={self._n}, mean={self.mean:.6g}, var={self.var:.6g})"

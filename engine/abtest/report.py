@@ -50,8 +50,8 @@ def _check_stats(stats: object, weights: Mapping[str, float]) -> dict[str, Varia
     for key, value in stats.items():
         check_name("stats key", key)
         if key not in weights:
-            raise ValidationError(
-                "stats", f"names variant {key!r} that is not in weights {sorted(weights)}", key)
+            raise ValidationError("stats", f"names variant {key!r} that is not in weights "
+                                  f"{sorted(weights)}", key)
         if not isinstance(value, VariantStats):
             raise ValidationTypeError(f"stats[{key!r}]", "must be a VariantStats", value)
     # A configured variant that has seen no traffic yet is an empty accumulator.
@@ -65,11 +65,9 @@ def _previous_sequential(previous: object, control: str, alpha: float) -> dict[s
         raise ValidationTypeError("previous", "must be a report returned by ab_report, or None",
                                   previous)
     if previous.get("control") != control or previous.get("alpha") != alpha:
-        raise ValidationError(
-            "previous",
-            f"must come from a report with the same control ({control!r}) and alpha ({alpha})",
-            {"control": previous.get("control"), "alpha": previous.get("alpha")},
-        )
+        raise ValidationError("previous", f"must come from a report with the same control "
+                              f"({control!r}) and alpha ({alpha})",
+                              {"control": previous.get("control"), "alpha": previous.get("alpha")})
     return {t: c["sequential"] for t, c in previous["comparisons"].items()}
 
 
@@ -116,15 +114,11 @@ def _compare(key: str, t: VariantStats, c: VariantStats, alpha: float,
     }
 
 
-def _summaries(accs: Mapping[str, VariantStats], share: Mapping[str, float],
-               alpha: float) -> dict[str, dict[str, Any]]:
-    """The ``variants`` entry of :func:`ab_report`: each variant's summary and weight."""
-    variants: dict[str, dict[str, Any]] = {}
-    for key, acc in accs.items():
-        lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
-        variants[key] = {"n": acc.n, "mean": _num(acc.mean), "var": _num(acc.var),
-                         "ci": _interval(lo, hi), "weight": share[key]}
-    return variants
+def _summary(acc: VariantStats, weight: float, alpha: float) -> dict[str, Any]:
+    """A variant's entry in the ``variants`` of :func:`ab_report`."""
+    lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
+    return {"n": acc.n, "mean": _num(acc.mean), "var": _num(acc.var), "ci": _interval(lo, hi),
+            "weight": weight}
 
 
 def _srm(accs: Mapping[str, VariantStats], share: Mapping[str, float],
@@ -148,32 +142,17 @@ def ab_report(stats: Mapping[str, VariantStats], weights: Mapping[str, float], c
               srm_threshold: float = DEFAULT_SRM_THRESHOLD) -> dict[str, Any]:
     """Compare every treatment with the control; return a JSON-serializable report.
 
-    The report's fields are described in this module's docstring. Each treatment is tested
-    at level ``alpha`` on its own; with several treatments, divide ``alpha`` by their number
-    (Bonferroni) to bound the family-wise error.
-
-    Parameters
-    ----------
-    stats : mapping of str to VariantStats
-        Outcome accumulators per variant; variants missing here count as empty.
-    weights : mapping of str to float
-        The configured traffic split (variant -> relative weight).
-    control : str
-        The variant every other one is compared with.
-    alpha : float
-        Level of all tests and intervals.
-    previous : dict, optional
-        The last report of this experiment (same control and alpha). When given, the
-        sequential p-value is the running minimum and the confidence sequence the running
-        intersection, so conclusions never flip back as data arrive.
-    counts : mapping of str to int, optional
-        Units randomized per variant (e.g. users) for the SRM check; by default the
-        accumulators' ``n``. Give unit counts when outcomes are per decision and
-        assignment is per user.
-    tau, target_n, min_n
-        Tuning of the sequential test (:func:`engine.abtest.sequential.msprt`).
-    srm_threshold : float
-        Flag a sample-ratio mismatch when its p-value is below this.
+    The report's fields are described in this module's docstring. ``stats`` holds each
+    variant's outcome accumulator (a variant missing counts as empty), ``weights`` the
+    configured traffic split; every treatment is tested against ``control`` at level
+    ``alpha`` on its own (with several, divide ``alpha`` by their number, Bonferroni).
+    ``previous``, the last report of this experiment (same control and alpha), makes the
+    sequential p-value a running minimum and the confidence sequence a running
+    intersection, so conclusions never flip back as data arrive. ``counts``: units
+    randomized per variant for the SRM check (default the accumulators' ``n``; give user
+    counts when outcomes are per decision and assignment per user), flagged below
+    ``srm_threshold``. ``tau``, ``target_n``, ``min_n`` tune the sequential test
+    (:func:`engine.abtest.sequential.msprt`).
 
     Examples
     --------
@@ -198,13 +177,11 @@ def ab_report(stats: Mapping[str, VariantStats], weights: Mapping[str, float], c
     accs = _check_stats(stats, share)
     prev = _previous_sequential(previous, control, alpha)
     warnings: list[str] = []
-    comparisons = {
-        key: _compare(key, t, accs[control], alpha, prev.get(key), warnings,
-                      tau=tau, target_n=target_n, min_n=min_n)
-        for key, t in accs.items() if key != control
-    }
-    return {"control": control, "alpha": alpha, "variants": _summaries(accs, share, alpha),
-            "comparisons": comparisons,
+    comparisons = {key: _compare(key, t, accs[control], alpha, prev.get(key), warnings,
+                                 tau=tau, target_n=target_n, min_n=min_n)
+                   for key, t in accs.items() if key != control}
+    variants = {key: _summary(acc, share[key], alpha) for key, acc in accs.items()}
+    return {"control": control, "alpha": alpha, "variants": variants, "comparisons": comparisons,
             "srm": _srm(accs, share, counts, srm_threshold, warnings), "warnings": warnings}
 
 
@@ -218,9 +195,9 @@ def _ci(pair: list[float | None], spec: str = ".4g") -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
-    return [line, "-" * len(line)] + [
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+           for r in [header, *rows]]
+    return [out[0], "-" * len(out[0]), *out[1:]]
 
 
 def format_report(report: Mapping[str, Any]) -> str:

@@ -9,11 +9,11 @@ Monitoring of A/B Tests" (Operations Research, 2022): with the estimated differe
 .. math::
 
     \\Lambda = \\sqrt{\\frac{V}{V + \\tau^2}}
-               \\exp\\!\\left(\\frac{\\tau^2 (\\hat\\Delta - \\theta_0)^2}{2 V (V + \\tau^2)}\\right).
+        \\exp\\!\\left(\\frac{\\tau^2 (\\hat\\Delta - \\theta_0)^2}{2 V (V + \\tau^2)}\\right).
 
 Under :math:`H_0: \\Delta = \\theta_0` it is (asymptotically) a nonnegative martingale, so by
-Ville's inequality :math:`P(\\exists n: \\Lambda_n \\ge 1/\\alpha) \\le \\alpha`: rejecting the first
-time :math:`p_n = \\min_{m \\le n} \\min(1, 1/\\Lambda_m)` falls to ``alpha`` keeps the type-I
+Ville's inequality :math:`P(\\exists n: \\Lambda_n \\ge 1/\\alpha) \\le \\alpha`: rejecting the
+first time :math:`p_n = \\min_{m \\le n} \\min(1, 1/\\Lambda_m)` falls to ``alpha`` keeps the type-I
 error at most ``alpha`` however often one peeks. Inverting the test gives the confidence
 sequence :math:`\\hat\\Delta \\pm r` with
 
@@ -100,21 +100,11 @@ def msprt(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05, *,
     """Mixture SPRT p-value and confidence sequence for ``mean_t - mean_c``.
 
     Inputs are summary statistics (means, sample variances with ``ddof=1``, counts), scalars
-    or broadcastable arrays.
-
-    Parameters
-    ----------
-    alpha : float
-        Level of the confidence sequence (and of the default tuning).
-    tau : float, optional
-        Mixture standard deviation in outcome units; overrides ``target_n``.
-    target_n : float
-        Total sample size of both arms at which the default mixture is tightest.
-    theta0 : float
-        Null value of the difference.
-    min_n : int
-        Observations required in each arm; before that the p-value is 1 and the confidence
-        sequence is ``(-inf, inf)``.
+    or broadcastable arrays. ``alpha`` is the level of the confidence sequence (and of the
+    default tuning); ``tau``, the mixture standard deviation in outcome units, overrides
+    ``target_n``, the total sample size of both arms at which the default mixture is
+    tightest; ``theta0`` is the null value of the difference. Until each arm holds ``min_n``
+    observations the p-value is 1 and the confidence sequence ``(-inf, inf)``.
 
     Examples
     --------
@@ -127,21 +117,17 @@ def msprt(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05, *,
     alpha = check_probability("alpha", alpha)
     theta0 = check_real("theta0", theta0)
     min_n = check_int("min_n", min_n, 2)
-    if tau is not None:
-        tau = check_positive("tau", tau)
+    tau = None if tau is None else check_positive("tau", tau)
     mean_t, var_t, n_t, mean_c, var_c, n_c = _arrays(mean_t, var_t, n_t, mean_c, var_c, n_c)
     ready = (n_t >= min_n) & (n_c >= min_n)
     nt, nc = np.where(ready, n_t, 2.0), np.where(ready, n_c, 2.0)
     v = var_t / nt + var_c / nc
     diff = mean_t - mean_c
-    if tau is None:
-        tau2 = mixture_tau2(v, nt + nc, alpha, target_n)
-    else:
-        tau2 = np.full(v.shape, tau * tau)
+    tau2 = (mixture_tau2(v, nt + nc, alpha, target_n) if tau is None
+            else np.full(v.shape, tau * tau))
     # Zero variance in both arms (e.g. no conversion yet anywhere): nothing to learn from.
     live = ready & (v > 0.0) & (tau2 > 0.0)
-    v_s = np.where(live, v, 1.0)
-    t2 = np.where(live, tau2, 1.0)
+    v_s, t2 = np.where(live, v, 1.0), np.where(live, tau2, 1.0)
     log_lr = 0.5 * np.log(v_s / (v_s + t2)) + t2 * (diff - theta0) ** 2 / (2.0 * v_s * (v_s + t2))
     log_lr = np.where(live, log_lr, 0.0)
     p = np.minimum(1.0, np.exp(-log_lr))

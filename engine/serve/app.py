@@ -1,11 +1,10 @@
 """The HTTP face of one :class:`engine.Engine` (FastAPI).
 
-Every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>`` with the endpoint's
-scope (see :mod:`engine.serve.tokens`): ``rank`` for rank, reward and events, ``read`` for
-profiles, reports, metrics and the OpenAPI spec, ``admin`` for erasure. The one access check
-is :class:`engine.serve.front.Front`. Every error, routing and parsing ones included, has the
-body ``{"error": {"field": ..., "reason": ...}}``; nothing is stored unless the whole request
-is valid. The engine is not thread-safe: one lock serializes its calls.
+Every endpoint but ``/healthz`` needs a bearer token with the endpoint's scope
+(:mod:`engine.serve.tokens`), checked once by :class:`engine.serve.front.Front`. Every error,
+routing and parsing ones included, has the body ``{"error": {"field": ..., "reason": ...}}``;
+nothing is stored unless the whole request is valid. One lock serializes the engine's calls
+(it is not thread-safe).
 """
 
 from __future__ import annotations
@@ -36,8 +35,8 @@ from engine.serve.schemas import (
 )
 from engine.serve.tokens import Tokens
 
-ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
-          413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 413, 422)}
+ERRORS_404 = {**ERRORS, 404: {"model": ErrorResponse}}
 API_DOCS = ("off", "token")
 
 
@@ -46,16 +45,9 @@ def _error(status: int, field: str, reason: str, headers: dict | None = None) ->
                         headers=headers)
 
 
-def engine_error(exc: LoopwiseError) -> JSONResponse:
-    """The answer to an engine error other than bad input or an unknown decision."""
-    return _error(409, "engine", str(exc))
-
-
 def scoped(scope: str) -> dict:
     """``openapi_extra`` of a route needing ``scope`` (read by :class:`RouteTable`)."""
-    if scope == PUBLIC:
-        return {"x-scope": PUBLIC, "security": []}
-    return {"x-scope": scope, "security": [{"bearer": []}]}
+    return {"x-scope": scope, "security": [] if scope == PUBLIC else [{"bearer": []}]}
 
 
 def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
@@ -112,17 +104,13 @@ def _error_handlers(app: FastAPI) -> None:
             return _error(400, "body", "is not valid JSON")
         return _error(422, pydantic_field(err.get("loc", ())), err.get("msg", "invalid"))
 
-    @app.exception_handler(ValidationError)
-    async def _engine_invalid(_: Request, exc: ValidationError):
-        return _error(422, exc.field, str(exc).split(": ", 1)[-1])
-
-    @app.exception_handler(UnknownDecisionError)
-    async def _unknown(_: Request, exc: UnknownDecisionError):
-        return _error(404, "eventId", str(exc).split(": ", 1)[-1])
-
     @app.exception_handler(LoopwiseError)
-    async def _other(_: Request, exc: LoopwiseError):
-        return engine_error(exc)
+    async def _engine(_: Request, exc: LoopwiseError):
+        if isinstance(exc, ValidationError):
+            return _error(422, exc.field, str(exc).split(": ", 1)[-1])
+        if isinstance(exc, UnknownDecisionError):
+            return _error(404, "eventId", str(exc).split(": ", 1)[-1])
+        return _error(409, "engine", str(exc))
 
 
 _ENGINE_FIELD = re.compile(r"^(?:requests\[\d+\]\.)?(candidates|user_id|decision_id|context|"
@@ -160,15 +148,12 @@ def pydantic_field(loc) -> str:
     """pydantic's location of an error as a field path: ``actions[1].features[1]``."""
     out = ""
     for part in loc:
-        if part == "body":
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if part != "body":
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
 
 
 def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
-    """Add the endpoints."""
-
     @app.get("/healthz", tags=["ops"], response_model=HealthResponse, openapi_extra=scoped(PUBLIC),
              responses={503: {"model": HealthResponse}})
     async def healthz():
@@ -183,8 +168,9 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
             text = metrics.render(engine)
         return Response(text, media_type="text/plain; version=0.0.4")
 
-    def do_rank(req: RankRequest) -> dict:
-        """The rank endpoint's work; returns the response body."""
+    @app.post("/v1/rank", response_model=RankResponse, responses=ERRORS,
+              openapi_extra=scoped("rank"))
+    async def rank(req: RankRequest) -> JSONResponse:
         if len(req.actions) > max_candidates:
             raise ValidationError("actions", f"must hold at most {max_candidates} candidates",
                                   len(req.actions))
@@ -207,28 +193,21 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
                                   exc.value) from None
         metrics.decisions.labels(d.variant).inc()
         probs = dict(zip(d.candidate_ids, d.probabilities, strict=True))
-        return {"ranking": [{"id": i, "probability": probs[i]} for i in d.ranking],
-                "eventId": d.decision_id, "rewardActionId": d.chosen, "variant": d.variant,
-                "policyVersion": d.policy_version}
+        return JSONResponse({  # a Response: FastAPI does not re-validate it
+            "ranking": [{"id": i, "probability": probs[i]} for i in d.ranking],
+            "eventId": d.decision_id, "rewardActionId": d.chosen, "variant": d.variant,
+            "policyVersion": d.policy_version})
 
-    def do_reward(event_id: str, req: RewardRequest) -> dict:
+    @app.post("/v1/events/{event_id}/reward", response_model=RewardResponse,
+              responses=ERRORS_404, openapi_extra=scoped("rank"))
+    async def reward(event_id: str, req: RewardRequest) -> JSONResponse:
         try:
             with lock:
                 r = engine.reward(event_id, req.value)
         except ValidationError as exc:
             raise ValidationError(http_field(exc.field, [], {}), exc.reason, exc.value) from None
         metrics.rewards.labels(r.status).inc()
-        return {"eventId": r.decision_id, "status": r.status, "learned": r.learned}
-
-    @app.post("/v1/rank", response_model=RankResponse, responses=ERRORS,
-              openapi_extra=scoped("rank"))
-    async def rank(req: RankRequest) -> JSONResponse:
-        return JSONResponse(do_rank(req))  # a Response: FastAPI does not re-validate it
-
-    @app.post("/v1/events/{event_id}/reward", response_model=RewardResponse,
-              responses={**ERRORS, 404: {"model": ErrorResponse}}, openapi_extra=scoped("rank"))
-    async def reward(event_id: str, req: RewardRequest) -> JSONResponse:
-        return JSONResponse(do_reward(event_id, req))
+        return JSONResponse({"eventId": r.decision_id, "status": r.status, "learned": r.learned})
 
     @app.post("/v1/events", response_model=EventsResponse, responses=ERRORS,
               openapi_extra=scoped("rank"))
@@ -243,8 +222,7 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
 
 
 def _profile_routes(app: FastAPI, engine, lock) -> None:
-    @app.get("/v1/profiles/{user_id}", responses={**ERRORS, 404: {"model": ErrorResponse}},
-             openapi_extra=scoped("read"))
+    @app.get("/v1/profiles/{user_id}", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def get_profile(user_id: str):
         with lock:
             p = engine.profile(user_id)
@@ -257,13 +235,13 @@ def _profile_routes(app: FastAPI, engine, lock) -> None:
         with lock:
             return {"user_id": user_id, "deleted": engine.forget(user_id)}
 
-    @app.get("/v1/experiments/report", responses={**ERRORS, 404: {"model": ErrorResponse}},
-             openapi_extra=scoped("read"))
+    @app.get("/v1/experiments/report", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def report():
         if len(engine.learners) < 2:
             return _error(404, "variants", "no A/B test is configured (one variant)")
         with lock:
-            return JSONResponse(json.loads(json.dumps(engine.ab_report(), default=_nan)))
+            report = json.dumps(engine.ab_report(), default=lambda _: None)
+        return JSONResponse(json.loads(report))
 
 
 def _secure_spec(app: FastAPI) -> None:
@@ -279,6 +257,3 @@ def _secure_spec(app: FastAPI) -> None:
 
     app.openapi = openapi
 
-
-def _nan(x):
-    return None

@@ -1,14 +1,13 @@
 """The front door of the HTTP app: every request passes :class:`Front` first, once.
 
-In order, for each request: more than ``max_headers`` header lines are refused (431); the
-route template and its scope are found (:class:`RouteTable`) and :meth:`Tokens.authorize`
-checks the token, the one access check of every route (401, 403 naming the missing scope;
-unknown paths and methods need a valid token too, so strangers learn nothing of the API);
-an unexpected exception answers 500 and is logged with the route, its type and code
-locations only (its message may quote the body); the request is counted in the metrics and
-gets one access-log line naming the route template, never the path, so no user id is
-logged. Access-log modes: ``all``, ``changes`` (``admin``-scope requests and refused
-tokens), ``off``.
+In order: more than ``max_headers`` header lines are refused (431); the route template and
+its scope are found (:class:`RouteTable`) and :meth:`Tokens.authorize` checks the token,
+the one access check of every route (401; 403 naming the missing scope; unknown paths and
+methods need a valid token too, so strangers learn nothing of the API); an unexpected
+exception answers 500, logged with its type and code locations only (its message may quote
+the body); the request is counted and access-logged by route template, never by path, so
+no user id is logged. Access-log modes: ``all``, ``changes`` (``admin``-scope requests and
+refused tokens), ``off``.
 """
 
 from __future__ import annotations
@@ -86,12 +85,8 @@ class Front:
                  max_headers: int = 100, access_log: str = "all"):
         if access_log not in ACCESS_LOG_MODES:
             raise ValueError(f"access_log: one of {ACCESS_LOG_MODES} (got {access_log!r})")
-        self.app = app
-        self.tokens = tokens
-        self.routes = routes
-        self.metrics = metrics
-        self.max_headers = max_headers
-        self.access_log = access_log
+        self.app, self.tokens, self.routes, self.metrics = app, tokens, routes, metrics
+        self.max_headers, self.access_log = max_headers, access_log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -108,13 +103,18 @@ class Front:
 
         try:
             if len(scope["headers"]) > self.max_headers:
-                raise _Refused(431, "headers", f"at most {self.max_headers} header lines")
+                return await send_error(send_wrapper, 431, "headers",
+                                        f"at most {self.max_headers} header lines")
             if needed != PUBLIC:
-                who = self._authorize(scope["headers"], needed).name
+                auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+                try:
+                    who = self.tokens.authorize(auth, needed).name
+                except AuthError as err:
+                    who = err.who or who
+                    extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
+                    return await send_error(send_wrapper, err.status, "authorization",
+                                            err.reason, extra)
             await self.app(scope, receive, send_wrapper)
-        except _Refused as exc:
-            who = exc.who or who
-            await send_error(send_wrapper, exc.status, exc.field, exc.reason, exc.headers)
         except Exception as exc:  # noqa: BLE001 - the last line: log safely, answer 500
             frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
                                  for f in reversed(traceback.extract_tb(exc.__traceback__)))
@@ -130,17 +130,3 @@ class Front:
                     needed == "admin" or status[0] in (401, 403))):
                 access_log.info("token=%s method=%s route=%s status=%d ms=%.2f", who,
                                 method, template, status[0], elapsed * 1e3)
-
-    def _authorize(self, headers, needed: str | None):
-        authorization = next((v for k, v in headers if k == b"authorization"), None)
-        try:
-            return self.tokens.authorize(authorization, needed)
-        except AuthError as err:
-            extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
-            raise _Refused(err.status, "authorization", err.reason, extra, err.who) from None
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, field: str, reason: str, headers=(), who: str | None = None):
-        self.status, self.field, self.reason, self.headers = status, field, reason, headers
-        self.who = who  # the token's name where it was known (a 403)

@@ -9,19 +9,8 @@ lines are counted by :class:`engine.serve.front.Front` (431); bodies by :class:`
 from __future__ import annotations
 
 import json
-import logging
 
-from engine.serve.front import send_error
-
-log = logging.getLogger("loopwise.access")
-
-
-def refusal(status: int, phrase: str, field: str, reason: str) -> bytes:
-    """A complete HTTP/1.1 error response (the API's error shape) that closes the
-    connection."""
-    body = json.dumps({"error": {"field": field, "reason": reason}}).encode()
-    return (f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+from engine.serve.front import access_log, send_error
 
 
 def http_protocol(max_header_bytes: int):
@@ -65,19 +54,23 @@ def http_protocol(max_header_bytes: int):
             super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:  # a request that is not HTTP/1.1
-            self.transport.write(refusal(400, "Bad Request", "request",
-                                         "is not a valid HTTP/1.1 request"))
-            self.transport.close()
+            self._answer(400, "Bad Request", "request", "is not a valid HTTP/1.1 request")
 
         def _refuse(self) -> None:
             self._head_bytes = None
             if not self.transport.is_closing():
-                log.info("token=- method=- route=- status=431 (request head over %d bytes)",
-                         max_header_bytes)
-                self.transport.write(refusal(
-                    431, "Request Header Fields Too Large", "headers",
-                    f"request line and headers must be at most {max_header_bytes} bytes"))
-                self.transport.close()
+                access_log.info("token=- method=- route=- status=431 (request head over %d bytes)",
+                                max_header_bytes)
+                self._answer(431, "Request Header Fields Too Large", "headers",
+                             f"request line and headers must be at most {max_header_bytes} bytes")
+
+        def _answer(self, status: int, phrase: str, field: str, reason: str) -> None:
+            """Write an error in the API's shape and close the connection."""
+            body = json.dumps({"error": {"field": field, "reason": reason}}).encode()
+            head = (f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+            self.transport.write(head.encode() + body)
+            self.transport.close()
 
     return BoundedHead, {}
 
@@ -113,14 +106,10 @@ class BodyLimit:
                 return await self._refuse(send)
             if not message.get("more_body", False):
                 break
-        sent = False
+        whole = iter([{"type": "http.request", "body": b"".join(chunks), "more_body": False}])
 
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
+        async def replay():  # the body once, then whatever the client sends (a disconnect)
+            return next(whole, None) or await receive()
 
         await self.app(scope, replay, send)
 

@@ -22,7 +22,6 @@ class Metrics:
                                registry=self.registry)
         self.events = Counter("loopwise_events", "behaviour events", ["result"],
                               registry=self.registry)
-
         self.quarantined = Gauge("loopwise_quarantined_records", "acknowledged records the "
                                  "store could not write (see loopwise quarantine)",
                                  registry=self.registry)

@@ -6,13 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Number = float
-
 
 class Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=256, description="item id")
-    features: list[Number] | None = Field(None, description="numeric item features")
+    features: list[float] | None = Field(None, description="numeric item features")
     topics: list[str] | None = Field(None, max_length=256)
     tags: list[str] | None = Field(None, max_length=256)
 
@@ -22,9 +20,9 @@ class RankRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     user_id: str = Field(min_length=1, max_length=256, description="whose profile drives it")
-    contextFeatures: list[dict[str, Number]] | None = Field(
+    contextFeatures: list[dict[str, float]] | None = Field(
         None, description="context feature objects, merged into one mapping")
-    context: dict[str, Number] | None = Field(None, description="context as one mapping")
+    context: dict[str, float] | None = Field(None, description="context as one mapping")
     actions: list[Action] = Field(min_length=1, description="candidates, with ids and features")
     excludedActions: list[str] | None = Field(None, description="ids removed before ranking")
     eventId: str | None = Field(None, min_length=1, max_length=256,
@@ -47,7 +45,7 @@ class RankResponse(BaseModel):
 
 class RewardRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    value: Number = Field(description="the reward of the decision")
+    value: float = Field(description="the reward of the decision")
 
 
 class RewardResponse(BaseModel):

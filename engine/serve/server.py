@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import logging
 import os
 import sys
@@ -28,25 +27,24 @@ CHOICES = {"api_docs": ("off", "token"), "access_log": ("all", "changes", "off")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with the settings below and an engine: mapping")
-    p.add_argument("--data-dir", dest="data_dir", help="engine data directory")
+    p.add_argument("--data-dir", help="engine data directory")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int, help="must be 1: one process owns a data directory")
     p.add_argument("--token", help="static all-scopes bearer token (default: $LOOPWISE_TOKEN)")
-    p.add_argument("--token-file", dest="token_file",
+    p.add_argument("--token-file",
                    help="named tokens with scopes, re-read on change ($LOOPWISE_TOKEN_FILE)")
-    p.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
-    p.add_argument("--max-candidates", dest="max_candidates", type=int)
-    p.add_argument("--max-header-bytes", dest="max_header_bytes", type=int,
+    p.add_argument("--max-body-bytes", type=int)
+    p.add_argument("--max-candidates", type=int)
+    p.add_argument("--max-header-bytes", type=int,
                    help="request line plus headers, refused with 431 beyond (16384)")
-    p.add_argument("--max-headers", dest="max_headers", type=int,
-                   help="header lines, refused with 431 beyond (100)")
-    p.add_argument("--api-docs", dest="api_docs", choices=CHOICES["api_docs"],
+    p.add_argument("--max-headers", type=int, help="header lines, refused with 431 beyond (100)")
+    p.add_argument("--api-docs", choices=CHOICES["api_docs"],
                    help="token: /openapi.json for the read scope (default); off: no spec")
-    p.add_argument("--access-log", dest="access_log", choices=CHOICES["access_log"],
+    p.add_argument("--access-log", choices=CHOICES["access_log"],
                    help="all requests (default), changes (erasures, settings, refusals), off")
-    p.add_argument("--ssl-certfile", dest="ssl_certfile", help="TLS certificate (PEM)")
-    p.add_argument("--ssl-keyfile", dest="ssl_keyfile", help="TLS private key (PEM)")
+    p.add_argument("--ssl-certfile", help="TLS certificate (PEM)")
+    p.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -95,23 +93,12 @@ def _read_config(path: str) -> dict:
     return loaded
 
 
-def _engine_settings() -> set[str]:
-    """The names an ``engine:`` mapping may hold: EngineConfig's fields where the engine
-    takes one, else the keyword arguments of ``Engine``."""
-    try:
-        from engine.config import EngineConfig
-    except ImportError:
-        from engine import Engine
-
-        return set(inspect.signature(Engine.__init__).parameters) - {"self", "data_dir",
-                                                                     "clock"}
-    return {f.name for f in dataclasses.fields(EngineConfig)} - {"clock"}
-
-
 def _check_engine(engine_cfg) -> None:
+    from engine.config import EngineConfig
+
     if not isinstance(engine_cfg, dict):
         raise SystemExit("config: engine must be a mapping of Engine settings")
-    allowed = _engine_settings()
+    allowed = {f.name for f in dataclasses.fields(EngineConfig)} - {"clock"}
     for key in engine_cfg:
         if key not in allowed:
             raise SystemExit(f"config: engine.{key} is not an Engine setting; allowed: "

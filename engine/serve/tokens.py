@@ -8,15 +8,12 @@ and its scopes::
       analyst: {sha256: 60303a..., scopes: [read], created: "2026-11-26T14:05:00Z"}
 
 Scopes: ``rank`` (rank, reward, events), ``read`` (profiles, reports, metrics, the OpenAPI
-spec), ``admin`` (erasure, settings). A scope grants only itself. The single static token
-(``LOOPWISE_TOKEN``/``--token``) holds every scope under the name ``static``. The server
-looks at the file at most once a second and re-reads it when its size, mtime or inode
-changed, so adding a new token, moving clients to it and then removing the old one needs no
-restart. A file that cannot be read or parsed at that moment leaves the last good set in
-force (and is logged); a file that is gone revokes every token it held.
-
-``loopwise token add NAME --scopes rank,read --file tokens.yaml`` prints a new token once;
-``loopwise token list`` and ``loopwise token remove NAME`` do the rest.
+spec), ``admin`` (erasure, settings); a scope grants only itself. The static token
+(``LOOPWISE_TOKEN``/``--token``) holds every scope under the name ``static``. The file is
+looked at at most once a second and re-read when its size, mtime or inode changed, so
+tokens rotate without a restart; a file that cannot be read leaves the last good set in
+force (logged), a file that is gone revokes its tokens. ``loopwise token add|list|remove``
+manages the file (``add`` prints the new token once).
 """
 
 from __future__ import annotations
@@ -55,9 +52,7 @@ class AuthError(Exception):
 
     def __init__(self, status: int, reason: str, who: str | None = None):
         super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.who = who  # the token's name on a 403
+        self.status, self.reason, self.who = status, reason, who  # who: the name, on a 403
 
 
 def digest(token: str) -> str:
@@ -66,16 +61,9 @@ def digest(token: str) -> str:
 
 
 class Tokens:
-    """The tokens a server accepts: one static token with every scope, and/or a token file.
-
-    Parameters
-    ----------
-    token
-        A static token holding every scope (``LOOPWISE_TOKEN``), or None.
-    token_file
-        Path of a token file (see the module docstring), or None.
-    clock
-        Seconds, monotonic; how often the file is looked at is measured with it.
+    """The tokens a server accepts: a static ``token`` holding every scope
+    (``LOOPWISE_TOKEN``) and/or a ``token_file`` (see the module docstring). ``clock``
+    (seconds, monotonic) paces the looks at the file.
 
     Examples
     --------
@@ -98,13 +86,10 @@ class Tokens:
             raise ValueError("token: give a static token (LOOPWISE_TOKEN, --token) or a "
                              "token file (LOOPWISE_TOKEN_FILE, --token-file), or both")
         self._static = digest(token) if token else None
-        self._by_digest: dict[str, Identity] = {}
-        self._stamp: tuple | None = None
-        self._checked = -float("inf")
-        if token_file:
-            self._by_digest = _identities(read_file(token_file))  # errors surface at start
-            self._stamp = _stamp(token_file)
-            self._checked = clock()
+        # the file is read now, so that its errors surface at start
+        self._by_digest = _identities(read_file(token_file)) if token_file else {}
+        self._stamp = _stamp(token_file) if token_file else None
+        self._checked = clock() if token_file else -float("inf")
 
     def authenticate(self, authorization: bytes | None) -> Identity:
         """The identity behind an ``Authorization`` header value; :class:`AuthError` 401
@@ -218,8 +203,7 @@ def add(path: str, name: str, scopes: list[str]) -> str:
     only time it exists in clear)."""
     if not NAME.fullmatch(name):
         raise ValueError(f"name: 1-64 letters, digits, '_', '.' or '-' (got {name!r})")
-    bad = sorted(set(scopes) - set(SCOPES))
-    if not scopes or bad:
+    if not scopes or not set(scopes) <= set(SCOPES):
         raise ValueError(f"scopes: choose from {list(SCOPES)} (got {scopes!r})")
     entries = read_file(path)
     if name in entries:
