@@ -402,3 +402,16 @@ class Engine:
         report = ab_report(stats, self._weights, control, alpha, previous=previous, counts=counts)
         self._last_report = report
         return report
+
+    def dp_release(self, epsilon: float, topics: Sequence[str] = (), *, alpha: float = 0.05,
+                   bounds=None, control: str | None = None) -> dict:
+        """Differentially private aggregates of this data directory at ``epsilon``, charged
+        to its privacy budget (``dp_total_epsilon``): event-type counts, per-variant reward
+        counts and means (and the A/B differences), per-topic interest counts and means for
+        the public ``topics`` given. See :func:`engine.privacy.aggregates.release`."""
+        from engine.privacy.aggregates import release
+        from engine.privacy.budget import Budget
+
+        budget = Budget(self.store, self.config.dp_total_epsilon)
+        return release(self.store, epsilon, budget, topics=topics, bounds=bounds,
+                       event_types=self.event_types, alpha=alpha, control=control)

@@ -256,3 +256,14 @@ def test_bad_input_names_the_field(tmp_path, call, field):
         assert budget.spent() == 0.0  # nothing was charged
     finally:
         store.close()
+
+
+def test_engine_release_uses_its_configured_budget(tmp_path):
+    eng = Engine(str(tmp_path / "d"), policy="uniform", item_features=2, dp_total_epsilon=1.0,
+                 clock=lambda: 100.0, event_types={"share": 1.5})
+    eng.ingest([{"user_id": "u1", "type": "share", "ts": 90.0, "topics": ["jazz"]}])
+    report = eng.dp_release(0.75, topics=["jazz"])
+    assert "share" in report["event_types"] and report["budget"]["left"] == pytest.approx(0.25)
+    with pytest.raises(BudgetExceeded):
+        eng.dp_release(0.5)
+    eng.close()
