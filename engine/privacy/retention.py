@@ -55,6 +55,33 @@ def prune(store, cutoff: float, learned_seq: int) -> dict[str, int]:
     return counts
 
 
+def log_period(store) -> dict:
+    """The period a data directory's decision log covers: ``{"from", "to"}`` (the first and
+    last decision times, ``None`` if none) and ``"retained_since"`` (rows before it were
+    deleted by retention; ``None``: none were)."""
+    lo, hi = store.db.execute("SELECT MIN(ts), MAX(ts) FROM decisions").fetchone()
+    since = store.get_meta(SINCE_KEY)
+    return {"from": lo, "to": hi, "retained_since": None if since is None else float(since)}
+
+
+def describe_period(period: dict) -> str:
+    """:func:`log_period` in words, for the CLI.
+
+    Examples
+    --------
+    >>> describe_period({"from": 10.0, "to": 99.5, "retained_since": 5.0})
+    'log period: decisions from t=10 to t=99.5; rows before t=5 deleted by retention'
+    >>> describe_period({"from": None, "to": None, "retained_since": None})
+    'log period: no decisions; nothing deleted by retention'
+    """
+    text = ("no decisions" if period["from"] is None else
+            f"decisions from t={period['from']:g} to t={period['to']:g}")
+    since = period["retained_since"]
+    tail = "nothing deleted by retention" if since is None else \
+        f"rows before t={since:g} deleted by retention"
+    return f"log period: {text}; {tail}"
+
+
 class Upkeep:
     """The engine's privacy chores between calls: the retention schedule and a held erasure.
 

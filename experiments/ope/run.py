@@ -203,6 +203,17 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
             raise OPEInputError(flag, f"has no effect with {source}; leave it out")
 
 
+def _period(data_dir: str) -> str:
+    from engine.privacy.retention import describe_period, log_period
+    from engine.store import Store
+
+    store = Store(data_dir, create=False)
+    try:
+        return describe_period(log_period(store))
+    finally:
+        store.close()
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``loopwise ope``; 0 on success, 2 with a one-line error on bad input."""
     try:
@@ -218,6 +229,9 @@ def main(args: argparse.Namespace) -> int:
                                     k_folds=args.k_folds, n_bootstrap=args.bootstrap,
                                     alpha=args.alpha, refit_bootstrap=args.refit_bootstrap,
                                     seed=args.seed)
+            # the period the estimates cover (retention may have deleted older rows);
+            # beside JSON lines it goes to stderr, so each stdout line stays one object
+            print(_period(args.log), file=sys.stderr if args.json else sys.stdout)
         else:
             if not args.target_dist:
                 raise OPEInputError("--target-dist", "required with --data")
