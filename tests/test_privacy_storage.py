@@ -151,3 +151,27 @@ def test_key_inside_the_data_directory_is_refused_before_anything_is_written(tmp
     with pytest.raises(ValidationError, match="pseudonym_key_file: must be outside"):
         _engine(data, data / "key")
     assert sorted(p.name for p in data.iterdir()) == ["key"]
+
+
+def test_ray_backend_stores_pseudonyms_only(tmp_path, key):
+    """The same scenario with shards as Ray actors (and a Ray learner): snapshots made in
+    the actors hold pseudonyms only, and erasure reaches them."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        data = tmp_path / "data"
+        eng = _engine(data, key, backend="ray", shards=2)
+        _scenario(eng, USERS[:6], 4000.0)
+        assert eng.profile(USERS[0])["user_id"] == USERS[0]
+        assert eng.forget(USERS[1])["profile"] == 1
+        eng.close()
+        eng = _engine(data, key, backend="ray", shards=2)
+        assert eng.profile(USERS[2])["user_id"] == USERS[2] and eng.profile(USERS[1]) is None
+        eng.close()
+    finally:
+        ray.shutdown()
+    raw = [u.encode() for u in USERS] + [SEARCH.encode()]
+    assert _files_holding(data, raw) == {}
+    pseudo = Pseudonyms(key.read_bytes().strip())
+    assert _files_holding(data, [pseudo(USERS[1]).encode()]) == {}
+    assert _files_holding(data, [pseudo(USERS[2]).encode()])
