@@ -27,6 +27,7 @@ BENCHMARKS = {"engine": "bench_engine", "policies": "bench_policies",
 def _export(args: argparse.Namespace) -> int:
     from engine.errors import ValidationError
     from engine.export import to_dsjson, to_parquet
+    from engine.privacy.retention import log_period_text
 
     if args.include_pending and args.format != "parquet":
         raise ValidationError("--include-pending", "applies to --format parquet only (DSJson "
@@ -36,6 +37,7 @@ def _export(args: argparse.Namespace) -> int:
     else:
         n = to_dsjson(args.log, args.out)
     print(f"{n} decisions written to {args.out} ({args.format})")
+    print(log_period_text(args.log))  # what the export covers (retention may have cut it)
     return 0
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from engine import Engine
 from engine.errors import ValidationError
-from engine.privacy.retention import DAY
-from experiments.ope.run import _period
+from engine.privacy.retention import DAY, log_period_text
 
 CANDS = [{"id": "item-a", "topics": ["jazz"], "features": [1.0, 0.0]},
          {"id": "item-b", "topics": ["rock"], "features": [0.0, 1.0]}]
@@ -88,9 +87,9 @@ def test_rows_that_aged_out_while_closed_go_at_open(tmp_path):
     assert _holding(tmp_path / "d", b"early-dec-") == []
     assert eng.profile("u1")["engagement"]["events"] == 2  # its click and its reward
     eng.close()
-    # OPE on this log says which period it covers
-    assert _period(str(tmp_path / "d")) == (f"log period: no decisions; rows before "
-                                            f"t={12 * DAY:g} deleted by retention")
+    # OPE and export of this log say which period they cover
+    assert log_period_text(tmp_path / "d") == (f"log period: no decisions; rows before "
+                                               f"t={12 * DAY:g} deleted by retention")
 
 
 def test_events_older_than_the_window_are_refused(tmp_path):

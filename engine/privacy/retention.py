@@ -82,6 +82,17 @@ def describe_period(period: dict) -> str:
     return f"log period: {text}; {tail}"
 
 
+def log_period_text(data_dir) -> str:
+    """:func:`describe_period` of the data directory ``data_dir`` (the engine closed)."""
+    from engine.store import Store
+
+    store = Store(data_dir, create=False)
+    try:
+        return describe_period(log_period(store))
+    finally:
+        store.close()
+
+
 class Upkeep:
     """The engine's privacy chores between calls: the retention schedule and a held erasure.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from engine.privacy.retention import log_period_text
 from experiments.ope.base import OPEInputError, validate
 from experiments.ope.data import engine_log, load_action_dist, load_columnar
 from experiments.ope.estimators import Estimator
@@ -203,17 +204,6 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
             raise OPEInputError(flag, f"has no effect with {source}; leave it out")
 
 
-def _period(data_dir: str) -> str:
-    from engine.privacy.retention import describe_period, log_period
-    from engine.store import Store
-
-    store = Store(data_dir, create=False)
-    try:
-        return describe_period(log_period(store))
-    finally:
-        store.close()
-
-
 def main(args: argparse.Namespace) -> int:
     """Run ``loopwise ope``; 0 on success, 2 with a one-line error on bad input."""
     try:
@@ -231,7 +221,7 @@ def main(args: argparse.Namespace) -> int:
                                     seed=args.seed)
             # the period the estimates cover (retention may have deleted older rows);
             # beside JSON lines it goes to stderr, so each stdout line stays one object
-            print(_period(args.log), file=sys.stderr if args.json else sys.stdout)
+            print(log_period_text(args.log), file=sys.stderr if args.json else sys.stdout)
         else:
             if not args.target_dist:
                 raise OPEInputError("--target-dist", "required with --data")
