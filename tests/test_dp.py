@@ -97,15 +97,15 @@ def test_count_intervals_hold_at_the_stated_rate(rows):
     exact = {k: kinds.count(k) for k in keys}
     exact["(other)"] = 0
     rates = _coverage(lambda: dp.noisy_counts(kinds, keys, 5, 0.05), exact)
-    # scale 100: discrete Laplace intervals are near-exact; 4 sigma of 2000 draws is 0.02
-    assert all(0.93 <= r <= 0.97 for r in rates.values()), rates
+    # scale 100: discrete Laplace intervals are near-exact; 5 sigma of 2000 draws is 0.025
+    assert all(0.925 <= r <= 0.975 for r in rates.values()), rates
 
 
 def test_sum_intervals_hold_at_the_stated_rate(rows):
     rewards = rows[1]
     exact = _exact_sums(rewards, ["a", "b"], (0.0, 1.0))
     rates = _coverage(lambda: dp.noisy_sums(rewards, ["a", "b"], (0.0, 1.0), 3, 0.2), exact)
-    assert all(0.93 <= r <= 0.97 for r in rates.values()), rates
+    assert all(0.925 <= r <= 0.975 for r in rates.values()), rates
 
 
 def test_mean_intervals_hold_at_least_the_stated_rate(rows):
@@ -120,8 +120,8 @@ def test_mean_intervals_hold_at_least_the_stated_rate(rows):
         return {k: dp.mean_of(sums[k], counts[k], (0.0, 4.0)) for k in TOPICS}
 
     rates = _coverage(once, exact)
-    # the union bound makes these intervals conservative: at least 95%, minus 4 sigma
-    assert all(r >= 0.93 for r in rates.values()), rates
+    # the union bound makes these intervals conservative: at least 95%, minus 5 sigma
+    assert all(r >= 0.925 for r in rates.values()), rates
     assert any(r < 1.0 for r in rates.values()), "intervals are not informative at all"
 
 
