@@ -1,0 +1,71 @@
+"""The HTTP face of privacy: GET /v1/aggregates (scope, figures, budget refusal, bad input)
+and the erasure record in the access log (pseudonym, never the id)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+pytest.importorskip("uvicorn")
+
+from engine.privacy.pseudonym import Pseudonyms  # noqa: E402
+from tests.test_http import Server  # noqa: E402
+
+
+@pytest.fixture
+def key(tmp_path):
+    path = tmp_path / "keys" / "k"
+    path.parent.mkdir()
+    path.write_bytes(b"0123456789abcdef-http-test-key")
+    return path
+
+
+@pytest.fixture
+def server(tmp_path, key):
+    s = Server(tmp_path / "d", policy="lints", seed=0, clock=lambda: 1000.0,
+               dp_total_epsilon=1.0, pseudonym_key_file=str(key))
+    s.engine.ingest([{"user_id": f"person-{i}", "type": "click", "ts": 900.0 + i,
+                      "topics": ["jazz"]} for i in range(20)])
+    yield s
+    s.stop()
+
+
+def test_aggregates_release_figures_within_the_budget(server):
+    r = server.client.get("/v1/aggregates", params={"epsilon": "0.6", "topics": "jazz,rock"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    click = body["event_types"]["click"]["count"]
+    assert click["ci"][0] <= click["value"] <= click["ci"][1] and click["scale"] > 0
+    assert set(body["topics"]) == {"jazz", "rock"} and body["budget"]["left"] == pytest.approx(0.4)
+    r = server.client.get("/v1/aggregates", params={"epsilon": "0.5"})
+    assert r.status_code == 409
+    assert r.json()["error"]["field"] == "epsilon" and "0.4" in r.json()["error"]["reason"]
+
+
+@pytest.mark.parametrize("params, field", [({}, "epsilon"), ({"epsilon": "x"}, "epsilon"),
+                                           ({"epsilon": "-1"}, "epsilon"),
+                                           ({"epsilon": "nan"}, "epsilon"),
+                                           ({"epsilon": "0.1", "alpha": "2"}, "alpha")])
+def test_aggregates_bad_input_names_the_field(server, params, field):
+    r = server.client.get("/v1/aggregates", params=params)
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert server.engine.dp_release(1.0)["budget"]["spent"] == 1.0  # nothing was charged
+
+
+def test_aggregates_need_the_read_scope(server):
+    r = server.client.get("/v1/aggregates", params={"epsilon": "0.1"},
+                          headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    spec = server.client.get("/openapi.json").json()
+    assert spec["paths"]["/v1/aggregates"]["get"]["x-scope"] == "read"
+
+
+def test_erasure_is_in_the_access_log_by_pseudonym(server, key, caplog):
+    with caplog.at_level(logging.INFO, logger="loopwise.access"):
+        r = server.client.delete("/v1/profiles/person-3")
+    assert r.status_code == 200 and r.json()["deleted"]["events"] == 1
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "loopwise.access"]
+    pseudo = Pseudonyms(key.read_bytes().strip())("person-3")
+    assert any(line.startswith(f"erasure user={pseudo} profile=1 events=1") for line in lines)
+    assert not any("person-3" in line for line in lines)
