@@ -5,10 +5,12 @@ holds the WAL, item ids that only the erased user touched, and erasure under loa
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 from engine import Engine
-from engine.store import DB_NAME
+from engine.store import DB_NAME, Store
 
 CANDS = [{"id": "item-shared-a", "features": [1.0, 0.0]},
          {"id": "item-shared-b", "features": [0.0, 1.0]}]
@@ -86,13 +88,28 @@ def test_items_only_the_user_touched_leave_the_snapshots(tmp_path):
     eng.close()
 
 
-def test_erasure_under_load_leaves_no_byte_200_times(tmp_path):
-    """Each round: other users' traffic (group commits, the writer process, the checkpoint
-    thread) around one user's events, decisions and rewards, then that user is erased and
-    every file is read while the engine runs."""
+def _short_reads(path: Path, stop: threading.Event) -> None:
+    conn = sqlite3.connect(path, timeout=10)
+    while not stop.is_set():
+        conn.execute("BEGIN")
+        conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        time.sleep(0.03)  # longer than a try's wait for locks: the erasure must retry
+        conn.execute("COMMIT")
+        time.sleep(0.01)
+    conn.close()
+
+
+def test_erasure_under_load_leaves_no_byte_200_times(tmp_path, monkeypatch):
+    """Each round: other users' traffic (group commits every 4 calls in the writer process,
+    the checkpoint thread) around one user's events, decisions and rewards, then that user
+    is erased and every file is read while the engine runs."""
+    monkeypatch.setattr(Store, "FLUSH_EVERY", 4)
     data = tmp_path / "d"
     eng = _engine(data, snapshot_every=50)
-    failures = []
+    stop = threading.Event()
+    reader = threading.Thread(target=_short_reads, args=(data / DB_NAME, stop), daemon=True)
+    reader.start()  # a monitoring tool: short read transactions, all the time
+    failures, retried = [], 0
     for r in range(200):
         secret = f"user-{r:03d}-erased-under-load"
         eng.ingest([{"user_id": f"bg{(r + k) % 7}", "type": "view", "ts": 95.0, "item_id": "i"}
@@ -102,8 +119,12 @@ def test_erasure_under_load_leaves_no_byte_200_times(tmp_path):
         eng.reward(d.decision_id, 0.0)
         _use(eng, secret, n=1)
         erased = eng.forget(secret)
+        retried += erased["tries"] > 1
         held = _holding(data, secret.encode())
         if erased["wal"] != "truncated" or held or erased["events"] != 6:  # 3 clicks, 3 rewards
             failures.append((r, erased, held))
+    stop.set()
+    reader.join(10)
     eng.close()
     assert failures == []
+    assert retried > 0  # the reader did get in the way, and the retries got past it
