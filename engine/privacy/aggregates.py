@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from engine.checks import check_int, check_number
+from engine.errors import ValidationError
 from engine.events import DEFAULT_WEIGHTS, EventTypes
 from engine.privacy import dp
 from engine.privacy.budget import Budget
@@ -66,7 +67,7 @@ class Bounds:
         check_number("reward_bounds[0]", lo)
         check_number("reward_bounds[1]", hi)
         if not lo < hi:
-            raise dp.ValidationError("reward_bounds", "must be (low, high) with low < high",
+            raise ValidationError("reward_bounds", "must be (low, high) with low < high",
                                      self.reward_bounds)
 
 
@@ -163,7 +164,7 @@ def release(store, epsilon: float, budget: Budget, *, topics: Sequence[str] = ()
     variants = sorted(meta.get("variants") or {"default": None})
     control = control or variants[0]
     if control not in variants:
-        raise dp.ValidationError("control", f"must be one of {variants}", control)
+        raise ValidationError("control", f"must be one of {variants}", control)
     n = 5 if topics else 3
     share = epsilon / n
     what = (f"event_types, variants{', topics ' + ','.join(topics) if topics else ''}; "
