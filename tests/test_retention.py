@@ -86,6 +86,16 @@ def test_rows_that_aged_out_while_closed_go_at_open(tmp_path):
     assert _holding(tmp_path / "d", b"early-evt-") == []
     assert _holding(tmp_path / "d", b"early-dec-") == []
     assert eng.profile("u1")["engagement"]["events"] == 2  # its click and its reward
+    assert eng.store.count_events() == 0
+    eng.close()
+    # the log is empty, but its sequence numbers go on after a restart: a new event is not
+    # taken for one that the snapshots already hold
+    eng = _engine(tmp_path / "d", clock, retention_days=1.0)
+    eng.ingest([{"user_id": "u1", "type": "click", "ts": 13 * DAY, "item_id": "item-b"}])
+    assert eng.profile("u1")["engagement"]["events"] == 3
+    eng.close()
+    eng = _engine(tmp_path / "d", clock, retention_days=1.0)
+    assert eng.profile("u1")["engagement"]["events"] == 3
     eng.close()
     # OPE and export of this log say which period they cover
     assert log_period_text(tmp_path / "d") == (f"log period: no decisions; rows before "

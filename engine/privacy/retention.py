@@ -40,6 +40,11 @@ def prune(store, cutoff: float, learned_seq: int) -> dict[str, int]:
     counts. Run it after every shard's snapshot and every policy's save."""
     args = {"cut": cutoff, "learned": learned_seq}
     with store.transaction() as db:
+        for table in ("events", "rewards"):  # seqs are never reused, even once all are gone
+            db.execute("INSERT OR REPLACE INTO meta SELECT 'last_seq:' || ?, CAST(MAX(seq) AS "
+                       "TEXT) FROM (SELECT MAX(seq) AS seq FROM " + table + " UNION ALL SELECT "
+                       "CAST(value AS INTEGER) FROM meta WHERE key = 'last_seq:' || ?) "
+                       "HAVING MAX(seq) IS NOT NULL", (table, table))
         counts = {
             "rewards": db.execute(f"DELETE FROM rewards WHERE seq <= :learned AND (ts < :cut "
                                   f"OR decision_id IN ({_AGED}))", args).rowcount,
