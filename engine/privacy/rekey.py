@@ -14,6 +14,7 @@ from engine.errors import StoreError
 from engine.events import EventTypes
 from engine.privacy import erase
 from engine.privacy.pseudonym import Pseudonyms, check_directory, record_key
+from engine.privacy.retention import keep_last_seqs
 from engine.profile import ProfileConfig
 from engine.router import Router
 from engine.shard import ProfileShard
@@ -69,6 +70,7 @@ def rekey(data_dir: str | os.PathLike, old_key_file: str | os.PathLike,
                              "--drop-unmatched")
         router = Router(n)
         with store.transaction() as db:
+            keep_last_seqs(db)
             for table in _TABLES:
                 db.executemany(f"DELETE FROM {table} WHERE user_id = ?", [(p,) for p in unmatched])
             db.executemany("UPDATE events SET user_id = ?, shard = ? WHERE user_id = ?",

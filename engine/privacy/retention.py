@@ -34,17 +34,24 @@ _AGED = ("SELECT decision_id FROM decisions WHERE ts < :cut AND status <> 'pendi
          "AND r.seq > :learned)")
 
 
+def keep_last_seqs(db) -> None:
+    """Record the highest event and reward seqs in ``meta`` (as :meth:`Store.forget` does)
+    before rows are deleted: seqs are never reused, even once every row is gone, or a
+    restart would hand out seqs that snapshots and saved policies already hold."""
+    for table in ("events", "rewards"):
+        db.execute("INSERT OR REPLACE INTO meta SELECT 'last_seq:' || ?, CAST(MAX(seq) AS "
+                   "TEXT) FROM (SELECT MAX(seq) AS seq FROM " + table + " UNION ALL SELECT "
+                   "CAST(value AS INTEGER) FROM meta WHERE key = 'last_seq:' || ?) "
+                   "HAVING MAX(seq) IS NOT NULL", (table, table))
+
+
 def prune(store, cutoff: float, learned_seq: int) -> dict[str, int]:
     """Delete what is older than ``cutoff``: events, rewards learned and saved (``seq <=
     learned_seq``), settled decisions with their rewards and reward events. Returns the
     counts. Run it after every shard's snapshot and every policy's save."""
     args = {"cut": cutoff, "learned": learned_seq}
     with store.transaction() as db:
-        for table in ("events", "rewards"):  # seqs are never reused, even once all are gone
-            db.execute("INSERT OR REPLACE INTO meta SELECT 'last_seq:' || ?, CAST(MAX(seq) AS "
-                       "TEXT) FROM (SELECT MAX(seq) AS seq FROM " + table + " UNION ALL SELECT "
-                       "CAST(value AS INTEGER) FROM meta WHERE key = 'last_seq:' || ?) "
-                       "HAVING MAX(seq) IS NOT NULL", (table, table))
+        keep_last_seqs(db)
         counts = {
             "rewards": db.execute(f"DELETE FROM rewards WHERE seq <= :learned AND (ts < :cut "
                                   f"OR decision_id IN ({_AGED}))", args).rowcount,
