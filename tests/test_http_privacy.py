@@ -69,3 +69,36 @@ def test_erasure_is_in_the_access_log_by_pseudonym(server, key, caplog):
     pseudo = Pseudonyms(key.read_bytes().strip())("person-3")
     assert any(line.startswith(f"erasure user={pseudo} profile=1 events=1") for line in lines)
     assert not any("person-3" in line for line in lines)
+
+
+def test_http_scenario_stores_no_raw_id_or_text(tmp_path, key, caplog):
+    """Events with search text, rank, reward, profile and erasure over HTTP with a key set:
+    no byte of the data directory and no log line holds a raw id or the text."""
+    from tests.test_http import actions
+
+    users = [f"http-person-{i}-RAW" for i in range(4)]
+    text = "Looking for Jazz records near Main Street"
+    caplog.set_level(logging.DEBUG)
+    s = Server(tmp_path / "d", policy="lints", seed=0, clock=lambda: 1000.0,
+               pseudonym_key_file=str(key))
+    try:
+        c = s.client
+        r = c.post("/v1/events", json={"events": [
+            {"user_id": u, "type": "search", "ts": 990.0, "text": text} for u in users]})
+        assert r.status_code == 200, r.text
+        for u in users:
+            r = c.post("/v1/rank", json={"user_id": u, "actions": actions()})
+            assert r.status_code == 200, r.text
+            assert c.post(f"/v1/events/{r.json()['eventId']}/reward",
+                          json={"value": 1.0}).status_code == 200
+        assert c.get(f"/v1/profiles/{users[0]}").json()["user_id"] == users[0]
+        assert c.delete(f"/v1/profiles/{users[1]}").json()["deleted"]["profile"] == 1
+    finally:
+        s.stop()
+    needles = [u.encode() for u in users] + [text.encode()]
+    hits = [p.name for p in (tmp_path / "d").rglob("*") if p.is_file()
+            and any(n in p.read_bytes() for n in needles)]
+    assert hits == []
+    server_side = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert server_side and not [r for r in server_side
+                                if any(u in r.getMessage() for u in users)]
