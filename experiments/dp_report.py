@@ -2,7 +2,7 @@
 data directory (:mod:`engine.privacy.aggregates`), charged to its privacy budget.
 
 Prints each figure with its noise scale and interval (``--json``: the whole release as one
-JSON object). A release that would exceed the directory's budget is refused with exit
+JSON object); ``--ledger`` lists every release instead, and what is left. A release that would exceed the directory's budget is refused with exit
 status 2 and nothing is spent. The engine must not hold the directory while this runs.
 """
 
@@ -16,8 +16,10 @@ from engine.errors import ValidationError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", dest="data_dir", required=True, help="engine data directory")
-    p.add_argument("--dp-epsilon", dest="epsilon", type=float, required=True,
+    p.add_argument("--dp-epsilon", dest="epsilon", type=float, default=None,
                    help="privacy loss this release spends (split over its figures)")
+    p.add_argument("--ledger", action="store_true",
+                   help="list every release and the budget left instead of releasing")
     p.add_argument("--dp-budget", dest="total", type=float, default=None,
                    help="set the directory's total epsilon (default: the recorded one, or 2.0)")
     p.add_argument("--topics", default="", help="public topic names, comma-separated")
@@ -45,6 +47,10 @@ def main(args: argparse.Namespace) -> int:
     from engine.privacy.budget import Budget
     from engine.store import Store
 
+    if args.ledger:
+        return _ledger(args)
+    if args.epsilon is None:
+        raise ValidationError("--dp-epsilon", "is required (or --ledger to list releases)")
     bounds = Bounds(args.events_per_user, args.rewards_per_user, _pair(args.reward_bounds),
                     args.topics_per_user, args.interest_cap)
     topics = [t.strip() for t in args.topics.split(",") if t.strip()]
@@ -55,6 +61,25 @@ def main(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    from engine.privacy.budget import Budget
+    from engine.store import Store
+
+    store = Store(args.data_dir, create=False)
+    try:
+        budget = Budget(store, args.total)
+        rows, summary = budget.ledger(), budget.summary()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"ledger": rows, "budget": summary}))
+        return 0
+    for row in rows:
+        print(f"#{row['id']}  t={row['ts']:.0f}  epsilon {row['epsilon']:g}  {row['what']}")
+    print(f"budget: {summary['spent']:g} of {summary['total']:g} spent, {summary['left']:g} left")
     return 0
 
 

@@ -234,6 +234,12 @@ def test_cli_report_spends_and_refuses(tmp_path, capsys):
     assert "needs epsilon 1.0 but 0.5 of 2.0 is left" in capsys.readouterr().err
     assert cli(["report", "--data-dir", d, "--dp-epsilon", "0.5"]) == 0
     assert "event types:" in capsys.readouterr().out
+    assert cli(["report", "--data-dir", d, "--ledger", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["epsilon"] for r in listed["ledger"]] == [0, 1.5, 0.5]
+    assert listed["budget"]["left"] == 0.0 and "topics jazz,rock" in listed["ledger"][1]["what"]
+    assert cli(["report", "--data-dir", d]) == 2
+    assert "--dp-epsilon: is required" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("call, field", [
