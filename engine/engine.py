@@ -223,8 +223,9 @@ class Engine:
 
     # ---- decisions -------------------------------------------------------------------
     def variant_of(self, user_id: str) -> str:
-        """The variant a user is assigned to: sticky, by a salted hash of the id (the hash
-        of :func:`engine.abtest.assign_variant`, so offline tools assign users alike)."""
+        """The variant a user is assigned to: sticky, by a salted hash of the stored id (the
+        hash of :func:`engine.abtest.assign_variant`, so offline tools assign users alike;
+        with a pseudonym key, the hash of the pseudonym, which is what logs hold)."""
         return self.decider.variant_of(self._uid(user_id))
 
     def rank(self, user_id: str, candidates: Sequence, context: Mapping | None = None, *,
