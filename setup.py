@@ -15,7 +15,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["engine*", "policies*", "simulators*", "experiments*"]),
-    package_data={"experiments": ["configs/*.yaml"]},
+    # the console's script and stylesheet ship in the package: no CDN at run time
+    package_data={"experiments": ["configs/*.yaml"], "engine": ["serve/static/*"]},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
@@ -54,6 +55,11 @@ setup(
             "httpx>=0.27",
             "prometheus_client>=0.17",
             "schemathesis>=4",
+            # the official Personalizer client, run unchanged against `loopwise serve`
+            # (tests/test_personalizer_api.py); it brings msrest
+            "azure-cognitiveservices-personalizer==0.1.1",
+            # console tests drive the system's Chromium (tests/test_console_pages.py)
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["loopwise=experiments.cli:main"]},

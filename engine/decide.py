@@ -61,6 +61,9 @@ class Decider:
         self.wait_window = wait_window
         self.sessions = None  # engine.session.Sessions when a variant learns transitions
         self.pseudonyms = None  # engine.privacy.pseudonym.Pseudonyms: stored ids, with a key
+        #: share of each decision's probability spread evenly over its candidates (None:
+        #: the policy's own exploration only); Personalizer's explorationPercentage
+        self.explore: float | None = None
         self._names = list(learners)
         cum = np.cumsum([weights[k] for k in self._names])
         self._cum_weights = cum / cum[-1]
@@ -115,20 +118,34 @@ class Decider:
         return self._names[min(idx, len(self._names) - 1)]
 
     # ---- deciding --------------------------------------------------------------------
-    def decide(self, parsed: list[tuple], slate_size: int, now: float) -> list[Decision]:
+    def decide(self, parsed: list[tuple], slate_size: int, now: float,
+               choose: int | None = None) -> list[Decision]:
         """Decide parsed requests: one feature call per shard and one policy call per
-        variant; log the decisions, then await their rewards."""
+        variant; log the decisions, then await their rewards. ``choose`` (one slot): the
+        candidate every request shows whatever the policy's draw, logged with propensity
+        1 (an application's own choice, as in apprentice mode); :data:`GREEDY`: the
+        policy's most probable candidate (no exploration)."""
         phi, mask = self._features(parsed, now)
         variants = [self._names[0]] * len(parsed) if len(self._names) == 1 else \
             [self.variant_of(p[0]) for p in parsed]
         probs, versions, names = self._act(phi, mask, variants)
+        if self.explore:
+            probs = _spread(probs, mask, self.explore)
         slots, slot_props = sample(probs, mask, slate_size, self.rng)
+        logged = None  # the logging policy's probabilities where they are not the policy's
+        if choose is not None:  # a choice made outside the policy: logged as certain
+            logged = np.zeros(probs.shape)
+            for i in range(len(parsed)):
+                c = int(np.argmax(probs[i])) if choose == GREEDY else choose
+                slots[i], slot_props[i] = [c], [1.0]
+                logged[i, c] = 1.0
         decisions, rows, pending = [], [], []
         for i, (uid, cands, _, _, ctx_raw, did) in enumerate(parsed):
             variant = variants[i]
             dec, row, pend = self._decision(uid, cands, ctx_raw, did, probs[i], slots[i],
                                             slot_props[i], phi[i], variant, names[variant],
-                                            versions[variant], now)
+                                            versions[variant], now,
+                                            None if logged is None else logged[i])
             decisions.append(dec)
             rows.append(row)
             pending.append(pend)
@@ -195,9 +212,12 @@ class Decider:
 
     def _decision(self, uid, cands, ctx_raw, did, probs, slots: list[int],
                   slot_props: list[float], phi, variant: str, policy_name: str, version: int,
-                  now: float) -> tuple[Decision, tuple, Pending]:
+                  now: float, logged: np.ndarray | None = None
+                  ) -> tuple[Decision, tuple, Pending]:
         """One request's decision, its row for the decision log, and its pending join, from
-        its probabilities (K_max,), sampled slots and their propensities."""
+        its probabilities (K_max,), sampled slots and their propensities. ``logged``: the
+        probabilities the log keeps instead (a choice made outside the policy); the
+        decision still reports the policy's."""
         k = len(cands)
         p_row = probs if len(probs) == k else probs[:k]
         p_list = p_row.tolist()
@@ -219,7 +239,7 @@ class Decider:
                        variant, version, now)
         deadline = now + self.wait_window
         row = (did, uid, now, deadline, variant, policy_name, version, cands.ids_json,
-               p_row.tobytes(), c0, cands.json_of(order),
+               (p_row if logged is None else logged[:k]).tobytes(), c0, cands.json_of(order),
                _DOUBLE.pack(prop) if len(slot_props) == 1
                else struct.pack(f"<{len(slot_props)}d", *slot_props),
                (phi if len(phi) == k else phi[:k]).astype(np.float32).tobytes(), phi.shape[-1],
@@ -227,6 +247,16 @@ class Decider:
         pending = Pending(did, uid, deadline, variant, phi[c0].copy(), prop, ids[c0],
                           chosen.topics, chosen.tags)
         return dec, row, pending
+
+
+#: ``choose`` of :meth:`Decider.decide`: the policy's most probable candidate
+GREEDY = -1
+
+
+def _spread(probs: np.ndarray, mask: np.ndarray | None, share: float) -> np.ndarray:
+    """``probs`` (B, K) with ``share`` of each row spread evenly over its candidates."""
+    exists = np.ones(probs.shape) if mask is None else mask.astype(float)
+    return (1.0 - share) * probs + share * exists / exists.sum(axis=1, keepdims=True)
 
 
 def sample(probs: np.ndarray, mask: np.ndarray | None, slate_size: int,

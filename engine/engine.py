@@ -229,16 +229,23 @@ class Engine:
         return self.decider.variant_of(self._uid(user_id))
 
     def rank(self, user_id: str, candidates: Sequence, context: Mapping | None = None, *,
-             slate_size: int = 1, decision_id: str | None = None) -> Decision:
+             slate_size: int = 1, decision_id: str | None = None,
+             choose: int | None = None) -> Decision:
         """Rank ``candidates`` for ``user_id``; the first ``slate_size`` are sampled by the
         policy and their propensities logged. Report the outcome with :meth:`reward`.
-        A request of :meth:`rank_batch` (its errors name ``requests[0]``'s fields)."""
+        A request of :meth:`rank_batch` (its errors name ``requests[0]``'s fields).
+        ``choose``: the index of the candidate shown whatever the policy draws, logged with
+        propensity 1 (apprentice mode), or ``-1`` for the policy's most probable one."""
         check_int("slate_size", slate_size, 1)
+        choice_bad = choose is not None and (slate_size != 1 or type(choose) is not int)
         now = float(self.clock())
         self._expire(now)
         request = self.decider.parse(user_id, candidates, context, decision_id, "requests[0]",
                                      slate_size)
-        decision = self.decider.decide([request], slate_size, now)[0]
+        if choice_bad or (choose is not None and not -1 <= choose < len(request[1])):
+            raise ValidationError("choose", "must be -1 or a candidate's index, with "
+                                  "slate_size 1", choose)
+        decision = self.decider.decide([request], slate_size, now, choose)[0]
         decision.user_id = user_id  # stored under the pseudonym, answered by the caller's id
         return decision
 

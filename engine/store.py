@@ -331,13 +331,14 @@ class Store:
     def variant_totals(self) -> tuple[dict[str, dict], dict[str, int]]:
         """Per variant, its learned rewards as ``{"n", "mean", "m2"}`` (``m2``: the sum of
         squared deviations from the mean), and how many distinct users its decisions went to."""
-        rewards = {variant: {"n": n, "mean": mean, "m2": max(0.0, m2)}
-                   for variant, n, mean, m2 in self.db.execute(
-            "WITH x AS (SELECT d.variant AS variant, r.value AS value FROM rewards r "
-            "JOIN decisions d USING (decision_id) WHERE r.status IN ('joined', 'default')), "
-            "m AS (SELECT variant, AVG(value) AS mean FROM x GROUP BY variant) "
-            "SELECT x.variant, COUNT(*), m.mean, SUM((x.value - m.mean) * (x.value - m.mean)) "
-            "FROM x JOIN m USING (variant) GROUP BY x.variant")}
+        # a learned reward (joined or default) is settled on its decision's row: no join;
+        # the mean, then the squared deviations from it (two passes: no cancellation)
+        learned = "FROM decisions WHERE status IN ('joined', 'default')"
+        means = self.db.execute(f"SELECT variant, COUNT(*), AVG(reward) {learned} "
+                                "GROUP BY variant").fetchall()
+        rewards = {variant: {"n": n, "mean": mean, "m2": max(0.0, self._scalar(
+            f"SELECT TOTAL((reward - ?) * (reward - ?)) {learned} AND variant = ?",
+            (mean, mean, variant)))} for variant, n, mean in means}
         users = dict(self.db.execute(
             "SELECT variant, COUNT(DISTINCT user_id) FROM decisions GROUP BY variant"))
         return rewards, users

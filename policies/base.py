@@ -92,8 +92,6 @@ class Policy:
 
     Examples
     --------
-    A policy is a pair of hooks; the public methods validate and keep the version:
-
     >>> import numpy as np
     >>> class First(Policy):
     ...     def _act(self, phi, mask):
@@ -125,16 +123,14 @@ class Policy:
         check_param("n_features", n_features, low=1, integer=True)
         if seed is not None:
             check_param("seed", seed, low=0, integer=True)
-        self.n_features = n_features
-        self.seed = seed
+        self.n_features, self.seed = n_features, seed
         self._rng = np.random.default_rng(seed)
         self._version = 0
 
     # ---- public contract -------------------------------------------------------------
     @property
     def drift_detections(self) -> int:
-        """Changes detected in this policy's own prediction errors so far (each sped up its
-        forgetting for a while); 0 for a policy without a detector."""
+        """Changes found in this policy's prediction errors (each sped up its forgetting)."""
         return 0 if self._forget is None else self._forget.detections
 
     @property
@@ -304,16 +300,14 @@ class Policy:
 
 
 def mix_uniform(probs: np.ndarray, mask: np.ndarray | None, epsilon: float) -> np.ndarray:
-    """``(1 - epsilon) * probs + epsilon * uniform over valid candidates`` (``mask`` ``None``:
-    all valid)."""
+    """``(1 - epsilon) * probs + epsilon * uniform`` over the valid (``mask`` None: all)."""
     if mask is None or mask.all():
         return (1.0 - epsilon) * probs + epsilon / probs.shape[1]
     return (1.0 - epsilon) * probs + (epsilon / mask.sum(axis=1, keepdims=True)) * mask
 
 
 def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> np.ndarray:
-    """``mix_uniform(greedy(scores, mask), mask, epsilon)``, in fewer steps when ``mask`` is
-    ``None``.
+    """``mix_uniform(greedy(scores, mask), mask, epsilon)``, in fewer steps without a mask.
 
     >>> greedy_mix(np.array([[1.0, 3.0, 3.0, 0.0]]), None, 0.2).tolist()
     [[0.05, 0.45, 0.45, 0.05]]
@@ -327,8 +321,7 @@ def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> n
 
 
 def greedy(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """One-hot (exact ties split evenly) of the best valid score per row (``mask`` ``None``:
-    all valid)."""
+    """One-hot of each row's best valid score, exact ties split (``mask`` None: all valid)."""
     s = scores if mask is None else np.where(mask, scores, -np.inf)
     best = s == s.max(axis=1, keepdims=True)
     return best / best.sum(axis=1, keepdims=True)

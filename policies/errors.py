@@ -16,10 +16,8 @@ class ValidationError(LoopwiseError, ValueError):
     Examples
     --------
     >>> err = ValidationError("events[3].ts", "must be a finite number", "abc")
-    >>> str(err)
-    "events[3].ts: must be a finite number (got 'abc')"
-    >>> err.field
-    'events[3].ts'
+    >>> str(err), err.field
+    ("events[3].ts: must be a finite number (got 'abc')", 'events[3].ts')
     >>> import pickle
     >>> str(pickle.loads(pickle.dumps(ValidationError("salt", "is required"))))
     'salt: is required'
@@ -31,7 +29,10 @@ class ValidationError(LoopwiseError, ValueError):
         if not field.isascii():  # a key a client sent may hold what UTF-8 cannot encode
             field = field.encode("utf-8", "backslashreplace").decode("utf-8")
         self.field, self.reason, self.value = field, reason, value
-        got = "" if value is ValidationError._MISSING else f" (got {_short(value)})"
+        text = repr(value)
+        if len(text) > 80:  # a long value is cut short
+            text = text[:77] + "..."
+        got = "" if value is ValidationError._MISSING else f" (got {text})"
         super().__init__(f"{field}: {reason}{got}")
 
     def __reduce__(self):  # keep pickling (Ray, process pools) working with the custom __init__
@@ -49,8 +50,3 @@ class ValidationTypeError(ValidationError, TypeError):
     >>> str(err), isinstance(err, ValidationError), isinstance(err, TypeError)
     ('salt: must be a string (got None)', True, True)
     """
-
-
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

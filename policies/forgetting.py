@@ -62,12 +62,11 @@ class Forgetting:
     blowing up. A record learned when ``clock`` (the sum of rates) read ``c`` now weighs
     ``exp(c - clock)``; ``count`` is the records' total weight.
 
-    The detector watches ``z = e / sqrt(s^2 (1 + q))``, ``e`` a record's error before it is
-    learned, ``q`` its leverage ``x A^-1 x``, ``s^2`` the recent mean of ``e^2 / (1 + q)``:
-    River Page-Hinkley on ``z`` clipped to +-``DRIFT_CLIP`` (a bias, both ways) and on
-    ``z^2`` (a wider spread, up), unfaded (a faded sum fluctuates past any threshold). They
-    are quiet for the first ``DRIFT_MIN_RECORDS + 2 D`` records, and ``period`` plus that
-    many after each detection.
+    The detector watches ``z = e / sqrt(s^2 (1 + q))``, ``e`` a record's error before it is learned,
+    ``q`` its leverage ``x A^-1 x``, ``s^2`` the recent mean of ``e^2 / (1 + q)``: River
+    Page-Hinkley on ``z`` clipped to +-``DRIFT_CLIP`` (a bias, both ways) and on ``z^2`` (a wider
+    spread, up), unfaded (a faded sum fluctuates past any threshold). They are quiet for the first
+    ``DRIFT_MIN_RECORDS + 2 D`` records, and ``period`` plus that many after each detection.
 
     Examples
     --------

@@ -78,8 +78,7 @@ def _factor_upper(upper):
 
 @_jit
 def _times_a_inv(x, a_inv):
-    """``x A^-1`` (K, D) over each row's non-zero features, with those features' indices
-    (K, D) and counts (K,)."""
+    """``x A^-1`` (K, D) over each row's non-zero features, their indices and counts."""
     k, d = x.shape
     nz = np.empty((k, d), np.int64)
     n_nz = np.zeros(k, np.int64)
@@ -154,8 +153,7 @@ def win_one(x, mask, a_inv, b, z, n_draws, epsilon, probs):
 
 @_jit
 def _best_counts(upper, mean, mask, z, n_draws):
-    """How many of the antithetic draws ``mean +/- U^T z`` each candidate wins (the first of
-    equals among the valid)."""
+    """Draws ``mean +/- U^T z`` each candidate wins (the first of equals among the valid)."""
     k, half = mean.shape[0], z.shape[0]
     zt = np.ascontiguousarray(z.T)  # (K, draws)
     spread = np.zeros((k, half))  # L z for every draw: rows of U^T z, along the draws

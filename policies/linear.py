@@ -33,8 +33,7 @@ class LinearPolicy(Policy):
         For how many records after a detected change (``None``: a tenth of the half-life).
     """
 
-    _params = ("n_features", "seed", "l2", "discount", "half_life", "drift_factor",
-               "drift_period")
+    _params = ("n_features", "seed", "l2", "discount", "half_life", "drift_factor", "drift_period")
     _state = ("_a", "_pending", "_a_inv", "_b", "_theta", "_pending_scale", "_pending_forget",
               "_forget")
     RESYNC = 256

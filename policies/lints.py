@@ -45,8 +45,8 @@ class LinTS(LinearPolicy):
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
                  discount: float | None = None, half_life: float | None = HALF_LIFE,
-                 drift_factor: float = DRIFT_FACTOR, drift_period: int | None = None, v: float = 0.3,
-                 n_draws: int = 64, epsilon: float = 0.01):
+                 drift_factor: float = DRIFT_FACTOR, drift_period: int | None = None,
+                 v: float = 0.3, n_draws: int = 64, epsilon: float = 0.01):
         super().__init__(n_features, seed, l2, discount, half_life, drift_factor, drift_period)
         check_param("v", v, low=0.0, low_open=True)
         check_param("n_draws", n_draws, low=1, integer=True)

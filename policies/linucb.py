@@ -36,6 +36,8 @@ class LinUCB(LinearPolicy):
 
     _act_normalized = True
     _params = (*LinearPolicy._params, "alpha", "epsilon")
+    #: Candidates whose confidence widths are computed together.
+    CHUNK_ROWS = 1024
 
     def __init__(self, n_features: int, seed: int | None = 0, l2: float = 1.0,
                  discount: float | None = None, half_life: float | None = HALF_LIFE,
@@ -45,9 +47,6 @@ class LinUCB(LinearPolicy):
         check_param("alpha", alpha, low=0.0)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
         self.alpha, self.epsilon = alpha, epsilon
-
-    #: Candidates whose confidence widths are computed together.
-    CHUNK_ROWS = 1024
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         b, k, d = phi.shape

@@ -20,12 +20,10 @@ class NeuralTS(PickledByState, Policy):
     """Neural-linear Thompson sampling (Riquelme et al., 2018): torch MLP, Bayesian head.
 
     An MLP (two ReLU layers of width ``hidden``) maps features to ``h``; a Bayesian linear
-    head on ``h`` (posterior ``N(theta, v^2 A^-1)``, forgetting as the linear policies do)
-    gives win probabilities as :class:`~policies.lints.LinTS`'s. Each record updates the
-    head; every ``train_every`` records the MLP takes ``train_steps`` Adam steps on
-    ``batch_size`` records drawn (by forgetting weight) from a replay buffer of the latest
-    ``buffer_size``, then the head is refit. Decisions run the MLP in numpy (torch's
-    per-call overhead would cost more than one decision).
+    head on ``h`` gives win probabilities as :class:`~policies.lints.LinTS`'s. Each record
+    updates the head; every ``train_every`` records the MLP takes ``train_steps`` Adam steps
+    on ``batch_size`` records drawn (by forgetting weight) from a replay buffer of the latest
+    ``buffer_size``, then the head is refit. Decisions run the MLP in numpy.
 
     Parameters
     ----------
@@ -94,8 +92,7 @@ class NeuralTS(PickledByState, Policy):
         self._filled = self._pos = self._since_train = 0
         self._a = np.eye(hidden) * float(l2)
         self._a_inv = np.eye(hidden) / float(l2)
-        self._b = np.zeros(hidden)
-        self._theta = np.zeros(hidden)
+        self._b, self._theta = np.zeros(hidden), np.zeros(hidden)
         self._after_load()
 
     @property
@@ -179,8 +176,7 @@ class NeuralTS(PickledByState, Policy):
         self._filled = min(cap, self._filled + n)
 
     def train(self) -> NeuralTS:
-        """Retrain the representation on the replay buffer (``train_steps`` steps of
-        ``min(batch_size, records)``), then refit the linear head; returns ``self``."""
+        """Retrain the representation on the replay buffer, refit the head; returns ``self``."""
         n = self._filled
         if n == 0:
             return self

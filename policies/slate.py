@@ -13,9 +13,8 @@ def sample_slate(probs: np.ndarray, slate_size: int, rng: np.random.Generator
     candidates per row of ``probs`` (B, K) with the caller's ``rng``, in slot order.
 
     Slot 0 is drawn from ``probs``; each later slot from the remaining candidates with their
-    probabilities renormalized (zeros are never drawn). ``slot_probs[b, j]`` is the
-    probability of ``slots[b, j]`` given the earlier slots, so the probability of the whole
-    slate is their product.
+    probabilities renormalized (zeros are never drawn). ``slot_probs[b, j]`` is the probability of
+    ``slots[b, j]`` given the earlier slots, so the probability of the whole slate is their product.
 
     Examples
     --------

@@ -18,8 +18,7 @@ CHUNK = 256
 
 def psd_root(cov: np.ndarray) -> np.ndarray:
     """A root ``R`` (``R R^T = cov`` up to jitter) of a symmetric PSD ``cov`` (D, D): its
-    Cholesky factor, or where rounding left ``cov`` indefinite, the eigen root with the
-    negative eigenvalues clipped to 0.
+    Cholesky factor, or if rounding left ``cov`` indefinite, the clipped eigen root.
 
     >>> psd_root(np.array([[4.0, 2.0], [2.0, 2.0]])).round(6).tolist()
     [[2.0, 0.0], [1.0, 1.0]]

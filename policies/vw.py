@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -80,7 +81,6 @@ class VWPolicy(PickledByState, Policy):
 
     @property
     def opt_out(self) -> dict[str, str]:
-        """Contract checks skipped: VW's bag and regcb can give valid candidates 0."""
         if self.exploration in ("bag", "regcb"):
             return {"positive_probabilities": f"VW's {self.exploration} reports its own "
                     "distribution, which can put probability 0 on valid candidates"}
@@ -118,9 +118,9 @@ class VWPolicy(PickledByState, Policy):
                 raise ValueError(f"extra_args: VW rejected the arguments {self._args()!r}: "
                                  f"{err}") from None
         fd, path = tempfile.mkstemp(suffix=".vw")
+        os.close(fd)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(model)
+            Path(path).write_bytes(model)
             return vowpalwabbit.Workspace(f"{self._args(with_seed=False)} -i {path}")
         finally:
             os.unlink(path)
@@ -161,8 +161,7 @@ class VWPolicy(PickledByState, Policy):
         os.close(fd)
         try:
             self._vw.save(path)
-            with open(path, "rb") as fh:
-                sd["vw_model"] = fh.read()
+            sd["vw_model"] = Path(path).read_bytes()
         finally:
             os.unlink(path)
         sd["vw_recent"] = dict(self._recent)

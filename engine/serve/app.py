@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
-from engine.serve import privacy
+from engine.serve import console, console_api, personalizer_routes, privacy
 from engine.serve.front import PUBLIC, Front, RouteTable
 from engine.serve.limits import BodyLimit
 from engine.serve.metrics import Metrics
@@ -53,12 +53,14 @@ def scoped(scope: str) -> dict:
 
 def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
                max_candidates: int = 200, max_headers: int = 100, api_docs: str = "token",
-               access_log: str = "all") -> FastAPI:
+               access_log: str = "all", personalizer: dict | None = None,
+               results_dir: str | None = None) -> FastAPI:
     """The FastAPI app over ``engine``; ``token`` is a static all-scopes token or a
     :class:`Tokens`. ``api_docs``: ``"token"`` serves ``/openapi.json`` to tokens with the
     ``read`` scope, ``"off"`` serves no spec; there are never HTML docs pages (they load
     scripts from a CDN). Closing the app (lifespan shutdown) closes the engine: learners
-    flushed, snapshots written, the data directory released."""
+    flushed, snapshots written, the data directory released. ``personalizer``: settings
+    of the Personalizer routes (:mod:`engine.serve.personalizer_routes`)."""
     tokens = token if isinstance(token, Tokens) else Tokens(token)
     if api_docs not in API_DOCS:
         raise ValueError(f"api_docs: one of {API_DOCS} (got {api_docs!r})")
@@ -81,11 +83,15 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
     app.state.access_log = access_log
     _error_handlers(app)
     _routes(app, engine, lock, metrics, max_candidates)
+    personalizer_routes.register(app, engine, lock, personalizer, scoped, ERRORS)
+    # the console (/ui) and its JSON; offline reports from the data dir and results_dir
+    console_api.mount(app, engine, lock, [str(engine.data_dir), *filter(None, [results_dir])])
+    sessions = console.mount(app, tokens)
     _secure_spec(app)
     routes = RouteTable(app.routes, extra={"/openapi.json": "read"})
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Front, tokens=tokens, routes=routes, metrics=metrics,
-                       max_headers=max_headers, access_log=access_log)
+                       max_headers=max_headers, access_log=access_log, sessions=sessions)
     return app
 
 

@@ -2,7 +2,8 @@
 
 In order: more than ``max_headers`` header lines are refused (431); the route template and
 its scope are found (:class:`RouteTable`) and :meth:`Tokens.authorize` checks the token,
-the one access check of every route (401; 403 naming the missing scope; unknown paths and
+the one access check of every route (401; 403 naming the missing scope; Personalizer's routes also take
+the token as ``Ocp-Apim-Subscription-Key``; unknown paths and
 methods need a valid token too, so strangers learn nothing of the API); an unexpected
 exception answers 500, logged with its type and code locations only (its message may quote
 the body); the request is counted and access-logged by route template, never by path, so
@@ -17,11 +18,14 @@ import logging
 import re
 import time
 import traceback
+from urllib.parse import quote
 
 from engine.serve.metrics import Metrics
+from engine.serve.sessions import CsrfError, Sessions
 from engine.serve.tokens import AuthError, Tokens
 
 PUBLIC = "public"  # x-scope of a route that needs no token
+PERSONALIZER = "/personalizer/"  # routes that also take Ocp-Apim-Subscription-Key
 ACCESS_LOG_MODES = ("all", "changes", "off")
 access_log = logging.getLogger("loopwise.access")
 error_log = logging.getLogger("loopwise.error")
@@ -82,11 +86,13 @@ class Front:
     """ASGI middleware: header count limit, access check, 500s, metrics and access log."""
 
     def __init__(self, app, tokens: Tokens, routes: RouteTable, metrics: Metrics,
-                 max_headers: int = 100, access_log: str = "all"):
+                 max_headers: int = 100, access_log: str = "all",
+                 sessions: Sessions | None = None):
         if access_log not in ACCESS_LOG_MODES:
             raise ValueError(f"access_log: one of {ACCESS_LOG_MODES} (got {access_log!r})")
         self.app, self.tokens, self.routes, self.metrics = app, tokens, routes, metrics
         self.max_headers, self.access_log = max_headers, access_log
+        self.sessions = sessions  # the console's sign-in cookies stand for their tokens
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -106,14 +112,22 @@ class Front:
                 return await send_error(send_wrapper, 431, "headers",
                                         f"at most {self.max_headers} header lines")
             if needed != PUBLIC:
-                auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
                 try:
-                    who = self.tokens.authorize(auth, needed).name
+                    auth = _credential(scope["headers"], template)
+                    if auth is None and self.sessions is not None:  # the console's cookie
+                        auth = self.sessions.credential(scope["headers"], method)
+                    identity = self.tokens.authorize(auth, needed)
+                except CsrfError as err:
+                    return await send_error(send_wrapper, 403, "csrf", str(err))
                 except AuthError as err:
                     who = err.who or who
+                    if err.status == 401 and method == "GET" and scope["path"].startswith("/ui"):
+                        return await _to_sign_in(send_wrapper, scope["path"])
                     extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
                     return await send_error(send_wrapper, err.status, "authorization",
                                             err.reason, extra)
+                who = identity.name
+                scope.setdefault("state", {})["identity"] = identity  # for the console
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:  # noqa: BLE001 - the last line: log safely, answer 500
             frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
@@ -130,3 +144,25 @@ class Front:
                     needed == "admin" or status[0] in (401, 403))):
                 access_log.info("token=%s method=%s route=%s status=%d ms=%.2f", who,
                                 method, template, status[0], elapsed * 1e3)
+
+
+def _credential(headers, template: str) -> bytes | None:
+    """The request's ``Authorization`` value (the first counts); on Personalizer's routes,
+    without one, its ``Ocp-Apim-Subscription-Key`` as a bearer token (the same check)."""
+    authorization = key = None
+    for name, value in headers:
+        if name == b"authorization" and authorization is None:
+            authorization = value
+        elif name == b"ocp-apim-subscription-key" and key is None:
+            key = value
+    if authorization is None and key is not None and template.startswith(PERSONALIZER):
+        return b"Bearer " + key
+    return authorization
+
+
+async def _to_sign_in(send, path: str) -> None:
+    """A console page asked for without a session: 303 to sign-in, coming back after."""
+    target = "/ui/login?next=" + quote(path, safe="/")
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", target.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})

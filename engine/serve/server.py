@@ -20,7 +20,8 @@ import yaml
 DEFAULTS = {"data_dir": "loopwise-data", "host": "127.0.0.1", "port": 8080, "workers": 1,
             "max_body_bytes": 1 << 20, "max_candidates": 200, "max_header_bytes": 16384,
             "max_headers": 100, "token": None, "token_file": None, "api_docs": "token",
-            "access_log": "all", "ssl_certfile": None, "ssl_keyfile": None, "engine": {}}
+            "access_log": "all", "ssl_certfile": None, "ssl_keyfile": None, "engine": {},
+            "personalizer": {}, "results_dir": None}
 POSITIVE = ("port", "max_body_bytes", "max_candidates", "max_header_bytes", "max_headers")
 CHOICES = {"api_docs": ("off", "token"), "access_log": ("all", "changes", "off")}
 
@@ -45,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="all requests (default), changes (erasures, settings, refusals), off")
     p.add_argument("--ssl-certfile", help="TLS certificate (PEM)")
     p.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
+    p.add_argument("--results-dir",
+                   help="folder of simulate/compare/ope reports for the console's Offline page")
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -122,7 +125,8 @@ def build(cfg: dict):
         raise ValidationError(f"engine.{err.field}", err.reason, err.value) from None
     return create_app(eng, tokens, max_body_bytes=cfg["max_body_bytes"],
                       max_candidates=cfg["max_candidates"], max_headers=cfg["max_headers"],
-                      api_docs=cfg["api_docs"], access_log=cfg["access_log"])
+                      api_docs=cfg["api_docs"], access_log=cfg["access_log"],
+                      personalizer=cfg["personalizer"], results_dir=cfg["results_dir"])
 
 
 def uvicorn_config(app, cfg: dict, **overrides):

@@ -166,7 +166,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--log", help="an engine data directory (its decision log)")
     src.add_argument("--data", help="a CSV or Parquet file of logged rounds, one per row")
-    p.add_argument("--policy", help="with --log: target policy name, or saved:VARIANT")
+    src.add_argument("--dsjson", help="a DSJson log (VW's, Personalizer's, loopwise export's): "
+                     "compares logged, baseline, random and --policy trained on it")
+    p.add_argument("--width", type=int, default=64,
+                   help="with --dsjson: hashed feature width (engine item_features)")
+    p.add_argument("--policy", help="with --log: target policy name, or saved:VARIANT; "
+                   "with --dsjson: a policy name trained on the log (progressive validation)")
     p.add_argument("--policy-params", default="{}", help="JSON parameters of the target policy")
     p.add_argument("--target-dist",
                    help="with --data: .npy action_dist (n_rows, n_actions[, len_list])")
@@ -207,6 +212,11 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``loopwise ope``; 0 on success, 2 with a one-line error on bad input."""
     try:
+        if getattr(args, "dsjson", None):
+            from experiments.ope import dsjson
+
+            print(dsjson.run(args))
+            return 0
         _refuse_ignored(args)
         if args.log:
             if not args.policy:

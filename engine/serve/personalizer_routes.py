@@ -1,0 +1,195 @@
+"""Personalizer's REST routes (``/personalizer/v1.0/...``) on the Loopwise app.
+
+Bodies are Personalizer's (its public REST reference and the official Python client
+``azure-cognitiveservices-personalizer``): rank answers 201, reward and activate 204,
+errors keep Loopwise's shape ``{"error": {"field", "reason"}}`` with fields named as in the
+body. The credential may come as ``Ocp-Apim-Subscription-Key`` (checked by the one access
+check, :class:`engine.serve.front.Front`, as a bearer token). The work is
+:class:`engine.personalizer.Personalizer`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.errors import ValidationError
+from engine.personalizer import Personalizer
+from engine.personalizer_settings import ServiceSettings
+
+PREFIX = "/personalizer/v1.0"
+#: keys of ``serve.yaml``'s ``personalizer:`` mapping besides :class:`ServiceSettings`'s
+OPTIONS = ("user_path", "apprentice_window")
+
+Features = list[dict[str, Any]]
+
+
+class PAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=256)
+    features: Features | None = Field(None, description="feature objects (any JSON values)")
+
+
+class PRankRequest(BaseModel):
+    """Personalizer's ``RankRequest``."""
+
+    model_config = ConfigDict(extra="forbid")
+    contextFeatures: Features | None = None
+    actions: list[PAction] = Field(min_length=1)
+    excludedActions: list[str] | None = None
+    eventId: str | None = Field(None, min_length=1, max_length=256)
+    deferActivation: bool | None = False
+
+
+class PSlot(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=100)
+    features: Features | None = None
+    excludedActions: list[str] | None = None
+    baselineAction: str = Field(min_length=1, max_length=256)
+
+
+class PMultiSlotRankRequest(BaseModel):
+    """Personalizer's ``MultiSlotRankRequest``."""
+
+    model_config = ConfigDict(extra="forbid")
+    contextFeatures: Features | None = None
+    actions: list[PAction] = Field(min_length=1)
+    slots: list[PSlot] = Field(min_length=1, max_length=50)
+    eventId: str | None = Field(None, min_length=1, max_length=150)
+    deferActivation: bool | None = False
+
+
+class PRewardRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: float
+
+
+class PSlotReward(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slotId: str = Field(min_length=1, max_length=100)
+    value: float
+
+
+class PMultiSlotRewardRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reward: list[PSlotReward] = Field(min_length=1, max_length=50)
+
+
+class PServiceConfiguration(BaseModel):
+    """Personalizer's ``ServiceConfiguration`` (the settings Loopwise acts on)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rewardWaitTime: str | None = Field(None, description="ISO 8601 duration, e.g. PT10M")
+    defaultReward: float | None = None
+    explorationPercentage: float | None = None
+    learningMode: str | None = Field(None, description="Online | Apprentice | Inference")
+    logRetentionDays: int | None = None
+    rewardAggregation: str | None = None
+    lastConfigurationEditDate: str | None = Field(None, description="read-only; ignored")
+
+
+def personalizer_of(engine, options: Mapping | None) -> Personalizer:
+    """The :class:`Personalizer` of ``serve.yaml``'s ``personalizer:`` mapping (settings
+    in snake_case, plus ``user_path`` and ``apprentice_window``)."""
+    options = dict(options or {})
+    extra = {k: options.pop(k) for k in OPTIONS if k in options}
+    p = Personalizer(engine, **extra)
+    p.configure(ServiceSettings.from_mapping(options, p.settings, also=OPTIONS))
+    return p
+
+
+def register(app: FastAPI, engine, lock, options: Mapping | None, scoped, errors: dict) -> None:
+    """Add the Personalizer routes; ``scoped(scope)`` gives a route's ``openapi_extra``."""
+    p = personalizer_of(engine, options)
+    app.state.personalizer = p
+    not_found = {**errors, 404: {"model": errors[422]["model"]}}
+
+    def run(fn, *args):
+        with lock:
+            return fn(*args)
+
+    @app.post(f"{PREFIX}/rank", status_code=201, responses=errors, tags=["personalizer"],
+              openapi_extra=scoped("rank"))
+    async def rank(req: PRankRequest) -> JSONResponse:
+        return JSONResponse(run(p.rank, req.model_dump()), status_code=201)
+
+    @app.post(f"{PREFIX}/events/{{eventId}}/reward", status_code=204, responses=not_found,
+              tags=["personalizer"], openapi_extra=scoped("rank"))
+    async def reward(eventId: str, req: PRewardRequest) -> Response:  # noqa: N803
+        run(p.reward, eventId, req.value)
+        return Response(status_code=204)
+
+    @app.post(f"{PREFIX}/events/{{eventId}}/activate", status_code=204, responses=not_found,
+              tags=["personalizer"], openapi_extra=scoped("rank"))
+    async def activate(eventId: str) -> Response:  # noqa: N803
+        run(p.activate, eventId)
+        return Response(status_code=204)
+
+    @app.post(f"{PREFIX}/multislot/rank", status_code=201, responses=errors,
+              tags=["personalizer"], openapi_extra=scoped("rank"))
+    async def multislot_rank(req: PMultiSlotRankRequest) -> JSONResponse:
+        return JSONResponse(run(p.multislot_rank, req.model_dump()), status_code=201)
+
+    @app.post(f"{PREFIX}/multislot/events/{{eventId}}/reward", status_code=204,
+              responses=not_found, tags=["personalizer"], openapi_extra=scoped("rank"))
+    async def multislot_reward(eventId: str, req: PMultiSlotRewardRequest) -> Response:  # noqa: N803
+        run(p.multislot_reward, eventId, [r.model_dump() for r in req.reward])
+        return Response(status_code=204)
+
+    @app.post(f"{PREFIX}/multislot/events/{{eventId}}/activate", status_code=204,
+              responses=not_found, tags=["personalizer"], openapi_extra=scoped("rank"))
+    async def multislot_activate(eventId: str) -> Response:  # noqa: N803
+        run(p.multislot_activate, eventId)
+        return Response(status_code=204)
+
+    _settings_routes(app, engine, p, lock, scoped, errors)
+
+
+def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors: dict) -> None:
+    """The settings and report routes: service and policy configuration, apprentice."""
+
+    @app.get(f"{PREFIX}/configurations/service", responses=errors, tags=["personalizer"],
+             openapi_extra=scoped("read"))
+    async def get_settings() -> JSONResponse:
+        return JSONResponse(p.settings.to_wire())
+
+    @app.put(f"{PREFIX}/configurations/service", responses=errors, tags=["personalizer"],
+             openapi_extra=scoped("admin"))
+    async def put_settings(req: PServiceConfiguration) -> JSONResponse:
+        body = req.model_dump(exclude_unset=True)
+        nulls = [k for k, v in body.items() if v is None and k not in _NULLABLE]
+        if nulls:
+            raise ValidationError(nulls[0], "must not be null")
+        with lock:
+            settings = p.configure(ServiceSettings.from_wire(body, p.settings))
+        return JSONResponse(settings.to_wire())
+
+    @app.get(f"{PREFIX}/configurations/policy", responses=errors, tags=["personalizer"],
+             openapi_extra=scoped("read"))
+    async def get_policy() -> JSONResponse:
+        """Personalizer's ``PolicyContract``: the policy each variant runs and its
+        parameters (read only: a policy is set in ``serve.yaml``'s ``engine:``)."""
+        specs = engine.config.variant_specs()
+        name, spec = next(iter(specs.items()))
+        return JSONResponse({"name": str(spec["policy"]),
+                             "arguments": json.dumps(spec["params"], sort_keys=True,
+                                                     default=str),
+                             "variants": {k: {"policy": str(v["policy"]),
+                                              "weight": v["weight"]} for k, v in specs.items()},
+                             "variant": name})
+
+    @app.get("/v1/apprentice", responses=errors, tags=["personalizer"],
+             openapi_extra=scoped("read"))
+    async def apprentice() -> JSONResponse:
+        with lock:
+            return JSONResponse({"learningMode": p.settings.learning_mode,
+                                 **p.apprentice.report()})
+
+
+_NULLABLE = ("explorationPercentage", "logRetentionDays", "lastConfigurationEditDate")
