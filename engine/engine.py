@@ -190,7 +190,7 @@ class Engine:
                 e.text = keywords_only(e.text)
         return evs
 
-    def _uid(self, user_id: str) -> str:
+    def stored_id(self, user_id: str) -> str:
         """The id the store knows ``user_id`` by (its pseudonym, with a key), checked."""
         check_string(user_id, "user_id")
         return user_id if self.pseudonyms is None else self.pseudonyms(user_id)
@@ -226,7 +226,7 @@ class Engine:
         """The variant a user is assigned to: sticky, by a salted hash of the stored id (the
         hash of :func:`engine.abtest.assign_variant`, so offline tools assign users alike;
         with a pseudonym key, the hash of the pseudonym, which is what logs hold)."""
-        return self.decider.variant_of(self._uid(user_id))
+        return self.decider.variant_of(self.stored_id(user_id))
 
     def rank(self, user_id: str, candidates: Sequence, context: Mapping | None = None, *,
              slate_size: int = 1, decision_id: str | None = None,
@@ -284,7 +284,7 @@ class Engine:
     # ---- profiles --------------------------------------------------------------------
     def profile(self, user_id: str, now: float | None = None) -> dict | None:
         """The user's profile as JSON-ready dict (``None`` for an unknown user)."""
-        uid = self._uid(user_id)
+        uid = self.stored_id(user_id)
         out = self.backend.profile_json(self.router.shard_of(uid), uid, now)
         if out is not None:
             out["user_id"] = user_id
@@ -300,7 +300,7 @@ class Engine:
         Returns the counts erased and where: ``{"profile", "events", "decisions", "rewards",
         "quarantine", "items", "database", "snapshot" (the shard re-written), "wal"
         ("truncated" or "held"), "tries", "reason"?}``."""
-        uid = self._uid(user_id)
+        uid = self.stored_id(user_id)
         shard = self.router.shard_of(uid)
         items = erase.items_only_of(self.store, uid, shard)
         had = self.backend.forget(shard, uid, items)

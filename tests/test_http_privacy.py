@@ -102,3 +102,19 @@ def test_http_scenario_stores_no_raw_id_or_text(tmp_path, key, caplog):
     server_side = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert server_side and not [r for r in server_side
                                 if any(u in r.getMessage() for u in users)]
+
+
+def test_console_user_routes_take_application_ids_and_never_list_them(server):
+    from tests.test_http import actions
+
+    c = server.client
+    c.post("/v1/events", json={"events": [{"user_id": "alice-app", "type": "click",
+                                           "ts": 990.0, "topics": ["jazz"]}]})
+    did = c.post("/v1/rank", json={"user_id": "alice-app", "actions": actions()}).json()["eventId"]
+    assert c.get("/v1/users", params={"prefix": "alice-app"}).json() == {"users": ["alice-app"]}
+    assert c.get("/v1/users", params={"prefix": "ali"}).json() == {"users": []}
+    assert c.get("/v1/users", params={"prefix": "ps_"}).json() == {"users": []}
+    got = c.get("/v1/users/alice-app/decisions").json()["decisions"]
+    assert [d["decision_id"] for d in got] == [did] and got[0]["user_id"] == "alice-app"
+    history = c.get("/v1/users/alice-app/history").json()
+    assert history["times"] and "topic:jazz" in history["series"]
