@@ -148,6 +148,12 @@ class Engine:
             self.upkeep.retain(now)
         self._rewire()
 
+    def set_retention(self, days: float | None) -> None:
+        """Change the retention window while running (Personalizer's ``logRetentionDays``);
+        a new window is applied at the next call."""
+        self.upkeep.set_window(days)
+        self._rewire()
+
     def _rewire(self) -> None:
         """The expiry path of every call: the plain one, or with the privacy chores."""
         self._expire = self._expire_upkeep if self.upkeep.active else self._expire_plain

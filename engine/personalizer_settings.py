@@ -51,8 +51,9 @@ class ServiceSettings:
     learn from its rewards) or ``Inference`` (the policy's best, no exploring, no
     learning)."""
     log_retention_days: int | None = None
-    """Days decision logs are meant to be kept (``None``: forever). Recorded and reported;
-    the store does not yet delete by age."""
+    """Days events, decisions and rewards are kept: older ones are deleted by the engine's
+    retention schedule (:mod:`engine.privacy.retention`); ``None``: the engine's own
+    ``retention_days``."""
     reward_aggregation: str = "earliest"
     """How repeated rewards of one event combine: ``earliest`` (the first counts) is the
     only one supported."""

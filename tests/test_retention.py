@@ -115,3 +115,23 @@ def test_events_older_than_the_window_are_refused(tmp_path):
 def test_bad_retention_days_names_the_field(value):
     with pytest.raises(ValidationError, match="retention_days"):
         Engine(None, policy="uniform", retention_days=value)
+
+
+def test_personalizer_log_retention_drives_the_schedule(tmp_path):
+    from engine.personalizer import Personalizer
+    from engine.personalizer_settings import ServiceSettings
+
+    clock = Clock(10 * DAY)
+    eng = _engine(tmp_path / "d", clock)
+    p = Personalizer(eng)
+    _round(eng, "early", 10 * DAY - 100)
+    clock.t = 13 * DAY
+    _round(eng, "late", 13 * DAY - 100)
+    assert _holding(tmp_path / "d", b"early-evt-")  # no retention yet: kept
+    p.configure(ServiceSettings.from_wire({"logRetentionDays": 1}, p.settings))
+    eng.ingest([{"user_id": "u0", "type": "view", "ts": 13 * DAY}])  # the next call runs it
+    assert _holding(tmp_path / "d", b"early-evt-") == []
+    assert _holding(tmp_path / "d", b"late-evt-")
+    p.configure(ServiceSettings.from_wire({"logRetentionDays": None}, p.settings))
+    assert eng.upkeep.window is None  # back to the engine's own setting (keep everything)
+    eng.close()

@@ -124,12 +124,19 @@ class Upkeep:
 
     def __init__(self, store, retention_days: float | None, save, learned_seq):
         self.store = store
-        self.window = None if retention_days is None else float(retention_days) * DAY
-        self.every = EVERY if self.window is None else min(EVERY, self.window / 24)
         self.save = save  # snapshot every shard and save every policy
         self.learned_seq = learned_seq  # the lowest reward seq every policy has saved
-        self.next_run = -math.inf
         self.scrub_pending = False
+        self.set_window(retention_days)
+
+    def set_window(self, retention_days: float | None) -> None:
+        """Keep ``retention_days`` (``None``: everything); a changed window runs at the next
+        tick."""
+        window = None if retention_days is None else float(retention_days) * DAY
+        if window != getattr(self, "window", "unset"):
+            self.window = window
+            self.every = EVERY if window is None else min(EVERY, window / 24)
+            self.next_run = -math.inf
 
     @property
     def active(self) -> bool:
