@@ -17,6 +17,7 @@ from engine.errors import ValidationError, ValidationTypeError
 from engine.events import EventTypes, Limits
 from engine.featurizer import Featurizer
 from engine.profile import ProfileConfig
+from engine.rollout import CHALLENGER, RolloutConfig
 from engine.router import Router
 
 _VARIANT_KEYS = ("policy", "params", "weight")
@@ -114,6 +115,10 @@ class EngineConfig:
     dp_total_epsilon: float | None = None
     """Total privacy loss that DP releases from the data directory may spend (``None``: the
     one recorded in it, or 2.0); see :mod:`engine.privacy.budget`."""
+    rollout: RolloutConfig | Mapping | None = None
+    """A challenger's safe rollout against the (one) variant: a
+    :class:`~engine.rollout.RolloutConfig` or a mapping of its fields, e.g.
+    ``{"challenger": {"policy": "linucb"}, "steps": [0.1, 0.5, 1.0], "margin": 0.01}``."""
     _limits: Limits = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +153,12 @@ class EngineConfig:
         Router(self.shards)
         _check_variants(self.variants, self.policy_params)
         set_ = object.__setattr__  # frozen: the normalized values, once
+        if self.rollout is not None:
+            set_(self, "rollout", RolloutConfig.from_mapping(self.rollout))
+            names = list(self.variant_specs())
+            if len(names) != 1 or names[0] == CHALLENGER:
+                raise ValidationError("rollout", "needs one variant (the champion), not named "
+                                      f"{CHALLENGER!r}", names)
         set_(self, "profile", dataclasses.replace(profile or ProfileConfig(),
                                                   session_gap=float(self.session_gap)))
         set_(self, "session_gap", float(self.session_gap))
@@ -167,7 +178,7 @@ class EngineConfig:
         >>> EngineConfig.from_mapping({"wait_widow": 5})
         Traceback (most recent call last):
         ...
-        policies.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'dp_total_epsilon', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'pseudonym_key_file', 'ray_address', 'retention_days', 'reward_range', 'salt', 'seed', 'session_gap', 'shards', 'snapshot_every', 'store_text', 'synchronous', 'variants', 'wait_window']
+        policies.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'dp_total_epsilon', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'pseudonym_key_file', 'ray_address', 'retention_days', 'reward_range', 'rollout', 'salt', 'seed', 'session_gap', 'shards', 'snapshot_every', 'store_text', 'synchronous', 'variants', 'wait_window']
         """
         if not isinstance(mapping, Mapping):
             raise ValidationTypeError(where, "must be a mapping of setting names to values",

@@ -19,6 +19,7 @@ from engine.abtest import hash_unit
 from engine.checks import check_string, storable
 from engine.decisions import Decision, Pending
 from engine.errors import ValidationError
+from engine.rollout import CHALLENGER
 from engine.store import compact_json
 
 _REQUEST_KEYS = frozenset({"user_id", "candidates", "context", "decision_id"})
@@ -64,6 +65,8 @@ class Decider:
         #: share of each decision's probability spread evenly over its candidates (None:
         #: the policy's own exploration only); Personalizer's explorationPercentage
         self.explore: float | None = None
+        #: engine.rollout.Rollout: a challenger deciding in shadow or serving a share
+        self.rollout = None
         self._names = list(learners)
         cum = np.cumsum([weights[k] for k in self._names])
         self._cum_weights = cum / cum[-1]
@@ -110,7 +113,10 @@ class Decider:
 
     def variant_of(self, user_id: str) -> str:
         """The variant a user is assigned to: sticky, by the salted hash of the id that
-        :func:`engine.abtest.assign_variant` uses, located in the cumulative weights."""
+        :func:`engine.abtest.assign_variant` uses, located in the cumulative weights; a
+        rollout's challenger where it serves the user (the same hash, below its share)."""
+        if self.rollout is not None and self.rollout.serves(user_id):
+            return CHALLENGER
         if len(self._names) == 1:
             return self._names[0]
         idx = int(np.searchsorted(self._cum_weights, hash_unit(user_id, self.salt),
@@ -129,8 +135,13 @@ class Decider:
         variants = [self._names[0]] * len(parsed) if len(self._names) == 1 else \
             [self.variant_of(p[0]) for p in parsed]
         probs, versions, names = self._act(phi, mask, variants)
+        shadow = None  # the challenger's probabilities, on the champion's features
+        if self.rollout is not None and self.rollout.active and slate_size == 1:
+            shadow = self.rollout.act(phi, mask, [p[0] for p in parsed], variants, probs,
+                                      versions, names)
         if self.explore:
             probs = _spread(probs, mask, self.explore)
+            shadow = None if shadow is None else _spread(shadow, mask, self.explore)
         slots, slot_props = sample(probs, mask, slate_size, self.rng)
         logged = None  # the logging policy's probabilities where they are not the policy's
         if choose is not None:  # a choice made outside the policy: logged as certain
@@ -146,6 +157,9 @@ class Decider:
                                             slot_props[i], phi[i], variant, names[variant],
                                             versions[variant], now,
                                             None if logged is None else logged[i])
+            if shadow is not None and variant != CHALLENGER:  # logged with the decision
+                pend.shadow = x = float(shadow[i, slots[i][0]])
+                row = (*row[:-1], f'{row[-1][:-1]},"shadow":{x!r}}}')
             decisions.append(dec)
             rows.append(row)
             pending.append(pend)

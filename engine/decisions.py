@@ -58,6 +58,8 @@ class Pending:
     item_id: str
     topics: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    #: a rollout's challenger's probability of the chosen candidate (its shadow decision)
+    shadow: float | None = None
 
 
 @dataclass

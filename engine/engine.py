@@ -30,9 +30,10 @@ from engine.featurizer import Featurizer
 from engine.join import Joiner
 from engine.learner import Learner, make_policies, open_learners
 from engine.privacy import erase
-from engine.privacy.minimal import keywords_only
+from engine.privacy.minimal import for_storage
 from engine.privacy.pseudonym import check_directory, open_pseudonyms
 from engine.privacy.retention import Upkeep
+from engine.rollout import CHALLENGER, open_rollout, save_rollout
 from engine.router import Router
 from engine.session import Sessions
 from engine.store import Store
@@ -138,15 +139,31 @@ class Engine:
         self._expire_plain = self.joiner.expire if self.sessions is None else self._expire_both
         self.joiner.sessions = self.decider.sessions = self.sessions
         self.decider.pseudonyms = self.pseudonyms
+        self.rollout = None
+        if cfg.rollout is not None:  # a challenger in shadow, or serving a share of users
+            self.rollout = open_rollout(cfg, self.featurizer.n_features, self.store,
+                                        self.data_dir, float(self.clock()))
+            self.decider.rollout = self.joiner.rollout = self.rollout
+            self.joiner.learners = {**self.learners, CHALLENGER: self.rollout.learner}
+        else:  # decisions a past rollout's challenger served, still awaiting rewards after
+            # a restart without it, are learned by the (first) variant, from their propensities
+            self.joiner.learners = {CHALLENGER: next(iter(self.learners.values())),
+                                    **self.learners}
         recovery.recover(self.store, self.backend, self.router.n_shards, self.joiner.waiting,
                          self.learners, self._rng)
-        self.upkeep = Upkeep(self.store, cfg.retention_days, self.snapshot,
-                             lambda: min(lrn.learned_seq for lrn in self.learners.values()))
+        self.upkeep = Upkeep(self.store, cfg.retention_days, self.snapshot, self._learned_seq)
         if self.upkeep.window is not None:  # what aged out while the engine was closed
             now = float(self.clock())
             self._expire_plain(now)  # decisions whose window closed meanwhile settle first
             self.upkeep.retain(now)
         self._rewire()
+
+    def _learned_seq(self) -> int:
+        """The last reward seq that every policy (a rollout's challenger too) has saved."""
+        learners = [*self.learners.values()]
+        if self.rollout is not None:
+            learners.append(self.rollout.learner)
+        return min(lrn.learned_seq for lrn in learners)
 
     def set_retention(self, days: float | None) -> None:
         """Change the retention window while running (Personalizer's ``logRetentionDays``);
@@ -169,7 +186,8 @@ class Engine:
         """Validate, log durably, then apply events to profiles. All-or-nothing: if any event
         is invalid, nothing is stored. Events repeating a stored ``event_id`` are ignored."""
         now = float(self.clock())
-        evs = self._private(validate_events(events, self.event_types, self.limits, now))
+        evs = for_storage(validate_events(events, self.event_types, self.limits, now),
+                          self.pseudonyms, self.config.store_text)
         self.upkeep.check_events(evs, now)
         self._expire(now)
         if not evs:
@@ -182,19 +200,6 @@ class Engine:
                 if seq is not None and e.type == "session_end":
                     self.sessions.end(e.user_id)
         return self._apply_logged(evs, shards, seqs)
-
-    def _private(self, evs: list) -> list:
-        """Events as they may be stored: user ids as pseudonyms (with a key), text as its
-        keywords (unless ``store_text``). The events are the validator's own copies."""
-        pseudo, keep_text = self.pseudonyms, self.config.store_text
-        if pseudo is None and keep_text:
-            return evs
-        for e in evs:
-            if pseudo is not None:
-                e.user_id = pseudo(e.user_id)
-            if not keep_text and e.text:
-                e.text = keywords_only(e.text)
-        return evs
 
     def stored_id(self, user_id: str) -> str:
         """The id the store knows ``user_id`` by (its pseudonym, with a key), checked."""
@@ -325,6 +330,8 @@ class Engine:
     def snapshot(self) -> None:
         """Save every shard's profiles and every policy (recovery replays only what follows)."""
         recovery.save(self.store, self.backend, self.router.n_shards, self.learners, self._rng)
+        if self.rollout is not None:
+            save_rollout(self.rollout, self.store)
         self._since_snapshot = 0
 
     def close(self) -> None:
@@ -392,6 +399,11 @@ class Engine:
             released = self.store.release_quarantine(list(release))
         n, rows = self.store.quarantined(limit)
         return {"count": n, "released": released, "records": rows}
+
+    def rollout_report(self) -> dict | None:
+        """The rollout's state, settings, off-policy estimate, online A/B comparison and
+        steps with their reasons (:meth:`engine.rollout.Rollout.report`); None without one."""
+        return None if self.rollout is None else self.rollout.report()
 
     def ab_report(self, control: str | None = None, alpha: float = 0.05) -> dict:
         """Compare the variants' rewards (learned rewards: joined or default).

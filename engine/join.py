@@ -116,6 +116,7 @@ class Joiner:
         self.reward_range = reward_range
         self.waiting = WaitList()
         self.sessions = None  # engine.session.Sessions when a variant learns transitions
+        self.rollout = None  # engine.rollout.Rollout: sees every learned reward
 
     def __len__(self) -> int:
         """Decisions waiting for their rewards."""
@@ -169,6 +170,8 @@ class Joiner:
                 unwait(p.decision_id)
                 self._learn(p, v, seq)
                 results.append(RewardResult(p.decision_id, "joined", v, True))
+        if self.rollout is not None and joined:
+            self.rollout.observe(joined, seqs, now)
         if not others:  # every reward joined: the results in request order
             return results
         by_id = {r.decision_id: r for r in results}
@@ -239,6 +242,8 @@ class Joiner:
         else:
             for p, seq in zip(expired, seqs, strict=True):
                 self._learn(p, default, seq)
+        if self.rollout is not None:
+            self.rollout.observe([(p, default) for p in expired], seqs, now)
 
     def _learn(self, p: Pending, value: float, seq: int) -> None:
         """A learned reward: to its session's transition for an RL variant (see

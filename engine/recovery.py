@@ -33,7 +33,7 @@ def recover(store, backend, n_shards: int, waiting, learners: dict,
         phi = np.frombuffer(phi, dtype=np.float32).reshape(-1, d)[chosen].astype(float)
         item = json.loads(meta)
         waiting.add(Pending(did, uid, deadline, variant, phi, item["p"], item["id"],
-                            tuple(item["topics"]), tuple(item["tags"])))
+                            tuple(item["topics"]), tuple(item["tags"]), item.get("shadow")))
     for name, learner in learners.items():
         for seq, value, chosen, phi, d, probs in store.learnable_rewards(name, learner.learned_seq):
             x = np.frombuffer(phi, dtype=np.float32).reshape(-1, d)[chosen].astype(float)

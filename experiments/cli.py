@@ -64,6 +64,36 @@ def _quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout(args: argparse.Namespace) -> int:
+    """``rollout status``: a data directory's rollout as its engine last saved it (read
+    only; a directory that is not there, or holds no rollout, is an error)."""
+    import json
+    from pathlib import Path
+
+    from engine.errors import ValidationError
+    from engine.rollout import read_state
+
+    if not Path(args.data_dir).is_dir():
+        raise ValidationError("--data-dir", "is not a directory (readers never create one)",
+                              args.data_dir)
+    state = read_state(args.data_dir)
+    if state is None:
+        raise ValidationError("--data-dir", "holds no rollout (set engine.rollout in "
+                              "serve.yaml and serve it)", args.data_dir)
+    if args.json:
+        print(json.dumps(state))
+        return 0
+    settings = state["settings"]
+    steps = settings["steps"]
+    share = steps[state["stage"] - 1] if state["state"] in ("serving", "promoted") else 0.0
+    print(f"rollout of {settings['challenger']['policy']}: {state['state']}, serving "
+          f"{share:.0%} of users (steps {steps}, margin {settings['margin']:g}, "
+          f"alpha {settings['alpha']:g})")
+    for h in state["history"]:
+        print(f"  {h['event']:<9} -> {h['share']:.0%}  {h['reason']}")
+    return 0
+
+
 def _ids(text: str) -> list[int]:
     from engine.errors import ValidationError
 
@@ -138,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--release", default=None, help="'all', or record ids 3,7,...")
     quarantine.add_argument("--json", action="store_true", help="one JSON object")
     quarantine.set_defaults(func=_quarantine)
+
+    rollout = sub.add_parser("rollout", help="a challenger's safe rollout: its steps and why")
+    rollout.add_argument("action", choices=["status"])
+    rollout.add_argument("--data-dir", required=True, help="engine data directory")
+    rollout.add_argument("--json", action="store_true", help="the saved state as one JSON object")
+    rollout.set_defaults(func=_rollout)
 
     bench = sub.add_parser("bench", help="speed figures, side by side with peers")
     bench.add_argument("what", choices=list(BENCHMARKS))

@@ -9,6 +9,7 @@ simulate`` report) and sends some traffic through HTTP so ``/metrics`` has count
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -30,15 +31,14 @@ SHOTS = (ROOT / "docs" / "console" if os.environ.get("LOOPWISE_SCREENSHOTS")
          else Path(tempfile.mkdtemp(prefix="loopwise-shots-")))
 USERS = [f"user-{k:02d}" for k in range(16)]
 TOPICS = ["jazz", "rock", "news", "sport"]
-ENGINE_YAML = ("engine:\n  item_features: 2\n  context_features: [mobile]\n  seed: 0\n"
-               "  wait_window: 600.0\n  backend: {backend}\n"
-               "  variants:\n    control: {{policy: lints}}\n    treatment: {{policy: egreedy}}\n")
-
-
-def engine_settings(backend: str = "inline") -> dict:
-    return {"item_features": 2, "context_features": ["mobile"], "seed": 0, "wait_window": 600.0,
-            "backend": backend, "variants": {"control": {"policy": "lints"},
-                                             "treatment": {"policy": "egreedy"}}}
+def engine_settings(backend: str = "inline", rollout: dict | None = None) -> dict:
+    """Two variants (an A/B test); with ``rollout``, one policy and that rollout instead."""
+    base = {"item_features": 2, "context_features": ["mobile"], "seed": 0,
+            "wait_window": 600.0, "backend": backend}
+    if rollout is not None:
+        return {**base, "policy": "lints", "rollout": rollout}
+    return {**base, "variants": {"control": {"policy": "lints"},
+                                 "treatment": {"policy": "egreedy"}}}
 
 
 def candidates(k: int) -> list[dict]:
@@ -46,11 +46,11 @@ def candidates(k: int) -> list[dict]:
              "features": [float(j == k % 2), 0.5]} for j, t in enumerate(TOPICS)]
 
 
-def seed(data_dir: Path, backend: str = "inline") -> float:
+def seed(data_dir: Path, backend: str = "inline", rollout: dict | None = None) -> float:
     """Seed ``data_dir``; returns the (past) time its last decision was made at."""
     now = [time.time() - 2.5 * 3600.0]
     rng = np.random.default_rng(0)
-    eng = Engine(str(data_dir), clock=lambda: now[0], **engine_settings(backend))
+    eng = Engine(str(data_dir), clock=lambda: now[0], **engine_settings(backend, rollout))
     try:
         for k, user in enumerate(USERS):
             favourite = TOPICS[k % len(TOPICS)]
@@ -90,9 +90,9 @@ def browser_path() -> str | None:
 class Site:
     """``loopwise serve`` over a seeded data directory, on loopback."""
 
-    def __init__(self, folder: Path, backend: str = "inline"):
+    def __init__(self, folder: Path, backend: str = "inline", rollout: dict | None = None):
         self.folder = folder
-        seed(folder / "d")  # the store is the same whichever backend serves it
+        seed(folder / "d", rollout=rollout)  # the store is the same whichever backend serves it
         token_file = folder / "tokens.yaml"
         self.admin = tokens.add(str(token_file), "console-admin", ["read", "admin"])
         self.reader = tokens.add(str(token_file), "console-reader", ["read"])
@@ -103,7 +103,7 @@ class Site:
                         "--name", "drifting-tiny", "--workers", "1", "--no-progress"],
                        cwd=ROOT, check=True, capture_output=True, timeout=300)
         cfg = folder / "serve.yaml"
-        cfg.write_text(ENGINE_YAML.format(backend=backend))
+        cfg.write_text(json.dumps({"engine": engine_settings(backend, rollout)}))  # YAML too
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / "serve.log"

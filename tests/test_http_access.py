@@ -148,6 +148,7 @@ ENDPOINTS = [  # method, path, body, scope
     ("POST", "/v1/events", {"events": []}, "rank"),
     ("GET", "/v1/profiles/u1", None, "read"),
     ("GET", "/v1/experiments/report", None, "read"),
+    ("GET", "/v1/rollout", None, "read"),
     ("GET", "/metrics", None, "read"),
     ("GET", "/openapi.json", None, "read"),
     ("DELETE", "/v1/profiles/u1", None, "admin"),

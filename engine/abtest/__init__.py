@@ -24,11 +24,19 @@ from .accumulator import VariantStats
 from .assignment import assign_variant, hash_unit, validate_weights
 from .fixed import WelchResult, lift_ci, mean_ci, welch_test
 from .report import ab_report, format_report
-from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, SequentialResult, mixture_tau2, msprt
+from .sequential import (
+    DEFAULT_MIN_N,
+    DEFAULT_TARGET_N,
+    SequentialResult,
+    cs_radius,
+    mixture_tau2,
+    msprt,
+)
 from .srm import DEFAULT_SRM_THRESHOLD, srm_check
 
 __all__ = [
     "DEFAULT_MIN_N", "DEFAULT_SRM_THRESHOLD", "DEFAULT_TARGET_N", "SequentialResult",
-    "VariantStats", "WelchResult", "ab_report", "assign_variant", "format_report", "hash_unit",
-    "lift_ci", "mean_ci", "mixture_tau2", "msprt", "srm_check", "validate_weights", "welch_test",
+    "VariantStats", "WelchResult", "ab_report", "assign_variant", "cs_radius", "format_report",
+    "hash_unit", "lift_ci", "mean_ci", "mixture_tau2", "msprt", "srm_check", "validate_weights",
+    "welch_test",
 ]

@@ -51,7 +51,8 @@ from engine.checks import check_int, check_positive, check_probability, check_re
 
 from .fixed import _arrays, _out
 
-__all__ = ["DEFAULT_MIN_N", "DEFAULT_TARGET_N", "SequentialResult", "msprt", "mixture_tau2"]
+__all__ = ["DEFAULT_MIN_N", "DEFAULT_TARGET_N", "SequentialResult", "cs_radius", "msprt",
+           "mixture_tau2"]
 
 DEFAULT_TARGET_N = 10_000
 """Default total sample size (both arms) at which the confidence sequence is tightest."""
@@ -75,6 +76,20 @@ def mixture_tau2(var_diff, n_total, alpha: float = 0.05, target_n: float = DEFAU
     target_n = check_positive("target_n", target_n)
     c = 2.0 * math.log(1.0 / alpha) + math.log1p(2.0 * math.log(1.0 / alpha))
     return c * np.asarray(var_diff, dtype=float) * np.asarray(n_total, dtype=float) / target_n
+
+
+def cs_radius(v, tau2, alpha: float):
+    """Half-width :math:`r` of the ``1 - alpha`` asymptotic confidence sequence around an
+    estimate of variance ``v`` with mixture variance ``tau2`` (see the module docstring);
+    :func:`msprt` uses it for a difference of means, :mod:`engine.rollout` for an
+    off-policy gain.
+
+    Examples
+    --------
+    >>> round(float(cs_radius(1e-4, 1e-4, 0.05)), 5)
+    0.03656
+    """
+    return np.sqrt(v * (v + tau2) / tau2 * (np.log1p(tau2 / v) + 2.0 * math.log(1.0 / alpha)))
 
 
 @dataclass(frozen=True)
@@ -131,8 +146,7 @@ def msprt(mean_t, var_t, n_t, mean_c, var_c, n_c, alpha: float = 0.05, *,
     log_lr = 0.5 * np.log(v_s / (v_s + t2)) + t2 * (diff - theta0) ** 2 / (2.0 * v_s * (v_s + t2))
     log_lr = np.where(live, log_lr, 0.0)
     p = np.minimum(1.0, np.exp(-log_lr))
-    radius = np.sqrt(v_s * (v_s + t2) / t2 * (np.log1p(t2 / v_s) + 2.0 * math.log(1.0 / alpha)))
-    radius = np.where(live, radius, np.inf)
+    radius = np.where(live, cs_radius(v_s, t2, alpha), np.inf)
     return SequentialResult(diff=_out(diff), log_lr=_out(log_lr), p_value=_out(p),
                             ci=(_out(diff - radius), _out(diff + radius)),
                             tau2=_out(np.where(live, tau2, np.nan)))

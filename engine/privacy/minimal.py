@@ -28,3 +28,17 @@ def keywords_only(text: str) -> str:
     """
     bag = _BOW.transform_one(text)
     return " ".join(word for word in sorted(bag) for _ in range(bag[word]))
+
+
+def for_storage(events: list, pseudonyms, keep_text: bool) -> list:
+    """Validated events as they may be stored: user ids as pseudonyms (``pseudonyms``: a
+    :class:`~engine.privacy.pseudonym.Pseudonyms`, or None for raw ids), text as its
+    keywords unless ``keep_text``. Changes the events in place (the validator's copies)."""
+    if pseudonyms is None and keep_text:
+        return events
+    for e in events:
+        if pseudonyms is not None:
+            e.user_id = pseudonyms(e.user_id)
+        if not keep_text and e.text:
+            e.text = keywords_only(e.text)
+    return events

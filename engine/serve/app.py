@@ -255,6 +255,18 @@ def _profile_routes(app: FastAPI, engine, lock) -> None:
             report = json.dumps(engine.ab_report(), default=lambda _: None)
         return JSONResponse(json.loads(report))
 
+    @app.get("/v1/rollout", responses={**ERRORS, 404: {"model": ErrorResponse}},
+             openapi_extra=scoped("read"))
+    async def rollout():
+        """The challenger's rollout: state, share of users it serves, settings, off-policy
+        estimate against the champion, online A/B comparison, every step with its reason."""
+        with lock:
+            report = engine.rollout_report()
+        if report is None:
+            return _error(404, "rollout", "no rollout is configured (engine.rollout in "
+                          "serve.yaml)")
+        return JSONResponse(report)
+
 
 def _secure_spec(app: FastAPI) -> None:
     """Declare the bearer scheme that the routes' ``security`` entries name."""

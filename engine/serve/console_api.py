@@ -138,10 +138,12 @@ def mount(app: FastAPI, engine, lock, results: list[str]) -> None:
 
     @app.get("/v1/experiments/history", **read)
     async def history(points: int = Query(20, ge=2, le=200)):
-        if len(engine.learners) < 2:
-            return _error(404, "variants", "no A/B test is configured (one variant)")
+        """What the engine compares (``ab``: variants; ``rollout``: a challenger), and the
+        A/B report's figures over time where there is an A/B test."""
+        ab = len(engine.learners) >= 2
         with lock:
-            return _json({"points": insight.report_history(engine, points),
+            return _json({"ab": ab, "rollout": engine.rollout is not None,
+                          "points": insight.report_history(engine, points) if ab else [],
                           "decisions": insight.decision_counts(engine.store)})
 
     @app.get("/v1/reports", **read)

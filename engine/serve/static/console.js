@@ -6,6 +6,8 @@
 
 const SVGNS = "http://www.w3.org/2000/svg";
 const main = () => document.getElementById("main");
+// The page's content (null entries, for sections a page does not have, are left out).
+const show = (...kids) => main().replaceChildren(...kids.filter((k) => k !== null && k !== undefined));
 let session = { name: "", scopes: [], csrf: null };
 
 // ---- small helpers ------------------------------------------------------------------
@@ -132,7 +134,7 @@ PAGES.users = async () => {
   };
   form.addEventListener("submit", (e) => { e.preventDefault(); if (input.value) location.assign("/ui/users/" + encodeURIComponent(input.value)); });
   input.addEventListener("input", list);
-  main().replaceChildren(el("h1", {}, "Users"), form, found);
+  show(el("h1", {}, "Users"), form, found);
   await list();
 };
 
@@ -143,14 +145,14 @@ PAGES.user = async () => {
     api("/v1/profiles/" + encodeURIComponent(userId)), api(base + "/decisions?limit=20"), api(base + "/history")]);
   const title = el("h1", {}, "User ", el("code", { id: "user-id" }, userId));
   if (profile.status === 404) {
-    main().replaceChildren(title, el("p", { id: "not-found", class: "notice" }, "Not found: Loopwise holds no profile for this user."));
+    show(title, el("p", { id: "not-found", class: "notice" }, "Not found: Loopwise holds no profile for this user."));
     return;
   }
   const p = profile.body, eng = p.engagement || {};
   const interests = Object.entries(p.interests || {}).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 15);
   const keywords = Object.entries(p.keywords || {}).sort((a, b) => b[1] - a[1]).slice(0, 15);
   const windows = (p.drift && p.drift.windows) || [];
-  main().replaceChildren(title,
+  show(title,
     section("Engagement", figures([["events", fmt(eng.events), "events"], ["reward rate", fmt(eng.rate), "rate"],
       ["events per day", fmt(eng.events_per_day), "events_per_day"], ["last seen", when(eng.last_ts), "last_ts"],
       ["drift detections", fmt(p.drift ? p.drift.detections : 0), "detections"]], "engagement")),
@@ -197,9 +199,9 @@ PAGES.decision = async () => {
   const id = decodeURIComponent(location.pathname.split("/")[3]);
   const r = await api("/v1/decisions/" + encodeURIComponent(id));
   const title = el("h1", {}, "Why this item");
-  if (r.status === 404) { main().replaceChildren(title, el("p", { id: "not-found", class: "notice" }, "Not found: no decision with this id.")); return; }
+  if (r.status === 404) { show(title, el("p", { id: "not-found", class: "notice" }, "Not found: no decision with this id.")); return; }
   const d = r.body.decision, a = r.body.attribution;
-  main().replaceChildren(title,
+  show(title,
     figures([["user", el("a", { href: "/ui/users/" + encodeURIComponent(d.user_id) }, d.user_id), "user"], ["chosen", d.chosen, "chosen"],
       ["variant", d.variant, "variant"], ["policy version", String(d.policy_version), "policy_version"], ["reward", d.reward === null ? d.status : fmt(d.reward), "reward"]], "decision"),
     a ? el("p", { id: "summary", class: "summary" }, a.summary) : el("p", { id: "summary", class: "notice" }, r.body.reason),
@@ -227,7 +229,7 @@ PAGES.live = async () => {
   const get = (k) => metrics[k] || 0;
   const byVariant = (field) => live.variants.map((v) => ({ name: v, points: live.decisions.filter((r) => r.variant === v).map((r) => [r.minute, r[field]]) }));
   const statuses = [...new Set(live.rewards.map((r) => r.status))];
-  main().replaceChildren(el("h1", {}, "Live"),
+  show(el("h1", {}, "Live"),
     section("Since this server started (the numbers /metrics exposes)",
       table(["variant", "decisions", "policy version", "drift detections"], live.variants.map((v) => [v,
         fmt(get(`loopwise_decisions_total{variant="${v}"}`)), fmt(get(`loopwise_policy_version{variant="${v}"}`)),
@@ -239,14 +241,30 @@ PAGES.live = async () => {
     section("Mean learned reward per minute", lineChart(byVariant("mean_reward"), { id: "mean-reward" })));
 };
 
+// The challenger's rollout (GET /v1/rollout), where one is configured: its state, the
+// off-policy gate and the online comparison, and every step with its reason.
+function rolloutSection(ro) {
+  const s = ro.settings, off = ro.off_policy, on = ro.online;
+  return section("Rollout", figures([
+    ["state", ro.state, "state"], ["challenger's share", pct(ro.share), "share"],
+    ["champion", ro.champion, "champion"], ["challenger", s.challenger.policy, "challenger"],
+    ["off-policy gain", `${fmt(off.difference)} ${ci([off.low, off.high])}`, "off_policy"],
+    ["online difference", on.difference === null ? "– (not serving yet)" : `${fmt(on.difference)} ${ci([on.low, on.high])}`, "online"],
+  ], "rollout"), el("p", { class: "muted" }, `Steps ${s.steps.map(pct).join(" → ")}; promoted while the off-policy gain's lower bound is above ${fmt(s.margin)}; rolled back when the online test shows the challenger worse.`),
+  table(["time", "step", "share", "reason"], ro.history.map((e) => [when(e.ts), e.event, pct(e.share), e.reason]), { id: "rollout-steps" }));
+}
+
 PAGES.experiments = async () => {
-  const [r, h] = await Promise.all([api("/v1/experiments/report"), api("/v1/experiments/history")]);
+  const h = await api("/v1/experiments/history");  // says what there is: no 404s asked for
+  const [r, ro] = await Promise.all([h.body.ab ? api("/v1/experiments/report") : null,
+    h.body.rollout ? api("/v1/rollout") : null]);
   const title = el("h1", {}, "Experiments");
-  if (r.status === 404) { main().replaceChildren(title, el("p", { id: "not-found", class: "notice" }, r.body.error.reason)); return; }
+  const rollout = ro ? rolloutSection(ro.body) : null;
+  if (!r) { show(title, rollout || el("p", { id: "not-found", class: "notice" }, "No A/B test or rollout is configured (one variant).")); return; }
   const rep = r.body, users = rep.srm ? rep.srm.observed || {} : {};
   const points = h.body.points || [];
   const names = Object.keys(rep.comparisons);
-  main().replaceChildren(title,
+  show(title, rollout,
     section("Variants", table(["variant", "users", "decisions", "rewards learned", "mean reward", `${100 - rep.alpha * 100}% CI`, "lift vs " + rep.control, "lift CI", "always-valid p", "decision"],
       Object.entries(rep.variants).map(([v, s]) => {
         const c = rep.comparisons[v];
@@ -263,7 +281,7 @@ PAGES.experiments = async () => {
 
 PAGES.reports = async () => {
   const r = await api("/v1/reports");
-  main().replaceChildren(el("h1", {}, "Offline results"), r.body.reports.length
+  show(el("h1", {}, "Offline results"), r.body.reports.length
     ? table(["report", "kind", "written", "plots"], r.body.reports.map((x) => [el("a", { href: "/ui/reports/" + x.id }, x.title), x.kind, when(x.modified), String(x.plots.length)]), { id: "reports" })
     : el("p", { class: "muted" }, "No report.md found in the data directory or the results folder (loopwise serve --results-dir)."));
 };
@@ -271,11 +289,11 @@ PAGES.reports = async () => {
 PAGES.report = async () => {
   const id = location.pathname.slice("/ui/reports/".length);
   const entry = (await api("/v1/reports")).body.reports.find((r) => r.id === decodeURIComponent(id));
-  if (!entry) { main().replaceChildren(el("p", { id: "not-found", class: "notice" }, "Not found: no such report.")); return; }
+  if (!entry) { show(el("p", { id: "not-found", class: "notice" }, "Not found: no such report.")); return; }
   const base = `/ui/files/${id}/`;
   const body = entry.markdown ? markdown((await api(base + "report.md")).body, base)
     : [el("h1", {}, entry.title), entry.plots.map((p) => el("img", { src: base + encodeURIComponent(p), alt: p, class: "plot" }))];
-  main().replaceChildren(el("article", { id: "report" }, body));
+  show(el("article", { id: "report" }, body));
 };
 
 // Inline `code` and **bold** as nodes (still text only: no markup from the report).
@@ -330,7 +348,7 @@ async function start() {
     document.body.dataset.ready = "1";
   } catch (err) {
     if (err.message !== "signed out") {
-      main().replaceChildren(el("p", { class: "notice", id: "failed" }, "This page could not be drawn: " + err.message));
+      show(el("p", { class: "notice", id: "failed" }, "This page could not be drawn: " + err.message));
       throw err;
     }
   }
