@@ -189,6 +189,8 @@ class Decider:
             uid, cands, items, ctx = parsed[0][:4]
             shard = self.router.shard_of(uid)
             user, inter = self.backend.features({shard: [(uid, cands)]}, now)[shard][0]
+            if self.sessions is not None and self.sessions.traces is not None:
+                user = np.concatenate((user, self.sessions.traces.read(uid, now)))
             return self.featurizer.build([user], [inter], [items], [ctx])
         groups: dict[int, list[int]] = {}
         for i, p in enumerate(parsed):
@@ -199,6 +201,10 @@ class Decider:
         for s, idx in groups.items():
             for i, (u, inter) in zip(idx, feats[s], strict=True):
                 users[i], inters[i] = u, inter
+        if self.sessions is not None and self.sessions.traces is not None:
+            read = self.sessions.traces.read  # the session's trace ends the user features
+            users = [np.concatenate((u, read(p[0], now)))
+                     for u, p in zip(users, parsed, strict=True)]
         return self.featurizer.build(users, inters, [p[2] for p in parsed],
                                      [p[3] for p in parsed])
 

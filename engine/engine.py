@@ -92,7 +92,8 @@ class Engine:
         self.clock = cfg.clock or time.time
         self.limits = cfg.limits
         self.event_types = EventTypes(custom=dict(cfg.event_types or {}))
-        self.featurizer = Featurizer(cfg.item_features, cfg.context_features, cfg.max_candidates)
+        self.featurizer = Featurizer(cfg.item_features, cfg.context_features, cfg.max_candidates,
+                                     cfg.profile.session_features)
         self.router = Router(cfg.shards)
         self._tmpdir = tempfile.mkdtemp(prefix="loopwise-") if data_dir is None else None
         self.data_dir = str(self._tmpdir if data_dir is None else data_dir)
@@ -134,8 +135,10 @@ class Engine:
         self.decider = Decider(self.featurizer, self.router, self.backend, self.learners,
                                self._weights, cfg.salt, self.store, self.joiner.waiting,
                                self._rng, cfg.wait_window)
-        sessions = Sessions(self.learners, cfg.session_gap)
-        self.sessions = sessions if sessions.variants else None
+        traced = cfg.profile.session_features
+        sessions = Sessions(self.learners, cfg.session_gap,
+                            self.featurizer.item_columns if traced else None)
+        self.sessions = sessions if sessions.variants or traced else None
         self._expire_plain = self.joiner.expire if self.sessions is None else self._expire_both
         self.joiner.sessions = self.decider.sessions = self.sessions
         self.decider.pseudonyms = self.pseudonyms

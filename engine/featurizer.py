@@ -21,6 +21,7 @@ import numpy as np
 from engine import kernels
 from engine.checks import check_string, check_strings
 from engine.errors import ValidationError
+from engine.session import SESSION_FEATURES
 from engine.shard import INTERACTION_FEATURES, USER_FEATURES, Candidate, CandidateSet
 
 
@@ -35,6 +36,10 @@ class Featurizer:
         Names of the numeric context features a request may carry (missing ones are 0).
     max_candidates
         Largest number of candidates one request may rank.
+    session_features
+        The user features end with the user's session state: the profile's
+        :data:`engine.session.SESSION_FEATURES`, then the session's trace of item features
+        (:class:`engine.session.SessionTraces`, ``session_reward*item_j``).
 
     Examples
     --------
@@ -49,7 +54,7 @@ class Featurizer:
     """
 
     def __init__(self, item_features: int = 0, context_features: Sequence[str] = (),
-                 max_candidates: int = 1000):
+                 max_candidates: int = 1000, session_features: bool = False):
         if isinstance(item_features, bool) or not isinstance(item_features, int) or item_features < 0:
             raise ValidationError("item_features", "must be an integer >= 0", item_features)
         if isinstance(context_features, str) or not all(
@@ -62,7 +67,13 @@ class Featurizer:
             raise ValidationError("max_candidates", "must be an integer >= 1", max_candidates)
         self.item_features = item_features
         self.context_features = tuple(context_features)
+        if not isinstance(session_features, bool):
+            raise ValidationError("session_features", "must be true or false", session_features)
         self.max_candidates = max_candidates
+        self.session_features = session_features
+        traces = [f"session_reward*item_{j}" for j in range(item_features)]
+        self._user_names = (*USER_FEATURES,
+                            *((*SESSION_FEATURES, *traces) if session_features else ()))
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
         self._views: dict[str, tuple] = {}  # item id -> cache entry (see _check)
         self._lists: dict[tuple, tuple | None] = {}  # ids -> a list's result (see _memo)
@@ -72,14 +83,20 @@ class Featurizer:
     @property
     def feature_names(self) -> list[str]:
         items = [f"item_{j}" for j in range(self.item_features)]
-        return (["bias", *INTERACTION_FEATURES, *(f"user_{u}" for u in USER_FEATURES), *items,
+        return (["bias", *INTERACTION_FEATURES, *(f"user_{u}" for u in self._user_names), *items,
                  *(f"{i}*{c}" for i in items for c in self.context_features),
                  *(f"topic_affinity*{c}" for c in self.context_features)])
 
     @property
+    def item_columns(self) -> slice:
+        """Where a candidate's item features lie in its row of ``phi``."""
+        start = 1 + len(INTERACTION_FEATURES) + len(self._user_names)
+        return slice(start, start + self.item_features)
+
+    @property
     def n_features(self) -> int:
         d_i, d_c = self.item_features, len(self.context_features)
-        return 1 + len(INTERACTION_FEATURES) + len(USER_FEATURES) + d_i + d_i * d_c + d_c
+        return 1 + len(INTERACTION_FEATURES) + len(self._user_names) + d_i + d_i * d_c + d_c
 
     # ---- request parsing -------------------------------------------------------------
     def prepare_candidates(self, candidates: object, where: str = "candidates"

@@ -248,9 +248,7 @@ class Joiner:
     def _learn(self, p: Pending, value: float, seq: int) -> None:
         """A learned reward: to its session's transition for an RL variant (see
         :mod:`engine.session`), else to the variant's learner as a bandit record."""
-        if p.variant in self.sessions.variants:
-            self.sessions.rewarded(p.decision_id, value, seq)
-        else:
+        if not self.sessions.learned(p, value, seq):
             self.learners[p.variant].add(p.phi, value, p.propensity, seq)
 
 

@@ -73,21 +73,10 @@ class Learner:
             self._flush_transitions()
 
     def _flush_transitions(self) -> None:
-        """Hand the buffered transitions to ``policy.learn_transitions`` in one call: the
-        next candidates padded to the longest with a mask, zeros where done."""
-        phi, rewards, props, nexts, done, seqs = zip(*self._trans, strict=True)
-        self._trans = []
-        k = max([1] + [len(n) for n in nexts if n is not None])
-        next_phi = np.zeros((len(phi), k, phi[0].shape[-1]))
-        mask = np.zeros((len(phi), k), bool)
-        for i, n in enumerate(nexts):
-            if n is not None:
-                next_phi[i, :len(n)] = n
-                mask[i, :len(n)] = True
-        self.policy.learn_transitions(np.stack(phi), np.array(rewards, dtype=float),
-                                      np.array(props, dtype=float), next_phi, mask,
-                                      np.array(done, dtype=bool))
-        self.learned_seq = max(self.learned_seq, *seqs)
+        """Hand the buffered transitions to ``policy.learn_transitions`` in one call."""
+        trans, self._trans = self._trans, []
+        self.policy.learn_transitions(*stack_transitions(trans))
+        self.learned_seq = max(self.learned_seq, max(t[5] for t in trans))
 
     def flush(self) -> None:
         if self._trans:
@@ -103,6 +92,23 @@ class Learner:
     def state(self) -> bytes:
         """The policy as of the last flushed record (call :meth:`flush` first to include all)."""
         return pickle.dumps(self.policy, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def stack_transitions(trans: list[tuple]) -> tuple[np.ndarray, ...]:
+    """``learn_transitions``'s arguments from buffered ``(phi, reward, propensity, next
+    candidates or None, done, seq)``: the next candidates padded to the longest with a
+    mask, zeros where done."""
+    d = trans[0][0].shape[-1]
+    k = max([1] + [len(t[3]) for t in trans if t[3] is not None])
+    next_phi = np.zeros((len(trans), k, d))
+    mask = np.zeros((len(trans), k), bool)
+    for i, t in enumerate(trans):
+        if t[3] is not None:
+            next_phi[i, :len(t[3])] = t[3]
+            mask[i, :len(t[3])] = True
+    return (np.stack([t[0] for t in trans]), np.array([t[1] for t in trans], dtype=float),
+            np.array([t[2] for t in trans], dtype=float), next_phi, mask,
+            np.array([t[4] for t in trans], dtype=bool))
 
 
 def make_policies(config: EngineConfig, n_features: int) -> dict[str, tuple[object, str, dict]]:

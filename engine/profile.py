@@ -47,6 +47,9 @@ class ProfileConfig:
     session_gap
         Seconds of event time without an event after which the next one starts a new
         session (the engine sets it from ``EngineConfig.session_gap``).
+    session_features
+        Append the user's open session (:data:`engine.session.SESSION_FEATURES`) to the
+        user features every candidate carries, so a policy can tell a session's states apart.
 
     Examples
     --------
@@ -67,6 +70,7 @@ class ProfileConfig:
     n_factors: int = 8
     exposure_half_life: float = 3600.0
     session_gap: float = 1800.0
+    session_features: bool = False
 
     def __post_init__(self) -> None:
         for name in ("half_life", "drift_period", "drift_threshold", "exposure_half_life",
@@ -83,6 +87,9 @@ class ProfileConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValidationError(f"profile.{name}", "must be an integer >= 1", v)
+        if not isinstance(self.session_features, bool):
+            raise ValidationError("profile.session_features", "must be true or false",
+                                  self.session_features)
 
 
 class Profile:

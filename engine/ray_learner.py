@@ -7,6 +7,8 @@ import pickle
 
 import numpy as np
 
+from engine.learner import stack_transitions
+
 
 class LearnerActor:
     """Actor body: owns the master copy of a policy and learns from batches of joined records."""
@@ -16,6 +18,11 @@ class LearnerActor:
 
     def update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> bytes:
         self.policy.update(phi, rewards, propensities)
+        return pickle.dumps(self.policy, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def learn_transitions(self, *arrays: np.ndarray) -> bytes:
+        """Session transitions (see :func:`engine.learner.stack_transitions`)."""
+        self.policy.learn_transitions(*arrays)
         return pickle.dumps(self.policy, protocol=pickle.HIGHEST_PROTOCOL)
 
     def device(self) -> str:
@@ -55,6 +62,7 @@ class RayLearner:
         self._actor = remote.remote(pickle.dumps(policy, protocol=pickle.HIGHEST_PROTOCOL))
         self._inflight = None  # (future, max seq)
         self._buf: list[tuple[np.ndarray, float, float, int]] = []
+        self._trans: list[tuple] = []  # session transitions, as engine.learner.Learner's
 
     @property
     def version(self) -> int:
@@ -63,11 +71,18 @@ class RayLearner:
 
     @property
     def pending(self) -> int:
-        return len(self._buf)
+        return len(self._buf) + len(self._trans)
 
     def add(self, phi: np.ndarray, reward: float, propensity: float, reward_seq: int) -> None:
         self._buf.append((phi, reward, propensity, reward_seq))
         if len(self._buf) >= self.batch_size:
+            self.flush(block=not self.asynchronous)
+
+    def add_transition(self, phi: np.ndarray, reward: float, propensity: float,
+                       next_candidates: np.ndarray | None, done: bool, reward_seq: int) -> None:
+        """One session transition (as :meth:`engine.learner.Learner.add_transition`)."""
+        self._trans.append((phi, reward, propensity, next_candidates, done, reward_seq))
+        if len(self._trans) >= self.batch_size:
             self.flush(block=not self.asynchronous)
 
     def _poll(self, block: bool) -> None:
@@ -93,6 +108,11 @@ class RayLearner:
             seq = max(b[3] for b in self._buf)
             self._buf = []
             self._inflight = (self._actor.update.remote(phi, rewards, props), seq)
+        if self._trans:
+            self._poll(block=True)
+            trans, self._trans = self._trans, []
+            self._inflight = (self._actor.learn_transitions.remote(*stack_transitions(trans)),
+                              max(t[5] for t in trans))
         if block:
             self._poll(block=True)
 

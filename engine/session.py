@@ -16,9 +16,38 @@ engine has an RL variant (:attr:`Sessions.variants` is not empty).
 from __future__ import annotations
 
 import heapq
+import math
 from itertools import count
 
 import numpy as np
+
+#: Names of the session features a profile adds to the user features when
+#: ``ProfileConfig.session_features`` is on (all 0 outside an open session): decisions
+#: rewarded, clicks and reward total so far in the session (each times 0.1), and
+#: ``log(1 + seconds since the session started / session_gap)``.
+SESSION_FEATURES = ("session_steps", "session_clicks", "session_reward", "session_age")
+
+
+def session_vector(session: list | None, last_ts: float | None, now: float, gap: float
+                   ) -> np.ndarray:
+    """The :data:`SESSION_FEATURES` of a profile's ``session`` record (``[start, events,
+    clicks, rewards, reward total, ended]``) at ``now``; zeros when it is ended or more
+    than ``gap`` seconds passed since the user's last event ``last_ts``.
+
+    The satisfaction that keeps a user in a session is never observed, but what the user
+    did in it (how many decisions, clicks, and the reward they brought) is its trace.
+
+    Examples
+    --------
+    >>> session_vector([0.0, 5, 2, 3, 1.5, False], 60.0, 100.0, 1800.0).round(4).tolist()
+    [0.3, 0.2, 0.15, 0.0541]
+    >>> session_vector([0.0, 5, 2, 3, 1.5, True], 60.0, 100.0, 1800.0).tolist()
+    [0.0, 0.0, 0.0, 0.0]
+    """
+    if session is None or session[5] or last_ts is None or now - last_ts > gap:
+        return np.zeros(len(SESSION_FEATURES))
+    age = math.log1p(max(0.0, now - session[0]) / gap)
+    return np.array([0.1 * session[3], 0.1 * session[2], 0.1 * session[4], age])
 
 
 class Step:
@@ -38,8 +67,60 @@ class Step:
         self.done: bool | None = None
 
 
+class SessionTraces:
+    """Per user, the open session's sum of ``0.1 * reward * item features`` of the chosen
+    candidates: the session's exposure to each item attribute, weighted by how it was
+    received (a trace of satisfaction that a profile's counts alone do not carry).
+
+    A user's trace starts at zero with the first decision of a session (none within
+    ``gap`` seconds before it) and ends with a ``session_end`` event. It lives in memory:
+    after a restart, sessions in progress start over from zero.
+
+    Examples
+    --------
+    >>> t = SessionTraces(gap=60.0, columns=slice(1, 3))
+    >>> t.read("u1", now=0.0).tolist()
+    [0.0, 0.0]
+    >>> t.add("u1", np.array([1.0, 0.5, 2.0]), reward=1.0)
+    >>> t.read("u1", now=30.0).tolist(), t.read("u1", now=200.0).tolist()
+    ([0.05, 0.2], [0.0, 0.0])
+    """
+
+    def __init__(self, gap: float, columns: slice):
+        self.gap, self.columns = gap, columns
+        self._open: dict[str, list] = {}  # user id -> [last decision ts, trace]
+        self._prune_at = 1024
+
+    def read(self, uid: str, now: float) -> np.ndarray:
+        """The user's trace before a decision at ``now`` (a new session's: zeros)."""
+        entry = self._open.get(uid)
+        if entry is None or now - entry[0] > self.gap:
+            size = self.columns.stop - self.columns.start
+            entry = self._open[uid] = [now, np.zeros(size)]
+            if len(self._open) >= self._prune_at:
+                self._prune(now)
+        entry[0] = now
+        return entry[1].copy()
+
+    def add(self, uid: str, phi: np.ndarray, reward: float) -> None:
+        """A decision's reward, ``phi`` (D,) its chosen candidate's features."""
+        entry = self._open.get(uid)
+        if entry is not None:
+            entry[1] += (0.1 * reward) * phi[self.columns]
+
+    def end(self, uid: str) -> None:
+        self._open.pop(uid, None)
+
+    def _prune(self, now: float) -> None:
+        """Drop the traces of sessions whose gap passed (amortized: when the table
+        doubles)."""
+        self._open = {u: e for u, e in self._open.items() if now - e[0] <= self.gap}
+        self._prune_at = max(1024, 2 * len(self._open))
+
+
 class Sessions:
-    """Tracks open decisions of RL variants per user and completes their transitions.
+    """Tracks open decisions of RL variants per user and completes their transitions;
+    with ``trace_columns``, also every user's :class:`SessionTraces`.
 
     Parameters
     ----------
@@ -49,11 +130,15 @@ class Sessions:
     gap
         ``session_gap``: seconds after a decision within which the next one continues the
         session.
+    trace_columns
+        The item features' columns in ``phi`` (``Featurizer.item_columns``) when the
+        features carry session traces, else ``None``.
     """
 
-    def __init__(self, learners: dict, gap: float):
+    def __init__(self, learners: dict, gap: float, trace_columns: slice | None = None):
         self.learners = learners
         self.gap = gap
+        self.traces = None if trace_columns is None else SessionTraces(gap, trace_columns)
         self.variants = frozenset(
             name for name, lrn in learners.items()
             if hasattr(getattr(lrn, "policy", None), "learn_transitions")
@@ -82,6 +167,17 @@ class Sessions:
         self._last[uid] = step
         heapq.heappush(self._heap, (now + self.gap, next(self._order), decision_id))
 
+    def learned(self, p, value: float, seq: int) -> bool:
+        """A decision ``p`` (:class:`~engine.decisions.Pending`) learned ``value`` (joined or
+        the default): into its user's trace, and into its transition; False when its
+        variant learns no transitions (the caller hands it to the learner)."""
+        if self.traces is not None:
+            self.traces.add(p.user_id, p.phi, value)
+        if p.variant not in self.variants:
+            return False
+        self.rewarded(p.decision_id, value, seq)
+        return True
+
     def rewarded(self, decision_id: str, value: float, seq: int) -> None:
         """A decision's learned reward (joined or the default)."""
         step = self._steps.get(decision_id)
@@ -96,6 +192,8 @@ class Sessions:
         prev = self._last.get(uid)
         if prev is not None:
             self._follow(prev, None)
+        if self.traces is not None:
+            self.traces.end(uid)
 
     def expire(self, now: float) -> None:
         """Sessions whose gap passed before ``now`` end."""
@@ -109,6 +207,8 @@ class Sessions:
     def drop_user(self, uid: str) -> None:
         """Forget the user's open decisions (nothing of them is learned)."""
         self._last.pop(uid, None)
+        if self.traces is not None:
+            self.traces.end(uid)
         for did in [d for d, s in self._steps.items() if s.user_id == uid]:
             del self._steps[did]
 

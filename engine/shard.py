@@ -23,6 +23,7 @@ from engine import kernels
 from engine.events import Event, EventTypes
 from engine.latent import LatentFactors
 from engine.profile import Profile, ProfileConfig
+from engine.session import SESSION_FEATURES, session_vector
 
 #: Names of the per-user features (same for every candidate).
 USER_FEATURES = ("engagement_rate", "log_events", "recency", "drift_active")
@@ -279,16 +280,20 @@ class ProfileShard:
             if type(candidates) is not CandidateSet:
                 candidates = CandidateSet(candidates)
             profile = self._profiles.get(user_id)
+            cfg = self.profile_config
             if profile is None:  # an unknown user: no features
-                out.append((np.zeros(len(USER_FEATURES)),
+                n_user = len(USER_FEATURES) + cfg.session_features * len(SESSION_FEATURES)
+                out.append((np.zeros(n_user),
                             np.zeros((len(candidates), len(INTERACTION_FEATURES)))))
                 continue
-            cfg = self.profile_config
             hl = cfg.half_life
             last = profile.last_ts
             user = np.array([profile.engagement.get(), math.log1p(profile.n_events) / 5.0,
                              0.0 if last is None else 2.0 ** (-max(0.0, now - last) / hl),
                              float(profile.drift_active(now))])
+            if cfg.session_features:
+                user = np.concatenate((user, session_vector(profile.session, last, now,
+                                                            cfg.session_gap)))
             interests, exposure, keywords = profile.interests, profile.exposure, profile.keywords
             decay = profile.decay(now, hl)  # one factor turns every stored weight into a value
             mass = profile.mass.get("all", 0.0) * decay + 1.0

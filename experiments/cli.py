@@ -21,7 +21,7 @@ from engine.errors import LoopwiseError
 #: ``loopwise bench NAME`` runs ``experiments.benchmarks.<module>``.
 BENCHMARKS = {"engine": "bench_engine", "policies": "bench_policies",
               "simulator": "bench_simulator", "ray": "bench_ray", "neural": "bench_neural",
-              "slateq": "bench_slateq", "http": "load_http"}
+              "slateq": "bench_slateq", "long_term": "bench_long_term", "http": "load_http"}
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -168,7 +168,10 @@ def _run_seed(cfg_json: str, seed: int) -> dict:
 def run_compare(cfg: CompareConfig, out_dir: str | Path = "results") -> tuple[Path, dict]:
     cfg_json = cfg.model_dump_json()
     if cfg.workers > 1 and len(cfg.seeds) > 1:
-        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(cfg.seeds))) as pool:
+        from experiments.loop import one_thread
+
+        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(cfg.seeds)),
+                                 initializer=one_thread) as pool:
             per_seed = list(pool.map(_run_seed, [cfg_json] * len(cfg.seeds), cfg.seeds))
     else:
         per_seed = [_run_seed(cfg_json, s) for s in cfg.seeds]

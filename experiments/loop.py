@@ -72,7 +72,8 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
                progress: Callable[[int], None] | None = None, sessions: bool = False,
                **engine_kwargs) -> RunResult:
     """Run ``steps`` user-steps of the simulator with one policy inside the engine. With
-    ``sessions``, B users in sessions: each session's end is ingested as ``session_end``."""
+    ``sessions``, B users in sessions: each session's end is ingested as ``session_end``,
+    and the features carry the session so far (``profile.session_features``)."""
     env = (BatchedSessionEnv if sessions else BatchedRecEnv)(sim, batch_size=batch_size,
                                                               emit_events=feed_events)
     obs = env.reset(seed=seed)
@@ -81,6 +82,8 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
     engine_kwargs.setdefault("wait_window", 4.0 * batch_size * sim.step_seconds)
     if sessions:  # a user in session decides once a batch: the gap must span a batch's time
         engine_kwargs.setdefault("session_gap", 2.0 * batch_size * sim.step_seconds)
+        # every policy sees the session so far (what satisfaction leaves a trace in)
+        engine_kwargs.setdefault("profile", {"session_features": True})
     returns: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     ended_at: list[np.ndarray] = []
@@ -126,6 +129,17 @@ def run_policy(sim: SimConfig, policy: str, params: Mapping | None = None, *, se
     return RunResult(policy, seed, rewards, regrets, clicks, phases, extra,
                      np.concatenate(returns), np.concatenate(lengths).astype(float),
                      np.concatenate(ended_at).astype(float), variants[done])
+
+
+def one_thread() -> None:
+    """Initializer of a worker process that runs beside others: torch's small networks get
+    one thread each (two workers of two threads on two cores run several times slower)."""
+    import os
+    import sys
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # read when torch is imported (later, in the run)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def session_ends(info: dict, t: int) -> list[dict]:

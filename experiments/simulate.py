@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.loop import SESSION_PRESETS, RunResult, run_policy
+from experiments.loop import SESSION_PRESETS, RunResult, one_thread, run_policy
 from experiments.metrics import PolicySummary, summarize, summarize_sessions
 from simulators import PRESETS, make_config
 
@@ -222,7 +222,7 @@ def _run_jobs(sim, cfg: SimulateConfig, jobs: list[tuple[str, int]], bar) -> lis
             bar.set_postfix_str(f"{len(jobs)} runs in {workers} processes")
             progress = queue.put
         try:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=one_thread) as pool:
                 futures = [pool.submit(_one, sim, cfg, policy, seed, progress)
                            for policy, seed in jobs]
                 return [f.result() for f in futures]
@@ -236,8 +236,12 @@ def main(args: argparse.Namespace) -> int:
     from experiments.report import format_table
 
     cfg = config_from_args(args)
+    start = time.perf_counter()
     out, summaries = run(cfg, progress=not args.no_progress)
     print(format_table(summaries))
+    print(f"\n{len(cfg.policies) * len(cfg.seeds)} runs of {cfg.steps} steps in "
+          f"{time.perf_counter() - start:.0f}s ({min(cfg.workers, len(cfg.policies) * len(cfg.seeds))}"
+          " processes)")
     plots = "reward.png, regret.png" + (", return.png" if cfg.preset in SESSION_PRESETS else "")
     print(f"\nresults written to {out}/ (steps.parquet, summary.parquet, {plots}, report.md)")
     return 0

@@ -86,7 +86,7 @@ class SlateQ(PickledByState, Policy):
     def __init__(self, n_features: int, seed: int | None = 0, gamma: float = 0.9,
                  hidden: int = 32, lr: float = 1e-3, batch_size: int = 64,
                  train_steps: int = 16, train_every: int = 64, buffer_size: int = 10_000,
-                 tau: float = 0.05, temperature: float = 0.1, epsilon: float = 0.05,
+                 tau: float = 0.05, temperature: float = 0.005, epsilon: float = 0.05,
                  slate_size: int = 1, device: str = "auto"):
         super().__init__(n_features, seed)
         check_param("gamma", gamma, low=0.0)

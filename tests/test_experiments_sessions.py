@@ -104,3 +104,17 @@ def test_session_ends_names_the_users_whose_session_ended():
     assert session_ends(info, 3) == [
         {"user_id": "u8", "type": "session_end", "ts": 60.0, "event_id": "end-3-1"},
         {"user_id": "u9", "type": "session_end", "ts": 60.0, "event_id": "end-3-2"}]
+
+
+def test_bench_long_term_smoke(tmp_path, capsys):
+    from experiments.benchmarks import bench_long_term
+
+    path = tmp_path / "bench.json"
+    assert bench_long_term.main(["--quick", "--seeds", "0", "--workers", "1", "--batch-size",
+                                 "50", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "slateq - lints" in out and "slateq - slateq_gamma0" in out and "x" in out
+    data = json.loads(path.read_text())
+    assert sorted(r["policy"] for r in data["runs"]) == ["lints", "slateq", "slateq_gamma0"]
+    assert all(r["sessions"] > 0 and r["return"] > 0 for r in data["runs"])
+    assert set(data["ratio"]) == {"return", "return_2nd_half", "length", "length_2nd_half"}

@@ -94,3 +94,36 @@ def test_one_remote_call_per_shard_per_batch(tmp_path, local_ray):
     eng.rank_batch([{"user_id": f"u{i}", "candidates": cands(rng)} for i in range(64)])
     assert counts["n"] == 2
     eng.close()
+
+
+def session_run(learner: str) -> tuple[list, object]:
+    """Users in sessions ranking 20 times each under slateq (no training: the same weights
+    decide alike on both learners), then the replay buffer the transitions reached."""
+    t = [0.0]
+    eng = Engine(None, policy="slateq", item_features=2, seed=3, clock=lambda: t[0],
+                 learner=learner, learn_batch=4, session_gap=50.0,
+                 policy_params={"train_every": 10_000, "hidden": 8, "device": "cpu"})
+    assert eng.sessions.variants == {"default"}
+    rng = np.random.default_rng(7)
+    chosen = []
+    for step in range(20):
+        t[0] = 10.0 * step
+        ds = eng.rank_batch([{"user_id": f"u{u}", "candidates": cands(rng)} for u in range(3)])
+        chosen += [d.chosen for d in ds]
+        eng.reward_batch([(d.decision_id, float(rng.random())) for d in ds])
+        if step == 9:
+            eng.ingest([{"user_id": "u0", "type": "session_end", "ts": t[0]}])
+    eng.close()  # flushes what is buffered
+    return chosen, eng.learners["default"].policy
+
+
+def test_ray_learner_learns_transitions_as_the_local_one(local_ray):
+    local_chosen, local = session_run("local")
+    ray_chosen, remote = session_run("ray")
+    assert ray_chosen == local_chosen
+    # 3 users x 19 followed decisions, u0's 10th ended by session_end; the 3 last decisions
+    # are still open at close (no reward-and-next pair is complete for them)
+    assert remote._filled == local._filled == 57
+    for name in ("_x", "_r", "_done", "_nx", "_nmask"):
+        np.testing.assert_array_equal(getattr(remote, name), getattr(local, name))
+    assert remote._done.sum() == local._done.sum() == 1

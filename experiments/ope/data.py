@@ -162,4 +162,51 @@ def engine_log(data_dir: str | Path, policy) -> dict[str, np.ndarray]:
             "position": np.zeros(n, dtype=np.int64),
             "pscore": np.array([r["probabilities"][r["chosen"]] for r in rows]),
             "action_dist": dist[:, :, None], "action_context": phi,
-            "variants": np.array([r["variant"] for r in rows])}
+            "variants": np.array([r["variant"] for r in rows]),
+            "user": np.array([r["user_id"] for r in rows], dtype=object),
+            "ts": np.array([r["ts"] for r in rows], dtype=float)}
+
+
+def session_ids(users: np.ndarray, ts: np.ndarray, ends: dict[str, list[float]],
+                gap: float) -> np.ndarray:
+    """Each decision's session (0, 1, ... in order of first decision), by the engine's rule
+    (:mod:`engine.session`): a user's decision continues the session of the user's previous
+    one if it came within ``gap`` seconds and no ``session_end`` of the user (``ends``: user
+    -> times) lies in between. ``ts`` must be in time order.
+
+    Examples
+    --------
+    >>> session_ids(np.array(["a", "b", "a", "a", "a"]), np.array([0.0, 1, 2, 3, 50]),
+    ...             {"a": [2.0]}, gap=10.0).tolist()
+    [0, 1, 0, 2, 3]
+    """
+    out = np.empty(len(users), dtype=np.int64)
+    last: dict[str, tuple[float, int]] = {}  # user -> (last decision ts, its session)
+    n = 0
+    for i, (u, t) in enumerate(zip(users.tolist(), ts.tolist(), strict=True)):
+        prev = last.get(u)
+        if prev is None or t - prev[0] > gap or any(prev[0] <= e < t for e in ends.get(u, ())):
+            prev, n = (t, n), n + 1
+        out[i] = prev[1]
+        last[u] = (t, prev[1])
+    return out
+
+
+def engine_sessions(data_dir: str | Path, policy, gap: float) -> dict[str, np.ndarray]:
+    """:func:`engine_log` with each decision's session (:func:`session_ids`, the
+    ``session_end`` events from the data directory's event log) and ``target_prob``, the
+    target's probability of the logged action."""
+    from engine.store import Store
+
+    log = engine_log(data_dir, policy)
+    store = Store(data_dir, create=False)
+    try:
+        rows = store.db.execute("SELECT user_id, ts FROM events WHERE type = 'session_end'")
+        ends: dict[str, list[float]] = {}
+        for user, t in rows:
+            ends.setdefault(user, []).append(float(t))
+    finally:
+        store.close()
+    log["session"] = session_ids(log["user"], log["ts"], ends, gap)
+    log["target_prob"] = log["action_dist"][np.arange(len(log["action"])), log["action"], 0]
+    return log

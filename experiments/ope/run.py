@@ -161,6 +161,31 @@ def run_ope_on_log(data_dir: str | Path, policy: str, params: dict | None = None
                              alpha=alpha, refit_bootstrap=refit_bootstrap, seed=seed)
 
 
+def run_session_ope_on_log(data_dir: str | Path, policy: str, params: dict | None = None, *,
+                           gap: float = 1800.0, gamma: float = 1.0, n_bootstrap: int = 200,
+                           alpha: float = 0.05, seed: int = 0):
+    """Per-session return of ``policy`` on the engine's log in ``data_dir`` (PDIS, WPDIS
+    and the logged return; :func:`experiments.ope.sessions.evaluate_sessions`), its
+    decisions grouped into sessions by the engine's rule with ``session_gap`` ``gap``."""
+    import json as _json
+
+    from engine.store import Store
+    from experiments.ope.data import engine_sessions
+    from experiments.ope.sessions import evaluate_sessions
+
+    store = Store(data_dir, create=False)
+    try:
+        n_features = _json.loads(store.get_meta("n_features") or "0")
+    finally:
+        store.close()
+    pol = target_policy(policy, params or {}, data_dir, n_features, seed)
+    log = engine_sessions(data_dir, pol, gap)
+    order = np.argsort(log["session"], kind="stable")  # sessions contiguous, each in time order
+    return evaluate_sessions(log["session"][order], log["reward"][order], log["pscore"][order],
+                             log["target_prob"][order], gamma, n_bootstrap=n_bootstrap,
+                             alpha=alpha, seed=seed)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``loopwise ope`` flags."""
     src = p.add_mutually_exclusive_group(required=True)
@@ -189,6 +214,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k-folds", type=int, default=3, help="cross-fitting folds")
     p.add_argument("--refit-bootstrap", action="store_true",
                    help="refit the reward model on every resample (honest DM intervals; slower)")
+    p.add_argument("--sessions", action="store_true",
+                   help="with --log: the per-session return (PDIS, WPDIS, logged)")
+    p.add_argument("--gamma", type=float, default=1.0, help="with --sessions: the discount")
+    p.add_argument("--session-gap", type=float, default=1800.0,
+                   help="with --sessions: the engine's session_gap in seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per estimator")
     p.add_argument("--plot", default=None, help="write a PNG of the estimates here")
@@ -197,7 +227,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 #: Flags that only mean something with --data (the columns of a file) or only with --log.
 DATA_ONLY = {"target_dist": None, "action_col": "action", "position_col": None,
              "reward_col": "reward", "propensity_col": "propensity", "context_cols": ""}
-LOG_ONLY = {"policy": None, "policy_params": "{}"}
+LOG_ONLY = {"policy": None, "policy_params": "{}", "sessions": False, "gamma": 1.0,
+            "session_gap": 1800.0}
+#: Flags of the per-decision estimators that --sessions has no use for.
+NOT_SESSIONS = {"estimators": None, "k_folds": 3, "refit_bootstrap": False}
 
 
 def _refuse_ignored(args: argparse.Namespace) -> None:
@@ -207,6 +240,11 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
         if getattr(args, name) != default:
             flag = "--" + name.replace("_", "-")
             raise OPEInputError(flag, f"has no effect with {source}; leave it out")
+    if getattr(args, "sessions", False):
+        for name, default in NOT_SESSIONS.items():
+            if getattr(args, name) != default:
+                flag = "--" + name.replace("_", "-")
+                raise OPEInputError(flag, "has no effect with --sessions; leave it out")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -225,10 +263,15 @@ def main(args: argparse.Namespace) -> int:
                 params = json.loads(args.policy_params)
             except json.JSONDecodeError as err:
                 raise OPEInputError("--policy-params", f"not valid JSON ({err})") from None
-            result = run_ope_on_log(args.log, args.policy, params, estimators=args.estimators,
-                                    k_folds=args.k_folds, n_bootstrap=args.bootstrap,
-                                    alpha=args.alpha, refit_bootstrap=args.refit_bootstrap,
-                                    seed=args.seed)
+            if args.sessions:
+                result = run_session_ope_on_log(
+                    args.log, args.policy, params, gap=args.session_gap, gamma=args.gamma,
+                    n_bootstrap=args.bootstrap, alpha=args.alpha, seed=args.seed)
+            else:
+                result = run_ope_on_log(
+                    args.log, args.policy, params, estimators=args.estimators,
+                    k_folds=args.k_folds, n_bootstrap=args.bootstrap, alpha=args.alpha,
+                    refit_bootstrap=args.refit_bootstrap, seed=args.seed)
             # the period the estimates cover (retention may have deleted older rows);
             # beside JSON lines it goes to stderr, so each stdout line stays one object
             print(log_period_text(args.log), file=sys.stderr if args.json else sys.stdout)
