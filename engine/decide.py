@@ -7,6 +7,7 @@ One path serves :meth:`Engine.rank <engine.engine.Engine.rank>` (a batch of one)
 
 from __future__ import annotations
 
+import json
 import struct
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
@@ -266,11 +267,65 @@ class Decider:
                None if ctx_raw is None else compact_json(ctx_raw), chosen.meta_json(prop))
         pending = Pending(did, uid, deadline, variant, phi[c0].copy(), prop, ids[c0],
                           chosen.topics, chosen.tags)
+        if len(slots) > 1:  # the later slots' items, kept in the row to be rebuilt on restart
+            later = [(cands[c].item_id, cands[c].topics, cands[c].tags) for c in slots[1:]]
+            row = (*row[:-1], f'{row[-1][:-1]},"slots":{compact_json(later)}}}')
+            pending.slots = _slot_decisions(row, p_row, slots, slot_props, later, phi)
         return dec, row, pending
 
 
 #: ``choose`` of :meth:`Decider.decide`: the policy's most probable candidate
 GREEDY = -1
+
+
+def slot_id(decision_id: str, slot: int) -> str:
+    """The decision id slot ``slot`` of a slate is logged and joined under (slot 0: the
+    decision's own)."""
+    return decision_id if slot == 0 else f"{decision_id}#{slot}"
+
+
+def _slot_decisions(row: tuple, p_row: np.ndarray, slots: list[int], slot_props: list[float],
+                    later: list, phi: np.ndarray) -> list[tuple[Pending, tuple]]:
+    """A slate's slots after the first as one-slot decisions of their own (logged only once
+    a per-slot reward comes): slot ``i`` chose among the candidates not yet placed, with the
+    probabilities renormalized over them, and its propensity is the one it was filled with.
+    ``later``: (item id, topics, tags) of slots 1, 2, ...; ``row``: the decision's log row."""
+    did, uid, now, deadline, variant, policy, version, ids_json = row[:8]
+    out = []
+    for i in range(1, len(slots)):
+        c, prop = slots[i], slot_props[i]
+        cond = p_row.copy()
+        cond[slots[:i]] = 0.0
+        cond /= cond.sum()
+        cond[c] = prop  # exactly the propensity drawn with
+        item_id, topics, tags = later[i - 1]
+        sid = slot_id(did, i)
+        meta = compact_json({"id": item_id, "p": prop, "topics": topics, "tags": tags})
+        out.append((Pending(sid, uid, deadline, variant, phi[c].astype(float), prop, item_id,
+                            tuple(topics), tuple(tags)),
+                    (sid, uid, now, deadline, variant, policy, version, ids_json, cond.tobytes(),
+                     c, row[10], _DOUBLE.pack(prop), *row[12:15], meta)))
+    return out
+
+
+def slot_decisions_of(d: dict) -> list[tuple[Pending, tuple]] | None:
+    """A logged slate decision's later slots awaiting their first per-slot reward, rebuilt
+    from its row (``d``: the decisions table's columns), as :meth:`Decider.decide` made
+    them; ``None`` for a one-slot decision."""
+    later = json.loads(d["chosen_meta"]).get("slots")
+    if not later:
+        return None
+    ids = json.loads(d["candidate_ids"])
+    ranking = json.loads(d["ranking"])
+    slot_props = list(np.frombuffer(d["slot_probabilities"], dtype=np.float64).tolist())
+    slots = [ids.index(x) for x in ranking[:len(slot_props)]]
+    row = tuple(d[c] for c in ("decision_id", "user_id", "ts", "deadline", "variant", "policy",
+                               "policy_version", "candidate_ids", "probabilities", "chosen",
+                               "ranking", "slot_probabilities", "phi", "n_features", "context",
+                               "chosen_meta"))
+    phi = np.frombuffer(d["phi"], dtype=np.float32).reshape(-1, d["n_features"])
+    return _slot_decisions(row, np.frombuffer(d["probabilities"], dtype=np.float64), slots,
+                           slot_props, later, phi)
 
 
 def _spread(probs: np.ndarray, mask: np.ndarray | None, share: float) -> np.ndarray:

@@ -23,7 +23,8 @@ class Decision:
     chosen, propensity
         The item shown in the first slot, sampled from ``probabilities`` with ``propensity``.
     slot_propensities
-        Conditional probability of each slot's item given the earlier slots (slates).
+        Conditional probability of each slot's item given the earlier slots (slates): the
+        propensity each slot was filled with, which a per-slot reward is learned with.
     variant, policy_version, ts
         Which variant's policy decided, its version, and the decision time.
     """
@@ -60,6 +61,9 @@ class Pending:
     tags: tuple[str, ...] = ()
     #: a rollout's challenger's probability of the chosen candidate (its shadow decision)
     shadow: float | None = None
+    #: a slate's later slots, ``[(Pending, decision row), ...]``, each awaiting its own reward
+    #: once the first per-slot reward comes (:meth:`engine.join.Joiner.slot_rewards`)
+    slots: list | None = None
 
 
 @dataclass

@@ -278,11 +278,24 @@ class Engine:
         return out
 
     # ---- rewards ---------------------------------------------------------------------
-    def reward(self, decision_id: str, value: float) -> RewardResult:
+    def reward(self, decision_id: str, value: float | Sequence[float], slot: int | None = None
+               ) -> RewardResult | list[RewardResult]:
         """Report the reward of a decision. Within its wait window it is learned once;
         repeats are ignored (``"duplicate"``); after the window it is recorded as ``"late"``.
-        :meth:`reward_batch` of one."""
-        return self.reward_batch([(decision_id, value)])[0]
+        :meth:`reward_batch` of one.
+
+        A slate (``slate_size`` > 1) takes a reward per slot: ``slot=i`` with one value, or
+        ``value`` a list of one reward per slot (a list of results comes back). Each slot is
+        learned with the propensity it was filled with (``Decision.slot_propensities``);
+        once one slot has its reward, the others await theirs (the default reward when the
+        window closes). Without ``slot``, one value is the first slot's (the slate's).
+        """
+        if slot is None and not isinstance(value, (list, tuple)):
+            return self.reward_batch([(decision_id, value)])[0]
+        now = float(self.clock())
+        self._expire(now)
+        results = self.joiner.record(self.joiner.slot_rewards(decision_id, value, slot), now)
+        return results if isinstance(value, (list, tuple)) else results[0]
 
     def reward_batch(self, rewards: Sequence[tuple[str, float]]) -> list[RewardResult]:
         """Report many rewards in one transaction: ``[(decision_id, value), ...]``.

@@ -1,5 +1,6 @@
 """Export the decision log: Parquet (columnar, for analysis) and VW's DSJson (so VW tooling
-can learn from or evaluate on it). Both read a data directory's store; neither changes it."""
+can learn from or evaluate on it). Both read a data directory through a read-only
+:class:`~engine.storeview.StoreView` (also beside a running engine); neither changes it."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.store import Store
+from engine.storeview import StoreView
 
 _COLUMNS = ("decision_id", "user_id", "ts", "variant", "policy", "policy_version",
             "candidate_ids", "probabilities", "chosen", "ranking", "phi", "n_features", "status",
             "reward", "context")
 
 
-def iter_decisions(store: Store, include_pending: bool = False, batch: int = 2000
+def iter_decisions(store: StoreView, include_pending: bool = False, batch: int = 2000
                    ) -> Iterator[dict]:
     """Decisions in time order as dicts; ``phi`` is (K, D) float32, ``probabilities`` (K,)."""
     where = "" if include_pending else "WHERE status != 'pending'"
@@ -35,18 +36,19 @@ def iter_decisions(store: Store, include_pending: bool = False, batch: int = 200
             yield d
 
 
-def feature_names(store: Store) -> list[str]:
+def feature_names(store: StoreView) -> list[str]:
     names = store.get_meta("feature_names")
     return json.loads(names) if names else []
 
 
 def to_parquet(data_dir: str | os.PathLike, path: str | os.PathLike,
-               include_pending: bool = False) -> int:
-    """Write the decision log to Parquet (one row per decision); return the row count."""
+               include_pending: bool = False, view: StoreView | None = None) -> int:
+    """Write the decision log to Parquet (one row per decision); return the row count.
+    ``view``: read through this open view (else one is opened on ``data_dir`` and closed)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with contextlib.closing(Store(data_dir, create=False)) as store:
+    with _viewing(data_dir, view) as store:
         cols: dict[str, list] = {c: [] for c in (*_COLUMNS, "chosen_id") if c != "n_features"}
         for d in iter_decisions(store, include_pending):
             d["chosen_id"] = d["candidate_ids"][d["chosen"]]
@@ -94,13 +96,24 @@ def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> s
     return json.dumps(line, separators=(",", ":"))
 
 
-def to_dsjson(data_dir: str | os.PathLike, path: str | os.PathLike) -> int:
+def to_dsjson(data_dir: str | os.PathLike, path: str | os.PathLike,
+              view: StoreView | None = None) -> int:
     """Write decisions that have a reward (joined or default) as DSJson; return the count."""
     n = 0
-    with contextlib.closing(Store(data_dir, create=False)) as store:
+    with _viewing(data_dir, view) as store:
         names = feature_names(store)
         with open(Path(path), "w", encoding="utf-8") as fh:
             for d in iter_decisions(store):
                 fh.write(dsjson_line(d, names) + "\n")
                 n += 1
     return n
+
+
+@contextlib.contextmanager
+def _viewing(data_dir: str | os.PathLike, view: StoreView | None) -> Iterator[StoreView]:
+    """``view`` as it is, or a view of ``data_dir`` opened for the block and closed after."""
+    if view is not None:
+        yield view
+        return
+    with contextlib.closing(StoreView(data_dir)) as opened:
+        yield opened

@@ -142,6 +142,67 @@ class Joiner:
             checked.append((did, check_number(f"{where}value", value, low, high)))
         return checked
 
+    def slot_rewards(self, decision_id: str, value, slot: int | None
+                     ) -> list[tuple[str, float]]:
+        """Per-slot rewards of a slate checked as ``(slot's decision id, value)`` pairs:
+        ``value`` a list (one reward per slot, in slot order), or one value for ``slot``.
+        The first per-slot reward of a decision still in its window logs its later slots as
+        decisions of their own (:func:`engine.decide.slot_id`), each awaiting its reward
+        (the default one when the window closes) and learned with its own propensity."""
+        from engine.decide import slot_id
+
+        check_string(decision_id, "decision_id")
+        parent = self.waiting.get(decision_id)
+        n = self._n_slots(decision_id, parent)
+        if isinstance(value, (list, tuple)):
+            if slot is not None:
+                raise ValidationError("slot", "leave it out when value lists a reward per slot",
+                                      slot)
+            if len(value) != n:
+                raise ValidationError("value", f"must list one reward per slot ({n})", value)
+            pairs = [(slot_id(decision_id, i), v) for i, v in enumerate(value)]
+        else:
+            if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < n:
+                raise ValidationError("slot", f"must be a slot of the decision, 0 to {n - 1}",
+                                      slot)
+            pairs = [(slot_id(decision_id, slot), value)]
+        checked = self.check(pairs) if len(pairs) > 1 else \
+            [(pairs[0][0], check_number("value", pairs[0][1], *self.reward_range))]
+        if parent is not None and parent.slots:
+            self._await_slots(parent)
+        else:
+            for sid, _ in checked:
+                if sid != decision_id and sid not in self.waiting \
+                        and not self.store.has_decision(sid):
+                    raise ValidationError("slot", "the later slots of this slate take no reward "
+                                          "of their own: its window closed, or its reward was "
+                                          "reported without a slot, before any per-slot reward",
+                                          sid)
+        return checked
+
+    def _n_slots(self, decision_id: str, parent: Pending | None) -> int:
+        if parent is not None and parent.slots:
+            return 1 + len(parent.slots)
+        row = self.store.decision(decision_id)
+        if row is None:
+            raise UnknownDecisionError(f"decision_id: no decision {decision_id!r} was issued by "
+                                       "this engine (or its user was forgotten)")
+        return max(1, len(row["slot_probabilities"] or b"") // 8)
+
+    def _await_slots(self, parent: Pending) -> None:
+        """Log a slate's later slots as decisions and await their rewards."""
+        if self.sessions is not None and parent.variant in self.sessions.variants:
+            raise ValidationError("slot", "per-slot rewards are not taken by a variant that "
+                                  "learns transitions; report the slate's reward", None)
+        for p, _ in parent.slots:
+            if p.decision_id in self.waiting or self.store.has_decision(p.decision_id):
+                raise ValidationError("decision_id", f"a slot's id {p.decision_id!r} is "
+                                      "already another decision's", parent.decision_id)
+        self.store.insert_decisions([row for _, row in parent.slots])
+        for p, _ in parent.slots:
+            self.waiting.add(p)
+        parent.slots = None
+
     def record(self, checked: list[tuple[str, float]], now: float) -> list[RewardResult]:
         """Join, record and learn checked rewards in one durable write; an unknown decision
         id raises :class:`UnknownDecisionError` before anything is recorded."""

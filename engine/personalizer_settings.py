@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from engine.errors import ValidationError
 
 LEARNING_MODES = ("Online", "Apprentice", "Inference")
+#: Whether ``logRetentionDays`` deletes anything: it does (it sets the engine's retention
+#: window, :mod:`engine.privacy.retention`); the settings' body says so.
+RETENTION_ENFORCED = True
+#: Keys of the settings body a client may send back but cannot set (ignored by ``PUT``).
+READ_ONLY = ("lastConfigurationEditDate", "logRetentionEnforced")
 #: Personalizer's wire names -> the fields of :class:`ServiceSettings`
 WIRE_NAMES = {"rewardWaitTime": "reward_wait_time", "defaultReward": "default_reward",
               "explorationPercentage": "exploration_percentage",
@@ -100,7 +105,7 @@ class ServiceSettings:
             raise ValidationError("body", "must be an object of settings", body)
         changes = {}
         for key, value in body.items():
-            if key == "lastConfigurationEditDate":
+            if key in READ_ONLY:
                 continue
             if key not in WIRE_NAMES:
                 raise ValidationError(key, f"unknown setting; allowed: {sorted(WIRE_NAMES)}")
@@ -112,6 +117,7 @@ class ServiceSettings:
         """The settings as Personalizer's ``ServiceConfiguration`` body."""
         out = {wire: getattr(self, name) for wire, name in WIRE_NAMES.items()}
         out["rewardWaitTime"] = format_duration(self.reward_wait_time)
+        out["logRetentionEnforced"] = RETENTION_ENFORCED
         return out
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from engine.decide import slot_decisions_of, slot_id
 from engine.decisions import Pending
 
 
@@ -32,8 +33,11 @@ def recover(store, backend, n_shards: int, waiting, learners: dict,
     for did, uid, deadline, chosen, variant, phi, d, meta in store.pending_decisions():
         phi = np.frombuffer(phi, dtype=np.float32).reshape(-1, d)[chosen].astype(float)
         item = json.loads(meta)
-        waiting.add(Pending(did, uid, deadline, variant, phi, item["p"], item["id"],
-                            tuple(item["topics"]), tuple(item["tags"]), item.get("shadow")))
+        pending = Pending(did, uid, deadline, variant, phi, item["p"], item["id"],
+                          tuple(item["topics"]), tuple(item["tags"]), item.get("shadow"))
+        if "slots" in item and not store.has_decision(slot_id(did, 1)):  # not yet awaited
+            pending.slots = slot_decisions_of(store.decision(did))
+        waiting.add(pending)
     for name, learner in learners.items():
         for seq, value, chosen, phi, d, probs in store.learnable_rewards(name, learner.learned_seq):
             x = np.frombuffer(phi, dtype=np.float32).reshape(-1, d)[chosen].astype(float)

@@ -25,19 +25,25 @@ BENCHMARKS = {"engine": "bench_engine", "policies": "bench_policies",
 
 
 def _export(args: argparse.Namespace) -> int:
+    """``export``: through a read-only view, so it also runs beside a running engine."""
     from engine.errors import ValidationError
     from engine.export import to_dsjson, to_parquet
-    from engine.privacy.retention import log_period_text
+    from engine.storeview import StoreView
 
     if args.include_pending and args.format != "parquet":
         raise ValidationError("--include-pending", "applies to --format parquet only (DSJson "
                               "holds rewarded decisions); leave it out")
-    if args.format == "parquet":
-        n = to_parquet(args.log, args.out, include_pending=args.include_pending)
-    else:
-        n = to_dsjson(args.log, args.out)
+    view = StoreView(args.log)
+    try:
+        covers = view.describe()
+        if args.format == "parquet":
+            n = to_parquet(args.log, args.out, include_pending=args.include_pending, view=view)
+        else:
+            n = to_dsjson(args.log, args.out, view=view)
+    finally:
+        view.close()
+    print(covers)
     print(f"{n} decisions written to {args.out} ({args.format})")
-    print(log_period_text(args.log))  # what the export covers (retention may have cut it)
     return 0
 
 
@@ -143,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "differentially private aggregates of a data directory, within its budget")
 
     export = sub.add_parser("export", help="export the decision log to Parquet or VW DSJson")
-    export.add_argument("--log", required=True, help="engine data directory")
+    export.add_argument("--data-dir", "--log", dest="log", required=True,
+                        help="engine data directory (may be in use by a running engine: "
+                        "read as of its last commit)")
     export.add_argument("--format", choices=["parquet", "dsjson"], default="parquet")
     export.add_argument("--out", required=True, help="output file")
     export.add_argument("--include-pending", action="store_true",

@@ -385,8 +385,10 @@ def test_decision_log_rows_hold_what_the_decisions_say(eng):
         row = eng.store.decision(d.decision_id)
         assert row["ranking"] == compact_json(d.ranking)
         assert row["candidate_ids"] == compact_json(d.candidate_ids)
-        assert row["chosen_meta"] == compact_json({"id": d.chosen, "p": d.propensity,
-                                                   "topics": ["t\u00e9"], "tags": []})
+        meta = {"id": d.chosen, "p": d.propensity, "topics": ["t\u00e9"], "tags": []}
+        if len(d.slot_propensities) > 1:  # a slate's later slots (id, topics, tags) follow
+            meta["slots"] = [[i, ["t\u00e9"], []] for i in d.ranking[1:len(d.slot_propensities)]]
+        assert row["chosen_meta"] == compact_json(meta)
         assert json.loads(row["ranking"]) == d.ranking
         slots = list(struct.unpack(f"<{len(d.slot_propensities)}d", row["slot_probabilities"]))
         assert slots == d.slot_propensities

@@ -78,6 +78,12 @@ def test_cli_compares_and_names_bad_lines(tmp_path, capsys):
     assert {r["policy"] for r in rows} == {"logged", "baseline", "random",
                                            "egreedy (progressive)"}
     assert {r["name"] for r in rows} == {"IPS", "SNIPS"}
+    # Replay on a log that was not uniform (0.4/0.2/0.2/0.2) carries a warning
+    assert cli(["ope", "--dsjson", str(path), "--policy", "egreedy", "--bootstrap", "20",
+                "--estimators", "replay"]) == 0
+    out = capsys.readouterr().out
+    assert "egreedy: a fresh policy trained on the log by progressive validation" in out
+    assert out.count("warning: Replay: the log was not uniformly logged") == 4
     bad = tmp_path / "bad.json"
     bad.write_text('{"_label_cost": 0, "_label_probability": 0.5, "_labelIndex": 3, '
                    '"c": {"_multi": [{}, {}]}}\n')

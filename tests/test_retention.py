@@ -11,7 +11,8 @@ import pytest
 
 from engine import Engine
 from engine.errors import ValidationError
-from engine.privacy.retention import DAY, log_period_text
+from engine.privacy.retention import DAY
+from engine.storeview import StoreView
 
 CANDS = [{"id": "item-a", "topics": ["jazz"], "features": [1.0, 0.0]},
          {"id": "item-b", "topics": ["rock"], "features": [0.0, 1.0]}]
@@ -98,8 +99,10 @@ def test_rows_that_aged_out_while_closed_go_at_open(tmp_path):
     assert eng.profile("u1")["engagement"]["events"] == 3
     eng.close()
     # OPE and export of this log say which period they cover
-    assert log_period_text(tmp_path / "d") == (f"log period: no decisions; rows before "
-                                               f"t={12 * DAY:g} deleted by retention")
+    view = StoreView(tmp_path / "d")
+    assert view.describe().endswith(f"rows before t={12 * DAY:g} were deleted by retention "
+                                    "(retention_days)")
+    view.close()
 
 
 def test_events_older_than_the_window_are_refused(tmp_path):

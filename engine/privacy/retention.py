@@ -7,7 +7,8 @@ replays only the (kept) log after the snapshots. A decision is kept while it sti
 its reward or a reward of it is not yet learned; when it goes, its rewards and its reward
 event go with it. A reward is kept until its policy has learned and saved it. Events older than the window are refused at ingest (their event ids
 could no longer be recognised as duplicates). The window's start is recorded in ``meta``
-(``retained_since``) for exports and reports to state the period they cover.
+(``retained_since``): exports and OPE state the period they cover
+(:meth:`engine.storeview.StoreView.describe`).
 
 :class:`Upkeep` also carries an erasure whose WAL truncation an outside reader held up
 (:mod:`engine.privacy.erase`): it retries on each engine call until it succeeds.
@@ -65,44 +66,6 @@ def prune(store, cutoff: float, learned_seq: int) -> dict[str, int]:
         since = cutoff if previous is None else max(cutoff, float(previous))
         db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (SINCE_KEY, repr(since)))
     return counts
-
-
-def log_period(store) -> dict:
-    """The period a data directory's decision log covers: ``{"from", "to"}`` (the first and
-    last decision times, ``None`` if none) and ``"retained_since"`` (rows before it were
-    deleted by retention; ``None``: none were)."""
-    lo, hi = store.db.execute("SELECT MIN(ts), MAX(ts) FROM decisions").fetchone()
-    since = store.get_meta(SINCE_KEY)
-    return {"from": lo, "to": hi, "retained_since": None if since is None else float(since)}
-
-
-def describe_period(period: dict) -> str:
-    """:func:`log_period` in words, for the CLI.
-
-    Examples
-    --------
-    >>> describe_period({"from": 10.0, "to": 99.5, "retained_since": 5.0})
-    'log period: decisions from t=10 to t=99.5; rows before t=5 deleted by retention'
-    >>> describe_period({"from": None, "to": None, "retained_since": None})
-    'log period: no decisions; nothing deleted by retention'
-    """
-    text = ("no decisions" if period["from"] is None else
-            f"decisions from t={period['from']:g} to t={period['to']:g}")
-    since = period["retained_since"]
-    tail = "nothing deleted by retention" if since is None else \
-        f"rows before t={since:g} deleted by retention"
-    return f"log period: {text}; {tail}"
-
-
-def log_period_text(data_dir) -> str:
-    """:func:`describe_period` of the data directory ``data_dir`` (the engine closed)."""
-    from engine.store import Store
-
-    store = Store(data_dir, create=False)
-    try:
-        return describe_period(log_period(store))
-    finally:
-        store.close()
 
 
 class Upkeep:

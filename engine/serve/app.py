@@ -201,8 +201,10 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
                                   exc.value) from None
         metrics.decisions.labels(d.variant).inc()
         probs = dict(zip(d.candidate_ids, d.probabilities, strict=True))
+        slots = d.slot_propensities  # each slot's: the propensity it was filled with
         return JSONResponse({  # a Response: FastAPI does not re-validate it
-            "ranking": [{"id": i, "probability": probs[i]} for i in d.ranking],
+            "ranking": [{"id": i, "probability": slots[j] if j < len(slots) else probs[i]}
+                        for j, i in enumerate(d.ranking)],
             "eventId": d.decision_id, "rewardActionId": d.chosen, "variant": d.variant,
             "policyVersion": d.policy_version})
 
@@ -211,7 +213,7 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
     async def reward(event_id: str, req: RewardRequest) -> JSONResponse:
         try:
             with lock:
-                r = engine.reward(event_id, req.value)
+                r = engine.reward(event_id, req.value, slot=req.slot)
         except ValidationError as exc:
             raise ValidationError(http_field(exc.field, [], {}), exc.reason, exc.value) from None
         metrics.rewards.labels(r.status).inc()

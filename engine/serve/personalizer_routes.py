@@ -92,6 +92,9 @@ class PServiceConfiguration(BaseModel):
     logRetentionDays: int | None = None
     rewardAggregation: str | None = None
     lastConfigurationEditDate: str | None = Field(None, description="read-only; ignored")
+    logRetentionEnforced: bool | None = Field(
+        None, description="read-only; ignored. false: logRetentionDays is recorded but no log "
+        "is deleted by age yet")
 
 
 def personalizer_of(engine, options: Mapping | None) -> Personalizer:
@@ -192,4 +195,5 @@ def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors
                                  **p.apprentice.report()})
 
 
-_NULLABLE = ("explorationPercentage", "logRetentionDays", "lastConfigurationEditDate")
+_NULLABLE = ("explorationPercentage", "logRetentionDays", "lastConfigurationEditDate",
+             "logRetentionEnforced")

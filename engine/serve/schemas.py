@@ -32,7 +32,9 @@ class RankRequest(BaseModel):
 
 class RankedAction(BaseModel):
     id: str
-    probability: float
+    probability: float = Field(description="a slot's: the propensity the slot was filled with "
+                               "(given the earlier slots); below the slate: the policy's "
+                               "probability of the item")
 
 
 class RankResponse(BaseModel):
@@ -45,7 +47,9 @@ class RankResponse(BaseModel):
 
 class RewardRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    value: float = Field(description="the reward of the decision")
+    value: float = Field(description="the reward of the decision (of its slot with slot)")
+    slot: int | None = Field(None, ge=0, le=99, description="a slate's slot (0-based) this "
+                             "reward is for; each slot is learned with its own propensity")
 
 
 class RewardResponse(BaseModel):

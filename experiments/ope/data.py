@@ -125,24 +125,24 @@ def load_action_dist(path: str | Path, n_rows: int | None = None) -> np.ndarray:
     return dist
 
 
-def engine_log(data_dir: str | Path, policy) -> dict[str, np.ndarray]:
-    """The engine's decisions with a reward, and ``policy``'s action distribution on them.
+def engine_log(view, policy, train: bool = False) -> dict[str, np.ndarray]:
+    """The engine's decisions with a reward, read through ``view`` (a
+    :class:`~engine.storeview.StoreView`), and ``policy``'s action distribution on them.
 
-    ``policy`` is a :class:`policies.Policy` (its ``act`` runs on the logged features). Rounds
-    have different candidate counts: ``action_dist`` is padded to the largest (padding gets
-    probability 0), and ``action_context`` (n, K_max, D) holds the logged features for the
-    reward model.
+    ``policy`` is a :class:`policies.Policy`: with ``train``, trained on the log by
+    progressive validation (:func:`~experiments.ope.progressive.progressive`: each round
+    decided before it learns it); else its ``act`` runs as it is on the logged features.
+    Rounds have different candidate counts: ``action_dist`` is padded to the largest (padding
+    gets probability 0), and ``action_context`` (n, K_max, D) holds the logged features for
+    the reward model. ``uniform`` says whether every decision was logged uniformly.
     """
     from engine.export import iter_decisions
-    from engine.store import Store
+    from experiments.ope.progressive import progressive
 
-    store = Store(data_dir, create=False)
-    try:
-        rows = list(iter_decisions(store))
-    finally:
-        store.close()
+    rows = list(iter_decisions(view))
     if not rows:
-        raise OPEInputError("log", f"{str(data_dir)!r} holds no decision with a reward yet")
+        raise OPEInputError("log", f"{str(view.data_dir)!r} holds no decision with a reward yet "
+                            "(as of its last commit)")
     k_max = max(len(r["candidate_ids"]) for r in rows)
     dim = rows[0]["phi"].shape[1]
     if policy.n_features != dim:
@@ -151,18 +151,23 @@ def engine_log(data_dir: str | Path, policy) -> dict[str, np.ndarray]:
     n = len(rows)
     phi = np.zeros((n, k_max, dim))
     mask = np.zeros((n, k_max), dtype=bool)
+    uniform = True
     for i, r in enumerate(rows):
         k = len(r["candidate_ids"])
         phi[i, :k] = r["phi"]
         mask[i, :k] = True
-    dist = np.concatenate([policy.act(phi[s:s + 1024], mask[s:s + 1024])
-                           for s in range(0, n, 1024)])
+        uniform = uniform and bool(np.allclose(r["probabilities"], 1.0 / k))
     action = np.array([r["chosen"] for r in rows])
-    return {"reward": np.array([r["reward"] for r in rows], dtype=float), "action": action,
-            "position": np.zeros(n, dtype=np.int64),
-            "pscore": np.array([r["probabilities"][r["chosen"]] for r in rows]),
-            "action_dist": dist[:, :, None], "action_context": phi,
-            "variants": np.array([r["variant"] for r in rows]),
+    reward = np.array([r["reward"] for r in rows], dtype=float)
+    pscore = np.array([r["probabilities"][r["chosen"]] for r in rows])
+    if train:
+        dist = progressive(policy, phi, mask, action, reward, pscore)
+    else:
+        dist = np.concatenate([policy.act(phi[s:s + 1024], mask[s:s + 1024])
+                               for s in range(0, n, 1024)])
+    return {"reward": reward, "action": action, "position": np.zeros(n, dtype=np.int64),
+            "pscore": pscore, "action_dist": dist[:, :, None], "action_context": phi,
+            "variants": np.array([r["variant"] for r in rows]), "uniform": uniform,
             "user": np.array([r["user_id"] for r in rows], dtype=object),
             "ts": np.array([r["ts"] for r in rows], dtype=float)}
 
@@ -192,21 +197,14 @@ def session_ids(users: np.ndarray, ts: np.ndarray, ends: dict[str, list[float]],
     return out
 
 
-def engine_sessions(data_dir: str | Path, policy, gap: float) -> dict[str, np.ndarray]:
+def engine_sessions(view, policy, gap: float, train: bool = False) -> dict[str, np.ndarray]:
     """:func:`engine_log` with each decision's session (:func:`session_ids`, the
-    ``session_end`` events from the data directory's event log) and ``target_prob``, the
-    target's probability of the logged action."""
-    from engine.store import Store
-
-    log = engine_log(data_dir, policy)
-    store = Store(data_dir, create=False)
-    try:
-        rows = store.db.execute("SELECT user_id, ts FROM events WHERE type = 'session_end'")
-        ends: dict[str, list[float]] = {}
-        for user, t in rows:
-            ends.setdefault(user, []).append(float(t))
-    finally:
-        store.close()
+    ``session_end`` events of the view's event log) and ``target_prob``, the target's
+    probability of the logged action."""
+    log = engine_log(view, policy, train)
+    ends: dict[str, list[float]] = {}
+    for user, t in view.db.execute("SELECT user_id, ts FROM events WHERE type = 'session_end'"):
+        ends.setdefault(user, []).append(float(t))
     log["session"] = session_ids(log["user"], log["ts"], ends, gap)
     log["target_prob"] = log["action_dist"][np.arange(len(log["action"])), log["action"], 0]
     return log

@@ -26,6 +26,7 @@ import numpy as np
 
 from engine.jsonfeatures import JsonFeatures
 from experiments.ope.base import OPEInputError
+from experiments.ope.progressive import progressive
 from experiments.ope.report import OPEResult
 from experiments.ope.run import run_ope_on_arrays
 
@@ -141,32 +142,22 @@ def _round(event: dict, where: str, features: JsonFeatures) -> tuple:
     return -float(cost), action, float(prob), dist, vectors
 
 
-def progressive(policy, log: DSJsonLog) -> np.ndarray:
-    """(n, K) distributions of ``policy`` trained on the log by progressive validation:
-    round ``i`` is decided before the policy learns its logged outcome."""
-    dist = np.zeros(log.logged.shape)
-    for i in range(len(log.reward)):
-        k = int(log.mask[i].sum())
-        phi = log.phi[i:i + 1, :k]
-        dist[i, :k] = policy.act(phi)[0]
-        policy.update(phi[0, log.action[i]][None, :], log.reward[i:i + 1],
-                      log.pscore[i:i + 1])
-    return dist
-
-
 def compare(log: DSJsonLog, policies: dict | None = None, *, estimators="ips,snips",
             n_bootstrap: int = 200, alpha: float = 0.05, seed: int = 0) -> dict[str, OPEResult]:
     """``{name: OPEResult}`` of logged, baseline, random and each of ``policies`` (``{name:
-    fresh Loopwise policy}``, trained by :func:`progressive`)."""
+    fresh Loopwise policy}``, trained by
+    :func:`~experiments.ope.progressive.progressive`)."""
     k = log.mask.sum(axis=1, keepdims=True)
     targets = {"logged": log.logged,
                "baseline": np.eye(log.mask.shape[1])[np.zeros(len(k), dtype=int)],
                "random": log.mask / k}
     for name, policy in (policies or {}).items():
-        targets[name] = progressive(policy, log)
+        targets[name] = progressive(policy, log.phi, log.mask, log.action, log.reward,
+                                    log.pscore)
+    uniform = bool(np.allclose(log.logged, log.mask / k))
     return {name: run_ope_on_arrays(log.reward, log.action, log.pscore, dist[:, :, None],
                                     estimators=estimators, n_bootstrap=n_bootstrap,
-                                    alpha=alpha, seed=seed)
+                                    alpha=alpha, seed=seed, uniform_logging=uniform)
             for name, dist in targets.items()}
 
 
@@ -176,6 +167,9 @@ def render(results: dict[str, OPEResult], as_json: bool = False, skipped: int = 
         return "\n".join(json.dumps({"policy": name, **json.loads(line)})
                          for name, r in results.items() for line in r.to_json_lines().split("\n"))
     out = [f"{skipped} deferred events never activated (_skipLearn) left out"] if skipped else []
+    trained = [name for name in results if name.endswith(" (progressive)")]
+    out += [f"{name[:-14]}: a fresh policy trained on the log by progressive validation (each "
+            "round scored before it learns it)" for name in trained]
     for name, r in results.items():
         out += [f"== {name}", r.to_table(), ""]
     return "\n".join(out).rstrip()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.ope.base import Estimate
@@ -69,13 +69,18 @@ class OPEResult(Estimates):
     n_bootstrap: int
     alpha: float
     refit: bool = False
+    #: Lines that say what was evaluated (the source read, how the target was trained).
+    notes: list[str] = field(default_factory=list)
+
+    def to_dicts(self) -> list[dict]:
+        return [{**d, "notes": self.notes} if self.notes else d for d in super().to_dicts()]
 
     def to_table(self) -> str:
         """A fixed-width table for the terminal."""
         level = f"{1 - self.alpha:.0%} interval"
         head = (f"{'estimator':<22}{'estimate':>10}{level:>24}{'ESS':>10}{'max w':>9}"
                 f"{'mean w':>8}{'pi=0':>7}")
-        lines = [f"{self.n_rounds} rounds, {self.n_actions} actions, {self.len_list} "
+        lines = [*self.notes, f"{self.n_rounds} rounds, {self.n_actions} actions, {self.len_list} "
                  f"position(s); percentile bootstrap, {self.n_bootstrap} resamples"
                  f"{', reward model refit on each' if self.refit else ''}", head,
                  "-" * len(head)]
@@ -83,6 +88,8 @@ class OPEResult(Estimates):
             lines.append(f"{e.name:<22}{e.estimate:>10.4f}    [{e.low:>8.4f}, {e.high:>8.4f}]"
                          f"{e.ess:>10.1f}{e.max_weight:>9.2f}{e.mean_weight:>8.3f}"
                          f"{e.zero_target_share:>7.1%}")
+        lines += [f"warning: {e.name}: {e.extra['warning']}" for e in self.estimates
+                  if e.extra.get("warning")]
         if any(e.extra.get("interval", "").endswith("model fixed") for e in self.estimates):
             lines.append("model-based intervals hold the reward model fixed: DM's leaves out "
                          "the model's own error (too narrow); --refit-bootstrap refits it")

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.privacy.retention import log_period_text
 from experiments.ope.base import OPEInputError, validate
 from experiments.ope.data import engine_log, load_action_dist, load_columnar
 from experiments.ope.estimators import Estimator
@@ -28,7 +27,7 @@ def run_ope_on_arrays(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.
                       estimators: Sequence[Estimator | str] | str | None = None,
                       reward_model=None, k_folds: int = 3, n_bootstrap: int = 200,
                       alpha: float = 0.05, refit_bootstrap: bool = False,
-                      seed: int = 0) -> OPEResult:
+                      seed: int = 0, uniform_logging: bool | None = None) -> OPEResult:
     """Validate, cross-fit a reward model if a model-based estimator needs one, and run the
     estimators with bootstrap intervals.
 
@@ -56,6 +55,10 @@ def run_ope_on_arrays(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.
         copies), so DM-family intervals include the model's estimation error; about
         ``n_bootstrap * k_folds`` model fits. Default False: predictions held fixed
         (fast; DM's interval is then too narrow).
+    uniform_logging
+        Whether the log was uniform over each round's candidates (``None``: whether every
+        ``pscore`` is ``1 / n_actions``). Where it was not, Replay's estimate carries a
+        ``warning`` (Replay is unbiased only for uniform logging).
 
     Examples
     --------
@@ -90,8 +93,20 @@ def run_ope_on_arrays(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.
                              else action_context[idx])
 
         d.estimated_rewards = refit(np.arange(d.n_rounds))
-    return evaluate(d, chosen, n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
-                    refit=refit if refit_bootstrap else None)
+    result = evaluate(d, chosen, n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
+                      refit=refit if refit_bootstrap else None)
+    if uniform_logging is None:
+        uniform_logging = bool(np.allclose(d.pscore, 1.0 / d.n_actions))
+    if not uniform_logging:
+        for e in result:
+            if e.name == "Replay":
+                e.extra["warning"] = REPLAY_WARNING
+    return result
+
+
+#: Attached to Replay's estimate on a log that was not uniformly logged.
+REPLAY_WARNING = ("the log was not uniformly logged: Replay is biased (it is unbiased only for "
+                  "uniform logging); read IPS/SNIPS/DR instead")
 
 
 def run_ope_on_data(path: str | Path, target_dist_path: str | Path, *, action_col: str = "action",
@@ -117,21 +132,16 @@ def run_ope_on_data(path: str | Path, target_dist_path: str | Path, *, action_co
                              refit_bootstrap=refit_bootstrap, seed=seed)
 
 
-def target_policy(spec: str, params: dict, data_dir: str | Path, n_features: int, seed: int):
+def target_policy(spec: str, params: dict, view, n_features: int, seed: int):
     """``NAME`` (a fresh policy from the registry) or ``saved:VARIANT`` (the policy the engine
-    saved for that variant in the same data directory)."""
+    saved for that variant, read through ``view``, a :class:`~engine.storeview.StoreView`)."""
     if spec.startswith("saved:"):
         import pickle
 
-        from engine.store import Store
-
-        store = Store(data_dir, create=False)
-        try:
-            row = store.load_policy(spec[6:])
-        finally:
-            store.close()
+        row = view.load_policy(spec[6:])
         if row is None:
-            raise OPEInputError("policy", f"no saved policy for variant {spec[6:]!r} in {data_dir}")
+            raise OPEInputError("policy", f"no saved policy for variant {spec[6:]!r} in "
+                                f"{str(view.data_dir)!r} (as of its last commit)")
         return pickle.loads(row[2])
     from policies import make
 
@@ -142,23 +152,36 @@ def run_ope_on_log(data_dir: str | Path, policy: str, params: dict | None = None
                    estimators: Sequence[Estimator | str] | str | None = None,
                    k_folds: int = 3, n_bootstrap: int = 200, alpha: float = 0.05,
                    refit_bootstrap: bool = False, seed: int = 0) -> OPEResult:
-    """Evaluate ``policy`` (a registry name or ``saved:VARIANT``) on the engine's decision log
-    in ``data_dir``; the logged candidate features feed the reward model."""
-    import json as _json
+    """Evaluate ``policy`` on the engine's decision log in ``data_dir``, read through a
+    read-only :class:`~engine.storeview.StoreView` (so also beside a running engine, as of
+    its last commit); the logged candidate features feed the reward model.
 
-    from engine.store import Store
+    ``policy`` is ``saved:VARIANT`` (the engine's saved policy, scored as it is) or a
+    registry name: a fresh policy trained on the log by progressive validation (each round
+    scored before it learns it), never scored untrained. The result's ``notes`` say which,
+    and what the view covered.
+    """
+    from engine.storeview import StoreView
 
-    store = Store(data_dir, create=False)
+    view = StoreView(data_dir)
     try:
-        n_features = _json.loads(store.get_meta("n_features") or "0")
+        n_features = json.loads(view.get_meta("n_features") or "0")
+        pol = target_policy(policy, params or {}, view, n_features, seed)
+        train = not policy.startswith("saved:")
+        log = engine_log(view, pol, train=train)
+        notes = [view.describe()]
     finally:
-        store.close()
-    pol = target_policy(policy, params or {}, data_dir, n_features, seed)
-    log = engine_log(data_dir, pol)
-    return run_ope_on_arrays(log["reward"], log["action"], log["pscore"], log["action_dist"],
-                             log["position"], action_context=log["action_context"],
-                             estimators=estimators, k_folds=k_folds, n_bootstrap=n_bootstrap,
-                             alpha=alpha, refit_bootstrap=refit_bootstrap, seed=seed)
+        view.close()
+    notes.append(f"{policy}: trained on the log by progressive validation (each round scored "
+                 "before it learns it)" if train else
+                 f"{policy}: the engine's saved policy, scored as saved (not retrained)")
+    result = run_ope_on_arrays(log["reward"], log["action"], log["pscore"], log["action_dist"],
+                               log["position"], action_context=log["action_context"],
+                               estimators=estimators, k_folds=k_folds, n_bootstrap=n_bootstrap,
+                               alpha=alpha, refit_bootstrap=refit_bootstrap, seed=seed,
+                               uniform_logging=log["uniform"])
+    result.notes = notes
+    return result
 
 
 def run_session_ope_on_log(data_dir: str | Path, policy: str, params: dict | None = None, *,
@@ -166,20 +189,20 @@ def run_session_ope_on_log(data_dir: str | Path, policy: str, params: dict | Non
                            alpha: float = 0.05, seed: int = 0):
     """Per-session return of ``policy`` on the engine's log in ``data_dir`` (PDIS, WPDIS
     and the logged return; :func:`experiments.ope.sessions.evaluate_sessions`), its
-    decisions grouped into sessions by the engine's rule with ``session_gap`` ``gap``."""
-    import json as _json
-
-    from engine.store import Store
+    decisions grouped into sessions by the engine's rule with ``session_gap`` ``gap``, read
+    through a read-only view as :func:`run_ope_on_log` reads (a named policy trained on the
+    log by progressive validation)."""
+    from engine.storeview import StoreView
     from experiments.ope.data import engine_sessions
     from experiments.ope.sessions import evaluate_sessions
 
-    store = Store(data_dir, create=False)
+    view = StoreView(data_dir)
     try:
-        n_features = _json.loads(store.get_meta("n_features") or "0")
+        n_features = json.loads(view.get_meta("n_features") or "0")
+        pol = target_policy(policy, params or {}, view, n_features, seed)
+        log = engine_sessions(view, pol, gap, train=not policy.startswith("saved:"))
     finally:
-        store.close()
-    pol = target_policy(policy, params or {}, data_dir, n_features, seed)
-    log = engine_sessions(data_dir, pol, gap)
+        view.close()
     order = np.argsort(log["session"], kind="stable")  # sessions contiguous, each in time order
     return evaluate_sessions(log["session"][order], log["reward"][order], log["pscore"][order],
                              log["target_prob"][order], gamma, n_bootstrap=n_bootstrap,
@@ -195,8 +218,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "compares logged, baseline, random and --policy trained on it")
     p.add_argument("--width", type=int, default=64,
                    help="with --dsjson: hashed feature width (engine item_features)")
-    p.add_argument("--policy", help="with --log: target policy name, or saved:VARIANT; "
-                   "with --dsjson: a policy name trained on the log (progressive validation)")
+    p.add_argument("--policy", help="a policy name, trained on the log by progressive "
+                   "validation (each round scored before it learns it); with --log also "
+                   "saved:VARIANT, the engine's saved policy as it is")
     p.add_argument("--policy-params", default="{}", help="JSON parameters of the target policy")
     p.add_argument("--target-dist",
                    help="with --data: .npy action_dist (n_rows, n_actions[, len_list])")
@@ -272,9 +296,6 @@ def main(args: argparse.Namespace) -> int:
                     args.log, args.policy, params, estimators=args.estimators,
                     k_folds=args.k_folds, n_bootstrap=args.bootstrap, alpha=args.alpha,
                     refit_bootstrap=args.refit_bootstrap, seed=args.seed)
-            # the period the estimates cover (retention may have deleted older rows);
-            # beside JSON lines it goes to stderr, so each stdout line stays one object
-            print(log_period_text(args.log), file=sys.stderr if args.json else sys.stdout)
         else:
             if not args.target_dist:
                 raise OPEInputError("--target-dist", "required with --data")
