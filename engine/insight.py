@@ -94,13 +94,16 @@ def decision(store, decision_id: str) -> tuple[dict, np.ndarray] | None:
     return out, phi
 
 
-def interest_history(store, event_types, half_life: float, user_id: str, points: int = 24,
-                     top: int = 6, limit: int = 5000) -> dict:
-    """How the user's topic and tag interests grew and decayed over event time.
+def interest_history(store, event_types, profile, user_id: str, points: int = 24,
+                     top: int = 6, limit: int = 5000, windows=()) -> dict:
+    """How the user's topic and tag interests grew and decayed over event time, as the
+    profile decays them (``profile``: its :class:`~engine.profile.ProfileConfig`).
 
-    From the user's newest ``limit`` logged events: at ``points`` evenly spaced times, each
-    key's ``sum_i w_i * 2 ** (-(T - t_i) / half_life)`` over the events up to ``T`` (the
-    profile's own decay, without drift speed-ups), for the ``top`` keys of the last point.
+    From the user's newest ``limit`` logged events: at ``points`` evenly spaced times ``T``,
+    each key's ``sum_i w_i / k_i * 2 ** (-(tau(T) - tau(t_i)) / half_life)`` over the events
+    up to ``T`` (``k_i`` the event's topics and tags; ``tau`` event time with the user's
+    drift ``windows``, ``[start, end]`` pairs as the profile keeps them, counted
+    ``drift_fast_factor`` times), for the ``top`` keys of the last point.
     """
     rows = store.db.execute(
         "SELECT type, ts, value, extra FROM events WHERE user_id = ? ORDER BY seq DESC LIMIT ?",
@@ -114,16 +117,27 @@ def interest_history(store, event_types, half_life: float, user_id: str, points:
         topics, tags = _topics_tags(extra)
         if not (topics or tags) or not event_types.known(type_):
             continue
-        w = event_types.weight(type_, value)
+        share = event_types.weight(type_, value) / (len(topics) + len(tags))
         for key in [f"topic:{t}" for t in topics] + [f"tag:{t}" for t in tags]:
-            keys.setdefault(key, np.zeros(len(rows)))[i] += w
+            keys.setdefault(key, np.zeros(len(rows)))[i] += share
     times = np.linspace(ts[0], ts[-1], points) if ts[-1] > ts[0] else ts[-1:]
     # decay[p, i]: weight at time p of event i (0 for events after p)
-    lag = times[:, None] - ts[None, :]
-    decay = np.where(lag >= 0, np.exp2(-np.maximum(lag, 0) / half_life), 0.0)
+    warp = _warped(times, windows, profile.drift_fast_factor)[:, None] \
+        - _warped(ts, windows, profile.drift_fast_factor)[None, :]
+    decay = np.where(times[:, None] >= ts[None, :],
+                     np.exp2(-np.maximum(warp, 0) / profile.half_life), 0.0)
     series = {k: decay @ w for k, w in keys.items()}
     best = sorted(series, key=lambda k: -abs(series[k][-1]))[:top]
     return {"times": times.tolist(), "series": {k: series[k].round(6).tolist() for k in best}}
+
+
+def _warped(t: np.ndarray, windows, factor: float) -> np.ndarray:
+    """Event times ``t`` with the time inside drift ``windows`` counted ``factor`` times
+    (the profile's decay clock, :meth:`engine.profile.Profile._warp`)."""
+    extra = np.zeros_like(t)
+    for start, end in windows:
+        extra += np.clip(np.minimum(t, end) - start, 0.0, None)
+    return t + extra * (factor - 1.0)
 
 
 def _topics_tags(extra: str | None) -> tuple[list, list]:

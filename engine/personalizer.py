@@ -26,6 +26,7 @@ from engine.decide import GREEDY
 from engine.errors import UnknownDecisionError, ValidationError
 from engine.jsonfeatures import JsonFeatures
 from engine.personalizer_settings import ServiceSettings
+from engine.recovery import pending_of
 
 ANONYMOUS = "anonymous"  # the user of requests without a user id in their context
 _KEPT = 100_000  # deferred events and apprentice matches kept in memory at most
@@ -234,9 +235,10 @@ class Personalizer:
             return
         if mode == "Apprentice":
             self._remember(self._matches, decision_id, match)
-        if defer:
+        if defer:  # off the wait list, and so marked in the log: a restart keeps it off
             self._remember(self._deferred, decision_id,
                            self.engine.joiner.waiting.pop(decision_id))
+            self.engine.store.record_rewards((), [(decision_id, None, "deferred")])
 
     @staticmethod
     def _shown(d) -> list[float]:
@@ -283,14 +285,20 @@ class Personalizer:
             self._activate(f"{event_id}/{slot}")
 
     def _activate(self, decision_id: str) -> None:
+        store = self.engine.store
         pending = self._deferred.pop(decision_id, None)
+        if pending is None and decision_id not in self.engine.joiner.waiting:
+            row = store.decision(decision_id)  # deferred before a restart: its row says so
+            if row is not None and row["status"] == "deferred":
+                pending = pending_of(row)
         known = decision_id in self.engine.joiner.waiting \
-            or self.engine.store.has_decision(decision_id)  # (not if its user was forgotten)
+            or store.has_decision(decision_id)  # (not if its user was forgotten)
         if not known:
             raise UnknownDecisionError(f"eventId: no event {decision_id!r}")
         if pending is None:  # not deferred, or activated already: nothing to do
             return
         deadline = float(self.engine.clock()) + self.settings.reward_wait_time
+        store.record_rewards((), [(decision_id, None, "pending")])
         self.engine.joiner.waiting.add(dataclasses.replace(pending, deadline=deadline))
 
     def _slot_ids(self, event_id: str) -> list[str]:

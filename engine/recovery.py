@@ -21,6 +21,21 @@ def shard_state(store, shard: int) -> tuple[bytes | None, Iterator]:
     return blob, store.iter_events(shard, seq)
 
 
+#: The columns of :meth:`Store.pending_decisions` rows, in order.
+PENDING_COLUMNS = ("decision_id", "user_id", "deadline", "chosen", "variant", "phi",
+                   "n_features", "chosen_meta")
+
+
+def pending_of(row: dict) -> Pending:
+    """The :class:`~engine.decisions.Pending` join of a logged decision (a row of the
+    ``decisions`` table as a mapping: at least :data:`PENDING_COLUMNS`)."""
+    phi = np.frombuffer(row["phi"], dtype=np.float32).reshape(-1, row["n_features"])
+    item = json.loads(row["chosen_meta"])
+    return Pending(row["decision_id"], row["user_id"], row["deadline"], row["variant"],
+                   phi[row["chosen"]].astype(float), item["p"], item["id"],
+                   tuple(item["topics"]), tuple(item["tags"]), item.get("shadow"))
+
+
 def recover(store, backend, n_shards: int, waiting, learners: dict,
             rng: np.random.Generator) -> None:
     """Restore every shard, reload pending decisions into ``waiting``, re-learn the rewards
@@ -30,13 +45,11 @@ def recover(store, backend, n_shards: int, waiting, learners: dict,
         backend.restore(shard, blob)
         for events, seqs in tail:
             backend.apply({shard: (events, seqs)})
-    for did, uid, deadline, chosen, variant, phi, d, meta in store.pending_decisions():
-        phi = np.frombuffer(phi, dtype=np.float32).reshape(-1, d)[chosen].astype(float)
-        item = json.loads(meta)
-        pending = Pending(did, uid, deadline, variant, phi, item["p"], item["id"],
-                          tuple(item["topics"]), tuple(item["tags"]), item.get("shadow"))
-        if "slots" in item and not store.has_decision(slot_id(did, 1)):  # not yet awaited
-            pending.slots = slot_decisions_of(store.decision(did))
+    for values in store.pending_decisions():
+        pending = pending_of(dict(zip(PENDING_COLUMNS, values, strict=True)))
+        did = pending.decision_id
+        if "slots" in json.loads(values[-1]) and not store.has_decision(slot_id(did, 1)):
+            pending.slots = slot_decisions_of(store.decision(did))  # not yet awaited
         waiting.add(pending)
     for name, learner in learners.items():
         for seq, value, chosen, phi, d, probs in store.learnable_rewards(name, learner.learned_seq):

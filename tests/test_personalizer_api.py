@@ -232,6 +232,35 @@ def test_deferred_never_activated_learns_nothing(tmp_path):
     eng.close()
 
 
+def test_deferral_survives_a_restart(tmp_path):
+    """A deferred event stays off the wait list across a restart (no default reward is
+    learned when its window closes), and can still be activated and rewarded after it."""
+    from engine import Engine
+    from engine.personalizer import Personalizer
+
+    now = [1000.0]
+    settings = dict(item_features=32, policy="lints", seed=0, clock=lambda: now[0],
+                    wait_window=60)
+    actions = [{"id": "a", "features": [{"g": "x"}]}, {"id": "b", "features": [{"g": "y"}]}]
+    eng = Engine(tmp_path / "d", **settings)
+    ids = [Personalizer(eng).rank({"actions": actions, "deferActivation": True})["eventId"]
+           for _ in range(3)]
+    eng.close()
+    eng = Engine(tmp_path / "d", **settings)  # restarted: recovery reloads what waits
+    p, learner = Personalizer(eng), eng.learners["default"]
+    assert not any(i in eng.joiner.waiting for i in ids)
+    now[0] += 3600  # every window has closed
+    p.rank({"actions": actions})  # (a call that expires the windows)
+    assert learner.learned_seq == 0 and learner.pending == 0
+    p.activate(ids[1])  # activated after the restart: awaited, then learned
+    assert ids[1] in eng.joiner.waiting
+    p.reward(ids[1], 1.0)
+    assert learner.learned_seq > 0
+    status = dict(eng.store.db.execute("SELECT decision_id, status FROM decisions"))
+    eng.close()
+    assert [status[i] for i in ids] == ["deferred", "joined", "deferred"]
+
+
 def test_jsonfeatures_deterministic_and_bounded():
     jf = JsonFeatures(width=8)
     ctx = [{"user": {"id": "u1", "tier": "gold", "age": 30}}, {"mobile": True}]

@@ -4,7 +4,7 @@ are deleted at open and on a schedule; the WAL is then truncated, so they leave 
 Before deleting, every shard is snapshotted and every policy saved, so profiles keep the
 decayed aggregates those rows built and policies what they learned from them; a restart
 replays only the (kept) log after the snapshots. A decision is kept while it still waits for
-its reward or a reward of it is not yet learned; when it goes, its rewards and its reward
+its reward (or its activation) or a reward of it is not yet learned; when it goes, its rewards and its reward
 event go with it. A reward is kept until its policy has learned and saved it. Events older than the window are refused at ingest (their event ids
 could no longer be recognised as duplicates). The window's start is recorded in ``meta``
 (``retained_since``): exports and OPE state the period they cover
@@ -30,7 +30,8 @@ SINCE_KEY = "retained_since"
 #: Settled decisions made before the cutoff whose rewards are all learned and saved: they
 #: go with their rewards and their reward events (``reward:<decision_id>``), whenever those
 #: were recorded (a default reward is recorded when the wait window closes).
-_AGED = ("SELECT decision_id FROM decisions WHERE ts < :cut AND status <> 'pending' AND NOT "
+_AGED = ("SELECT decision_id FROM decisions WHERE ts < :cut AND status NOT IN ('pending', "
+         "'deferred') AND NOT "
          "EXISTS (SELECT 1 FROM rewards r WHERE r.decision_id = decisions.decision_id "
          "AND r.seq > :learned)")
 

@@ -126,9 +126,11 @@ def mount(app: FastAPI, engine, lock, results: list[str]) -> None:
     @app.get("/v1/users/{user_id}/history", **read)
     async def user_history(user_id: str, points: int = Query(24, ge=2, le=200)):
         with lock:
-            half_life = engine.config.profile.half_life
-            return _json(insight.interest_history(engine.store, engine.event_types, half_life,
-                                                  engine.stored_id(user_id), points))
+            profile = engine.profile(user_id)
+            return _json(insight.interest_history(
+                engine.store, engine.event_types, engine.config.profile,
+                engine.stored_id(user_id), points,
+                windows=profile["drift"]["windows"] if profile else ()))
 
     @app.get("/v1/live", **read)
     async def live(minutes: int = Query(60, ge=1, le=1440)):

@@ -52,13 +52,11 @@ def run_ope_on_arrays(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.
         Bootstrap resamples, interval level ``1 - alpha``, seed of folds and resamples.
     refit_bootstrap
         Refit the cross-fitted reward model on every resample (same folds for a round's
-        copies), so DM-family intervals include the model's estimation error; about
-        ``n_bootstrap * k_folds`` model fits. Default False: predictions held fixed
-        (fast; DM's interval is then too narrow).
+        copies), so DM-family intervals include its error (``n_bootstrap * k_folds`` fits);
+        default False holds predictions fixed (fast; DM's interval is then too narrow).
     uniform_logging
-        Whether the log was uniform over each round's candidates (``None``: whether every
-        ``pscore`` is ``1 / n_actions``). Where it was not, Replay's estimate carries a
-        ``warning`` (Replay is unbiased only for uniform logging).
+        Whether the log was uniform (``None``: every ``pscore`` is ``1 / n_actions``); if
+        not, Replay's estimate carries a ``warning`` (unbiased only for uniform logging).
 
     Examples
     --------
@@ -97,10 +95,9 @@ def run_ope_on_arrays(reward: npt.ArrayLike, action: npt.ArrayLike, pscore: npt.
                       refit=refit if refit_bootstrap else None)
     if uniform_logging is None:
         uniform_logging = bool(np.allclose(d.pscore, 1.0 / d.n_actions))
-    if not uniform_logging:
-        for e in result:
-            if e.name == "Replay":
-                e.extra["warning"] = REPLAY_WARNING
+    for e in result if not uniform_logging else ():
+        if e.name == "Replay":
+            e.extra["warning"] = REPLAY_WARNING
     return result
 
 
