@@ -7,6 +7,7 @@ synthetic world: test_ope_synthetic.py; files: test_ope_data.py."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -181,6 +182,18 @@ def test_ope_log_trains_a_named_policy_progressively_and_warns_on_replay(tmp_pat
                        if line.startswith("SNIPS")))
     # an untrained LinTS picks about at random (0.325); trained, it finds i1 (0.7)
     assert snips > 0.5
+    # beside it, Personalizer's references: the logged policy (its SNIPS is the mean logged
+    # reward), the baseline (always i0: worth 0.2) and random (worth 0.325)
+    ref = next(line for line in out.splitlines() if line.startswith("for reference"))
+    got = {m[0]: tuple(map(float, m[1:])) for m in re.findall(
+        r"(\w+) ([-\d.]+) \[([-\d.]+), ([-\d.]+)\]", ref)}
+    from engine.storeview import StoreView
+    view = StoreView(data)
+    mean = view.db.execute("SELECT AVG(reward) FROM decisions WHERE status = 'joined'").fetchone()[0]
+    view.close()
+    assert got["logged"][0] == pytest.approx(mean, abs=1e-4)
+    assert got["baseline"][1] < 0.2 < got["baseline"][2]
+    assert got["random"][1] < 0.325 < got["random"][2]
     assert main(["ope", "--log", str(data), "--policy", "saved:default", "--json",
                  "--estimators", "replay", "--bootstrap", "20"]) == 0
     line = json.loads(capsys.readouterr().out)

@@ -151,12 +151,13 @@ def engine_log(view, policy, train: bool = False) -> dict[str, np.ndarray]:
     n = len(rows)
     phi = np.zeros((n, k_max, dim))
     mask = np.zeros((n, k_max), dtype=bool)
-    uniform = True
+    logged = np.zeros((n, k_max))
     for i, r in enumerate(rows):
         k = len(r["candidate_ids"])
         phi[i, :k] = r["phi"]
         mask[i, :k] = True
-        uniform = uniform and bool(np.allclose(r["probabilities"], 1.0 / k))
+        logged[i, :k] = r["probabilities"]
+    uniform = bool(np.allclose(logged, mask / mask.sum(axis=1, keepdims=True)))
     action = np.array([r["chosen"] for r in rows])
     reward = np.array([r["reward"] for r in rows], dtype=float)
     pscore = np.array([r["probabilities"][r["chosen"]] for r in rows])
@@ -168,8 +169,24 @@ def engine_log(view, policy, train: bool = False) -> dict[str, np.ndarray]:
     return {"reward": reward, "action": action, "position": np.zeros(n, dtype=np.int64),
             "pscore": pscore, "action_dist": dist[:, :, None], "action_context": phi,
             "variants": np.array([r["variant"] for r in rows]), "uniform": uniform,
+            "logged": logged, "mask": mask,
             "user": np.array([r["user_id"] for r in rows], dtype=object),
             "ts": np.array([r["ts"] for r in rows], dtype=float)}
+
+
+def reference_targets(logged: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The reference policies Personalizer's offline evaluation shows, as (n, K) action
+    distributions: ``logged`` (the logging policy), ``baseline`` (each round's first
+    candidate: the application's own choice) and ``random`` (uniform over the candidates).
+
+    Examples
+    --------
+    >>> t = reference_targets(np.array([[0.2, 0.8, 0.0]]), np.array([[True, True, False]]))
+    >>> {k: v.tolist() for k, v in t.items()}
+    {'logged': [[0.2, 0.8, 0.0]], 'baseline': [[1.0, 0.0, 0.0]], 'random': [[0.5, 0.5, 0.0]]}
+    """
+    return {"logged": logged, "baseline": np.eye(mask.shape[1])[np.zeros(len(mask), dtype=int)],
+            "random": mask / mask.sum(axis=1, keepdims=True)}
 
 
 def session_ids(users: np.ndarray, ts: np.ndarray, ends: dict[str, list[float]],

@@ -26,6 +26,7 @@ import numpy as np
 
 from engine.jsonfeatures import JsonFeatures
 from experiments.ope.base import OPEInputError
+from experiments.ope.data import reference_targets
 from experiments.ope.progressive import progressive
 from experiments.ope.report import OPEResult
 from experiments.ope.run import run_ope_on_arrays
@@ -148,9 +149,7 @@ def compare(log: DSJsonLog, policies: dict | None = None, *, estimators="ips,sni
     fresh Loopwise policy}``, trained by
     :func:`~experiments.ope.progressive.progressive`)."""
     k = log.mask.sum(axis=1, keepdims=True)
-    targets = {"logged": log.logged,
-               "baseline": np.eye(log.mask.shape[1])[np.zeros(len(k), dtype=int)],
-               "random": log.mask / k}
+    targets = reference_targets(log.logged, log.mask)
     for name, policy in (policies or {}).items():
         targets[name] = progressive(policy, log.phi, log.mask, log.action, log.reward,
                                     log.pscore)

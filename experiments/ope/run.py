@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from experiments.ope.base import OPEInputError, validate
-from experiments.ope.data import engine_log, load_action_dist, load_columnar
+from experiments.ope.data import engine_log, load_action_dist, load_columnar, reference_targets
 from experiments.ope.estimators import Estimator
 from experiments.ope.evaluate import evaluate, resolve_estimators
 from experiments.ope.report import OPEResult
@@ -177,8 +177,20 @@ def run_ope_on_log(data_dir: str | Path, policy: str, params: dict | None = None
                                estimators=estimators, k_folds=k_folds, n_bootstrap=n_bootstrap,
                                alpha=alpha, refit_bootstrap=refit_bootstrap, seed=seed,
                                uniform_logging=log["uniform"])
-    result.notes = notes
+    result.notes = notes + [_references(log, n_bootstrap, alpha, seed)]
     return result
+
+
+def _references(log: dict, n_bootstrap: int, alpha: float, seed: int) -> str:
+    """One line: SNIPS of the logged policy, the baseline and random on the same log
+    (:func:`~experiments.ope.data.reference_targets`), beside the policy evaluated."""
+    parts = []
+    for name, dist in reference_targets(log["logged"], log["mask"]).items():
+        e = run_ope_on_arrays(log["reward"], log["action"], log["pscore"], dist[:, :, None],
+                              estimators="snips", n_bootstrap=n_bootstrap, alpha=alpha,
+                              seed=seed)["SNIPS"]
+        parts.append(f"{name} {e.estimate:.4f} [{e.low:.4f}, {e.high:.4f}]")
+    return f"for reference, SNIPS ({1 - alpha:.0%} interval) of " + "; ".join(parts)
 
 
 def run_session_ope_on_log(data_dir: str | Path, policy: str, params: dict | None = None, *,
