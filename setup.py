@@ -34,6 +34,9 @@ setup(
         "pydantic>=2.5",
         "pyyaml>=6",
         "tqdm>=4.60",
+        # differentially private releases (engine.privacy.dp): its measurements and proofs;
+        # 0.x releases change the API, so the minor version is pinned in constraints.txt too
+        "opendp>=0.16,<0.17",
     ],
     extras_require={
         "ray": ["ray[default]>=2.9"],

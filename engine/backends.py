@@ -37,8 +37,8 @@ class InlineBackend:
     def profile_json(self, shard: int, user_id: str, now: float | None) -> dict | None:
         return self.shards[shard].profile_json(user_id, now)
 
-    def forget(self, shard: int, user_id: str) -> bool:
-        return self.shards[shard].forget(user_id)
+    def forget(self, shard: int, user_id: str, items: Sequence[str] = ()) -> bool:
+        return self.shards[shard].forget(user_id, items)
 
     def snapshot(self, shard: int) -> tuple[int, bytes]:
         s = self.shards[shard]

@@ -8,6 +8,7 @@ errors name the key as the file spells it, e.g. ``engine.wait_window``).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -100,6 +101,20 @@ class EngineConfig:
     """Seconds (engine clock) after a decision within which the user's next decision
     continues the session (a ``session_end`` event ends it sooner); also the event-time gap
     that starts a new session in the profile's ``session`` view."""
+    pseudonym_key_file: str | None = None
+    """File holding the key of user-id pseudonyms (HMAC-SHA256), outside the data directory:
+    the store, logs and exports then hold pseudonyms only. ``None``:
+    ``$LOOPWISE_PSEUDONYM_KEY_FILE``, or raw ids (the engine says so once)."""
+    store_text: bool = False
+    """Keep events' free text as given; by default only its keywords are stored (the bag of
+    words the profile learns from, see :mod:`engine.privacy.minimal`)."""
+    retention_days: float | None = None
+    """Days (event time) that events, decisions and rewards are kept: older ones are deleted
+    at open and as the engine runs; profiles keep their decayed aggregates and policies
+    their learned state. ``None``: kept until erased."""
+    dp_total_epsilon: float | None = None
+    """Total privacy loss that DP releases from the data directory may spend (``None``: the
+    one recorded in it, or 2.0); see :mod:`engine.privacy.budget`."""
     rollout: RolloutConfig | Mapping | None = None
     """A challenger's safe rollout against the (one) variant: a
     :class:`~engine.rollout.RolloutConfig` or a mapping of its fields, e.g.
@@ -125,6 +140,7 @@ class EngineConfig:
         _check_choice("synchronous", self.synchronous, ("NORMAL", "FULL"))
         if not isinstance(self.salt, str):
             raise ValidationTypeError("salt", "must be a string", self.salt)
+        _check_privacy(self)
         if self.clock is not None and not callable(self.clock):
             raise ValidationTypeError("clock", "must be a callable returning seconds", self.clock)
         profile = self.profile
@@ -162,7 +178,7 @@ class EngineConfig:
         >>> EngineConfig.from_mapping({"wait_widow": 5})
         Traceback (most recent call last):
         ...
-        policies.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'ray_address', 'reward_range', 'rollout', 'salt', 'seed', 'session_gap', 'shards', 'snapshot_every', 'synchronous', 'variants', 'wait_window']
+        policies.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'dp_total_epsilon', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'pseudonym_key_file', 'ray_address', 'retention_days', 'reward_range', 'rollout', 'salt', 'seed', 'session_gap', 'shards', 'snapshot_every', 'store_text', 'synchronous', 'variants', 'wait_window']
         """
         if not isinstance(mapping, Mapping):
             raise ValidationTypeError(where, "must be a mapping of setting names to values",
@@ -202,6 +218,19 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         words = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
         raise ValidationError(name, f"must be {words}", value)
+
+
+def _check_privacy(cfg: EngineConfig) -> None:
+    """The privacy settings' types and ranges (the key file itself is read at open)."""
+    key = cfg.pseudonym_key_file
+    if key is not None and not isinstance(key, (str, os.PathLike)):
+        raise ValidationTypeError("pseudonym_key_file", "must be a file path", key)
+    if not isinstance(cfg.store_text, bool):
+        raise ValidationTypeError("store_text", "must be true or false", cfg.store_text)
+    if cfg.retention_days is not None:
+        check_number("retention_days", cfg.retention_days, low=0.0, strict=True)
+    if cfg.dp_total_epsilon is not None:
+        check_number("dp_total_epsilon", cfg.dp_total_epsilon, low=0.0, strict=True)
 
 
 def _profile_config(values: Mapping) -> ProfileConfig:

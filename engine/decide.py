@@ -61,6 +61,7 @@ class Decider:
         self.rng = rng
         self.wait_window = wait_window
         self.sessions = None  # engine.session.Sessions when a variant learns transitions
+        self.pseudonyms = None  # engine.privacy.pseudonym.Pseudonyms: stored ids, with a key
         #: share of each decision's probability spread evenly over its candidates (None:
         #: the policy's own exploration only); Personalizer's explorationPercentage
         self.explore: float | None = None
@@ -97,6 +98,8 @@ class Decider:
         context as given, decision id or None). Errors name fields under ``where``."""
         if not storable(uid):
             check_string(uid, f"{where}.user_id")
+        if self.pseudonyms is not None:
+            uid = self.pseudonyms(uid)
         cands, items = self.featurizer.prepare_candidates(candidates, f"{where}.candidates")
         if slate_size > len(cands):
             raise ValidationError("slate_size", f"must be at most the number of candidates "

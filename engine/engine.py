@@ -29,6 +29,10 @@ from engine.events import EventTypes, validate_events
 from engine.featurizer import Featurizer
 from engine.join import Joiner
 from engine.learner import Learner, make_policies, open_learners
+from engine.privacy import erase
+from engine.privacy.minimal import for_storage
+from engine.privacy.pseudonym import check_directory, open_pseudonyms
+from engine.privacy.retention import Upkeep
 from engine.rollout import CHALLENGER, open_rollout, save_rollout
 from engine.router import Router
 from engine.session import Sessions
@@ -93,6 +97,8 @@ class Engine:
         self.router = Router(cfg.shards)
         self._tmpdir = tempfile.mkdtemp(prefix="loopwise-") if data_dir is None else None
         self.data_dir = str(self._tmpdir if data_dir is None else data_dir)
+        # the key is checked (outside the data directory, long enough) before the store opens
+        self.pseudonyms = open_pseudonyms(cfg.pseudonym_key_file, self.data_dir)
         self.store = Store(self.data_dir, synchronous=cfg.synchronous)
         self.backend = None
         try:
@@ -110,6 +116,7 @@ class Engine:
         """Check the data directory's settings, start shards and learners, wire the decide
         and join paths, and recover what the data directory holds."""
         policies = make_policies(cfg, self.featurizer.n_features)
+        check_directory(self.store, self.pseudonyms)
         self.store.check_meta({
             "shards": cfg.shards,
             "n_features": self.featurizer.n_features,
@@ -132,8 +139,9 @@ class Engine:
         sessions = Sessions(self.learners, cfg.session_gap,
                             self.featurizer.item_columns if traced else None)
         self.sessions = sessions if sessions.variants or traced else None
-        self._expire = self.joiner.expire if self.sessions is None else self._expire_both
+        self._expire_plain = self.joiner.expire if self.sessions is None else self._expire_both
         self.joiner.sessions = self.decider.sessions = self.sessions
+        self.decider.pseudonyms = self.pseudonyms
         self.rollout = None
         if cfg.rollout is not None:  # a challenger in shadow, or serving a share of users
             self.rollout = open_rollout(cfg, self.featurizer.n_features, self.store,
@@ -146,13 +154,44 @@ class Engine:
                                     **self.learners}
         recovery.recover(self.store, self.backend, self.router.n_shards, self.joiner.waiting,
                          self.learners, self._rng)
+        self.upkeep = Upkeep(self.store, cfg.retention_days, self.snapshot, self._learned_seq)
+        if self.upkeep.window is not None:  # what aged out while the engine was closed
+            now = float(self.clock())
+            self._expire_plain(now)  # decisions whose window closed meanwhile settle first
+            self.upkeep.retain(now)
+        self._rewire()
+
+    def _learned_seq(self) -> int:
+        """The last reward seq that every policy (a rollout's challenger too) has saved."""
+        learners = [*self.learners.values()]
+        if self.rollout is not None:
+            learners.append(self.rollout.learner)
+        return min(lrn.learned_seq for lrn in learners)
+
+    def set_retention(self, days: float | None) -> None:
+        """Change the retention window while running (Personalizer's ``logRetentionDays``);
+        a new window is applied at the next call."""
+        self.upkeep.set_window(days)
+        self._rewire()
+
+    def _rewire(self) -> None:
+        """The expiry path of every call: the plain one, or with the privacy chores."""
+        self._expire = self._expire_upkeep if self.upkeep.active else self._expire_plain
+
+    def _expire_upkeep(self, now: float) -> None:
+        self._expire_plain(now)
+        self.upkeep.tick(now)
+        if not self.upkeep.active:
+            self._rewire()
 
     # ---- events ----------------------------------------------------------------------
     def ingest(self, events: Sequence[Mapping]) -> IngestResult:
         """Validate, log durably, then apply events to profiles. All-or-nothing: if any event
         is invalid, nothing is stored. Events repeating a stored ``event_id`` are ignored."""
         now = float(self.clock())
-        evs = validate_events(events, self.event_types, self.limits, now)
+        evs = for_storage(validate_events(events, self.event_types, self.limits, now),
+                          self.pseudonyms, self.config.store_text)
+        self.upkeep.check_events(evs, now)
         self._expire(now)
         if not evs:
             return IngestResult(0, 0)
@@ -164,6 +203,11 @@ class Engine:
                 if seq is not None and e.type == "session_end":
                     self.sessions.end(e.user_id)
         return self._apply_logged(evs, shards, seqs)
+
+    def stored_id(self, user_id: str) -> str:
+        """The id the store knows ``user_id`` by (its pseudonym, with a key), checked."""
+        check_string(user_id, "user_id")
+        return user_id if self.pseudonyms is None else self.pseudonyms(user_id)
 
     def _expire_both(self, now: float) -> None:
         """Default rewards for decisions whose window closed, then sessions whose gap
@@ -193,9 +237,10 @@ class Engine:
 
     # ---- decisions -------------------------------------------------------------------
     def variant_of(self, user_id: str) -> str:
-        """The variant a user is assigned to: sticky, by a salted hash of the id (the hash
-        of :func:`engine.abtest.assign_variant`, so offline tools assign users alike)."""
-        return self.decider.variant_of(user_id)
+        """The variant a user is assigned to: sticky, by a salted hash of the stored id (the
+        hash of :func:`engine.abtest.assign_variant`, so offline tools assign users alike;
+        with a pseudonym key, the hash of the pseudonym, which is what logs hold)."""
+        return self.decider.variant_of(self.stored_id(user_id))
 
     def rank(self, user_id: str, candidates: Sequence, context: Mapping | None = None, *,
              slate_size: int = 1, decision_id: str | None = None,
@@ -214,7 +259,9 @@ class Engine:
         if choice_bad or (choose is not None and not -1 <= choose < len(request[1])):
             raise ValidationError("choose", "must be -1 or a candidate's index, with "
                                   "slate_size 1", choose)
-        return self.decider.decide([request], slate_size, now, choose)[0]
+        decision = self.decider.decide([request], slate_size, now, choose)[0]
+        decision.user_id = user_id  # stored under the pseudonym, answered by the caller's id
+        return decision
 
     def rank_batch(self, requests: Sequence[Mapping], *, slate_size: int = 1) -> list[Decision]:
         """Rank many requests at once: one feature call per shard and one policy call per
@@ -225,7 +272,10 @@ class Engine:
             raise ValidationError("requests", "must be a non-empty list of rank requests", requests)
         now = float(self.clock())
         self._expire(now)
-        return self.decider.decide(self.decider.parse_batch(requests, slate_size), slate_size, now)
+        out = self.decider.decide(self.decider.parse_batch(requests, slate_size), slate_size, now)
+        for decision, req in zip(out, requests, strict=True):
+            decision.user_id = req["user_id"]
+        return out
 
     # ---- rewards ---------------------------------------------------------------------
     def reward(self, decision_id: str, value: float | Sequence[float], slot: int | None = None
@@ -261,22 +311,36 @@ class Engine:
     # ---- profiles --------------------------------------------------------------------
     def profile(self, user_id: str, now: float | None = None) -> dict | None:
         """The user's profile as JSON-ready dict (``None`` for an unknown user)."""
-        check_string(user_id, "user_id")
-        return self.backend.profile_json(self.router.shard_of(user_id), user_id, now)
+        uid = self.stored_id(user_id)
+        out = self.backend.profile_json(self.router.shard_of(uid), uid, now)
+        if out is not None:
+            out["user_id"] = user_id
+        return out
 
-    def forget(self, user_id: str) -> dict[str, int]:
-        """Erase the user: profile, latent factors, logged events, decisions and rewards.
-        The shard is re-snapshotted and the WAL truncated, so no file keeps the user's data."""
-        check_string(user_id, "user_id")
-        shard = self.router.shard_of(user_id)
-        had = self.backend.forget(shard, user_id)
-        self.joiner.waiting.drop_user(user_id)
+    def forget(self, user_id: str) -> dict:
+        """Erase the user from memory and from every file: profile, latent factors (and those
+        of items that only this user touched), logged events, decisions, rewards and
+        quarantined records naming them. The shard is re-snapshotted and the WAL truncated,
+        checked: while another connection holds a read transaction it is retried (here for
+        up to 2 s, then on later calls and at close) and reported.
+
+        Returns the counts erased and where: ``{"profile", "events", "decisions", "rewards",
+        "quarantine", "items", "database", "snapshot" (the shard re-written), "wal"
+        ("truncated" or "held"), "tries", "reason"?}``."""
+        uid = self.stored_id(user_id)
+        shard = self.router.shard_of(uid)
+        items = erase.items_only_of(self.store, uid, shard)
+        had = self.backend.forget(shard, uid, items)
+        self.joiner.waiting.drop_user(uid)
         if self.sessions is not None:
-            self.sessions.drop_user(user_id)
-        counts = self.store.forget(user_id)
+            self.sessions.drop_user(uid)
+        counts = self.store.forget(uid)
         recovery.save_shard(self.store, self.backend, shard)
-        self.store.scrub()
-        return {"profile": int(had), **counts}
+        wal = erase.scrub(self.store)
+        self.upkeep.erased(wal)
+        self._rewire()
+        return {"profile": int(had), **counts, "items": len(items),
+                "database": self.store.path.name, "snapshot": shard, **wal}
 
     # ---- durability ------------------------------------------------------------------
     def snapshot(self) -> None:
@@ -380,3 +444,16 @@ class Engine:
         report = ab_report(stats, self._weights, control, alpha, previous=previous, counts=counts)
         self._last_report = report
         return report
+
+    def dp_release(self, epsilon: float, topics: Sequence[str] = (), *, alpha: float = 0.05,
+                   bounds=None, control: str | None = None) -> dict:
+        """Differentially private aggregates of this data directory at ``epsilon``, charged
+        to its privacy budget (``dp_total_epsilon``): event-type counts, per-variant reward
+        counts and means (and the A/B differences), per-topic interest counts and means for
+        the public ``topics`` given. See :func:`engine.privacy.aggregates.release`."""
+        from engine.privacy.aggregates import release
+        from engine.privacy.budget import Budget
+
+        budget = Budget(self.store, self.config.dp_total_epsilon)
+        return release(self.store, epsilon, budget, topics=topics, bounds=bounds,
+                       event_types=self.event_types, alpha=alpha, control=control)

@@ -93,11 +93,18 @@ class LatentFactors(reco.FunkMF):
 
     def forget_user(self, user) -> None:
         """Drop a user's latent vector (and its row)."""
-        arena = self.__dict__.get("_user_arena")
-        if arena is not None and arena.latents is self.u_latents:
-            arena.drop(user)
+        self._drop("_user_arena", self.u_latents, user)
+
+    def forget_item(self, item) -> None:
+        """Drop an item's latent vector (and its row): erasing the only user who touched it."""
+        self._drop("_item_arena", self.i_latents, item)
+
+    def _drop(self, name: str, latents: dict, key) -> None:
+        arena = self.__dict__.get(name)
+        if arena is not None and arena.latents is latents:
+            arena.drop(key)
         else:
-            self.u_latents.pop(user, None)
+            latents.pop(key, None)
 
     def _arena(self, name: str, latents: dict) -> _Arena:
         arena = self.__dict__.get(name)

@@ -115,7 +115,8 @@ class Personalizer:
     # ---- settings --------------------------------------------------------------------
     def configure(self, settings: ServiceSettings) -> ServiceSettings:
         """Apply settings: the wait time and exploration to new decisions, the default
-        reward to windows closing from now on."""
+        reward to windows closing from now on, the log retention to the engine's retention
+        schedule (``None``: the engine's own ``retention_days``)."""
         low, high = self.engine.limits.reward_range
         if not low <= settings.default_reward <= high:
             raise ValidationError("defaultReward", f"must be within the engine's reward "
@@ -123,6 +124,8 @@ class Personalizer:
         self.engine.decider.wait_window = settings.reward_wait_time
         self.engine.decider.explore = settings.exploration_percentage
         self.engine.joiner.default_reward = settings.default_reward
+        days = settings.log_retention_days
+        self.engine.set_retention(self.engine.config.retention_days if days is None else days)
         self.settings = settings
         return settings
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from engine.errors import ValidationError
 
 LEARNING_MODES = ("Online", "Apprentice", "Inference")
-#: Personalizer's wire names -> the fields of :class:`ServiceSettings`
-#: Whether ``logRetentionDays`` deletes anything: not yet (the engine keeps every log), so
-#: the settings' body says so rather than let a migrating user believe it.
-RETENTION_ENFORCED = False
+#: Whether ``logRetentionDays`` deletes anything: it does (it sets the engine's retention
+#: window, :mod:`engine.privacy.retention`); the settings' body says so.
+RETENTION_ENFORCED = True
 #: Keys of the settings body a client may send back but cannot set (ignored by ``PUT``).
 READ_ONLY = ("lastConfigurationEditDate", "logRetentionEnforced")
+#: Personalizer's wire names -> the fields of :class:`ServiceSettings`
 WIRE_NAMES = {"rewardWaitTime": "reward_wait_time", "defaultReward": "default_reward",
               "explorationPercentage": "exploration_percentage",
               "learningMode": "learning_mode", "logRetentionDays": "log_retention_days",
@@ -56,9 +56,9 @@ class ServiceSettings:
     learn from its rewards) or ``Inference`` (the policy's best, no exploring, no
     learning)."""
     log_retention_days: int | None = None
-    """Days decision logs are meant to be kept (``None``: forever). Recorded and reported,
-    NOT enforced: the store does not delete logs by age yet, and :meth:`to_wire` says so
-    (``logRetentionEnforced: false``)."""
+    """Days events, decisions and rewards are kept: older ones are deleted by the engine's
+    retention schedule (:mod:`engine.privacy.retention`); ``None``: the engine's own
+    ``retention_days``."""
     reward_aggregation: str = "earliest"
     """How repeated rewards of one event combine: ``earliest`` (the first counts) is the
     only one supported."""

@@ -138,8 +138,8 @@ class RayBackend:
     def profile_json(self, shard: int, user_id: str, now: float | None) -> dict | None:
         return self._call({shard: ("profile_json", (user_id, now))})[shard]
 
-    def forget(self, shard: int, user_id: str) -> bool:
-        return self._call({shard: ("forget", (user_id,))})[shard]
+    def forget(self, shard: int, user_id: str, items=()) -> bool:
+        return self._call({shard: ("forget", (user_id, tuple(items)))})[shard]
 
     def snapshot(self, shard: int) -> tuple[int, bytes]:
         return self._call({shard: ("snapshot", ())})[shard]

@@ -231,10 +231,32 @@ class ProfileShard:
         self._mf.learn_many(latent_steps)  # nothing in the loop reads latents
         return applied
 
-    def forget(self, user_id: str) -> bool:
-        """Drop everything this shard holds about ``user_id``; True when there was a profile."""
+    def forget(self, user_id: str, items: Sequence[str] = ()) -> bool:
+        """Drop everything this shard holds about ``user_id``, and the latent vectors of
+        ``items`` (those only this user touched); True when there was a profile."""
         self._mf.forget_user(user_id)
+        for item in items:
+            self._mf.forget_item(item)
         return self._profiles.pop(user_id, None) is not None
+
+    def pop_user(self, user_id: str) -> tuple | None:
+        """Remove a user and return ``(profile, latent vector or None)`` (re-keying moves
+        users between ids and shards), or None for an unknown user."""
+        profile = self._profiles.pop(user_id, None)
+        if profile is None:
+            return None
+        latent = self._mf.u_latents.get(user_id)
+        latent = None if latent is None else np.array(latent)  # a copy: rows are reused
+        self._mf.forget_user(user_id)
+        return profile, latent
+
+    def put_user(self, user_id: str, state: tuple) -> None:
+        """Add a user popped by :meth:`pop_user`, under ``user_id``."""
+        profile, latent = state
+        profile.user_id = user_id
+        self._profiles[user_id] = profile
+        if latent is not None:
+            self._mf.u_latents[user_id] = latent
 
     # ---- reads -----------------------------------------------------------------------
     def __len__(self) -> int:

@@ -353,7 +353,8 @@ class Store:
                                (variant,)).fetchone()
 
     def forget(self, user_id: str) -> dict[str, int]:
-        """Delete the user's events, decisions and rewards, and scrub freed pages and the WAL."""
+        """Delete the user's events, decisions and rewards (secure_delete zeroes their pages;
+        the WAL is truncated, checked, by engine.privacy.erase.scrub)."""
         with self.transaction():
             for table, last in (("events", self._next_seq - 1),
                                 ("rewards", self._next_reward_seq - 1)):
@@ -367,10 +368,6 @@ class Store:
                 "DELETE FROM quarantine WHERE instr(record, ?) > 0", (ascii(user_id)[1:-1],)
             ).rowcount
         return counts
-
-    def scrub(self) -> None:
-        """Checkpoint and truncate the WAL, so deleted rows survive in no file."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         if self._db is not None:

@@ -80,9 +80,11 @@ class StoreView:
             "SELECT COUNT(*), TOTAL(status != 'pending'), MAX(ts) FROM decisions").fetchone()
         events = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         rewards = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM rewards").fetchone()[0]
+        since = self.get_meta("retained_since")  # engine.privacy.retention's cut, if any
         return {"as_of": "last commit", "decisions": int(n), "rewarded": int(rewarded),
                 "last_decision_ts": last_ts, "event_seq": int(events),
-                "reward_seq": int(rewards), "engine_open": not self.immutable}
+                "reward_seq": int(rewards), "engine_open": not self.immutable,
+                "retained_since": None if since is None else float(since)}
 
     def describe(self) -> str:
         """:meth:`coverage` as one line for the terminal."""
@@ -93,7 +95,9 @@ class StoreView:
         return (f"read-only view of {str(self.data_dir)!r} as of the last commit: {when} "
                 f"({c['decisions']} decisions, {c['rewarded']} with a reward; events to seq "
                 f"{c['event_seq']}, rewards to seq {c['reward_seq']}); records acknowledged "
-                "but still in the engine's group-commit journal are not included")
+                "but still in the engine's group-commit journal are not included"
+                + ("" if c["retained_since"] is None else "; rows before t="
+                   f"{c['retained_since']:g} were deleted by retention (retention_days)"))
 
     def close(self) -> None:
         """End the read; refuse if an engine opened the directory during an immutable read."""

@@ -1,8 +1,8 @@
 """The ``loopwise`` command line.
 
-A subcommand with a module of its own (simulate, compare, ope, serve, token) takes its flags
+A subcommand with a module of its own (simulate, compare, ope, report, rekey, serve, token) takes its flags
 from that module's ``add_arguments(parser)`` and runs its ``main(args)``; the small ones
-(export, quarantine, bench) live here and import what they need when they run.
+(export, pseudonym-key, quarantine, bench) live here and import what they need when they run.
 
 A mistake the user can fix (a bad flag, a config key, a data directory that is not one or
 is held by a running engine) ends the command with one line, ``error: <what> ...``, and
@@ -110,6 +110,12 @@ def _ids(text: str) -> list[int]:
                               text) from None
 
 
+def _new_key(args: argparse.Namespace) -> int:
+    from experiments.rekey import new_key_main
+
+    return new_key_main(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     import runpy
 
@@ -139,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "A/B comparison of policy variants in simulation")
     _module_command(sub, "ope", "experiments.ope.run",
                     "off-policy evaluation of a target policy on logged data")
+    _module_command(sub, "report", "experiments.dp_report",
+                    "differentially private aggregates of a data directory, within its budget")
 
     export = sub.add_parser("export", help="export the decision log to Parquet or VW DSJson")
     export.add_argument("--data-dir", "--log", dest="log", required=True,
@@ -149,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--include-pending", action="store_true",
                         help="Parquet only: also decisions still waiting for a reward")
     export.set_defaults(func=_export)
+
+    _module_command(sub, "rekey", "experiments.rekey",
+                    "re-key a pseudonymous data directory (the application's ids on input)")
+    key = sub.add_parser("pseudonym-key", help="write a new random pseudonym key file")
+    key.add_argument("--out", required=True, help="key file (outside any data directory)")
+    key.set_defaults(func=_new_key)
 
     _module_command(sub, "serve", "engine.serve.server",
                     "the HTTP decision service (FastAPI under uvicorn)")

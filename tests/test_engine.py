@@ -225,7 +225,9 @@ def test_forget_leaves_nothing_in_the_data_directory(tmp_path, clock):
     eng.rank(secret, cands())  # one still pending
     eng.snapshot()
     counts = eng.forget(secret)
-    assert counts == {"profile": 1, "events": 35, "decisions": 6, "rewards": 5, "quarantine": 0}
+    assert counts == {"profile": 1, "events": 35, "decisions": 6, "rewards": 5, "quarantine": 0,
+                      "items": 0, "database": "loopwise.sqlite", "snapshot": 0,
+                      "wal": "truncated", "tries": 1}
     assert eng.profile(secret) is None
     eng.rank("u1", cands())  # the engine keeps working
     eng.close()

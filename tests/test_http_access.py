@@ -252,10 +252,11 @@ def test_access_log_modes(tmp_path, caplog):
             r = s.client.get("/metrics", headers=_auth(ranker))
             assert r.status_code == 403
         lines = [rec.getMessage() for rec in caplog.records if rec.name == "loopwise.access"]
-        assert len(lines) == 2, lines  # the erasure and the refusal, not the decision
-        assert lines[0].startswith("token=static method=DELETE route=/v1/profiles/{user_id} "
+        assert len(lines) == 3, lines  # the erasure (its record, its request), the refusal
+        assert lines[0].startswith("erasure user=(no pseudonym key: id not logged) profile=0 ")
+        assert lines[1].startswith("token=static method=DELETE route=/v1/profiles/{user_id} "
                                    "status=200 ms=")
-        assert lines[1].startswith("token=ranker method=GET route=/metrics status=403")
+        assert lines[2].startswith("token=ranker method=GET route=/metrics status=403")
         assert "u1" not in caplog.text and ranker not in caplog.text
     finally:
         s.stop()

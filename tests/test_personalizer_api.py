@@ -184,11 +184,11 @@ def test_settings_get_put(server):
     assert c.put(f"{P}/configurations/policy", json={}).status_code == 405
     got = c.get(f"{P}/configurations/service").json()
     assert got["learningMode"] == "Online" and got["rewardWaitTime"] == "PT1H"
-    # logRetentionDays is kept and reported, and the body says it deletes nothing (yet)
-    assert got["logRetentionEnforced"] is False
+    # logRetentionDays sets the engine's retention window, and the body says it is enforced
+    assert got["logRetentionEnforced"] is True
     r = c.put(f"{P}/configurations/service", json={**got, "logRetentionDays": 30})
     assert r.status_code == 200 and r.json()["logRetentionDays"] == 30, r.text
-    assert r.json()["logRetentionEnforced"] is False
+    assert r.json()["logRetentionEnforced"] is True
     r = c.put(f"{P}/configurations/service",
               json={"rewardWaitTime": "PT5M", "defaultReward": -0.5,
                     "explorationPercentage": 0.3, "learningMode": "Apprentice"})

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
-from engine.serve import console, console_api, personalizer_routes
+from engine.serve import console, console_api, personalizer_routes, privacy
 from engine.serve.front import PUBLIC, Front, RouteTable
 from engine.serve.limits import BodyLimit
 from engine.serve.metrics import Metrics
@@ -80,6 +80,7 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
                   docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.metrics = metrics
+    app.state.access_log = access_log
     _error_handlers(app)
     _routes(app, engine, lock, metrics, max_candidates)
     personalizer_routes.register(app, engine, lock, personalizer, scoped, ERRORS)
@@ -228,6 +229,7 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
         return EventsResponse(accepted=r.accepted, duplicates=r.duplicates)
 
     _profile_routes(app, engine, lock)
+    privacy.add_routes(app, engine, lock, scoped("read"), {**ERRORS, 409: {"model": ErrorResponse}})
 
 
 def _profile_routes(app: FastAPI, engine, lock) -> None:
@@ -242,7 +244,10 @@ def _profile_routes(app: FastAPI, engine, lock) -> None:
     @app.delete("/v1/profiles/{user_id}", responses=ERRORS, openapi_extra=scoped("admin"))
     async def delete_profile(user_id: str) -> dict:
         with lock:
-            return {"user_id": user_id, "deleted": engine.forget(user_id)}
+            erased = engine.forget(user_id)
+        if app.state.access_log != "off":
+            privacy.log_erasure(engine, user_id, erased)
+        return {"user_id": user_id, "deleted": erased}
 
     @app.get("/v1/experiments/report", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def report():

@@ -109,19 +109,27 @@ def mount(app: FastAPI, engine, lock, results: list[str]) -> None:
     @app.get("/v1/users", **read)
     async def users(prefix: str = Query("", max_length=256), limit: int = Query(20, ge=1, le=100)):
         with lock:
-            return _json({"users": insight.find_users(engine.store, prefix, limit)})
+            if engine.pseudonyms is None:
+                return _json({"users": insight.find_users(engine.store, prefix, limit)})
+            # stored ids are pseudonyms: a user is found by their exact id, never listed
+            found = bool(prefix) and engine.profile(prefix) is not None
+            return _json({"users": [prefix] if found else []})
 
     @app.get("/v1/users/{user_id}/decisions", **read)
     async def user_decisions(user_id: str, limit: int = Query(20, ge=1, le=200)):
         with lock:
-            return _json({"decisions": insight.user_decisions(engine.store, user_id, limit)})
+            rows = insight.user_decisions(engine.store, engine.stored_id(user_id), limit)
+        for row in rows:  # answered by the id asked for, not the stored pseudonym
+            row["user_id"] = user_id
+        return _json({"decisions": rows})
 
     @app.get("/v1/users/{user_id}/history", **read)
     async def user_history(user_id: str, points: int = Query(24, ge=2, le=200)):
         with lock:
             profile = engine.profile(user_id)
             return _json(insight.interest_history(
-                engine.store, engine.event_types, engine.config.profile, user_id, points,
+                engine.store, engine.event_types, engine.config.profile,
+                engine.stored_id(user_id), points,
                 windows=profile["drift"]["windows"] if profile else ()))
 
     @app.get("/v1/live", **read)
