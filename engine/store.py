@@ -40,6 +40,8 @@ SCHEMA_VERSION = 1
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 DB_NAME = "loopwise.sqlite"
 PAGE_SIZE = 16384
+#: WAL size past which the checkpoint thread truncates the WAL (see _checkpoint_loop)
+WAL_LIMIT = 64 << 20
 
 class Store:
     """The engine's durable state in ``<data_dir>/loopwise.sqlite``.
@@ -143,10 +145,16 @@ class Store:
         self._commits.append(ops)
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
+        # PASSIVE copies the WAL into the database without waiting, but under steady writes
+        # SQLite never gets to restart the WAL, so it would grow without bound; past
+        # WAL_LIMIT a TRUNCATE (waiting at most 20 ms for readers) empties it
+        wal = Path(f"{self.path}-wal")
         with contextlib.closing(connect(self.path, self._synchronous)) as conn:
+            conn.execute("PRAGMA busy_timeout=20")
             while not self._stop.wait(every):
+                big = wal.exists() and wal.stat().st_size > WAL_LIMIT
                 with contextlib.suppress(sqlite3.OperationalError):  # busy: next time
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    conn.execute(f"PRAGMA wal_checkpoint({'TRUNCATE' if big else 'PASSIVE'})")
 
     def _last_seq(self, table: str) -> int:
         """The highest seq ever issued in ``table`` (never reused after :meth:`forget`: kept in
