@@ -385,24 +385,8 @@ class Engine:
         }
 
     def health(self) -> dict:
-        """The store's state, for health checks: ``"ok"``; ``"degraded"`` while records are
-        in quarantine (acknowledged writes that could not be stored; everything else was:
-        see :meth:`quarantine`); ``"failing"`` when group commits fail or the engine is
-        closed. ``{"status", "quarantined", "reason"}``."""
-        store = self.store
-        if store.closed:
-            return {"status": "failing", "quarantined": None, "reason": "the engine is closed"}
-        try:
-            n, _ = store.quarantined()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the check
-            return {"status": "failing", "quarantined": None, "reason": store.error or repr(exc)}
-        if store.error:
-            return {"status": "failing", "quarantined": n, "reason": store.error}
-        if n:
-            return {"status": "degraded", "quarantined": n,
-                    "reason": f"{n} acknowledged record(s) could not be stored and are in "
-                              "quarantine (Engine.quarantine(), loopwise quarantine)"}
-        return {"status": "ok", "quarantined": 0, "reason": None}
+        """The store's state for health checks (:meth:`engine.store.Store.health`)."""
+        return self.store.health()
 
     def quarantine(self, limit: int = 100, release: Sequence[int] | bool = ()) -> dict:
         """The records in quarantine (the newest ``limit``, each with its reason and its

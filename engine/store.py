@@ -170,6 +170,25 @@ class Store:
         row = self.db.execute(sql, args).fetchone()
         return None if row is None else row[0]
 
+    def health(self) -> dict:
+        """The store's state, for health checks: ``"ok"``; ``"degraded"`` while records are
+        in quarantine (acknowledged writes that could not be stored; everything else was:
+        see ``Engine.quarantine``); ``"failing"`` when group commits fail or the engine is
+        closed. ``{"status", "quarantined", "reason"}``."""
+        if self.closed:
+            return {"status": "failing", "quarantined": None, "reason": "the engine is closed"}
+        try:
+            n, _ = self.quarantined()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the check
+            return {"status": "failing", "quarantined": None, "reason": self.error or repr(exc)}
+        if self.error:
+            return {"status": "failing", "quarantined": n, "reason": self.error}
+        if n:
+            return {"status": "degraded", "quarantined": n,
+                    "reason": f"{n} acknowledged record(s) could not be stored and are in "
+                              "quarantine (Engine.quarantine(), loopwise quarantine)"}
+        return {"status": "ok", "quarantined": 0, "reason": None}
+
     def quarantined(self, limit: int | None = None) -> tuple[int, list[dict]]:
         """How many records are in quarantine, and the newest ``limit`` of them (id, ts,
         reason, record). The count alone reads what is committed: it leaves the queue alone."""
