@@ -148,7 +148,7 @@ class Personalizer:
     def multislot_rank(self, body: dict) -> dict:
         """A multi-slot rank: each slot, in order, over the actions not yet placed."""
         actions, slots = body["actions"], body["slots"]
-        event_id = body.get("eventId") or self._new_event_id()
+        event_id = body.get("eventId") or new_decision_id()
         ids = [a["id"] for a in actions]
         if len(set(ids)) != len(ids):
             raise ValidationError("actions", "action ids must be unique")
@@ -314,10 +314,6 @@ class Personalizer:
         kept[key] = value
         if len(kept) > _KEPT:
             kept.popitem(last=False)
-
-    @staticmethod
-    def _new_event_id() -> str:
-        return new_decision_id()
 
 
 def _body_field(field: str, kept: list[int], where: str) -> str:
