@@ -17,7 +17,6 @@ activated: never activated, it learns nothing (a reward for it is recorded as la
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import OrderedDict, deque
 
 import numpy as np
@@ -28,6 +27,7 @@ from engine.errors import UnknownDecisionError, ValidationError
 from engine.jsonfeatures import JsonFeatures
 from engine.personalizer_settings import ServiceSettings
 from engine.recovery import pending_of
+from engine.serve.schemas import http_field
 
 ANONYMOUS = "anonymous"  # the user of requests without a user id in their context
 _KEPT = 100_000  # deferred events and apprentice matches kept in memory at most
@@ -138,7 +138,7 @@ class Personalizer:
         if not kept:
             raise ValidationError("excludedActions", "excludes every action; nothing is left")
         context = body.get("contextFeatures")
-        d, match = self._decide(context, actions, kept, body.get("eventId"), 0, "actions")
+        d, match = self._decide(context, actions, kept, body.get("eventId"))
         self._after(d.decision_id, match, bool(body.get("deferActivation")))
         shown = dict(zip(d.candidate_ids, self._shown(d), strict=True))
         ranking = [{"id": i, "probability": shown[i]} for i in d.ranking]
@@ -162,7 +162,7 @@ class Personalizer:
         self._check_slots(slots, ids)
         placed: set[str] = set()
         out, decisions = [], []
-        for s, slot in enumerate(slots):
+        for slot in slots:
             gone = placed | set(slot.get("excludedActions") or ())
             kept = [i for i, a in enumerate(actions) if a["id"] not in gone]
             base = ids.index(slot["baselineAction"])
@@ -171,8 +171,7 @@ class Personalizer:
                 kept.insert(0, base)
             context = [*(body.get("contextFeatures") or ()),
                        {"slot": {"id": slot["id"], "features": slot.get("features") or []}}]
-            d, match = self._decide(context, actions, kept, f"{event_id}/{slot['id']}", s,
-                                    "actions")
+            d, match = self._decide(context, actions, kept, f"{event_id}/{slot['id']}")
             placed.add(d.chosen)
             decisions.append((d, match and ids[kept[0]] == slot["baselineAction"]))
             out.append({"id": slot["id"], "rewardActionId": d.chosen})
@@ -203,8 +202,7 @@ class Personalizer:
             if self.features is not None:
                 self.features.flatten(slot.get("features"), f"{where}.features")
 
-    def _decide(self, context, actions: list, kept: list[int], event_id: str | None,
-                slot: int, where: str):
+    def _decide(self, context, actions: list, kept: list[int], event_id: str | None):
         """One decision over ``actions[kept]``: (the engine's decision, whether the
         policy's first choice is the baseline ``actions[kept[0]]``)."""
         if self.features is None:
@@ -213,7 +211,7 @@ class Personalizer:
                                   "features (64 or more, say)")
         vectors = self.features.vectors(context, [actions[i].get("features") for i in kept],
                                         "contextFeatures",
-                                        [f"{where}[{i}].features" for i in kept])
+                                        [f"actions[{i}].features" for i in kept])
         candidates = [{"id": actions[i]["id"], "features": vectors[k].tolist(),
                        "topics": JsonFeatures.categories(actions[i].get("features"))}
                       for k, i in enumerate(kept)]
@@ -223,10 +221,9 @@ class Personalizer:
         try:
             d = self.engine.rank(user, candidates, None, decision_id=event_id, choose=choose)
         except ValidationError as exc:  # the engine's names in the body's terms
-            raise ValidationError(_body_field(exc.field, kept, where), exc.reason,
+            raise ValidationError(http_field(exc.field, kept, {}), exc.reason,
                                   exc.value) from None
-        match = int(np.argmax(d.probabilities)) == 0
-        return d, match
+        return d, int(np.argmax(d.probabilities)) == 0
 
     def _after(self, decision_id: str, match: bool, defer: bool) -> None:
         """Mode and activation bookkeeping of a new decision."""
@@ -277,15 +274,12 @@ class Personalizer:
             if match is not None and r.learned:
                 self.apprentice.add(match, r.value)
 
-    def activate(self, event_id: str) -> None:
-        """The event was shown: it now awaits its reward for the reward wait time."""
-        self._activate(event_id)
-
     def multislot_activate(self, event_id: str) -> None:
         for slot in self._slot_ids(event_id):
-            self._activate(f"{event_id}/{slot}")
+            self.activate(f"{event_id}/{slot}")
 
-    def _activate(self, decision_id: str) -> None:
+    def activate(self, decision_id: str) -> None:
+        """The event was shown: it now awaits its reward for the reward wait time."""
         store = self.engine.store
         pending = self._deferred.pop(decision_id, None)
         if pending is None and decision_id not in self.engine.joiner.waiting:
@@ -315,25 +309,3 @@ class Personalizer:
         if len(kept) > _KEPT:
             kept.popitem(last=False)
 
-
-def _body_field(field: str, kept: list[int], where: str) -> str:
-    """An engine field (``requests[0].candidates[1].features``) in the body's terms.
-
-    >>> _body_field("requests[0].candidates[1].features", [0, 2], "actions")
-    'actions[2].features'
-    >>> _body_field("requests[0].decision_id", [], "actions")
-    'eventId'
-    """
-    m = _ENGINE_FIELD.match(field)
-    if m is None:
-        return field
-    name, index, rest = m.groups()
-    if name == "decision_id":
-        return "eventId"
-    if index is None:
-        return where + rest
-    k = int(index)
-    return f"{where}[{kept[k] if k < len(kept) else k}]{rest}"
-
-
-_ENGINE_FIELD = re.compile(r"^(?:requests\[\d+\]\.)?(candidates|decision_id)(?:\[(\d+)\])?(.*)$")

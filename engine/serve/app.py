@@ -10,7 +10,6 @@ nothing is stored unless the whole request is valid. One lock serializes the eng
 from __future__ import annotations
 
 import json
-import re
 import threading
 from contextlib import asynccontextmanager
 
@@ -33,6 +32,7 @@ from engine.serve.schemas import (
     RankResponse,
     RewardRequest,
     RewardResponse,
+    http_field,
 )
 from engine.serve.tokens import Tokens
 
@@ -119,37 +119,6 @@ def _error_handlers(app: FastAPI) -> None:
         if isinstance(exc, UnknownDecisionError):
             return _error(404, "eventId", str(exc).split(": ", 1)[-1])
         return _error(409, "engine", str(exc))
-
-
-_ENGINE_FIELD = re.compile(r"^(?:requests\[\d+\]\.)?(candidates|user_id|decision_id|context|"
-                           r"slate_size|value)(?:\[(\d+)\])?(.*)$")
-_HTTP_NAMES = {"candidates": "actions", "user_id": "user_id", "decision_id": "eventId",
-               "slate_size": "slateSize", "value": "value"}
-
-
-def http_field(field: str, kept: list[int], context: dict) -> str:
-    """An engine field path in the HTTP body's terms: candidate ``k`` is the ``kept[k]``-th
-    action (excluded actions are not sent to the engine), a context key sent in
-    ``contextFeatures`` is named there.
-
-    Examples
-    --------
-    >>> http_field("requests[0].candidates[1].features", [0, 2], {})
-    'actions[2].features'
-    >>> http_field("requests[0].context.age", [0], {}), http_field("decision_id", [], {})
-    ('contextFeatures.age', 'eventId')
-    """
-    m = _ENGINE_FIELD.match(field)
-    if m is None:
-        return field
-    name, index, rest = m.groups()
-    if name == "context":
-        key = rest.removeprefix(".")
-        return ("context." if key in context else "contextFeatures.") + key
-    if index is not None and name == "candidates":
-        k = int(index)
-        return f"actions[{kept[k] if k < len(kept) else k}]{rest}"
-    return _HTTP_NAMES[name] + (f"[{index}]" if index is not None else "") + rest
 
 
 def pydantic_field(loc) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,3 +82,34 @@ class HealthResponse(BaseModel):
     status: str = Field(description="ok | degraded | failing (503)")
     quarantined: int | None = Field(description="records set aside as unwritable")
     reason: str | None = Field(description="why the store is not ok")
+
+
+_ENGINE_FIELD = re.compile(r"^(?:requests\[\d+\]\.)?(candidates|user_id|decision_id|context|"
+                           r"slate_size|value)(?:\[(\d+)\])?(.*)$")
+_HTTP_NAMES = {"candidates": "actions", "user_id": "user_id", "decision_id": "eventId",
+               "slate_size": "slateSize", "value": "value"}
+
+
+def http_field(field: str, kept: list[int], context: dict) -> str:
+    """An engine field path in the HTTP body's terms: candidate ``k`` is the ``kept[k]``-th
+    action (excluded actions are not sent to the engine), a context key sent in
+    ``contextFeatures`` is named there.
+
+    Examples
+    --------
+    >>> http_field("requests[0].candidates[1].features", [0, 2], {})
+    'actions[2].features'
+    >>> http_field("requests[0].context.age", [0], {}), http_field("decision_id", [], {})
+    ('contextFeatures.age', 'eventId')
+    """
+    m = _ENGINE_FIELD.match(field)
+    if m is None:
+        return field
+    name, index, rest = m.groups()
+    if name == "context":
+        key = rest.removeprefix(".")
+        return ("context." if key in context else "contextFeatures.") + key
+    if index is not None and name == "candidates":
+        k = int(index)
+        return f"actions[{kept[k] if k < len(kept) else k}]{rest}"
+    return _HTTP_NAMES[name] + (f"[{index}]" if index is not None else "") + rest
