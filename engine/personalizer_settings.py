@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engine.checks import check_keys
 from engine.errors import ValidationError
 
 LEARNING_MODES = ("Online", "Apprentice", "Inference")
@@ -85,11 +86,7 @@ class ServiceSettings:
         other keys the mapping may hold (named in the error about an unknown key)."""
         if not isinstance(mapping, Mapping):
             raise ValidationError(where, "must be a mapping of settings", mapping)
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in mapping:
-            if key not in names:
-                raise ValidationError(f"{where}.{key}",
-                                      f"unknown setting; allowed: {[*names, *also]}")
+        check_keys(mapping, [*(f.name for f in dataclasses.fields(cls)), *also], where)
         try:
             return dataclasses.replace(base or cls(), **mapping)
         except ValidationError as err:
