@@ -33,6 +33,7 @@ from engine.groupcommit import (
     wait_for_writer,
 )
 from engine.journal import private_dir, private_file
+from engine.storeview import StoreReads
 from engine.writer import SCHEMA, Transaction, connect
 
 SCHEMA_VERSION = 1
@@ -43,7 +44,7 @@ PAGE_SIZE = 16384
 #: WAL size past which the checkpoint thread truncates the WAL (see _checkpoint_loop)
 WAL_LIMIT = 64 << 20
 
-class Store:
+class Store(StoreReads):
     """The engine's durable state in ``<data_dir>/loopwise.sqlite``.
 
     One engine process owns a data directory at a time (an exclusive lock enforces it).
@@ -140,10 +141,6 @@ class Store:
         """Why the last group commit failed (None: it did not)."""
         return self._commits.error
 
-    def _defer(self, ops: list[tuple[str, list]]) -> None:
-        """Make one call's writes durable in the journal, queued for SQLite."""
-        self._commits.append(ops)
-
     def _checkpoint_loop(self, every: float = 1.0) -> None:
         # PASSIVE copies the WAL into the database without waiting, but under steady writes
         # SQLite never gets to restart the WAL, so it would grow without bound; past
@@ -220,9 +217,6 @@ class Store:
                 if key not in rows:
                     self.db.execute("INSERT INTO meta VALUES (?, ?)", (key, encoded))
 
-    def get_meta(self, key: str) -> str | None:
-        return self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
-
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -270,12 +264,7 @@ class Store:
         while rows := cursor.fetchmany(batch):
             events, seqs = [], []
             for seq, eid, uid, type_, ts, item, value, extra in rows:
-                if not extra:
-                    topics, tags, text, attrs = (), (), None, None
-                elif extra[0] == _SEP:
-                    topics, tags, text, attrs = extra[1:].split(_SEP), (), None, None
-                else:
-                    topics, tags, text, attrs = json.loads(extra)
+                topics, tags, text, attrs = decode_extra(extra)
                 events.append(Event(uid, type_, ts, item, value, tuple(topics), tuple(tags), text,
                                     attrs, eid))
                 seqs.append(seq)
@@ -289,10 +278,6 @@ class Store:
     def save_snapshot(self, shard: int, seq: int, blob: bytes) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (shard, seq, blob))
-
-    def load_snapshot(self, shard: int) -> tuple[int, bytes] | None:
-        return self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?",
-                               (shard,)).fetchone()
 
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
@@ -330,7 +315,7 @@ class Store:
             ops.append(("events", [_event_row(seq, event, shard) for seq, event, shard
                                    in zip(event_seqs, events, shards, strict=True)]))
         if ops:
-            self._defer(ops)
+            self._commits.append(ops)
         self._next_reward_seq = first + len(rows)
         self._next_seq += len(events)
         return seqs, event_seqs
@@ -374,10 +359,6 @@ class Store:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO policy VALUES (?, ?, ?, ?)",
                             (variant, reward_seq, version, blob))
-
-    def load_policy(self, variant: str) -> tuple[int, int, bytes] | None:
-        return self.db.execute("SELECT reward_seq, version, blob FROM policy WHERE variant = ?",
-                               (variant,)).fetchone()
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete the user's events, decisions and rewards (secure_delete zeroes their pages;
@@ -424,3 +405,12 @@ def _event_row(seq: int, event: Event, shard: int) -> tuple:
             extra = _SEP + _SEP.join(topics)
     return (seq, event.event_id, event.user_id, shard, event.type, event.ts, event.item_id,
             event.value, extra)
+
+
+def decode_extra(extra: str | None) -> tuple:
+    """``(topics, tags, text, attributes)`` of an event row's ``extra`` (see _event_row)."""
+    if not extra:
+        return (), (), None, None
+    if extra[0] == _SEP:
+        return extra[1:].split(_SEP), (), None, None
+    return json.loads(extra)
