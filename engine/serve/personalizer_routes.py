@@ -16,11 +16,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from engine.errors import ValidationError
 from engine.personalizer import Personalizer
 from engine.personalizer_settings import ServiceSettings
+from engine.serve.schemas import Body
 
 PREFIX = "/personalizer/v1.0"
 #: keys of ``serve.yaml``'s ``personalizer:`` mapping besides :class:`ServiceSettings`'s
@@ -29,16 +30,14 @@ OPTIONS = ("user_path", "apprentice_window")
 Features = list[dict[str, Any]]
 
 
-class PAction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PAction(Body):
     id: str = Field(min_length=1, max_length=256)
     features: Features | None = Field(None, description="feature objects (any JSON values)")
 
 
-class PRankRequest(BaseModel):
+class PRankRequest(Body):
     """Personalizer's ``RankRequest``."""
 
-    model_config = ConfigDict(extra="forbid")
     contextFeatures: Features | None = None
     actions: list[PAction] = Field(min_length=1)
     excludedActions: list[str] | None = None
@@ -46,18 +45,16 @@ class PRankRequest(BaseModel):
     deferActivation: bool | None = False
 
 
-class PSlot(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PSlot(Body):
     id: str = Field(min_length=1, max_length=100)
     features: Features | None = None
     excludedActions: list[str] | None = None
     baselineAction: str = Field(min_length=1, max_length=256)
 
 
-class PMultiSlotRankRequest(BaseModel):
+class PMultiSlotRankRequest(Body):
     """Personalizer's ``MultiSlotRankRequest``."""
 
-    model_config = ConfigDict(extra="forbid")
     contextFeatures: Features | None = None
     actions: list[PAction] = Field(min_length=1)
     slots: list[PSlot] = Field(min_length=1, max_length=50)
@@ -65,26 +62,22 @@ class PMultiSlotRankRequest(BaseModel):
     deferActivation: bool | None = False
 
 
-class PRewardRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PRewardRequest(Body):
     value: float
 
 
-class PSlotReward(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PSlotReward(Body):
     slotId: str = Field(min_length=1, max_length=100)
     value: float
 
 
-class PMultiSlotRewardRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PMultiSlotRewardRequest(Body):
     reward: list[PSlotReward] = Field(min_length=1, max_length=50)
 
 
-class PServiceConfiguration(BaseModel):
+class PServiceConfiguration(Body):
     """Personalizer's ``ServiceConfiguration`` (the settings Loopwise acts on)."""
 
-    model_config = ConfigDict(extra="forbid")
     rewardWaitTime: str | None = Field(None, description="ISO 8601 duration, e.g. PT10M")
     defaultReward: float | None = None
     explorationPercentage: float | None = None

@@ -8,15 +8,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Action(BaseModel):
+class Body(BaseModel):
+    """A request body: unknown keys are refused (422 naming the key)."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class Action(Body):
     id: str = Field(min_length=1, max_length=256, description="item id")
     features: list[float] | None = Field(None, description="numeric item features")
     topics: list[str] | None = Field(None, max_length=256)
     tags: list[str] | None = Field(None, max_length=256)
 
 
-class RankRequest(BaseModel):
+class RankRequest(Body):
     """A rank request in the shape of rank/reward services (Personalizer), plus the user."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -46,8 +51,7 @@ class RankResponse(BaseModel):
     policyVersion: int
 
 
-class RewardRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RewardRequest(Body):
     value: float = Field(description="the reward of the decision (of its slot with slot)")
     slot: int | None = Field(None, ge=0, le=99, description="a slate's slot (0-based) this "
                              "reward is for; each slot is learned with its own propensity")
@@ -59,8 +63,7 @@ class RewardResponse(BaseModel):
     learned: bool
 
 
-class EventsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EventsRequest(Body):
     events: list[dict[str, Any]] = Field(description="behaviour events (see the README)")
 
 
