@@ -84,9 +84,7 @@ class Budget:
         recorded) when it does not fit in what is left."""
         epsilon = check_epsilon(epsilon)
         with self.store.transaction() as db:
-            spent = float(db.execute("SELECT COALESCE(SUM(epsilon), 0) FROM dp_ledger")
-                          .fetchone()[0])
-            total = self.total
+            spent, total = self.spent(), self.total
             if spent + epsilon > total + TOLERANCE:
                 raise BudgetExceeded(
                     f"dp budget: this release needs epsilon {epsilon!r} but "

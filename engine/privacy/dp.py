@@ -67,28 +67,28 @@ def check_alpha(alpha: object) -> float:
     return float(alpha)
 
 
+def _calibrated(transform, d_in: int, epsilon: float):
+    """``transform`` with Laplace noise, the scale found by OpenDP's binary search so that
+    the loss at ``d_in`` is ``epsilon``: (measurement, scale, loss)."""
+    scale = dp.binary_search_param(lambda s: transform >> dp.m.then_laplace(s), d_in=d_in,
+                                   d_out=epsilon)
+    meas = transform >> dp.m.then_laplace(scale)
+    return meas, float(scale), float(meas.map(d_in))
+
+
 @lru_cache(maxsize=256)
 def _count_measurement(keys: tuple[str, ...], d_in: int, epsilon: float):
-    """Counts of ``keys`` (plus one for any other key) with discrete Laplace noise, the scale
-    found by OpenDP's binary search so that the loss at ``d_in`` is ``epsilon``."""
+    """Counts of ``keys`` (plus one for any other key) with discrete Laplace noise."""
     space = dp.vector_domain(dp.atom_domain(T=str)), dp.symmetric_distance()
-    counts = dp.t.make_count_by_categories(*space, categories=list(keys), null_category=True,
-                                           MO=dp.L1Distance[int])
-    scale = dp.binary_search_param(lambda s: counts >> dp.m.then_laplace(s), d_in=d_in,
-                                   d_out=epsilon)
-    meas = counts >> dp.m.then_laplace(scale)
-    return meas, float(scale), float(meas.map(d_in))
+    return _calibrated(dp.t.make_count_by_categories(
+        *space, categories=list(keys), null_category=True, MO=dp.L1Distance[int]), d_in, epsilon)
 
 
 @lru_cache(maxsize=256)
 def _sum_measurement(bounds: tuple[float, float], d_in: int, epsilon: float):
-    """The sum of values clamped to ``bounds`` with Laplace noise; loss ``epsilon`` at ``d_in``."""
+    """The sum of values clamped to ``bounds`` with Laplace noise."""
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance()
-    total = dp.t.make_clamp(*space, bounds=bounds) >> dp.t.then_sum()
-    scale = dp.binary_search_param(lambda s: total >> dp.m.then_laplace(s), d_in=d_in,
-                                   d_out=epsilon)
-    meas = total >> dp.m.then_laplace(scale)
-    return meas, float(scale), float(meas.map(d_in))
+    return _calibrated(dp.t.make_clamp(*space, bounds=bounds) >> dp.t.then_sum(), d_in, epsilon)
 
 
 def noisy_counts(rows: Iterable[str], keys: Sequence[str], d_in: int, epsilon: float,
