@@ -332,8 +332,7 @@ class Rollout:
         gap = self._gap.estimate(self.config.alpha)
         return {"state": self.state, "share": self.share, "stage": self.stage,
                 "champion": self.champion, "settings": self.config.describe(),
-                "events_in_step": self._step_events,
-                "off_policy": _json_gap(gap),
+                "events_in_step": self._step_events, "off_policy": _json_gap(gap),
                 "online": self.ab(), "history": list(self.history)}
 
     def start(self, now: float) -> None:
@@ -368,8 +367,7 @@ class Rollout:
              ab: dict | None) -> None:
         """Append a step to the history and, durably (flushed and synced), to the log."""
         entry = {"ts": now, "event": event, "state": self.state, "share": self.share,
-                 "reason": reason,
-                 "off_policy": None if gap is None else _json_gap(gap),
+                 "reason": reason, "off_policy": None if gap is None else _json_gap(gap),
                  "online": ab}
         self.history.append(entry)
         if self.data_dir is None:
@@ -388,9 +386,7 @@ def _json_gap(gap: dict) -> dict:
 def read_state(data_dir: str) -> dict | None:
     """A data directory's saved rollout state (None where it has none)."""
     path = Path(data_dir) / STATE_NAME
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def open_rollout(cfg, n_features: int, store, data_dir: str | None, now: float) -> Rollout:

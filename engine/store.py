@@ -271,9 +271,8 @@ class Store(StoreReads):
             yield events, seqs
 
     def count_events(self, user_id: str | None = None) -> int:
-        if user_id is None:
-            return int(self._scalar("SELECT COUNT(*) FROM events"))
-        return int(self._scalar("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)))
+        where, args = ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
+        return int(self._scalar("SELECT COUNT(*) FROM events" + where, args))
 
     def save_snapshot(self, shard: int, seq: int, blob: bytes) -> None:
         with self.transaction():

@@ -226,8 +226,7 @@ def _profile_routes(app: FastAPI, engine, lock) -> None:
             report = json.dumps(engine.ab_report(), default=lambda _: None)
         return JSONResponse(json.loads(report))
 
-    @app.get("/v1/rollout", responses={**ERRORS, 404: {"model": ErrorResponse}},
-             openapi_extra=scoped("read"))
+    @app.get("/v1/rollout", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def rollout():
         """The challenger's rollout: state, share of users it serves, settings, off-policy
         estimate against the champion, online A/B comparison, every step with its reason."""

@@ -45,10 +45,6 @@ PAGES = {"users": "Users", "live": "Live", "experiments": "Experiments", "report
 MAX_FORM = 4096  # bytes of a sign-in form
 
 
-def _extra(scope: str) -> dict:
-    return {"x-scope": scope}
-
-
 def shell(page: str, title: str = "Loopwise") -> str:
     """The HTML of a console page: navigation, an empty ``main`` the script fills."""
     nav = "".join(f'<a href="/ui/{p}" data-nav="{p}">{name}</a>' for p, name in PAGES.items())
@@ -86,8 +82,8 @@ def mount(app: FastAPI, tokens: Tokens) -> Sessions:
     """Add the console's page, sign-in and asset routes to ``app``; return its sessions
     (give them to :class:`~engine.serve.front.Front`)."""
     sessions = Sessions()
-    page = {"include_in_schema": False, "openapi_extra": _extra("read")}
-    public = {"include_in_schema": False, "openapi_extra": _extra(PUBLIC)}
+    page = {"include_in_schema": False, "openapi_extra": {"x-scope": "read"}}
+    public = {"include_in_schema": False, "openapi_extra": {"x-scope": PUBLIC}}
 
     @app.get("/ui/login", **public)
     async def login_form(next: str = "/ui/users"):  # noqa: A002 - the query's name
@@ -116,14 +112,14 @@ def mount(app: FastAPI, tokens: Tokens) -> Sessions:
                             samesite="strict", secure=request.url.scheme == "https")
         return response
 
-    @app.post("/ui/logout", openapi_extra=_extra("read"), include_in_schema=False)
+    @app.post("/ui/logout", **page)
     async def logout(request: Request):
         sessions.close(session_id(request.scope["headers"]))
         response = Response(status_code=204)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
-    @app.get("/ui/session", openapi_extra=_extra("read"), include_in_schema=False)
+    @app.get("/ui/session", **page)
     async def whoami(request: Request):
         """Who is signed in, their scopes and the CSRF token their script sends back."""
         identity = request.scope["state"]["identity"]

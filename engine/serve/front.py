@@ -149,12 +149,8 @@ class Front:
 def _credential(headers, template: str) -> bytes | None:
     """The request's ``Authorization`` value (the first counts); on Personalizer's routes,
     without one, its ``Ocp-Apim-Subscription-Key`` as a bearer token (the same check)."""
-    authorization = key = None
-    for name, value in headers:
-        if name == b"authorization" and authorization is None:
-            authorization = value
-        elif name == b"ocp-apim-subscription-key" and key is None:
-            key = value
+    authorization = next((v for k, v in headers if k == b"authorization"), None)
+    key = next((v for k, v in headers if k == b"ocp-apim-subscription-key"), None)
     if authorization is None and key is not None and template.startswith(PERSONALIZER):
         return b"Bearer " + key
     return authorization
