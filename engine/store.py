@@ -34,7 +34,7 @@ from engine.groupcommit import (
 )
 from engine.journal import private_dir, private_file
 from engine.storeview import StoreReads
-from engine.writer import SCHEMA, Transaction, connect
+from engine.writer import SCHEMA, connect, transaction
 
 SCHEMA_VERSION = 1
 #: ``json.dumps`` with compact separators, without building an encoder per call.
@@ -221,8 +221,8 @@ class Store(StoreReads):
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def transaction(self) -> Transaction:
-        return Transaction(self.db)
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
         """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
