@@ -24,7 +24,6 @@ WIRE_NAMES = {"rewardWaitTime": "reward_wait_time", "defaultReward": "default_re
               "explorationPercentage": "exploration_percentage",
               "learningMode": "learning_mode", "logRetentionDays": "log_retention_days",
               "rewardAggregation": "reward_aggregation"}
-_SNAKE_TO_WIRE = {name: wire for wire, name in WIRE_NAMES.items()}
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
@@ -90,8 +89,7 @@ class ServiceSettings:
         try:
             return dataclasses.replace(base or cls(), **mapping)
         except ValidationError as err:
-            snake = {wire: name for name, wire in _SNAKE_TO_WIRE.items()}.get(err.field,
-                                                                              err.field)
+            snake = WIRE_NAMES.get(err.field, err.field)
             raise ValidationError(f"{where}.{snake}", err.reason, err.value) from None
 
     @classmethod
@@ -112,10 +110,9 @@ class ServiceSettings:
 
     def to_wire(self) -> dict:
         """The settings as Personalizer's ``ServiceConfiguration`` body."""
-        out = {wire: getattr(self, name) for wire, name in WIRE_NAMES.items()}
-        out["rewardWaitTime"] = format_duration(self.reward_wait_time)
-        out["logRetentionEnforced"] = RETENTION_ENFORCED
-        return out
+        return {**{wire: getattr(self, name) for wire, name in WIRE_NAMES.items()},
+                "rewardWaitTime": format_duration(self.reward_wait_time),
+                "logRetentionEnforced": RETENTION_ENFORCED}
 
 
 def _number(field: str, value: object, low: float, high: float) -> None:

@@ -121,6 +121,11 @@ def _grouped(rows, keys, value_bounds, d_in, eps, alpha) -> dict[str, dict]:
                 "mean": dp.mean_of(sums[k], counts[k], value_bounds, alpha)} for k in keys}
 
 
+def _figures(groups: dict[str, dict]) -> dict:
+    return {k: {"count": g["count"].as_dict(), "mean": g["mean"].as_dict()}
+            for k, g in groups.items()}
+
+
 def _differences(groups: dict[str, dict], control: str, bounds, alpha: float) -> dict:
     """Each treatment's mean minus the control's (post-processing); the interval holds the
     exact difference with probability at least ``1 - alpha`` (means at ``alpha / 2``)."""
@@ -179,15 +184,13 @@ def release(store, epsilon: float, budget: Budget, *, topics: Sequence[str] = ()
     }
     groups = _grouped(reward_rows(store, bounds), variants, bounds.reward_bounds,
                       bounds.rewards_per_user, share, alpha)
-    report["variants"] = {k: {"count": g["count"].as_dict(), "mean": g["mean"].as_dict()}
-                          for k, g in groups.items()}
+    report["variants"] = _figures(groups)
     if len(variants) > 1:
         report["experiment"] = {"control": control, "treatments": _differences(
             groups, control, bounds.reward_bounds, alpha)}
     if topics:
         tgroups = _grouped(topic_rows(interest, topics, bounds), topics,
                            (0.0, bounds.interest_cap), bounds.topics_per_user, share, alpha)
-        report["topics"] = {k: {"count": g["count"].as_dict(), "mean": g["mean"].as_dict()}
-                            for k, g in tgroups.items()}
+        report["topics"] = _figures(tgroups)
     report["budget"] = budget.summary()
     return report

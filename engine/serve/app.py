@@ -152,20 +152,19 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
             raise ValidationError("actions", f"must hold at most {max_candidates} candidates",
                                   len(req.actions))
         excluded = set(req.excludedActions or ())
-        actions = [a for a in req.actions if a.id not in excluded]
-        if not actions:
+        kept = [i for i, a in enumerate(req.actions) if a.id not in excluded]
+        if not kept:
             raise ValidationError("excludedActions", "excludes every action; nothing is left")
         context = dict(req.context or {})
         for obj in req.contextFeatures or []:
             context.update(obj)
         candidates = [{"id": a.id, "features": a.features, "topics": a.topics or (),
-                       "tags": a.tags or ()} for a in actions]
+                       "tags": a.tags or ()} for a in (req.actions[i] for i in kept)]
         try:
             with lock:
                 d = engine.rank(req.user_id, candidates, context or None,
                                 slate_size=req.slateSize, decision_id=req.eventId)
         except ValidationError as exc:  # named in the request's own terms
-            kept = [i for i, a in enumerate(req.actions) if a.id not in excluded]
             raise ValidationError(http_field(exc.field, kept, req.context or {}), exc.reason,
                                   exc.value) from None
         metrics.decisions.labels(d.variant).inc()

@@ -87,14 +87,9 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    return await self._refuse(send)
+        length = next((v for k, v in scope.get("headers", []) if k == b"content-length"), b"")
+        if length.isdigit() and int(length) > self.max_bytes:  # else counted as it streams in
+            return await self._refuse(send)
         chunks, seen = [], 0
         while True:
             message = await receive()
