@@ -5,12 +5,11 @@ the API (Personalizer's camelCase ``ServiceConfiguration`` body)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from engine.checks import check_keys
+from engine.checks import check_keys, is_number
 from engine.errors import ValidationError
 
 LEARNING_MODES = ("Online", "Apprentice", "Inference")
@@ -116,8 +115,7 @@ class ServiceSettings:
 
 
 def _number(field: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not (math.isfinite(value) and low <= value <= high):
+    if not (is_number(value) and low <= value <= high):
         raise ValidationError(field, f"must be a number from {low:g} to {high:g}", value)
 
 

@@ -18,13 +18,13 @@ costs the ``epsilon`` of one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import opendp.prelude as dp
 
+from engine.checks import is_number
 from engine.errors import ValidationError
 
 dp.enable_features("contrib")
@@ -55,14 +55,13 @@ class Figure:
 
 def check_epsilon(epsilon: object, field: str = "epsilon") -> float:
     """``epsilon`` as a float, or a :class:`ValidationError` naming ``field``."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) \
-            or not math.isfinite(epsilon) or epsilon <= 0:
+    if not is_number(epsilon) or epsilon <= 0:
         raise ValidationError(field, "must be a finite number > 0", epsilon)
     return float(epsilon)
 
 
 def check_alpha(alpha: object) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+    if not is_number(alpha) or not 0 < alpha < 1:
         raise ValidationError("alpha", "must be a number strictly between 0 and 1", alpha)
     return float(alpha)
 

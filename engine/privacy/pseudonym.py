@@ -136,15 +136,11 @@ def check_directory(store, pseudonyms: Pseudonyms | None) -> None:
     which the key cannot be recovered."""
     check = None if pseudonyms is None else pseudonyms(KEY_CHECK)
     recorded = store.get_meta(_CHECK_META)
-    if recorded is None:
-        has_data = store.db.execute("SELECT EXISTS (SELECT 1 FROM events) OR "
-                                    "EXISTS (SELECT 1 FROM decisions)").fetchone()[0]
-        if has_data and check is not None:
-            raise StoreError("pseudonym_key_file: the data directory holds raw user ids; "
-                             "open it without a key (or start a new data directory)")
-        store.set_meta(_CHECK_META, json.dumps(check))
+    if recorded is None and not store.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM decisions)").fetchone()[0]:
+        record_key(store, pseudonyms)  # a new directory: written as it is opened
         return
-    recorded = json.loads(recorded)
+    recorded = None if recorded is None else json.loads(recorded)  # None: raw ids
     if recorded == check:
         return
     if recorded is None:
