@@ -117,7 +117,8 @@ class EngineConfig:
     """A challenger's safe rollout against the (one) variant: a
     :class:`~engine.rollout.RolloutConfig` or a mapping of its fields, e.g.
     ``{"challenger": {"policy": "linucb"}, "steps": [0.1, 0.5, 1.0], "margin": 0.01}``."""
-    _limits: Limits = field(init=False, repr=False, compare=False)
+    limits: Limits = field(init=False, repr=False, compare=False)
+    """The accepted domain of rewards and event times (:class:`~engine.events.Limits`)."""
 
     def __post_init__(self) -> None:
         check_number("wait_window", self.wait_window, low=0.0)
@@ -165,7 +166,7 @@ class EngineConfig:
         set_(self, "reward_range", limits.reward_range)
         set_(self, "wait_window", float(self.wait_window))
         set_(self, "default_reward", float(self.default_reward))
-        set_(self, "_limits", limits)
+        set_(self, "limits", limits)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping, where: str = "engine") -> EngineConfig:
@@ -185,11 +186,6 @@ class EngineConfig:
     def setting_names(cls) -> list[str]:
         """The names of every setting (the dataclass fields a caller may give)."""
         return [f.name for f in dataclasses.fields(cls) if f.init]
-
-    @property
-    def limits(self) -> Limits:
-        """The accepted domain of rewards and event times (:class:`~engine.events.Limits`)."""
-        return self._limits
 
     def variant_specs(self) -> dict[str, dict]:
         """``{name: {"policy", "params", "weight"}}`` of every variant (one ``"default"``

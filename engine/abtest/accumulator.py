@@ -11,8 +11,6 @@ import numpy as np
 from engine.checks import check_int, check_real
 from engine.errors import ValidationError, ValidationTypeError
 
-__all__ = ["VariantStats"]
-
 
 class VariantStats:
     """Running count, mean and variance of one variant's outcomes (Welford / Chan et al.).

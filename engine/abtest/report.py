@@ -28,8 +28,6 @@ from .fixed import WelchResult, lift_ci, mean_ci, welch_test
 from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, msprt
 from .srm import DEFAULT_SRM_THRESHOLD, srm_check
 
-__all__ = ["ab_report", "format_report", "json_number"]
-
 
 def json_number(x: float | None) -> float | None:
     """JSON-safe float: None, nan and +-inf become None."""

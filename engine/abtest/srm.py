@@ -11,8 +11,6 @@ from engine.errors import ValidationError, ValidationTypeError
 
 from .assignment import validate_weights
 
-__all__ = ["DEFAULT_SRM_THRESHOLD", "srm_check"]
-
 DEFAULT_SRM_THRESHOLD = 0.001
 """p-value below which a mismatch is flagged (the usual, deliberately strict, choice)."""
 
