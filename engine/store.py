@@ -26,23 +26,18 @@ from pathlib import Path
 
 from engine.errors import StoreError
 from engine.events import Event
-from engine.groupcommit import (
-    JOURNAL_NAME,  # noqa: F401 - the journal's name, for tests
-    WRITER_LOCK_NAME,
-    GroupCommit,
-    wait_for_writer,
-)
+from engine.groupcommit import WRITER_LOCK_NAME, GroupCommit, wait_for_writer
 from engine.journal import private_dir, private_file
-from engine.storeview import StoreReads
+from engine.storeview import DB_NAME, StoreReads
 from engine.writer import SCHEMA, connect, transaction
 
 SCHEMA_VERSION = 1
 #: ``json.dumps`` with compact separators, without building an encoder per call.
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
-DB_NAME = "loopwise.sqlite"
 PAGE_SIZE = 16384
 #: WAL size past which the checkpoint thread truncates the WAL (see _checkpoint_loop)
 WAL_LIMIT = 64 << 20
+
 
 class Store(StoreReads):
     """The engine's durable state in ``<data_dir>/loopwise.sqlite``.
@@ -122,10 +117,6 @@ class Store(StoreReads):
         self._next_reward_seq = self._last_seq("rewards") + 1
 
     @property
-    def closed(self) -> bool:
-        return self._db is None
-
-    @property
     def db(self) -> sqlite3.Connection | None:
         """The SQLite connection, with every queued write moved in first (None once closed)."""
         if self._commits.pending:
@@ -135,11 +126,6 @@ class Store(StoreReads):
     def flush(self) -> None:
         """Move every queued write into SQLite (see :meth:`GroupCommit.flush`)."""
         self._commits.flush()
-
-    @property
-    def error(self) -> str | None:
-        """Why the last group commit failed (None: it did not)."""
-        return self._commits.error
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
         # PASSIVE copies the WAL into the database without waiting, but under steady writes
@@ -172,14 +158,15 @@ class Store(StoreReads):
         in quarantine (acknowledged writes that could not be stored; everything else was:
         see ``Engine.quarantine``); ``"failing"`` when group commits fail or the engine is
         closed. ``{"status", "quarantined", "reason"}``."""
-        if self.closed:
+        if self._db is None:
             return {"status": "failing", "quarantined": None, "reason": "the engine is closed"}
+        error = self._commits.error  # why the last group commit failed (None: it did not)
         try:
             n, _ = self.quarantined()
         except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the check
-            return {"status": "failing", "quarantined": None, "reason": self.error or repr(exc)}
-        if self.error:
-            return {"status": "failing", "quarantined": n, "reason": self.error}
+            return {"status": "failing", "quarantined": None, "reason": error or repr(exc)}
+        if error:
+            return {"status": "failing", "quarantined": n, "reason": error}
         if n:
             return {"status": "degraded", "quarantined": n,
                     "reason": f"{n} acknowledged record(s) could not be stored and are in "

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from engine.errors import StoreError
 
-DB_NAME = "loopwise.sqlite"  # engine.store.DB_NAME (not imported: a view needs no writer)
+DB_NAME = "loopwise.sqlite"
 
 
 class StoreReads:

@@ -11,8 +11,8 @@ import pytest
 
 from engine import Engine
 from engine.errors import ValidationError
+from engine.groupcommit import JOURNAL_NAME
 from engine.journal import Journal
-from engine.store import JOURNAL_NAME
 
 LONE = "\ud83d"  # half of a UTF-16 pair: what a client sends when it cuts inside an emoji
 NOW = 1_700_000_000.0
