@@ -13,14 +13,10 @@ import json
 from engine.serve.front import access_log, send_error
 
 
-def http_protocol(max_header_bytes: int):
+def http_protocol(max_header_bytes: int) -> type:
     """The uvicorn ``http`` setting that bounds request heads to ``max_header_bytes``: a
-    subclass of uvicorn's httptools protocol, or h11 with its own bound where httptools is
-    not installed. Returns (http, extra uvicorn.Config keyword arguments)."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard]
-        return "h11", {"h11_max_incomplete_event_size": max_header_bytes}
+    subclass of uvicorn's httptools protocol (httptools ships with ``uvicorn[standard]``)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class BoundedHead(HttpToolsProtocol):
         """uvicorn's httptools protocol, refusing request heads over the limit (431)."""
@@ -72,7 +68,7 @@ def http_protocol(max_header_bytes: int):
             self.transport.write(head.encode() + body)
             self.transport.close()
 
-    return BoundedHead, {}
+    return BoundedHead
 
 
 class BodyLimit:

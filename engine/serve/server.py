@@ -127,12 +127,10 @@ def uvicorn_config(app, cfg: dict, **overrides):
     from engine.serve.limits import http_protocol
 
     cfg = {**DEFAULTS, **cfg}
-    http, extra = http_protocol(cfg["max_header_bytes"])
-    kwargs = {"host": cfg["host"], "port": cfg["port"], "http": http, "log_level": "warning",
-              "access_log": False, "timeout_graceful_shutdown": 10,
-              "ssl_certfile": cfg["ssl_certfile"], "ssl_keyfile": cfg["ssl_keyfile"],
-              **extra, **overrides}
-    return uvicorn.Config(app, **kwargs)
+    return uvicorn.Config(app, **{
+        "host": cfg["host"], "port": cfg["port"], "http": http_protocol(cfg["max_header_bytes"]),
+        "log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 10,
+        "ssl_certfile": cfg["ssl_certfile"], "ssl_keyfile": cfg["ssl_keyfile"], **overrides})
 
 
 def _log_to_stderr() -> None:
