@@ -289,8 +289,8 @@ class Rollout:
                "difference": None, "low": None, "high": None, "p_value": None}
         if c.n >= 2 and t.n >= 2:
             res = msprt(t.mean, t.var, t.n, c.mean, c.var, c.n, self.config.alpha)
-            out.update(difference=json_number(res.diff), low=json_number(res.ci[0]), high=json_number(res.ci[1]),
-                       p_value=json_number(res.p_value))
+            out.update(difference=json_number(res.diff), low=json_number(res.ci[0]),
+                       high=json_number(res.ci[1]), p_value=json_number(res.p_value))
         return out
 
     def check(self, now: float) -> str | None:
@@ -335,10 +335,9 @@ class Rollout:
                 "events_in_step": self._step_events, "off_policy": _json_gap(gap),
                 "online": self.ab(), "history": list(self.history)}
 
-    def start(self, now: float) -> None:
-        """Resume the saved state if it was for the same settings, else start in shadow."""
-        saved = read_state(self.data_dir) if self.data_dir else None
-        if saved is not None and saved.get("settings") == self.config.describe():
+    def start(self, now: float, saved: dict | None) -> None:
+        """Resume ``saved`` (a state saved for the same settings), else start in shadow."""
+        if saved is not None:
             self.state, self.stage = saved["state"], int(saved["stage"])
             self._gap.sums = {k: float(v) for k, v in saved["gap"].items()}
             self._ab = {k: VariantStats.from_dict(v) for k, v in saved["ab"].items()}
@@ -411,13 +410,15 @@ def open_rollout(cfg, n_features: int, store, data_dir: str | None, now: float) 
     elif getattr(policy, "n_features", n_features) != n_features:
         raise ValidationError("rollout.challenger.policy", f"has n_features="
                               f"{policy.n_features} but the featurizer makes {n_features}")
-    saved = store.load_policy(CHALLENGER)  # as of the last snapshot (not re-learned since)
     state = read_state(data_dir) if data_dir else None
-    resumed = saved is not None and state is not None and state.get("settings") == rc.describe()
+    if state is not None and state.get("settings") != rc.describe():
+        state = None  # saved for other settings: start again
+    saved = store.load_policy(CHALLENGER)  # as of the last snapshot (not re-learned since)
+    resumed = saved is not None and state is not None
     learner = Learner(pickle.loads(saved[2]) if resumed else policy, cfg.learn_batch)
     learner.learned_seq = saved[0] if resumed else 0
     rollout = Rollout(rc, champion, learner, cfg.salt, data_dir, cfg.wait_window)
-    rollout.start(now)
+    rollout.start(now, state)
     return rollout
 
 
