@@ -106,57 +106,47 @@ def register(app: FastAPI, engine, lock, options: Mapping | None, scoped, errors
     app.state.personalizer = p
     not_found = {**errors, 404: {"model": errors[422]["model"]}}
 
-    def run(fn, *args):
+    def route(method: str, path: str, scope: str, status: int = 200, responses=errors):
+        return getattr(app, method)(path, status_code=status, responses=responses,
+                                    tags=["personalizer"], openapi_extra=scoped(scope))
+
+    def done(fn, *args) -> Response:
+        """``fn(*args)`` under the engine's lock, answered 204 (no content)."""
         with lock:
-            return fn(*args)
+            fn(*args)
+        return Response(status_code=204)
 
-    @app.post(f"{PREFIX}/rank", status_code=201, responses=errors, tags=["personalizer"],
-              openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/rank", "rank", 201)
     async def rank(req: PRankRequest) -> JSONResponse:
-        return JSONResponse(run(p.rank, req.model_dump()), status_code=201)
+        with lock:
+            return JSONResponse(p.rank(req.model_dump()), status_code=201)
 
-    @app.post(f"{PREFIX}/events/{{eventId}}/reward", status_code=204, responses=not_found,
-              tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/events/{{eventId}}/reward", "rank", 204, not_found)
     async def reward(eventId: str, req: PRewardRequest) -> Response:  # noqa: N803
-        run(p.reward, eventId, req.value)
-        return Response(status_code=204)
+        return done(p.reward, eventId, req.value)
 
-    @app.post(f"{PREFIX}/events/{{eventId}}/activate", status_code=204, responses=not_found,
-              tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/events/{{eventId}}/activate", "rank", 204, not_found)
     async def activate(eventId: str) -> Response:  # noqa: N803
-        run(p.activate, eventId)
-        return Response(status_code=204)
+        return done(p.activate, eventId)
 
-    @app.post(f"{PREFIX}/multislot/rank", status_code=201, responses=errors,
-              tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/multislot/rank", "rank", 201)
     async def multislot_rank(req: PMultiSlotRankRequest) -> JSONResponse:
-        return JSONResponse(run(p.multislot_rank, req.model_dump()), status_code=201)
+        with lock:
+            return JSONResponse(p.multislot_rank(req.model_dump()), status_code=201)
 
-    @app.post(f"{PREFIX}/multislot/events/{{eventId}}/reward", status_code=204,
-              responses=not_found, tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/multislot/events/{{eventId}}/reward", "rank", 204, not_found)
     async def multislot_reward(eventId: str, req: PMultiSlotRewardRequest) -> Response:  # noqa: N803
-        run(p.multislot_reward, eventId, [r.model_dump() for r in req.reward])
-        return Response(status_code=204)
+        return done(p.multislot_reward, eventId, [r.model_dump() for r in req.reward])
 
-    @app.post(f"{PREFIX}/multislot/events/{{eventId}}/activate", status_code=204,
-              responses=not_found, tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/multislot/events/{{eventId}}/activate", "rank", 204, not_found)
     async def multislot_activate(eventId: str) -> Response:  # noqa: N803
-        run(p.multislot_activate, eventId)
-        return Response(status_code=204)
+        return done(p.multislot_activate, eventId)
 
-    _settings_routes(app, engine, p, lock, scoped, errors)
-
-
-def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors: dict) -> None:
-    """The settings and report routes: service and policy configuration, apprentice."""
-
-    @app.get(f"{PREFIX}/configurations/service", responses=errors, tags=["personalizer"],
-             openapi_extra=scoped("read"))
+    @route("get", f"{PREFIX}/configurations/service", "read")
     async def get_settings() -> JSONResponse:
         return JSONResponse(p.settings.to_wire())
 
-    @app.put(f"{PREFIX}/configurations/service", responses=errors, tags=["personalizer"],
-             openapi_extra=scoped("admin"))
+    @route("put", f"{PREFIX}/configurations/service", "admin")
     async def put_settings(req: PServiceConfiguration) -> JSONResponse:
         body = req.model_dump(exclude_unset=True)
         nulls = [k for k, v in body.items() if v is None and k not in _NULLABLE]
@@ -166,8 +156,7 @@ def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors
             settings = p.configure(ServiceSettings.from_wire(body, p.settings))
         return JSONResponse(settings.to_wire())
 
-    @app.get(f"{PREFIX}/configurations/policy", responses=errors, tags=["personalizer"],
-             openapi_extra=scoped("read"))
+    @route("get", f"{PREFIX}/configurations/policy", "read")
     async def get_policy() -> JSONResponse:
         """Personalizer's ``PolicyContract``: the policy each variant runs and its
         parameters (read only: a policy is set in ``serve.yaml``'s ``engine:``)."""
@@ -180,8 +169,7 @@ def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors
                                               "weight": v["weight"]} for k, v in specs.items()},
                              "variant": name})
 
-    @app.get("/v1/apprentice", responses=errors, tags=["personalizer"],
-             openapi_extra=scoped("read"))
+    @route("get", "/v1/apprentice", "read")
     async def apprentice() -> JSONResponse:
         with lock:
             return JSONResponse({"learningMode": p.settings.learning_mode,
