@@ -100,9 +100,7 @@ class JsonFeatures:
         """Append the features of one value (recursing into objects and arrays)."""
         if depth > self.max_depth:
             raise ValidationError(path, f"nests deeper than {self.max_depth} levels")
-        if len(out) > self.max_features:  # stop early; flatten() names the limit
-            return
-        if value is None:
+        if value is None or len(out) > self.max_features:  # past the limit: flatten() says so
             return
         if isinstance(value, bool):
             out.append((ns, f"{name}={'true' if value else 'false'}", 1.0))

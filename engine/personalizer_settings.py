@@ -13,9 +13,6 @@ from engine.checks import check_keys, is_number
 from engine.errors import ValidationError
 
 LEARNING_MODES = ("Online", "Apprentice", "Inference")
-#: Whether ``logRetentionDays`` deletes anything: it does (it sets the engine's retention
-#: window, :mod:`engine.privacy.retention`); the settings' body says so.
-RETENTION_ENFORCED = True
 #: Keys of the settings body a client may send back but cannot set (ignored by ``PUT``).
 READ_ONLY = ("lastConfigurationEditDate", "logRetentionEnforced")
 #: Personalizer's wire names -> the fields of :class:`ServiceSettings`
@@ -111,7 +108,7 @@ class ServiceSettings:
         """The settings as Personalizer's ``ServiceConfiguration`` body."""
         return {**{wire: getattr(self, name) for wire, name in WIRE_NAMES.items()},
                 "rewardWaitTime": format_duration(self.reward_wait_time),
-                "logRetentionEnforced": RETENTION_ENFORCED}
+                "logRetentionEnforced": True}  # logRetentionDays sets the engine's retention
 
 
 def _number(field: str, value: object, low: float, high: float) -> None:

@@ -78,11 +78,8 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
                               "events. Each operation's x-scope names the token scope it needs.",
                   openapi_url="/openapi.json" if api_docs == "token" else None,
                   docs_url=None, redoc_url=None)
-    app.state.engine = engine
-    app.state.metrics = metrics
-    app.state.access_log = access_log
     _error_handlers(app)
-    _routes(app, engine, lock, metrics, max_candidates)
+    _routes(app, engine, lock, metrics, max_candidates, access_log)
     personalizer_routes.register(app, engine, lock, personalizer, scoped, ERRORS)
     # the console (/ui) and its JSON; offline reports from the data dir and results_dir
     console_api.mount(app, engine, lock, [str(engine.data_dir), *filter(None, [results_dir])])
@@ -130,7 +127,8 @@ def pydantic_field(loc) -> str:
     return out or "body"
 
 
-def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
+def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int,
+            access_log: str):
     @app.get("/healthz", tags=["ops"], response_model=HealthResponse, openapi_extra=scoped(PUBLIC),
              responses={503: {"model": HealthResponse}})
     async def healthz():
@@ -196,11 +194,11 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
         metrics.events.labels("duplicate").inc(r.duplicates)
         return EventsResponse(accepted=r.accepted, duplicates=r.duplicates)
 
-    _profile_routes(app, engine, lock)
+    _profile_routes(app, engine, lock, access_log)
     privacy.add_routes(app, engine, lock, scoped("read"), {**ERRORS, 409: {"model": ErrorResponse}})
 
 
-def _profile_routes(app: FastAPI, engine, lock) -> None:
+def _profile_routes(app: FastAPI, engine, lock, access_log: str) -> None:
     @app.get("/v1/profiles/{user_id}", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def get_profile(user_id: str):
         with lock:
@@ -213,7 +211,7 @@ def _profile_routes(app: FastAPI, engine, lock) -> None:
     async def delete_profile(user_id: str) -> dict:
         with lock:
             erased = engine.forget(user_id)
-        if app.state.access_log != "off":
+        if access_log != "off":
             privacy.log_erasure(engine, user_id, erased)
         return {"user_id": user_id, "deleted": erased}
 

@@ -103,7 +103,6 @@ def personalizer_of(engine, options: Mapping | None) -> Personalizer:
 def register(app: FastAPI, engine, lock, options: Mapping | None, scoped, errors: dict) -> None:
     """Add the Personalizer routes; ``scoped(scope)`` gives a route's ``openapi_extra``."""
     p = personalizer_of(engine, options)
-    app.state.personalizer = p
     not_found = {**errors, 404: {"model": errors[422]["model"]}}
 
     def route(method: str, path: str, scope: str, status: int = 200, responses=errors):

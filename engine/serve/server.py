@@ -55,10 +55,7 @@ def settings(args: argparse.Namespace) -> dict:
     cfg = dict(DEFAULTS)
     if args.config:
         cfg.update(_read_config(args.config))
-    for key in DEFAULTS:
-        value = getattr(args, key, None)
-        if value is not None:
-            cfg[key] = value
+    cfg.update({key: value for key in DEFAULTS if (value := getattr(args, key, None)) is not None})
     cfg["token"] = cfg["token"] or os.environ.get("LOOPWISE_TOKEN")
     cfg["token_file"] = cfg["token_file"] or os.environ.get("LOOPWISE_TOKEN_FILE")
     if not cfg["token"] and not cfg["token_file"]:
