@@ -254,13 +254,11 @@ class Personalizer:
     def multislot_reward(self, event_id: str, rewards: list[dict]) -> None:
         """Per-slot rewards ``[{"slotId", "value"}]`` of a multi-slot event."""
         slots = self._slot_ids(event_id)
-        pairs = []
         for i, r in enumerate(rewards):
             if r["slotId"] not in slots:
                 raise ValidationError(f"reward[{i}].slotId", "is not a slot of this event",
                                       r["slotId"])
-            pairs.append((f"{event_id}/{r['slotId']}", r["value"]))
-        self._reward(pairs)
+        self._reward([(f"{event_id}/{r['slotId']}", r["value"]) for r in rewards])
 
     def _reward(self, pairs: list[tuple[str, float]]) -> None:
         try:

@@ -129,17 +129,10 @@ def _figures(groups: dict[str, dict]) -> dict:
 def _differences(groups: dict[str, dict], control: str, bounds, alpha: float) -> dict:
     """Each treatment's mean minus the control's (post-processing); the interval holds the
     exact difference with probability at least ``1 - alpha`` (means at ``alpha / 2``)."""
-    def mean(k):
-        return dp.mean_of(groups[k]["sum"], groups[k]["count"], bounds, alpha / 2)
-
-    base = mean(control)
-    out = {}
-    for name in groups:
-        if name != control:
-            m = mean(name)
-            out[name] = {"difference": m.value - base.value,
-                         "ci": [m.ci[0] - base.ci[1], m.ci[1] - base.ci[0]]}
-    return out
+    means = {k: dp.mean_of(g["sum"], g["count"], bounds, alpha / 2) for k, g in groups.items()}
+    base = means.pop(control)
+    return {k: {"difference": m.value - base.value,
+                "ci": [m.ci[0] - base.ci[1], m.ci[1] - base.ci[0]]} for k, m in means.items()}
 
 
 def release(store, epsilon: float, budget: Budget, *, topics: Sequence[str] = (),

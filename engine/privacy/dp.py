@@ -48,9 +48,7 @@ class Figure:
     epsilon: float
 
     def as_dict(self) -> dict:
-        out = asdict(self)
-        out["ci"] = list(self.ci)
-        return out
+        return {**asdict(self), "ci": list(self.ci)}
 
 
 def check_epsilon(epsilon: object, field: str = "epsilon") -> float:
@@ -134,11 +132,8 @@ def noisy_sums(rows: Iterable[tuple[str, float]], keys: Sequence[str],
         if key in by_key:
             by_key[key].append(float(value))
     half = float(dp.laplacian_scale_to_accuracy(scale, alpha))
-    out = {}
-    for key, values in by_key.items():
-        v = float(meas(values))
-        out[key] = Figure(v, scale, (v - half, v + half), spent)
-    return out
+    sums = {key: float(meas(values)) for key, values in by_key.items()}
+    return {key: Figure(v, scale, (v - half, v + half), spent) for key, v in sums.items()}
 
 
 def mean_of(total: Figure, count: Figure, bounds: tuple[float, float],
