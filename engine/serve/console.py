@@ -95,17 +95,17 @@ def mount(app: FastAPI, tokens: Tokens) -> Sessions:
         form = parse_qs(body[:MAX_FORM].decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0]
         target = _safe_next((form.get("next") or [""])[0])
+        def refuse(status: int, why: str) -> HTMLResponse:
+            return HTMLResponse(login_page(why, target), status_code=status, headers=HEADERS)
+
         if request.headers.get("origin") and not same_origin(request.scope["headers"]):
-            return HTMLResponse(login_page("Sign in from this site's own page.", target),
-                                status_code=403, headers=HEADERS)
+            return refuse(403, "Sign in from this site's own page.")
         try:
             identity = tokens.authenticate(b"Bearer " + token.encode("utf-8"))
         except AuthError:
-            return HTMLResponse(login_page("Unknown token.", target), status_code=401,
-                                headers=HEADERS)
+            return refuse(401, "Unknown token.")
         if "read" not in identity.scopes:
-            return HTMLResponse(login_page(f"Token {identity.name!r} lacks the read scope.",
-                                           target), status_code=403, headers=HEADERS)
+            return refuse(403, f"Token {identity.name!r} lacks the read scope.")
         sid, _ = sessions.open(token)
         response = RedirectResponse(target, status_code=303, headers=HEADERS)
         response.set_cookie(COOKIE, sid, max_age=int(LIFETIME), path="/", httponly=True,

@@ -56,7 +56,7 @@ def add_routes(app: FastAPI, engine, lock, extra: dict, responses: dict) -> None
 
 def log_erasure(engine, user_id: str, erased: dict) -> None:
     """The access log's record of an erasure: the pseudonym (with a key) and the counts."""
-    pseudo = getattr(engine, "pseudonyms", None)
+    pseudo = engine.pseudonyms
     who = pseudo(user_id) if pseudo is not None else "(no pseudonym key: id not logged)"
     counts = " ".join(f"{k}={erased[k]}" for k in
                       ("profile", "events", "decisions", "rewards", "items", "wal") if k in erased)

@@ -79,7 +79,6 @@ class Tokens:
 
     def __init__(self, token: str | None = None, token_file: str | None = None,
                  clock=time.monotonic):
-        self.token = token
         self.token_file = token_file
         self.clock = clock
         if not token and not token_file:
