@@ -7,21 +7,7 @@ directory can compute a pseudonym from an id or test whether an id is present. T
 must lie outside the data directory (a copy of the directory must not carry its key); a key
 file inside it is refused. Without a key the engine stores raw ids and says so once.
 
-Re-keying (design; ``loopwise rekey``). An HMAC cannot be inverted, so the directory cannot
-map pseudonyms back to ids: the operator supplies the application's user ids (one per line)
-with the old and the new key. In one transaction, with the engine stopped:
-
-1. a mapping table ``old pseudonym -> new pseudonym`` is built in memory from the ids;
-2. ``events``, ``decisions`` and ``rewards`` rows are rewritten through it (and ``events.shard``
-   where the new pseudonym routes to another shard); each shard's snapshot is loaded, its
-   profiles renamed (moved between shards where needed) and saved;
-3. rows whose pseudonym no supplied id produces are refused by default (the command lists
-   how many); ``--drop-unmatched`` erases them as :meth:`Engine.forget` would;
-4. the WAL is checkpointed and truncated (secure deletion is on), and the operator then
-   destroys the old key.
-
-Variant assignment hashes the stored (pseudonymous) id, so re-keying re-draws every user's
-A/B variant: re-key between experiments.
+Moving a directory to a new key: :mod:`engine.privacy.rekey`.
 """
 
 from __future__ import annotations
