@@ -77,8 +77,6 @@ class Personalizer:
     ----------
     engine
         The engine (``item_features`` > 0: the slots of the hashed JSON features).
-    settings
-        The service settings (:class:`ServiceSettings`); applied to the engine at once.
     user_path
         Dotted path of the user id in the context objects (``None``: never looked for).
     apprentice_window
@@ -98,8 +96,7 @@ class Personalizer:
     >>> eng.close()
     """
 
-    def __init__(self, engine, settings: ServiceSettings | None = None,
-                 user_path: str | None = "user.id", apprentice_window: int = 1000):
+    def __init__(self, engine, user_path: str | None = "user.id", apprentice_window: int = 1000):
         self.engine = engine
         self.user_path = user_path
         width = engine.featurizer.item_features
@@ -110,7 +107,7 @@ class Personalizer:
         self._slots: OrderedDict[str, list[str]] = OrderedDict()  # event -> slot ids
         self.settings = ServiceSettings(reward_wait_time=engine.config.wait_window,
                                         default_reward=engine.config.default_reward)
-        self.configure(settings or self.settings)
+        self.configure(self.settings)
 
     # ---- settings --------------------------------------------------------------------
     def configure(self, settings: ServiceSettings) -> ServiceSettings:
