@@ -163,21 +163,19 @@ def release(store, epsilon: float, budget: Budget, *, topics: Sequence[str] = ()
     control = control or variants[0]
     if control not in variants:
         raise ValidationError("control", f"must be one of {variants}", control)
-    n = 5 if topics else 3
-    share = epsilon / n
+    share = epsilon / (5 if topics else 3)  # per measurement: two per group, one of types
     what = (f"event_types, variants{', topics ' + ','.join(topics) if topics else ''}; "
             f"bounds {json.dumps(asdict(bounds))}")
     budget.charge(epsilon, what)
     kinds, interest = event_data(store, bounds, types, int(meta.get("shards", 1)))
     type_keys = sorted({*DEFAULT_WEIGHTS, *types.custom})
+    groups = _grouped(reward_rows(store, bounds), variants, bounds.reward_bounds,
+                      bounds.rewards_per_user, share, alpha)
     report = {
         "epsilon": epsilon, "alpha": alpha, "bounds": asdict(bounds), "note": NOTE,
         "event_types": {k: {"count": f.as_dict()} for k, f in dp.noisy_counts(
             kinds, type_keys, bounds.events_per_user, share, alpha).items()},
-    }
-    groups = _grouped(reward_rows(store, bounds), variants, bounds.reward_bounds,
-                      bounds.rewards_per_user, share, alpha)
-    report["variants"] = _figures(groups)
+        "variants": _figures(groups)}
     if len(variants) > 1:
         report["experiment"] = {"control": control, "treatments": _differences(
             groups, control, bounds.reward_bounds, alpha)}
