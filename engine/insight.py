@@ -90,9 +90,7 @@ def decision(store, decision_id: str) -> tuple[dict, np.ndarray] | None:
                            "WHERE decision_id = ?", (decision_id,)).fetchone()
     if row is None:
         return None
-    out = _decoded(row[:-2])
-    phi = np.frombuffer(row[-2], dtype=np.float32).reshape(-1, row[-1]).astype(np.float64)
-    return out, phi
+    return _decoded(row[:-2]), np.frombuffer(row[-2], np.float32).reshape(-1, row[-1]).astype(float)
 
 
 def interest_history(store, event_types, profile, user_id: str, points: int = 24,

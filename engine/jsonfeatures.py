@@ -139,12 +139,13 @@ class JsonFeatures:
         return hit
 
     def vectors(self, context: object, actions: Sequence[object],
+                context_where: str = "contextFeatures",
                 action_where: Sequence[str] | None = None) -> np.ndarray:
         """The (K, width) vectors of K actions' feature lists under one context: each
         action's features, the context's, and every context x action product.
         ``action_where[k]`` names action k's features in errors."""
         ctx = [(f"{ns}\x1f{name}", value) for ns, name, value
-               in self.flatten(context, "contextFeatures")]
+               in self.flatten(context, context_where)]
         slot = self._slot
         shared = self._sum([slot(f"c\x1f{key}") for key, _ in ctx], [v for _, v in ctx])
         out = np.empty((len(actions), self.width))

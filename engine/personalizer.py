@@ -207,7 +207,7 @@ class Personalizer:
                                   "Personalizer requests: it is the width of the hashed JSON "
                                   "features (64 or more, say)")
         vectors = self.features.vectors(context, [actions[i].get("features") for i in kept],
-                                        [f"actions[{i}].features" for i in kept])
+                                        action_where=[f"actions[{i}].features" for i in kept])
         candidates = [{"id": actions[i]["id"], "features": vectors[k].tolist(),
                        "topics": JsonFeatures.categories(actions[i].get("features"))}
                       for k, i in enumerate(kept)]

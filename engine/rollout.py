@@ -160,10 +160,8 @@ class OffPolicyGap:
         b2 = s["rr"] - 2 * v0 * s["r"] + v0 * v0 * n
         var = max(0.0, (a2 - 2 * ab + b2) / n) / n  # variance of the difference
         diff = vc - v0
-        radius = math.inf
-        if var > 0:
-            tau2 = float(mixture_tau2(var, n, alpha, target_n))
-            radius = float(cs_radius(var, tau2, alpha))
+        tau2 = float(mixture_tau2(var, n, alpha, target_n))
+        radius = float(cs_radius(var, tau2, alpha)) if var > 0 else math.inf
         return {"n": int(n), "champion": v0, "challenger": vc, "difference": diff,
                 "low": diff - radius, "high": diff + radius}
 
