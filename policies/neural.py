@@ -11,7 +11,9 @@ from policies import kernels
 from policies.base import PickledByState, Policy, check_param
 from policies.forgetting import DRIFT_FACTOR, forgotten, make_forgetting, weights_after
 from policies.thompson import psd_root, win_probabilities
-from policies.torchnet import pick_device, run_steps, seeded_mlp
+from policies.torchnet import pick_device, seeded_mlp
+
+_WARMUP = 3  # eager Adam steps before a CUDA graph is captured
 
 
 class NeuralTS(PickledByState, Policy):
@@ -191,7 +193,11 @@ class NeuralTS(PickledByState, Policy):
             picks = picks.view(self.train_steps, size).to(dev)
         else:
             picks = torch.randint(n, (self.train_steps, size), generator=gen).to(dev)
-        run_steps(lambda idx: self._step(x, y, idx), picks, self._opt)
+        if dev.type == "cuda" and self.train_steps > _WARMUP:
+            self._train_graphed(x, y, picks)
+        else:
+            for idx in picks:
+                self._step(x, y, idx)
         with torch.no_grad():  # refit the head where the network lives (one pass, float64 sums)
             h = self._net[:4](x).double()
             hw = h if weights is None else h * torch.as_tensor(weights, device=dev)[:, None]
@@ -203,11 +209,34 @@ class NeuralTS(PickledByState, Policy):
         self._after_load()  # the new weights for decisions
         return self
 
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2)
+
     def _step(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
-        """One Adam step on the squared error of the records ``idx``."""
         self._opt.zero_grad(set_to_none=True)
-        torch.mean((self._net(x[idx]).squeeze(-1) - y[idx]) ** 2).backward()
+        self._loss(x, y, idx).backward()
         self._opt.step()
+
+    def _train_graphed(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> None:
+        """The same Adam steps replayed from one captured CUDA graph (a small network's
+        step is a few dozen kernel launches, which cost more than the maths)."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # capture needs warmed-up kernels and optimizer state
+            for idx in picks[:_WARMUP]:
+                self._step(x, y, idx)
+        torch.cuda.current_stream().wait_stream(side)
+        static_idx = picks[_WARMUP].clone()
+        graph = torch.cuda.CUDAGraph()
+        self._opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):  # recorded, not run
+            self._loss(x, y, static_idx).backward()
+            self._opt.step()
+        for idx in picks[_WARMUP:]:
+            static_idx.copy_(idx)
+            graph.replay()
+        self._opt.zero_grad(set_to_none=True)  # let go of the graph's gradient buffers
+        del graph
 
     def state_dict(self) -> dict:
         sd = super().state_dict()

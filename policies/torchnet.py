@@ -4,12 +4,7 @@ their network, an MLP built from a seed. Imported only when such a policy is bui
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-
-#: Eager steps before a CUDA graph is captured (capture needs warmed-up kernels and state).
-WARMUP = 3
 
 
 def pick_device(device: str) -> torch.device:
@@ -51,30 +46,3 @@ def seeded_mlp(n_features: int, hidden: int, seed: int,
             layer.weight.uniform_(-bound, bound, generator=gen)
             layer.bias.uniform_(-bound, bound, generator=gen)
     return net.to(device)
-
-
-def run_steps(step: Callable[[torch.Tensor], None], picks: torch.Tensor,
-              opt: torch.optim.Optimizer) -> None:
-    """``step(idx)`` (zero the gradients, backward, ``opt`` step) for each row of ``picks``;
-    on CUDA, after :data:`WARMUP` eager steps, the rest replayed from one captured CUDA graph
-    (a small network's step costs more in kernel launches than in maths)."""
-    if picks.device.type != "cuda" or len(picks) <= WARMUP:
-        for idx in picks:
-            step(idx)
-        return
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for idx in picks[:WARMUP]:
-            step(idx)
-    torch.cuda.current_stream().wait_stream(side)
-    static_idx = picks[WARMUP].clone()
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)  # the graph allocates the gradients it writes
-    with torch.cuda.graph(graph):  # recorded, not run
-        step(static_idx)
-    for idx in picks[WARMUP:]:
-        static_idx.copy_(idx)
-        graph.replay()
-    opt.zero_grad(set_to_none=True)  # let go of the graph's gradient buffers
-    del graph

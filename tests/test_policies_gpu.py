@@ -58,12 +58,12 @@ def test_cpu_state_keeps_training_on_cuda_and_back():
 def test_graphed_training_matches_eager_training(monkeypatch):
     """The CUDA-graph path takes the same Adam steps on the same mini-batches as the eager
     loop: same seed, same data, weights equal up to float rounding."""
-    import policies.torchnet as torchnet
+    import policies.neural as neural
 
     x, y = _xor(3000, 4)
     trained = []
     for warmup in (3, 10**9):  # 3: graphed after 3 eager steps; 10**9: eager throughout
-        monkeypatch.setattr(torchnet, "WARMUP", warmup)
+        monkeypatch.setattr(neural, "_WARMUP", warmup)
         p = make("neural_ts", n_features=2, seed=0, hidden=16, train_steps=40, batch_size=64,
                  train_every=10**9, device="cuda")
         p.update(x, y, np.full(len(y), 0.5)).train()
