@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
 from engine.serve import console, console_api, personalizer_routes, privacy
-from engine.serve.front import PUBLIC, Front, RouteTable
+from engine.serve.front import PUBLIC, Front, RouteTable, error_response
 from engine.serve.limits import BodyLimit
 from engine.serve.metrics import Metrics
 from engine.serve.schemas import (
@@ -39,11 +39,6 @@ from engine.serve.tokens import Tokens
 ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 413, 422)}
 ERRORS_404 = {**ERRORS, 404: {"model": ErrorResponse}}
 API_DOCS = ("off", "token")
-
-
-def _error(status: int, field: str, reason: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status,
-                        headers=headers)
 
 
 def scoped(scope: str) -> dict:
@@ -96,26 +91,26 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException):  # routing and parsing errors
         if exc.status_code == 404:
-            return _error(404, "path", "no such endpoint")
+            return error_response(404, "path", "no such endpoint")
         if exc.status_code == 405:
-            return _error(405, "method", f"not allowed here; allowed: {exc.headers['Allow']}",
-                          exc.headers)
-        return _error(exc.status_code, "request", str(exc.detail), exc.headers)
+            return error_response(405, "method",
+                                  f"not allowed here; allowed: {exc.headers['Allow']}", exc.headers)
+        return error_response(exc.status_code, "request", str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
         err = exc.errors()[0]
         if err.get("type") == "json_invalid":
-            return _error(400, "body", "is not valid JSON")
-        return _error(422, pydantic_field(err.get("loc", ())), err.get("msg", "invalid"))
+            return error_response(400, "body", "is not valid JSON")
+        return error_response(422, pydantic_field(err.get("loc", ())), err.get("msg", "invalid"))
 
     @app.exception_handler(LoopwiseError)
     async def _engine(_: Request, exc: LoopwiseError):
         if isinstance(exc, ValidationError):
-            return _error(422, exc.field, str(exc).split(": ", 1)[-1])
+            return error_response(422, exc.field, str(exc).split(": ", 1)[-1])
         if isinstance(exc, UnknownDecisionError):
-            return _error(404, "eventId", str(exc).split(": ", 1)[-1])
-        return _error(409, "engine", str(exc))
+            return error_response(404, "eventId", str(exc).split(": ", 1)[-1])
+        return error_response(409, "engine", str(exc))
 
 
 def pydantic_field(loc) -> str:
@@ -204,7 +199,7 @@ def _profile_routes(app: FastAPI, engine, lock, access_log: str) -> None:
         with lock:
             p = engine.profile(user_id)
         if p is None:
-            return _error(404, "user_id", "no profile for this user")
+            return error_response(404, "user_id", "no profile for this user")
         return JSONResponse(json.loads(json.dumps(p, default=float)))
 
     @app.delete("/v1/profiles/{user_id}", responses=ERRORS, openapi_extra=scoped("admin"))
@@ -218,7 +213,7 @@ def _profile_routes(app: FastAPI, engine, lock, access_log: str) -> None:
     @app.get("/v1/experiments/report", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def report():
         if len(engine.learners) < 2:
-            return _error(404, "variants", "no A/B test is configured (one variant)")
+            return error_response(404, "variants", "no A/B test is configured (one variant)")
         with lock:
             report = json.dumps(engine.ab_report(), default=lambda _: None)
         return JSONResponse(json.loads(report))
@@ -230,8 +225,8 @@ def _profile_routes(app: FastAPI, engine, lock, access_log: str) -> None:
         with lock:
             report = engine.rollout_report()
         if report is None:
-            return _error(404, "rollout", "no rollout is configured (engine.rollout in "
-                          "serve.yaml)")
+            return error_response(404, "rollout",
+                                  "no rollout is configured (engine.rollout in serve.yaml)")
         return JSONResponse(report)
 
 

@@ -20,6 +20,8 @@ import time
 import traceback
 from urllib.parse import quote
 
+from starlette.responses import JSONResponse, RedirectResponse
+
 from engine.serve.metrics import Metrics
 from engine.serve.sessions import CsrfError, Sessions
 from engine.serve.tokens import AuthError, Tokens
@@ -38,6 +40,12 @@ async def send_error(send, status: int, field: str, reason: str, headers=()) -> 
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+def error_response(status: int, field: str, reason: str, headers=None) -> JSONResponse:
+    """An answer in the API's error shape (a FastAPI route's)."""
+    return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status,
+                        headers=headers)
 
 
 class RouteTable:
@@ -122,7 +130,8 @@ class Front:
                 except AuthError as err:
                     who = err.who or who
                     if err.status == 401 and method == "GET" and scope["path"].startswith("/ui"):
-                        return await _to_sign_in(send_wrapper, scope["path"])
+                        target = "/ui/login?next=" + quote(scope["path"], safe="/")
+                        return await RedirectResponse(target, 303)(scope, receive, send_wrapper)
                     extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
                     return await send_error(send_wrapper, err.status, "authorization",
                                             err.reason, extra)
@@ -155,10 +164,3 @@ def _credential(headers, template: str) -> bytes | None:
         return b"Bearer " + key
     return authorization
 
-
-async def _to_sign_in(send, path: str) -> None:
-    """A console page asked for without a session: 303 to sign-in, coming back after."""
-    target = "/ui/login?next=" + quote(path, safe="/")
-    await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", target.encode()), (b"content-length", b"0")]})
-    await send({"type": "http.response.body", "body": b""})
