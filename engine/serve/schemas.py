@@ -89,8 +89,7 @@ class HealthResponse(BaseModel):
 
 _ENGINE_FIELD = re.compile(r"^(?:requests\[\d+\]\.)?(candidates|user_id|decision_id|context|"
                            r"slate_size|value)(?:\[(\d+)\])?(.*)$")
-_HTTP_NAMES = {"candidates": "actions", "user_id": "user_id", "decision_id": "eventId",
-               "slate_size": "slateSize", "value": "value"}
+_HTTP_NAMES = {"candidates": "actions", "decision_id": "eventId", "slate_size": "slateSize"}
 
 
 def http_field(field: str, kept: list[int], context: dict) -> str:
@@ -115,4 +114,4 @@ def http_field(field: str, kept: list[int], context: dict) -> str:
     if index is not None and name == "candidates":
         k = int(index)
         return f"actions[{kept[k] if k < len(kept) else k}]{rest}"
-    return _HTTP_NAMES[name] + (f"[{index}]" if index is not None else "") + rest
+    return _HTTP_NAMES.get(name, name) + (f"[{index}]" if index is not None else "") + rest
