@@ -139,7 +139,14 @@ class EngineConfig:
         _check_choice("synchronous", self.synchronous, ("NORMAL", "FULL"))
         if not isinstance(self.salt, str):
             raise ValidationTypeError("salt", "must be a string", self.salt)
-        _check_privacy(self)
+        key = self.pseudonym_key_file  # (the key file itself is read at open)
+        if key is not None and not isinstance(key, (str, os.PathLike)):
+            raise ValidationTypeError("pseudonym_key_file", "must be a file path", key)
+        if not isinstance(self.store_text, bool):
+            raise ValidationTypeError("store_text", "must be true or false", self.store_text)
+        for name in ("retention_days", "dp_total_epsilon"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), low=0.0, strict=True)
         if self.clock is not None and not callable(self.clock):
             raise ValidationTypeError("clock", "must be a callable returning seconds", self.clock)
         profile = self.profile
@@ -203,19 +210,6 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         words = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
         raise ValidationError(name, f"must be {words}", value)
-
-
-def _check_privacy(cfg: EngineConfig) -> None:
-    """The privacy settings' types and ranges (the key file itself is read at open)."""
-    key = cfg.pseudonym_key_file
-    if key is not None and not isinstance(key, (str, os.PathLike)):
-        raise ValidationTypeError("pseudonym_key_file", "must be a file path", key)
-    if not isinstance(cfg.store_text, bool):
-        raise ValidationTypeError("store_text", "must be true or false", cfg.store_text)
-    if cfg.retention_days is not None:
-        check_number("retention_days", cfg.retention_days, low=0.0, strict=True)
-    if cfg.dp_total_epsilon is not None:
-        check_number("dp_total_epsilon", cfg.dp_total_epsilon, low=0.0, strict=True)
 
 
 def _check_variants(variants: object, policy_params: object) -> None:

@@ -45,9 +45,8 @@ MAX_LIVE_ROWS = 200_000  # decisions a live view aggregates at most (the newest)
 
 def ensure_indexes(store) -> None:
     """Create the indexes the read-side views need (once; a no-op when they exist)."""
-    db = store.db
     for sql in INDEXES:
-        db.execute(sql)
+        store.db.execute(sql)
 
 
 def find_users(store, prefix: str, limit: int = 20) -> list[str]:
