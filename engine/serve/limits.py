@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from engine.serve.front import access_log, send_error
+from engine.serve.front import access_log, error_response
 
 
 def http_protocol(max_header_bytes: int) -> type:
@@ -85,7 +85,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = next((v for k, v in scope.get("headers", []) if k == b"content-length"), b"")
         if length.isdigit() and int(length) > self.max_bytes:  # else counted as it streams in
-            return await self._refuse(send)
+            return await self._refuse(scope, receive, send)
         chunks, seen = [], 0
         while True:
             message = await receive()
@@ -94,7 +94,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
             if seen > self.max_bytes:
-                return await self._refuse(send)
+                return await self._refuse(scope, receive, send)
             if not message.get("more_body", False):
                 break
         whole = iter([{"type": "http.request", "body": b"".join(chunks), "more_body": False}])
@@ -104,5 +104,6 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send):
-        await send_error(send, 413, "body", f"must be at most {self.max_bytes} bytes")
+    async def _refuse(self, scope, receive, send):
+        await error_response(413, "body", f"must be at most {self.max_bytes} bytes")(
+            scope, receive, send)
