@@ -182,17 +182,15 @@ class Personalizer:
         request): baselines are distinct action ids, not excluded from their slots; each
         slot has an action left whatever the earlier slots took; slot features."""
         bases = [slot["baselineAction"] for slot in slots]
-        for s, slot in enumerate(slots):
+        for s, (slot, base) in enumerate(zip(slots, bases, strict=True)):
             where = f"slots[{s}]"
             excluded = set(slot.get("excludedActions") or ())
-            if bases[s] not in ids:
-                raise ValidationError(f"{where}.baselineAction", "is not an action's id", bases[s])
-            if bases[s] in excluded:
-                raise ValidationError(f"{where}.baselineAction", "is excluded from its slot",
-                                      bases[s])
-            if bases[s] in bases[:s]:
-                raise ValidationError(f"{where}.baselineAction", "is an earlier slot's "
-                                      "baseline; each slot needs its own", bases[s])
+            why = ("is not an action's id" if base not in ids
+                   else "is excluded from its slot" if base in excluded
+                   else "is an earlier slot's baseline; each slot needs its own"
+                   if base in bases[:s] else None)
+            if why is not None:
+                raise ValidationError(f"{where}.baselineAction", why, base)
             if len(set(ids) - excluded) <= s:
                 raise ValidationError(f"{where}.excludedActions", "leaves no action for "
                                       "this slot once the earlier slots are filled")

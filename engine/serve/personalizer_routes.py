@@ -90,19 +90,13 @@ class PServiceConfiguration(Body):
         "is deleted by age yet")
 
 
-def personalizer_of(engine, options: Mapping | None) -> Personalizer:
-    """The :class:`Personalizer` of ``serve.yaml``'s ``personalizer:`` mapping (settings
-    in snake_case, plus ``user_path`` and ``apprentice_window``)."""
-    options = dict(options or {})
-    extra = {k: options.pop(k) for k in OPTIONS if k in options}
-    p = Personalizer(engine, **extra)
-    p.configure(ServiceSettings.from_mapping(options, p.settings, also=OPTIONS))
-    return p
-
-
 def register(app: FastAPI, engine, lock, options: Mapping | None, scoped, errors: dict) -> None:
-    """Add the Personalizer routes; ``scoped(scope)`` gives a route's ``openapi_extra``."""
-    p = personalizer_of(engine, options)
+    """Add the Personalizer routes; ``options``: ``serve.yaml``'s ``personalizer:`` mapping
+    (settings in snake_case, plus :data:`OPTIONS`); ``scoped(scope)``: a route's
+    ``openapi_extra``."""
+    options = dict(options or {})
+    p = Personalizer(engine, **{k: options.pop(k) for k in OPTIONS if k in options})
+    p.configure(ServiceSettings.from_mapping(options, p.settings, also=OPTIONS))
     not_found = {**errors, 404: {"model": errors[422]["model"]}}
 
     def route(method: str, path: str, scope: str, status: int = 200, responses=errors):
