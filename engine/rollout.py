@@ -239,14 +239,13 @@ class Rollout:
         call; rows of users it serves replace the champion's in ``probs`` and are renamed in
         ``variants`` (with its version and name added to ``versions`` and ``names``)."""
         mine = self.learner.policy.act(phi, mask)
-        if self.share > 0.0:
-            served = [i for i, u in enumerate(users) if self.serves(u)]
-            if served:
-                probs[served] = mine[served]
-                for i in served:
-                    variants[i] = CHALLENGER
-                versions[CHALLENGER] = self.learner.version
-                names[CHALLENGER] = type(self.learner.policy).__name__
+        served = [i for i, u in enumerate(users) if self.serves(u)]
+        if served:
+            probs[served] = mine[served]
+            for i in served:
+                variants[i] = CHALLENGER
+            versions[CHALLENGER] = self.learner.version
+            names[CHALLENGER] = type(self.learner.policy).__name__
         return mine
 
     # ---- learning and the gate -----------------------------------------------------------
