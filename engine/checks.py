@@ -6,7 +6,9 @@ lone surrogate), hold no NUL and have a bounded length; numbers are finite and i
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 
 from engine.errors import ValidationError, ValidationTypeError
@@ -196,3 +198,22 @@ def check_int(name: str, value: object, low: int) -> int:
     if value < low:
         raise ValidationError(name, f"must be an integer >= {low}", value)
     return int(value)
+
+
+def check_keys(mapping: Mapping, allowed: Sequence[str], where: str) -> None:
+    """Refuse a key of ``mapping`` that is not in ``allowed``, naming it under ``where``."""
+    for key in mapping:
+        if key not in allowed:
+            raise ValidationError(f"{where}.{key}", f"unknown setting; allowed: {list(allowed)}")
+
+
+def settings_from(cls, mapping: object, where: str, what: str):
+    """``cls(**mapping)`` for a dataclass of settings; errors name the key under ``where``
+    (``engine.wait_window: must be >= 0.0 (got -1)``), an unknown one with the allowed."""
+    if not isinstance(mapping, Mapping):
+        raise ValidationTypeError(where, f"must be a mapping of {what}", mapping)
+    check_keys(mapping, sorted(f.name for f in dataclasses.fields(cls) if f.init), where)
+    try:
+        return cls(**mapping)
+    except ValidationError as err:
+        raise type(err)(f"{where}.{err.field}", err.reason, err.value) from None

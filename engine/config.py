@@ -12,15 +12,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from engine.checks import MIN_WALL_TIME, check_int, check_number
+from engine.checks import MIN_WALL_TIME, check_int, check_keys, check_number, settings_from
 from engine.errors import ValidationError, ValidationTypeError
 from engine.events import EventTypes, Limits
 from engine.featurizer import Featurizer
 from engine.profile import ProfileConfig
-from engine.rollout import CHALLENGER, RolloutConfig
+from engine.rollout import CHALLENGER, RolloutConfig, check_policy_spec
 from engine.router import Router
-
-_VARIANT_KEYS = ("policy", "params", "weight")
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,8 @@ class EngineConfig:
     """A challenger's safe rollout against the (one) variant: a
     :class:`~engine.rollout.RolloutConfig` or a mapping of its fields, e.g.
     ``{"challenger": {"policy": "linucb"}, "steps": [0.1, 0.5, 1.0], "margin": 0.01}``."""
-    _limits: Limits = field(init=False, repr=False, compare=False)
+    limits: Limits = field(init=False, repr=False, compare=False)
+    """The accepted domain of rewards and event times (:class:`~engine.events.Limits`)."""
 
     def __post_init__(self) -> None:
         check_number("wait_window", self.wait_window, low=0.0)
@@ -140,12 +139,20 @@ class EngineConfig:
         _check_choice("synchronous", self.synchronous, ("NORMAL", "FULL"))
         if not isinstance(self.salt, str):
             raise ValidationTypeError("salt", "must be a string", self.salt)
-        _check_privacy(self)
+        key = self.pseudonym_key_file  # (the key file itself is read at open)
+        if key is not None and not isinstance(key, (str, os.PathLike)):
+            raise ValidationTypeError("pseudonym_key_file", "must be a file path", key)
+        if not isinstance(self.store_text, bool):
+            raise ValidationTypeError("store_text", "must be true or false", self.store_text)
+        for name in ("retention_days", "dp_total_epsilon"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), low=0.0, strict=True)
         if self.clock is not None and not callable(self.clock):
             raise ValidationTypeError("clock", "must be a callable returning seconds", self.clock)
         profile = self.profile
         if isinstance(profile, Mapping):
-            profile = _profile_config(profile)
+            check_keys(profile, [f.name for f in dataclasses.fields(ProfileConfig)], "profile")
+            profile = ProfileConfig(**profile)
         elif profile is not None and not isinstance(profile, ProfileConfig):
             raise ValidationTypeError("profile", "must be a ProfileConfig or a mapping", profile)
         EventTypes(custom=dict(self.event_types or {}))
@@ -166,7 +173,7 @@ class EngineConfig:
         set_(self, "reward_range", limits.reward_range)
         set_(self, "wait_window", float(self.wait_window))
         set_(self, "default_reward", float(self.default_reward))
-        set_(self, "_limits", limits)
+        set_(self, "limits", limits)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping, where: str = "engine") -> EngineConfig:
@@ -180,27 +187,12 @@ class EngineConfig:
         ...
         policies.errors.ValidationError: engine.wait_widow: unknown setting; allowed: ['async_learning', 'backend', 'clock', 'context_features', 'default_reward', 'dp_total_epsilon', 'event_types', 'item_features', 'learn_batch', 'learner', 'learner_gpus', 'max_candidates', 'max_event_lead', 'min_event_time', 'policy', 'policy_params', 'profile', 'pseudonym_key_file', 'ray_address', 'retention_days', 'reward_range', 'rollout', 'salt', 'seed', 'session_gap', 'shards', 'snapshot_every', 'store_text', 'synchronous', 'variants', 'wait_window']
         """
-        if not isinstance(mapping, Mapping):
-            raise ValidationTypeError(where, "must be a mapping of setting names to values",
-                                      mapping)
-        allowed = cls.setting_names()
-        for key in mapping:
-            if key not in allowed:
-                raise ValidationError(f"{where}.{key}", f"unknown setting; allowed: {sorted(allowed)}")
-        try:
-            return cls(**mapping)
-        except ValidationError as err:
-            raise type(err)(f"{where}.{err.field}", err.reason, err.value) from None
+        return settings_from(cls, mapping, where, "setting names to values")
 
     @classmethod
     def setting_names(cls) -> list[str]:
         """The names of every setting (the dataclass fields a caller may give)."""
         return [f.name for f in dataclasses.fields(cls) if f.init]
-
-    @property
-    def limits(self) -> Limits:
-        """The accepted domain of rewards and event times (:class:`~engine.events.Limits`)."""
-        return self._limits
 
     def variant_specs(self) -> dict[str, dict]:
         """``{name: {"policy", "params", "weight"}}`` of every variant (one ``"default"``
@@ -220,27 +212,6 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
         raise ValidationError(name, f"must be {words}", value)
 
 
-def _check_privacy(cfg: EngineConfig) -> None:
-    """The privacy settings' types and ranges (the key file itself is read at open)."""
-    key = cfg.pseudonym_key_file
-    if key is not None and not isinstance(key, (str, os.PathLike)):
-        raise ValidationTypeError("pseudonym_key_file", "must be a file path", key)
-    if not isinstance(cfg.store_text, bool):
-        raise ValidationTypeError("store_text", "must be true or false", cfg.store_text)
-    if cfg.retention_days is not None:
-        check_number("retention_days", cfg.retention_days, low=0.0, strict=True)
-    if cfg.dp_total_epsilon is not None:
-        check_number("dp_total_epsilon", cfg.dp_total_epsilon, low=0.0, strict=True)
-
-
-def _profile_config(values: Mapping) -> ProfileConfig:
-    allowed = [f.name for f in dataclasses.fields(ProfileConfig)]
-    for key in values:
-        if key not in allowed:
-            raise ValidationTypeError(f"profile.{key}", f"unknown setting; allowed: {allowed}")
-    return ProfileConfig(**values)
-
-
 def _check_variants(variants: object, policy_params: object) -> None:
     """The shape of ``variants`` (its policies are built, and checked, by the learners)."""
     if variants is None:
@@ -255,12 +226,5 @@ def _check_variants(variants: object, policy_params: object) -> None:
             raise ValidationError("variants", "names must be non-empty strings", name)
         if not isinstance(spec, Mapping):
             raise ValidationError(where, "must be a mapping with 'policy'", spec)
-        extra = set(spec) - set(_VARIANT_KEYS)
-        if extra:
-            raise ValidationError(f"{where}.{sorted(extra)[0]}",
-                                  "unknown key; allowed: policy, params, weight")
+        check_policy_spec(spec, where, ("policy", "params", "weight"))
         check_number(f"{where}.weight", spec.get("weight", 1.0), low=0.0, strict=True)
-        params = spec.get("params")
-        if params is not None and not isinstance(params, Mapping):
-            raise ValidationError(f"{where}.params", "must be a mapping of parameter names",
-                                  params)

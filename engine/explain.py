@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import numpy as np
 
-GROUPS = ("profile interests", "latent factors", "context", "item features", "bias")
-
 
 def group_of(name: str) -> str:
     """The feature group of one of the featurizer's feature names."""

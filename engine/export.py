@@ -63,7 +63,7 @@ def to_parquet(data_dir: str | os.PathLike, path: str | os.PathLike,
         return table.num_rows
 
 
-def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> str:
+def dsjson_line(d: dict, names: list[str]) -> str:
     """One decision as a VW DSJson line (``cb_explore_adf``).
 
     ``a`` lists 1-based action indices in ranking order and ``p`` their probabilities in the
@@ -80,7 +80,7 @@ def dsjson_line(d: dict, names: list[str], event_time: float | None = None) -> s
              for k in range(len(ids))]
     chosen = int(d["chosen"])
     reward = 0.0 if d["reward"] is None else float(d["reward"])
-    ts = datetime.fromtimestamp(d["ts"] if event_time is None else event_time, tz=timezone.utc)
+    ts = datetime.fromtimestamp(d["ts"], tz=timezone.utc)
     line = {
         "_label_cost": -reward,
         "_label_probability": float(probs[chosen]),

@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from engine.abtest import VariantStats, ab_report
+from engine.store import decode_extra
 
 LEARNED = ("joined", "default")  # reward statuses a policy learns from
 INDEXES = (  # each read below scans an index range or a covering index, never the table
@@ -44,9 +45,8 @@ MAX_LIVE_ROWS = 200_000  # decisions a live view aggregates at most (the newest)
 
 def ensure_indexes(store) -> None:
     """Create the indexes the read-side views need (once; a no-op when they exist)."""
-    db = store.db
     for sql in INDEXES:
-        db.execute(sql)
+        store.db.execute(sql)
 
 
 def find_users(store, prefix: str, limit: int = 20) -> list[str]:
@@ -89,9 +89,7 @@ def decision(store, decision_id: str) -> tuple[dict, np.ndarray] | None:
                            "WHERE decision_id = ?", (decision_id,)).fetchone()
     if row is None:
         return None
-    out = _decoded(row[:-2])
-    phi = np.frombuffer(row[-2], dtype=np.float32).reshape(-1, row[-1]).astype(np.float64)
-    return out, phi
+    return _decoded(row[:-2]), np.frombuffer(row[-2], np.float32).reshape(-1, row[-1]).astype(float)
 
 
 def interest_history(store, event_types, profile, user_id: str, points: int = 24,
@@ -114,7 +112,7 @@ def interest_history(store, event_types, profile, user_id: str, points: int = 24
     ts = np.array([r[1] for r in rows])
     keys: dict[str, np.ndarray] = {}
     for i, (type_, _, value, extra) in enumerate(rows):
-        topics, tags = _topics_tags(extra)
+        topics, tags, _, _ = decode_extra(extra)
         if not (topics or tags) or not event_types.known(type_):
             continue
         share = event_types.weight(type_, value) / (len(topics) + len(tags))
@@ -138,16 +136,6 @@ def _warped(t: np.ndarray, windows, factor: float) -> np.ndarray:
     for start, end in windows:
         extra += np.clip(np.minimum(t, end) - start, 0.0, None)
     return t + extra * (factor - 1.0)
-
-
-def _topics_tags(extra: str | None) -> tuple[list, list]:
-    """Topics and tags of a stored event's ``extra`` column (see ``store._event_row``)."""
-    if not extra:
-        return [], []
-    if extra[0] == "\x1f":
-        return extra[1:].split("\x1f"), []
-    topics, tags, _, _ = json.loads(extra)
-    return topics, tags
 
 
 def live(store, minutes: int = 60) -> dict:

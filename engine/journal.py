@@ -49,12 +49,12 @@ class Journal:
         self.path = Path(path)
         self.fsync = fsync
         self._fd = private_fd(self.path)
-        self._pos = self._end_of_records()
-        if os.fstat(self._fd).st_size > self._pos:  # a torn or corrupt tail: cut it off
-            os.ftruncate(self._fd, self._pos)
+        self.end = self._end_of_records()  # offset just past the last record (0: empty)
+        if os.fstat(self._fd).st_size > self.end:  # a torn or corrupt tail: cut it off
+            os.ftruncate(self._fd, self.end)
         self._map: mmap.mmap | None = None
         try:
-            self._reserve(max(_MIN_SIZE, self._pos))
+            self._reserve(max(_MIN_SIZE, self.end))
         except BaseException:
             os.close(self._fd)
             raise
@@ -63,39 +63,34 @@ class Journal:
         """Write one record; durable (against a killed process) when this returns."""
         if not payload:
             raise ValueError("journal records must not be empty (a zero length ends the file)")
-        end = self._pos + _HEADER.size + len(payload)
+        end = self.end + _HEADER.size + len(payload)
         if end >= len(self._map):  # (one zero header always stays after the last record)
             self._reserve(2 * end)
-        start = self._pos
+        start = self.end
         self._map[start:end] = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        self._pos = end
+        self.end = end
         if self.fsync:
             first = start - start % mmap.PAGESIZE
             self._map.flush(first, end - first)
 
-    @property
-    def end(self) -> int:
-        """The offset just past the last record (0: empty)."""
-        return self._pos
-
     def records(self) -> Iterator[bytes]:
         """The complete records, in order (read from the mapping)."""
-        return read_records(self._map[:self._pos])
+        return read_records(self._map[:self.end])
 
     def clear(self) -> None:
         """Drop every record (after they are safely elsewhere): their bytes become zeros."""
-        if self._pos:
-            self._map[:self._pos] = bytes(self._pos)
+        if self.end:
+            self._map[:self.end] = bytes(self.end)
             if self.fsync:
-                self._map.flush(0, self._pos)
-        self._pos = 0
+                self._map.flush(0, self.end)
+        self.end = 0
 
     def close(self) -> None:
         """Unmap and close; the file keeps exactly its records (none: an empty file)."""
         if self._fd < 0:
             return
         self._map.close()
-        os.ftruncate(self._fd, self._pos)
+        os.ftruncate(self._fd, self.end)
         os.close(self._fd)
         self._fd = -1
 

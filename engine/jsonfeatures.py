@@ -24,6 +24,7 @@ from hashlib import blake2b
 
 import numpy as np
 
+from engine.checks import check_int
 from engine.errors import ValidationError
 
 #: Largest magnitude of a number in a feature object: a context x action product then stays
@@ -63,8 +64,7 @@ class JsonFeatures:
                  max_pairs: int = 4096):
         for name, value in (("width", width), ("max_features", max_features),
                             ("max_depth", max_depth), ("max_pairs", max_pairs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValidationError(name, "must be an integer >= 1", value)
+            check_int(name, value, 1)
         self.width = width
         self.max_features = max_features
         self.max_depth = max_depth
@@ -100,9 +100,7 @@ class JsonFeatures:
         """Append the features of one value (recursing into objects and arrays)."""
         if depth > self.max_depth:
             raise ValidationError(path, f"nests deeper than {self.max_depth} levels")
-        if len(out) > self.max_features:  # stop early; flatten() names the limit
-            return
-        if value is None:
+        if value is None or len(out) > self.max_features:  # past the limit: flatten() says so
             return
         if isinstance(value, bool):
             out.append((ns, f"{name}={'true' if value else 'false'}", 1.0))

@@ -17,7 +17,6 @@ activated: never activated, it learns nothing (a reward for it is recorded as la
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import OrderedDict, deque
 
 import numpy as np
@@ -28,6 +27,7 @@ from engine.errors import UnknownDecisionError, ValidationError
 from engine.jsonfeatures import JsonFeatures
 from engine.personalizer_settings import ServiceSettings
 from engine.recovery import pending_of
+from engine.serve.schemas import http_field
 
 ANONYMOUS = "anonymous"  # the user of requests without a user id in their context
 _KEPT = 100_000  # deferred events and apprentice matches kept in memory at most
@@ -77,8 +77,6 @@ class Personalizer:
     ----------
     engine
         The engine (``item_features`` > 0: the slots of the hashed JSON features).
-    settings
-        The service settings (:class:`ServiceSettings`); applied to the engine at once.
     user_path
         Dotted path of the user id in the context objects (``None``: never looked for).
     apprentice_window
@@ -98,8 +96,7 @@ class Personalizer:
     >>> eng.close()
     """
 
-    def __init__(self, engine, settings: ServiceSettings | None = None,
-                 user_path: str | None = "user.id", apprentice_window: int = 1000):
+    def __init__(self, engine, user_path: str | None = "user.id", apprentice_window: int = 1000):
         self.engine = engine
         self.user_path = user_path
         width = engine.featurizer.item_features
@@ -110,7 +107,7 @@ class Personalizer:
         self._slots: OrderedDict[str, list[str]] = OrderedDict()  # event -> slot ids
         self.settings = ServiceSettings(reward_wait_time=engine.config.wait_window,
                                         default_reward=engine.config.default_reward)
-        self.configure(settings or self.settings)
+        self.configure(self.settings)
 
     # ---- settings --------------------------------------------------------------------
     def configure(self, settings: ServiceSettings) -> ServiceSettings:
@@ -138,7 +135,7 @@ class Personalizer:
         if not kept:
             raise ValidationError("excludedActions", "excludes every action; nothing is left")
         context = body.get("contextFeatures")
-        d, match = self._decide(context, actions, kept, body.get("eventId"), 0, "actions")
+        d, match = self._decide(context, actions, kept, body.get("eventId"))
         self._after(d.decision_id, match, bool(body.get("deferActivation")))
         shown = dict(zip(d.candidate_ids, self._shown(d), strict=True))
         ranking = [{"id": i, "probability": shown[i]} for i in d.ranking]
@@ -162,7 +159,7 @@ class Personalizer:
         self._check_slots(slots, ids)
         placed: set[str] = set()
         out, decisions = [], []
-        for s, slot in enumerate(slots):
+        for slot in slots:
             gone = placed | set(slot.get("excludedActions") or ())
             kept = [i for i, a in enumerate(actions) if a["id"] not in gone]
             base = ids.index(slot["baselineAction"])
@@ -171,8 +168,7 @@ class Personalizer:
                 kept.insert(0, base)
             context = [*(body.get("contextFeatures") or ()),
                        {"slot": {"id": slot["id"], "features": slot.get("features") or []}}]
-            d, match = self._decide(context, actions, kept, f"{event_id}/{slot['id']}", s,
-                                    "actions")
+            d, match = self._decide(context, actions, kept, f"{event_id}/{slot['id']}")
             placed.add(d.chosen)
             decisions.append((d, match and ids[kept[0]] == slot["baselineAction"]))
             out.append({"id": slot["id"], "rewardActionId": d.chosen})
@@ -186,25 +182,22 @@ class Personalizer:
         request): baselines are distinct action ids, not excluded from their slots; each
         slot has an action left whatever the earlier slots took; slot features."""
         bases = [slot["baselineAction"] for slot in slots]
-        for s, slot in enumerate(slots):
+        for s, (slot, base) in enumerate(zip(slots, bases, strict=True)):
             where = f"slots[{s}]"
             excluded = set(slot.get("excludedActions") or ())
-            if bases[s] not in ids:
-                raise ValidationError(f"{where}.baselineAction", "is not an action's id", bases[s])
-            if bases[s] in excluded:
-                raise ValidationError(f"{where}.baselineAction", "is excluded from its slot",
-                                      bases[s])
-            if bases[s] in bases[:s]:
-                raise ValidationError(f"{where}.baselineAction", "is an earlier slot's "
-                                      "baseline; each slot needs its own", bases[s])
+            why = ("is not an action's id" if base not in ids
+                   else "is excluded from its slot" if base in excluded
+                   else "is an earlier slot's baseline; each slot needs its own"
+                   if base in bases[:s] else None)
+            if why is not None:
+                raise ValidationError(f"{where}.baselineAction", why, base)
             if len(set(ids) - excluded) <= s:
                 raise ValidationError(f"{where}.excludedActions", "leaves no action for "
                                       "this slot once the earlier slots are filled")
             if self.features is not None:
                 self.features.flatten(slot.get("features"), f"{where}.features")
 
-    def _decide(self, context, actions: list, kept: list[int], event_id: str | None,
-                slot: int, where: str):
+    def _decide(self, context, actions: list, kept: list[int], event_id: str | None):
         """One decision over ``actions[kept]``: (the engine's decision, whether the
         policy's first choice is the baseline ``actions[kept[0]]``)."""
         if self.features is None:
@@ -212,8 +205,7 @@ class Personalizer:
                                   "Personalizer requests: it is the width of the hashed JSON "
                                   "features (64 or more, say)")
         vectors = self.features.vectors(context, [actions[i].get("features") for i in kept],
-                                        "contextFeatures",
-                                        [f"{where}[{i}].features" for i in kept])
+                                        action_where=[f"actions[{i}].features" for i in kept])
         candidates = [{"id": actions[i]["id"], "features": vectors[k].tolist(),
                        "topics": JsonFeatures.categories(actions[i].get("features"))}
                       for k, i in enumerate(kept)]
@@ -223,10 +215,9 @@ class Personalizer:
         try:
             d = self.engine.rank(user, candidates, None, decision_id=event_id, choose=choose)
         except ValidationError as exc:  # the engine's names in the body's terms
-            raise ValidationError(_body_field(exc.field, kept, where), exc.reason,
+            raise ValidationError(http_field(exc.field, kept, {}), exc.reason,
                                   exc.value) from None
-        match = int(np.argmax(d.probabilities)) == 0
-        return d, match
+        return d, int(np.argmax(d.probabilities)) == 0
 
     def _after(self, decision_id: str, match: bool, defer: bool) -> None:
         """Mode and activation bookkeeping of a new decision."""
@@ -258,13 +249,11 @@ class Personalizer:
     def multislot_reward(self, event_id: str, rewards: list[dict]) -> None:
         """Per-slot rewards ``[{"slotId", "value"}]`` of a multi-slot event."""
         slots = self._slot_ids(event_id)
-        pairs = []
         for i, r in enumerate(rewards):
             if r["slotId"] not in slots:
                 raise ValidationError(f"reward[{i}].slotId", "is not a slot of this event",
                                       r["slotId"])
-            pairs.append((f"{event_id}/{r['slotId']}", r["value"]))
-        self._reward(pairs)
+        self._reward([(f"{event_id}/{r['slotId']}", r["value"]) for r in rewards])
 
     def _reward(self, pairs: list[tuple[str, float]]) -> None:
         try:
@@ -277,15 +266,12 @@ class Personalizer:
             if match is not None and r.learned:
                 self.apprentice.add(match, r.value)
 
-    def activate(self, event_id: str) -> None:
-        """The event was shown: it now awaits its reward for the reward wait time."""
-        self._activate(event_id)
-
     def multislot_activate(self, event_id: str) -> None:
         for slot in self._slot_ids(event_id):
-            self._activate(f"{event_id}/{slot}")
+            self.activate(f"{event_id}/{slot}")
 
-    def _activate(self, decision_id: str) -> None:
+    def activate(self, decision_id: str) -> None:
+        """The event was shown: it now awaits its reward for the reward wait time."""
         store = self.engine.store
         pending = self._deferred.pop(decision_id, None)
         if pending is None and decision_id not in self.engine.joiner.waiting:
@@ -315,25 +301,3 @@ class Personalizer:
         if len(kept) > _KEPT:
             kept.popitem(last=False)
 
-
-def _body_field(field: str, kept: list[int], where: str) -> str:
-    """An engine field (``requests[0].candidates[1].features``) in the body's terms.
-
-    >>> _body_field("requests[0].candidates[1].features", [0, 2], "actions")
-    'actions[2].features'
-    >>> _body_field("requests[0].decision_id", [], "actions")
-    'eventId'
-    """
-    m = _ENGINE_FIELD.match(field)
-    if m is None:
-        return field
-    name, index, rest = m.groups()
-    if name == "decision_id":
-        return "eventId"
-    if index is None:
-        return where + rest
-    k = int(index)
-    return f"{where}[{kept[k] if k < len(kept) else k}]{rest}"
-
-
-_ENGINE_FIELD = re.compile(r"^(?:requests\[\d+\]\.)?(candidates|decision_id)(?:\[(\d+)\])?(.*)$")

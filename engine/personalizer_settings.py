@@ -5,17 +5,14 @@ the API (Personalizer's camelCase ``ServiceConfiguration`` body)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engine.checks import check_keys, is_number
 from engine.errors import ValidationError
 
 LEARNING_MODES = ("Online", "Apprentice", "Inference")
-#: Whether ``logRetentionDays`` deletes anything: it does (it sets the engine's retention
-#: window, :mod:`engine.privacy.retention`); the settings' body says so.
-RETENTION_ENFORCED = True
 #: Keys of the settings body a client may send back but cannot set (ignored by ``PUT``).
 READ_ONLY = ("lastConfigurationEditDate", "logRetentionEnforced")
 #: Personalizer's wire names -> the fields of :class:`ServiceSettings`
@@ -23,7 +20,6 @@ WIRE_NAMES = {"rewardWaitTime": "reward_wait_time", "defaultReward": "default_re
               "explorationPercentage": "exploration_percentage",
               "learningMode": "learning_mode", "logRetentionDays": "log_retention_days",
               "rewardAggregation": "reward_aggregation"}
-_SNAKE_TO_WIRE = {name: wire for wire, name in WIRE_NAMES.items()}
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
@@ -85,16 +81,11 @@ class ServiceSettings:
         other keys the mapping may hold (named in the error about an unknown key)."""
         if not isinstance(mapping, Mapping):
             raise ValidationError(where, "must be a mapping of settings", mapping)
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in mapping:
-            if key not in names:
-                raise ValidationError(f"{where}.{key}",
-                                      f"unknown setting; allowed: {[*names, *also]}")
+        check_keys(mapping, [*(f.name for f in dataclasses.fields(cls)), *also], where)
         try:
             return dataclasses.replace(base or cls(), **mapping)
         except ValidationError as err:
-            snake = {wire: name for name, wire in _SNAKE_TO_WIRE.items()}.get(err.field,
-                                                                              err.field)
+            snake = WIRE_NAMES.get(err.field, err.field)
             raise ValidationError(f"{where}.{snake}", err.reason, err.value) from None
 
     @classmethod
@@ -115,15 +106,13 @@ class ServiceSettings:
 
     def to_wire(self) -> dict:
         """The settings as Personalizer's ``ServiceConfiguration`` body."""
-        out = {wire: getattr(self, name) for wire, name in WIRE_NAMES.items()}
-        out["rewardWaitTime"] = format_duration(self.reward_wait_time)
-        out["logRetentionEnforced"] = RETENTION_ENFORCED
-        return out
+        return {**{wire: getattr(self, name) for wire, name in WIRE_NAMES.items()},
+                "rewardWaitTime": format_duration(self.reward_wait_time),
+                "logRetentionEnforced": True}  # logRetentionDays sets the engine's retention
 
 
 def _number(field: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not (math.isfinite(value) and low <= value <= high):
+    if not (is_number(value) and low <= value <= high):
         raise ValidationError(field, f"must be a number from {low:g} to {high:g}", value)
 
 

@@ -63,15 +63,13 @@ class RayBackend:
     address
         Address of an existing Ray cluster (``"auto"`` or ``"ray://host:10001"``); ``None``
         starts a local Ray unless one is already running in this process.
-    actor_cpus
-        CPUs each shard actor reserves (fractions allowed; 0 lets actors share cores).
-    retry_seconds
-        How long to keep retrying a call while a dead actor is restarted.
     """
 
+    #: Seconds a call is retried while a dead actor is restarted.
+    RETRY_SECONDS = 60.0
+
     def __init__(self, n_shards: int, profile_config: ProfileConfig, event_types: EventTypes,
-                 seed: int = 0, address: str | None = None, actor_cpus: float = 0.0,
-                 retry_seconds: float = 60.0):
+                 seed: int = 0, address: str | None = None):
         import ray
 
         self._ray = ray
@@ -80,10 +78,9 @@ class RayBackend:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             self._started_ray = True
-        remote = ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=actor_cpus)(ShardActor)
+        remote = ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)(ShardActor)  # cores shared
         self.n_shards = n_shards
         self.actors = [remote.remote(i, profile_config, event_types, seed) for i in range(n_shards)]
-        self.retry_seconds = retry_seconds
         self.restarts = 0
         #: Set by the engine: shard -> (snapshot blob or None, iterable of (events, seqs)).
         self.recovery: Callable[[int], tuple[bytes | None, Iterable]] | None = None
@@ -109,10 +106,10 @@ class RayBackend:
                         err.as_instanceof_cause(), ShardNotReady):
                     raise err.as_instanceof_cause() from None
                 if deadline is None:
-                    deadline = time.monotonic() + self.retry_seconds
+                    deadline = time.monotonic() + self.RETRY_SECONDS
                 elif time.monotonic() > deadline:
                     raise LoopwiseError(f"shard {shard}: actor did not come back within "
-                                        f"{self.retry_seconds} s") from err
+                                        f"{self.RETRY_SECONDS} s") from err
                 else:
                     time.sleep(0.2)
 

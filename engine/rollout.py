@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.abtest import DEFAULT_TARGET_N, VariantStats, cs_radius, hash_unit, mixture_tau2, msprt
-from engine.checks import check_int, check_number, check_probability
-from engine.errors import ValidationError, ValidationTypeError
+from engine.abtest.report import json_number
+from engine.checks import check_int, check_number, check_probability, settings_from
+from engine.errors import ValidationError
 
 #: the variant name the challenger's served decisions are logged under
 CHALLENGER = "challenger"
 #: files of a rollout in the data directory: its step log and its current state
 LOG_NAME, STATE_NAME = "rollout.jsonl", "rollout.json"
-_KEYS = ("challenger", "steps", "margin", "alpha", "min_events_per_step", "check_every")
 
 
 @dataclass(frozen=True)
@@ -71,18 +71,11 @@ class RolloutConfig:
         if not isinstance(spec, Mapping) or "policy" not in spec:
             raise ValidationError("challenger", "must be a mapping with 'policy' (and "
                                   "optionally 'params')", spec)
-        extra = set(spec) - {"policy", "params"}
-        if extra:
-            raise ValidationError(f"challenger.{sorted(extra)[0]}",
-                                  "unknown key; allowed: policy, params")
-        if spec.get("params") is not None and not isinstance(spec["params"], Mapping):
-            raise ValidationError("challenger.params", "must be a mapping of parameter names",
-                                  spec["params"])
+        check_policy_spec(spec, "challenger", ("policy", "params"))
         steps = self.steps
-        ok = isinstance(steps, (list, tuple)) and len(steps) > 0 and all(
-            type(s) in (int, float) and 0 < s <= 1 for s in steps)
-        if not ok or steps[-1] != 1 or any(a >= b for a, b in zip(steps, steps[1:],
-                                                                  strict=False)):
+        if not (isinstance(steps, (list, tuple)) and steps and all(
+                type(s) in (int, float) for s in steps) and 0 < steps[0] and steps[-1] == 1
+                and list(steps) == sorted(set(steps))):  # rising strictly
             raise ValidationError("steps", "must rise strictly to 1.0, each in (0, 1]", steps)
         check_number("margin", self.margin, -1e6, 1e6)
         check_probability("alpha", self.alpha)
@@ -97,24 +90,26 @@ class RolloutConfig:
         """The settings a mapping gives; errors name the key under ``where``."""
         if isinstance(mapping, RolloutConfig):
             return mapping
-        if not isinstance(mapping, Mapping):
-            raise ValidationTypeError(where, "must be a mapping of rollout settings", mapping)
-        for key in mapping:
-            if key not in _KEYS:
-                raise ValidationError(f"{where}.{key}", f"unknown setting; allowed: {list(_KEYS)}")
-        try:
-            return cls(**mapping)
-        except ValidationError as err:
-            raise type(err)(f"{where}.{err.field}", err.reason, err.value) from None
+        return settings_from(cls, mapping, where, "rollout settings")
 
     def describe(self) -> dict:
         """JSON-ready settings (a policy object by its class name)."""
         pol = self.challenger["policy"]
-        return {"challenger": {"policy": pol if isinstance(pol, str) else type(pol).__name__,
-                               "params": dict(self.challenger.get("params") or {})},
-                "steps": list(self.steps), "margin": self.margin, "alpha": self.alpha,
-                "min_events_per_step": self.min_events_per_step,
-                "check_every": self.check_every}
+        return {**vars(self), "steps": list(self.steps), "challenger": {
+            "policy": pol if isinstance(pol, str) else type(pol).__name__,
+            "params": dict(self.challenger.get("params") or {})}}
+
+
+def check_policy_spec(spec: Mapping, where: str, keys: tuple[str, ...]) -> None:
+    """Refuse keys of a policy spec (``{"policy", "params", ...}``) beside ``keys``, and
+    params that are not a mapping."""
+    extra = set(spec) - set(keys)
+    if extra:
+        raise ValidationError(f"{where}.{sorted(extra)[0]}",
+                              f"unknown key; allowed: {', '.join(keys)}")
+    if spec.get("params") is not None and not isinstance(spec["params"], Mapping):
+        raise ValidationError(f"{where}.params", "must be a mapping of parameter names",
+                              spec["params"])
 
 
 class OffPolicyGap:
@@ -165,10 +160,8 @@ class OffPolicyGap:
         b2 = s["rr"] - 2 * v0 * s["r"] + v0 * v0 * n
         var = max(0.0, (a2 - 2 * ab + b2) / n) / n  # variance of the difference
         diff = vc - v0
-        radius = math.inf
-        if var > 0:
-            tau2 = float(mixture_tau2(var, n, alpha, target_n))
-            radius = float(cs_radius(var, tau2, alpha))
+        tau2 = float(mixture_tau2(var, n, alpha, target_n))
+        radius = float(cs_radius(var, tau2, alpha)) if var > 0 else math.inf
         return {"n": int(n), "champion": v0, "challenger": vc, "difference": diff,
                 "low": diff - radius, "high": diff + radius}
 
@@ -246,14 +239,13 @@ class Rollout:
         call; rows of users it serves replace the champion's in ``probs`` and are renamed in
         ``variants`` (with its version and name added to ``versions`` and ``names``)."""
         mine = self.learner.policy.act(phi, mask)
-        if self.share > 0.0:
-            served = [i for i, u in enumerate(users) if self.serves(u)]
-            if served:
-                probs[served] = mine[served]
-                for i in served:
-                    variants[i] = CHALLENGER
-                versions[CHALLENGER] = self.learner.version
-                names[CHALLENGER] = type(self.learner.policy).__name__
+        served = [i for i, u in enumerate(users) if self.serves(u)]
+        if served:
+            probs[served] = mine[served]
+            for i in served:
+                variants[i] = CHALLENGER
+            versions[CHALLENGER] = self.learner.version
+            names[CHALLENGER] = type(self.learner.policy).__name__
         return mine
 
     # ---- learning and the gate -----------------------------------------------------------
@@ -289,13 +281,13 @@ class Rollout:
         """The online comparison since the first served step: each arm's n and mean, and
         the always-valid difference (challenger - champion) with its confidence sequence."""
         c, t = self._ab["champion"], self._ab["challenger"]
-        out = {"champion": {"n": c.n, "mean": _num(c.mean)},
-               "challenger": {"n": t.n, "mean": _num(t.mean)},
+        out = {"champion": {"n": c.n, "mean": json_number(c.mean)},
+               "challenger": {"n": t.n, "mean": json_number(t.mean)},
                "difference": None, "low": None, "high": None, "p_value": None}
         if c.n >= 2 and t.n >= 2:
             res = msprt(t.mean, t.var, t.n, c.mean, c.var, c.n, self.config.alpha)
-            out.update(difference=_num(res.diff), low=_num(res.ci[0]), high=_num(res.ci[1]),
-                       p_value=_num(res.p_value))
+            out.update(difference=json_number(res.diff), low=json_number(res.ci[0]),
+                       high=json_number(res.ci[1]), p_value=json_number(res.p_value))
         return out
 
     def check(self, now: float) -> str | None:
@@ -337,14 +329,12 @@ class Rollout:
         gap = self._gap.estimate(self.config.alpha)
         return {"state": self.state, "share": self.share, "stage": self.stage,
                 "champion": self.champion, "settings": self.config.describe(),
-                "events_in_step": self._step_events,
-                "off_policy": _json_gap(gap),
+                "events_in_step": self._step_events, "off_policy": _json_gap(gap),
                 "online": self.ab(), "history": list(self.history)}
 
-    def start(self, now: float) -> None:
-        """Resume the saved state if it was for the same settings, else start in shadow."""
-        saved = read_state(self.data_dir) if self.data_dir else None
-        if saved is not None and saved.get("settings") == self.config.describe():
+    def start(self, now: float, saved: dict | None) -> None:
+        """Resume ``saved`` (a state saved for the same settings), else start in shadow."""
+        if saved is not None:
             self.state, self.stage = saved["state"], int(saved["stage"])
             self._gap.sums = {k: float(v) for k, v in saved["gap"].items()}
             self._ab = {k: VariantStats.from_dict(v) for k, v in saved["ab"].items()}
@@ -373,8 +363,7 @@ class Rollout:
              ab: dict | None) -> None:
         """Append a step to the history and, durably (flushed and synced), to the log."""
         entry = {"ts": now, "event": event, "state": self.state, "share": self.share,
-                 "reason": reason,
-                 "off_policy": None if gap is None else _json_gap(gap),
+                 "reason": reason, "off_policy": None if gap is None else _json_gap(gap),
                  "online": ab}
         self.history.append(entry)
         if self.data_dir is None:
@@ -385,25 +374,15 @@ class Rollout:
             os.fsync(f.fileno())
 
 
-def _num(x) -> float | None:
-    """A JSON-ready number: None for nan or an infinite bound."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def _json_gap(gap: dict) -> dict:
     """An off-policy estimate ready for JSON (infinite bounds as None)."""
-    return {k: v if k == "n" else _num(v) for k, v in gap.items()}
+    return {k: v if k == "n" else json_number(v) for k, v in gap.items()}
 
 
 def read_state(data_dir: str) -> dict | None:
     """A data directory's saved rollout state (None where it has none)."""
     path = Path(data_dir) / STATE_NAME
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def open_rollout(cfg, n_features: int, store, data_dir: str | None, now: float) -> Rollout:
@@ -428,13 +407,15 @@ def open_rollout(cfg, n_features: int, store, data_dir: str | None, now: float) 
     elif getattr(policy, "n_features", n_features) != n_features:
         raise ValidationError("rollout.challenger.policy", f"has n_features="
                               f"{policy.n_features} but the featurizer makes {n_features}")
-    saved = store.load_policy(CHALLENGER)  # as of the last snapshot (not re-learned since)
     state = read_state(data_dir) if data_dir else None
-    resumed = saved is not None and state is not None and state.get("settings") == rc.describe()
+    if state is not None and state.get("settings") != rc.describe():
+        state = None  # saved for other settings: start again
+    saved = store.load_policy(CHALLENGER)  # as of the last snapshot (not re-learned since)
+    resumed = saved is not None and state is not None
     learner = Learner(pickle.loads(saved[2]) if resumed else policy, cfg.learn_batch)
     learner.learned_seq = saved[0] if resumed else 0
     rollout = Rollout(rc, champion, learner, cfg.salt, data_dir, cfg.wait_window)
-    rollout.start(now)
+    rollout.start(now, state)
     return rollout
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hashlib import blake2b
 
-from engine.errors import ValidationError
+from engine.checks import check_int
 
 
 def stable_hash(key: str, salt: str = "") -> int:
@@ -31,9 +31,7 @@ class Router:
     """
 
     def __init__(self, n_shards: int):
-        if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
-            raise ValidationError("shards", "must be an integer >= 1", n_shards)
-        self.n_shards = n_shards
+        self.n_shards = check_int("shards", n_shards, 1)
         self._cache: dict[str, int] = {}
 
     def shard_of(self, user_id: str) -> int:

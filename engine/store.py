@@ -26,24 +26,20 @@ from pathlib import Path
 
 from engine.errors import StoreError
 from engine.events import Event
-from engine.groupcommit import (
-    JOURNAL_NAME,  # noqa: F401 - the journal's name, for tests
-    WRITER_LOCK_NAME,
-    GroupCommit,
-    wait_for_writer,
-)
+from engine.groupcommit import WRITER_LOCK_NAME, GroupCommit, wait_for_writer
 from engine.journal import private_dir, private_file
-from engine.writer import SCHEMA, Transaction, connect
+from engine.storeview import DB_NAME, StoreReads
+from engine.writer import SCHEMA, connect, transaction
 
 SCHEMA_VERSION = 1
 #: ``json.dumps`` with compact separators, without building an encoder per call.
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
-DB_NAME = "loopwise.sqlite"
 PAGE_SIZE = 16384
 #: WAL size past which the checkpoint thread truncates the WAL (see _checkpoint_loop)
 WAL_LIMIT = 64 << 20
 
-class Store:
+
+class Store(StoreReads):
     """The engine's durable state in ``<data_dir>/loopwise.sqlite``.
 
     One engine process owns a data directory at a time (an exclusive lock enforces it).
@@ -121,10 +117,6 @@ class Store:
         self._next_reward_seq = self._last_seq("rewards") + 1
 
     @property
-    def closed(self) -> bool:
-        return self._db is None
-
-    @property
     def db(self) -> sqlite3.Connection | None:
         """The SQLite connection, with every queued write moved in first (None once closed)."""
         if self._commits.pending:
@@ -134,15 +126,6 @@ class Store:
     def flush(self) -> None:
         """Move every queued write into SQLite (see :meth:`GroupCommit.flush`)."""
         self._commits.flush()
-
-    @property
-    def error(self) -> str | None:
-        """Why the last group commit failed (None: it did not)."""
-        return self._commits.error
-
-    def _defer(self, ops: list[tuple[str, list]]) -> None:
-        """Make one call's writes durable in the journal, queued for SQLite."""
-        self._commits.append(ops)
 
     def _checkpoint_loop(self, every: float = 1.0) -> None:
         # PASSIVE copies the WAL into the database without waiting, but under steady writes
@@ -175,14 +158,15 @@ class Store:
         in quarantine (acknowledged writes that could not be stored; everything else was:
         see ``Engine.quarantine``); ``"failing"`` when group commits fail or the engine is
         closed. ``{"status", "quarantined", "reason"}``."""
-        if self.closed:
+        if self._db is None:
             return {"status": "failing", "quarantined": None, "reason": "the engine is closed"}
+        error = self._commits.error  # why the last group commit failed (None: it did not)
         try:
             n, _ = self.quarantined()
         except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the check
-            return {"status": "failing", "quarantined": None, "reason": self.error or repr(exc)}
-        if self.error:
-            return {"status": "failing", "quarantined": n, "reason": self.error}
+            return {"status": "failing", "quarantined": None, "reason": error or repr(exc)}
+        if error:
+            return {"status": "failing", "quarantined": n, "reason": error}
         if n:
             return {"status": "degraded", "quarantined": n,
                     "reason": f"{n} acknowledged record(s) could not be stored and are in "
@@ -220,15 +204,12 @@ class Store:
                 if key not in rows:
                     self.db.execute("INSERT INTO meta VALUES (?, ?)", (key, encoded))
 
-    def get_meta(self, key: str) -> str | None:
-        return self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
-
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def transaction(self) -> Transaction:
-        return Transaction(self.db)
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     def append_events(self, events: Sequence[Event], shards: Sequence[int]) -> list[int | None]:
         """Write events in one transaction; return each one's ``seq`` (None: duplicate event id)."""
@@ -270,29 +251,19 @@ class Store:
         while rows := cursor.fetchmany(batch):
             events, seqs = [], []
             for seq, eid, uid, type_, ts, item, value, extra in rows:
-                if not extra:
-                    topics, tags, text, attrs = (), (), None, None
-                elif extra[0] == _SEP:
-                    topics, tags, text, attrs = extra[1:].split(_SEP), (), None, None
-                else:
-                    topics, tags, text, attrs = json.loads(extra)
+                topics, tags, text, attrs = decode_extra(extra)
                 events.append(Event(uid, type_, ts, item, value, tuple(topics), tuple(tags), text,
                                     attrs, eid))
                 seqs.append(seq)
             yield events, seqs
 
     def count_events(self, user_id: str | None = None) -> int:
-        if user_id is None:
-            return int(self._scalar("SELECT COUNT(*) FROM events"))
-        return int(self._scalar("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,)))
+        where, args = ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
+        return int(self._scalar("SELECT COUNT(*) FROM events" + where, args))
 
     def save_snapshot(self, shard: int, seq: int, blob: bytes) -> None:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (shard, seq, blob))
-
-    def load_snapshot(self, shard: int) -> tuple[int, bytes] | None:
-        return self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?",
-                               (shard,)).fetchone()
 
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
@@ -330,7 +301,7 @@ class Store:
             ops.append(("events", [_event_row(seq, event, shard) for seq, event, shard
                                    in zip(event_seqs, events, shards, strict=True)]))
         if ops:
-            self._defer(ops)
+            self._commits.append(ops)
         self._next_reward_seq = first + len(rows)
         self._next_seq += len(events)
         return seqs, event_seqs
@@ -374,10 +345,6 @@ class Store:
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO policy VALUES (?, ?, ?, ?)",
                             (variant, reward_seq, version, blob))
-
-    def load_policy(self, variant: str) -> tuple[int, int, bytes] | None:
-        return self.db.execute("SELECT reward_seq, version, blob FROM policy WHERE variant = ?",
-                               (variant,)).fetchone()
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete the user's events, decisions and rewards (secure_delete zeroes their pages;
@@ -424,3 +391,12 @@ def _event_row(seq: int, event: Event, shard: int) -> tuple:
             extra = _SEP + _SEP.join(topics)
     return (seq, event.event_id, event.user_id, shard, event.type, event.ts, event.item_id,
             event.value, extra)
+
+
+def decode_extra(extra: str | None) -> tuple:
+    """``(topics, tags, text, attributes)`` of an event row's ``extra`` (see _event_row)."""
+    if not extra:
+        return (), (), None, None
+    if extra[0] == _SEP:
+        return extra[1:].split(_SEP), (), None, None
+    return json.loads(extra)

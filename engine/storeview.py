@@ -23,13 +23,28 @@ from urllib.parse import quote
 
 from engine.errors import StoreError
 
-DB_NAME = "loopwise.sqlite"  # engine.store.DB_NAME (not imported: a view needs no writer)
+DB_NAME = "loopwise.sqlite"
 
 
-class StoreView:
-    """Read-only snapshot of ``<data_dir>/loopwise.sqlite``; the reading methods of
-    :class:`~engine.store.Store` that exporters and OPE use (``db``, ``get_meta``,
-    ``load_policy``), plus :meth:`coverage`.
+class StoreReads:
+    """The reads a store and a view of it answer alike, from ``self.db``."""
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def load_policy(self, variant: str) -> tuple[int, int, bytes] | None:
+        return self.db.execute("SELECT reward_seq, version, blob FROM policy WHERE variant = ?",
+                               (variant,)).fetchone()
+
+    def load_snapshot(self, shard: int) -> tuple[int, bytes] | None:
+        return self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?",
+                               (shard,)).fetchone()
+
+
+class StoreView(StoreReads):
+    """Read-only snapshot of ``<data_dir>/loopwise.sqlite``: ``db``, the reads of
+    :class:`StoreReads`, and :meth:`coverage`.
 
     Examples
     --------
@@ -64,14 +79,6 @@ class StoreView:
             self.db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()  # pins the snapshot
         except sqlite3.Error as err:
             raise StoreError(f"{str(data_dir)!r}: cannot read {DB_NAME} ({err})") from None
-
-    def get_meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def load_policy(self, variant: str) -> tuple[int, int, bytes] | None:
-        return self.db.execute("SELECT reward_seq, version, blob FROM policy WHERE variant = ?",
-                               (variant,)).fetchone()
 
     def coverage(self) -> dict:
         """What the snapshot holds: decision counts (all, with a reward), the last decision's

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 if __package__:
@@ -119,7 +119,7 @@ def apply_queued(db: sqlite3.Connection, payloads: Sequence[bytes]) -> int:
             bad.append((f"unreadable record: {exc!r}", payload))
             continue
         calls.append(ops)
-    with Transaction(db):
+    with transaction(db):
         try:
             _savepoint(db, lambda: _write(db, calls))
         except Exception:
@@ -171,24 +171,20 @@ def _savepoint(db: sqlite3.Connection, work, keep: bool = True) -> None:
         db.execute("RELEASE queued")
 
 
-class Transaction:
-    """``with Transaction(db):`` one write transaction (``BEGIN IMMEDIATE``), committed at
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``with transaction(db):`` one write transaction (``BEGIN IMMEDIATE``), committed at
     the end or rolled back on an error; inside one already open, it joins that one."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-        self._owner = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._owner = not self.db.in_transaction
-        if self._owner:
-            self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if self._owner:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-        return False
+    if db.in_transaction:
+        yield db
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def connect(path: str | os.PathLike, synchronous: str) -> sqlite3.Connection:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -117,13 +116,10 @@ class VWPolicy(PickledByState, Policy):
             except Exception as err:
                 raise ValueError(f"extra_args: VW rejected the arguments {self._args()!r}: "
                                  f"{err}") from None
-        fd, path = tempfile.mkstemp(suffix=".vw")
-        os.close(fd)
-        try:
-            Path(path).write_bytes(model)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.vw"
+            path.write_bytes(model)
             return vowpalwabbit.Workspace(f"{self._args(with_seed=False)} -i {path}")
-        finally:
-            os.unlink(path)
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         if mask is None:
@@ -157,13 +153,9 @@ class VWPolicy(PickledByState, Policy):
     def state_dict(self) -> dict:
         """Parameters, VW's model bytes (VW 9 saves resumable state), remembered sets, RNG."""
         sd = super().state_dict()
-        fd, path = tempfile.mkstemp(suffix=".vw")
-        os.close(fd)
-        try:
-            self._vw.save(path)
-            sd["vw_model"] = Path(path).read_bytes()
-        finally:
-            os.unlink(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            self._vw.save(str(Path(tmp) / "model.vw"))
+            sd["vw_model"] = (Path(tmp) / "model.vw").read_bytes()
         sd["vw_recent"] = dict(self._recent)
         return sd
 

@@ -11,8 +11,8 @@ import pytest
 
 from engine import Engine
 from engine.errors import ValidationError
+from engine.groupcommit import JOURNAL_NAME
 from engine.journal import Journal
-from engine.store import JOURNAL_NAME
 
 LONE = "\ud83d"  # half of a UTF-16 pair: what a client sends when it cuts inside an emoji
 NOW = 1_700_000_000.0
@@ -205,7 +205,7 @@ def test_a_bad_record_in_a_running_engine_does_not_block_group_commits(tmp_path,
     decisions = []
     for i in range(600):  # group commits of 256 calls, in the writer process or not
         if i == 100:  # a record the boundary would refuse, slipped past it
-            eng.store._defer([("events", [_event_row(10**6, LONE, "x")])])
+            eng.store._commits.append([("events", [_event_row(10**6, LONE, "x")])])
         d = eng.rank(f"u{i % 9}", cands())
         eng.reward(d.decision_id, 1.0)
         decisions.append(d.decision_id)

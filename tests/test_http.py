@@ -197,7 +197,7 @@ def test_metrics_carry_the_stores_and_policies_gauges(server):
 
     eng = server.engine
     eng.learners["default"].policy._forget.detections = 2  # as if two drifts were found
-    eng.store._defer([("events", [(10**6, "e", "\ud83d", 0, "click", 1.0, None, None, None)])])
+    eng.store._commits.append([("events", [(10**6, "e", "\ud83d", 0, "click", 1.0, None, None, None)])])
     eng.store.flush()  # the bad record goes to quarantine
     text = server.client.get("/metrics").text
     assert "loopwise_quarantined_records 1.0" in text

@@ -11,8 +11,6 @@ import numpy as np
 from engine.checks import check_int, check_real
 from engine.errors import ValidationError, ValidationTypeError
 
-__all__ = ["VariantStats"]
-
 
 class VariantStats:
     """Running count, mean and variance of one variant's outcomes (Welford / Chan et al.).
@@ -119,14 +117,6 @@ class VariantStats:
         if not isinstance(other, VariantStats):
             return NotImplemented
         return (self._n, self._mean, self._m2) == (other._n, other._mean, other._m2)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __getstate__(self) -> dict[str, float | int]:
-        return self.to_dict()
-
-    def __setstate__(self, state: dict[str, float | int]) -> None:
-        self._n, self._mean, self._m2 = int(state["n"]), state["mean"], state["m2"]
 
     def __repr__(self) -> str:
         return f"VariantStats(n={self._n}, mean={self.mean:.6g}, var={self.var:.6g})"

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from engine.checks import check_positive, check_string
 from engine.errors import ValidationError, ValidationTypeError
 
-__all__ = ["assign_variant", "check_name", "hash_unit", "validate_weights"]
-
 _SEP = b"\x1f"  # unit separator: ("ab", "c") and ("a", "bc") hash differently
 
 

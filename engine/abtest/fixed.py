@@ -16,8 +16,6 @@ from scipy import stats
 
 from engine.checks import check_probability
 
-__all__ = ["WelchResult", "lift_ci", "mean_ci", "welch_test"]
-
 
 def _arrays(*values):
     return np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values))

@@ -28,17 +28,15 @@ from .fixed import WelchResult, lift_ci, mean_ci, welch_test
 from .sequential import DEFAULT_MIN_N, DEFAULT_TARGET_N, msprt
 from .srm import DEFAULT_SRM_THRESHOLD, srm_check
 
-__all__ = ["ab_report", "format_report"]
 
-
-def _num(x: float) -> float | None:
-    """JSON-safe float: nan and +-inf become None."""
-    x = float(x)
+def json_number(x: float | None) -> float | None:
+    """JSON-safe float: None, nan and +-inf become None."""
+    x = math.nan if x is None else float(x)
     return x if math.isfinite(x) else None
 
 
 def _interval(lo: float, hi: float) -> list[float | None]:
-    return [_num(lo), _num(hi)]
+    return [json_number(lo), json_number(hi)]
 
 
 def _check_stats(stats: object, weights: Mapping[str, float]) -> dict[str, VariantStats]:
@@ -101,11 +99,11 @@ def _compare(key: str, t: VariantStats, c: VariantStats, alpha: float,
         warnings.append(f"{key}: fewer than min_n={min_n} observations in an arm; "
                         "the sequential test has not started")
     return {
-        "diff": _num(welch.diff), "diff_ci": _interval(*welch.ci),
-        "lift": _num(lift[0]), "lift_ci": _interval(*lift[1:]),
-        "welch": {"t": _num(welch.t), "df": _num(welch.df), "p_value": _num(welch.p_value)},
+        "diff": json_number(welch.diff), "diff_ci": _interval(*welch.ci),
+        "lift": json_number(lift[0]), "lift_ci": _interval(*lift[1:]),
+        "welch": {"t": json_number(welch.t), "df": json_number(welch.df), "p_value": json_number(welch.p_value)},
         "sequential": {"p_value": float(s_p), "confidence_sequence": _interval(s_lo, s_hi),
-                       "tau2": _num(s_tau2),
+                       "tau2": json_number(s_tau2),
                        "target_n": None if tau is not None else float(target_n),
                        "min_n": int(min_n)},
         "decision": "significant" if s_p <= alpha else "not significant",
@@ -117,7 +115,7 @@ def _compare(key: str, t: VariantStats, c: VariantStats, alpha: float,
 def _summary(acc: VariantStats, weight: float, alpha: float) -> dict[str, Any]:
     """A variant's entry in the ``variants`` of :func:`ab_report`."""
     lo, hi = mean_ci(acc.mean, acc.var, acc.n, alpha) if acc.n >= 2 else (math.nan, math.nan)
-    return {"n": acc.n, "mean": _num(acc.mean), "var": _num(acc.var), "ci": _interval(lo, hi),
+    return {"n": acc.n, "mean": json_number(acc.mean), "var": json_number(acc.var), "ci": _interval(lo, hi),
             "weight": weight}
 
 

@@ -51,9 +51,6 @@ from engine.checks import check_int, check_positive, check_probability, check_re
 
 from .fixed import _arrays, _out
 
-__all__ = ["DEFAULT_MIN_N", "DEFAULT_TARGET_N", "SequentialResult", "cs_radius", "msprt",
-           "mixture_tau2"]
-
 DEFAULT_TARGET_N = 10_000
 """Default total sample size (both arms) at which the confidence sequence is tightest."""
 

@@ -121,20 +121,18 @@ def _grouped(rows, keys, value_bounds, d_in, eps, alpha) -> dict[str, dict]:
                 "mean": dp.mean_of(sums[k], counts[k], value_bounds, alpha)} for k in keys}
 
 
+def _figures(groups: dict[str, dict]) -> dict:
+    return {k: {"count": g["count"].as_dict(), "mean": g["mean"].as_dict()}
+            for k, g in groups.items()}
+
+
 def _differences(groups: dict[str, dict], control: str, bounds, alpha: float) -> dict:
     """Each treatment's mean minus the control's (post-processing); the interval holds the
     exact difference with probability at least ``1 - alpha`` (means at ``alpha / 2``)."""
-    def mean(k):
-        return dp.mean_of(groups[k]["sum"], groups[k]["count"], bounds, alpha / 2)
-
-    base = mean(control)
-    out = {}
-    for name in groups:
-        if name != control:
-            m = mean(name)
-            out[name] = {"difference": m.value - base.value,
-                         "ci": [m.ci[0] - base.ci[1], m.ci[1] - base.ci[0]]}
-    return out
+    means = {k: dp.mean_of(g["sum"], g["count"], bounds, alpha / 2) for k, g in groups.items()}
+    base = means.pop(control)
+    return {k: {"difference": m.value - base.value,
+                "ci": [m.ci[0] - base.ci[1], m.ci[1] - base.ci[0]]} for k, m in means.items()}
 
 
 def release(store, epsilon: float, budget: Budget, *, topics: Sequence[str] = (),
@@ -165,29 +163,25 @@ def release(store, epsilon: float, budget: Budget, *, topics: Sequence[str] = ()
     control = control or variants[0]
     if control not in variants:
         raise ValidationError("control", f"must be one of {variants}", control)
-    n = 5 if topics else 3
-    share = epsilon / n
+    share = epsilon / (5 if topics else 3)  # per measurement: two per group, one of types
     what = (f"event_types, variants{', topics ' + ','.join(topics) if topics else ''}; "
             f"bounds {json.dumps(asdict(bounds))}")
     budget.charge(epsilon, what)
     kinds, interest = event_data(store, bounds, types, int(meta.get("shards", 1)))
     type_keys = sorted({*DEFAULT_WEIGHTS, *types.custom})
+    groups = _grouped(reward_rows(store, bounds), variants, bounds.reward_bounds,
+                      bounds.rewards_per_user, share, alpha)
     report = {
         "epsilon": epsilon, "alpha": alpha, "bounds": asdict(bounds), "note": NOTE,
         "event_types": {k: {"count": f.as_dict()} for k, f in dp.noisy_counts(
             kinds, type_keys, bounds.events_per_user, share, alpha).items()},
-    }
-    groups = _grouped(reward_rows(store, bounds), variants, bounds.reward_bounds,
-                      bounds.rewards_per_user, share, alpha)
-    report["variants"] = {k: {"count": g["count"].as_dict(), "mean": g["mean"].as_dict()}
-                          for k, g in groups.items()}
+        "variants": _figures(groups)}
     if len(variants) > 1:
         report["experiment"] = {"control": control, "treatments": _differences(
             groups, control, bounds.reward_bounds, alpha)}
     if topics:
         tgroups = _grouped(topic_rows(interest, topics, bounds), topics,
                            (0.0, bounds.interest_cap), bounds.topics_per_user, share, alpha)
-        report["topics"] = {k: {"count": g["count"].as_dict(), "mean": g["mean"].as_dict()}
-                            for k, g in tgroups.items()}
+        report["topics"] = _figures(tgroups)
     report["budget"] = budget.summary()
     return report

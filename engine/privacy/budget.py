@@ -57,20 +57,15 @@ class Budget:
             db.execute(LEDGER)
         if total is not None:
             total = check_epsilon(total, "dp_total_epsilon")
-            if self._recorded_total() != total:
+            if store.get_meta(TOTAL_KEY) != repr(total):
                 with store.transaction() as db:
                     db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (TOTAL_KEY, repr(total)))
                     db.execute("INSERT INTO dp_ledger (ts, epsilon, what) VALUES (?, 0, ?)",
                                (float(clock()), f"total set to {total!r}"))
 
-    def _recorded_total(self) -> float | None:
-        value = self.store.get_meta(TOTAL_KEY)
-        return None if value is None else float(value)
-
     @property
     def total(self) -> float:
-        recorded = self._recorded_total()
-        return DEFAULT_TOTAL_EPSILON if recorded is None else recorded
+        return float(self.store.get_meta(TOTAL_KEY) or DEFAULT_TOTAL_EPSILON)
 
     def spent(self) -> float:
         return float(self.store.db.execute("SELECT COALESCE(SUM(epsilon), 0) FROM dp_ledger")
@@ -84,9 +79,7 @@ class Budget:
         recorded) when it does not fit in what is left."""
         epsilon = check_epsilon(epsilon)
         with self.store.transaction() as db:
-            spent = float(db.execute("SELECT COALESCE(SUM(epsilon), 0) FROM dp_ledger")
-                          .fetchone()[0])
-            total = self.total
+            spent, total = self.spent(), self.total
             if spent + epsilon > total + TOLERANCE:
                 raise BudgetExceeded(
                     f"dp budget: this release needs epsilon {epsilon!r} but "

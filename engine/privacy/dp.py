@@ -18,13 +18,13 @@ costs the ``epsilon`` of one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import opendp.prelude as dp
 
+from engine.checks import is_number
 from engine.errors import ValidationError
 
 dp.enable_features("contrib")
@@ -48,47 +48,44 @@ class Figure:
     epsilon: float
 
     def as_dict(self) -> dict:
-        out = asdict(self)
-        out["ci"] = list(self.ci)
-        return out
+        return {**asdict(self), "ci": list(self.ci)}
 
 
 def check_epsilon(epsilon: object, field: str = "epsilon") -> float:
     """``epsilon`` as a float, or a :class:`ValidationError` naming ``field``."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) \
-            or not math.isfinite(epsilon) or epsilon <= 0:
+    if not is_number(epsilon) or epsilon <= 0:
         raise ValidationError(field, "must be a finite number > 0", epsilon)
     return float(epsilon)
 
 
 def check_alpha(alpha: object) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+    if not is_number(alpha) or not 0 < alpha < 1:
         raise ValidationError("alpha", "must be a number strictly between 0 and 1", alpha)
     return float(alpha)
 
 
+def _calibrated(transform, d_in: int, epsilon: float):
+    """``transform`` with Laplace noise, the scale found by OpenDP's binary search so that
+    the loss at ``d_in`` is ``epsilon``: (measurement, scale, loss)."""
+    scale = dp.binary_search_param(lambda s: transform >> dp.m.then_laplace(s), d_in=d_in,
+                                   d_out=epsilon)
+    meas = transform >> dp.m.then_laplace(scale)
+    return meas, float(scale), float(meas.map(d_in))
+
+
 @lru_cache(maxsize=256)
 def _count_measurement(keys: tuple[str, ...], d_in: int, epsilon: float):
-    """Counts of ``keys`` (plus one for any other key) with discrete Laplace noise, the scale
-    found by OpenDP's binary search so that the loss at ``d_in`` is ``epsilon``."""
+    """Counts of ``keys`` (plus one for any other key) with discrete Laplace noise."""
     space = dp.vector_domain(dp.atom_domain(T=str)), dp.symmetric_distance()
-    counts = dp.t.make_count_by_categories(*space, categories=list(keys), null_category=True,
-                                           MO=dp.L1Distance[int])
-    scale = dp.binary_search_param(lambda s: counts >> dp.m.then_laplace(s), d_in=d_in,
-                                   d_out=epsilon)
-    meas = counts >> dp.m.then_laplace(scale)
-    return meas, float(scale), float(meas.map(d_in))
+    return _calibrated(dp.t.make_count_by_categories(
+        *space, categories=list(keys), null_category=True, MO=dp.L1Distance[int]), d_in, epsilon)
 
 
 @lru_cache(maxsize=256)
 def _sum_measurement(bounds: tuple[float, float], d_in: int, epsilon: float):
-    """The sum of values clamped to ``bounds`` with Laplace noise; loss ``epsilon`` at ``d_in``."""
+    """The sum of values clamped to ``bounds`` with Laplace noise."""
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance()
-    total = dp.t.make_clamp(*space, bounds=bounds) >> dp.t.then_sum()
-    scale = dp.binary_search_param(lambda s: total >> dp.m.then_laplace(s), d_in=d_in,
-                                   d_out=epsilon)
-    meas = total >> dp.m.then_laplace(scale)
-    return meas, float(scale), float(meas.map(d_in))
+    return _calibrated(dp.t.make_clamp(*space, bounds=bounds) >> dp.t.then_sum(), d_in, epsilon)
 
 
 def noisy_counts(rows: Iterable[str], keys: Sequence[str], d_in: int, epsilon: float,
@@ -135,11 +132,8 @@ def noisy_sums(rows: Iterable[tuple[str, float]], keys: Sequence[str],
         if key in by_key:
             by_key[key].append(float(value))
     half = float(dp.laplacian_scale_to_accuracy(scale, alpha))
-    out = {}
-    for key, values in by_key.items():
-        v = float(meas(values))
-        out[key] = Figure(v, scale, (v - half, v + half), spent)
-    return out
+    sums = {key: float(meas(values)) for key, values in by_key.items()}
+    return {key: Figure(v, scale, (v - half, v + half), spent) for key, v in sums.items()}
 
 
 def mean_of(total: Figure, count: Figure, bounds: tuple[float, float],

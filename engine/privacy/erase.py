@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 WAL_HELD = ("another connection holds a read transaction on the database: older WAL "
@@ -42,12 +43,10 @@ def scrub(store, timeout: float = 2.0, pause: float = 0.02) -> dict:
     timeout of seconds: an engine call retrying a held erasure must stay fast)."""
     db = store.db
     deadline = time.monotonic() + timeout
-    tries = 0
     wait = db.execute("PRAGMA busy_timeout").fetchone()[0]
     db.execute(f"PRAGMA busy_timeout = {int(pause * 1000)}")
     try:
-        while True:
-            tries += 1
+        for tries in itertools.count(1):
             busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             if not busy:  # TRUNCATE returns 0 only once every frame is copied back and cut
                 return {"wal": "truncated", "tries": tries}

@@ -7,21 +7,7 @@ directory can compute a pseudonym from an id or test whether an id is present. T
 must lie outside the data directory (a copy of the directory must not carry its key); a key
 file inside it is refused. Without a key the engine stores raw ids and says so once.
 
-Re-keying (design; ``loopwise rekey``). An HMAC cannot be inverted, so the directory cannot
-map pseudonyms back to ids: the operator supplies the application's user ids (one per line)
-with the old and the new key. In one transaction, with the engine stopped:
-
-1. a mapping table ``old pseudonym -> new pseudonym`` is built in memory from the ids;
-2. ``events``, ``decisions`` and ``rewards`` rows are rewritten through it (and ``events.shard``
-   where the new pseudonym routes to another shard); each shard's snapshot is loaded, its
-   profiles renamed (moved between shards where needed) and saved;
-3. rows whose pseudonym no supplied id produces are refused by default (the command lists
-   how many); ``--drop-unmatched`` erases them as :meth:`Engine.forget` would;
-4. the WAL is checkpointed and truncated (secure deletion is on), and the operator then
-   destroys the old key.
-
-Variant assignment hashes the stored (pseudonymous) id, so re-keying re-draws every user's
-A/B variant: re-key between experiments.
+Moving a directory to a new key: :mod:`engine.privacy.rekey`.
 """
 
 from __future__ import annotations
@@ -136,15 +122,11 @@ def check_directory(store, pseudonyms: Pseudonyms | None) -> None:
     which the key cannot be recovered."""
     check = None if pseudonyms is None else pseudonyms(KEY_CHECK)
     recorded = store.get_meta(_CHECK_META)
-    if recorded is None:
-        has_data = store.db.execute("SELECT EXISTS (SELECT 1 FROM events) OR "
-                                    "EXISTS (SELECT 1 FROM decisions)").fetchone()[0]
-        if has_data and check is not None:
-            raise StoreError("pseudonym_key_file: the data directory holds raw user ids; "
-                             "open it without a key (or start a new data directory)")
-        store.set_meta(_CHECK_META, json.dumps(check))
+    if recorded is None and not store.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM decisions)").fetchone()[0]:
+        record_key(store, pseudonyms)  # a new directory: written as it is opened
         return
-    recorded = json.loads(recorded)
+    recorded = None if recorded is None else json.loads(recorded)  # None: raw ids
     if recorded == check:
         return
     if recorded is None:

@@ -1,7 +1,15 @@
-"""Re-key a pseudonymous data directory: every stored pseudonym under the old key becomes
-the pseudonym of the same user id under the new key (the design is in
-:mod:`engine.privacy.pseudonym`). The engine must be closed (it snapshots every shard at
-close, so every logged event is in a snapshot and profiles can move between shards).
+"""Re-key a pseudonymous data directory (``loopwise rekey``): every stored pseudonym under
+the old key becomes the pseudonym of the same user id under the new key.
+
+An HMAC cannot be inverted, so the operator supplies the application's user ids with both
+keys. With the engine closed (it snapshots every shard at close, so every logged event is in
+a snapshot and profiles can move between shards), in one transaction: ``old pseudonym ->
+new pseudonym`` is built from the ids; events (with their shard), decisions and rewards are
+rewritten through it and each shard's profiles renamed (moved between shards where needed);
+pseudonyms no id produces are refused, or with ``drop_unmatched`` erased as
+:meth:`Engine.forget` would; then the WAL is truncated and the operator destroys the old
+key. Variant assignment hashes the stored id, so re-keying re-draws every user's A/B
+variant: re-key between experiments.
 """
 
 from __future__ import annotations

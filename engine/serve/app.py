@@ -10,7 +10,6 @@ nothing is stored unless the whole request is valid. One lock serializes the eng
 from __future__ import annotations
 
 import json
-import re
 import threading
 from contextlib import asynccontextmanager
 
@@ -21,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from engine.errors import LoopwiseError, UnknownDecisionError, ValidationError
 from engine.serve import console, console_api, personalizer_routes, privacy
-from engine.serve.front import PUBLIC, Front, RouteTable
+from engine.serve.front import PUBLIC, Front, RouteTable, error_response
 from engine.serve.limits import BodyLimit
 from engine.serve.metrics import Metrics
 from engine.serve.schemas import (
@@ -33,17 +32,13 @@ from engine.serve.schemas import (
     RankResponse,
     RewardRequest,
     RewardResponse,
+    http_field,
 )
 from engine.serve.tokens import Tokens
 
 ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 413, 422)}
 ERRORS_404 = {**ERRORS, 404: {"model": ErrorResponse}}
 API_DOCS = ("off", "token")
-
-
-def _error(status: int, field: str, reason: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status,
-                        headers=headers)
 
 
 def scoped(scope: str) -> dict:
@@ -78,11 +73,8 @@ def create_app(engine, token: str | Tokens, *, max_body_bytes: int = 1 << 20,
                               "events. Each operation's x-scope names the token scope it needs.",
                   openapi_url="/openapi.json" if api_docs == "token" else None,
                   docs_url=None, redoc_url=None)
-    app.state.engine = engine
-    app.state.metrics = metrics
-    app.state.access_log = access_log
     _error_handlers(app)
-    _routes(app, engine, lock, metrics, max_candidates)
+    _routes(app, engine, lock, metrics, max_candidates, access_log)
     personalizer_routes.register(app, engine, lock, personalizer, scoped, ERRORS)
     # the console (/ui) and its JSON; offline reports from the data dir and results_dir
     console_api.mount(app, engine, lock, [str(engine.data_dir), *filter(None, [results_dir])])
@@ -99,57 +91,26 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException):  # routing and parsing errors
         if exc.status_code == 404:
-            return _error(404, "path", "no such endpoint")
+            return error_response(404, "path", "no such endpoint")
         if exc.status_code == 405:
-            return _error(405, "method", f"not allowed here; allowed: {exc.headers['Allow']}",
-                          exc.headers)
-        return _error(exc.status_code, "request", str(exc.detail), exc.headers)
+            return error_response(405, "method",
+                                  f"not allowed here; allowed: {exc.headers['Allow']}", exc.headers)
+        return error_response(exc.status_code, "request", str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
         err = exc.errors()[0]
         if err.get("type") == "json_invalid":
-            return _error(400, "body", "is not valid JSON")
-        return _error(422, pydantic_field(err.get("loc", ())), err.get("msg", "invalid"))
+            return error_response(400, "body", "is not valid JSON")
+        return error_response(422, pydantic_field(err.get("loc", ())), err.get("msg", "invalid"))
 
     @app.exception_handler(LoopwiseError)
     async def _engine(_: Request, exc: LoopwiseError):
         if isinstance(exc, ValidationError):
-            return _error(422, exc.field, str(exc).split(": ", 1)[-1])
+            return error_response(422, exc.field, str(exc).split(": ", 1)[-1])
         if isinstance(exc, UnknownDecisionError):
-            return _error(404, "eventId", str(exc).split(": ", 1)[-1])
-        return _error(409, "engine", str(exc))
-
-
-_ENGINE_FIELD = re.compile(r"^(?:requests\[\d+\]\.)?(candidates|user_id|decision_id|context|"
-                           r"slate_size|value)(?:\[(\d+)\])?(.*)$")
-_HTTP_NAMES = {"candidates": "actions", "user_id": "user_id", "decision_id": "eventId",
-               "slate_size": "slateSize", "value": "value"}
-
-
-def http_field(field: str, kept: list[int], context: dict) -> str:
-    """An engine field path in the HTTP body's terms: candidate ``k`` is the ``kept[k]``-th
-    action (excluded actions are not sent to the engine), a context key sent in
-    ``contextFeatures`` is named there.
-
-    Examples
-    --------
-    >>> http_field("requests[0].candidates[1].features", [0, 2], {})
-    'actions[2].features'
-    >>> http_field("requests[0].context.age", [0], {}), http_field("decision_id", [], {})
-    ('contextFeatures.age', 'eventId')
-    """
-    m = _ENGINE_FIELD.match(field)
-    if m is None:
-        return field
-    name, index, rest = m.groups()
-    if name == "context":
-        key = rest.removeprefix(".")
-        return ("context." if key in context else "contextFeatures.") + key
-    if index is not None and name == "candidates":
-        k = int(index)
-        return f"actions[{kept[k] if k < len(kept) else k}]{rest}"
-    return _HTTP_NAMES[name] + (f"[{index}]" if index is not None else "") + rest
+            return error_response(404, "eventId", str(exc).split(": ", 1)[-1])
+        return error_response(409, "engine", str(exc))
 
 
 def pydantic_field(loc) -> str:
@@ -161,7 +122,8 @@ def pydantic_field(loc) -> str:
     return out or "body"
 
 
-def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
+def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int,
+            access_log: str):
     @app.get("/healthz", tags=["ops"], response_model=HealthResponse, openapi_extra=scoped(PUBLIC),
              responses={503: {"model": HealthResponse}})
     async def healthz():
@@ -183,20 +145,19 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
             raise ValidationError("actions", f"must hold at most {max_candidates} candidates",
                                   len(req.actions))
         excluded = set(req.excludedActions or ())
-        actions = [a for a in req.actions if a.id not in excluded]
-        if not actions:
+        kept = [i for i, a in enumerate(req.actions) if a.id not in excluded]
+        if not kept:
             raise ValidationError("excludedActions", "excludes every action; nothing is left")
         context = dict(req.context or {})
         for obj in req.contextFeatures or []:
             context.update(obj)
         candidates = [{"id": a.id, "features": a.features, "topics": a.topics or (),
-                       "tags": a.tags or ()} for a in actions]
+                       "tags": a.tags or ()} for a in (req.actions[i] for i in kept)]
         try:
             with lock:
                 d = engine.rank(req.user_id, candidates, context or None,
                                 slate_size=req.slateSize, decision_id=req.eventId)
         except ValidationError as exc:  # named in the request's own terms
-            kept = [i for i, a in enumerate(req.actions) if a.id not in excluded]
             raise ValidationError(http_field(exc.field, kept, req.context or {}), exc.reason,
                                   exc.value) from None
         metrics.decisions.labels(d.variant).inc()
@@ -228,45 +189,44 @@ def _routes(app: FastAPI, engine, lock, metrics: Metrics, max_candidates: int):
         metrics.events.labels("duplicate").inc(r.duplicates)
         return EventsResponse(accepted=r.accepted, duplicates=r.duplicates)
 
-    _profile_routes(app, engine, lock)
+    _profile_routes(app, engine, lock, access_log)
     privacy.add_routes(app, engine, lock, scoped("read"), {**ERRORS, 409: {"model": ErrorResponse}})
 
 
-def _profile_routes(app: FastAPI, engine, lock) -> None:
+def _profile_routes(app: FastAPI, engine, lock, access_log: str) -> None:
     @app.get("/v1/profiles/{user_id}", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def get_profile(user_id: str):
         with lock:
             p = engine.profile(user_id)
         if p is None:
-            return _error(404, "user_id", "no profile for this user")
+            return error_response(404, "user_id", "no profile for this user")
         return JSONResponse(json.loads(json.dumps(p, default=float)))
 
     @app.delete("/v1/profiles/{user_id}", responses=ERRORS, openapi_extra=scoped("admin"))
     async def delete_profile(user_id: str) -> dict:
         with lock:
             erased = engine.forget(user_id)
-        if app.state.access_log != "off":
+        if access_log != "off":
             privacy.log_erasure(engine, user_id, erased)
         return {"user_id": user_id, "deleted": erased}
 
     @app.get("/v1/experiments/report", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def report():
         if len(engine.learners) < 2:
-            return _error(404, "variants", "no A/B test is configured (one variant)")
+            return error_response(404, "variants", "no A/B test is configured (one variant)")
         with lock:
             report = json.dumps(engine.ab_report(), default=lambda _: None)
         return JSONResponse(json.loads(report))
 
-    @app.get("/v1/rollout", responses={**ERRORS, 404: {"model": ErrorResponse}},
-             openapi_extra=scoped("read"))
+    @app.get("/v1/rollout", responses=ERRORS_404, openapi_extra=scoped("read"))
     async def rollout():
         """The challenger's rollout: state, share of users it serves, settings, off-policy
         estimate against the champion, online A/B comparison, every step with its reason."""
         with lock:
             report = engine.rollout_report()
         if report is None:
-            return _error(404, "rollout", "no rollout is configured (engine.rollout in "
-                          "serve.yaml)")
+            return error_response(404, "rollout",
+                                  "no rollout is configured (engine.rollout in serve.yaml)")
         return JSONResponse(report)
 
 

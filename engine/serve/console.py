@@ -45,10 +45,6 @@ PAGES = {"users": "Users", "live": "Live", "experiments": "Experiments", "report
 MAX_FORM = 4096  # bytes of a sign-in form
 
 
-def _extra(scope: str) -> dict:
-    return {"x-scope": scope}
-
-
 def shell(page: str, title: str = "Loopwise") -> str:
     """The HTML of a console page: navigation, an empty ``main`` the script fills."""
     nav = "".join(f'<a href="/ui/{p}" data-nav="{p}">{name}</a>' for p, name in PAGES.items())
@@ -86,8 +82,8 @@ def mount(app: FastAPI, tokens: Tokens) -> Sessions:
     """Add the console's page, sign-in and asset routes to ``app``; return its sessions
     (give them to :class:`~engine.serve.front.Front`)."""
     sessions = Sessions()
-    page = {"include_in_schema": False, "openapi_extra": _extra("read")}
-    public = {"include_in_schema": False, "openapi_extra": _extra(PUBLIC)}
+    page = {"include_in_schema": False, "openapi_extra": {"x-scope": "read"}}
+    public = {"include_in_schema": False, "openapi_extra": {"x-scope": PUBLIC}}
 
     @app.get("/ui/login", **public)
     async def login_form(next: str = "/ui/users"):  # noqa: A002 - the query's name
@@ -99,31 +95,31 @@ def mount(app: FastAPI, tokens: Tokens) -> Sessions:
         form = parse_qs(body[:MAX_FORM].decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0]
         target = _safe_next((form.get("next") or [""])[0])
+        def refuse(status: int, why: str) -> HTMLResponse:
+            return HTMLResponse(login_page(why, target), status_code=status, headers=HEADERS)
+
         if request.headers.get("origin") and not same_origin(request.scope["headers"]):
-            return HTMLResponse(login_page("Sign in from this site's own page.", target),
-                                status_code=403, headers=HEADERS)
+            return refuse(403, "Sign in from this site's own page.")
         try:
             identity = tokens.authenticate(b"Bearer " + token.encode("utf-8"))
         except AuthError:
-            return HTMLResponse(login_page("Unknown token.", target), status_code=401,
-                                headers=HEADERS)
+            return refuse(401, "Unknown token.")
         if "read" not in identity.scopes:
-            return HTMLResponse(login_page(f"Token {identity.name!r} lacks the read scope.",
-                                           target), status_code=403, headers=HEADERS)
+            return refuse(403, f"Token {identity.name!r} lacks the read scope.")
         sid, _ = sessions.open(token)
         response = RedirectResponse(target, status_code=303, headers=HEADERS)
         response.set_cookie(COOKIE, sid, max_age=int(LIFETIME), path="/", httponly=True,
                             samesite="strict", secure=request.url.scheme == "https")
         return response
 
-    @app.post("/ui/logout", openapi_extra=_extra("read"), include_in_schema=False)
+    @app.post("/ui/logout", **page)
     async def logout(request: Request):
         sessions.close(session_id(request.scope["headers"]))
         response = Response(status_code=204)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
-    @app.get("/ui/session", openapi_extra=_extra("read"), include_in_schema=False)
+    @app.get("/ui/session", **page)
     async def whoami(request: Request):
         """Who is signed in, their scopes and the CSRF token their script sends back."""
         identity = request.scope["state"]["identity"]

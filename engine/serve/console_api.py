@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from engine import insight
 from engine.explain import explain
+from engine.serve.front import error_response
 
 MAX_REPORTS = 200  # reports listed, newest first
 MAX_DEPTH = 4  # folders below a results folder searched for reports
@@ -36,12 +37,8 @@ FILE_TYPES = {".md": "text/markdown; charset=utf-8", ".png": "image/png",
 
 def _json(value) -> JSONResponse:
     """A JSON answer; numbers JSON cannot hold (nan, inf) become null."""
-    return JSONResponse(json.loads(json.dumps(value, default=lambda _: None).replace(
-        "NaN", "null").replace("Infinity", "null")))
-
-
-def _error(status: int, field: str, reason: str) -> JSONResponse:
-    return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
+    return JSONResponse(json.loads(json.dumps(value, default=lambda _: None),
+                                   parse_constant=lambda _: None))
 
 
 def find_reports(folders: list[str]) -> list[dict]:
@@ -103,7 +100,7 @@ def mount(app: FastAPI, engine, lock, results: list[str]) -> None:
         with lock:
             found = explain(engine, eventId)
         if found is None:
-            return _error(404, "eventId", "no decision with this id")
+            return error_response(404, "eventId", "no decision with this id")
         return _json(found)
 
     @app.get("/v1/users", **read)

@@ -13,12 +13,13 @@ refused tokens), ``off``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import traceback
 from urllib.parse import quote
+
+from starlette.responses import JSONResponse, RedirectResponse
 
 from engine.serve.metrics import Metrics
 from engine.serve.sessions import CsrfError, Sessions
@@ -31,13 +32,11 @@ access_log = logging.getLogger("loopwise.access")
 error_log = logging.getLogger("loopwise.error")
 
 
-async def send_error(send, status: int, field: str, reason: str, headers=()) -> None:
-    """Answer with ``status`` and a body in the API's error shape (raw ASGI)."""
-    body = json.dumps({"error": {"field": field, "reason": reason}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": body})
+def error_response(status: int, field: str, reason: str, headers=None) -> JSONResponse:
+    """An answer in the API's error shape, ``{"error": {"field", "reason"}}`` (a FastAPI
+    route returns it; an ASGI middleware calls it with ``(scope, receive, send)``)."""
+    return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status,
+                        headers=headers)
 
 
 class RouteTable:
@@ -107,10 +106,12 @@ class Front:
                 status[:] = message["status"], True
             await send(message)
 
+        async def refuse(code: int, field: str, reason: str, headers=None) -> None:
+            await error_response(code, field, reason, headers)(scope, receive, send_wrapper)
+
         try:
             if len(scope["headers"]) > self.max_headers:
-                return await send_error(send_wrapper, 431, "headers",
-                                        f"at most {self.max_headers} header lines")
+                return await refuse(431, "headers", f"at most {self.max_headers} header lines")
             if needed != PUBLIC:
                 try:
                     auth = _credential(scope["headers"], template)
@@ -118,14 +119,14 @@ class Front:
                         auth = self.sessions.credential(scope["headers"], method)
                     identity = self.tokens.authorize(auth, needed)
                 except CsrfError as err:
-                    return await send_error(send_wrapper, 403, "csrf", str(err))
+                    return await refuse(403, "csrf", str(err))
                 except AuthError as err:
                     who = err.who or who
                     if err.status == 401 and method == "GET" and scope["path"].startswith("/ui"):
-                        return await _to_sign_in(send_wrapper, scope["path"])
-                    extra = [(b"www-authenticate", b"Bearer")] if err.status == 401 else []
-                    return await send_error(send_wrapper, err.status, "authorization",
-                                            err.reason, extra)
+                        target = "/ui/login?next=" + quote(scope["path"], safe="/")
+                        return await RedirectResponse(target, 303)(scope, receive, send_wrapper)
+                    return await refuse(err.status, "authorization", err.reason,
+                                        {"www-authenticate": "Bearer"} if err.status == 401 else None)
                 who = identity.name
                 scope.setdefault("state", {})["identity"] = identity  # for the console
             await self.app(scope, receive, send_wrapper)
@@ -135,7 +136,7 @@ class Front:
             error_log.error("500 on %s %s: %s at %s", method, template, type(exc).__name__,
                             frames)
             if not status[1]:
-                await send_error(send_wrapper, 500, "server", "internal error (logged)")
+                await refuse(500, "server", "internal error (logged)")
         finally:
             elapsed = time.perf_counter() - start
             self.metrics.requests.labels(template, method, str(status[0])).inc()
@@ -149,20 +150,9 @@ class Front:
 def _credential(headers, template: str) -> bytes | None:
     """The request's ``Authorization`` value (the first counts); on Personalizer's routes,
     without one, its ``Ocp-Apim-Subscription-Key`` as a bearer token (the same check)."""
-    authorization = key = None
-    for name, value in headers:
-        if name == b"authorization" and authorization is None:
-            authorization = value
-        elif name == b"ocp-apim-subscription-key" and key is None:
-            key = value
+    authorization = next((v for k, v in headers if k == b"authorization"), None)
+    key = next((v for k, v in headers if k == b"ocp-apim-subscription-key"), None)
     if authorization is None and key is not None and template.startswith(PERSONALIZER):
         return b"Bearer " + key
     return authorization
 
-
-async def _to_sign_in(send, path: str) -> None:
-    """A console page asked for without a session: 303 to sign-in, coming back after."""
-    target = "/ui/login?next=" + quote(path, safe="/")
-    await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", target.encode()), (b"content-length", b"0")]})
-    await send({"type": "http.response.body", "body": b""})

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 
-from engine.serve.front import access_log, send_error
+from engine.serve.front import access_log, error_response
 
 
-def http_protocol(max_header_bytes: int):
+def http_protocol(max_header_bytes: int) -> type:
     """The uvicorn ``http`` setting that bounds request heads to ``max_header_bytes``: a
-    subclass of uvicorn's httptools protocol, or h11 with its own bound where httptools is
-    not installed. Returns (http, extra uvicorn.Config keyword arguments)."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard]
-        return "h11", {"h11_max_incomplete_event_size": max_header_bytes}
+    subclass of uvicorn's httptools protocol (httptools ships with ``uvicorn[standard]``)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class BoundedHead(HttpToolsProtocol):
         """uvicorn's httptools protocol, refusing request heads over the limit (431)."""
@@ -72,7 +68,7 @@ def http_protocol(max_header_bytes: int):
             self.transport.write(head.encode() + body)
             self.transport.close()
 
-    return BoundedHead, {}
+    return BoundedHead
 
 
 class BodyLimit:
@@ -87,14 +83,9 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    return await self._refuse(send)
+        length = next((v for k, v in scope.get("headers", []) if k == b"content-length"), b"")
+        if length.isdigit() and int(length) > self.max_bytes:  # else counted as it streams in
+            return await self._refuse(scope, receive, send)
         chunks, seen = [], 0
         while True:
             message = await receive()
@@ -103,7 +94,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
             if seen > self.max_bytes:
-                return await self._refuse(send)
+                return await self._refuse(scope, receive, send)
             if not message.get("more_body", False):
                 break
         whole = iter([{"type": "http.request", "body": b"".join(chunks), "more_body": False}])
@@ -113,5 +104,6 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send):
-        await send_error(send, 413, "body", f"must be at most {self.max_bytes} bytes")
+    async def _refuse(self, scope, receive, send):
+        await error_response(413, "body", f"must be at most {self.max_bytes} bytes")(
+            scope, receive, send)

@@ -31,12 +31,10 @@ class Metrics:
         self.versions = Gauge("loopwise_policy_version", "policy version each variant decides "
                               "with", ["variant"], registry=self.registry)
 
-    def render(self, engine=None) -> bytes:
-        """The metrics text; with ``engine``, its gauges are read first (call it holding
-        the engine's lock)."""
-        if engine is not None:
-            self.quarantined.set(engine.health()["quarantined"] or 0)
-            for variant, learner in engine.learners.items():
-                self.drifts.labels(variant).set(getattr(learner.policy, "drift_detections", 0))
-                self.versions.labels(variant).set(learner.version)
+    def render(self, engine) -> bytes:
+        """The metrics text, the engine's gauges read first (call it holding its lock)."""
+        self.quarantined.set(engine.health()["quarantined"] or 0)
+        for variant, learner in engine.learners.items():
+            self.drifts.labels(variant).set(getattr(learner.policy, "drift_detections", 0))
+            self.versions.labels(variant).set(learner.version)
         return generate_latest(self.registry)

@@ -16,11 +16,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from engine.errors import ValidationError
 from engine.personalizer import Personalizer
 from engine.personalizer_settings import ServiceSettings
+from engine.serve.schemas import Body
 
 PREFIX = "/personalizer/v1.0"
 #: keys of ``serve.yaml``'s ``personalizer:`` mapping besides :class:`ServiceSettings`'s
@@ -29,16 +30,14 @@ OPTIONS = ("user_path", "apprentice_window")
 Features = list[dict[str, Any]]
 
 
-class PAction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PAction(Body):
     id: str = Field(min_length=1, max_length=256)
     features: Features | None = Field(None, description="feature objects (any JSON values)")
 
 
-class PRankRequest(BaseModel):
+class PRankRequest(Body):
     """Personalizer's ``RankRequest``."""
 
-    model_config = ConfigDict(extra="forbid")
     contextFeatures: Features | None = None
     actions: list[PAction] = Field(min_length=1)
     excludedActions: list[str] | None = None
@@ -46,18 +45,16 @@ class PRankRequest(BaseModel):
     deferActivation: bool | None = False
 
 
-class PSlot(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PSlot(Body):
     id: str = Field(min_length=1, max_length=100)
     features: Features | None = None
     excludedActions: list[str] | None = None
     baselineAction: str = Field(min_length=1, max_length=256)
 
 
-class PMultiSlotRankRequest(BaseModel):
+class PMultiSlotRankRequest(Body):
     """Personalizer's ``MultiSlotRankRequest``."""
 
-    model_config = ConfigDict(extra="forbid")
     contextFeatures: Features | None = None
     actions: list[PAction] = Field(min_length=1)
     slots: list[PSlot] = Field(min_length=1, max_length=50)
@@ -65,26 +62,22 @@ class PMultiSlotRankRequest(BaseModel):
     deferActivation: bool | None = False
 
 
-class PRewardRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PRewardRequest(Body):
     value: float
 
 
-class PSlotReward(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PSlotReward(Body):
     slotId: str = Field(min_length=1, max_length=100)
     value: float
 
 
-class PMultiSlotRewardRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PMultiSlotRewardRequest(Body):
     reward: list[PSlotReward] = Field(min_length=1, max_length=50)
 
 
-class PServiceConfiguration(BaseModel):
+class PServiceConfiguration(Body):
     """Personalizer's ``ServiceConfiguration`` (the settings Loopwise acts on)."""
 
-    model_config = ConfigDict(extra="forbid")
     rewardWaitTime: str | None = Field(None, description="ISO 8601 duration, e.g. PT10M")
     defaultReward: float | None = None
     explorationPercentage: float | None = None
@@ -97,73 +90,56 @@ class PServiceConfiguration(BaseModel):
         "is deleted by age yet")
 
 
-def personalizer_of(engine, options: Mapping | None) -> Personalizer:
-    """The :class:`Personalizer` of ``serve.yaml``'s ``personalizer:`` mapping (settings
-    in snake_case, plus ``user_path`` and ``apprentice_window``)."""
-    options = dict(options or {})
-    extra = {k: options.pop(k) for k in OPTIONS if k in options}
-    p = Personalizer(engine, **extra)
-    p.configure(ServiceSettings.from_mapping(options, p.settings, also=OPTIONS))
-    return p
-
-
 def register(app: FastAPI, engine, lock, options: Mapping | None, scoped, errors: dict) -> None:
-    """Add the Personalizer routes; ``scoped(scope)`` gives a route's ``openapi_extra``."""
-    p = personalizer_of(engine, options)
-    app.state.personalizer = p
+    """Add the Personalizer routes; ``options``: ``serve.yaml``'s ``personalizer:`` mapping
+    (settings in snake_case, plus :data:`OPTIONS`); ``scoped(scope)``: a route's
+    ``openapi_extra``."""
+    options = dict(options or {})
+    p = Personalizer(engine, **{k: options.pop(k) for k in OPTIONS if k in options})
+    p.configure(ServiceSettings.from_mapping(options, p.settings, also=OPTIONS))
     not_found = {**errors, 404: {"model": errors[422]["model"]}}
 
-    def run(fn, *args):
+    def route(method: str, path: str, scope: str, status: int = 200, responses=errors):
+        return getattr(app, method)(path, status_code=status, responses=responses,
+                                    tags=["personalizer"], openapi_extra=scoped(scope))
+
+    def done(fn, *args) -> Response:
+        """``fn(*args)`` under the engine's lock, answered 204 (no content)."""
         with lock:
-            return fn(*args)
+            fn(*args)
+        return Response(status_code=204)
 
-    @app.post(f"{PREFIX}/rank", status_code=201, responses=errors, tags=["personalizer"],
-              openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/rank", "rank", 201)
     async def rank(req: PRankRequest) -> JSONResponse:
-        return JSONResponse(run(p.rank, req.model_dump()), status_code=201)
+        with lock:
+            return JSONResponse(p.rank(req.model_dump()), status_code=201)
 
-    @app.post(f"{PREFIX}/events/{{eventId}}/reward", status_code=204, responses=not_found,
-              tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/events/{{eventId}}/reward", "rank", 204, not_found)
     async def reward(eventId: str, req: PRewardRequest) -> Response:  # noqa: N803
-        run(p.reward, eventId, req.value)
-        return Response(status_code=204)
+        return done(p.reward, eventId, req.value)
 
-    @app.post(f"{PREFIX}/events/{{eventId}}/activate", status_code=204, responses=not_found,
-              tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/events/{{eventId}}/activate", "rank", 204, not_found)
     async def activate(eventId: str) -> Response:  # noqa: N803
-        run(p.activate, eventId)
-        return Response(status_code=204)
+        return done(p.activate, eventId)
 
-    @app.post(f"{PREFIX}/multislot/rank", status_code=201, responses=errors,
-              tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/multislot/rank", "rank", 201)
     async def multislot_rank(req: PMultiSlotRankRequest) -> JSONResponse:
-        return JSONResponse(run(p.multislot_rank, req.model_dump()), status_code=201)
+        with lock:
+            return JSONResponse(p.multislot_rank(req.model_dump()), status_code=201)
 
-    @app.post(f"{PREFIX}/multislot/events/{{eventId}}/reward", status_code=204,
-              responses=not_found, tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/multislot/events/{{eventId}}/reward", "rank", 204, not_found)
     async def multislot_reward(eventId: str, req: PMultiSlotRewardRequest) -> Response:  # noqa: N803
-        run(p.multislot_reward, eventId, [r.model_dump() for r in req.reward])
-        return Response(status_code=204)
+        return done(p.multislot_reward, eventId, [r.model_dump() for r in req.reward])
 
-    @app.post(f"{PREFIX}/multislot/events/{{eventId}}/activate", status_code=204,
-              responses=not_found, tags=["personalizer"], openapi_extra=scoped("rank"))
+    @route("post", f"{PREFIX}/multislot/events/{{eventId}}/activate", "rank", 204, not_found)
     async def multislot_activate(eventId: str) -> Response:  # noqa: N803
-        run(p.multislot_activate, eventId)
-        return Response(status_code=204)
+        return done(p.multislot_activate, eventId)
 
-    _settings_routes(app, engine, p, lock, scoped, errors)
-
-
-def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors: dict) -> None:
-    """The settings and report routes: service and policy configuration, apprentice."""
-
-    @app.get(f"{PREFIX}/configurations/service", responses=errors, tags=["personalizer"],
-             openapi_extra=scoped("read"))
+    @route("get", f"{PREFIX}/configurations/service", "read")
     async def get_settings() -> JSONResponse:
         return JSONResponse(p.settings.to_wire())
 
-    @app.put(f"{PREFIX}/configurations/service", responses=errors, tags=["personalizer"],
-             openapi_extra=scoped("admin"))
+    @route("put", f"{PREFIX}/configurations/service", "admin")
     async def put_settings(req: PServiceConfiguration) -> JSONResponse:
         body = req.model_dump(exclude_unset=True)
         nulls = [k for k, v in body.items() if v is None and k not in _NULLABLE]
@@ -173,8 +149,7 @@ def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors
             settings = p.configure(ServiceSettings.from_wire(body, p.settings))
         return JSONResponse(settings.to_wire())
 
-    @app.get(f"{PREFIX}/configurations/policy", responses=errors, tags=["personalizer"],
-             openapi_extra=scoped("read"))
+    @route("get", f"{PREFIX}/configurations/policy", "read")
     async def get_policy() -> JSONResponse:
         """Personalizer's ``PolicyContract``: the policy each variant runs and its
         parameters (read only: a policy is set in ``serve.yaml``'s ``engine:``)."""
@@ -187,8 +162,7 @@ def _settings_routes(app: FastAPI, engine, p: Personalizer, lock, scoped, errors
                                               "weight": v["weight"]} for k, v in specs.items()},
                              "variant": name})
 
-    @app.get("/v1/apprentice", responses=errors, tags=["personalizer"],
-             openapi_extra=scoped("read"))
+    @route("get", "/v1/apprentice", "read")
     async def apprentice() -> JSONResponse:
         with lock:
             return JSONResponse({"learningMode": p.settings.learning_mode,

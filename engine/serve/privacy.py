@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from engine.errors import ValidationError
 from engine.privacy.budget import BudgetExceeded
+from engine.serve.front import error_response
 
 access_log = logging.getLogger("loopwise.access")
 
@@ -49,14 +50,13 @@ def add_routes(app: FastAPI, engine, lock, extra: dict, responses: dict) -> None
             with lock:
                 report = engine.dp_release(eps, topics=names, alpha=level)
         except BudgetExceeded as exc:
-            return JSONResponse({"error": {"field": "epsilon", "reason": str(exc)}},
-                                status_code=409)
+            return error_response(409, "epsilon", str(exc))
         return JSONResponse(json.loads(json.dumps(report)))
 
 
 def log_erasure(engine, user_id: str, erased: dict) -> None:
     """The access log's record of an erasure: the pseudonym (with a key) and the counts."""
-    pseudo = getattr(engine, "pseudonyms", None)
+    pseudo = engine.pseudonyms
     who = pseudo(user_id) if pseudo is not None else "(no pseudonym key: id not logged)"
     counts = " ".join(f"{k}={erased[k]}" for k in
                       ("profile", "events", "decisions", "rewards", "items", "wal") if k in erased)

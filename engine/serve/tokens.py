@@ -79,7 +79,6 @@ class Tokens:
 
     def __init__(self, token: str | None = None, token_file: str | None = None,
                  clock=time.monotonic):
-        self.token = token
         self.token_file = token_file
         self.clock = clock
         if not token and not token_file:
@@ -233,10 +232,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if not args.file:
-        print("error: --file: give the token file (or set LOOPWISE_TOKEN_FILE)", file=sys.stderr)
-        return 2
     try:
+        if not args.file:
+            raise ValueError("--file: give the token file (or set LOOPWISE_TOKEN_FILE)")
         if args.action == "list":
             for name, e in sorted(read_file(args.file).items()):
                 print(f"{name}\t{','.join(e['scopes'])}\t{e.get('created', '')}")
