@@ -164,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--out", required=True, help="key file (outside any data directory)")
     key.set_defaults(func=_new_key)
 
-    _module_command(sub, "serve", "engine.serve.server",
+    _module_command(sub, "serve", "experiments.serve",
                     "the HTTP decision service (FastAPI under uvicorn)")
-    _module_command(sub, "token", "engine.serve.tokens",
+    _module_command(sub, "token", "experiments.tokens",
                     "named HTTP tokens with scopes: add, list, remove")
 
     quarantine = sub.add_parser("quarantine", help="records a data directory could not store: "

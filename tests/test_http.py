@@ -13,7 +13,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from engine import Engine  # noqa: E402
 from engine.serve.app import create_app  # noqa: E402
-from engine.serve.server import uvicorn_config  # noqa: E402
+from experiments.serve import uvicorn_config  # noqa: E402
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -13,19 +13,17 @@ spec), ``admin`` (erasure, settings); a scope grants only itself. The static tok
 looked at at most once a second and re-read when its size, mtime or inode changed, so
 tokens rotate without a restart; a file that cannot be read leaves the last good set in
 force (logged), a file that is gone revokes its tokens. ``loopwise token add|list|remove``
-manages the file (``add`` prints the new token once).
+(:mod:`experiments.tokens`) manages the file (``add`` prints the new token once).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import logging
 import os
 import re
 import secrets
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -221,36 +219,3 @@ def remove(path: str, name: str) -> bool:
         return False
     write_file(path, entries)
     return True
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["add", "list", "remove"])
-    p.add_argument("name", nargs="?", help="the token's name (add, remove)")
-    p.add_argument("--scopes", default="rank", help=f"comma-separated, of {','.join(SCOPES)}")
-    p.add_argument("--file", default=os.environ.get("LOOPWISE_TOKEN_FILE"),
-                   help="token file (default: $LOOPWISE_TOKEN_FILE)")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        if not args.file:
-            raise ValueError("--file: give the token file (or set LOOPWISE_TOKEN_FILE)")
-        if args.action == "list":
-            for name, e in sorted(read_file(args.file).items()):
-                print(f"{name}\t{','.join(e['scopes'])}\t{e.get('created', '')}")
-            return 0
-        if not args.name:
-            raise ValueError(f"name: {args.action} needs the token's name")
-        if args.action == "add":
-            scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-            print(add(args.file, args.name, scopes))
-            print(f"token {args.name!r} added to {args.file}; it is shown only this once",
-                  file=sys.stderr)
-            return 0
-        if not remove(args.file, args.name):
-            print(f"error: no token called {args.name!r} in {args.file}", file=sys.stderr)
-            return 1
-        return 0
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2

@@ -26,7 +26,7 @@ import numpy as np
 
 from engine import Engine
 from engine.serve.app import create_app
-from engine.serve.server import uvicorn_config
+from experiments.serve import uvicorn_config
 
 TOKEN = "bench-console"
 TOPICS = [f"topic{k}" for k in range(30)]

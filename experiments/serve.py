@@ -1,4 +1,4 @@
-"""``loopwise serve``: the HTTP decision service under uvicorn.
+"""``loopwise serve``: the HTTP decision service (:mod:`engine.serve`) under uvicorn.
 
 Settings come from flags, then a YAML config file (``--config``), then defaults; the static
 token from ``--token``, the config file or ``LOOPWISE_TOKEN``, the token file from
