@@ -138,3 +138,25 @@ def test_personalizer_log_retention_drives_the_schedule(tmp_path):
     p.configure(ServiceSettings.from_wire({"logRetentionDays": None}, p.settings))
     assert eng.upkeep.window is None  # back to the engine's own setting (keep everything)
     eng.close()
+
+
+def test_quarantined_records_older_than_the_window_leave_every_file(tmp_path):
+    # a quarantined record holds a write's raw text (any user's ids): retention takes it
+    # once it was quarantined longer ago than the window (wall clock, as quarantine stamps)
+    import time
+
+    from engine.writer import QUARANTINE
+
+    clock = Clock(10 * DAY)
+    eng = _engine(tmp_path / "d", clock, retention_days=1.0)
+    with eng.store.transaction() as db:
+        db.execute(QUARANTINE, (time.time() - 2 * DAY, "test", "'old-quarantined-user'"))
+        db.execute(QUARANTINE, (time.time() - 3600.0, "test", "'new-quarantined-user'"))
+    assert eng.store.quarantined()[0] == 2
+    counts = eng.upkeep.retain(clock.t)
+    assert counts["quarantine"] == 1 and counts["wal"] == "truncated"
+    assert eng.store.quarantined()[0] == 1
+    assert _holding(tmp_path / "d", b"old-quarantined-user") == []
+    assert _holding(tmp_path / "d", b"new-quarantined-user")
+    eng.close()
+    assert _holding(tmp_path / "d", b"old-quarantined-user") == []

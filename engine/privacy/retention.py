@@ -1,12 +1,14 @@
-"""Retention: events, decisions and rewards older than ``retention_days`` (engine clock)
-are deleted at open and on a schedule; the WAL is then truncated, so they leave every file.
+"""Retention: events, decisions and rewards older than ``retention_days`` (engine clock), and
+quarantined records older than that (wall clock: the time they were quarantined), are
+deleted at open and on a schedule; the WAL is then truncated, so they leave every file.
 
 Before deleting, every shard is snapshotted and every policy saved, so profiles keep the
 decayed aggregates those rows built and policies what they learned from them; a restart
 replays only the (kept) log after the snapshots. A decision is kept while it still waits for
-its reward (or its activation) or a reward of it is not yet learned; when it goes, its rewards and its reward
-event go with it. A reward is kept until its policy has learned and saved it. Events older than the window are refused at ingest (their event ids
-could no longer be recognised as duplicates). The window's start is recorded in ``meta``
+its reward (or its activation) or a reward of it is not yet learned; when it goes, its
+rewards and its reward event go with it. A reward is kept until its policy has learned and
+saved it. Events older than the window are refused at ingest (their event ids could no
+longer be recognised as duplicates). The window's start is recorded in ``meta``
 (``retained_since``): exports and OPE state the period they cover
 (:meth:`engine.storeview.StoreView.describe`).
 
@@ -17,6 +19,7 @@ could no longer be recognised as duplicates). The window's start is recorded in 
 from __future__ import annotations
 
 import math
+import time
 
 from engine.errors import ValidationError
 from engine.privacy import erase
@@ -47,11 +50,12 @@ def keep_last_seqs(db) -> None:
                    "HAVING MAX(seq) IS NOT NULL", (table, table))
 
 
-def prune(store, cutoff: float, learned_seq: int) -> dict[str, int]:
+def prune(store, cutoff: float, learned_seq: int, quarantine_cutoff: float) -> dict[str, int]:
     """Delete what is older than ``cutoff``: events, rewards learned and saved (``seq <=
-    learned_seq``), settled decisions with their rewards and reward events. Returns the
+    learned_seq``), settled decisions with their rewards and reward events; and quarantined
+    records older than ``quarantine_cutoff`` (their raw text may name anyone). Returns the
     counts. Run it after every shard's snapshot and every policy's save."""
-    args = {"cut": cutoff, "learned": learned_seq}
+    args = {"cut": cutoff, "learned": learned_seq, "q_cut": quarantine_cutoff}
     with store.transaction() as db:
         keep_last_seqs(db)
         counts = {
@@ -62,6 +66,7 @@ def prune(store, cutoff: float, learned_seq: int) -> dict[str, int]:
                                  args).rowcount,
             "decisions": db.execute(f"DELETE FROM decisions WHERE decision_id IN ({_AGED})",
                                     args).rowcount,
+            "quarantine": db.execute("DELETE FROM quarantine WHERE ts < :q_cut", args).rowcount,
         }
         previous = store.get_meta(SINCE_KEY)
         since = cutoff if previous is None else max(cutoff, float(previous))
@@ -82,8 +87,8 @@ class Upkeep:
     ...     first = upkeep.retain(now=10 * DAY)
     ...     since = store.get_meta(SINCE_KEY)
     ...     store.close()
-    >>> first, since, upkeep.next_run == 10 * DAY + EVERY
-    ({'rewards': 0, 'events': 0, 'decisions': 0, 'wal': 'truncated'}, '777600.0', True)
+    >>> sorted(first), first["wal"], since, upkeep.next_run == 10 * DAY + EVERY
+    (['decisions', 'events', 'quarantine', 'rewards', 'wal'], 'truncated', '777600.0', True)
     """
 
     def __init__(self, store, retention_days: float | None, save, learned_seq):
@@ -122,7 +127,8 @@ class Upkeep:
         the WAL. Returns the counts and the WAL's result."""
         self.next_run = now + self.every
         self.save()
-        counts = prune(self.store, now - self.window, self.learned_seq())
+        counts = prune(self.store, now - self.window, self.learned_seq(),
+                       time.time() - self.window)
         wal = erase.scrub(self.store, timeout=0.0)
         self.erased(wal)
         return {**counts, "wal": wal["wal"]}
