@@ -9,15 +9,13 @@ import threading
 import time
 from pathlib import Path
 
+from filebytes import holding
+
 from engine import Engine
 from engine.store import DB_NAME, Store
 
 CANDS = [{"id": "item-shared-a", "features": [1.0, 0.0]},
          {"id": "item-shared-b", "features": [0.0, 1.0]}]
-
-
-def _holding(root: Path, needle: bytes) -> list[str]:
-    return sorted(p.name for p in root.rglob("*") if p.is_file() and needle in p.read_bytes())
 
 
 def _engine(data: Path, **kw) -> Engine:
@@ -45,16 +43,16 @@ def test_an_outside_reader_delays_the_truncation_and_the_engine_finishes_it(tmp_
     erased = eng.forget(secret)
     assert erased["wal"] == "held" and erased["tries"] > 1 and "read transaction" in erased["reason"]
     assert erased["events"] == 6 and erased["decisions"] == 3
-    assert _holding(data, secret.encode()) == [DB_NAME + "-wal"]  # said so, not hidden
+    assert holding(data, secret.encode()) == [DB_NAME + "-wal"]  # said so, not hidden
     _use(eng, "other")  # still held: the engine keeps working and keeps trying
-    assert _holding(data, secret.encode()) == [DB_NAME + "-wal"]
+    assert holding(data, secret.encode()) == [DB_NAME + "-wal"]
     reader.rollback()
     _use(eng, "other", n=1)  # the next call's retry truncates the WAL
-    assert _holding(data, secret.encode()) == []
+    assert holding(data, secret.encode()) == []
     assert eng._expire == eng._expire_plain  # back on the plain path
     eng.close()
     reader.close()
-    assert _holding(data, secret.encode()) == []
+    assert holding(data, secret.encode()) == []
 
 
 def test_an_idle_outside_connection_does_not_hold_the_wal(tmp_path):
@@ -65,7 +63,7 @@ def test_an_idle_outside_connection_does_not_hold_the_wal(tmp_path):
     reader.execute("SELECT COUNT(*) FROM events").fetchone()  # no transaction left open
     erased = eng.forget("user-1d2e-erased")
     assert erased["wal"] == "truncated" and "reason" not in erased
-    assert _holding(data, b"user-1d2e-erased") == []
+    assert holding(data, b"user-1d2e-erased") == []
     reader.close()
     eng.close()
 
@@ -77,12 +75,12 @@ def test_items_only_the_user_touched_leave_the_snapshots(tmp_path):
     _use(eng, "user-9a9a-erased", item="item-shared-x")
     _use(eng, "user-9a9a-erased", item="item-only-erased-user")
     eng.snapshot()
-    assert _holding(data, b"item-only-erased-user")
+    assert holding(data, b"item-only-erased-user")
     erased = eng.forget("user-9a9a-erased")
     assert erased["items"] == 1 and erased["snapshot"] == eng.router.shard_of("user-9a9a-erased")
     eng.close()
-    assert _holding(data, b"item-only-erased-user") == []
-    assert _holding(data, b"item-shared-x")  # another user's item stays
+    assert holding(data, b"item-only-erased-user") == []
+    assert holding(data, b"item-shared-x")  # another user's item stays
     eng = _engine(data, shards=2)
     assert eng.profile("other") is not None and eng.profile("user-9a9a-erased") is None
     eng.close()
@@ -120,7 +118,7 @@ def test_erasure_under_load_leaves_no_byte_200_times(tmp_path, monkeypatch):
         _use(eng, secret, n=1)
         erased = eng.forget(secret)
         retried += erased["tries"] > 1
-        held = _holding(data, secret.encode())
+        held = holding(data, secret.encode())
         if erased["wal"] != "truncated" or held or erased["events"] != 6:  # 3 clicks, 3 rewards
             failures.append((r, erased, held))
     stop.set()

@@ -6,9 +6,9 @@ text; the engine still answers by the application's ids."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
+from filebytes import files_holding
 
 from engine import Engine
 from engine.errors import StoreError, ValidationError
@@ -46,17 +46,6 @@ def _scenario(eng, users, base) -> None:
     eng.rank_batch([{"user_id": u, "candidates": CANDIDATES} for u in users[:3]])
 
 
-def _files_holding(root: Path, needles: list[bytes]) -> dict[str, list[bytes]]:
-    """Every file under ``root`` (every byte of it) that holds any of ``needles``."""
-    hits = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        found = [n for n in needles if n in data]
-        if found:
-            hits[str(path.relative_to(root))] = found
-    return hits
-
-
 @pytest.fixture
 def key(tmp_path):
     path = tmp_path / "keys" / "pseudonym.key"
@@ -90,13 +79,13 @@ def test_no_raw_id_or_search_text_in_any_file_export_or_log(tmp_path, key, caplo
     eng.close()
 
     raw = [u.encode() for u in USERS] + [SEARCH.encode(), b"Flights to Oslo"]
-    assert _files_holding(data, raw) == {}
-    assert _files_holding(out, raw) == {}
+    assert files_holding(data, raw) == {}
+    assert files_holding(out, raw) == {}
     assert not [r for r in caplog.records if any(u in r.getMessage() for u in USERS)]
     # the pseudonyms are there instead, and the erased user's is gone from every file
     pseudo = Pseudonyms(key.read_bytes().strip())
-    assert _files_holding(data, [pseudo(USERS[0]).encode()])
-    assert _files_holding(data, [pseudo(USERS[1]).encode()]) == {}
+    assert files_holding(data, [pseudo(USERS[0]).encode()])
+    assert files_holding(data, [pseudo(USERS[1]).encode()]) == {}
 
 
 def test_without_a_key_ids_are_raw_and_text_is_still_minimal(tmp_path, monkeypatch):
@@ -104,7 +93,7 @@ def test_without_a_key_ids_are_raw_and_text_is_still_minimal(tmp_path, monkeypat
     eng = _engine(tmp_path / "d", None)
     _scenario(eng, USERS[:2], 4000.0)
     eng.close()
-    hits = _files_holding(tmp_path / "d", [USERS[0].encode(), SEARCH.encode()])
+    hits = files_holding(tmp_path / "d", [USERS[0].encode(), SEARCH.encode()])
     assert hits and all(found == [USERS[0].encode()] for found in hits.values())
 
 
@@ -112,7 +101,7 @@ def test_store_text_opt_in_keeps_the_text(tmp_path):
     eng = _engine(tmp_path / "d", None, store_text=True)
     eng.ingest(_events(USERS[:1], 4000.0))
     eng.close()
-    assert _files_holding(tmp_path / "d", [SEARCH.encode()])
+    assert files_holding(tmp_path / "d", [SEARCH.encode()])
 
 
 def test_key_from_the_environment(tmp_path, key, monkeypatch):
@@ -120,7 +109,7 @@ def test_key_from_the_environment(tmp_path, key, monkeypatch):
     eng = _engine(tmp_path / "d", None)
     _scenario(eng, USERS[:2], 4000.0)
     eng.close()
-    assert _files_holding(tmp_path / "d", [USERS[0].encode()]) == {}
+    assert files_holding(tmp_path / "d", [USERS[0].encode()]) == {}
 
 
 def test_a_directory_is_reopened_only_the_way_it_was_written(tmp_path, key, monkeypatch):
@@ -171,7 +160,7 @@ def test_ray_backend_stores_pseudonyms_only(tmp_path, key):
     finally:
         ray.shutdown()
     raw = [u.encode() for u in USERS] + [SEARCH.encode()]
-    assert _files_holding(data, raw) == {}
+    assert files_holding(data, raw) == {}
     pseudo = Pseudonyms(key.read_bytes().strip())
-    assert _files_holding(data, [pseudo(USERS[1]).encode()]) == {}
-    assert _files_holding(data, [pseudo(USERS[2]).encode()])
+    assert files_holding(data, [pseudo(USERS[1]).encode()]) == {}
+    assert files_holding(data, [pseudo(USERS[2]).encode()])

@@ -4,9 +4,8 @@ no byte of the old pseudonyms is left; the old key no longer opens the directory
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from filebytes import holding
 
 from engine import Engine
 from engine.errors import StoreError
@@ -17,10 +16,6 @@ from experiments.cli import main as cli
 USERS = [f"customer-{i:02d}" for i in range(16)]
 CANDS = [{"id": "a", "topics": ["jazz"], "features": [1.0, 0.0]},
          {"id": "b", "topics": ["rock"], "features": [0.0, 1.0]}]
-
-
-def _holding(root: Path, needle: bytes) -> list[str]:
-    return sorted(p.name for p in root.rglob("*") if p.is_file() and needle in p.read_bytes())
 
 
 @pytest.fixture
@@ -66,9 +61,9 @@ def test_rekey_keeps_every_profile_and_leaves_no_old_pseudonym(tmp_path, keys, c
     assert int(out.split("; ")[1].split()[0]) > 0  # some profiles changed shard
     p_old, p_new = (Pseudonyms(k.read_bytes().strip()) for k in keys)
     for u in USERS:
-        assert _holding(data, p_old(u).encode()) == [], u
-        assert _holding(data, u.encode()) == []
-    assert _holding(data, p_new(USERS[0]).encode())
+        assert holding(data, p_old(u).encode()) == [], u
+        assert holding(data, u.encode()) == []
+    assert holding(data, p_new(USERS[0]).encode())
     with pytest.raises(StoreError, match="another key"):
         _engine(data, old)
     eng = _engine(data, new)
@@ -93,7 +88,7 @@ def test_rekey_refuses_unmatched_pseudonyms_or_erases_them(tmp_path, keys):
         rekey(data, old, new, USERS[1:])
     out = rekey(data, old, new, USERS[1:], drop_unmatched=True)
     assert out["users"] == 15 and out["dropped"] == 1
-    assert _holding(data, Pseudonyms(old.read_bytes().strip())(USERS[0]).encode()) == []
+    assert holding(data, Pseudonyms(old.read_bytes().strip())(USERS[0]).encode()) == []
     eng = _engine(data, new)
     assert eng.profile(USERS[0]) is None and eng.profile(USERS[1]) is not None
     eng.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from filebytes import holding
 
 from engine import Engine
 from engine.errors import ValidationError
@@ -17,10 +18,6 @@ from engine.storeview import StoreView
 CANDS = [{"id": "item-a", "topics": ["jazz"], "features": [1.0, 0.0]},
          {"id": "item-b", "topics": ["rock"], "features": [0.0, 1.0]}]
 USERS = [f"u{i}" for i in range(6)]
-
-
-def _holding(root: Path, needle: bytes) -> list[str]:
-    return sorted(p.name for p in root.rglob("*") if p.is_file() and needle in p.read_bytes())
 
 
 class Clock:
@@ -58,10 +55,10 @@ def test_old_rows_leave_every_file_and_decisions_do_not_change(tmp_path):
     short_clock.t = kept_clock.t = 12 * DAY  # two days on: the old round is out of the window
     assert _round(a, "new", 12 * DAY - 100) == _round(b, "new", 12 * DAY - 100)
     for needle in (b"old-evt-", b"old-dec-"):
-        assert _holding(short, needle) == [], needle  # the schedule ran on the first call
-        assert _holding(kept, needle)
+        assert holding(short, needle) == [], needle  # the schedule ran on the first call
+        assert holding(kept, needle)
     for needle in (b"new-evt-", b"new-dec-"):
-        assert _holding(short, needle)
+        assert holding(short, needle)
     counts = a.store.db.execute("SELECT (SELECT COUNT(*) FROM events), "
                                 "(SELECT COUNT(*) FROM decisions)").fetchone()
     assert counts == (len(USERS) + len(USERS) - 1, len(USERS))  # clicks + reward events
@@ -73,7 +70,7 @@ def test_old_rows_leave_every_file_and_decisions_do_not_change(tmp_path):
     assert a.ab_report is not None and a.store.get_meta("retained_since") is not None
     a.close()
     b.close()
-    assert _holding(short, b"old-evt-") == [] and _holding(short, b"old-dec-") == []
+    assert holding(short, b"old-evt-") == [] and holding(short, b"old-dec-") == []
 
 
 def test_rows_that_aged_out_while_closed_go_at_open(tmp_path):
@@ -81,11 +78,11 @@ def test_rows_that_aged_out_while_closed_go_at_open(tmp_path):
     eng = _engine(tmp_path / "d", clock, retention_days=1.0)
     _round(eng, "early", 10 * DAY - 100)
     eng.close()
-    assert _holding(tmp_path / "d", b"early-evt-")
+    assert holding(tmp_path / "d", b"early-evt-")
     clock.t = 13 * DAY
     eng = _engine(tmp_path / "d", clock, retention_days=1.0)
-    assert _holding(tmp_path / "d", b"early-evt-") == []
-    assert _holding(tmp_path / "d", b"early-dec-") == []
+    assert holding(tmp_path / "d", b"early-evt-") == []
+    assert holding(tmp_path / "d", b"early-dec-") == []
     assert eng.profile("u1")["engagement"]["events"] == 2  # its click and its reward
     assert eng.store.count_events() == 0
     eng.close()
@@ -130,11 +127,11 @@ def test_personalizer_log_retention_drives_the_schedule(tmp_path):
     _round(eng, "early", 10 * DAY - 100)
     clock.t = 13 * DAY
     _round(eng, "late", 13 * DAY - 100)
-    assert _holding(tmp_path / "d", b"early-evt-")  # no retention yet: kept
+    assert holding(tmp_path / "d", b"early-evt-")  # no retention yet: kept
     p.configure(ServiceSettings.from_wire({"logRetentionDays": 1}, p.settings))
     eng.ingest([{"user_id": "u0", "type": "view", "ts": 13 * DAY}])  # the next call runs it
-    assert _holding(tmp_path / "d", b"early-evt-") == []
-    assert _holding(tmp_path / "d", b"late-evt-")
+    assert holding(tmp_path / "d", b"early-evt-") == []
+    assert holding(tmp_path / "d", b"late-evt-")
     p.configure(ServiceSettings.from_wire({"logRetentionDays": None}, p.settings))
     assert eng.upkeep.window is None  # back to the engine's own setting (keep everything)
     eng.close()
@@ -156,7 +153,7 @@ def test_quarantined_records_older_than_the_window_leave_every_file(tmp_path):
     counts = eng.upkeep.retain(clock.t)
     assert counts["quarantine"] == 1 and counts["wal"] == "truncated"
     assert eng.store.quarantined()[0] == 1
-    assert _holding(tmp_path / "d", b"old-quarantined-user") == []
-    assert _holding(tmp_path / "d", b"new-quarantined-user")
+    assert holding(tmp_path / "d", b"old-quarantined-user") == []
+    assert holding(tmp_path / "d", b"new-quarantined-user")
     eng.close()
-    assert _holding(tmp_path / "d", b"old-quarantined-user") == []
+    assert holding(tmp_path / "d", b"old-quarantined-user") == []
