@@ -63,15 +63,10 @@ def attribute(theta: np.ndarray, phi: np.ndarray, chosen: int, names: list[str])
     return sorted(groups.values(), key=lambda g: -g["contribution"])
 
 
-def explain(engine, decision_id: str) -> dict | None:
-    """The logged decision and the attribution of its chosen item (see the module
-    docstring); None when no decision has this id."""
-    from engine.insight import decision
-
-    found = decision(engine.store, decision_id)
-    if found is None:
-        return None
-    record, phi = found
+def explain(engine, record: dict, phi: np.ndarray) -> dict:
+    """A logged decision (``record`` and its candidates' features ``phi``, as
+    :func:`engine.insight.decision` reads them) with the attribution of its chosen item
+    under its variant's current policy (see the module docstring)."""
     learner = engine.learners.get(record["variant"])
     policy = getattr(learner, "policy", None)
     names = engine.featurizer.feature_names

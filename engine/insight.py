@@ -167,14 +167,15 @@ def decision_counts(store) -> dict[str, int]:
     return dict(store.db.execute("SELECT variant, COUNT(*) FROM decisions GROUP BY variant"))
 
 
-def report_history(engine, points: int = 20) -> list[dict]:
-    """The A/B report as it read at ``points`` evenly spaced decision times: from the
-    learned rewards of decisions made until then, the always-valid p-value and confidence
-    sequence of each treatment, chained as a live report is (running minimum and
-    intersection). One indexed aggregation per time slice; squared deviations from the
-    slice sums (``sum x^2 - n mean^2``, plenty for a plot)."""
-    names = list(engine.learners)
-    db = engine.store.db
+def report_history(store, weights: dict[str, float], points: int = 20) -> list[dict]:
+    """The A/B report of the variants of ``weights`` (the first the control) as it read at
+    ``points`` evenly spaced decision times: from the learned rewards of decisions made
+    until then, the always-valid p-value and confidence sequence of each treatment, chained
+    as a live report is (running minimum and intersection). One indexed aggregation per
+    time slice; squared deviations from the slice sums (``sum x^2 - n mean^2``, plenty for
+    a plot)."""
+    names = list(weights)
+    db = store.db
     t0, t1 = db.execute("SELECT MIN(ts), MAX(ts) FROM decisions").fetchone()
     if len(names) < 2 or t0 is None:
         return []
@@ -193,7 +194,7 @@ def report_history(engine, points: int = 20) -> list[dict]:
         stats = {name: VariantStats.from_dict({"n": int(n[k]), "mean": float(mean[k]),
                                                "m2": float(m2[k])})
                  for k, name in enumerate(names)}
-        previous = ab_report(stats, engine._weights, names[0], previous=previous)
+        previous = ab_report(stats, weights, names[0], previous=previous)
         out.append({"ts": t0 + (b + 1) * width, "rewards": int(n.sum()), "comparisons": {
             k: {"p_value": c["sequential"]["p_value"], "lift": c.get("lift"),
                 "diff": c.get("diff"),

@@ -2,9 +2,13 @@
 ``GET /v1/decisions/{eventId}`` (why this item), a user's decisions and interest history,
 user search, live per-minute figures, the A/B report over time, and offline reports.
 
-Every answer comes from bounded, indexed queries (:mod:`engine.insight`), made under the
-engine's lock. Offline reports are the ``report.md`` files that ``loopwise simulate``,
-``compare`` and ``ope`` write, with their plots, found under the results folders, or the PNG plots ``loopwise ope --plot`` wrote.
+Every answer comes from bounded, indexed queries (:mod:`engine.insight`) on a read-only view
+of the log (:class:`~engine.storeview.StoreView`, one read transaction), in the server's
+thread pool and outside the engine's lock, so a page load never holds a rank up; the lock is
+taken only to move queued writes into SQLite first and for what the engine holds in memory
+(profiles, stats, policies). Offline reports are the ``report.md`` files that ``loopwise
+simulate``, ``compare`` and ``ope`` write, with their plots, found under the results folders,
+or the PNG plots ``loopwise ope --plot`` wrote.
 
 Examples
 --------
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Query
@@ -28,6 +33,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from engine import insight
 from engine.explain import explain
 from engine.serve.front import error_response
+from engine.storeview import StoreView
 
 MAX_REPORTS = 200  # reports listed, newest first
 MAX_DEPTH = 4  # folders below a results folder searched for reports
@@ -88,6 +94,19 @@ def report_file(folders: list[str], report: str, name: str) -> Path | None:
     return path
 
 
+@contextmanager
+def _log(engine, lock):
+    """The engine's log as of now: queued writes moved into SQLite under the lock, then read
+    outside it through a read-only view (closed after the block)."""
+    with lock:
+        engine.store.flush()
+    view = StoreView(engine.data_dir)
+    try:
+        yield view
+    finally:
+        view.close()
+
+
 def mount(app: FastAPI, engine, lock, results: list[str]) -> None:
     """Add the console's JSON routes to ``app`` (``results``: folders of offline reports)."""
     read = {"openapi_extra": {"x-scope": "read", "security": [{"bearer": []}]},
@@ -96,62 +115,66 @@ def mount(app: FastAPI, engine, lock, results: list[str]) -> None:
         insight.ensure_indexes(engine.store)
 
     @app.get("/v1/decisions/{eventId}", **read)
-    async def decision(eventId: str):  # noqa: N803 - the API's name for a decision id
-        with lock:
-            found = explain(engine, eventId)
+    def decision(eventId: str):  # noqa: N803 - the API's name for a decision id
+        with _log(engine, lock) as log:
+            found = insight.decision(log, eventId)
         if found is None:
             return error_response(404, "eventId", "no decision with this id")
-        return _json(found)
+        with lock:  # the attribution reads the variant's current policy
+            return _json(explain(engine, *found))
 
     @app.get("/v1/users", **read)
-    async def users(prefix: str = Query("", max_length=256), limit: int = Query(20, ge=1, le=100)):
+    def users(prefix: str = Query("", max_length=256), limit: int = Query(20, ge=1, le=100)):
+        if engine.pseudonyms is None:
+            with _log(engine, lock) as log:
+                return _json({"users": insight.find_users(log, prefix, limit)})
+        # stored ids are pseudonyms: a user is found by their exact id, never listed
         with lock:
-            if engine.pseudonyms is None:
-                return _json({"users": insight.find_users(engine.store, prefix, limit)})
-            # stored ids are pseudonyms: a user is found by their exact id, never listed
             found = bool(prefix) and engine.profile(prefix) is not None
-            return _json({"users": [prefix] if found else []})
+        return _json({"users": [prefix] if found else []})
 
     @app.get("/v1/users/{user_id}/decisions", **read)
-    async def user_decisions(user_id: str, limit: int = Query(20, ge=1, le=200)):
-        with lock:
-            rows = insight.user_decisions(engine.store, engine.stored_id(user_id), limit)
+    def user_decisions(user_id: str, limit: int = Query(20, ge=1, le=200)):
+        with _log(engine, lock) as log:
+            rows = insight.user_decisions(log, engine.stored_id(user_id), limit)
         for row in rows:  # answered by the id asked for, not the stored pseudonym
             row["user_id"] = user_id
         return _json({"decisions": rows})
 
     @app.get("/v1/users/{user_id}/history", **read)
-    async def user_history(user_id: str, points: int = Query(24, ge=2, le=200)):
+    def user_history(user_id: str, points: int = Query(24, ge=2, le=200)):
         with lock:
             profile = engine.profile(user_id)
+        with _log(engine, lock) as log:
             return _json(insight.interest_history(
-                engine.store, engine.event_types, engine.config.profile,
-                engine.stored_id(user_id), points,
-                windows=profile["drift"]["windows"] if profile else ()))
+                log, engine.event_types, engine.config.profile, engine.stored_id(user_id),
+                points, windows=profile["drift"]["windows"] if profile else ()))
 
     @app.get("/v1/live", **read)
-    async def live(minutes: int = Query(60, ge=1, le=1440)):
+    def live(minutes: int = Query(60, ge=1, le=1440)):
         with lock:
-            return _json({**insight.live(engine.store, minutes), "stats": engine.stats(),
+            stats = engine.stats()
+        with _log(engine, lock) as log:
+            return _json({**insight.live(log, minutes), "stats": stats,
                           "variants": list(engine.learners)})
 
     @app.get("/v1/experiments/history", **read)
-    async def history(points: int = Query(20, ge=2, le=200)):
+    def history(points: int = Query(20, ge=2, le=200)):
         """What the engine compares (``ab``: variants; ``rollout``: a challenger), and the
         A/B report's figures over time where there is an A/B test."""
         ab = len(engine.learners) >= 2
-        with lock:
+        with _log(engine, lock) as log:
             return _json({"ab": ab, "rollout": engine.rollout is not None,
-                          "points": insight.report_history(engine, points) if ab else [],
-                          "decisions": insight.decision_counts(engine.store)})
+                          "points": insight.report_history(log, engine._weights, points)
+                          if ab else [], "decisions": insight.decision_counts(log)})
 
     @app.get("/v1/reports", **read)
-    async def reports():
+    def reports():
         return _json({"reports": find_reports(results)})
 
     @app.get("/ui/files/{report:path}", include_in_schema=False,
              openapi_extra={"x-scope": "read"})
-    async def files(report: str):
+    def files(report: str):
         report, _, name = report.rpartition("/")
         path = report_file(results, report, name)
         if path is None:

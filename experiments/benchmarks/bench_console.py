@@ -8,7 +8,9 @@ behind each page are timed too. A second run reuses the data directory (``--data
 
     python -m experiments.benchmarks.bench_console --users 10000 --decisions 100000
 
-Prints one line per page: ``page  median_ms  max_ms  (api: ...)``.
+Prints one line per page: ``page  median_ms  max_ms  (api: ...)``; then the latency of
+``POST /v1/rank`` alone and while another client loads console data without a pause (the
+console reads outside the engine's lock, so a page load should not hold ranks up).
 """
 
 from __future__ import annotations
@@ -122,6 +124,39 @@ def time_api(url: str, paths: list[str], repeats: int) -> dict[str, float]:
         return out
 
 
+def rank_latency(url: str, n: int = 400, console: bool = False) -> list[float]:
+    """Milliseconds of ``n`` rank requests, one every 5 ms; with ``console``, another client
+    loads the Live, Experiments and interest-history data meanwhile, without a pause."""
+    body = {"user_id": "user-00042", "context": {"mobile": 1.0},
+            "actions": [{"id": f"item{j}", "topics": [TOPICS[j % 30]], "features": [j % 2, j / 10]}
+                        for j in range(10)]}
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=60) as c:
+            while not stop.is_set():
+                for path in ("/v1/live", "/v1/experiments/history",
+                             "/v1/users/user-00042/history"):
+                    c.get(path).raise_for_status()
+
+    loader = threading.Thread(target=load, daemon=True)
+    if console:
+        loader.start()
+    out = []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
+                      timeout=60) as c:
+        for _ in range(n):
+            t = time.perf_counter()
+            c.post("/v1/rank", json=body).raise_for_status()
+            out.append((time.perf_counter() - t) * 1e3)
+            time.sleep(0.005)
+    stop.set()
+    if console:
+        loader.join()
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--users", type=int, default=10_000)
@@ -155,6 +190,11 @@ def main(argv=None) -> None:
                 api = ", ".join(f"{k.split('?')[0]} {v:.0f} ms" for k, v in calls.items())
                 print(f"{path[:24]:<26}{statistics.median(times):7.0f} ms median"
                       f"{max(times):7.0f} ms max   (api: {api})")
+            for console in (False, True):
+                lat = rank_latency(url, console=console)
+                print(f"rank {'while the console loads' if console else 'alone':<24} p50 "
+                      f"{statistics.median(lat):.1f} ms, p99 "
+                      f"{statistics.quantiles(lat, n=100)[98]:.1f} ms, max {max(lat):.1f} ms")
         finally:
             server.should_exit = True
     finally:
