@@ -294,6 +294,10 @@ class Store:
         return self.db.execute("SELECT seq, blob FROM snapshots WHERE shard = ?",
                                (shard,)).fetchone()
 
+    def marks(self) -> tuple[int, int]:
+        """The seqs the next event and the next reward row will get."""
+        return self._next_seq, self._next_reward_seq
+
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
         self._commits.append([("decisions", list(rows))], [*map(_FIRST, rows)])
