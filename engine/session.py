@@ -11,6 +11,9 @@ transitions) becomes a :class:`Step`; it is handed to the learner once it has bo
 
 Bandit variants never reach this module: the decide and join paths call it only when an
 engine has an RL variant (:attr:`Sessions.variants` is not empty).
+
+Sessions survive a restart: every snapshot keeps :meth:`Sessions.state`, and recovery
+rebuilds it from that and the tail of the logs (:func:`engine.recovery.replay_sessions`).
 """
 
 from __future__ import annotations
