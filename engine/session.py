@@ -235,7 +235,7 @@ class Sessions:
             del self._steps[did]
 
     def state(self) -> dict:
-        """The open sessions, JSON-ready, for :func:`engine.recovery.save_sessions`: each step
+        """The open sessions, JSON-ready, for :func:`engine.recovery.save`: each step
         not yet handed on by its decision id (its features are in the decision log), and the
         traces."""
         steps = [[s.decision_id, s.user_id, s.variant, s.ts, s.reward, s.seq, s.next_id, s.done]
