@@ -163,6 +163,10 @@ class Decider:
             decisions.append(dec)
             rows.append(row)
             pending.append(pend)
+        if self.sessions is not None:  # where the decisions fall among logged rewards and
+            # events: engine.recovery.replay_sessions rebuilds sessions in this order
+            marks = ',"marks":[{},{}]}}'.format(*self.store.marks())
+            rows = [(*r[:-1], r[-1][:-1] + marks) for r in rows]
         self.store.insert_decisions(rows)
         for p in pending:  # awaited only once their decisions are logged
             self.waiting.add(p)

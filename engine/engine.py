@@ -153,7 +153,7 @@ class Engine:
             self.joiner.learners = {CHALLENGER: next(iter(self.learners.values())),
                                     **self.learners}
         recovery.recover(self.store, self.backend, self.router.n_shards, self.joiner.waiting,
-                         self.learners, self._rng)
+                         self.learners, self._rng, self.sessions)
         self.upkeep = Upkeep(self.store, cfg.retention_days, self.snapshot, self._learned_seq)
         if self.upkeep.window is not None:  # what aged out while the engine was closed
             now = float(self.clock())
@@ -332,10 +332,8 @@ class Engine:
         items = erase.items_only_of(self.store, uid, shard)
         had = self.backend.forget(shard, uid, items)
         self.joiner.waiting.drop_user(uid)
-        if self.sessions is not None:
-            self.sessions.drop_user(uid)
         counts = self.store.forget(uid)
-        recovery.save_shard(self.store, self.backend, shard)
+        recovery.save_shard(self.store, self.backend, shard, self.sessions, uid)
         wal = erase.scrub(self.store)
         self.upkeep.erased(wal)
         self._rewire()
@@ -345,7 +343,8 @@ class Engine:
     # ---- durability ------------------------------------------------------------------
     def snapshot(self) -> None:
         """Save every shard's profiles and every policy (recovery replays only what follows)."""
-        recovery.save(self.store, self.backend, self.router.n_shards, self.learners, self._rng)
+        recovery.save(self.store, self.backend, self.router.n_shards, self.learners, self._rng,
+                      self.sessions)
         if self.rollout is not None:
             save_rollout(self.rollout, self.store)
         self._since_snapshot = 0

@@ -11,6 +11,9 @@ transitions) becomes a :class:`Step`; it is handed to the learner once it has bo
 
 Bandit variants never reach this module: the decide and join paths call it only when an
 engine has an RL variant (:attr:`Sessions.variants` is not empty).
+
+Sessions survive a restart: every snapshot keeps :meth:`Sessions.state`, and recovery
+rebuilds it from that and the tail of the logs (:func:`engine.recovery.replay_sessions`).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class Step:
     """One decision awaiting its reward and what followed it."""
 
     __slots__ = ("decision_id", "user_id", "variant", "ts", "phi", "propensity", "candidates",
-                 "reward", "seq", "next", "done")
+                 "reward", "seq", "next", "next_id", "done")
 
     def __init__(self, decision_id: str, user_id: str, variant: str, ts: float,
                  phi: np.ndarray, propensity: float, candidates: np.ndarray):
@@ -64,6 +67,7 @@ class Step:
         self.reward: float | None = None
         self.seq = 0
         self.next: np.ndarray | None = None
+        self.next_id: str | None = None  # the decision that followed (its row: self.next)
         self.done: bool | None = None
 
 
@@ -73,8 +77,9 @@ class SessionTraces:
     received (a trace of satisfaction that a profile's counts alone do not carry).
 
     A user's trace starts at zero with the first decision of a session (none within
-    ``gap`` seconds before it) and ends with a ``session_end`` event. It lives in memory:
-    after a restart, sessions in progress start over from zero.
+    ``gap`` seconds before it) and ends with a ``session_end`` event. Item features count as
+    the decision log keeps them (float32), so a trace rebuilt after a restart from the log
+    (:func:`engine.recovery.replay_sessions`) is the one a run without the restart has.
 
     Examples
     --------
@@ -106,10 +111,17 @@ class SessionTraces:
         """A decision's reward, ``phi`` (D,) its chosen candidate's features."""
         entry = self._open.get(uid)
         if entry is not None:
-            entry[1] += (0.1 * reward) * phi[self.columns]
+            entry[1] += (0.1 * reward) * phi[self.columns].astype(np.float32).astype(float)
 
     def end(self, uid: str) -> None:
         self._open.pop(uid, None)
+
+    def state(self) -> list:
+        """``[[user id, last decision ts, trace], ...]`` (JSON-ready; :meth:`restore`)."""
+        return [[uid, ts, trace.tolist()] for uid, (ts, trace) in self._open.items()]
+
+    def restore(self, entries: list) -> None:
+        self._open = {uid: [ts, np.array(trace, dtype=float)] for uid, ts, trace in entries}
 
     def _prune(self, now: float) -> None:
         """Drop the traces of sessions whose gap passed (amortized: when the table
@@ -144,6 +156,7 @@ class Sessions:
             if hasattr(getattr(lrn, "policy", None), "learn_transitions")
             and hasattr(lrn, "add_transition"))
         self._steps: dict[str, Step] = {}  # decision id -> step not yet handed on
+        self.reward_mark = 0  # the seq after the last reward learned (engine.recovery)
         self._last: dict[str, Step] = {}  # user id -> the user's open decision
         self._heap: list[tuple[float, int, str]] = []  # (ts + gap, order, decision id)
         self._order = count()
@@ -159,18 +172,27 @@ class Sessions:
                 propensity: float, candidates: np.ndarray, now: float) -> None:
         """A new decision of an RL variant: it continues (or not) the user's open decision.
         ``phi`` (D,) the chosen candidate, ``candidates`` (K, D) every candidate."""
+        # the features as the decision log keeps them (float32): a replay learns the same
+        step = Step(decision_id, uid, variant, now, np.asarray(phi, np.float32), propensity,
+                    np.asarray(candidates, np.float32))
         prev = self._last.get(uid)
         if prev is not None:
-            self._follow(prev, candidates if now - prev.ts <= self.gap else None)
-        step = Step(decision_id, uid, variant, now, phi, propensity, candidates)
-        self._steps[decision_id] = step
-        self._last[uid] = step
-        heapq.heappush(self._heap, (now + self.gap, next(self._order), decision_id))
+            follows = now - prev.ts <= self.gap
+            prev.next_id = decision_id if follows else None
+            self._follow(prev, step.candidates if follows else None)
+        self._open_step(step)
+
+    def _open_step(self, step: Step) -> None:
+        """``step`` becomes its user's open decision."""
+        self._steps[step.decision_id] = step
+        self._last[step.user_id] = step
+        heapq.heappush(self._heap, (step.ts + self.gap, next(self._order), step.decision_id))
 
     def learned(self, p, value: float, seq: int) -> bool:
         """A decision ``p`` (:class:`~engine.decisions.Pending`) learned ``value`` (joined or
         the default): into its user's trace, and into its transition; False when its
         variant learns no transitions (the caller hands it to the learner)."""
+        self.reward_mark = seq + 1
         if self.traces is not None:
             self.traces.add(p.user_id, p.phi, value)
         if p.variant not in self.variants:
@@ -211,6 +233,34 @@ class Sessions:
             self.traces.end(uid)
         for did in [d for d, s in self._steps.items() if s.user_id == uid]:
             del self._steps[did]
+
+    def state(self) -> dict:
+        """The open sessions, JSON-ready, for :func:`engine.recovery.save`: each step
+        not yet handed on by its decision id (its features are in the decision log), and the
+        traces."""
+        steps = [[s.decision_id, s.user_id, s.variant, s.ts, s.reward, s.seq, s.next_id, s.done]
+                 for s in self._steps.values()]
+        return {"steps": steps, "traces": None if self.traces is None else self.traces.state()}
+
+    def restore(self, state: dict, logged) -> None:
+        """The open sessions :meth:`state` kept; ``logged(decision_id)``: the decision's
+        candidates' logged features (K, D), chosen index and propensity, or None where it
+        is gone (its user forgotten)."""
+        for did, uid, variant, ts, reward, seq, next_id, done in state["steps"]:
+            row = logged(did)
+            nxt = None if next_id is None else logged(next_id)
+            if row is None or (next_id is not None and nxt is None) or variant not in self.variants:
+                continue
+            cands, chosen, propensity = row
+            step = Step(did, uid, variant, ts, cands[chosen], propensity, cands)
+            step.reward, step.seq, step.done, step.next_id = reward, seq, done, next_id
+            step.next = None if nxt is None else nxt[0]
+            if done is None:
+                self._open_step(step)
+            else:
+                self._steps[did] = step
+        if self.traces is not None and state["traces"] is not None:
+            self.traces.restore(state["traces"])
 
     def _follow(self, step: Step, candidates: np.ndarray | None) -> None:
         """What followed ``step``: the next decision's candidates, or the session's end."""

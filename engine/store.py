@@ -265,6 +265,10 @@ class Store(StoreReads):
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (shard, seq, blob))
 
+    def marks(self) -> tuple[int, int]:
+        """The seqs the next event and the next reward row will get."""
+        return self._next_seq, self._next_reward_seq
+
     def insert_decisions(self, rows: Sequence[tuple]) -> None:
         """Log decision rows (group-committed; durable when this returns)."""
         self._commits.append([("decisions", list(rows))], [*map(_FIRST, rows)])

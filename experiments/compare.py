@@ -217,8 +217,10 @@ def _seed_mean(values: list) -> float:
 
 def summarize_session_seeds(cfg: CompareConfig, per_seed: list[dict]) -> dict:
     """Return per session and session length per variant, 95% CIs over the seeds' means
-    (one seed: over its sessions), and paired per-seed differences of return per session
-    against the control."""
+    (one seed: over its sessions), paired per-seed differences of return per session
+    against the control and, with three variants or more, between every two treatments
+    (``paired_between``); each variant's mean return per session over the best other's
+    (``ratio_to_best_other``)."""
     over = "seeds" if len(per_seed) >= 2 else "sessions"
     variants = {}
     for v in cfg.variants:
@@ -242,7 +244,19 @@ def summarize_session_seeds(cfg: CompareConfig, per_seed: list[dict]) -> dict:
         m, lo, hi = sample_mean_ci(d)
         diffs[v] = {"mean_diff": m, "ci": [lo, hi], "per_seed": d.tolist(),
                     "wins": int((d > 0).sum()), "seeds": len(d)}
-    return {"ci_over": over, "variants": variants, "paired_differences": diffs}
+    treatments = [v for v in cfg.variants if v != cfg.control]
+    between = {}
+    for i, a in enumerate(treatments):
+        for b in treatments[i + 1:]:
+            d = np.array(variants[a]["per_seed_return"]) - np.array(variants[b]["per_seed_return"])
+            m, lo, hi = sample_mean_ci(d)
+            between[f"{a} - {b}"] = {"mean_diff": m, "ci": [lo, hi], "per_seed": d.tolist(),
+                                     "wins": int((d > 0).sum()), "seeds": len(d)}
+    ratio = {v: variants[v]["episode_return"] / max(variants[w]["episode_return"]
+                                                    for w in cfg.variants if w != v)
+             for v in cfg.variants}
+    return {"ci_over": over, "variants": variants, "paired_differences": diffs,
+            "paired_between": between, "ratio_to_best_other": ratio}
 
 
 def _jsonable(x):
@@ -289,10 +303,18 @@ def format_sessions(sessions: dict) -> list[str]:
         length = (f"{_f(r['session_length'], '.2f')} [{_f(r['session_length_lo'], '.2f')}, "
                   f"{_f(r['session_length_hi'], '.2f')}]")
         lines.append(f"{v:<11}  {ret:<28}  {length:<24}  {r['n_sessions']:>8}")
-    lines += ["", "paired difference of return per session vs control (per seed):"]
-    for v, d in sessions["paired_differences"].items():
-        lines.append(f"  {v}: {_f(d['mean_diff'], '+.3f')} [{_f(d['ci'][0], '+.3f')}, "
-                     f"{_f(d['ci'][1], '+.3f')}], better in {d['wins']}/{d['seeds']} seeds")
+    for title, diffs in (("vs control", sessions["paired_differences"]),
+                         ("between treatments", sessions.get("paired_between"))):
+        if not diffs:
+            continue
+        lines += ["", f"paired difference of return per session {title} (per seed):"]
+        for v, d in diffs.items():
+            lines.append(f"  {v}: {_f(d['mean_diff'], '+.3f')} [{_f(d['ci'][0], '+.3f')}, "
+                         f"{_f(d['ci'][1], '+.3f')}], better in {d['wins']}/{d['seeds']} seeds")
+    ratios = sessions.get("ratio_to_best_other", {})
+    if ratios:
+        lines += ["", "return per session over the best other variant's: " + ", ".join(
+            f"{v} {_f(r, '.2f')}x" for v, r in ratios.items())]
     return lines
 
 

@@ -77,6 +77,25 @@ def test_compare_long_term_reports_sessions_and_paired_differences(tmp_path):
     assert "paired difference of return per session vs control" in md
 
 
+def test_compare_pairs_every_two_treatments_and_gives_the_ratio_to_the_best_other():
+    """Three variants: slateq against the control and against its myopic twin, known answers."""
+    from experiments.compare import CompareConfig, format_sessions, summarize_session_seeds
+
+    cfg = CompareConfig(simulator={"preset": "long_term", "n_users": 300}, control="lints",
+                        variants={"lints": {"policy": "lints"}, "slateq": {"policy": "slateq"},
+                                  "g0": {"policy": "slateq", "params": {"gamma": 0.0}}})
+    returns = {"lints": ([2.0, 2.0], [3.0]), "slateq": ([6.0], [5.0, 7.0]),
+               "g0": ([2.5], [3.5, 3.5])}
+    per_seed = [{"variants": {v: {"episode_returns": r[s], "episode_lengths": [1.0] * len(r[s])}
+                              for v, r in returns.items()}} for s in range(2)]
+    out = summarize_session_seeds(cfg, per_seed)
+    assert out["paired_between"]["slateq - g0"]["per_seed"] == [3.5, 2.5]
+    assert out["paired_differences"]["slateq"]["per_seed"] == [4.0, 3.0]
+    assert math.isclose(out["ratio_to_best_other"]["slateq"], 6.0 / 3.0)
+    text = "\n".join(format_sessions(out))
+    assert "between treatments" in text and "slateq 2.00x" in text
+
+
 def test_compare_one_seed_gives_session_cis_over_sessions(tmp_path):
     report, md = _compare(tmp_path, "long_term", [3])
     r = report["sessions"]["variants"]["slateq"]
