@@ -78,14 +78,23 @@ def save_shard(store, backend, shard: int, sessions=None, forgotten: str | None 
     if sessions is None or forgotten is None:
         return
     sessions.drop_user(forgotten)
+    rows_deleted(store, forgotten)
+
+
+def rows_deleted(store, forgotten: str | None = None) -> None:
+    """Decision rows were deleted (an erasure, retention): the saved sessions' replay starts
+    at the last decision row left, since SQLite gives a deleted newest row's rowid again;
+    a ``forgotten`` user's steps and trace leave the saved state (the same log positions:
+    the policies were not saved)."""
     raw = store.get_meta("sessions")
-    if raw is not None:  # the same log positions: the policies were not saved
-        state = json.loads(raw)
+    if raw is None:
+        return
+    state = json.loads(raw)
+    if forgotten is not None:
         state["steps"] = [s for s in state["steps"] if s[1] != forgotten]
         state["traces"] = state["traces"] and [t for t in state["traces"] if t[0] != forgotten]
-        # a forgotten decision's rowid may be given again: the tail starts at the last left
-        state["marks"][2] = min(state["marks"][2], _last_decision(store))
-        store.set_meta("sessions", json.dumps(state))
+    state["marks"][2] = min(state["marks"][2], _last_decision(store))
+    store.set_meta("sessions", json.dumps(state))
 
 
 def save(store, backend, n_shards: int, learners: dict, rng: np.random.Generator,

@@ -152,3 +152,24 @@ def test_a_forgotten_user_leaves_no_session_behind(tmp_path):
     assert all(s.user_id != "A" for s in eng.sessions._steps.values())
     assert any(s.user_id == "B" for s in eng.sessions._steps.values())
     eng.close()
+
+
+def test_retention_deleting_the_newest_decision_keeps_the_replay_tail(tmp_path):
+    # retention can delete the newest decision row, whose rowid SQLite then gives again:
+    # the saved sessions' replay (decisions after the saved rowid) must start at the last
+    # row left, or a restart would miss the decisions made after the deletion
+    clock = Clock(10 * 86_400.0)
+    eng = Engine(str(tmp_path / "d"), policy=Recorder(DS), item_features=2, clock=clock,
+                 seed=1, wait_window=35.0, session_gap=100.0,
+                 profile={"session_features": True}, retention_days=1.0)
+    for j, user in enumerate(USERS):
+        eng.rank(user, cands(j, 3))
+    clock.t += 2 * 86_400.0  # every decision has its default reward and is out of the window
+    eng.ingest([])
+    db = eng.store.db
+    assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
+    d = eng.rank("A", cands(9, 3))
+    row = eng.store.db.execute("SELECT rowid FROM decisions WHERE decision_id = ?",
+                               (d.decision_id,)).fetchone()[0]
+    assert row > json.loads(eng.store.get_meta("sessions"))["marks"][2]
+    eng.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 
+from engine import recovery
 from engine.errors import ValidationError
 from engine.privacy import erase
 
@@ -129,6 +130,8 @@ class Upkeep:
         self.save()
         counts = prune(self.store, now - self.window, self.learned_seq(),
                        time.time() - self.window)
+        if counts["decisions"]:
+            recovery.rows_deleted(self.store)
         wal = erase.scrub(self.store, timeout=0.0)
         self.erased(wal)
         return {**counts, "wal": wal["wal"]}
