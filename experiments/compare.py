@@ -7,6 +7,7 @@ and the engine's own online A/B statistics per seed (Welch, always-valid sequent
 On a session preset (``long_term``) it adds each variant's mean return per session and
 session length with 95% CIs (over seeds where there are several, else over the sessions of
 the one seed) and the paired per-seed differences of return per session against the control.
+It writes ``report.md``, ``report.json`` and ``summary.parquet`` (one row per variant).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticError
@@ -180,7 +183,21 @@ def run_compare(cfg: CompareConfig, out_dir: str | Path = "results") -> tuple[Pa
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable))
     (out / "report.md").write_text(format_compare(report) + "\n")
+    pq.write_table(pa.Table.from_pylist(summary_rows(report)), out / "summary.parquet")
     return out, report
+
+
+def summary_rows(report: dict) -> list[dict]:
+    """One row per variant for ``summary.parquet``: mean reward per decision with its 95% CI
+    over seeds and, on a session preset, return per session and session length with theirs."""
+    sessions = report.get("sessions", {}).get("variants", {})
+    rows = []
+    for v, r in report["variants"].items():
+        row = {"variant": v, "mean_reward": r["mean_reward"], "mean_reward_lo": r["ci"][0],
+               "mean_reward_hi": r["ci"][1]}
+        row.update({k: x for k, x in sessions.get(v, {}).items() if k != "per_seed_return"})
+        rows.append(row)
+    return rows
 
 
 def summarize_seeds(cfg: CompareConfig, per_seed: list[dict]) -> dict:
@@ -327,5 +344,5 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)  # a ConfigError is the CLI's one-line error
     out, report = run_compare(cfg, args.out)
     print(format_compare(report))
-    print(f"\nreport written to {out}/report.md and report.json")
+    print(f"\nreport written to {out}/ (report.md, report.json, summary.parquet)")
     return 0

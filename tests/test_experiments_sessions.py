@@ -75,6 +75,13 @@ def test_compare_long_term_reports_sessions_and_paired_differences(tmp_path):
     assert d["per_seed"] == expected and d["ci"][0] <= d["mean_diff"] <= d["ci"][1]
     assert "return/session [95% CI]" in md and "95% CIs over seeds" in md
     assert "paired difference of return per session vs control" in md
+    (out,) = (tmp_path / "long_term-2").iterdir()
+    rows = pq.read_table(out / "summary.parquet").to_pylist()  # one row per variant
+    assert [r["variant"] for r in rows] == ["lints", "slateq"]
+    for r in rows:
+        v = sessions["variants"][r["variant"]]
+        assert all(r[c] == v[c] for c in SESSION_COLUMNS)
+        assert r["mean_reward"] == report["variants"][r["variant"]]["mean_reward"]
 
 
 def test_compare_pairs_every_two_treatments_and_gives_the_ratio_to_the_best_other():
