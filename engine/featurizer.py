@@ -77,6 +77,10 @@ class Featurizer:
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
         self._views: dict[str, tuple] = {}  # item id -> cache entry (see _check)
         self._lists: dict[tuple, tuple | None] = {}  # ids -> a list's result (see _memo)
+        d_i, d_c = item_features, len(self.context_features)
+        #: Width D of a candidate's row of ``phi``.
+        self.n_features = 1 + len(INTERACTION_FEATURES) + len(self._user_names) + d_i \
+            + d_i * d_c + d_c
         self._no_context = np.zeros(len(self.context_features))  # shared: read only
         self._no_context.flags.writeable = False
 
@@ -93,10 +97,6 @@ class Featurizer:
         start = 1 + len(INTERACTION_FEATURES) + len(self._user_names)
         return slice(start, start + self.item_features)
 
-    @property
-    def n_features(self) -> int:
-        d_i, d_c = self.item_features, len(self.context_features)
-        return 1 + len(INTERACTION_FEATURES) + len(self._user_names) + d_i + d_i * d_c + d_c
 
     # ---- request parsing -------------------------------------------------------------
     def prepare_candidates(self, candidates: object, where: str = "candidates"
