@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string
-from operator import itemgetter
+from operator import is_, itemgetter
 
 import numpy as np
 
@@ -208,7 +208,7 @@ class Featurizer:
         """Stack candidates' features (None: zeros); one vectorized check, then a slow pass
         only to name the culprit when something is wrong."""
         d_i = self.item_features
-        if not any(r is None for r in rows):  # (identity: rows may be arrays)
+        if not any(map(is_, rows, repeat(None))):  # (identity: rows may be arrays)
             # one flat list to numpy (it converts faster than nested lists); no dtype given:
             # numpy would turn the string "1.5" into a number
             try:
