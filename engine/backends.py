@@ -28,11 +28,17 @@ class InlineBackend:
         self.shards = [ProfileShard(i, profile_config, event_types, seed) for i in range(n_shards)]
 
     def apply(self, batches: dict[int, tuple[list[Event], list[int]]]) -> int:
-        return sum(self.shards[s].apply(evs, seqs) for s, (evs, seqs) in batches.items())
+        applied = 0
+        for s, (evs, seqs) in batches.items():
+            applied += self.shards[s].apply(evs, seqs)
+        return applied
 
     def features(self, requests: dict[int, list[tuple[str, Sequence[Candidate]]]], now: float
                  ) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
-        return {s: self.shards[s].features(reqs, now) for s, reqs in requests.items()}
+        out = {}
+        for s, reqs in requests.items():
+            out[s] = self.shards[s].features(reqs, now)
+        return out
 
     def profile_json(self, shard: int, user_id: str, now: float | None) -> dict | None:
         return self.shards[shard].profile_json(user_id, now)

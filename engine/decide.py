@@ -258,7 +258,7 @@ class Decider:
         did = did or new_decision_id()
         chosen = cands[c0]
         prop = slot_props[0]
-        ranking = [ids[j] for j in order]
+        ranking = [*map(ids.__getitem__, order)]
         dec = Decision(did, uid, ranking, p_list, ids, ids[c0], prop, slot_props,
                        variant, version, now)
         deadline = now + self.wait_window
@@ -357,11 +357,11 @@ def sample(probs: np.ndarray, mask: np.ndarray | None, slate_size: int,
         return slots.tolist(), props.tolist()
     rows = probs.tolist()
     # one request draws as rng.random() does (the same number as rng.random(1)[0])
-    us = [rng.random()] if len(rows) == 1 else rng.random(len(rows)).tolist()
+    us = (rng.random(),) if len(rows) == 1 else rng.random(len(rows)).tolist()
     chosen, props = [], []
-    for r, (row, u) in enumerate(zip(rows, us, strict=True)):
-        cum = list(accumulate(row))  # sequential sums, as np.cumsum adds
-        c = bisect_right(cum, u * cum[-1])
+    for r, row in enumerate(rows):
+        cum = [*accumulate(row)]  # sequential sums, as np.cumsum adds
+        c = bisect_right(cum, us[r] * cum[-1])
         if c >= len(row) or row[c] <= 0 or (mask is not None and not mask[r, c]):
             c = row.index(max(row))
         chosen.append([c])

@@ -290,10 +290,12 @@ class Engine:
         once one slot has its reward, the others await theirs (the default reward when the
         window closes). Without ``slot``, one value is the first slot's (the slate's).
         """
-        if slot is None and not isinstance(value, (list, tuple)):
-            return self.reward_batch([(decision_id, value)])[0]
+        one = slot is None and not isinstance(value, (list, tuple))
+        checked = self.joiner.check([(decision_id, value)]) if one else None
         now = float(self.clock())
         self._expire(now)
+        if one:
+            return self.joiner.record(checked, now)[0]
         results = self.joiner.record(self.joiner.slot_rewards(decision_id, value, slot), now)
         return results if isinstance(value, (list, tuple)) else results[0]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string
-from operator import itemgetter
+from operator import is_, itemgetter
 
 import numpy as np
 
@@ -77,6 +77,10 @@ class Featurizer:
         self._ctx_index = {name: i for i, name in enumerate(self.context_features)}
         self._views: dict[str, tuple] = {}  # item id -> cache entry (see _check)
         self._lists: dict[tuple, tuple | None] = {}  # ids -> a list's result (see _memo)
+        d_i, d_c = item_features, len(self.context_features)
+        #: Width D of a candidate's row of ``phi``.
+        self.n_features = 1 + len(INTERACTION_FEATURES) + len(self._user_names) + d_i \
+            + d_i * d_c + d_c
         self._no_context = np.zeros(len(self.context_features))  # shared: read only
         self._no_context.flags.writeable = False
 
@@ -93,10 +97,6 @@ class Featurizer:
         start = 1 + len(INTERACTION_FEATURES) + len(self._user_names)
         return slice(start, start + self.item_features)
 
-    @property
-    def n_features(self) -> int:
-        d_i, d_c = self.item_features, len(self.context_features)
-        return 1 + len(INTERACTION_FEATURES) + len(self._user_names) + d_i + d_i * d_c + d_c
 
     # ---- request parsing -------------------------------------------------------------
     def prepare_candidates(self, candidates: object, where: str = "candidates"
@@ -208,7 +208,7 @@ class Featurizer:
         """Stack candidates' features (None: zeros); one vectorized check, then a slow pass
         only to name the culprit when something is wrong."""
         d_i = self.item_features
-        if not any(r is None for r in rows):  # (identity: rows may be arrays)
+        if not any(map(is_, rows, repeat(None))):  # (identity: rows may be arrays)
             # one flat list to numpy (it converts faster than nested lists); no dtype given:
             # numpy would turn the string "1.5" into a number
             try:

@@ -85,10 +85,11 @@ class LatentFactors(reco.FunkMF):
         if seen is not None and (seen[0] or seen[1] == n):
             rows = seen[2]
         else:
-            rows = np.fromiter(map(arena.rows.get, items, repeat(0)), np.int64, len(items))
+            found = [*map(arena.rows.get, items, repeat(0))]
+            rows = np.array(found, dtype=np.int64)
             if memo is not None:
                 memo.clear()  # (one model's rows: a restored model gets a new token)
-                memo[arena.token] = (bool(rows.all()), n, rows)
+                memo[arena.token] = (0 not in found, n, rows)  # (a list scan, no numpy reduction)
         kernels.row_dots(arena.matrix, rows, user, out, col)
 
     def forget_user(self, user) -> None:

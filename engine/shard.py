@@ -78,8 +78,9 @@ class Candidate:
 
 class CandidateSet(tuple):
     """One request's candidates (:class:`Candidate` views, in order) with what each read
-    derives from all of them, computed once: the ids, their JSON, and the topic keys when
-    every candidate has exactly one topic (else ``None``).
+    derives from all of them, computed once: the ids, their JSON, the topic keys when
+    every candidate has exactly one topic (else ``None``), and every candidate's topic keys
+    in one list with where each candidate's start (``topic_index``, what a shard reads).
 
     >>> cs = CandidateSet([Candidate("a", ["jazz"]), Candidate("b", ["rock"], ["live"])])
     >>> cs.ids, cs.topic_keys, cs.any_tags, len(cs)
@@ -96,6 +97,8 @@ class CandidateSet(tuple):
                        any(map(_tag_keys_of, self)), None)
         self.ids, keys, self.any_tags, self._encoded = derived
         self.topic_keys = None if None in keys else keys
+        #: every candidate's topic keys in one list, and where each candidate's start
+        self.topic_index = _topic_keys(self)
         self._ids_json = None
         self.latent_rows: dict = {}  # for LatentFactors.item_scores, per model
         return self
@@ -300,7 +303,7 @@ class ProfileShard:
             latent = u_lat.get(user_id)
             expo_decay = profile.decay(now, cfg.exposure_half_life) if exposure else 0.0
             inter = np.zeros((len(candidates), len(INTERACTION_FEATURES)))
-            keys, starts = _topic_keys(candidates)
+            keys, starts = candidates.topic_index
             kernels.topic_columns(
                 np.fromiter(map(interests.get, keys, repeat(0.0)), float, len(keys)),
                 np.fromiter(map(exposure.get, keys, repeat(0.0)), float, len(keys))

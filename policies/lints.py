@@ -59,7 +59,9 @@ class LinTS(LinearPolicy):
         self._root = None
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        return win_probabilities(phi, mask, self._a_inv, self._b, self._model_theta(),
+        # one decision draws its scores from A^-1 and b: theta is computed for batches only
+        theta = self._model_theta() if phi.shape[0] > 1 else None
+        return win_probabilities(phi, mask, self._a_inv, self._b, theta,
                                  self._posterior_root, self.v, self.n_draws, self.epsilon,
                                  self._rng)
 

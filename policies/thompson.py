@@ -42,13 +42,14 @@ def normals(rng: np.random.Generator, scale: float, n_draws: int, width: int) ->
 
 
 def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarray,
-                      b: np.ndarray, theta: np.ndarray, root: Callable[[], np.ndarray],
+                      b: np.ndarray, theta: np.ndarray | None, root: Callable[[], np.ndarray],
                       scale: float, n_draws: int, epsilon: float, rng: np.random.Generator
                       ) -> np.ndarray:
     """Each candidate's probability (B, K) of the highest score under the ridge posterior
-    ``N(theta, scale^2 A^-1)`` (``a_inv`` (D, D), ``b`` (D,), ``theta = A^-1 b``), estimated
-    from ``n_draws`` antithetic draws with ``rng``, with a floor: each valid candidate (of
-    ``mask`` (B, K), ``None``: all) gets at least ``epsilon / K``. Rows sum to 1.
+    ``N(theta, scale^2 A^-1)`` (``a_inv`` (D, D), ``b`` (D,), ``theta = A^-1 b``, read by
+    batches only: ``None`` will do for one decision), estimated from ``n_draws`` antithetic
+    draws with ``rng``, with a floor: each valid candidate (of ``mask`` (B, K), ``None``: all)
+    gets at least ``epsilon / K``. Rows sum to 1.
 
     One decision is :func:`policies.kernels.win_one`. A batch shares weight draws ``theta
     +/- scale R z`` across its rows, ``R = root()`` a root of ``A^-1``, scored in float32 for
