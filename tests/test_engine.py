@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+from filebytes import files_holding
 
 from engine import Engine, UnknownDecisionError, ValidationError
 from engine.errors import StoreError
@@ -231,11 +232,7 @@ def test_forget_leaves_nothing_in_the_data_directory(tmp_path, clock):
     assert eng.profile(secret) is None
     eng.rank("u1", cands())  # the engine keeps working
     eng.close()
-    for path in data.rglob("*"):
-        if path.is_file():
-            blob = path.read_bytes()
-            assert secret.encode() not in blob, path
-            assert b"private words" not in blob, path
+    assert files_holding(data, [secret.encode(), b"private words"]) == {}
     eng = Engine(data, policy="lints", item_features=2, clock=clock, seed=0)
     assert eng.profile(secret) is None and eng.profile("u1") is not None
     eng.close()

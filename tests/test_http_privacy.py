@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
+from filebytes import files_holding  # noqa: E402
+
 from engine.privacy.pseudonym import Pseudonyms  # noqa: E402
 from tests.test_http import Server  # noqa: E402
 
@@ -96,9 +98,7 @@ def test_http_scenario_stores_no_raw_id_or_text(tmp_path, key, caplog):
     finally:
         s.stop()
     needles = [u.encode() for u in users] + [text.encode()]
-    hits = [p.name for p in (tmp_path / "d").rglob("*") if p.is_file()
-            and any(n in p.read_bytes() for n in needles)]
-    assert hits == []
+    assert files_holding(tmp_path / "d", needles) == {}
     server_side = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert server_side and not [r for r in server_side
                                 if any(u in r.getMessage() for u in users)]
