@@ -25,7 +25,7 @@ def warm_up() -> None:
         win_one(np.ones((k, d), dtype), np.ones(k, bool), a_inv, b, np.zeros((1, k)), 2, 0.1,
                 np.empty(k))
     cholesky(np.eye(d), np.empty((d, d)))
-    ridge_step(np.eye(d), np.zeros(d), np.ones(d), 1.0, 1.0, 0.0, 0)
+    ridge_step(np.eye(d), np.eye(d), np.zeros(d), np.ones(d), 1.0, 1.0, 0.0, 0)
 
 
 #: The jitter :func:`cholesky` adds to the diagonal, relative to the mean variance: far below
@@ -187,7 +187,7 @@ def _best_counts(upper, mean, mask, z, n_draws):
 
 
 @_jit
-def ridge_step(a_inv, b, x, reward, lam, refresh, j):
+def ridge_step(a, a_inv, b, x, reward, lam, refresh, j):
     """One record ``x`` (D,) with ``reward`` into a ridge model with forgetting, in place,
     in O(D^2): with ``P = A^-1``,
 
@@ -195,8 +195,10 @@ def ridge_step(a_inv, b, x, reward, lam, refresh, j):
 
     ``P`` by Sherman-Morrison twice in one pass: ``P1 = (P - P x x^T P / (lam + x P x)) /
     lam``, then ``P1 - w w^T`` with ``w = sqrt(refresh) P1 e_j / sqrt(1 + refresh P1_jj)``
-    (``lam`` = 1 and ``refresh`` = 0: the plain ridge step). Returns ``(x theta, x P x)``
-    from before the record: its prediction and its leverage.
+    (``lam`` = 1 and ``refresh`` = 0: the plain ridge step). ``A`` stays exactly symmetric
+    (its caller recomputes ``P`` from it now and then, so rounding in ``P`` never
+    accumulates). Returns ``(x theta, x P x)`` from before the record: its prediction and
+    its leverage.
     """
     d = x.shape[0]
     ax = np.zeros(d)
@@ -227,6 +229,10 @@ def ridge_step(a_inv, b, x, reward, lam, refresh, j):
                 a_inv[i, m] += ci * ax[m]
         for m in range(d):
             b[m] += reward * x[m]
+        for i in range(d):
+            xi = x[i]
+            for m in range(d):
+                a[i, m] += xi * x[m]
     else:
         inv_lam = 1.0 / lam
         for i in range(d):
@@ -236,4 +242,9 @@ def ridge_step(a_inv, b, x, reward, lam, refresh, j):
                 a_inv[i, m] = (a_inv[i, m] + ci * ax[m]) * inv_lam - wi * w[m]
         for m in range(d):
             b[m] = lam * b[m] + reward * x[m]
+        for i in range(d):
+            xi = x[i]
+            for m in range(d):
+                a[i, m] = lam * a[i, m] + xi * x[m]
+        a[j, j] += refresh
     return pred, quad

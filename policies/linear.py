@@ -14,9 +14,9 @@ class LinearPolicy(Policy):
 
     The model keeps the precision ``A``, its inverse and ``b``; ``theta = A^-1 b``; each
     record fades what came before (:class:`~policies.forgetting.Forgetting`). One record
-    updates ``A^-1`` in O(D^2) (:func:`policies.kernels.ridge_step`) and waits to be added
-    to ``A``; ``A^-1`` is recomputed from ``A`` after a mini-batch and every ``RESYNC``
-    single records, so rounding never accumulates.
+    updates ``A``, ``A^-1`` and ``b`` in O(D^2) (:func:`policies.kernels.ridge_step`);
+    ``A^-1`` is recomputed from ``A`` after a mini-batch and every ``RESYNC`` single
+    records, so rounding never accumulates.
 
     Parameters
     ----------
@@ -34,8 +34,7 @@ class LinearPolicy(Policy):
     """
 
     _params = ("n_features", "seed", "l2", "discount", "half_life", "drift_factor", "drift_period")
-    _state = ("_a", "_pending", "_a_inv", "_b", "_theta", "_pending_scale", "_pending_forget",
-              "_forget")
+    _state = ("_a", "_a_inv", "_b", "_theta", "_since_resync", "_forget")
     RESYNC = 256
     #: Batches of at least this many float32 candidates are scored in float32 (3.6x the
     #: decisions/s of float64 in bench_policies' batched act; the engine passes float64).
@@ -51,11 +50,7 @@ class LinearPolicy(Policy):
         self.l2, self.discount, self.half_life = l2, discount, half_life
         self.drift_factor, self.drift_period = drift_factor, drift_period
         self._a = np.eye(n_features) * float(l2)
-        self._pending: list[np.ndarray] = []  # single records not yet added to _a
-        # with forgetting, each pending record's (1 / s, refresh / s, j), s the product of
-        # the factors since the last fold, and that product
-        self._pending_forget: list[tuple[float, float, int]] = []
-        self._pending_scale = 1.0
+        self._since_resync = 0  # single records since A^-1 was last computed from A
         self._a_inv = np.eye(n_features) / float(l2)
         self._b = np.zeros(n_features)
         self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
@@ -76,36 +71,20 @@ class LinearPolicy(Policy):
 
     def precision(self) -> np.ndarray:
         """The precision matrix ``A`` (D, D) (a copy)."""
-        self._fold_pending()
         return self._a.copy()
 
-    def _fold_pending(self) -> None:
-        if self._pending:
-            x = np.stack(self._pending)
-            if self._pending_forget:  # A = scale (A + sum_i w_i x_i x_i^T + c_i e_j e_j^T)
-                w, c, j = np.array(self._pending_forget).T
-                a = self._a + (x.T * w) @ x
-                np.add.at(a.reshape(-1), j.astype(np.int64) * (self.n_features + 1), c)
-                self._a = a * self._pending_scale
-                self._pending_forget, self._pending_scale = [], 1.0
-            else:
-                self._a = self._a + x.T @ x
-            self._pending = []
-
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
-        if len(self._pending) >= self.RESYNC or self._pending_scale < 1e-6:
-            self._refit(x[None], np.array([reward]))  # a resync is due
-            return
         f = self._forget
         if f is None:
-            kernels.ridge_step(self._a_inv, self._b, x, reward, 1.0, 0.0, 0)
+            kernels.ridge_step(self._a, self._a_inv, self._b, x, reward, 1.0, 0.0, 0)
         else:
             lam, refresh, j = f.next_record(self.l2 * self.n_features)
-            pred, quad = kernels.ridge_step(self._a_inv, self._b, x, reward, lam, refresh, j)
-            scale = self._pending_scale = self._pending_scale * lam
-            self._pending_forget.append((1.0 / scale, refresh / scale, j))
+            pred, quad = kernels.ridge_step(self._a, self._a_inv, self._b, x, reward, lam,
+                                            refresh, j)
             f.observe(reward - pred, quad)
-        self._pending.append(x)
+        self._since_resync += 1
+        if self._since_resync >= self.RESYNC:
+            self._resync()
         self._theta = None
         self._after_update()
 
@@ -115,7 +94,6 @@ class LinearPolicy(Policy):
     def _refit(self, phi: np.ndarray, rewards: np.ndarray) -> None:
         """Add records (N, D) to ``A`` and ``b`` (with forgetting) and recompute ``A^-1``."""
         f = self._forget
-        self._fold_pending()  # (changes A, not the model that starts the batch)
         if f is None:
             a = self._a + phi.T @ phi
             self._b = self._b + phi.T @ rewards
@@ -124,10 +102,15 @@ class LinearPolicy(Policy):
                                self.l2 * self.n_features)
             a, self._b = forgotten(self._a, self._b, phi, rewards, *rates)
         self._a = (a + a.T) * 0.5
-        a_inv = np.linalg.inv(self._a)
-        self._a_inv = (a_inv + a_inv.T) * 0.5
+        self._resync()
         self._theta = self._a_inv @ self._b
         self._after_update()
+
+    def _resync(self) -> None:
+        """``A^-1`` computed afresh from ``A`` (symmetrized)."""
+        a_inv = np.linalg.inv(self._a)
+        self._a_inv = (a_inv + a_inv.T) * 0.5
+        self._since_resync = 0
 
     def _after_update(self) -> None:
         """Drop caches derived from the model (subclasses extend it)."""
@@ -158,13 +141,38 @@ class LinearPolicy(Policy):
         if "_forget" not in state:  # pickled before forgetting: the model it had
             discount = state.get("discount", 1.0)
             state = {**state, "half_life": None, "drift_factor": DRIFT_FACTOR,
-                     "drift_period": None, "_pending_scale": 1.0, "_pending_forget": [],
+                     "drift_period": None,
                      "_forget": make_forgetting(state["n_features"], None, discount,
                                                 DRIFT_FACTOR, None)}
         self.__dict__.update(state)
+        self._fold_saved_records()
+
+    def _fold_saved_records(self) -> None:
+        """A state saved while single records waited to be added to ``A`` (``_pending``,
+        with their weights in ``_pending_forget`` and ``_pending_scale`` under forgetting):
+        add them, as that version did at its next resync."""
+        state = self.__dict__
+        state.setdefault("_since_resync", 0)
+        pending = state.pop("_pending", None)
+        weights = state.pop("_pending_forget", None)
+        scale = state.pop("_pending_scale", 1.0)
+        if pending is None:
+            return
+        if pending:
+            x = np.stack(pending)
+            if weights:  # A = scale (A + sum_i w_i x_i x_i^T + c_i e_j e_j^T)
+                w, c, j = np.array(weights).T
+                a = self._a + (x.T * w) @ x
+                np.add.at(a.reshape(-1), j.astype(np.int64) * (self.n_features + 1), c)
+                self._a = a * scale
+            else:
+                self._a = self._a + x.T @ x
+        self._since_resync = len(pending)
 
     def _after_load(self) -> None:
+        self._fold_saved_records()
         self._after_update()
+
     def predict(self, phi: np.ndarray) -> np.ndarray:
         """Predicted reward of each candidate, shape ``phi.shape[:-1]``."""
         return np.asarray(phi, dtype=np.float64) @ self._model_theta()

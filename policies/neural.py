@@ -147,13 +147,13 @@ class NeuralTS(PickledByState, Policy):
             return
         # the head learns the records on the current representation: one record by
         # ridge_step (O(hidden^2)), a mini-batch by a refit
-        self._a, b = forgotten(self._a, self._b, h, rewards, *rates)
         if n == 1:
             lam, refresh, j = (r[0].item() for r in rates)
-            kernels.ridge_step(self._a_inv, self._b, h[0], float(rewards[0]), lam, refresh, j)
+            kernels.ridge_step(self._a, self._a_inv, self._b, h[0], float(rewards[0]), lam,
+                               refresh, j)
         else:
+            self._a, self._b = forgotten(self._a, self._b, h, rewards, *rates)
             self._a_inv = np.linalg.inv(self._a)
-            self._b = b
         self._theta = self._a_inv @ self._b
         self._chol = None
 

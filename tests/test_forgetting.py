@@ -131,7 +131,8 @@ def test_save_load_round_trips_the_forgetting_state_exactly(name):
     p = trained_through_a_detection(name)
     q = make(name, n_features=D, seed=11).load_state_dict(copy.deepcopy(p.state_dict()))
     assert q._forget == p._forget and q._forget is not p._forget
-    assert q._pending_scale == p._pending_scale and q._pending_forget == p._pending_forget
+    np.testing.assert_array_equal(q._a, p._a)
+    assert q._since_resync == p._since_resync
     continue_both(p, q)
     continue_both(p, pickle.loads(pickle.dumps(p)))
 
@@ -140,7 +141,7 @@ def test_a_state_saved_before_forgetting_still_loads():
     old = make("lints", n_features=D, seed=0, half_life=None)
     planted_stream(old, 200, 0, flip=False)
     sd = old.state_dict()
-    for key in ("_forget", "_pending_scale", "_pending_forget"):  # what older versions lacked
+    for key in ("_forget", "_since_resync"):  # what older versions lacked
         del sd["state"][key]
     for name in ("half_life", "drift_factor", "drift_period"):
         del sd["params"][name]
@@ -148,8 +149,7 @@ def test_a_state_saved_before_forgetting_still_loads():
     q = make("lints", n_features=D, seed=0, half_life=None).load_state_dict(sd)
     continue_both(old, q)
     pickled = dict(old.__dict__)  # an old pickle: no forgetting attributes at all
-    for key in ("_forget", "_pending_scale", "_pending_forget", "half_life", "drift_factor",
-                "drift_period"):
+    for key in ("_forget", "_since_resync", "half_life", "drift_factor", "drift_period"):
         del pickled[key]
     pickled["discount"] = 1.0
     r = LinTS.__new__(LinTS)
@@ -158,12 +158,47 @@ def test_a_state_saved_before_forgetting_still_loads():
     continue_both(old, r)
 
 
+@pytest.mark.parametrize("half_life", [50.0, None])
+def test_a_state_saved_with_single_records_kept_aside_adds_them_to_the_precision(half_life):
+    # an earlier layout added single records to A only at a resync: A^-1 and b had them,
+    # A did not; the records waited in _pending, each with (1 / s, refresh / s, j) under
+    # forgetting (s the product of the factors so far, kept in _pending_scale)
+    p = make("lints", n_features=D, seed=0, half_life=half_life)
+    rng = np.random.default_rng(2)
+    xs = [rng.normal(size=D) for _ in range(100)]  # no resync, no detection (still quiet)
+    for x in xs:
+        p.learn_one(x, float(rng.normal()), 0.5)
+    lam = 0.5 ** (1 / half_life) if half_life else 1.0
+    scales = lam ** np.arange(1, 101)
+    refresh = (1.0 - lam) * p.l2 * D
+    old = dict(copy.deepcopy(p.__dict__), _a=np.eye(D) * p.l2, _pending=xs,
+               _pending_forget=[(1 / s, refresh / s, t % D) for t, s in enumerate(scales)]
+               if half_life else [], _pending_scale=scales[-1] if half_life else 1.0)
+    del old["_since_resync"]
+    q = LinTS.__new__(LinTS)
+    q.__setstate__(copy.deepcopy(old))
+    np.testing.assert_allclose(q.precision(), p.precision(), rtol=1e-10, atol=1e-12)
+    assert q._since_resync == 100 and "_pending" not in q.__dict__
+    phi = np.random.default_rng(9).normal(size=(300, 1, K, D))
+    for t in range(300):  # the same decisions on (crossing a resync, rounding apart)
+        pa, qa = p.act(phi[t]), q.act(phi[t])
+        np.testing.assert_allclose(pa, qa, atol=1e-9)
+        p.learn_one(phi[t, 0, t % K], 1.0, pa[0, t % K])
+        q.learn_one(phi[t, 0, t % K], 1.0, pa[0, t % K])
+    sd = p.state_dict()
+    sd["state"] = {k: old[k] for k in ("_a", "_a_inv", "_b", "_theta", "_forget", "_pending",
+                                       "_pending_forget", "_pending_scale")}
+    r = make("lints", n_features=D, seed=0, half_life=half_life).load_state_dict(sd)
+    np.testing.assert_allclose(r.precision(), np.linalg.inv(r._a_inv), rtol=1e-6, atol=1e-9)
+    assert r._since_resync == 100 and "_pending_forget" not in r.__dict__
+
+
 def test_a_mini_batch_learns_the_model_the_same_records_learn_one_at_a_time():
     rng = np.random.default_rng(5)
     x, r = rng.normal(size=(700, D)), rng.normal(size=700)
     one = make("lints", n_features=D, half_life=200, l2=0.5)
     many = make("lints", n_features=D, half_life=200, l2=0.5)
-    for i in range(700):  # crosses resyncs: the pending records are folded with their weights
+    for i in range(700):  # crosses resyncs (A^-1 recomputed from A)
         one.update(x[i:i + 1], r[i:i + 1], np.ones(1))
     for first in range(0, 700, 100):
         many.update(x[first:first + 100], r[first:first + 100], np.ones(100))

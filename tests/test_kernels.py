@@ -87,12 +87,13 @@ def test_ridge_step_is_the_oracles_and_the_exact_algebra(lam, refresh):
     # algebra gives; the prediction and leverage returned are the model's before the record
     rng = np.random.default_rng(0)
     a = np.eye(D) * 0.5
+    a_kept = a.copy()  # the kernel's A, updated in place
     a_inv, b, b_ref = np.linalg.inv(a), np.zeros(D), np.zeros(D)
     for t in range(200):
         x = rng.normal(size=D) * (rng.random(D) < 0.5)
         r = float(rng.normal())
         want = oracles.ridge_step(a_inv, b, x, r, lam, refresh, t % D)
-        pred, quad = kernels.ridge_step(a_inv, b, x, r, lam, refresh, t % D)  # in place
+        pred, quad = kernels.ridge_step(a_kept, a_inv, b, x, r, lam, refresh, t % D)
         np.testing.assert_allclose([pred, quad], want[2:], rtol=1e-9, atol=1e-14)
         np.testing.assert_allclose(a_inv, want[0], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(b, want[1], rtol=1e-14, atol=1e-15)
@@ -101,6 +102,8 @@ def test_ridge_step_is_the_oracles_and_the_exact_algebra(lam, refresh):
         a = lam * a + np.outer(x, x)
         a[t % D, t % D] += refresh
         b_ref = lam * b_ref + r * x
+        np.testing.assert_allclose(a_kept, a, rtol=1e-13, atol=1e-15)
+        np.testing.assert_array_equal(a_kept, a_kept.T)  # exactly symmetric
     np.testing.assert_allclose(a_inv, np.linalg.inv(a), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-14)
 
