@@ -104,7 +104,8 @@ class Decider:
         if slate_size > len(cands):
             raise ValidationError("slate_size", f"must be at most the number of candidates "
                                   f"({len(cands)}) in {where}", slate_size)
-        ctx = self.featurizer.context_vector(ctx_raw, f"{where}.context")
+        ctx = self.featurizer.no_context if ctx_raw is None else \
+            self.featurizer.context_vector(ctx_raw, f"{where}.context")
         if did is not None:
             check_string(did, f"{where}.decision_id")
             if did in self.waiting or self.store.has_decision(did):

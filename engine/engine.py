@@ -250,13 +250,14 @@ class Engine:
         A request of :meth:`rank_batch` (its errors name ``requests[0]``'s fields).
         ``choose``: the index of the candidate shown whatever the policy draws, logged with
         propensity 1 (apprentice mode), or ``-1`` for the policy's most probable one."""
-        check_int("slate_size", slate_size, 1)
-        choice_bad = choose is not None and (slate_size != 1 or type(choose) is not int)
+        if type(slate_size) is not int or slate_size < 1:
+            check_int("slate_size", slate_size, 1)
         now = float(self.clock())
         self._expire(now)
         request = self.decider.parse(user_id, candidates, context, decision_id, "requests[0]",
                                      slate_size)
-        if choice_bad or (choose is not None and not -1 <= choose < len(request[1])):
+        if choose is not None and (slate_size != 1 or type(choose) is not int
+                                   or not -1 <= choose < len(request[1])):
             raise ValidationError("choose", "must be -1 or a candidate's index, with "
                                   "slate_size 1", choose)
         decision = self.decider.decide([request], slate_size, now, choose)[0]

@@ -81,8 +81,9 @@ class Featurizer:
         #: Width D of a candidate's row of ``phi``.
         self.n_features = 1 + len(INTERACTION_FEATURES) + len(self._user_names) + d_i \
             + d_i * d_c + d_c
-        self._no_context = np.zeros(len(self.context_features))  # shared: read only
-        self._no_context.flags.writeable = False
+        #: The context vector of a request without one (shared: read only).
+        self.no_context = np.zeros(len(self.context_features))
+        self.no_context.flags.writeable = False
 
     @property
     def feature_names(self) -> list[str]:
@@ -242,7 +243,7 @@ class Featurizer:
 
     def context_vector(self, context: object, where: str = "context") -> np.ndarray:
         if context is None:
-            return self._no_context
+            return self.no_context
         vec = np.zeros(len(self.context_features))
         if not isinstance(context, Mapping):
             raise ValidationError(where, "must be a mapping of feature names to numbers", context)

@@ -130,11 +130,13 @@ class Joiner:
             raise ValidationError("rewards", "must be a list of (decision_id, value) pairs", rewards)
         checked = []
         low, high = self.reward_range  # finite (engine.events.Limits)
+        waiting = self.waiting._pending  # ids this engine issued: valid strings
         for i, pair in enumerate(rewards):
             if type(pair) is not tuple and not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise ValidationError(f"rewards[{i}]", "must be a (decision_id, value) pair", pair)
             did, value = pair
-            if type(value) is float and low <= value <= high and storable(did):
+            if type(value) is float and low <= value <= high and type(did) is str \
+                    and (did in waiting or storable(did)):
                 checked.append(pair if type(pair) is tuple else (did, value))  # (NaN fails)
                 continue
             where = "" if len(rewards) == 1 else f"rewards[{i}]."
@@ -212,7 +214,7 @@ class Joiner:
             did = p.decision_id
             events.append(_reward_event(p.user_id, did, p.item_id, p.topics, p.tags, v, now))
             rows.append((did, p.user_id, v, now, "joined"))
-            settle.append((did, v, "joined"))
+            settle.append((v, "joined", did))
         late_rows = self._settle_others(others, events, now) if others else []
         # one durable write for the whole call: reward rows, settled decisions, and the
         # reward events (unique by construction: one per joined or first-late reward)
@@ -295,7 +297,7 @@ class Joiner:
         expired = self.waiting.expire(now)
         default = self.default_reward
         rows = [(p.decision_id, p.user_id, default, now, "default") for p in expired]
-        settle = [(p.decision_id, default, "default") for p in expired]
+        settle = [(default, "default", p.decision_id) for p in expired]
         seqs, _ = self.store.record_rewards(rows, settle)
         if self.sessions is None:
             for p, seq in zip(expired, seqs, strict=True):

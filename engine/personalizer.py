@@ -230,7 +230,7 @@ class Personalizer:
         if defer:  # off the wait list, and so marked in the log: a restart keeps it off
             self._remember(self._deferred, decision_id,
                            self.engine.joiner.waiting.pop(decision_id))
-            self.engine.store.record_rewards((), [(decision_id, None, "deferred")])
+            self.engine.store.record_rewards((), [(None, "deferred", decision_id)])
 
     @staticmethod
     def _shown(d) -> list[float]:
@@ -285,7 +285,7 @@ class Personalizer:
         if pending is None:  # not deferred, or activated already: nothing to do
             return
         deadline = float(self.engine.clock()) + self.settings.reward_wait_time
-        store.record_rewards((), [(decision_id, None, "pending")])
+        store.record_rewards((), [(None, "pending", decision_id)])
         self.engine.joiner.waiting.add(dataclasses.replace(pending, deadline=deadline))
 
     def _slot_ids(self, event_id: str) -> list[str]:

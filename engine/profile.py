@@ -208,7 +208,22 @@ class Profile:
                 attributes: dict | None, words: dict[str, int] | None) -> None:
         """Apply one event (already validated and weighted by the shard)."""
         self.n_events += 1
-        self._track_session(type_, ts, weight)
+        # the event counts in the user's session: a new one starts after session_gap seconds
+        # without events or after a session_end (an event older than the last one counts in
+        # the current session)
+        sess = self.session
+        if sess is None or sess[5] or ts - self.last_ts > self._cfg.session_gap:
+            if type_ != "session_end":
+                sess = self.session = [ts, 0, 0, 0, 0.0, False]
+        elif type_ == "session_end":
+            sess[5] = True
+        if type_ != "session_end":
+            sess[1] += 1
+            if type_ == "click":
+                sess[2] += 1
+            elif type_ == "reward":  # a decision's reward: its weight is the value
+                sess[3] += 1
+                sess[4] += weight
         counts = self.type_counts
         counts[type_] = counts.get(type_, 0) + 1
         first = self.first_ts
@@ -250,25 +265,6 @@ class Profile:
         last = self.last_ts
         if last is None or ts > last:
             self.last_ts = ts
-
-    def _track_session(self, type_: str, ts: float, weight: float) -> None:
-        """Count the event in the user's session: a new one starts after ``session_gap``
-        seconds without events or after a ``session_end`` (an event older than the last
-        one counts in the current session)."""
-        sess, last = self.session, self.last_ts
-        if sess is None or sess[5] or ts - last > self._cfg.session_gap:
-            if type_ == "session_end":
-                return
-            sess = self.session = [ts, 0, 0, 0, 0.0, False]
-        if type_ == "session_end":
-            sess[5] = True
-            return
-        sess[1] += 1
-        if type_ == "click":
-            sess[2] += 1
-        elif type_ == "reward":  # a decision's reward: its weight is the value
-            sess[3] += 1
-            sess[4] += weight
 
     def _track_drift(self, keys: list[str], ts: float) -> None:
         """Feed the change detector with how surprising this event is under the profile."""

@@ -287,11 +287,11 @@ class Store(StoreReads):
         return None if row is None else dict(zip([c[0] for c in cur.description], row, strict=True))
 
     def record_rewards(self, rows: Sequence[tuple[str, str, float, float, str]],
-                       settle: Sequence[tuple[str, float | None, str]],
+                       settle: list[tuple[float | None, str, str]],
                        events: Sequence[Event] = (), shards: Sequence[int] = ()
                        ) -> tuple[list[int], list[int]]:
         """Append reward rows (decision_id, user_id, value, ts, status), settle decisions
-        (decision_id, reward, new status) and log ``events`` (whose ids must be new) as one
+        (reward, new status, decision_id) and log ``events`` (whose ids must be new) as one
         group-committed write, durable when this returns; return the rows' and events' seqs."""
         first = self._next_reward_seq
         seqs = list(range(first, first + len(rows)))
@@ -299,7 +299,7 @@ class Store(StoreReads):
         if rows:
             ops.append(("rewards", [(s, *r) for s, r in zip(seqs, rows, strict=True)]))
         if settle:
-            ops.append(("settle", [(reward, status, did) for did, reward, status in settle]))
+            ops.append(("settle", settle))
         event_seqs = list(range(self._next_seq, self._next_seq + len(events)))
         if events:
             ops.append(("events", [_event_row(seq, event, shard) for seq, event, shard
