@@ -230,7 +230,8 @@ class Policy:
 
     def _learn_checked(self, x: np.ndarray, reward: float, propensity: float) -> Policy:
         """One record whose ``x`` is a (D,) float array: the value checks, then the hook."""
-        x = x.astype(np.float64)  # a copy: inputs are never modified
+        if x.dtype != np.float64:
+            x = x.astype(np.float64)
         if not math.isfinite(float(np.dot(x, x)) + reward):
             if not np.isfinite(x).all():
                 raise ValueError("phi: must be finite (got NaN or infinity)")
@@ -291,9 +292,10 @@ class Policy:
         raise NotImplementedError
 
     def _learn_one(self, x: np.ndarray, reward: float, propensity: float) -> None:
-        """One record: ``x`` (D,) a float64 copy, the rest Python floats. Learns exactly
-        what ``_update`` learns from the same record; override for speed."""
-        self._update(x[None], np.array([reward]), np.array([propensity]))
+        """One record: ``x`` (D,) float64, the caller's array (read it, never write it; copy
+        what you keep), the rest Python floats. Learns exactly what ``_update`` learns from
+        the same record; override for speed."""
+        self._update(x[None].copy(), np.array([reward]), np.array([propensity]))
 
     def _after_load(self) -> None:
         """Drop caches derived from the learned state (called after loading it)."""

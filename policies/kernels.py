@@ -22,8 +22,8 @@ def warm_up() -> None:
     a_inv, b = np.eye(d), np.zeros(d)
     for dtype in (np.float32, np.float64):
         linucb_one(np.ones((k, d), dtype), a_inv, b, 1.0, np.empty(k))
-        win_one(np.ones((k, d), dtype), np.ones(k, bool), a_inv, b, np.zeros((1, k)), 2, 0.1,
-                np.empty(k))
+        win_one(np.ones((k, d), dtype), np.ones(k, bool), a_inv, b, np.zeros((1, k)), 1.0, 2,
+                0.1, np.empty(k))
     cholesky(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.eye(d), np.zeros(d), np.ones(d), 1.0, 1.0, 0.0, 0)
 
@@ -113,14 +113,15 @@ def linucb_one(x, a_inv, b, alpha, bound):
 
 
 @_jit
-def win_one(x, mask, a_inv, b, z, n_draws, epsilon, probs):
+def win_one(x, mask, a_inv, b, z, scale, n_draws, epsilon, probs):
     """Thompson sampling's win probabilities for one decision.
 
     ``x`` (K, D) features, ``mask`` (K,) bool, ``a_inv`` (D, D) and ``b`` (D,) the ridge
-    model (posterior ``N(A^-1 b, v^2 A^-1)``), ``z`` ((n_draws + 1) // 2, K) normals ``N(0,
-    v^2)``, ``probs`` (K,) the output. Each row of ``z`` gives the antithetic score draws ``x
-    theta +/- L z``, ``L`` the Cholesky factor of ``x A^-1 x^T`` (the last minus draw dropped
-    when ``n_draws`` is odd); each credits its best valid candidate (the first of equals).
+    model (posterior ``N(A^-1 b, v^2 A^-1)``), ``z`` ((n_draws + 1) // 2, K) standard
+    normals, ``scale`` = v, ``probs`` (K,) the output. Each row of ``z`` gives the antithetic
+    score draws ``x theta +/- L (v z)``, ``L`` the Cholesky factor of ``x A^-1 x^T`` (the
+    last minus draw dropped when ``n_draws`` is odd); each credits its best valid candidate
+    (the first of equals).
     ``probs = (1 - epsilon) wins / n_draws + epsilon / n_valid`` (0 where masked); a
     covariance that cannot be factored (NaN) gives uniform over the valid.
     """
@@ -145,17 +146,21 @@ def win_one(x, mask, a_inv, b, z, n_draws, epsilon, probs):
         for i in range(k):
             probs[i] = 1.0 / np.count_nonzero(mask) if mask[i] else 0.0
         return
-    counts = _best_counts(upper, mean, mask, z, n_draws)
+    counts = _best_counts(upper, mean, mask, z, scale, n_draws)
     share = (1.0 - epsilon) / n_draws
     for i in range(k):
         probs[i] = counts[i] * share + floor if mask[i] else 0.0
 
 
 @_jit
-def _best_counts(upper, mean, mask, z, n_draws):
-    """Draws ``mean +/- U^T z`` each candidate wins (the first of equals among the valid)."""
+def _best_counts(upper, mean, mask, z, scale, n_draws):
+    """Draws ``mean +/- U^T (scale z)`` each candidate wins (the first of equals among the
+    valid)."""
     k, half = mean.shape[0], z.shape[0]
-    zt = np.ascontiguousarray(z.T)  # (K, draws)
+    zt = np.empty((k, half))  # scale z, transposed: the loops below run along the draws
+    for s in range(half):
+        for m in range(k):
+            zt[m, s] = z[s, m] * scale
     spread = np.zeros((k, half))  # L z for every draw: rows of U^T z, along the draws
     for m in range(k):
         for i in range(m, k):

@@ -67,7 +67,8 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
     if batch == 1:
         probs = np.empty((1, k))
         kernels.win_one(phi[0], _all_valid(k) if mask is None else mask[0], a_inv, b,
-                        normals(rng, scale, n_draws, k), n_draws, epsilon, probs[0])
+                        rng.standard_normal(((n_draws + 1) // 2, k)), scale, n_draws, epsilon,
+                        probs[0])
         return probs
     z = normals(rng, scale, n_draws, d)
     dtype = np.float32 if phi.dtype == np.float32 else np.float64

@@ -63,8 +63,8 @@ def test_policy_normals_are_the_generators_normal_draws():
 def test_win_one_gives_uniform_where_the_covariance_cannot_be_factored():
     probs = np.full(K, -1.0)
     mask = np.arange(K) != 2
-    kernels.win_one(np.ones((K, D)), mask, -np.eye(D), np.zeros(D), np.zeros((2, K)), 4,
-                    0.1, probs)
+    kernels.win_one(np.ones((K, D)), mask, -np.eye(D), np.zeros(D), np.zeros((2, K)), 1.0,
+                    4, 0.1, probs)
     np.testing.assert_array_equal(probs, np.where(mask, 1 / (K - 1), 0.0))
 
 
