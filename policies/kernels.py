@@ -16,14 +16,12 @@ _jit = numba.njit(cache=True)  # holds the GIL: calls of microseconds, from one 
 
 @functools.cache
 def warm_up() -> None:
-    """Compile (or load from the disk cache) every kernel for float32 and float64 features;
-    once per process."""
+    """Compile (or load from the disk cache) every kernel; once per process."""
     k, d = 2, 3
     a_inv, b = np.eye(d), np.zeros(d)
-    for dtype in (np.float32, np.float64):
-        linucb_one(np.ones((k, d), dtype), a_inv, b, 1.0, np.empty(k))
-        win_one(np.ones((k, d), dtype), np.ones(k, bool), a_inv, b, np.zeros((1, k)), 1.0, 2,
-                0.1, np.empty(k))
+    linucb_one(np.ones((k, d)), a_inv, b, 1.0, np.empty(k))
+    win_one(np.ones((k, d)), np.ones(k, bool), a_inv, b, np.zeros((1, k)), 1.0, 2, 0.1,
+            np.empty(k))
     cholesky(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.eye(d), np.zeros(d), np.ones(d), 1.0, 1.0, 0.0, 0)
 
@@ -77,70 +75,42 @@ def _factor_upper(upper):
 
 
 @_jit
-def _times_a_inv(x, a_inv):
-    """``x A^-1`` (K, D) over each row's non-zero features, their indices and counts."""
-    k, d = x.shape
-    nz = np.empty((k, d), np.int64)
-    n_nz = np.zeros(k, np.int64)
-    xa = np.zeros((k, d))
-    for i in range(k):
-        for j in range(d):
-            xij = np.float64(x[i, j])
-            if xij != 0.0:
-                nz[i, n_nz[i]] = j
-                n_nz[i] += 1
-                for m in range(d):  # row j of A^-1, contiguous
-                    xa[i, m] += xij * a_inv[j, m]
-    return xa, nz, n_nz
-
-
-@_jit
 def linucb_one(x, a_inv, b, alpha, bound):
-    """LinUCB's bounds for one decision: ``bound[i] = x_i theta + alpha sqrt(x_i A^-1 x_i)``
-    (the mean alone where the quadratic form is not positive), ``x_i theta = (x_i A^-1) b``."""
-    k = x.shape[0]
-    xa, nz, n_nz = _times_a_inv(x, a_inv)
-    d = xa.shape[1]
+    """LinUCB's bounds for one decision (``x`` (K, D) float64, C-contiguous): ``bound[i] = x_i theta +
+    alpha sqrt(x_i A^-1 x_i)`` (the mean alone where the quadratic form is not positive),
+    ``x_i theta = (x_i A^-1) b``."""
+    xa = np.dot(x, a_inv)  # BLAS
+    means = np.dot(xa, b)
+    k, d = x.shape
     for i in range(k):
-        mean = 0.0
-        for m in range(d):
-            mean += xa[i, m] * b[m]
         quad = 0.0
-        for jj in range(n_nz[i]):
-            m = nz[i, jj]
-            quad += xa[i, m] * np.float64(x[i, m])
-        bound[i] = mean + alpha * math.sqrt(quad) if quad > 0.0 else mean
+        for m in range(d):
+            quad += xa[i, m] * x[i, m]
+        bound[i] = means[i] + alpha * math.sqrt(quad) if quad > 0.0 else means[i]
 
 
 @_jit
 def win_one(x, mask, a_inv, b, z, scale, n_draws, epsilon, probs):
     """Thompson sampling's win probabilities for one decision.
 
-    ``x`` (K, D) features, ``mask`` (K,) bool, ``a_inv`` (D, D) and ``b`` (D,) the ridge
-    model (posterior ``N(A^-1 b, v^2 A^-1)``), ``z`` ((n_draws + 1) // 2, K) standard
-    normals, ``scale`` = v, ``probs`` (K,) the output. Each row of ``z`` gives the antithetic
-    score draws ``x theta +/- L (v z)``, ``L`` the Cholesky factor of ``x A^-1 x^T`` (the
-    last minus draw dropped when ``n_draws`` is odd); each credits its best valid candidate
-    (the first of equals).
+    ``x`` (K, D) features (float64, C-contiguous), ``mask`` (K,) bool, ``a_inv`` (D, D) and
+    ``b`` (D,) the ridge model (posterior ``N(A^-1 b, v^2 A^-1)``), ``z`` ((n_draws + 1) //
+    2, K) standard normals, ``scale`` = v, ``probs`` (K,) the output. Each row of ``z`` gives
+    the antithetic score draws ``x theta +/- L (v z)``, ``L`` the Cholesky factor of ``x A^-1
+    x^T`` (the last minus draw dropped when ``n_draws`` is odd); each credits its best valid
+    candidate (the first of equals).
     ``probs = (1 - epsilon) wins / n_draws + epsilon / n_valid`` (0 where masked); a
     covariance that cannot be factored (NaN) gives uniform over the valid.
     """
-    k = x.shape[0]
-    xa, nz, n_nz = _times_a_inv(x, a_inv)
-    d = xa.shape[1]
-    xat = np.ascontiguousarray(xa.T)  # (D, K): the loops below run along K, contiguous
-    mean = np.zeros(k)  # x theta = (x A^-1) b
+    k, d = x.shape
+    xa = np.dot(x, a_inv)  # (K, D), BLAS
+    rhs = np.empty((d, k + 1))  # [x^T | b]: both products below in one BLAS call
     for m in range(d):
-        bm = b[m]
         for i in range(k):
-            mean[i] += bm * xat[m, i]
-    upper = np.zeros((k, k))  # x A^-1 x^T, upper triangle, row by row
-    for r in range(k):
-        for jj in range(n_nz[r]):
-            m = nz[r, jj]
-            xrm = np.float64(x[r, m])
-            for i in range(r, k):
-                upper[r, i] += xrm * xat[m, i]
+            rhs[m, i] = x[i, m]
+        rhs[m, k] = b[m]
+    both = np.dot(xa, rhs)  # x A^-1 x^T (its upper triangle is factored) | x theta
+    upper, mean = both[:, :k], both[:, k]
     floor = epsilon / np.count_nonzero(mask)
     if not _factor_upper(upper):
         for i in range(k):

@@ -52,7 +52,8 @@ class LinUCB(LinearPolicy):
         b, k, d = phi.shape
         if b == 1:  # one decision, masked or not: its K bounds in one compiled call
             bound = np.empty(k)
-            kernels.linucb_one(phi[0], self._a_inv, self._b, self.alpha, bound)
+            kernels.linucb_one(np.ascontiguousarray(phi[0], dtype=np.float64), self._a_inv,
+                               self._b, self.alpha, bound)
             return greedy_mix(bound[None], mask, self.epsilon)
         x = phi.reshape(b * k, d)
         if b * k >= self.FLOAT32_ROWS and x.dtype == np.float32:  # see FLOAT32_ROWS

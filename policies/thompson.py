@@ -66,7 +66,8 @@ def win_probabilities(phi: np.ndarray, mask: np.ndarray | None, a_inv: np.ndarra
     batch, k, d = phi.shape
     if batch == 1:
         probs = np.empty((1, k))
-        kernels.win_one(phi[0], _all_valid(k) if mask is None else mask[0], a_inv, b,
+        kernels.win_one(np.ascontiguousarray(phi[0], dtype=np.float64),
+                        _all_valid(k) if mask is None else mask[0], a_inv, b,
                         rng.standard_normal(((n_draws + 1) // 2, k)), scale, n_draws, epsilon,
                         probs[0])
         return probs
