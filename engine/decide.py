@@ -11,7 +11,7 @@ import json
 import struct
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 import numpy as np
 
@@ -360,10 +360,10 @@ def sample(probs: np.ndarray, mask: np.ndarray | None, slate_size: int,
     # one request draws as rng.random() does (the same number as rng.random(1)[0])
     us = (rng.random(),) if len(rows) == 1 else rng.random(len(rows)).tolist()
     chosen, props = [], []
-    for r, row in enumerate(rows):
+    for row, u, valid in zip(rows, us, repeat(None) if mask is None else mask, strict=False):
         cum = [*accumulate(row)]  # sequential sums, as np.cumsum adds
-        c = bisect_right(cum, us[r] * cum[-1])
-        if c >= len(row) or row[c] <= 0 or (mask is not None and not mask[r, c]):
+        c = bisect_right(cum, u * cum[-1])
+        if c >= len(row) or row[c] <= 0 or (valid is not None and not valid[c]):
             c = row.index(max(row))
         chosen.append([c])
         props.append([row[c]])

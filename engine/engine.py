@@ -202,7 +202,8 @@ class Engine:
             for e, seq in zip(evs, seqs, strict=True):
                 if seq is not None and e.type == "session_end":
                     self.sessions.end(e.user_id)
-        return self._apply_logged(evs, shards, seqs)
+        accepted = self._apply_logged(evs, shards, seqs)
+        return IngestResult(accepted, len(evs) - accepted)
 
     def stored_id(self, user_id: str) -> str:
         """The id the store knows ``user_id`` by (its pseudonym, with a key), checked."""
@@ -215,9 +216,9 @@ class Engine:
         self.joiner.expire(now)
         self.sessions.expire(now)
 
-    def _apply_logged(self, evs, shards, seqs) -> IngestResult:
+    def _apply_logged(self, evs, shards, seqs) -> int:
         """Apply logged events to the profiles (a seq of None: a duplicate, skipped), and
-        snapshot every ``snapshot_every`` events."""
+        snapshot every ``snapshot_every`` events; the number applied."""
         batches: dict[int, tuple[list, list]] = {}
         accepted = 0
         for e, s, seq in zip(evs, shards, seqs, strict=True):
@@ -233,7 +234,7 @@ class Engine:
         self._since_snapshot += accepted
         if self._since_snapshot >= self.config.snapshot_every:
             self.snapshot()
-        return IngestResult(accepted, len(evs) - accepted)
+        return accepted
 
     # ---- decisions -------------------------------------------------------------------
     def variant_of(self, user_id: str) -> str:

@@ -55,6 +55,7 @@ class LinearPolicy(Policy):
         self._b = np.zeros(n_features)
         self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
         self._float32: tuple[np.ndarray, np.ndarray] | None = None
+        self._root: np.ndarray | None = None  # a square root of A^-1 (LinTS's batched draws)
         kernels.warm_up()  # compiled (or loaded) now, not during the first decision
 
     @property
@@ -113,8 +114,8 @@ class LinearPolicy(Policy):
         self._since_resync = 0
 
     def _after_update(self) -> None:
-        """Drop caches derived from the model (subclasses extend it)."""
-        self._float32 = None
+        """Drop the caches derived from the model."""
+        self._float32 = self._root = None
 
     def _float32_model(self) -> tuple[np.ndarray, np.ndarray]:
         """``A^-1`` and ``theta`` in float32 (cached until the next update) for large float32
@@ -134,7 +135,7 @@ class LinearPolicy(Policy):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_float32"] = None  # a cache, rebuilt on demand
+        state["_float32"] = state["_root"] = None  # caches, rebuilt on demand
         return state
 
     def __setstate__(self, state):

@@ -52,11 +52,6 @@ class LinTS(LinearPolicy):
         check_param("n_draws", n_draws, low=1, integer=True)
         check_param("epsilon", epsilon, low=0.0, high=1.0, low_open=True)
         self.v, self.n_draws, self.epsilon = v, n_draws, epsilon
-        self._root: np.ndarray | None = None  # a square root of A^-1, once a batch needs it
-
-    def _after_update(self) -> None:
-        super()._after_update()
-        self._root = None
 
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         # one decision draws its scores from A^-1 and b: theta is computed for batches only
@@ -66,7 +61,8 @@ class LinTS(LinearPolicy):
                                  self._rng)
 
     def _posterior_root(self) -> np.ndarray:
-        """A square root of ``A^-1`` for a batch's draws, once per model version."""
+        """A square root of ``A^-1`` for a batch's draws, once per model version (kept in
+        ``_root``, dropped by every update)."""
         if self._root is None:
             self._root = psd_root(self._a_inv)
         return self._root
