@@ -231,7 +231,14 @@ def validate_events(raws: Iterable[Mapping | Event], types: EventTypes | None = 
         raise ValidationError("events", "must be a list of events", raws)
     types = types or _DEFAULT_TYPES
     ts_bounds, values = _bounds(limits, now)
-    return [_validate(r, types, f"events[{i}]", ts_bounds, values) for i, r in enumerate(raws)]
+    if type(raws) is not list:
+        raws = list(raws)  # (walked twice when an event is bad)
+    try:
+        return [_validate(r, types, "", ts_bounds, values) for r in raws]
+    except ValidationError:  # the first bad event again, its error naming its index
+        for i, r in enumerate(raws):
+            _validate(r, types, f"events[{i}]", ts_bounds, values)
+        raise
 
 
 def _validate(raw: Mapping | Event, types: EventTypes, where: str,

@@ -214,7 +214,11 @@ class Profile:
         sess = self.session
         if sess is None or sess[5] or ts - self.last_ts > self._cfg.session_gap:
             if type_ != "session_end":
-                sess = self.session = [ts, 0, 0, 0, 0.0, False]
+                if sess is None:
+                    sess = self.session = [ts, 0, 0, 0, 0.0, False]
+                else:  # the new session reuses the list: no allocation per session (for
+                    # a user seen less often than session_gap, that is every event)
+                    sess[:] = ts, 0, 0, 0, 0.0, False
         elif type_ == "session_end":
             sess[5] = True
         if type_ != "session_end":

@@ -68,6 +68,8 @@ def test_a_reserved_event_id_is_refused_and_the_rewards_log_row_kept(tmp_path):
 def test_batch_errors_name_the_index():
     with pytest.raises(ValidationError, match=r"^events\[1\]\.ts"):
         validate_events([GOOD, {**GOOD, "ts": None}])
+    with pytest.raises(ValidationError, match=r"^events\[2\]\.user_id"):  # any iterable
+        validate_events(e for e in [GOOD, GOOD, {**GOOD, "user_id": ""}])
     with pytest.raises(ValidationError, match="^events: must be a list"):
         validate_events({"user_id": "u"})
 
