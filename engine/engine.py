@@ -251,8 +251,7 @@ class Engine:
         A request of :meth:`rank_batch` (its errors name ``requests[0]``'s fields).
         ``choose``: the index of the candidate shown whatever the policy draws, logged with
         propensity 1 (apprentice mode), or ``-1`` for the policy's most probable one."""
-        if type(slate_size) is not int or slate_size < 1:
-            check_int("slate_size", slate_size, 1)
+        check_int("slate_size", slate_size, 1)
         now = float(self.clock())
         self._expire(now)
         request = self.decider.parse(user_id, candidates, context, decision_id, "requests[0]",

@@ -76,9 +76,9 @@ def _factor_upper(upper):
 
 @_jit
 def linucb_one(x, a_inv, b, alpha, bound):
-    """LinUCB's bounds for one decision (``x`` (K, D) float64, C-contiguous): ``bound[i] = x_i theta +
-    alpha sqrt(x_i A^-1 x_i)`` (the mean alone where the quadratic form is not positive),
-    ``x_i theta = (x_i A^-1) b``."""
+    """LinUCB's bounds for one decision, ``x`` (K, D) float64 and C-contiguous: ``bound[i] =
+    x_i theta + alpha sqrt(x_i A^-1 x_i)`` (the mean alone where the quadratic form is not
+    positive), ``x_i theta = (x_i A^-1) b``."""
     xa = np.dot(x, a_inv)  # BLAS
     means = np.dot(xa, b)
     k, d = x.shape
