@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from policies import kernels
 from policies.errors import ValidationError
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order
@@ -309,21 +310,12 @@ def mix_uniform(probs: np.ndarray, mask: np.ndarray | None, epsilon: float) -> n
 
 
 def greedy_mix(scores: np.ndarray, mask: np.ndarray | None, epsilon: float) -> np.ndarray:
-    """``mix_uniform(greedy(scores, mask), mask, epsilon)``, in fewer steps without a mask.
+    """``1 - epsilon`` on each row's best valid score (exact ties split it), ``epsilon``
+    spread over the valid candidates (:func:`policies.kernels.greedy_mix`).
 
     >>> greedy_mix(np.array([[1.0, 3.0, 3.0, 0.0]]), None, 0.2).tolist()
     [[0.05, 0.45, 0.45, 0.05]]
     """
-    if mask is not None:
-        return mix_uniform(greedy(scores, mask), mask, epsilon)
-    best = scores == scores.max(axis=1, keepdims=True)
-    floor = epsilon / scores.shape[1]
-    share = (1.0 - epsilon) / best.sum(axis=1, keepdims=True)
-    return np.where(best, share + floor, floor)
-
-
-def greedy(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """One-hot of each row's best valid score, exact ties split (``mask`` None: all valid)."""
-    s = scores if mask is None else np.where(mask, scores, -np.inf)
-    best = s == s.max(axis=1, keepdims=True)
-    return best / best.sum(axis=1, keepdims=True)
+    probs = np.empty(scores.shape)
+    kernels.greedy_mix(scores, mask, epsilon, probs)
+    return probs

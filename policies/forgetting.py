@@ -115,12 +115,12 @@ class Forgetting:
         that starts the batch."""
         errors = y - x @ theta
         leverage = np.einsum("ij,ij->i", x @ a_inv, x)
-        n = len(errors)
-        lams, refresh, js = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
-        for i, (e, q) in enumerate(zip(errors.tolist(), leverage.tolist(), strict=True)):
-            lams[i], refresh[i], js[i] = self.next_record(prior)
+        rates = []
+        for e, q in zip(errors.tolist(), leverage.tolist(), strict=True):
+            rates.append(self.next_record(prior))
             self.observe(e, q)
-        return lams, refresh, js
+        lams, refresh, js = zip(*rates, strict=True)
+        return np.array(lams), np.array(refresh), np.array(js, dtype=np.int64)
 
     def observe(self, error: float, leverage: float) -> bool:
         """Feed one learned record's prediction error (made before it was learned) and

@@ -22,30 +22,15 @@ def warm_up() -> None:
     linucb_one(np.ones((k, d)), a_inv, b, 1.0, np.empty(k))
     win_one(np.ones((k, d)), np.ones(k, bool), a_inv, b, np.zeros((1, k)), 1.0, 2, 0.1,
             np.empty(k))
-    cholesky(np.eye(d), np.empty((d, d)))
     ridge_step(np.eye(d), np.eye(d), np.zeros(d), np.ones(d), 1.0, 1.0, 0.0, 0)
+    for mask in (None, np.ones((1, k), bool)):
+        greedy_mix(np.zeros((1, k)), mask, 0.1, np.empty((1, k)))
+        inverse_gap(np.zeros((1, k)), mask, 1.0, np.empty((1, k)))
 
 
-#: The jitter :func:`cholesky` adds to the diagonal, relative to the mean variance: far below
+#: The jitter :func:`win_one`'s factor adds to the diagonal, relative to the mean variance: far below
 #: what changes a ranking, enough to factor the covariances of candidates sharing features.
 JITTER = 1e-10
-
-
-@_jit
-def cholesky(cov, lower):
-    """``lower`` (N, N) becomes the lower Cholesky factor of ``cov`` (its upper triangle
-    read) plus :func:`_factor_upper`'s jitter; False, ``lower`` undefined, if not PD."""
-    n = cov.shape[0]
-    upper = np.empty((n, n))
-    for r in range(n):
-        for c in range(r, n):
-            upper[r, c] = cov[r, c]
-    if not _factor_upper(upper):
-        return False
-    for r in range(n):
-        for c in range(n):
-            lower[r, c] = upper[c, r] if c <= r else 0.0
-    return True
 
 
 @_jit
@@ -159,6 +144,57 @@ def _best_counts(upper, mean, mask, z, scale, n_draws):
         if half + s < n_draws:
             counts[best_minus[s]] += 1.0
     return counts
+
+
+@_jit
+def greedy_mix(scores, mask, epsilon, probs):
+    """``probs`` (B, K) from ``scores`` (B, K): in each row ``1 - epsilon`` split among the
+    best valid scores (exact ties share it) plus ``epsilon`` spread over the valid candidates
+    (``mask`` (B, K) bool, None: all valid); 0 where masked. A row with no comparable valid
+    score (NaN) gets uniform over the valid."""
+    b, k = scores.shape
+    for r in range(b):
+        top = -np.inf
+        n_valid = n_best = 0
+        for i in range(k):
+            if mask is None or mask[r, i]:
+                n_valid += 1
+                s = scores[r, i]
+                if s > top:
+                    top, n_best = s, 1
+                elif s == top:
+                    n_best += 1
+        floor = epsilon / n_valid if n_best else 1.0 / n_valid
+        best = (1.0 - epsilon) / n_best + floor if n_best else floor
+        for i in range(k):
+            if mask is None or mask[r, i]:
+                probs[r, i] = best if scores[r, i] == top else floor
+            else:
+                probs[r, i] = 0.0
+
+
+@_jit
+def inverse_gap(y, mask, gamma, probs):
+    """SquareCB's inverse-gap weighting, ``probs`` (B, K) from predicted rewards ``y`` (B,
+    K): a valid candidate ``i`` other than its row's best (the first of equals) gets ``1 /
+    (n_valid + gamma (y_best - y_i))``, the best the rest; 0 where ``mask`` (B, K) is False
+    (None: all valid)."""
+    b, k = y.shape
+    for r in range(b):
+        best, n_valid = -1, 0
+        for i in range(k):
+            if mask is None or mask[r, i]:
+                n_valid += 1
+                if best < 0 or y[r, i] > y[r, best]:
+                    best = i
+        top, total = y[r, best], 0.0
+        for i in range(k):
+            if i != best and (mask is None or mask[r, i]):
+                probs[r, i] = 1.0 / (n_valid + gamma * (top - y[r, i]))
+                total += probs[r, i]
+            else:
+                probs[r, i] = 0.0
+        probs[r, best] = 1.0 - total
 
 
 @_jit

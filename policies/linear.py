@@ -7,6 +7,7 @@ import numpy as np
 from policies import kernels
 from policies.base import Policy, check_param
 from policies.forgetting import DRIFT_FACTOR, HALF_LIFE, forgotten, make_forgetting
+from policies.thompson import inverse_and_root
 
 
 class LinearPolicy(Policy):
@@ -55,7 +56,7 @@ class LinearPolicy(Policy):
         self._b = np.zeros(n_features)
         self._theta: np.ndarray | None = np.zeros(n_features)  # None: A^-1 b, not yet computed
         self._float32: tuple[np.ndarray, np.ndarray] | None = None
-        self._root: np.ndarray | None = None  # a square root of A^-1 (LinTS's batched draws)
+        self._root: np.ndarray | None = None  # A^-1's lower Cholesky factor (LinTS's batch draws)
         kernels.warm_up()  # compiled (or loaded) now, not during the first decision
 
     @property
@@ -83,11 +84,11 @@ class LinearPolicy(Policy):
             pred, quad = kernels.ridge_step(self._a, self._a_inv, self._b, x, reward, lam,
                                             refresh, j)
             f.observe(reward - pred, quad)
+        self._theta = None
+        self._after_update()
         self._since_resync += 1
         if self._since_resync >= self.RESYNC:
             self._resync()
-        self._theta = None
-        self._after_update()
 
     def _update(self, phi: np.ndarray, rewards: np.ndarray, propensities: np.ndarray) -> None:
         self._refit(phi, rewards)  # a mini-batch (one record goes to _learn_one)
@@ -103,14 +104,14 @@ class LinearPolicy(Policy):
                                self.l2 * self.n_features)
             a, self._b = forgotten(self._a, self._b, phi, rewards, *rates)
         self._a = (a + a.T) * 0.5
+        self._after_update()
         self._resync()
         self._theta = self._a_inv @ self._b
-        self._after_update()
 
     def _resync(self) -> None:
-        """``A^-1`` computed afresh from ``A`` (symmetrized)."""
-        a_inv = np.linalg.inv(self._a)
-        self._a_inv = (a_inv + a_inv.T) * 0.5
+        """``A^-1`` computed afresh from ``A`` (exactly symmetric), with the lower Cholesky
+        factor of ``A^-1`` that LinTS's batched draws use."""
+        self._a_inv, self._root = inverse_and_root(self._a)
         self._since_resync = 0
 
     def _after_update(self) -> None:

@@ -10,7 +10,7 @@ import torch
 from policies import kernels
 from policies.base import PickledByState, Policy, check_param
 from policies.forgetting import DRIFT_FACTOR, forgotten, make_forgetting, weights_after
-from policies.thompson import psd_root, win_probabilities
+from policies.thompson import inverse_and_root, psd_root, win_probabilities
 from policies.torchnet import pick_device, seeded_mlp
 
 _WARMUP = 3  # eager Adam steps before a CUDA graph is captured
@@ -151,11 +151,12 @@ class NeuralTS(PickledByState, Policy):
             lam, refresh, j = (r[0].item() for r in rates)
             kernels.ridge_step(self._a, self._a_inv, self._b, h[0], float(rewards[0]), lam,
                                refresh, j)
+            self._chol = None
         else:
             self._a, self._b = forgotten(self._a, self._b, h, rewards, *rates)
-            self._a_inv = np.linalg.inv(self._a)
+            self._a = (self._a + self._a.T) * 0.5
+            self._a_inv, self._chol = inverse_and_root(self._a)
         self._theta = self._a_inv @ self._b
-        self._chol = None
 
     def _remember(self, x: np.ndarray, y: np.ndarray, stamps: np.ndarray | None) -> None:
         n, cap = len(y), self.buffer_size
@@ -203,10 +204,11 @@ class NeuralTS(PickledByState, Policy):
             hw = h if weights is None else h * torch.as_tensor(weights, device=dev)[:, None]
             hth, hty = (hw.T @ h).cpu().numpy(), (hw.T @ y.double()).cpu().numpy()
         self._a = self.l2 * np.eye(self.hidden) + hth
-        self._a_inv = np.linalg.inv(self._a)
+        self._a = (self._a + self._a.T) * 0.5
         self._b = hty
-        self._theta = self._a_inv @ self._b
         self._after_load()  # the new weights for decisions
+        self._a_inv, self._chol = inverse_and_root(self._a)
+        self._theta = self._a_inv @ self._b
         return self
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from policies.base import (
     as_float_array,
     check_mask,
     check_param,
-    greedy,
+    greedy_mix,
     mix_uniform,
 )
 
@@ -149,14 +149,13 @@ class SlateQ(PickledByState, Policy):
     def _act(self, phi: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         q = self.q_values(phi)
         if self.temperature == 0.0:
-            probs = greedy(q, mask)
-        else:
-            z = q / self.temperature
-            if mask is not None:
-                z = np.where(mask, z, -np.inf)
-            z -= z.max(axis=1, keepdims=True)
-            probs = np.exp(z)
-            probs /= probs.sum(axis=1, keepdims=True)
+            return greedy_mix(q, mask, self.epsilon)
+        z = q / self.temperature
+        if mask is not None:
+            z = np.where(mask, z, -np.inf)
+        z -= z.max(axis=1, keepdims=True)
+        probs = np.exp(z)
+        probs /= probs.sum(axis=1, keepdims=True)
         return mix_uniform(probs, mask, self.epsilon) if self.epsilon else probs
 
     # ---- learning --------------------------------------------------------------------

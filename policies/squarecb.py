@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from policies import kernels
 from policies.base import check_param
 from policies.forgetting import DRIFT_FACTOR, HALF_LIFE
 from policies.linear import LinearPolicy
@@ -62,15 +63,6 @@ class SquareCB(LinearPolicy):
         t = self._t if self._forget is None else self._forget.count
         gamma = self.gamma_scale * max(1, t) ** self.gamma_exponent
         y = self._predictions(phi)
-        if mask is None or mask.all():
-            k = float(y.shape[1])
-        else:
-            y = np.where(mask, y, -np.inf)
-            k = mask.sum(axis=1, keepdims=True)
-        rows = np.arange(len(y))
-        best = y.argmax(axis=1)
-        gap = y[rows, best][:, None] - y  # +inf on masked candidates: probability 0
-        probs = 1.0 / (k + gamma * gap)
-        probs[rows, best] = 0.0
-        probs[rows, best] = 1.0 - probs.sum(axis=1)
+        probs = np.empty(y.shape)
+        kernels.inverse_gap(y, mask, gamma, probs)
         return probs

@@ -8,6 +8,7 @@ import functools
 from collections.abc import Callable
 
 import numpy as np
+from scipy.linalg.lapack import dpotrf, dtrtri
 
 from policies import kernels
 from policies.base import mix_uniform
@@ -17,8 +18,8 @@ CHUNK = 256
 
 
 def psd_root(cov: np.ndarray) -> np.ndarray:
-    """A root ``R`` (``R R^T = cov`` up to jitter) of a symmetric PSD ``cov`` (D, D): its
-    Cholesky factor, or if rounding left ``cov`` indefinite, the clipped eigen root.
+    """A root ``R`` (``R R^T = cov``) of a symmetric PSD ``cov`` (D, D): its lower Cholesky
+    factor, or if rounding left ``cov`` indefinite, the clipped eigen root.
 
     >>> psd_root(np.array([[4.0, 2.0], [2.0, 2.0]])).round(6).tolist()
     [[2.0, 0.0], [1.0, 1.0]]
@@ -26,11 +27,32 @@ def psd_root(cov: np.ndarray) -> np.ndarray:
     >>> (r @ r.T).round(6).tolist()
     [[1.0, 0.0], [0.0, 0.0]]
     """
-    lower = np.empty_like(cov, dtype=np.float64)
-    if kernels.cholesky(cov, lower):
+    lower, info = dpotrf(cov, lower=1, clean=1)
+    if info == 0:
         return lower
     vals, vecs = np.linalg.eigh(cov)
     return vecs * np.sqrt(np.clip(vals, 0.0, None))
+
+
+def inverse_and_root(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``A^-1`` (exactly symmetric) of a symmetric positive definite precision ``a`` (D, D)
+    and the lower Cholesky factor ``R`` of ``A^-1``, from one Cholesky factor of ``a`` with
+    its rows and columns reversed (``J``): ``J A J = M M^T`` gives ``A^-1 = R R^T`` with ``R
+    = J M^-T J`` lower triangular. Where ``a`` is not numerically positive definite: its
+    symmetrized inverse and ``None``.
+
+    >>> a_inv, root = inverse_and_root(np.array([[4.0, 2.0], [2.0, 2.0]]))
+    >>> a_inv.round(12).tolist(), bool(np.allclose(root, psd_root(a_inv)))
+    ([[0.5, -0.5], [-0.5, 1.0]], True)
+    """
+    m, info = dpotrf(a[::-1, ::-1], lower=1, clean=1)
+    if info == 0:
+        m_inv, info = dtrtri(m, lower=1)
+    if info != 0:
+        a_inv = np.linalg.inv(a)
+        return (a_inv + a_inv.T) * 0.5, None
+    root = np.ascontiguousarray(m_inv.T[::-1, ::-1])
+    return np.dot(root, root.T), root  # numpy computes R R^T as a symmetric product
 
 
 def normals(rng: np.random.Generator, scale: float, n_draws: int, width: int) -> np.ndarray:

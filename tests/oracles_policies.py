@@ -11,7 +11,7 @@ TINY = float(np.finfo(np.float64).tiny)
 
 
 def cholesky(cov: np.ndarray) -> np.ndarray | None:
-    """:func:`policies.kernels.cholesky`: the lower factor of ``cov`` plus ``(1e-10 * trace
+    """The factor :func:`policies.kernels.win_one` draws with: the lower one of ``cov`` plus ``(1e-10 * trace
     / N + tiny) I`` (LAPACK's), or ``None``."""
     n = len(cov)
     try:
@@ -56,3 +56,25 @@ def ridge_step(a_inv, b, x, reward, lam, refresh, j):
         w = p1[j] * math.sqrt(refresh / (1.0 + refresh * p1[j, j]))
         p1 = p1 - np.outer(w, w)
     return p1, lam * b + reward * x, pred, quad
+
+
+def greedy_mix(scores, mask, epsilon) -> np.ndarray:
+    """:func:`policies.kernels.greedy_mix`: ``1 - epsilon`` split among each row's best valid
+    scores, ``epsilon`` over the valid, 0 where masked."""
+    valid = np.ones(scores.shape, bool) if mask is None else mask
+    s = np.where(valid, scores, -np.inf)
+    best = s == s.max(axis=1, keepdims=True)
+    share = (1.0 - epsilon) * best / best.sum(axis=1, keepdims=True)
+    return np.where(valid, share + epsilon / valid.sum(axis=1, keepdims=True), 0.0)
+
+
+def inverse_gap(y, mask, gamma) -> np.ndarray:
+    """:func:`policies.kernels.inverse_gap`: ``1 / (n_valid + gamma gap)`` off each row's
+    best valid prediction (the first of equals), the rest on it, 0 where masked."""
+    valid = np.ones(y.shape, bool) if mask is None else mask
+    y = np.where(valid, y, -np.inf)
+    rows, best = np.arange(len(y)), y.argmax(axis=1)
+    probs = 1.0 / (valid.sum(axis=1, keepdims=True) + gamma * (y[rows, best][:, None] - y))
+    probs[rows, best] = 0.0
+    probs[rows, best] = 1.0 - probs.sum(axis=1)
+    return probs

@@ -6,7 +6,7 @@ import oracles_policies as oracles
 import pytest
 
 from policies import kernels, make
-from policies.thompson import normals, psd_root
+from policies.thompson import inverse_and_root, normals, psd_root
 
 D, K = 12, 6
 
@@ -119,22 +119,30 @@ def psd_cases():
 
 
 @pytest.mark.parametrize("case", ["well", "low_rank", "tiny", "indefinite"])
-def test_cholesky_is_the_oracles_and_psd_root_a_square_root(case):
+def test_psd_root_is_the_cholesky_factor_or_the_clipped_eigen_root(case):
     cov = psd_cases()[case]
-    lower = np.empty_like(cov)
-    factored = kernels.cholesky(cov, lower)
-    want = oracles.cholesky(cov)
-    assert factored == (want is not None) == (case != "indefinite")
     root = psd_root(cov)
-    if factored:  # lower triangular, LAPACK's factor up to rounding (a rank-deficient
-        # matrix's factor is ill-conditioned in its null space: entries of sqrt(jitter) size)
-        np.testing.assert_allclose(lower, want, rtol=1e-9,
-                                   atol=1e-12 if case != "low_rank" else 1e-9)
-        assert not np.triu(lower, 1).any() and (root == lower).all()
-        np.testing.assert_allclose(root @ root.T, cov, atol=1e-5 * np.abs(cov).max())
+    if case == "well":  # LAPACK's lower factor
+        np.testing.assert_array_equal(root, np.linalg.cholesky(cov))
     else:  # the eigendecomposition's root of the matrix with its negative part clipped
-        np.testing.assert_allclose(root @ root.T, np.diag(np.r_[np.ones(D - 1), 0.0]),
-                                   atol=1e-12)
+        vals, vecs = np.linalg.eigh(cov)
+        clipped = (vecs * np.clip(vals, 0.0, None)) @ vecs.T
+        np.testing.assert_allclose(root @ root.T, clipped, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["well", "indefinite"])
+def test_inverse_and_root_of_a_precision(case):
+    a = np.linalg.inv(psd_cases()["well"]) if case == "well" else psd_cases()[case]
+    a_inv, root = inverse_and_root(a)
+    np.testing.assert_array_equal(a_inv, a_inv.T)  # exactly symmetric
+    if case == "well":
+        np.testing.assert_allclose(a_inv, np.linalg.inv(a), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(root, np.linalg.cholesky(a_inv), rtol=1e-9, atol=1e-12)
+        assert not np.triu(root, 1).any()
+    else:  # not positive definite: no factor, the symmetrized inverse
+        assert root is None
+        want = np.linalg.inv(a)
+        np.testing.assert_array_equal(a_inv, (want + want.T) * 0.5)
 
 
 def test_lints_batch_draws_use_the_cholesky_factor_of_the_current_inverse():
@@ -146,3 +154,36 @@ def test_lints_batch_draws_use_the_cholesky_factor_of_the_current_inverse():
     assert p._root is None  # the model changed: factored anew when a batch needs it
     p.act(phi)
     np.testing.assert_array_equal(p._root, psd_root(p._a_inv))
+
+
+def score_cases(seed):
+    """Scores (B, K) with exact ties (rounded) and a mask leaving every row a candidate."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(50, K)).round(1)
+    scores[3] = 0.0  # every candidate tied (an untrained model)
+    mask = rng.random((50, K)) < 0.6
+    mask[np.arange(50), rng.integers(K, size=50)] = True
+    return scores, mask
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("masked", [False, True])
+def test_greedy_mix_and_inverse_gap_are_the_oracles(seed, masked):
+    scores, mask = score_cases(seed)
+    mask = mask if masked else None
+    probs = np.empty(scores.shape)
+    kernels.greedy_mix(scores, mask, 0.1, probs)
+    np.testing.assert_allclose(probs, oracles.greedy_mix(scores, mask, 0.1), rtol=1e-12)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+    kernels.inverse_gap(scores, mask, 7.0, probs)
+    np.testing.assert_allclose(probs, oracles.inverse_gap(scores, mask, 7.0), rtol=1e-12,
+                               atol=1e-15)
+    if masked:
+        assert (probs[~mask] == 0.0).all()
+
+
+def test_greedy_mix_gives_uniform_over_the_valid_where_no_score_compares():
+    scores = np.array([[np.nan, np.nan, np.nan], [np.nan, 2.0, 1.0]])
+    probs = np.empty(scores.shape)
+    kernels.greedy_mix(scores, np.array([[True, False, True], [True, True, True]]), 0.1, probs)
+    np.testing.assert_allclose(probs, [[0.5, 0.0, 0.5], [0.1 / 3, 0.9 + 0.1 / 3, 0.1 / 3]])
