@@ -6,10 +6,12 @@ D = 256 whose weights flip half way; per policy and for VW squarecb and epsilon 
 run: mean reward before and after the change, decisions to regain 90% of the pre-change
 level, changes detected, and decide+learn per second. Then (``--part simulator``):
 
-Every policy runs in this one process on ``simulators.BatchedRecEnv`` with the ``drifting``
-preset (slow drift of user tastes plus a sudden shift halfway), same seed, same features,
-all policies advancing in turns of 250 steps (each with its own environment) so that a busy
-machine slows them alike while each runs warm:
+Every policy (each linear one as configured by default, with forgetting, and as the
+stationary model, ``half_life=None``) runs in this one process on
+``simulators.BatchedRecEnv`` with the ``drifting`` preset (slow drift of user tastes plus a
+sudden shift halfway), same seed, same features, all policies advancing in turns of 250
+steps (each with its own environment) so that a busy machine slows them alike while each
+runs warm:
 
 - one at a time (B = 1): mean reward, mean regret against the oracle (the best expected
   reward among the candidates), mean reward after the shift, and decide+learn events/s
@@ -41,10 +43,11 @@ from policies import make
 from policies.vw import action_lines, action_template
 from simulators import BatchedRecEnv, make_config
 
-LOOPWISE = (("uniform", {}), ("egreedy", {}), ("linucb", {}), ("squarecb", {}), ("lints", {}),
-            ("lints", {"half_life": None}), ("neural_ts", {}))
-D_FEATURES = 1 + 15 + 12 * 4  # constant, item features, topic x region (drifting preset)
 LINEAR = ("egreedy", "linucb", "squarecb", "lints")
+#: Each linear policy as configured by default (forgetting) and as the stationary model.
+LOOPWISE = (("uniform", {}), *((name, {}) for name in LINEAR),
+            *((name, {"half_life": None}) for name in LINEAR), ("neural_ts", {}))
+D_FEATURES = 1 + 15 + 12 * 4  # constant, item features, topic x region (drifting preset)
 VW_RAW = (("squarecb", "--squarecb"), ("epsilon 0.05", "--epsilon 0.05"))
 VW_ADAPTER = (("vw:squarecb", {}), ("vw:epsilon", {"epsilon": 0.05}))
 
