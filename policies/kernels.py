@@ -28,8 +28,9 @@ def warm_up() -> None:
         inverse_gap(np.zeros((1, k)), mask, 1.0, np.empty((1, k)))
 
 
-#: The jitter :func:`win_one`'s factor adds to the diagonal, relative to the mean variance: far below
-#: what changes a ranking, enough to factor the covariances of candidates sharing features.
+#: The jitter :func:`win_one`'s factor adds to the diagonal, relative to the mean variance:
+#: far below what changes a ranking, enough to factor the covariances of candidates sharing
+#: features.
 JITTER = 1e-10
 
 
