@@ -43,14 +43,15 @@ def check_param(name: str, value: Any, *, low: float | None = None, high: float 
 
 
 def check_mask(mask: Any, b: int, k: int, name: str, like: str) -> np.ndarray:
-    """``mask`` as a boolean array of shape (b, k), the first two axes of ``like``."""
+    """``mask`` as a C-contiguous boolean array of shape (b, k), the first two axes of
+    ``like`` (the layout the compiled kernels are built for)."""
     mask = np.asarray(mask)
     if mask.shape != (b, k):
         raise ValueError(f"{name}: must have shape ({b}, {k}) like {like}'s first two axes "
                          f"(got {mask.shape})")
     if mask.dtype != bool:
         raise TypeError(f"{name}: must be boolean (got dtype {mask.dtype})")
-    return mask
+    return np.ascontiguousarray(mask)
 
 
 class PickledByState:

@@ -24,7 +24,8 @@ def warm_up() -> None:
             np.empty(k))
     ridge_step(np.eye(d), np.eye(d), np.zeros(d), np.ones(d), 1.0, 1.0, 0.0, 0)
     for mask in (None, np.ones((1, k), bool)):
-        greedy_mix(np.zeros((1, k)), mask, 0.1, np.empty((1, k)))
+        for dtype in (np.float64, np.float32):  # (LinUCB scores large float32 batches)
+            greedy_mix(np.zeros((1, k), dtype), mask, 0.1, np.empty((1, k)))
         inverse_gap(np.zeros((1, k)), mask, 1.0, np.empty((1, k)))
 
 
