@@ -61,8 +61,8 @@ class LinTS(LinearPolicy):
                                  self._rng)
 
     def _posterior_root(self) -> np.ndarray:
-        """A square root of ``A^-1`` for a batch's draws, once per model version (kept in
-        ``_root``, dropped by every update)."""
+        """A square root of ``A^-1`` for a batch's draws, once per model version (``_root``:
+        set by each resync of ``A^-1``, dropped by every other update)."""
         if self._root is None:
             self._root = psd_root(self._a_inv)
         return self._root
